@@ -1,0 +1,193 @@
+//! The command line: parses arguments, loads the configuration, runs a command, and turns the
+//! result into output and an exit code.
+
+mod plan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::model::DebVersion;
+
+/// Exit codes, documented in `--help` and the README.
+pub mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// The run ended failed (a node rolled back or was restored); the cluster is safe.
+    pub const RUN_FAILED: u8 = 1;
+    /// Bad input: arguments, configuration, or a snapshot file.
+    pub const BAD_INPUT: u8 = 2;
+    /// Preflight refused; nothing was changed.
+    pub const REFUSED: u8 = 3;
+    /// Another coordinator holds the lock.
+    pub const LOCKED: u8 = 4;
+    /// The command needs a part that is not built yet.
+    pub const NOT_BUILT: u8 = 5;
+    /// The run stopped between nodes because an operator asked it to.
+    pub const ABORTED: u8 = 6;
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (node rolled back or restored, cluster safe); 2 bad input \
+(arguments, configuration, snapshot); 3 refused by preflight (nothing changed); 4 locked by another coordinator; \
+5 not built yet; 6 aborted by an operator.";
+
+/// Upgrades the Docker Engine on every node of a Docker Swarm, one node at a time, with zero downtime.
+#[derive(Debug, Parser)]
+#[command(name = "swarm-upgrade", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Configuration file; drop-ins are read from `config.d/` beside it.
+    #[arg(long, global = true, value_name = "PATH", env = "SWARM_UPGRADE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format of reports.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// More log detail (or set RUST_LOG).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+/// Flags shared by `plan` and `run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the
+    /// configured target.
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    pub to: Option<DebVersion>,
+    /// Allow a target below the installed version.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Allow upgrading a swarm with a single manager (its control plane goes down during the restart).
+    #[arg(long)]
+    pub allow_single_manager: bool,
+}
+
+fn parse_version(s: &str) -> Result<DebVersion, String> {
+    s.parse().map_err(|e: crate::model::VersionError| e.to_string())
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dry run: preflight, node order and each node's actions, without changing anything.
+    Plan {
+        /// Plan offline against a cluster saved with `swarm-upgrade snapshot`.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+        /// Target and permissions.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Upgrade every node now (one-off run), holding the cluster-wide lock.
+    Run {
+        /// Target and permissions.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Start even outside the configured maintenance windows.
+        #[arg(long)]
+        ignore_window: bool,
+    },
+    /// Take over an interrupted run once its lock is free or expired.
+    Resume {
+        /// Wait for the holder's lease to expire instead of failing.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the lock and each node's progress.
+    Status,
+    /// Ask the running coordinator to stop after the current node, leaving it safe.
+    Abort,
+    /// Break a stale lock, showing who held it.
+    Unlock {
+        /// Required: breaking a live coordinator's lock lets two coordinators act at once.
+        #[arg(long, required = true)]
+        force: bool,
+    },
+    /// Write the observed cluster (nodes, services, tasks, agent reports) as JSON.
+    Snapshot {
+        /// File to write (standard output when absent).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Run the node agent (started by swarm-upgrade-agent.service).
+    Agent,
+}
+
+/// A command's failure: the message for the operator and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// One message: what, where, what to do.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into() }
+    }
+}
+
+/// Parses the arguments, runs the command, prints, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(false, cli.verbose);
+    match dispatch(&cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<(), Failure> {
+    let settings = || crate::config::load(cli.config.as_deref()).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()));
+    match &cli.command {
+        Command::Plan { snapshot: Some(file), target } => plan::offline(&settings()?, file, target, cli.output),
+        Command::Plan { snapshot: None, .. } => {
+            settings()?;
+            Err(not_built("plan against the live cluster", "`swarm-upgrade plan --snapshot FILE` plans offline"))
+        }
+        Command::Run { .. } | Command::Resume { .. } | Command::Status | Command::Abort | Command::Unlock { .. } | Command::Snapshot { .. } => {
+            settings()?;
+            Err(not_built(command_name(&cli.command), "nothing was changed"))
+        }
+        Command::Agent => {
+            settings()?;
+            Err(not_built("agent", "nothing was started"))
+        }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Plan { .. } => "plan",
+        Command::Run { .. } => "run",
+        Command::Resume { .. } => "resume",
+        Command::Status => "status",
+        Command::Abort => "abort",
+        Command::Unlock { .. } => "unlock",
+        Command::Snapshot { .. } => "snapshot",
+        Command::Agent => "agent",
+    }
+}
+
+fn not_built(what: &str, then: &str) -> Failure {
+    Failure::new(
+        exit::NOT_BUILT,
+        format!("`{what}` needs the Docker, systemd, apt and gRPC adapters, which are not built yet (issue 3); {then}"),
+    )
+}

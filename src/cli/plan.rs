@@ -1,0 +1,107 @@
+//! `swarm-upgrade plan`: the dry run, rendered for people or as JSON.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{exit, Failure, Output, TargetArgs};
+use crate::config::Settings;
+use crate::model::ClusterSnapshot;
+use crate::planner::{self, Plan, PlanRequest, Refusal};
+
+/// Plans against a saved snapshot.
+pub fn offline(settings: &Settings, file: &Path, target: &TargetArgs, output: Output) -> Result<(), Failure> {
+    let snap = read_snapshot(file)?;
+    let req = PlanRequest { to: target.to.clone(), allow_downgrade: target.allow_downgrade, allow_single_manager: target.allow_single_manager };
+    match planner::plan(&snap, settings, &req) {
+        Ok(plan) => {
+            match output {
+                Output::Text => print!("{}", render(&plan)),
+                Output::Json => println!("{}", json(&PlanReport { verdict: "ready", plan: Some(&plan), refusals: &[] })),
+            }
+            Ok(())
+        }
+        Err(refusals) => {
+            if output == Output::Json {
+                println!("{}", json(&PlanReport { verdict: "refused", plan: None, refusals: &refusals }));
+            }
+            Err(Failure::new(exit::REFUSED, refusal_message(&refusals)))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<&'a Plan>,
+    refusals: &'a [Refusal],
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("plan reports serialize")
+}
+
+/// Reads a snapshot file; errors name the file, the place and the fix.
+pub fn read_snapshot(file: &Path) -> Result<ClusterSnapshot, Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot read snapshot {}: {e}; check the path given to --snapshot", file.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            exit::BAD_INPUT,
+            format!("{}:{}:{}: not a cluster snapshot: {e}; write one with `swarm-upgrade snapshot --out FILE`", file.display(), e.line(), e.column()),
+        )
+    })
+}
+
+/// The refusal as one message: every reason, each with its fix.
+pub fn refusal_message(refusals: &[Refusal]) -> String {
+    let mut m = format!("preflight refused the run ({} reason{}); nothing was changed:", refusals.len(), if refusals.len() == 1 { "" } else { "s" });
+    for r in refusals {
+        let at = match (&r.node, &r.service) {
+            (Some(n), Some(s)) => format!("[{n}, service {s}] "),
+            (Some(n), None) => format!("[{n}] "),
+            (None, Some(s)) => format!("[service {s}] "),
+            (None, None) => String::new(),
+        };
+        let _ = write!(m, "\n  - {at}{}\n    fix: {}", r.reason, r.fix);
+    }
+    m
+}
+
+/// The plan for people: the order, and per node what will happen.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Target: {}", plan.target);
+    let _ = writeln!(out, "Packages: {}", plan.packages);
+    let _ = writeln!(out, "Preflight: passed");
+    if plan.nodes.is_empty() {
+        let _ = writeln!(out, "Nothing to do: every selected node is at the target.");
+    } else {
+        let _ = writeln!(out, "Order ({} nodes, one at a time):", plan.nodes.len());
+    }
+    for (i, n) in plan.nodes.iter().enumerate() {
+        let role = match (n.role, n.leader) {
+            (_, true) => "manager, leader",
+            (crate::model::Role::Manager, false) => "manager",
+            (crate::model::Role::Worker, _) => "worker",
+        };
+        let _ = writeln!(out, "{:>3}. {} ({role}): engine {} -> {}, returns to {:?}", i + 1, n.hostname, n.engine_from, plan.target.engine_version(), n.availability);
+        let _ = writeln!(out, "       phases: prefetch, pause, surge, drain, wait-migrated, upgrade, restart, wait-ready, reactivate, verify-converged");
+        if !n.surge.is_empty() {
+            let s: Vec<String> = n.surge.iter().map(|s| format!("{} {}->{} (on {})", s.name, s.from, s.to, s.expected_on.join(", "))).collect();
+            let _ = writeln!(out, "       surge: {}", s.join("; "));
+        }
+        if !n.moves.is_empty() {
+            let _ = writeln!(out, "       drain moves: {}", n.moves.join("; "));
+        }
+        if !n.global_stops.is_empty() {
+            let _ = writeln!(out, "       global tasks stop and return with the node: {}", n.global_stops.join(", "));
+        }
+    }
+    for s in &plan.skipped {
+        let _ = writeln!(out, "Skipped: {} ({})", s.hostname, s.reason);
+    }
+    out
+}

@@ -1,0 +1,141 @@
+//! One configuration file as written: every key optional, unknown keys refused.
+
+use serde::Deserialize;
+
+/// A whole file (`config.toml` or a `config.d/*.toml` drop-in).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fragment {
+    /// `[target]`
+    pub target: Option<TargetFragment>,
+    /// `[packages]`
+    pub packages: Option<PackagesFragment>,
+    /// `[upgrade]`
+    pub upgrade: Option<UpgradeFragment>,
+    /// `[nodes]`
+    pub nodes: Option<NodesFragment>,
+    /// `[timeouts]`
+    pub timeouts: Option<TimeoutsFragment>,
+    /// `[lock]`
+    pub lock: Option<LockFragment>,
+    /// `[[windows]]`: a drop-in that sets it replaces the whole list.
+    pub windows: Option<Vec<WindowFragment>>,
+    /// `[agent]`
+    pub agent: Option<AgentFragment>,
+    /// `[notify]`
+    pub notify: Option<NotifyFragment>,
+}
+
+/// `[target]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFragment {
+    /// An exact package version.
+    pub version: Option<String>,
+    /// `latest` or `latest-patch`.
+    pub policy: Option<String>,
+}
+
+/// `[packages]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesFragment {
+    /// Packages installed at the target version.
+    pub engine: Option<Vec<String>>,
+    /// Packages installed at the newest version the repository offers.
+    pub companions: Option<Vec<String>>,
+}
+
+/// `[upgrade]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeFragment {
+    /// `workers-first` or `managers-first`.
+    pub order: Option<String>,
+    /// Start replacement replicas elsewhere before draining.
+    pub surge: Option<bool>,
+    /// Allow upgrading a swarm that has one manager.
+    pub allow_single_manager: Option<bool>,
+    /// Allow a target below the installed version.
+    pub allow_downgrade: Option<bool>,
+    /// Widest allowed distance in major versions between any node and the target.
+    pub max_major_skew: Option<u32>,
+    /// Free disk space a node needs for the packages, e.g. `2GiB`.
+    pub min_free_disk: Option<String>,
+}
+
+/// `[nodes]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodesFragment {
+    /// Only nodes with this label (`key=value` or `key`) are upgraded; empty means all.
+    pub include_label: Option<String>,
+    /// Nodes with this label are skipped; empty means none.
+    pub exclude_label: Option<String>,
+}
+
+/// `[timeouts]`: durations such as `90s`, `10m`, `1h 30m`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct TimeoutsFragment {
+    pub prefetch: Option<String>,
+    pub availability: Option<String>,
+    pub surge: Option<String>,
+    pub migrate: Option<String>,
+    pub upgrade: Option<String>,
+    pub restart: Option<String>,
+    pub ready: Option<String>,
+    pub verify: Option<String>,
+    pub monitor: Option<String>,
+    pub rollback: Option<String>,
+    pub rejoin: Option<String>,
+}
+
+/// `[lock]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockFragment {
+    /// How long the lock stays valid without renewal.
+    pub lease: Option<String>,
+}
+
+/// One `[[windows]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowFragment {
+    /// Week days (`mon` .. `sun`); empty or absent means every day.
+    pub days: Option<Vec<String>>,
+    /// Opening time `HH:MM`.
+    pub start: Option<String>,
+    /// Closing time `HH:MM`; before `start` means the window ends the next day.
+    pub end: Option<String>,
+    /// IANA time zone; `UTC` when absent.
+    pub timezone: Option<String>,
+}
+
+/// `[agent]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFragment {
+    /// TCP port the agent listens on.
+    pub port: Option<u16>,
+    /// Directory of the swarm's node certificates (the default identity).
+    pub certificates_dir: Option<String>,
+    /// Operator-provided certificate (instead of the swarm's).
+    pub cert: Option<String>,
+    /// Operator-provided private key.
+    pub key: Option<String>,
+    /// Operator-provided CA bundle.
+    pub ca: Option<String>,
+    /// Plaintext gRPC, for labs only.
+    pub insecure: Option<bool>,
+}
+
+/// `[notify]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFragment {
+    /// Slack-compatible webhook URL; empty means none.
+    pub webhook: Option<String>,
+}

@@ -1,0 +1,277 @@
+//! Configuration: `config.toml` plus `config.d/*.toml` drop-ins (later files win, key by key),
+//! merged over the defaults and validated into typed [`Settings`].
+
+pub mod fragments;
+pub mod window;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::model::DebVersion;
+use fragments::Fragment;
+pub use window::{window_open, Window};
+
+/// The default configuration file.
+pub const DEFAULT_PATH: &str = "/etc/swarm-upgrade/config.toml";
+
+/// What to upgrade to when `--to` is not given.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "version")]
+pub enum TargetSetting {
+    /// No target configured: `--to` is required.
+    Unset,
+    /// An exact package version.
+    Exact(DebVersion),
+    /// The newest version the repository offers.
+    Latest,
+    /// The newest version of the cluster's current major.minor.
+    LatestPatch,
+}
+
+/// Which nodes go first; the leader is always the last manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeOrder {
+    /// Workers, then managers.
+    WorkersFirst,
+    /// Managers, then workers.
+    ManagersFirst,
+}
+
+/// A node label selector: `key` (any value) or `key=value`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LabelMatch {
+    /// Label key.
+    pub key: String,
+    /// Required value; any when `None`.
+    pub value: Option<String>,
+}
+
+impl LabelMatch {
+    fn parse(text: &str) -> Option<LabelMatch> {
+        let (key, value) = match text.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().to_string())),
+            None => (text.trim(), None),
+        };
+        (!key.is_empty()).then(|| LabelMatch { key: key.to_string(), value })
+    }
+
+    /// Whether a node's labels match.
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        labels.get(&self.key).is_some_and(|v| self.value.as_ref().is_none_or(|want| want == v))
+    }
+}
+
+/// Per-phase time limits.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[allow(missing_docs)]
+pub struct Timeouts {
+    pub prefetch: Duration,
+    pub availability: Duration,
+    pub surge: Duration,
+    pub migrate: Duration,
+    pub upgrade: Duration,
+    pub restart: Duration,
+    pub ready: Duration,
+    pub verify: Duration,
+    /// How long services must stay converged before a node counts as done.
+    pub monitor: Duration,
+    pub rollback: Duration,
+    pub rejoin: Duration,
+}
+
+/// How the coordinator reaches agents and how agents prove who they are.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AgentSettings {
+    /// TCP port.
+    pub port: u16,
+    /// The swarm's node certificates (default identity).
+    pub certificates_dir: PathBuf,
+    /// Operator-provided certificate, key and CA (all three or none).
+    pub custom_tls: Option<CustomTls>,
+    /// Plaintext gRPC (labs only; logged as a warning).
+    pub insecure: bool,
+}
+
+/// Operator-provided TLS material.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CustomTls {
+    /// Certificate (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM, unencrypted).
+    pub key: PathBuf,
+    /// CA bundle (PEM).
+    pub ca: PathBuf,
+}
+
+/// Validated settings.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Settings {
+    /// Target when `--to` is not given.
+    pub target: TargetSetting,
+    /// Packages installed at the target version.
+    pub engine_packages: Vec<String>,
+    /// Packages installed at the newest version offered.
+    pub companion_packages: Vec<String>,
+    /// Node order.
+    pub order: NodeOrder,
+    /// Start replacements before draining.
+    pub surge: bool,
+    /// Allow a one-manager swarm.
+    pub allow_single_manager: bool,
+    /// Allow a target below the installed version.
+    pub allow_downgrade: bool,
+    /// Widest allowed distance in major versions between a node and the target.
+    pub max_major_skew: u32,
+    /// Free disk a node needs, in bytes.
+    pub min_free_disk: u64,
+    /// Only nodes matching this are upgraded.
+    pub include_label: Option<LabelMatch>,
+    /// Nodes matching this are skipped.
+    pub exclude_label: Option<LabelMatch>,
+    /// Per-phase limits.
+    pub timeouts: Timeouts,
+    /// Lock lease.
+    pub lease: Duration,
+    /// Maintenance windows (none: always open).
+    pub windows: Vec<Window>,
+    /// Agent connection.
+    pub agent: AgentSettings,
+    /// Webhook URL.
+    pub webhook: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let m = |mins: u64| Duration::from_secs(mins * 60);
+        Settings {
+            target: TargetSetting::Unset,
+            engine_packages: vec!["docker-ce".into(), "docker-ce-cli".into()],
+            companion_packages: vec!["containerd.io".into()],
+            order: NodeOrder::WorkersFirst,
+            surge: true,
+            allow_single_manager: false,
+            allow_downgrade: false,
+            max_major_skew: 2,
+            min_free_disk: 1 << 30,
+            include_label: None,
+            exclude_label: LabelMatch::parse("swarm-upgrade.skip=true"),
+            timeouts: Timeouts {
+                prefetch: m(10),
+                availability: m(1),
+                surge: m(5),
+                migrate: m(5),
+                upgrade: m(15),
+                restart: m(3),
+                ready: m(5),
+                verify: m(10),
+                monitor: Duration::from_secs(10),
+                rollback: m(15),
+                rejoin: m(5),
+            },
+            lease: Duration::from_secs(60),
+            windows: Vec::new(),
+            agent: AgentSettings {
+                port: 7443,
+                certificates_dir: PathBuf::from("/var/lib/docker/swarm/certificates"),
+                custom_tls: None,
+                insecure: false,
+            },
+            webhook: None,
+        }
+    }
+}
+
+/// A configuration error: which file, where, what, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}; check the path given to --config")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("{path}:{line}:{column}: {message}; {fix}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        message: String,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{path}: `{key}` = {value}: {problem}")]
+    Invalid {
+        /// The file that set it (or `defaults + drop-ins` for cross-key checks).
+        path: String,
+        /// Dotted key, e.g. `timeouts.ready`.
+        key: String,
+        /// The offending value as written.
+        value: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+}
+
+/// Loads settings. `explicit` is `--config`; without it the default path is used if it exists,
+/// and plain defaults otherwise. Drop-ins come from `config.d/` beside the main file.
+pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+    let main = explicit.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    let mut settings = Settings::default();
+    if explicit.is_some() || main.exists() {
+        apply_file(&mut settings, &main)?;
+    }
+    let dropins = main.parent().map(|d| d.join("config.d")).filter(|d| d.is_dir());
+    if let Some(dir) = dropins {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|source| ConfigError::Read { path: dir.clone(), source })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            apply_file(&mut settings, &f)?;
+        }
+    }
+    Ok(settings)
+}
+
+fn apply_file(settings: &mut Settings, path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let fragment = parse_fragment(&text, path)?;
+    merge::apply(settings, fragment, &path.display().to_string())
+}
+
+/// Parses one file's text; errors carry the line and column.
+pub fn parse_fragment(text: &str, path: &Path) -> Result<Fragment, ConfigError> {
+    toml::from_str::<Fragment>(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let message = e.message().to_string();
+        let fix = if message.contains("unknown field") {
+            "remove the key or correct its spelling (every key is listed, commented, in the packaged config.toml)"
+        } else if message.contains("invalid type") {
+            "give the value the type shown in the packaged config.toml (strings in quotes, lists in [ ])"
+        } else {
+            "correct the TOML syntax at that place"
+        };
+        ConfigError::Syntax { path: path.to_path_buf(), line, column, message, fix }
+    })
+}
+
+mod merge;
+
+#[cfg(test)]
+mod tests;

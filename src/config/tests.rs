@@ -1,0 +1,154 @@
+use std::path::Path;
+
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("swarm-upgrade-config-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn drop_ins_override_key_by_key_in_name_order() {
+    let d = tempdir("dropins");
+    let main = write(&d, "config.toml", "[upgrade]\nsurge = false\norder = \"managers-first\"\n[timeouts]\nready = \"2m\"\n");
+    write(&d, "config.d/20-late.toml", "[upgrade]\nsurge = true\n");
+    write(&d, "config.d/10-early.toml", "[upgrade]\nsurge = false\n[timeouts]\nready = \"7m\"\n");
+    write(&d, "config.d/notes.txt", "not toml");
+    let s = load(Some(&main)).unwrap();
+    assert!(s.surge, "20-late.toml is applied last");
+    assert_eq!(s.order, NodeOrder::ManagersFirst, "keys a drop-in does not set are kept");
+    assert_eq!(s.timeouts.ready, Duration::from_secs(420));
+    assert_eq!(s.timeouts.verify, Settings::default().timeouts.verify);
+}
+
+#[test]
+fn unknown_key_names_file_line_column_and_fix() {
+    let e = parse_fragment("[upgrade]\nsurge = true\nsurgee = false\n", Path::new("/etc/x.toml")).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("/etc/x.toml:3:1: unknown field `surgee`"), "{msg}");
+    assert!(msg.contains("remove the key or correct its spelling"), "{msg}");
+}
+
+#[test]
+fn wrong_type_and_malformed_toml_are_located() {
+    let e = parse_fragment("[agent]\nport = \"seven\"\n", Path::new("c.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:2:8: invalid type"), "{e}");
+    let e = parse_fragment("[agent\nport = 1\n", Path::new("c.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:1:"), "{e}");
+    assert!(e.contains("correct the TOML syntax"), "{e}");
+}
+
+#[test]
+fn invalid_values_name_the_key_and_the_fix() {
+    let cases = [
+        ("[target]\nversion = \"latest!\"\n", "`target.version`"),
+        ("[target]\npolicy = \"newest\"\n", "must be \"latest\" or \"latest-patch\""),
+        ("[target]\npolicy = \"latest\"\nversion = \"1.0\"\n", "not both"),
+        ("[timeouts]\nready = \"soon\"\n", "`timeouts.ready`"),
+        ("[timeouts]\nready = \"0s\"\n", "longer than zero"),
+        ("[lock]\nlease = \"5s\"\n", "at least 10s"),
+        ("[upgrade]\norder = \"random\"\n", "workers-first"),
+        ("[packages]\nengine = []\n", "at least the engine package"),
+        ("[packages]\nengine = [\"Docker CE\"]\n", "not a Debian package name"),
+        ("[agent]\ncert = \"/c.pem\"\n", "all three"),
+        ("[[windows]]\ndays = [\"someday\"]\nstart = \"01:00\"\nend = \"02:00\"\n", "windows[0].days"),
+        ("[[windows]]\nstart = \"25:00\"\nend = \"02:00\"\n", "HH:MM"),
+        ("[[windows]]\nstart = \"01:00\"\nend = \"02:00\"\ntimezone = \"Mars/Base\"\n", "IANA"),
+        ("[notify]\nwebhook = \"ftp://x\"\n", "http://"),
+    ];
+    for (text, expect) in cases {
+        let d = tempdir("invalid");
+        let p = write(&d, "config.toml", text);
+        let e = load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains(expect), "{text:?} gave {e}");
+        assert!(e.starts_with(&p.display().to_string()), "names the file: {e}");
+    }
+}
+
+#[test]
+fn explicit_missing_file_is_an_error() {
+    let e = load(Some(Path::new("/nonexistent/swarm-upgrade.toml"))).unwrap_err().to_string();
+    assert!(e.contains("cannot read configuration file /nonexistent/swarm-upgrade.toml"), "{e}");
+}
+
+#[test]
+fn every_section_parses_into_settings() {
+    let d = tempdir("full");
+    let p = write(
+        &d,
+        "config.toml",
+        r#"
+[target]
+policy = "latest-patch"
+[packages]
+engine = ["docker.io"]
+companions = ["containerd", "runc"]
+[upgrade]
+allow_single_manager = true
+max_major_skew = 1
+min_free_disk = "512MiB"
+[nodes]
+include_label = "upgrade"
+exclude_label = ""
+[[windows]]
+days = ["sat", "sun"]
+start = "22:00"
+end = "04:00"
+timezone = "Europe/Berlin"
+[agent]
+port = 9443
+cert = "/c.pem"
+key = "/k.pem"
+ca = "/ca.pem"
+[notify]
+webhook = "https://hooks.example.invalid/x"
+"#,
+    );
+    let s = load(Some(&p)).unwrap();
+    assert_eq!(s.target, TargetSetting::LatestPatch);
+    assert_eq!(s.engine_packages, vec!["docker.io"]);
+    assert_eq!(s.companion_packages, vec!["containerd", "runc"]);
+    assert!(s.allow_single_manager);
+    assert_eq!(s.min_free_disk, 512 << 20);
+    assert_eq!(s.include_label, Some(LabelMatch { key: "upgrade".into(), value: None }));
+    assert_eq!(s.exclude_label, None);
+    assert_eq!(s.windows.len(), 1);
+    assert_eq!(s.windows[0].days.len(), 2);
+    assert_eq!(s.agent.port, 9443);
+    assert!(s.agent.custom_tls.is_some());
+}
+
+/// The packaged config.toml documents every key, commented out, with the default value: with the
+/// comment marks removed it must parse to exactly the defaults.
+#[test]
+fn packaged_config_lists_the_defaults() {
+    let text = include_str!("../../packaging/config.toml");
+    // Convention: `#key = value` and `#[section]` (no space after `#`) are settings at their
+    // default; `# text` is prose.
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let fragment = parse_fragment(&uncommented, Path::new("packaging/config.toml")).unwrap();
+    let mut s = Settings::default();
+    merge::apply(&mut s, fragment, "packaging/config.toml").unwrap();
+    assert_eq!(s, Settings::default());
+    assert!(fragment_keys_documented(&uncommented), "every section is documented");
+}
+
+fn fragment_keys_documented(text: &str) -> bool {
+    ["[target]", "[packages]", "[upgrade]", "[nodes]", "[timeouts]", "[lock]", "[agent]", "[notify]"].iter().all(|s| text.contains(s))
+}

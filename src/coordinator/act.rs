@@ -1,0 +1,88 @@
+//! The action each phase takes when it is entered. Every action is idempotent (absolute replica
+//! counts and availabilities, exact package sets), so a coordinator that resumes simply repeats
+//! the action of the phase it finds.
+
+use super::{Coordinator, CoordinatorError};
+use crate::machine::{NodeProgress, Phase};
+use crate::model::{Availability, NodeId, PackageSet};
+use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
+
+/// What an action produced that the machine must record.
+pub(crate) enum Acted {
+    /// Nothing to record.
+    Done,
+    /// The node joined again under a new ID.
+    Rejoined(NodeId),
+}
+
+impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
+    /// Performs the action of `p`'s phase.
+    pub(crate) async fn act(&self, p: &NodeProgress, packages: &PackageSet, op: &OpKey) -> Result<Acted, PortError> {
+        let swarm = self.ports.swarm;
+        let agents = self.ports.agents;
+        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone() };
+        match p.phase {
+            Phase::Prefetch => agents.prefetch(&target, packages, op).await?,
+            Phase::Pause => {
+                // An operator's drain stays a drain; only an active node is paused.
+                if p.original_availability == Availability::Active {
+                    swarm.set_availability(&p.node, Availability::Pause).await?;
+                }
+            }
+            Phase::Surge => {
+                for s in &p.surge {
+                    swarm.scale(&s.service, s.to).await?;
+                }
+            }
+            Phase::Drain => swarm.set_availability(&p.node, Availability::Drain).await?,
+            Phase::Upgrade => agents.upgrade(&target, packages, op).await?,
+            Phase::Restart => agents.restart_engine(&target, op).await?,
+            Phase::Rollback => {
+                let previous = p.previous.as_ref().ok_or_else(|| PortError::Failed("no previous package set recorded".into()))?;
+                agents.rollback(&target, previous, op).await?
+            }
+            Phase::Rejoin => return self.rejoin(p, &target, op).await,
+            Phase::Reactivate => swarm.set_availability(&p.node, p.original_availability).await?,
+            Phase::VerifyConverged => self.unsurge(p).await?,
+            Phase::Restore => {
+                self.unsurge(p).await?;
+                swarm.set_availability(&p.node, p.original_availability).await?;
+            }
+            Phase::WaitMigrated | Phase::WaitReady | Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => {}
+        }
+        Ok(Acted::Done)
+    }
+
+    async fn unsurge(&self, p: &NodeProgress) -> Result<(), PortError> {
+        for s in &p.surge {
+            self.ports.swarm.scale(&s.service, s.from).await?;
+        }
+        Ok(())
+    }
+
+    /// The node's engine runs but it is no longer a member: join again with a fresh token, carry
+    /// its labels over to the new entry, and remove the stale one. Availability follows in
+    /// Reactivate.
+    async fn rejoin(&self, p: &NodeProgress, target: &AgentTarget, op: &OpKey) -> Result<Acted, PortError> {
+        let snap = self.ports.swarm.snapshot().await?;
+        let managers: Vec<String> = snap
+            .managers()
+            .filter(|m| m.id != p.node && !m.addr.is_empty())
+            .map(|m| format!("{}:2377", m.addr))
+            .collect();
+        let token = self.ports.swarm.join_token(p.role).await?;
+        let new_id = self.ports.agents.rejoin(target, &JoinOrder { token, managers }, op).await?;
+        self.ports.swarm.set_labels(&new_id, &p.labels).await?;
+        if new_id != p.node && snap.node(&p.node).is_some() {
+            self.ports.swarm.remove_node(&p.node).await?;
+        }
+        Ok(Acted::Rejoined(new_id))
+    }
+
+    /// Records a failure on node `i` and lets the machine pick the recovery.
+    pub(crate) async fn fail_node(&self, token: u64, i: usize, reason: String) -> Result<(), CoordinatorError> {
+        let now = self.ports.clock.now();
+        tracing::warn!(node = i, %reason, "node step failed");
+        self.update_run(token, |run| Ok(run.nodes[i].fail(reason.clone(), now)?)).await
+    }
+}

@@ -1,0 +1,171 @@
+//! The loop: read the run from the store, decide the next step, act, observe, transition.
+
+use super::act::Acted;
+use super::{Coordinator, CoordinatorError};
+use crate::machine::decide::{evaluate, Observation, Verdict};
+use crate::machine::{elapsed, Phase};
+use crate::model::{AgentStatus, NodeId, PackageSet};
+use crate::planner::guard;
+use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
+use crate::run::{Outcome, RunRecord, RunStep};
+
+/// The action already carried out by this coordinator: (node index, phase, node ID).
+type ActedKey = Option<(usize, Phase, NodeId)>;
+
+impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
+    /// Drives the run held with `token` to its end.
+    pub(crate) async fn drive(&self, token: u64) -> Result<RunRecord, CoordinatorError> {
+        let mut acted: ActedKey = None;
+        let mut renewed = self.ports.clock.now();
+        loop {
+            let now = self.ports.clock.now();
+            if elapsed(renewed, now) >= self.settings.lease / 3 {
+                self.renew(token).await?;
+                renewed = now;
+            }
+            let doc = self.load_retrying().await?.doc;
+            doc.check(token, now)?;
+            let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
+            match run.next_step() {
+                RunStep::Finish(outcome, reason) => return self.finish(token, outcome, reason).await,
+                RunStep::Start(i) => {
+                    if let Some(why) = self.guard(&run, i).await? {
+                        return self.finish(token, Outcome::Failed, why).await;
+                    }
+                    tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
+                    self.update_run(token, |r| Ok(r.nodes[i].start(now)?)).await?;
+                }
+                RunStep::Continue(i) => self.step_node(token, &run, i, &mut acted).await?,
+            }
+        }
+    }
+
+    /// Re-checks the guards against the cluster as it is now, before a node starts.
+    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Option<String>, CoordinatorError> {
+        let snap = match self.observe_all().await {
+            Ok(s) => s,
+            Err(e) => return Ok(Some(format!("cannot observe the cluster before node {}: {e}", run.nodes[i].hostname))),
+        };
+        let refusals = guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages);
+        if refusals.is_empty() {
+            return Ok(None);
+        }
+        let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+        Ok(Some(format!("stopped before node {}: {}", run.nodes[i].hostname, reasons.join("; "))))
+    }
+
+    async fn finish(&self, token: u64, outcome: Outcome, reason: String) -> Result<RunRecord, CoordinatorError> {
+        let now = self.ports.clock.now();
+        let record = self
+            .update(|doc| {
+                doc.check(token, now)?;
+                let run = doc.run.as_mut().ok_or(CoordinatorError::NothingToResume)?;
+                run.finish(outcome, reason.clone(), now);
+                let record = run.clone();
+                doc.release(token);
+                Ok(record)
+            })
+            .await?;
+        tracing::info!(run = %record.id, outcome = ?outcome, %reason, "run finished");
+        Ok(record)
+    }
+
+    /// One step of node `i`: its phase's action once, then one observation and its verdict.
+    async fn step_node(&self, token: u64, run: &RunRecord, i: usize, acted: &mut ActedKey) -> Result<(), CoordinatorError> {
+        let p = &run.nodes[i];
+        let now = self.ports.clock.now();
+        let key = Some((i, p.phase, p.node.clone()));
+        if *acted != key {
+            let op = OpKey { run_id: run.id.clone(), token };
+            match self.with_lease(token, self.act(p, &run.packages, &op)).await? {
+                Ok(Acted::Done) => *acted = key,
+                Ok(Acted::Rejoined(new_id)) => {
+                    tracing::info!(node = %p.hostname, new_id = %new_id, "node rejoined");
+                    return self.update_run(token, |r| Ok(r.nodes[i].rejoined(new_id.clone(), now)?)).await;
+                }
+                Err(PortError::Unavailable(e)) if !p.timed_out(&self.settings.timeouts, now) => {
+                    tracing::debug!(node = %p.hostname, phase = ?p.phase, error = %e, "action postponed");
+                    self.ports.clock.sleep(self.poll).await;
+                    return Ok(());
+                }
+                Err(e) => return self.fail_node(token, i, format!("{:?} on {}: {e}", p.phase, p.hostname)).await,
+            }
+        }
+        let snap = match self.ports.swarm.snapshot().await {
+            Ok(s) => s,
+            Err(e) if p.timed_out(&self.settings.timeouts, now) => {
+                return self.fail_node(token, i, format!("{:?} on {}: cannot observe the swarm: {e}", p.phase, p.hostname)).await;
+            }
+            Err(_) => {
+                self.ports.clock.sleep(self.poll).await;
+                return Ok(());
+            }
+        };
+        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone() };
+        let agent = match self.ports.agents.describe(&target).await {
+            Ok(r) => AgentStatus::Reachable(r),
+            Err(e) => AgentStatus::Unreachable { error: e.to_string() },
+        };
+        let report = match &agent {
+            AgentStatus::Reachable(r) => Some(r),
+            AgentStatus::Unreachable { .. } => None,
+        };
+        let engine_package = &self.settings.engine_packages[0];
+        let obs = Observation { snap: &snap, agent: report, packages: &run.packages, engine_package };
+        let verdict = evaluate(p, &obs, &self.settings.timeouts, now);
+        tracing::debug!(node = %p.hostname, phase = ?p.phase, ?verdict, "observed");
+        match verdict {
+            Verdict::Complete => {
+                let previous = report.map(|r| installed_subset(&r.installed, &run.packages));
+                let entered = self.update_run(token, |r| {
+                    let n = &mut r.nodes[i];
+                    match n.phase {
+                        Phase::Prefetch => {
+                            if let Some(prev) = previous.clone() {
+                                n.record_previous(prev);
+                            }
+                            n.advance(now)?
+                        }
+                        Phase::Rollback => n.rolled_back(now)?,
+                        Phase::Restore => n.restored(now)?,
+                        _ => n.advance(now)?,
+                    }
+                    Ok(n.phase)
+                })
+                .await?;
+                tracing::info!(run = %run.id, node = %p.hostname, phase = ?entered, token, "phase entered");
+            }
+            Verdict::Wait(_) => {
+                if p.phase == Phase::VerifyConverged && p.converged_since.is_some() {
+                    self.update_run(token, |r| {
+                        r.nodes[i].converged_since = None;
+                        Ok(())
+                    })
+                    .await?;
+                }
+                self.ports.clock.sleep(self.poll).await;
+            }
+            Verdict::Monitoring => {
+                if p.converged_since.is_none() {
+                    self.update_run(token, |r| {
+                        r.nodes[i].converged_since = Some(now);
+                        Ok(())
+                    })
+                    .await?;
+                }
+                self.ports.clock.sleep(self.poll).await;
+            }
+            Verdict::Fail(why) => self.fail_node(token, i, why).await?,
+            Verdict::Rejoin => {
+                tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
+                self.update_run(token, |r| Ok(r.nodes[i].needs_rejoin(now)?)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The installed versions of the run's packages: what a rollback reinstalls.
+fn installed_subset(installed: &std::collections::BTreeMap<String, crate::model::DebVersion>, packages: &PackageSet) -> PackageSet {
+    PackageSet(installed.iter().filter(|(k, _)| packages.0.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+}

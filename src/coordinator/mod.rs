@@ -1,0 +1,156 @@
+//! The coordinator: fetches, decides with the pure modules, acts through the ports. It keeps no
+//! state of its own between steps: every step starts from the store and the cluster, so a
+//! coordinator on another manager can take over at any point.
+
+mod act;
+mod drive;
+mod store;
+
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::lock::LockError;
+use crate::machine::TransitionError;
+use crate::model::{AgentStatus, ClusterSnapshot};
+use crate::planner::{self, PlanRequest, Refusal};
+use crate::ports::{AgentTarget, Agents, Clock, PortError, StateStore, Swarm};
+use crate::run::{RunFlags, RunRecord};
+
+/// The ports a coordinator acts through.
+pub struct Ports<'a, S, A, St, C> {
+    /// The swarm.
+    pub swarm: &'a S,
+    /// The agents.
+    pub agents: &'a A,
+    /// The lock and run store.
+    pub store: &'a St,
+    /// The clock.
+    pub clock: &'a C,
+}
+
+/// Why a coordinator stopped without a finished run.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// Preflight refused; nothing was changed.
+    #[error("refused before touching anything:\n{}", list(.0))]
+    Refused(Vec<Refusal>),
+    /// Every node is at the target already.
+    #[error("nothing to do: every selected node is already at {0}")]
+    NothingToDo(String),
+    /// The lock is held by another coordinator.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// An earlier run did not finish.
+    #[error("run {0} was interrupted and is not finished: resume it with `swarm-upgrade resume`, or stop it with `swarm-upgrade abort` then `swarm-upgrade resume`")]
+    Unfinished(String),
+    /// There is nothing to resume.
+    #[error("there is no unfinished run to resume (see `swarm-upgrade status`)")]
+    NothingToResume,
+    /// A port failed in a way the coordinator cannot recover from.
+    #[error("{0}")]
+    Port(#[from] PortError),
+    /// A bug: a transition from the wrong phase.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+}
+
+fn list(r: &[Refusal]) -> String {
+    r.iter()
+        .map(|r| {
+            let at = r.node.as_ref().map(|n| format!("[{n}] ")).unwrap_or_default();
+            format!("  - {at}{r}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A coordinator for one run.
+pub struct Coordinator<'a, S, A, St, C> {
+    ports: Ports<'a, S, A, St, C>,
+    settings: &'a Settings,
+    holder: String,
+    /// How often conditions are polled.
+    pub poll: Duration,
+}
+
+impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St, C> {
+    /// A coordinator identified as `holder` (e.g. `manager1/4242`).
+    pub fn new(ports: Ports<'a, S, A, St, C>, settings: &'a Settings, holder: impl Into<String>) -> Self {
+        Coordinator { ports, settings, holder: holder.into(), poll: Duration::from_secs(1) }
+    }
+
+    /// The cluster with every node's agent report.
+    pub async fn observe_all(&self) -> Result<ClusterSnapshot, PortError> {
+        let mut snap = self.ports.swarm.snapshot().await?;
+        for n in snap.nodes.clone() {
+            let target = AgentTarget { hostname: n.hostname.clone(), addr: n.addr.clone() };
+            let status = match self.ports.agents.describe(&target).await {
+                Ok(r) => AgentStatus::Reachable(r),
+                Err(e) => AgentStatus::Unreachable { error: e.to_string() },
+            };
+            snap.agents.insert(n.id.clone(), status);
+        }
+        Ok(snap)
+    }
+
+    /// Plans without changing anything.
+    pub async fn plan(&self, req: &PlanRequest) -> Result<planner::Plan, CoordinatorError> {
+        let snap = self.observe_all().await?;
+        planner::plan(&snap, self.settings, req).map_err(CoordinatorError::Refused)
+    }
+
+    /// Starts a new run: preflight, then the lock and the run record in one write, then the nodes.
+    pub async fn run(&self, req: &PlanRequest, run_id: &str) -> Result<RunRecord, CoordinatorError> {
+        let snap = self.observe_all().await?;
+        let plan = planner::plan(&snap, self.settings, req).map_err(CoordinatorError::Refused)?;
+        if plan.nodes.is_empty() {
+            return Err(CoordinatorError::NothingToDo(plan.target.to_string()));
+        }
+        let now = self.ports.clock.now();
+        let flags = RunFlags { allow_downgrade: req.allow_downgrade, allow_single_manager: req.allow_single_manager };
+        let record = RunRecord::new(run_id.to_string(), &plan, flags, &snap, now);
+        let token = self
+            .update(|doc| {
+                // A live holder is reported as such; an unfinished run without one must be resumed.
+                let token = doc.acquire(&self.holder, run_id, &plan.target, self.settings.lease, now)?;
+                if let Some(run) = doc.run.as_ref().filter(|r| !r.finished()) {
+                    return Err(CoordinatorError::Unfinished(run.id.clone()));
+                }
+                doc.run = Some(record.clone());
+                Ok(token)
+            })
+            .await?;
+        tracing::info!(run = run_id, token, target = %plan.target, nodes = plan.nodes.len(), "run started");
+        self.drive(token).await
+    }
+
+    /// Takes over an unfinished run once its lock is free or expired (waiting for that if `wait`).
+    pub async fn resume(&self, wait: bool) -> Result<RunRecord, CoordinatorError> {
+        loop {
+            let now = self.ports.clock.now();
+            let outcome = self
+                .update(|doc| {
+                    let run = doc.run.as_ref().filter(|r| !r.finished()).ok_or(CoordinatorError::NothingToResume)?;
+                    let (run_id, target) = (run.id.clone(), run.target.clone());
+                    let token = doc.acquire(&self.holder, &run_id, &target, self.settings.lease, now)?;
+                    let run = doc.run.as_mut().expect("checked above");
+                    if let Some(n) = run.nodes.iter_mut().find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending) {
+                        n.resumed(now);
+                    }
+                    Ok((token, run_id))
+                })
+                .await;
+            match outcome {
+                Ok((token, run_id)) => {
+                    tracing::info!(run = %run_id, token, holder = %self.holder, "run resumed");
+                    return self.drive(token).await;
+                }
+                Err(CoordinatorError::Lock(LockError::Held { until, .. })) if wait => {
+                    let left = crate::machine::elapsed(now, until);
+                    self.ports.clock.sleep(left + Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

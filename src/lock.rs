@@ -1,0 +1,188 @@
+//! The cluster-wide lock, as pure rules over the document kept in the swarm's Raft store.
+//!
+//! The store offers compare-and-swap on a version index ([`crate::ports::StateStore`]); these rules
+//! say what a holder may write. The fencing token grows with every acquisition and is never reused,
+//! so agents can refuse orders from a coordinator that lost the lock.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::model::DebVersion;
+use crate::run::RunRecord;
+
+/// The lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// Who holds it (`hostname/pid`).
+    pub holder: String,
+    /// The run it protects.
+    pub run_id: String,
+    /// Monotonic fencing token.
+    pub token: u64,
+    /// When it was taken.
+    pub acquired_at: Timestamp,
+    /// When it expires unless renewed.
+    pub expires_at: Timestamp,
+    /// The run's target.
+    pub target: DebVersion,
+}
+
+/// Everything swarm-upgrade keeps in the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreDoc {
+    /// The lock, if held (possibly expired).
+    pub lock: Option<Lock>,
+    /// The last fencing token ever issued.
+    pub last_token: u64,
+    /// The current or last run.
+    pub run: Option<RunRecord>,
+}
+
+/// Why a lock operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    /// Someone else holds an unexpired lock.
+    #[error("locked by {holder} since {since} (run {run_id}, lease until {until}); wait for it, or if that coordinator is gone for good, `swarm-upgrade unlock --force`")]
+    Held {
+        /// The holder.
+        holder: String,
+        /// Run ID.
+        run_id: String,
+        /// Acquired at.
+        since: Timestamp,
+        /// Lease end.
+        until: Timestamp,
+    },
+    /// The caller's token is no longer the lock's.
+    #[error("the lock was lost (our fencing token {ours} is not the current one); another coordinator may have taken over: stop and check `swarm-upgrade status`")]
+    Lost {
+        /// The caller's token.
+        ours: u64,
+    },
+}
+
+/// How much earlier than its expiry a holder stops trusting its lease (clock skew between managers).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MAX)
+}
+
+impl Lock {
+    /// Whether the lease has run out at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at
+    }
+
+    /// Whether its holder may still act at `now` (the lease minus the margin).
+    pub fn usable(&self, now: Timestamp) -> bool {
+        plus(now, LEASE_MARGIN) < self.expires_at
+    }
+}
+
+impl StoreDoc {
+    /// Takes the lock if free or expired; returns the new fencing token.
+    pub fn acquire(&mut self, holder: &str, run_id: &str, target: &DebVersion, lease: Duration, now: Timestamp) -> Result<u64, LockError> {
+        if let Some(l) = &self.lock {
+            if !l.expired(now) {
+                return Err(LockError::Held { holder: l.holder.clone(), run_id: l.run_id.clone(), since: l.acquired_at, until: l.expires_at });
+            }
+        }
+        let token = self.last_token + 1;
+        self.last_token = token;
+        self.lock = Some(Lock {
+            holder: holder.to_string(),
+            run_id: run_id.to_string(),
+            token,
+            acquired_at: now,
+            expires_at: plus(now, lease),
+            target: target.clone(),
+        });
+        Ok(token)
+    }
+
+    /// Checks that `token` still holds the lock.
+    pub fn check(&self, token: u64, now: Timestamp) -> Result<&Lock, LockError> {
+        match &self.lock {
+            Some(l) if l.token == token && !l.expired(now) => Ok(l),
+            _ => Err(LockError::Lost { ours: token }),
+        }
+    }
+
+    /// Extends the lease of the holder of `token`.
+    pub fn renew(&mut self, token: u64, lease: Duration, now: Timestamp) -> Result<(), LockError> {
+        self.check(token, now)?;
+        let l = self.lock.as_mut().expect("checked above");
+        l.expires_at = plus(now, lease);
+        Ok(())
+    }
+
+    /// Releases the lock held with `token`; releasing a lock already gone is fine.
+    pub fn release(&mut self, token: u64) {
+        if self.lock.as_ref().is_some_and(|l| l.token == token) {
+            self.lock = None;
+        }
+    }
+
+    /// Breaks any lock (operator's `unlock --force`); returns what was broken. The token counter stays.
+    pub fn break_lock(&mut self) -> Option<Lock> {
+        self.lock.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn v() -> DebVersion {
+        "5:28.5.2-1~debian.13~trixie".parse().unwrap()
+    }
+
+    #[test]
+    fn held_lock_refuses_and_names_its_holder() {
+        let mut d = StoreDoc::default();
+        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0)), Ok(1));
+        let e = d.acquire("manager2/20", "r2", &v(), Duration::from_secs(60), t(30)).unwrap_err();
+        assert!(e.to_string().starts_with("locked by manager1/10 since "), "{e}");
+    }
+
+    #[test]
+    fn take_over_after_expiry_gets_a_new_token() {
+        let mut d = StoreDoc::default();
+        d.acquire("a", "r1", &v(), Duration::from_secs(60), t(0)).unwrap();
+        assert_eq!(d.acquire("b", "r1", &v(), Duration::from_secs(60), t(60)), Ok(2));
+        assert_eq!(d.renew(1, Duration::from_secs(60), t(61)), Err(LockError::Lost { ours: 1 }));
+        assert!(d.renew(2, Duration::from_secs(60), t(61)).is_ok());
+        assert_eq!(d.lock.as_ref().unwrap().expires_at, t(121));
+    }
+
+    #[test]
+    fn tokens_are_never_reused_after_release_or_break() {
+        let mut d = StoreDoc::default();
+        let a = d.acquire("a", "r1", &v(), Duration::from_secs(60), t(0)).unwrap();
+        d.release(a);
+        let b = d.acquire("b", "r2", &v(), Duration::from_secs(60), t(1)).unwrap();
+        assert!(d.break_lock().is_some());
+        let c = d.acquire("c", "r3", &v(), Duration::from_secs(60), t(2)).unwrap();
+        assert!(a < b && b < c);
+        d.release(b);
+        assert!(d.lock.is_some(), "a stale token cannot release the current lock");
+    }
+
+    #[test]
+    fn lease_is_unusable_within_the_margin() {
+        let mut d = StoreDoc::default();
+        d.acquire("a", "r", &v(), Duration::from_secs(60), t(0)).unwrap();
+        let l = d.lock.as_ref().unwrap();
+        assert!(l.usable(t(54)));
+        assert!(!l.usable(t(55)));
+        assert!(!l.expired(t(59)));
+        assert!(l.expired(t(60)));
+    }
+}

@@ -1,0 +1,160 @@
+//! What a phase waits for, judged on freshly fetched observations. Pure.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::{elapsed, NodeProgress, Phase};
+use crate::config::Timeouts;
+use crate::model::convergence::first_unconverged;
+use crate::model::{AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet, TaskState};
+
+/// The verdict on one observation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The phase is done.
+    Complete,
+    /// Not yet; the text says what is missing.
+    Wait(String),
+    /// Converged now, but not yet for the whole monitor window.
+    Monitoring,
+    /// It failed; the text says why.
+    Fail(String),
+    /// The engine runs at the expected version, but the node is no longer in the swarm.
+    Rejoin,
+}
+
+/// What the coordinator observed for one node.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// The cluster, just fetched.
+    pub snap: &'a ClusterSnapshot,
+    /// The node's agent report, if its agent answered.
+    pub agent: Option<&'a AgentReport>,
+    /// The run's package set.
+    pub packages: &'a PackageSet,
+    /// The engine package's name (the first of `packages.engine`).
+    pub engine_package: &'a str,
+}
+
+/// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
+pub fn evaluate(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: Timestamp) -> Verdict {
+    let verdict = condition(p, obs, timeouts, now);
+    match verdict {
+        Verdict::Wait(why) if p.timed_out(timeouts, now) => {
+            let limit = p.phase.timeout(timeouts).unwrap_or(Duration::ZERO);
+            Verdict::Fail(format!("{:?} on {} timed out after {}s: {why}", p.phase, p.hostname, limit.as_secs()))
+        }
+        Verdict::Monitoring if p.timed_out(timeouts, now) => {
+            Verdict::Fail(format!("services on {} did not stay converged within the verify timeout", p.hostname))
+        }
+        v => v,
+    }
+}
+
+fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: Timestamp) -> Verdict {
+    let snap = obs.snap;
+    let Some(node) = snap.node(&p.node) else {
+        return match p.phase {
+            Phase::WaitReady => rejoin_or_wait(p, obs, "the node's entry is gone from the swarm"),
+            _ => Verdict::Wait(format!("node {} ({}) is not in the snapshot", p.hostname, p.node)),
+        };
+    };
+    let host = &p.hostname;
+    match p.phase {
+        // Prefetch also reads the installed set (the rollback target) from the agent.
+        Phase::Prefetch => match obs.agent {
+            Some(_) => Verdict::Complete,
+            None => Verdict::Wait(format!("the agent on {host} does not answer")),
+        },
+        Phase::Upgrade | Phase::Rejoin => Verdict::Complete,
+        Phase::Pause => done_if(node.availability != Availability::Active, format!("{host} is still active")),
+        Phase::Surge => {
+            for s in &p.surge {
+                let running = snap.running_count(&s.service);
+                if running < s.to {
+                    return Verdict::Wait(format!("service {}: {running}/{} running after surge", s.name, s.to));
+                }
+            }
+            Verdict::Complete
+        }
+        Phase::Drain => done_if(node.availability == Availability::Drain, format!("{host} is not drained yet")),
+        Phase::WaitMigrated => {
+            if let Some(t) = snap.tasks.iter().find(|t| t.node.as_ref() == Some(&p.node) && t.state == TaskState::Running) {
+                return Verdict::Wait(format!("task {} still runs on {host}", t.id));
+            }
+            for svc in &snap.services {
+                let Mode::Replicated { replicas } = svc.mode else { continue };
+                let needed = p.surge.iter().find(|s| s.service == svc.id).map_or(replicas, |s| s.from);
+                let running = snap.running_count(&svc.id);
+                if running < needed {
+                    return Verdict::Wait(format!("service {}: {running}/{needed} running elsewhere", svc.name));
+                }
+            }
+            Verdict::Complete
+        }
+        Phase::Restart | Phase::Rollback => match obs.agent {
+            Some(a) if a.engine_active => Verdict::Complete,
+            Some(_) => Verdict::Fail(format!("docker.service is not active on {host} after the restart")),
+            None => Verdict::Wait(format!("the agent on {host} does not answer")),
+        },
+        Phase::WaitReady => {
+            let expected = expected_engine(p, obs);
+            if node.state == NodeState::Ready && expected.as_ref().is_none_or(|e| *e == node.engine_version) {
+                return Verdict::Complete;
+            }
+            if let Some(a) = obs.agent {
+                if !a.engine_active {
+                    return Verdict::Fail(format!("docker.service is not active on {host}"));
+                }
+            }
+            let what = format!("{host} is {:?} at engine {}", node.state, node.engine_version).to_lowercase();
+            rejoin_or_wait(p, obs, &what)
+        }
+        Phase::Reactivate => done_if(node.availability == p.original_availability, format!("{host} is not back to {:?}", p.original_availability)),
+        Phase::VerifyConverged => {
+            if node.state != NodeState::Ready {
+                return Verdict::Wait(format!("{host} is not Ready"));
+            }
+            if let Some(c) = first_unconverged(snap) {
+                return Verdict::Wait(format!("{c:?}"));
+            }
+            match p.converged_since {
+                Some(since) if elapsed(since, now) >= timeouts.monitor => Verdict::Complete,
+                _ => Verdict::Monitoring,
+            }
+        }
+        Phase::Restore => {
+            for s in &p.surge {
+                if snap.service(&s.service).is_some_and(|svc| svc.mode != (Mode::Replicated { replicas: s.from })) {
+                    return Verdict::Wait(format!("service {} is not back to {} replicas", s.name, s.from));
+                }
+            }
+            done_if(node.availability == p.original_availability, format!("{host} is not back to {:?}", p.original_availability))
+        }
+        Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => Verdict::Complete,
+    }
+}
+
+fn done_if(done: bool, why: String) -> Verdict {
+    if done { Verdict::Complete } else { Verdict::Wait(why) }
+}
+
+/// The engine version the node should report in WaitReady: the target's, or after a rollback the
+/// previous set's.
+fn expected_engine(p: &NodeProgress, obs: &Observation<'_>) -> Option<crate::model::EngineVersion> {
+    let set = if p.rolled_back { p.previous.as_ref()? } else { obs.packages };
+    set.get(obs.engine_package).map(|v| v.engine_version())
+}
+
+/// The node is not Ready: if its engine runs and says it is not in the swarm (or holds another
+/// node ID), it must rejoin; otherwise keep waiting.
+fn rejoin_or_wait(p: &NodeProgress, obs: &Observation<'_>, what: &str) -> Verdict {
+    if let Some(local) = obs.agent.filter(|a| a.engine_active).and_then(|a| a.local_swarm.as_ref()) {
+        let stranger = local.state == LocalSwarmState::Inactive || (local.state == LocalSwarmState::Active && local.node_id != p.node.0);
+        if stranger {
+            return Verdict::Rejoin;
+        }
+    }
+    Verdict::Wait(format!("waiting for {} to be Ready: {what}", p.hostname))
+}

@@ -1,0 +1,289 @@
+//! The per-node state machine. Each transition is a named method that declares the phases it may
+//! start from; `now` is always passed in. What a phase waits for is decided in [`decide`].
+
+pub mod decide;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Timeouts;
+use crate::model::{Availability, NodeId, PackageSet, Role};
+use crate::planner::{NodePlan, Surge};
+
+/// Where a node is in its upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Not started.
+    Pending,
+    /// The agent downloads the packages.
+    Prefetch,
+    /// No new tasks are placed on the node.
+    Pause,
+    /// Services with tasks here get extra replicas elsewhere.
+    Surge,
+    /// The node is drained.
+    Drain,
+    /// Waiting until its tasks run elsewhere.
+    WaitMigrated,
+    /// The agent installs the target package set.
+    Upgrade,
+    /// The agent restarts the engine.
+    Restart,
+    /// Waiting for the node to be Ready at the expected version.
+    WaitReady,
+    /// The node's availability is restored.
+    Reactivate,
+    /// Surge undone; waiting for every service to converge and stay so.
+    VerifyConverged,
+    /// Upgraded.
+    Done,
+    /// Recovery: the agent reinstalls the previous package set and restarts the engine.
+    Rollback,
+    /// Recovery: the engine runs but the node left the swarm; it joins again.
+    Rejoin,
+    /// Recovery before the engine was touched: surge undone, availability restored.
+    Restore,
+    /// Terminal: rolled back to the previous packages, back in service; the run halts.
+    RolledBack,
+    /// Terminal: restored without upgrading; the run halts.
+    Restored,
+    /// Terminal: needs an operator; the run halts.
+    Failed,
+}
+
+impl Phase {
+    /// Whether the node's part is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed)
+    }
+
+    /// The next phase on the main path.
+    pub fn successor(self) -> Option<Phase> {
+        use Phase::*;
+        Some(match self {
+            Prefetch => Pause,
+            Pause => Surge,
+            Surge => Drain,
+            Drain => WaitMigrated,
+            WaitMigrated => Upgrade,
+            Upgrade => Restart,
+            Restart => WaitReady,
+            WaitReady => Reactivate,
+            Reactivate => VerifyConverged,
+            VerifyConverged => Done,
+            _ => return None,
+        })
+    }
+
+    /// This phase's time limit.
+    pub fn timeout(self, t: &Timeouts) -> Option<Duration> {
+        use Phase::*;
+        Some(match self {
+            Prefetch => t.prefetch,
+            Pause | Drain | Reactivate | Restore => t.availability,
+            Surge => t.surge,
+            WaitMigrated => t.migrate,
+            Upgrade => t.upgrade,
+            Restart => t.restart,
+            WaitReady => t.ready,
+            VerifyConverged => t.verify,
+            Rollback => t.rollback,
+            Rejoin => t.rejoin,
+            Pending | Done | RolledBack | Restored | Failed => return None,
+        })
+    }
+
+    /// Whether the engine's packages may have changed by this phase.
+    pub fn engine_touched(self) -> bool {
+        matches!(self, Phase::Upgrade | Phase::Restart | Phase::WaitReady | Phase::Rejoin | Phase::Rollback)
+    }
+}
+
+/// When a phase started and ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// The phase.
+    pub phase: Phase,
+    /// Start.
+    pub start: Timestamp,
+    /// End.
+    pub end: Timestamp,
+}
+
+/// One node's progress: everything a coordinator needs to go on from here, on any manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeProgress {
+    /// Node ID (changes when the node rejoins).
+    pub node: NodeId,
+    /// Host name.
+    pub hostname: String,
+    /// Role (a rejoin asks for this role's join token).
+    pub role: Role,
+    /// The address its agent listens on.
+    #[serde(default)]
+    pub addr: String,
+    /// Current phase.
+    pub phase: Phase,
+    /// When the current phase started (reset on resume).
+    pub phase_started: Timestamp,
+    /// Availability to return to.
+    pub original_availability: Availability,
+    /// Node labels to carry over if it rejoins.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Services scaled up for this node.
+    pub surge: Vec<Surge>,
+    /// The package set before the upgrade, once known.
+    pub previous: Option<PackageSet>,
+    /// Whether a rollback happened.
+    pub rolled_back: bool,
+    /// The node's ID before it rejoined.
+    pub rejoined_from: Option<NodeId>,
+    /// Since when all services have been converged, in the verify phase.
+    pub converged_since: Option<Timestamp>,
+    /// Why the node failed, rolled back or was restored.
+    pub reason: Option<String>,
+    /// Finished phases.
+    pub history: Vec<Span>,
+}
+
+/// A transition attempted from a phase that does not allow it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node {node}: transition `{transition}` is not allowed from phase {from:?}")]
+pub struct TransitionError {
+    /// Node host name.
+    pub node: String,
+    /// The transition.
+    pub transition: &'static str,
+    /// The phase it was attempted from.
+    pub from: Phase,
+}
+
+impl NodeProgress {
+    /// A node that has not started, from its plan.
+    pub fn new(plan: &NodePlan, addr: String, labels: BTreeMap<String, String>, now: Timestamp) -> Self {
+        NodeProgress {
+            node: plan.node.clone(),
+            hostname: plan.hostname.clone(),
+            role: plan.role,
+            addr,
+            phase: Phase::Pending,
+            phase_started: now,
+            original_availability: plan.availability,
+            labels,
+            surge: plan.surge.clone(),
+            previous: None,
+            rolled_back: false,
+            rejoined_from: None,
+            converged_since: None,
+            reason: None,
+            history: Vec::new(),
+        }
+    }
+
+    fn go(&mut self, transition: &'static str, allowed: &[Phase], to: Phase, now: Timestamp) -> Result<(), TransitionError> {
+        if !allowed.contains(&self.phase) {
+            return Err(TransitionError { node: self.hostname.clone(), transition, from: self.phase });
+        }
+        self.history.push(Span { phase: self.phase, start: self.phase_started, end: now });
+        self.phase = to;
+        self.phase_started = now;
+        self.converged_since = None;
+        Ok(())
+    }
+
+    /// Pending -> Prefetch.
+    pub fn start(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        self.go("start", &[Phase::Pending], Phase::Prefetch, now)
+    }
+
+    /// Main path: a phase's work is done. Verification after a rollback ends in RolledBack.
+    pub fn advance(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        use Phase::*;
+        let allowed = [Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Reactivate, VerifyConverged];
+        let next = match self.phase {
+            VerifyConverged if self.rolled_back => RolledBack,
+            p => p.successor().unwrap_or(Failed),
+        };
+        self.go("advance", &allowed, next, now)
+    }
+
+    /// Prefetch records the installed package set, so a failed upgrade can always roll back to it.
+    pub fn record_previous(&mut self, previous: PackageSet) {
+        if self.previous.is_none() {
+            self.previous = Some(previous);
+        }
+    }
+
+    /// Something failed: recover as far as the phase allows.
+    /// Before the engine was touched: Restore. Engine touched: Rollback (once). After the node was
+    /// back, or when recovery itself fails: Failed, for an operator.
+    pub fn fail(&mut self, reason: String, now: Timestamp) -> Result<(), TransitionError> {
+        use Phase::*;
+        let allowed = [Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Rejoin, Reactivate, VerifyConverged, Rollback, Restore];
+        let to = match self.phase {
+            Prefetch | Pause | Surge | Drain | WaitMigrated => Restore,
+            Upgrade | Restart | WaitReady | Rejoin if !self.rolled_back && self.previous.is_some() => Rollback,
+            _ => Failed,
+        };
+        if self.reason.is_none() {
+            self.reason = Some(reason);
+        } else if to == Failed {
+            self.reason = Some(format!("{}; then: {reason}", self.reason.take().unwrap_or_default()));
+        }
+        self.go("fail", &allowed, to, now)
+    }
+
+    /// Rollback -> WaitReady: the previous packages are installed and the engine restarted.
+    pub fn rolled_back(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        self.go("rolled_back", &[Phase::Rollback], Phase::WaitReady, now)?;
+        self.rolled_back = true;
+        Ok(())
+    }
+
+    /// WaitReady -> Rejoin: the engine runs at the expected version but the node is not in the swarm.
+    pub fn needs_rejoin(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        self.go("needs_rejoin", &[Phase::WaitReady], Phase::Rejoin, now)
+    }
+
+    /// Rejoin -> WaitReady under the node's new ID.
+    pub fn rejoined(&mut self, new_id: NodeId, now: Timestamp) -> Result<(), TransitionError> {
+        self.go("rejoined", &[Phase::Rejoin], Phase::WaitReady, now)?;
+        if self.rejoined_from.is_none() {
+            self.rejoined_from = Some(self.node.clone());
+        }
+        self.node = new_id;
+        Ok(())
+    }
+
+    /// Restore -> Restored.
+    pub fn restored(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        self.go("restored", &[Phase::Restore], Phase::Restored, now)
+    }
+
+    /// A coordinator took over: the time it was away does not count against the phase.
+    pub fn resumed(&mut self, now: Timestamp) {
+        self.phase_started = now;
+        self.converged_since = None;
+    }
+
+    /// Whether the current phase has run out of time.
+    pub fn timed_out(&self, timeouts: &Timeouts, now: Timestamp) -> bool {
+        match self.phase.timeout(timeouts) {
+            Some(limit) => elapsed(self.phase_started, now) > limit,
+            None => false,
+        }
+    }
+}
+
+/// Time from `start` to `now` (zero if the clock went back).
+pub fn elapsed(start: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(start)).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests;

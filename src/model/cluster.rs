@@ -1,0 +1,406 @@
+//! The observed cluster: nodes, services, tasks and what each node's agent reported.
+//!
+//! These are this project's own types; adapters convert Docker's models into them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::version::{DebVersion, EngineVersion};
+
+/// A swarm node's ID.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub String);
+
+/// A swarm service's ID.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ServiceId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A node's role in the swarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Takes part in Raft and may run tasks.
+    Manager,
+    /// Only runs tasks.
+    Worker,
+}
+
+/// Whether the scheduler may place tasks on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// New tasks may be placed; tasks keep running.
+    Active,
+    /// No new tasks; running tasks stay.
+    Pause,
+    /// No tasks: running ones are stopped and rescheduled elsewhere.
+    Drain,
+}
+
+/// A node's state as the managers see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Heartbeats arrive.
+    Ready,
+    /// The node stopped sending heartbeats.
+    Down,
+    /// Not known yet.
+    Unknown,
+    /// Lost its connection to the managers.
+    Disconnected,
+}
+
+/// A manager's Raft reachability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// Reachable by the other managers.
+    Reachable,
+    /// Not reachable: it does not count toward quorum.
+    Unreachable,
+    /// Not known yet.
+    Unknown,
+}
+
+/// Raft status of a manager node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    /// Whether this manager is the Raft leader.
+    pub leader: bool,
+    /// Whether the other managers reach it.
+    pub reachability: Reachability,
+}
+
+/// CPU and memory, in the swarm's units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU in billionths of a CPU.
+    #[serde(default)]
+    pub nano_cpus: i64,
+    /// Memory in bytes.
+    #[serde(default)]
+    pub memory_bytes: i64,
+}
+
+/// A swarm node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Node ID.
+    pub id: NodeId,
+    /// Host name.
+    pub hostname: String,
+    /// Manager or worker.
+    pub role: Role,
+    /// Scheduling availability.
+    pub availability: Availability,
+    /// Liveness as the managers see it.
+    pub state: NodeState,
+    /// The address the node reports (its agent listens there).
+    #[serde(default)]
+    pub addr: String,
+    /// Raft status, for managers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<ManagerStatus>,
+    /// The engine version the node reports.
+    pub engine_version: EngineVersion,
+    /// Node labels (set by operators).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Engine labels (from daemon.json).
+    #[serde(default)]
+    pub engine_labels: BTreeMap<String, String>,
+    /// Operating system and architecture, e.g. `linux`, `x86_64`.
+    #[serde(default)]
+    pub platform: Platform,
+    /// Resources the node offers to tasks.
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// A node's platform.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// Operating system, e.g. `linux`.
+    #[serde(default)]
+    pub os: String,
+    /// Architecture, e.g. `x86_64`.
+    #[serde(default)]
+    pub arch: String,
+}
+
+/// How many tasks a service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A fixed number of replicas.
+    Replicated {
+        /// Desired replicas.
+        replicas: u64,
+    },
+    /// One task per eligible node.
+    Global,
+}
+
+/// A port published in host mode: it binds on the node itself, so two such tasks clash.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostPort {
+    /// Published port number.
+    pub port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    #[serde(default = "tcp")]
+    pub protocol: String,
+}
+
+fn tcp() -> String {
+    "tcp".to_string()
+}
+
+/// State of a service's rolling update, as the swarm reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    /// An update is in progress.
+    Updating,
+    /// An update was paused after failures.
+    Paused,
+    /// The last update completed.
+    Completed,
+    /// A rollback is in progress.
+    RollbackStarted,
+    /// A rollback was paused.
+    RollbackPaused,
+    /// A rollback completed.
+    RollbackCompleted,
+}
+
+/// A swarm service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// Service ID.
+    pub id: ServiceId,
+    /// Service name.
+    pub name: String,
+    /// Replicated or global.
+    pub mode: Mode,
+    /// Placement constraints, as written in the spec (`node.role==worker`).
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// At most this many tasks per node (`None`: no limit).
+    #[serde(default)]
+    pub max_replicas_per_node: Option<u64>,
+    /// Ports published in host mode.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
+    /// Resources reserved by each task.
+    #[serde(default)]
+    pub reservations: Resources,
+    /// State of the last update, if any.
+    #[serde(default)]
+    pub update_state: Option<UpdateState>,
+}
+
+/// A task's observed or desired state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Created.
+    New,
+    /// Waiting for resources or a node.
+    Pending,
+    /// Assigned to a node.
+    Assigned,
+    /// Accepted by the node.
+    Accepted,
+    /// Preparing (pulling, creating).
+    Preparing,
+    /// Ready to start (start-first tasks wait here).
+    Ready,
+    /// Starting.
+    Starting,
+    /// Running.
+    Running,
+    /// Exited successfully.
+    Complete,
+    /// Shut down on request.
+    Shutdown,
+    /// Failed.
+    Failed,
+    /// Rejected by the node.
+    Rejected,
+    /// Marked for removal.
+    Remove,
+    /// Its node is gone.
+    Orphaned,
+}
+
+/// A task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Task ID.
+    pub id: String,
+    /// The service it belongs to.
+    pub service: ServiceId,
+    /// Replica slot, for replicated services.
+    #[serde(default)]
+    pub slot: Option<u64>,
+    /// The node it was assigned to.
+    #[serde(default)]
+    pub node: Option<NodeId>,
+    /// Observed state.
+    pub state: TaskState,
+    /// Desired state.
+    pub desired: TaskState,
+}
+
+/// What a node's agent reported (issue 3 fills it from the real agent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// The agent answered.
+    Reachable(AgentReport),
+    /// The agent did not answer.
+    Unreachable {
+        /// Why it could not be reached.
+        error: String,
+    },
+}
+
+/// A node's packages, repository and engine, as its agent sees them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// Installed versions of the configured packages.
+    #[serde(default)]
+    pub installed: BTreeMap<String, DebVersion>,
+    /// Versions the node's apt repositories offer, per package.
+    #[serde(default)]
+    pub available: BTreeMap<String, Vec<DebVersion>>,
+    /// Why the repository cannot be used (unreachable, bad signature), if it cannot.
+    #[serde(default)]
+    pub repository_error: Option<String>,
+    /// Free disk space for packages, in bytes.
+    #[serde(default)]
+    pub disk_free_bytes: u64,
+    /// Whether `docker.service` is active.
+    #[serde(default)]
+    pub engine_active: bool,
+    /// The engine's own view of its swarm membership.
+    #[serde(default)]
+    pub local_swarm: Option<LocalSwarm>,
+}
+
+/// A node's swarm membership as its own engine reports it (`docker info`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalSwarm {
+    /// The node ID the engine holds (empty when not in a swarm).
+    pub node_id: String,
+    /// `active`, `inactive`, `pending`, `error` or `locked`.
+    pub state: LocalSwarmState,
+}
+
+/// The engine's local swarm state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalSwarmState {
+    /// A member.
+    Active,
+    /// Not in a swarm.
+    Inactive,
+    /// Joining.
+    Pending,
+    /// In error.
+    Error,
+    /// Autolocked, waiting for the unlock key.
+    Locked,
+}
+
+/// Everything observed about a cluster at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSnapshot {
+    /// When it was taken.
+    pub taken_at: Timestamp,
+    /// Swarm cluster ID.
+    #[serde(default)]
+    pub cluster_id: String,
+    /// Every node.
+    pub nodes: Vec<Node>,
+    /// Every service.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Every task the swarm still lists.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+    /// Agent reports, by node.
+    #[serde(default)]
+    pub agents: BTreeMap<NodeId, AgentStatus>,
+}
+
+impl ClusterSnapshot {
+    /// The node with this ID.
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.nodes.iter().find(|n| &n.id == id)
+    }
+
+    /// The node with this host name.
+    pub fn node_by_hostname(&self, hostname: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.hostname == hostname)
+    }
+
+    /// The service with this ID.
+    pub fn service(&self, id: &ServiceId) -> Option<&Service> {
+        self.services.iter().find(|s| &s.id == id)
+    }
+
+    /// The Raft leader.
+    pub fn leader(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.manager.as_ref().is_some_and(|m| m.leader))
+    }
+
+    /// Manager nodes.
+    pub fn managers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Manager)
+    }
+
+    /// Tasks the swarm wants running (desired state running or ready).
+    pub fn live_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().filter(|t| matches!(t.desired, TaskState::Running | TaskState::Ready))
+    }
+
+    /// Tasks running on a node.
+    pub fn running_on<'a>(&'a self, node: &'a NodeId) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks.iter().filter(move |t| t.node.as_ref() == Some(node) && t.state == TaskState::Running)
+    }
+
+    /// How many tasks of a service are running and meant to keep running.
+    pub fn running_count(&self, service: &ServiceId) -> u64 {
+        self.tasks
+            .iter()
+            .filter(|t| &t.service == service && t.state == TaskState::Running && t.desired == TaskState::Running)
+            .count() as u64
+    }
+
+    /// The agent's report for a node, if the agent answered.
+    pub fn agent_report(&self, node: &NodeId) -> Option<&AgentReport> {
+        match self.agents.get(node) {
+            Some(AgentStatus::Reachable(r)) => Some(r),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The domain model: this project's own types for versions, packages and the observed cluster.
+//! Nothing here knows about Docker's API models, gRPC or any runtime.
+
+pub mod cluster;
+pub mod constraint;
+pub mod convergence;
+pub mod packages;
+pub mod version;
+
+pub use cluster::*;
+pub use packages::PackageSet;
+pub use version::{DebVersion, EngineVersion, VersionError};
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,0 +1,27 @@
+//! A set of packages at exact versions: what is installed on a node, or what a run installs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::version::DebVersion;
+
+/// Package name to exact version; installed as one apt transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PackageSet(pub BTreeMap<String, DebVersion>);
+
+impl PackageSet {
+    /// The version of one package in the set.
+    pub fn get(&self, package: &str) -> Option<&DebVersion> {
+        self.0.get(package)
+    }
+}
+
+impl fmt::Display for PackageSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(p, v)| format!("{p}={v}")).collect();
+        f.write_str(&parts.join(" "))
+    }
+}

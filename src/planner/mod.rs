@@ -1,0 +1,158 @@
+//! The planner: from a cluster snapshot and settings, a preflight verdict, the node order and each
+//! node's actions. Pure: no I/O, no clock (the snapshot carries its time).
+
+pub mod order;
+pub mod placement;
+pub mod preflight;
+pub mod target;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::run::RunFlags;
+use crate::model::{Availability, ClusterSnapshot, DebVersion, EngineVersion, NodeId, PackageSet, Role, ServiceId};
+
+/// What the operator asked for on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct PlanRequest {
+    /// `--to`: overrides the configured target.
+    pub to: Option<DebVersion>,
+    /// `--allow-downgrade`.
+    pub allow_downgrade: bool,
+    /// `--allow-single-manager`.
+    pub allow_single_manager: bool,
+}
+
+/// A reason to refuse the run: what, where, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The node concerned, by host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The service concerned, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+    /// What the operator can do about it.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.fix)
+    }
+}
+
+/// A replicated service scaled up before a node is drained, so its capacity never drops.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Surge {
+    /// Service ID.
+    pub service: ServiceId,
+    /// Service name.
+    pub name: String,
+    /// Replicas before.
+    pub from: u64,
+    /// Replicas during the node's upgrade.
+    pub to: u64,
+    /// Where the planner expects the extra replicas (host names).
+    pub expected_on: Vec<String>,
+}
+
+/// One node's part of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlan {
+    /// Node ID.
+    pub node: NodeId,
+    /// Host name.
+    pub hostname: String,
+    /// Role.
+    pub role: Role,
+    /// Whether it is the Raft leader.
+    pub leader: bool,
+    /// Engine version now.
+    pub engine_from: EngineVersion,
+    /// Installed engine package version, if its agent reported it.
+    pub installed: Option<DebVersion>,
+    /// Availability to return it to (an operator's pause or drain is kept).
+    pub availability: Availability,
+    /// Services scaled up before the drain (empty without surge).
+    pub surge: Vec<Surge>,
+    /// Tasks the drain moves, as `service.slot -> host`.
+    pub moves: Vec<String>,
+    /// Global services whose task stops with the node and comes back with it.
+    pub global_stops: Vec<String>,
+}
+
+/// A node left out of the run, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Host name.
+    pub hostname: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// An accepted plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Target version of the engine packages.
+    pub target: DebVersion,
+    /// Every package at its exact version, installed in one transaction.
+    pub packages: PackageSet,
+    /// Nodes in upgrade order.
+    pub nodes: Vec<NodePlan>,
+    /// Nodes left out.
+    pub skipped: Vec<Skipped>,
+}
+
+/// The guards re-checked before each node of a running run: the cluster, the node, the services,
+/// and whether the node's tasks can run elsewhere in the cluster as it is now.
+pub fn guard(snap: &ClusterSnapshot, settings: &Settings, flags: &RunFlags, node: &NodeId, packages: &PackageSet) -> Vec<Refusal> {
+    let req = PlanRequest { to: None, allow_downgrade: flags.allow_downgrade, allow_single_manager: flags.allow_single_manager };
+    let mut refusals = preflight::cluster_checks(snap, settings, &req);
+    refusals.extend(preflight::node_checks(snap, settings, &req, node, packages));
+    refusals.extend(preflight::service_checks(snap));
+    if let Err(r) = placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), node) {
+        refusals.extend(r);
+    }
+    refusals
+}
+
+/// Plans a run, or lists every reason to refuse it.
+pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> Result<Plan, Vec<Refusal>> {
+    let target = target::resolve(snap, settings, req).map_err(|r| vec![r])?;
+    let packages = target::package_set(snap, settings, &target).map_err(|r| vec![r])?;
+    let (selected, skipped) = order::select(snap, settings, &target);
+    let ordered = order::order(snap, settings, selected);
+    let mut refusals = preflight::cluster_checks(snap, settings, req);
+    for id in &ordered {
+        refusals.extend(preflight::node_checks(snap, settings, req, id, &packages));
+    }
+    refusals.extend(preflight::service_checks(snap));
+    let evacuation = placement::evacuate_in_order(snap, &ordered);
+    let mut nodes = Vec::new();
+    for (id, result) in ordered.iter().zip(evacuation) {
+        let node = snap.node(id).expect("ordered nodes come from the snapshot");
+        match result {
+            Ok(ev) => nodes.push(NodePlan {
+                node: id.clone(),
+                hostname: node.hostname.clone(),
+                role: node.role,
+                leader: node.manager.as_ref().is_some_and(|m| m.leader),
+                engine_from: node.engine_version.clone(),
+                installed: snap.agent_report(id).and_then(|r| r.installed.get(&settings.engine_packages[0]).cloned()),
+                availability: node.availability,
+                surge: if settings.surge { ev.surge } else { Vec::new() },
+                moves: ev.moves,
+                global_stops: ev.global_stops,
+            }),
+            Err(r) => refusals.extend(r),
+        }
+    }
+    if refusals.is_empty() {
+        Ok(Plan { target, packages, nodes, skipped })
+    } else {
+        Err(refusals)
+    }
+}

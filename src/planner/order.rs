@@ -1,0 +1,60 @@
+//! Which nodes take part, and in which order: workers or managers first, the leader always last
+//! among the managers.
+
+use super::Skipped;
+use crate::config::{NodeOrder, Settings};
+use crate::model::{ClusterSnapshot, DebVersion, NodeId, Role};
+
+/// Splits nodes into those to upgrade and those skipped (opt-in/opt-out labels, already at target).
+pub fn select(snap: &ClusterSnapshot, settings: &Settings, target: &DebVersion) -> (Vec<NodeId>, Vec<Skipped>) {
+    let engine = &settings.engine_packages[0];
+    let mut selected = Vec::new();
+    let mut skipped = Vec::new();
+    for n in &snap.nodes {
+        let skip = |reason: String| Skipped { hostname: n.hostname.clone(), reason };
+        if let Some(inc) = &settings.include_label {
+            if !inc.matches(&n.labels) {
+                skipped.push(skip(format!("not labelled {}", label_text(&inc.key, &inc.value))));
+                continue;
+            }
+        }
+        if let Some(exc) = &settings.exclude_label {
+            if exc.matches(&n.labels) {
+                skipped.push(skip(format!("labelled {}", label_text(&exc.key, &exc.value))));
+                continue;
+            }
+        }
+        let at_target = match snap.agent_report(&n.id).and_then(|r| r.installed.get(engine)) {
+            Some(installed) => installed == target,
+            None => n.engine_version == target.engine_version(),
+        };
+        if at_target {
+            skipped.push(skip(format!("already at {target}")));
+            continue;
+        }
+        selected.push(n.id.clone());
+    }
+    (selected, skipped)
+}
+
+fn label_text(key: &str, value: &Option<String>) -> String {
+    match value {
+        Some(v) => format!("{key}={v}"),
+        None => key.to_string(),
+    }
+}
+
+/// Orders the selected nodes: by role as configured, then by host name; the leader is the last
+/// manager, so leadership moves once, at the end.
+pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>) -> Vec<NodeId> {
+    let mut nodes: Vec<_> = selected.iter().filter_map(|id| snap.node(id)).collect();
+    let role_rank = |r: Role| match (settings.order, r) {
+        (NodeOrder::WorkersFirst, Role::Worker) | (NodeOrder::ManagersFirst, Role::Manager) => 0,
+        _ => 1,
+    };
+    let is_leader = |n: &crate::model::Node| n.manager.as_ref().is_some_and(|m| m.leader);
+    nodes.sort_by(|a, b| {
+        (role_rank(a.role), is_leader(a), &a.hostname).cmp(&(role_rank(b.role), is_leader(b), &b.hostname))
+    });
+    nodes.into_iter().map(|n| n.id.clone()).collect()
+}

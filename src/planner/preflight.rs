@@ -1,0 +1,137 @@
+//! Preflight: every reason the run must not start (or, between nodes, must not go on).
+
+use super::{PlanRequest, Refusal};
+use crate::config::Settings;
+use crate::model::convergence::{service_convergence, Convergence};
+use crate::model::{AgentStatus, ClusterSnapshot, NodeId, NodeState, PackageSet, Reachability, Role};
+
+fn at_node(node: &str, reason: String, fix: &str) -> Refusal {
+    Refusal { node: Some(node.to_string()), service: None, reason, fix: fix.to_string() }
+}
+
+/// Managers needed for quorum out of `total`.
+pub fn quorum(total: usize) -> usize {
+    total / 2 + 1
+}
+
+/// Whether taking one reachable manager down keeps quorum.
+pub fn quorum_survives_one_down(snap: &ClusterSnapshot) -> bool {
+    let total = snap.managers().count();
+    let reachable = snap
+        .managers()
+        .filter(|m| m.state == NodeState::Ready && m.manager.as_ref().is_some_and(|s| s.reachability == Reachability::Reachable))
+        .count();
+    reachable >= 1 && reachable - 1 >= quorum(total)
+}
+
+/// Checks that concern the whole cluster: node liveness, manager reachability and quorum.
+pub fn cluster_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    for n in &snap.nodes {
+        if n.state != NodeState::Ready {
+            out.push(at_node(
+                &n.hostname,
+                format!("node {} is {}, not Ready", n.hostname, format!("{:?}", n.state).to_lowercase()),
+                "bring the node back (check its docker.service), or remove it with `docker node rm` if it is gone for good",
+            ));
+        }
+    }
+    for m in snap.managers() {
+        let reach = m.manager.as_ref().map(|s| s.reachability).unwrap_or(Reachability::Unknown);
+        if reach != Reachability::Reachable {
+            out.push(at_node(
+                &m.hostname,
+                format!("manager {} is unreachable by the other managers", m.hostname),
+                "restore it (check docker.service and ports 2377/7946 on it) before upgrading; restarting another manager now could cost the quorum",
+            ));
+        }
+    }
+    let total = snap.managers().count();
+    if total == 1 {
+        if !(settings.allow_single_manager || req.allow_single_manager) {
+            let m = snap.managers().next().expect("one manager");
+            out.push(at_node(
+                &m.hostname,
+                "the swarm has a single manager: its control plane is down while that manager's engine restarts".into(),
+                "add managers (3 or 5), or accept the outage with --allow-single-manager or upgrade.allow_single_manager = true",
+            ));
+        }
+    } else if total > 1 && !quorum_survives_one_down(snap) {
+        out.push(Refusal {
+            node: None,
+            service: None,
+            reason: format!("restarting any manager would lose the Raft quorum ({total} managers, {} needed)", quorum(total)),
+            fix: "run an odd number of managers (3 or 5) with all of them reachable".into(),
+        });
+    }
+    out
+}
+
+/// Checks for one node of the plan: its agent, its repository, its disk, and the version step.
+pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest, id: &NodeId, packages: &PackageSet) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    let Some(node) = snap.node(id) else { return out };
+    let host = &node.hostname;
+    let report = match snap.agents.get(id) {
+        Some(AgentStatus::Reachable(r)) => r,
+        Some(AgentStatus::Unreachable { error }) => {
+            out.push(at_node(host, format!("the agent on {host} is unreachable: {error}"), "check `systemctl status swarm-upgrade-agent` on that node and the agent port"));
+            return out;
+        }
+        None => {
+            out.push(at_node(host, format!("no agent report for {host}"), "install and start swarm-upgrade-agent on that node (or take a new snapshot)"));
+            return out;
+        }
+    };
+    if let Some(e) = &report.repository_error {
+        out.push(at_node(host, format!("the apt repository on {host} cannot be used: {e}"), "check its sources list, signing key and network, then `apt-get update` there"));
+    }
+    for (pkg, version) in &packages.0 {
+        let offered = report.available.get(pkg).is_some_and(|vs| vs.contains(version));
+        if !offered && report.repository_error.is_none() {
+            out.push(at_node(host, format!("{pkg} {version} is not in the repository on {host}"), "pick a version from `apt-cache madison` on that node, or run `apt-get update` there"));
+        }
+    }
+    if report.disk_free_bytes < settings.min_free_disk {
+        out.push(at_node(
+            host,
+            format!("{host} has {} MiB free for packages, {} MiB needed", report.disk_free_bytes >> 20, settings.min_free_disk >> 20),
+            "free space under /var/cache/apt (apt-get clean) or lower upgrade.min_free_disk",
+        ));
+    }
+    let engine = &settings.engine_packages[0];
+    let target = packages.get(engine).expect("the engine package is in the set");
+    if let Some(installed) = report.installed.get(engine) {
+        if target < installed && !(settings.allow_downgrade || req.allow_downgrade) {
+            out.push(at_node(host, format!("target {target} is below {engine} {installed} installed on {host}"), "pass --allow-downgrade if a downgrade is really meant"));
+        }
+    }
+    let (from, to) = (node.engine_version.major(), target.engine_version().major());
+    if from.abs_diff(to) > settings.max_major_skew {
+        out.push(at_node(
+            host,
+            format!("{host} runs engine {} and the target is {}: {} major versions apart, at most {} allowed", node.engine_version, target.engine_version(), from.abs_diff(to), settings.max_major_skew),
+            "upgrade in steps through intermediate versions, or raise upgrade.max_major_skew",
+        ));
+    }
+    if node.role == Role::Manager && node.manager.is_none() {
+        out.push(at_node(host, format!("manager {host} reports no Raft status"), "check `docker node inspect` on it"));
+    }
+    out
+}
+
+/// Services must be settled before the run: verification after each node could never pass otherwise.
+pub fn service_checks(snap: &ClusterSnapshot) -> Vec<Refusal> {
+    snap.services
+        .iter()
+        .filter_map(|s| match service_convergence(snap, s) {
+            Convergence::Converged => None,
+            Convergence::Converging(why) | Convergence::Failed(why) => Some(Refusal {
+                node: None,
+                service: Some(s.name.clone()),
+                reason: why,
+                fix: format!("let service {} converge first (`docker service ps {}`), or fix it", s.name, s.name),
+            }),
+        })
+        .collect()
+}

@@ -1,0 +1,12 @@
+//! The one place logging is set up: to stderr, human-readable or JSON, filtered by `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `verbose` raises the default level to debug.
+pub fn init(json: bool, verbose: bool) {
+    let default = if verbose { "swarm_upgrade=debug" } else { "swarm_upgrade=info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests) keeps the first subscriber.
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
