@@ -129,3 +129,63 @@ impl RunRecord {
         self.outcome.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::planner::{plan, PlanRequest};
+
+    fn record() -> RunRecord {
+        let snap: ClusterSnapshot = serde_json::from_str(include_str!("../tests/fixtures/five-node.json")).unwrap();
+        let req = PlanRequest { to: Some("5:28.5.2-1~debian.13~trixie".parse().unwrap()), ..Default::default() };
+        let p = plan(&snap, &Settings::default(), &req).unwrap();
+        RunRecord::new("r1".into(), &p, RunFlags::default(), &snap, snap.taken_at)
+    }
+
+    #[test]
+    fn nodes_go_one_at_a_time_and_success_needs_all_done() {
+        let mut r = record();
+        let now = r.started_at;
+        assert_eq!(r.next_step(), RunStep::Start(0));
+        r.nodes[0].start(now).unwrap();
+        assert_eq!(r.next_step(), RunStep::Continue(0));
+        for n in &mut r.nodes {
+            n.phase = Phase::Done;
+        }
+        assert!(matches!(r.next_step(), RunStep::Finish(Outcome::Succeeded, _)));
+    }
+
+    #[test]
+    fn abort_stops_between_nodes_never_inside_one() {
+        let mut r = record();
+        r.nodes[0].start(r.started_at).unwrap();
+        r.abort_requested = true;
+        assert_eq!(r.next_step(), RunStep::Continue(0), "the current node is finished first");
+        r.nodes[0].phase = Phase::Done;
+        match r.next_step() {
+            RunStep::Finish(Outcome::Aborted, why) => assert!(why.contains("before node worker2"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_node_halts_the_run_with_its_reason() {
+        let mut r = record();
+        r.nodes[0].phase = Phase::RolledBack;
+        r.nodes[0].reason = Some("docker.service failed".into());
+        match r.next_step() {
+            RunStep::Finish(Outcome::Failed, why) => {
+                assert_eq!(why, "node worker1 was rolled back to its previous packages and is back in service: docker.service failed")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_record_survives_the_store_round_trip() {
+        let r = record();
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<RunRecord>(&text).unwrap(), r);
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::{Coordinator, CoordinatorError};
 use crate::machine::{NodeProgress, Phase};
-use crate::model::{Availability, NodeId, PackageSet};
+use crate::model::{Availability, Mode, NodeId, PackageSet};
 use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
 
 /// What an action produced that the machine must record.
@@ -46,16 +46,27 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Phase::VerifyConverged => self.unsurge(p).await?,
             Phase::Restore => {
                 self.unsurge(p).await?;
-                swarm.set_availability(&p.node, p.original_availability).await?;
+                let snap = swarm.snapshot().await?;
+                if snap.node(&p.node).is_some_and(|n| n.availability != p.original_availability) {
+                    swarm.set_availability(&p.node, p.original_availability).await?;
+                }
             }
             Phase::WaitMigrated | Phase::WaitReady | Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => {}
         }
         Ok(Acted::Done)
     }
 
+    /// Scales surged services back to their replica count, writing only those that differ.
     async fn unsurge(&self, p: &NodeProgress) -> Result<(), PortError> {
+        if p.surge.is_empty() {
+            return Ok(());
+        }
+        let snap = self.ports.swarm.snapshot().await?;
         for s in &p.surge {
-            self.ports.swarm.scale(&s.service, s.from).await?;
+            let current = snap.service(&s.service).map(|svc| svc.mode);
+            if current != Some(Mode::Replicated { replicas: s.from }) {
+                self.ports.swarm.scale(&s.service, s.from).await?;
+            }
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use super::{Coordinator, CoordinatorError};
 use crate::machine::decide::{evaluate, Observation, Verdict};
 use crate::machine::{elapsed, Phase};
 use crate::model::{AgentStatus, NodeId, PackageSet};
-use crate::planner::guard;
+use crate::planner::{guard, Surge};
 use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
 use crate::run::{Outcome, RunRecord, RunStep};
 
@@ -29,29 +29,31 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             match run.next_step() {
                 RunStep::Finish(outcome, reason) => return self.finish(token, outcome, reason).await,
                 RunStep::Start(i) => {
-                    if let Some(why) = self.guard(&run, i).await? {
-                        return self.finish(token, Outcome::Failed, why).await;
-                    }
+                    let surge = match self.guard(&run, i).await {
+                        Ok(surge) => surge,
+                        Err(why) => return self.finish(token, Outcome::Failed, why).await,
+                    };
                     tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
-                    self.update_run(token, |r| Ok(r.nodes[i].start(now)?)).await?;
+                    self.update_run(token, |r| {
+                        r.nodes[i].surge = surge.clone();
+                        Ok(r.nodes[i].start(now)?)
+                    })
+                    .await?;
                 }
                 RunStep::Continue(i) => self.step_node(token, &run, i, &mut acted).await?,
             }
         }
     }
 
-    /// Re-checks the guards against the cluster as it is now, before a node starts.
-    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Option<String>, CoordinatorError> {
-        let snap = match self.observe_all().await {
-            Ok(s) => s,
-            Err(e) => return Ok(Some(format!("cannot observe the cluster before node {}: {e}", run.nodes[i].hostname))),
-        };
-        let refusals = guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages);
-        if refusals.is_empty() {
-            return Ok(None);
-        }
-        let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-        Ok(Some(format!("stopped before node {}: {}", run.nodes[i].hostname, reasons.join("; "))))
+    /// Re-checks the guards against the cluster as it is now, before a node starts; returns the
+    /// node's surge, or why the run must stop here.
+    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, String> {
+        let host = &run.nodes[i].hostname;
+        let snap = self.observe_all().await.map_err(|e| format!("cannot observe the cluster before node {host}: {e}"))?;
+        guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages).map_err(|refusals| {
+            let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+            format!("stopped before node {host}: {}", reasons.join("; "))
+        })
     }
 
     async fn finish(&self, token: u64, outcome: Outcome, reason: String) -> Result<RunRecord, CoordinatorError> {

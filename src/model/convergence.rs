@@ -82,3 +82,57 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
 pub fn first_unconverged(snap: &ClusterSnapshot) -> Option<Convergence> {
     snap.services.iter().map(|s| service_convergence(snap, s)).find(|c| *c != Convergence::Converged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NodeId, Task};
+
+    fn snap() -> ClusterSnapshot {
+        serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap()
+    }
+
+    fn task(id: &str, svc: &str, slot: Option<u64>, node: &str, state: TaskState, desired: TaskState) -> Task {
+        Task { id: id.into(), service: crate::model::ServiceId(svc.into()), slot, node: Some(NodeId(node.into())), state, desired }
+    }
+
+    #[test]
+    fn fixture_is_converged() {
+        assert_eq!(first_unconverged(&snap()), None);
+    }
+
+    #[test]
+    fn per_slot_the_task_meant_to_keep_running_counts() {
+        let mut s = snap();
+        // solo.1 is being replaced: the old task shuts down, the new one is still starting.
+        s.tasks.iter_mut().find(|t| t.id == "solo.1").unwrap().desired = TaskState::Shutdown;
+        s.tasks.push(task("solo.1b", "solo-id", Some(1), "worker2-id", TaskState::Starting, TaskState::Running));
+        let solo = s.services[1].clone();
+        assert!(matches!(service_convergence(&s, &solo), Convergence::Converging(_)));
+        s.tasks.last_mut().unwrap().state = TaskState::Running;
+        assert_eq!(service_convergence(&s, &solo), Convergence::Converged);
+    }
+
+    #[test]
+    fn tasks_on_down_nodes_are_ignored_and_global_needs_every_eligible_node() {
+        let mut s = snap();
+        let global = s.services[2].clone();
+        s.tasks.retain(|t| t.id != "agentcheck.worker2");
+        assert_eq!(service_convergence(&s, &global), Convergence::Converging("service agentcheck: no running task on worker2".into()));
+        s.nodes.iter_mut().find(|n| n.hostname == "worker2").unwrap().availability = crate::model::Availability::Drain;
+        assert_eq!(service_convergence(&s, &global), Convergence::Converged, "a drained node runs no global task");
+        let mut s = snap();
+        s.nodes.iter_mut().find(|n| n.hostname == "worker1").unwrap().state = crate::model::NodeState::Down;
+        s.tasks.iter_mut().find(|t| t.id == "web.1").unwrap().state = TaskState::Failed;
+        let web = s.services[0].clone();
+        assert!(matches!(service_convergence(&s, &web), Convergence::Converging(_)), "the down node's task no longer counts");
+    }
+
+    #[test]
+    fn paused_and_rolled_back_updates_are_failures() {
+        let mut s = snap();
+        s.services[0].update_state = Some(crate::model::UpdateState::RollbackCompleted);
+        let web = s.services[0].clone();
+        assert!(matches!(service_convergence(&s, &web), Convergence::Failed(_)));
+    }
+}

@@ -107,16 +107,22 @@ pub struct Plan {
 }
 
 /// The guards re-checked before each node of a running run: the cluster, the node, the services,
-/// and whether the node's tasks can run elsewhere in the cluster as it is now.
-pub fn guard(snap: &ClusterSnapshot, settings: &Settings, flags: &RunFlags, node: &NodeId, packages: &PackageSet) -> Vec<Refusal> {
+/// and whether the node's tasks can run elsewhere in the cluster as it is now. On success, the
+/// surge for the node, computed from where the tasks are now (the swarm may have placed them
+/// differently from the plan's prediction).
+pub fn guard(snap: &ClusterSnapshot, settings: &Settings, flags: &RunFlags, node: &NodeId, packages: &PackageSet) -> Result<Vec<Surge>, Vec<Refusal>> {
     let req = PlanRequest { to: None, allow_downgrade: flags.allow_downgrade, allow_single_manager: flags.allow_single_manager };
     let mut refusals = preflight::cluster_checks(snap, settings, &req);
     refusals.extend(preflight::node_checks(snap, settings, &req, node, packages));
     refusals.extend(preflight::service_checks(snap));
-    if let Err(r) = placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), node) {
-        refusals.extend(r);
+    match placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), node) {
+        Ok(ev) if refusals.is_empty() => Ok(if settings.surge { ev.surge } else { Vec::new() }),
+        Ok(_) => Err(refusals),
+        Err(r) => {
+            refusals.extend(r);
+            Err(refusals)
+        }
     }
-    refusals
 }
 
 /// Plans a run, or lists every reason to refuse it.
@@ -156,3 +162,6 @@ pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> R
         Err(refusals)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! The ports over a [`World`]: swarm, agents, compare-and-swap store, and a clock on tokio's
+//! (pausable) time. A crash can be injected after the n-th mutating operation: the operation
+//! takes effect, then the call never returns, as when a coordinator is SIGKILLed mid-call.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use swarm_upgrade::agent::Fence;
+use swarm_upgrade::lock::StoreDoc;
+use swarm_upgrade::model::*;
+use swarm_upgrade::ports::*;
+use tokio::sync::Notify;
+
+use super::world::{Host, World};
+
+/// A fake cluster shared by any number of coordinators.
+#[derive(Clone)]
+pub struct FakeCluster {
+    pub world: Arc<Mutex<World>>,
+    crash: Arc<Mutex<CrashPlan>>,
+    crashed: Arc<Notify>,
+    fences: Arc<Mutex<BTreeMap<String, Fence>>>,
+}
+
+#[derive(Default)]
+struct CrashPlan {
+    ops: usize,
+    after: Option<usize>,
+}
+
+impl FakeCluster {
+    pub fn new(world: World) -> Self {
+        FakeCluster { world: Arc::new(Mutex::new(world)), crash: Default::default(), crashed: Arc::new(Notify::new()), fences: Default::default() }
+    }
+
+    /// Crash (hang forever and notify) on the `n`-th mutating operation from now.
+    pub fn crash_after(&self, n: usize) {
+        let mut c = self.crash.lock().unwrap();
+        c.ops = 0;
+        c.after = Some(n);
+    }
+
+    /// Resolves when the injected crash happens.
+    pub async fn crashed(&self) {
+        self.crashed.notified().await
+    }
+
+    /// Mutating operations counted since the last `crash_after`.
+    pub fn ops(&self) -> usize {
+        self.crash.lock().unwrap().ops
+    }
+
+    fn w(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap()
+    }
+
+    /// Counts a mutating operation (already applied); hangs if it is the one to crash on.
+    async fn counted(&self) {
+        let hang = {
+            let mut c = self.crash.lock().unwrap();
+            c.ops += 1;
+            let hang = c.after == Some(c.ops);
+            if hang {
+                c.after = None;
+            }
+            hang
+        };
+        if hang {
+            self.crashed.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn fence(&self, host: &str, op: &OpKey) -> Result<(), PortError> {
+        let mut f = self.fences.lock().unwrap();
+        f.entry(host.to_string()).or_default().admit(op.token).map_err(|e| PortError::Failed(e.to_string()))
+    }
+
+    fn host_for(&self, target: &AgentTarget) -> Result<Host, PortError> {
+        let w = self.w();
+        let h = w.host(&target.addr).cloned().ok_or_else(|| PortError::Unavailable(format!("no host at {}", target.addr)))?;
+        if !h.agent_up {
+            return Err(PortError::Unavailable(format!("agent on {} refused the connection", h.hostname)));
+        }
+        Ok(h)
+    }
+
+    fn check_available(h: &Host, packages: &PackageSet) -> Result<(), PortError> {
+        for (p, v) in &packages.0 {
+            if !h.available.get(p).is_some_and(|vs| vs.contains(v)) {
+                return Err(PortError::Failed(format!("E: Version '{v}' for '{p}' was not found")));
+            }
+        }
+        Ok(())
+    }
+
+    /// What happens to a host when docker.service restarts.
+    fn restart(w: &mut World, addr: &str) -> Result<(), PortError> {
+        let broken = w.broken.clone();
+        let wipe = w.wipe_on_restart.clone();
+        let h = w.host_mut(addr).expect("host exists");
+        let fails = broken.is_some_and(|b| h.installed.get("docker-ce") == Some(&b));
+        h.engine_active = !fails;
+        h.down_ticks = 2;
+        let hostname = h.hostname.clone();
+        if wipe.as_deref() == Some(hostname.as_str()) {
+            h.local_id = None;
+            w.wipe_on_restart = None;
+        }
+        let h = w.host(addr).unwrap().clone();
+        let id = w.nodes.iter().find(|n| n.hostname == hostname && Some(&n.id) == h.local_id.as_ref()).map(|n| n.id.clone());
+        let id = id.or_else(|| w.nodes.iter().find(|n| n.hostname == hostname).map(|n| n.id.clone()));
+        if let Some(id) = id {
+            w.node_mut(&id).unwrap().state = NodeState::Down;
+            for t in w.tasks.iter_mut().filter(|t| t.node.as_ref() == Some(&id) && t.state == TaskState::Running) {
+                t.state = TaskState::Failed;
+            }
+        }
+        w.log.push(format!("restart {hostname}"));
+        if fails { Err(PortError::Failed("job for docker.service failed (result: failed); see journalctl -u docker.service".into())) } else { Ok(()) }
+    }
+}
+
+impl Swarm for FakeCluster {
+    async fn snapshot(&self) -> Result<ClusterSnapshot, PortError> {
+        let mut w = self.w();
+        w.tick();
+        Ok(w.snapshot(Timestamp::UNIX_EPOCH))
+    }
+
+    async fn set_availability(&self, node: &NodeId, availability: Availability) -> Result<(), PortError> {
+        {
+            let mut w = self.w();
+            let n = w.node_mut(node).ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            n.availability = availability;
+            let host = n.hostname.clone();
+            w.log.push(format!("availability {host} {availability:?}"));
+        }
+        self.counted().await;
+        Ok(())
+    }
+
+    async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError> {
+        {
+            let mut w = self.w();
+            let s = w.services.iter_mut().find(|s| &s.id == service).ok_or_else(|| PortError::Failed(format!("service {service} not found")))?;
+            s.mode = Mode::Replicated { replicas };
+            let name = s.name.clone();
+            w.log.push(format!("scale {name} {replicas}"));
+        }
+        self.counted().await;
+        Ok(())
+    }
+
+    async fn set_labels(&self, node: &NodeId, labels: &BTreeMap<String, String>) -> Result<(), PortError> {
+        {
+            let mut w = self.w();
+            let n = w.node_mut(node).ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            n.labels = labels.clone();
+        }
+        self.counted().await;
+        Ok(())
+    }
+
+    async fn remove_node(&self, node: &NodeId) -> Result<(), PortError> {
+        {
+            let mut w = self.w();
+            let n = w.nodes.iter().find(|n| &n.id == node).ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            if n.state != NodeState::Down {
+                return Err(PortError::Failed(format!("node {node} is not down and can't be removed")));
+            }
+            w.nodes.retain(|n| &n.id != node);
+            w.log.push(format!("remove {node}"));
+        }
+        self.counted().await;
+        Ok(())
+    }
+
+    async fn join_token(&self, role: Role) -> Result<Secret, PortError> {
+        Ok(Secret(format!("SWMTKN-fake-{role:?}")))
+    }
+}
+
+impl Agents for FakeCluster {
+    async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError> {
+        let h = self.host_for(node)?;
+        let local_swarm = Some(match &h.local_id {
+            Some(id) => LocalSwarm { node_id: id.0.clone(), state: LocalSwarmState::Active },
+            None => LocalSwarm { node_id: String::new(), state: LocalSwarmState::Inactive },
+        });
+        Ok(AgentReport {
+            installed: h.installed.0.clone(),
+            available: h.available.clone(),
+            repository_error: None,
+            disk_free_bytes: 20 << 30,
+            engine_active: h.engine_active,
+            local_swarm,
+        })
+    }
+
+    async fn prefetch(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+        let h = self.host_for(node)?;
+        self.fence(&h.hostname, op)?;
+        Self::check_available(&h, packages)?;
+        if self.w().fail_prefetch_on.as_deref() == Some(h.hostname.as_str()) {
+            return Err(PortError::Failed("E: Failed to fetch docker-ce.deb  404  Not Found".into()));
+        }
+        self.counted().await;
+        Ok(())
+    }
+
+    async fn upgrade(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+        let h = self.host_for(node)?;
+        self.fence(&h.hostname, op)?;
+        Self::check_available(&h, packages)?;
+        {
+            let mut w = self.w();
+            w.host_mut(&node.addr).unwrap().installed = packages.clone();
+            w.log.push(format!("install {} {packages}", h.hostname));
+        }
+        self.counted().await;
+        Ok(())
+    }
+
+    async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError> {
+        let h = self.host_for(node)?;
+        self.fence(&h.hostname, op)?;
+        let r = Self::restart(&mut self.w(), &node.addr);
+        self.counted().await;
+        r
+    }
+
+    async fn rollback(&self, node: &AgentTarget, previous: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+        let h = self.host_for(node)?;
+        self.fence(&h.hostname, op)?;
+        let r = {
+            let mut w = self.w();
+            w.host_mut(&node.addr).unwrap().installed = previous.clone();
+            w.log.push(format!("rollback {} {previous}", h.hostname));
+            Self::restart(&mut w, &node.addr)
+        };
+        self.counted().await;
+        r
+    }
+
+    async fn rejoin(&self, node: &AgentTarget, order: &JoinOrder, op: &OpKey) -> Result<NodeId, PortError> {
+        let h = self.host_for(node)?;
+        self.fence(&h.hostname, op)?;
+        let id = {
+            let mut w = self.w();
+            let role = if order.token.0.ends_with("Manager") { Role::Manager } else { Role::Worker };
+            let template = w.nodes.iter().find(|n| n.hostname == h.hostname).cloned().expect("the stale entry is there");
+            w.next_id += 1;
+            let id = NodeId(format!("{}-rejoined-{}", h.hostname, w.next_id));
+            let engine = h.installed.get("docker-ce").map(|v| v.engine_version()).unwrap_or(template.engine_version.clone());
+            w.nodes.push(Node {
+                id: id.clone(),
+                role,
+                availability: Availability::Active,
+                state: NodeState::Ready,
+                labels: BTreeMap::new(),
+                engine_version: engine,
+                manager: (role == Role::Manager).then_some(ManagerStatus { leader: false, reachability: Reachability::Reachable }),
+                ..template
+            });
+            w.host_mut(&node.addr).unwrap().local_id = Some(id.clone());
+            w.log.push(format!("rejoin {} as {id}", h.hostname));
+            id
+        };
+        self.counted().await;
+        Ok(id)
+    }
+}
+
+impl StateStore for FakeCluster {
+    async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
+        let w = self.w();
+        Ok(Versioned { doc: w.store_doc(), version: w.store_version })
+    }
+
+    async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError> {
+        {
+            let mut w = self.w();
+            if version != w.store_version {
+                return Err(PortError::Conflict);
+            }
+            w.store_text = serde_json::to_string(doc).unwrap();
+            w.store_version += 1;
+        }
+        self.counted().await;
+        Ok(())
+    }
+}
+
+/// A clock on tokio's time (pausable in tests), starting at a fixed instant.
+pub struct TestClock {
+    base: Timestamp,
+    start: tokio::time::Instant,
+}
+
+impl TestClock {
+    pub fn new() -> Self {
+        TestClock { base: "2026-11-25T03:00:00Z".parse().unwrap(), start: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        self.base.checked_add(jiff::SignedDuration::try_from(self.start.elapsed()).unwrap()).unwrap()
+    }
+
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await
+    }
+}

@@ -1,0 +1,99 @@
+//! Test support: an in-memory cluster with real semantics, and builders.
+#![allow(dead_code)]
+
+pub mod fake;
+pub mod generate;
+pub mod world;
+
+use std::collections::BTreeMap;
+
+use swarm_upgrade::config::Settings;
+use swarm_upgrade::coordinator::{Coordinator, Ports};
+use swarm_upgrade::model::*;
+use swarm_upgrade::planner::PlanRequest;
+
+pub use fake::{FakeCluster, TestClock};
+pub use world::{Host, World};
+
+pub const OLD: &str = "5:26.1.5-1~debian.13~trixie";
+pub const NEW: &str = "5:28.5.2-1~debian.13~trixie";
+pub const BROKEN: &str = "5:28.5.3-1~debian.13~trixie";
+
+pub fn v(s: &str) -> DebVersion {
+    s.parse().unwrap()
+}
+
+/// The bundled five-node snapshot.
+pub fn fixture() -> ClusterSnapshot {
+    serde_json::from_str(include_str!("../fixtures/five-node.json")).unwrap()
+}
+
+/// A world holding exactly what a snapshot shows, with each host's packages from its agent report.
+pub fn world_from(snap: &ClusterSnapshot) -> World {
+    let hosts = snap
+        .nodes
+        .iter()
+        .map(|n| {
+            let report = snap.agent_report(&n.id).cloned().unwrap_or_default();
+            Host {
+                hostname: n.hostname.clone(),
+                addr: n.addr.clone(),
+                installed: PackageSet(report.installed.clone()),
+                available: report.available.clone(),
+                engine_active: true,
+                agent_up: true,
+                local_id: Some(n.id.clone()),
+                down_ticks: 0,
+            }
+        })
+        .collect();
+    World {
+        hosts,
+        nodes: snap.nodes.clone(),
+        services: snap.services.clone(),
+        tasks: snap.tasks.clone(),
+        next_id: 0,
+        store_text: String::new(),
+        store_version: 1,
+        broken: Some(v(BROKEN)),
+        wipe_on_restart: None,
+        fail_prefetch_on: None,
+        min_running: BTreeMap::new(),
+        floor: BTreeMap::new(),
+        highest_token: BTreeMap::new(),
+        log: Vec::new(),
+    }
+}
+
+pub fn to(version: &str) -> PlanRequest {
+    PlanRequest { to: Some(v(version)), ..Default::default() }
+}
+
+/// Runs a coordinator named `holder` over the fake to the end of the run.
+pub async fn run(cluster: &FakeCluster, settings: &Settings, req: &PlanRequest, holder: &str) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
+    let clock = TestClock::new();
+    let ports = Ports { swarm: cluster, agents: cluster, store: cluster, clock: &clock };
+    Coordinator::new(ports, settings, holder).run(req, "run-1").await
+}
+
+/// Resumes over the fake, waiting for the lease.
+pub async fn resume(cluster: &FakeCluster, settings: &Settings, holder: &str) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
+    let clock = TestClock::new();
+    let ports = Ports { swarm: cluster, agents: cluster, store: cluster, clock: &clock };
+    Coordinator::new(ports, settings, holder).resume(true).await
+}
+
+/// Every host at `version`, every node Ready at its engine version and original availability.
+pub fn assert_all_at(world: &World, version: &str, original: &BTreeMap<String, Availability>) {
+    for h in &world.hosts {
+        assert_eq!(h.installed.get("docker-ce"), Some(&v(version)), "{} packages", h.hostname);
+        let n = world.nodes.iter().find(|n| Some(&n.id) == h.local_id.as_ref()).expect("host has a node entry");
+        assert_eq!(n.state, NodeState::Ready, "{} state", h.hostname);
+        assert_eq!(n.engine_version, v(version).engine_version(), "{} engine", h.hostname);
+        assert_eq!(Some(&n.availability), original.get(&h.hostname), "{} availability", h.hostname);
+    }
+}
+
+pub fn availabilities(world: &World) -> BTreeMap<String, Availability> {
+    world.nodes.iter().map(|n| (n.hostname.clone(), n.availability)).collect()
+}

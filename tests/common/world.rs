@@ -1,0 +1,255 @@
+//! The state of a fake cluster and its scheduler: synchronous, so property tests can also drive
+//! it directly. Semantics follow swarmkit where the coordinator depends on them: drained and
+//! down nodes lose their tasks, which are rescheduled; paused nodes keep theirs but get no new
+//! ones; placement honours constraints, max replicas per node and host ports; scaling down
+//! removes tasks that are not running first; a new task runs one tick after it is created.
+
+use std::collections::BTreeMap;
+
+use swarm_upgrade::lock::StoreDoc;
+use swarm_upgrade::model::constraint::satisfies_all;
+use swarm_upgrade::model::*;
+
+/// One machine: its packages, engine and agent. Its swarm entry is found by `local_id`.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub hostname: String,
+    pub addr: String,
+    pub installed: PackageSet,
+    pub available: BTreeMap<String, Vec<DebVersion>>,
+    pub engine_active: bool,
+    pub agent_up: bool,
+    /// The node ID the engine holds; `None` when it is not in a swarm.
+    pub local_id: Option<NodeId>,
+    /// Ticks until the node reports Ready again after a restart.
+    pub down_ticks: u32,
+}
+
+/// The fake cluster's whole state.
+#[derive(Clone, Debug)]
+pub struct World {
+    pub hosts: Vec<Host>,
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub tasks: Vec<Task>,
+    pub next_id: u64,
+    pub store_text: String,
+    pub store_version: u64,
+    /// An engine package version whose engine fails to start.
+    pub broken: Option<DebVersion>,
+    /// A host whose repository fails downloads (prefetch fails).
+    pub fail_prefetch_on: Option<String>,
+    /// A host whose swarm state is wiped at its next engine restart.
+    pub wipe_on_restart: Option<String>,
+    /// Lowest running count seen per replicated service (checked against `floor`).
+    pub min_running: BTreeMap<ServiceId, u64>,
+    /// Replica counts before the run: surge must never let a service drop below them.
+    pub floor: BTreeMap<ServiceId, u64>,
+    pub highest_token: BTreeMap<String, u64>,
+    pub log: Vec<String>,
+}
+
+impl World {
+    pub fn host(&self, addr: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.addr == addr)
+    }
+
+    pub fn host_mut(&mut self, addr: &str) -> Option<&mut Host> {
+        self.hosts.iter_mut().find(|h| h.addr == addr)
+    }
+
+    pub fn node_mut(&mut self, id: &NodeId) -> Option<&mut Node> {
+        self.nodes.iter_mut().find(|n| &n.id == id)
+    }
+
+    fn fresh_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}{}", self.next_id)
+    }
+
+    /// The snapshot the swarm port returns (agents left empty).
+    pub fn snapshot(&self, now: jiff::Timestamp) -> ClusterSnapshot {
+        ClusterSnapshot {
+            taken_at: now,
+            cluster_id: "fake".into(),
+            nodes: self.nodes.clone(),
+            services: self.services.clone(),
+            tasks: self.tasks.clone(),
+            agents: BTreeMap::new(),
+        }
+    }
+
+    /// The store document as it is now.
+    pub fn store_doc(&self) -> StoreDoc {
+        if self.store_text.is_empty() { StoreDoc::default() } else { serde_json::from_str(&self.store_text).unwrap() }
+    }
+
+    /// One step of the cluster's life: restarted nodes come back, new tasks start, the
+    /// orchestrator reconciles, and the running counts are recorded.
+    pub fn tick(&mut self) {
+        for i in 0..self.hosts.len() {
+            let h = &mut self.hosts[i];
+            if h.down_ticks > 0 {
+                h.down_ticks -= 1;
+                if h.down_ticks == 0 && h.engine_active {
+                    let version = h.installed.get("docker-ce").map(|v| v.engine_version());
+                    if let Some(id) = h.local_id.clone() {
+                        if let Some(n) = self.node_mut(&id) {
+                            n.state = NodeState::Ready;
+                            if let Some(v) = version {
+                                n.engine_version = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let ready: Vec<NodeId> = self.nodes.iter().filter(|n| n.state == NodeState::Ready).map(|n| n.id.clone()).collect();
+        for t in &mut self.tasks {
+            if t.desired == TaskState::Running && t.state < TaskState::Running && t.node.as_ref().is_some_and(|n| ready.contains(n)) {
+                t.state = TaskState::Running;
+            }
+        }
+        self.reconcile();
+        for s in &self.services {
+            if let Mode::Replicated { .. } = s.mode {
+                let running = self.tasks.iter().filter(|t| t.service == s.id && t.state == TaskState::Running && t.desired == TaskState::Running).count() as u64;
+                let m = self.min_running.entry(s.id.clone()).or_insert(running);
+                *m = (*m).min(running);
+            }
+        }
+    }
+
+    fn shut_down(t: &mut Task) {
+        t.desired = TaskState::Shutdown;
+        if t.state <= TaskState::Running {
+            t.state = TaskState::Shutdown;
+        }
+    }
+
+    /// The orchestrator and scheduler.
+    pub fn reconcile(&mut self) {
+        let gone: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.availability == Availability::Drain || n.state == NodeState::Down)
+            .map(|n| n.id.clone())
+            .collect();
+        let known: Vec<NodeId> = self.nodes.iter().map(|n| n.id.clone()).collect();
+        for t in &mut self.tasks {
+            let lost = t.node.as_ref().is_some_and(|n| gone.contains(n) || !known.contains(n));
+            if t.desired == TaskState::Running && lost {
+                Self::shut_down(t);
+            }
+        }
+        for svc in self.services.clone() {
+            match svc.mode {
+                Mode::Replicated { replicas } => self.reconcile_replicated(&svc, replicas),
+                Mode::Global => self.reconcile_global(&svc),
+            }
+        }
+    }
+
+    fn live(&self, svc: &ServiceId) -> Vec<usize> {
+        (0..self.tasks.len()).filter(|&i| &self.tasks[i].service == svc && self.tasks[i].desired == TaskState::Running).collect()
+    }
+
+    fn reconcile_replicated(&mut self, svc: &Service, replicas: u64) {
+        // Scale down: not running first, then the highest slot.
+        let mut live = self.live(&svc.id);
+        if live.len() as u64 > replicas {
+            live.sort_by_key(|&i| (self.tasks[i].state == TaskState::Running, std::cmp::Reverse(self.tasks[i].slot)));
+            for &i in live.iter().take(live.len() - replicas as usize) {
+                Self::shut_down(&mut self.tasks[i]);
+            }
+        }
+        // Unplaced tasks try again.
+        for i in self.live(&svc.id) {
+            if self.tasks[i].node.is_none() {
+                if let Some(n) = self.place(svc) {
+                    self.tasks[i].node = Some(n);
+                    self.tasks[i].state = TaskState::Assigned;
+                }
+            }
+        }
+        // Missing slots get a new task.
+        for slot in 1..=replicas {
+            let has = self.tasks.iter().any(|t| t.service == svc.id && t.slot == Some(slot) && t.desired == TaskState::Running);
+            if !has {
+                let node = self.place(svc);
+                let id = self.fresh_id(&format!("{}.{slot}.", svc.name));
+                let state = if node.is_some() { TaskState::Assigned } else { TaskState::Pending };
+                self.tasks.push(Task { id, service: svc.id.clone(), slot: Some(slot), node, state, desired: TaskState::Running });
+            }
+        }
+    }
+
+    fn reconcile_global(&mut self, svc: &Service) {
+        let eligible: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Ready && n.availability != Availability::Drain && satisfies_all(&svc.constraints, n))
+            .map(|n| n.id.clone())
+            .collect();
+        for n in eligible {
+            let has = self.tasks.iter().any(|t| t.service == svc.id && t.node.as_ref() == Some(&n) && t.desired == TaskState::Running);
+            if !has {
+                let id = self.fresh_id(&format!("{}.", svc.name));
+                self.tasks.push(Task { id, service: svc.id.clone(), slot: None, node: Some(n), state: TaskState::Assigned, desired: TaskState::Running });
+            }
+        }
+    }
+
+    /// The scheduler's choice for one new task of `svc`: eligible nodes, fewest tasks of the
+    /// service, then fewest tasks, then host name.
+    pub fn place(&self, svc: &Service) -> Option<NodeId> {
+        let on = |n: &NodeId, s: Option<&ServiceId>| {
+            self.tasks.iter().filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n) && s.is_none_or(|s| &t.service == s)).count()
+        };
+        let port_taken = |n: &NodeId| {
+            self.tasks.iter().filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n)).any(|t| {
+                let other = self.services.iter().find(|s| s.id == t.service);
+                other.is_some_and(|o| o.host_ports.iter().any(|p| svc.host_ports.contains(p)))
+            })
+        };
+        self.nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
+            .filter(|n| satisfies_all(&svc.constraints, n))
+            .filter(|n| svc.max_replicas_per_node.is_none_or(|m| m == 0 || (on(&n.id, Some(&svc.id)) as u64) < m))
+            .filter(|n| !port_taken(&n.id))
+            .min_by_key(|n| (on(&n.id, Some(&svc.id)), on(&n.id, None), n.hostname.clone()))
+            .map(|n| n.id.clone())
+    }
+
+    /// Ticks until nothing changes (at most `max` ticks); whether every service converged.
+    pub fn settle(&mut self, max: usize) -> bool {
+        for _ in 0..max {
+            self.tick();
+        }
+        let snap = self.snapshot(jiff::Timestamp::UNIX_EPOCH);
+        swarm_upgrade::model::convergence::first_unconverged(&snap).is_none()
+    }
+
+    /// Starts recording running counts from now, against the current replica counts.
+    pub fn watch_capacity(&mut self) {
+        self.min_running.clear();
+        self.floor = self
+            .services
+            .iter()
+            .filter_map(|s| match s.mode {
+                Mode::Replicated { replicas } => Some((s.id.clone(), replicas)),
+                Mode::Global => None,
+            })
+            .collect();
+    }
+
+    /// Services whose running count dropped below their replica count since `watch_capacity`.
+    pub fn capacity_dips(&self) -> Vec<String> {
+        self.floor
+            .iter()
+            .filter(|(s, floor)| self.min_running.get(*s).is_some_and(|m| m < floor))
+            .map(|(s, floor)| format!("{s}: {} < {floor}", self.min_running[s]))
+            .collect()
+    }
+}

@@ -1,0 +1,185 @@
+//! Coordinator scenarios over the in-memory cluster: the whole run, rollback, rejoin, restore,
+//! lock contention, abort, and resume after a crash. Time is tokio's paused clock.
+
+mod common;
+
+use common::*;
+use swarm_upgrade::config::Settings;
+use swarm_upgrade::coordinator::CoordinatorError;
+use swarm_upgrade::machine::Phase;
+use swarm_upgrade::run::Outcome;
+
+fn cluster() -> FakeCluster {
+    FakeCluster::new(world_from(&fixture()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_upgrade_reaches_target_everywhere_without_losing_capacity() {
+    let c = cluster();
+    let before = availabilities(&c.world.lock().unwrap());
+    c.world.lock().unwrap().watch_capacity();
+    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, NEW, &before);
+    assert_eq!(w.capacity_dips(), Vec::<String>::new());
+    let order: Vec<_> = w.log.iter().filter(|l| l.starts_with("restart")).cloned().collect();
+    assert_eq!(order, ["restart worker1", "restart worker2", "restart manager2", "restart manager3", "restart manager1"]);
+    assert!(w.store_doc().lock.is_none(), "the lock is released");
+    assert!(rec.nodes.iter().all(|n| n.phase == Phase::Done && n.history.len() == 11));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_surge_a_drain_costs_capacity() {
+    let c = cluster();
+    c.world.lock().unwrap().watch_capacity();
+    let s = Settings { surge: false, ..Settings::default() };
+    let rec = run(&c, &s, &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded));
+    let dips = c.world.lock().unwrap().capacity_dips();
+    assert!(dips.iter().any(|d| d.starts_with("solo-id: 0 < 1")), "{dips:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn broken_engine_rolls_the_first_node_back_and_halts() {
+    let c = cluster();
+    let before = availabilities(&c.world.lock().unwrap());
+    let rec = run(&c, &Settings::default(), &to(BROKEN), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed));
+    let reason = rec.reason.clone().unwrap();
+    assert!(reason.starts_with("node worker1 was rolled back to its previous packages"), "{reason}");
+    assert!(reason.contains("docker.service failed"), "{reason}");
+    assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
+    assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending), "no other node touched");
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, OLD, &before);
+    assert!(w.store_doc().lock.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_comes_back_as_a_stranger_rejoins_with_its_labels() {
+    let c = cluster();
+    {
+        let mut w = c.world.lock().unwrap();
+        w.wipe_on_restart = Some("worker1".into());
+        let n = w.nodes.iter_mut().find(|n| n.hostname == "worker1").unwrap();
+        n.labels.insert("zone".into(), "b".into());
+    }
+    let before = availabilities(&c.world.lock().unwrap());
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, NEW, &before);
+    let worker1: Vec<_> = w.nodes.iter().filter(|n| n.hostname == "worker1").collect();
+    assert_eq!(worker1.len(), 1, "the stale entry is gone");
+    assert!(worker1[0].id.0.starts_with("worker1-rejoined"));
+    assert_eq!(worker1[0].labels.get("zone").map(String::as_str), Some("b"));
+    assert_eq!(rec.nodes[0].rejoined_from.as_ref().unwrap().0, "worker1-id");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_prefetch_restores_the_node_untouched() {
+    let c = cluster();
+    c.world.lock().unwrap().fail_prefetch_on = Some("worker1".into());
+    let before = availabilities(&c.world.lock().unwrap());
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed));
+    assert_eq!(rec.nodes[0].phase, Phase::Restored, "{:?}", rec.nodes[0].reason);
+    let reason = rec.reason.unwrap();
+    assert!(reason.starts_with("node worker1 was restored without upgrading: Prefetch on worker1: E: Failed to fetch"), "{reason}");
+    let w = c.world.lock().unwrap();
+    assert_eq!(availabilities(&w), before);
+    assert_all_at(&w, OLD, &before);
+    let changes: Vec<_> = w.log.iter().filter(|l| !l.contains("Pause") && !l.contains("Active")).collect();
+    assert!(changes.is_empty(), "paused and reactivated, nothing else: {:?}", w.log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_coordinator_is_told_who_holds_the_lock() {
+    let c = cluster();
+    let s = Settings::default();
+    let req = to(NEW);
+    let (a, b) = tokio::join!(run(&c, &s, &req, "manager1/11"), async {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        run(&c, &s, &req, "manager2/22").await
+    });
+    assert_eq!(a.unwrap().outcome, Some(Outcome::Succeeded));
+    let e = b.unwrap_err();
+    assert!(e.to_string().starts_with("locked by manager1/11 since 2026-11-25T03:00:00"), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn preflight_refusal_changes_nothing() {
+    let c = cluster();
+    c.world.lock().unwrap().hosts[4].agent_up = false;
+    let before = c.world.lock().unwrap().clone();
+    let e = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap_err();
+    match &e {
+        CoordinatorError::Refused(r) => assert!(r.iter().any(|r| r.node.as_deref() == Some("worker2")), "{r:?}"),
+        other => panic!("{other}"),
+    }
+    let after = c.world.lock().unwrap();
+    assert_eq!(after.store_version, before.store_version, "no write to the store");
+    assert!(after.log.is_empty(), "no action: {:?}", after.log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_stops_after_the_current_node() {
+    let c = cluster();
+    let c2 = c.clone();
+    // The operator's `abort` is a write to the store while the first node is in progress.
+    let aborter = tokio::spawn(async move {
+        for _ in 0..10_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let mut w = c2.world.lock().unwrap();
+            let mut doc = w.store_doc();
+            if let Some(run) = doc.run.as_mut() {
+                if run.nodes[0].phase != Phase::Pending {
+                    run.abort_requested = true;
+                    w.store_text = serde_json::to_string(&doc).unwrap();
+                    w.store_version += 1;
+                    break;
+                }
+            }
+        }
+    });
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    aborter.await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Aborted));
+    assert_eq!(rec.nodes[0].phase, Phase::Done, "the node in progress was finished");
+    assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending));
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_during_the_leaders_restart_then_resume_on_another_manager() {
+    let c = cluster();
+    let s = Settings::default();
+    let before = availabilities(&c.world.lock().unwrap());
+    // Crash right after the leader's engine restart was ordered.
+    let crash_at = {
+        let probe = cluster();
+        run(&probe, &s, &to(NEW), "probe").await.unwrap();
+        let w = probe.world.lock().unwrap();
+        w.log.len()
+    };
+    assert!(crash_at > 0);
+    c.crash_after(usize::MAX);
+    let c2 = c.clone();
+    let watcher = async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if c2.world.lock().unwrap().log.iter().any(|l| l == "restart manager1") {
+                return;
+            }
+        }
+    };
+    let req = to(NEW);
+    tokio::select! {
+        r = run(&c, &s, &req, "manager1/1") => panic!("the run should have been cut: {r:?}"),
+        _ = watcher => {}
+    }
+    let rec = resume(&c, &s, "manager2/2").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    assert_all_at(&c.world.lock().unwrap(), NEW, &before);
+    assert!(c.world.lock().unwrap().store_doc().last_token >= 2);
+}
