@@ -44,7 +44,9 @@ pub struct StoreDoc {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockError {
     /// Someone else holds an unexpired lock.
-    #[error("locked by {holder} since {since} (run {run_id}, lease until {until}); wait for it, or if that coordinator is gone for good, `swarm-upgrade unlock --force`")]
+    #[error(
+        "locked by {holder} since {since} (run {run_id}, lease until {until}); wait for it, or if that coordinator is gone for good, `swarm-upgrade unlock --force`"
+    )]
     Held {
         /// The holder.
         holder: String,
@@ -56,7 +58,9 @@ pub enum LockError {
         until: Timestamp,
     },
     /// The caller's token is no longer the lock's.
-    #[error("the lock was lost (our fencing token {ours} is not the current one); another coordinator may have taken over: stop and check `swarm-upgrade status`")]
+    #[error(
+        "the lock was lost (our fencing token {ours} is not the current one); another coordinator may have taken over: stop and check `swarm-upgrade status`"
+    )]
     Lost {
         /// The caller's token.
         ours: u64,
@@ -87,7 +91,12 @@ impl StoreDoc {
     pub fn acquire(&mut self, holder: &str, run_id: &str, target: &DebVersion, lease: Duration, now: Timestamp) -> Result<u64, LockError> {
         if let Some(l) = &self.lock {
             if !l.expired(now) {
-                return Err(LockError::Held { holder: l.holder.clone(), run_id: l.run_id.clone(), since: l.acquired_at, until: l.expires_at });
+                return Err(LockError::Held {
+                    holder: l.holder.clone(),
+                    run_id: l.run_id.clone(),
+                    since: l.acquired_at,
+                    until: l.expires_at,
+                });
             }
         }
         let token = self.last_token + 1;

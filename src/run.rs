@@ -134,7 +134,7 @@ impl RunRecord {
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::planner::{plan, PlanRequest};
+    use crate::planner::{PlanRequest, plan};
 
     fn record() -> RunRecord {
         let snap: ClusterSnapshot = serde_json::from_str(include_str!("../tests/fixtures/five-node.json")).unwrap();

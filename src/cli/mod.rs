@@ -161,7 +161,12 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             settings()?;
             Err(not_built("plan against the live cluster", "`swarm-upgrade plan --snapshot FILE` plans offline"))
         }
-        Command::Run { .. } | Command::Resume { .. } | Command::Status | Command::Abort | Command::Unlock { .. } | Command::Snapshot { .. } => {
+        Command::Run { .. }
+        | Command::Resume { .. }
+        | Command::Status
+        | Command::Abort
+        | Command::Unlock { .. }
+        | Command::Snapshot { .. } => {
             settings()?;
             Err(not_built(command_name(&cli.command), "nothing was changed"))
         }

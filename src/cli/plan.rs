@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{exit, Failure, Output, TargetArgs};
+use super::{Failure, Output, TargetArgs, exit};
 use crate::config::Settings;
 use crate::model::ClusterSnapshot;
 use crate::planner::{self, Plan, PlanRequest, Refusal};
@@ -13,7 +13,8 @@ use crate::planner::{self, Plan, PlanRequest, Refusal};
 /// Plans against a saved snapshot.
 pub fn offline(settings: &Settings, file: &Path, target: &TargetArgs, output: Output) -> Result<(), Failure> {
     let snap = read_snapshot(file)?;
-    let req = PlanRequest { to: target.to.clone(), allow_downgrade: target.allow_downgrade, allow_single_manager: target.allow_single_manager };
+    let req =
+        PlanRequest { to: target.to.clone(), allow_downgrade: target.allow_downgrade, allow_single_manager: target.allow_single_manager };
     match planner::plan(&snap, settings, &req) {
         Ok(plan) => {
             match output {
@@ -45,19 +46,29 @@ fn json<T: Serialize>(v: &T) -> String {
 
 /// Reads a snapshot file; errors name the file, the place and the fix.
 pub fn read_snapshot(file: &Path) -> Result<ClusterSnapshot, Failure> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot read snapshot {}: {e}; check the path given to --snapshot", file.display())))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Failure::new(exit::BAD_INPUT, format!("cannot read snapshot {}: {e}; check the path given to --snapshot", file.display()))
+    })?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::new(
             exit::BAD_INPUT,
-            format!("{}:{}:{}: not a cluster snapshot: {e}; write one with `swarm-upgrade snapshot --out FILE`", file.display(), e.line(), e.column()),
+            format!(
+                "{}:{}:{}: not a cluster snapshot: {e}; write one with `swarm-upgrade snapshot --out FILE`",
+                file.display(),
+                e.line(),
+                e.column()
+            ),
         )
     })
 }
 
 /// The refusal as one message: every reason, each with its fix.
 pub fn refusal_message(refusals: &[Refusal]) -> String {
-    let mut m = format!("preflight refused the run ({} reason{}); nothing was changed:", refusals.len(), if refusals.len() == 1 { "" } else { "s" });
+    let mut m = format!(
+        "preflight refused the run ({} reason{}); nothing was changed:",
+        refusals.len(),
+        if refusals.len() == 1 { "" } else { "s" }
+    );
     for r in refusals {
         let at = match (&r.node, &r.service) {
             (Some(n), Some(s)) => format!("[{n}, service {s}] "),
@@ -87,10 +98,22 @@ pub fn render(plan: &Plan) -> String {
             (crate::model::Role::Manager, false) => "manager",
             (crate::model::Role::Worker, _) => "worker",
         };
-        let _ = writeln!(out, "{:>3}. {} ({role}): engine {} -> {}, returns to {:?}", i + 1, n.hostname, n.engine_from, plan.target.engine_version(), n.availability);
-        let _ = writeln!(out, "       phases: prefetch, pause, surge, drain, wait-migrated, upgrade, restart, wait-ready, reactivate, verify-converged");
+        let _ = writeln!(
+            out,
+            "{:>3}. {} ({role}): engine {} -> {}, returns to {:?}",
+            i + 1,
+            n.hostname,
+            n.engine_from,
+            plan.target.engine_version(),
+            n.availability
+        );
+        let _ = writeln!(
+            out,
+            "       phases: prefetch, pause, surge, drain, wait-migrated, upgrade, restart, wait-ready, reactivate, verify-converged"
+        );
         if !n.surge.is_empty() {
-            let s: Vec<String> = n.surge.iter().map(|s| format!("{} {}->{} (on {})", s.name, s.from, s.to, s.expected_on.join(", "))).collect();
+            let s: Vec<String> =
+                n.surge.iter().map(|s| format!("{} {}->{} (on {})", s.name, s.from, s.to, s.expected_on.join(", "))).collect();
             let _ = writeln!(out, "       surge: {}", s.join("; "));
         }
         if !n.moves.is_empty() {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::fragments::*;
-use super::window::{parse_day, Window};
+use super::window::{Window, parse_day};
 use super::{ConfigError, CustomTls, LabelMatch, NodeOrder, Settings, TargetSetting};
 
 /// Applies `f` (read from `path`) over `s`.
@@ -17,7 +17,11 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
     if let Some(t) = f.target {
         match (t.version, t.policy) {
             (Some(v), Some(p)) => {
-                return Err(invalid("target", &format!("version {v:?}, policy {p:?}"), "set either target.version or target.policy, not both"));
+                return Err(invalid(
+                    "target",
+                    &format!("version {v:?}, policy {p:?}"),
+                    "set either target.version or target.policy, not both",
+                ));
             }
             (Some(v), None) => {
                 let version = v.parse().map_err(|e| invalid("target.version", &v, &format!("{e}")))?;
@@ -36,7 +40,11 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
     if let Some(p) = f.packages {
         if let Some(engine) = p.engine {
             if engine.is_empty() {
-                return Err(invalid("packages.engine", &engine, "list at least the engine package, e.g. [\"docker-ce\", \"docker-ce-cli\"]"));
+                return Err(invalid(
+                    "packages.engine",
+                    &engine,
+                    "list at least the engine package, e.g. [\"docker-ce\", \"docker-ce-cli\"]",
+                ));
             }
             check_package_names("packages.engine", &engine).map_err(|(v, why)| invalid("packages.engine", &v, why))?;
             s.engine_packages = engine;
@@ -62,7 +70,8 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
         set(&mut s.allow_downgrade, u.allow_downgrade);
         set(&mut s.max_major_skew, u.max_major_skew);
         if let Some(d) = u.min_free_disk {
-            s.min_free_disk = parse_size(&d).ok_or_else(|| invalid("upgrade.min_free_disk", &d, "write a size such as \"512MiB\" or \"2GiB\""))?;
+            s.min_free_disk =
+                parse_size(&d).ok_or_else(|| invalid("upgrade.min_free_disk", &d, "write a size such as \"512MiB\" or \"2GiB\""))?;
         }
     }
     if let Some(n) = f.nodes {
@@ -188,11 +197,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-fn window(
-    i: usize,
-    w: WindowFragment,
-    invalid: &dyn Fn(&str, &dyn std::fmt::Debug, &str) -> ConfigError,
-) -> Result<Window, ConfigError> {
+fn window(i: usize, w: WindowFragment, invalid: &dyn Fn(&str, &dyn std::fmt::Debug, &str) -> ConfigError) -> Result<Window, ConfigError> {
     let key = |k: &str| format!("windows[{i}].{k}");
     let days = match w.days {
         None => Vec::new(),
@@ -210,7 +215,11 @@ fn window(
     let end = time("end", w.end)?;
     let timezone = w.timezone.unwrap_or_else(|| "UTC".into());
     if jiff::tz::TimeZone::get(&timezone).is_err() {
-        return Err(invalid(&key("timezone"), &timezone, "not a known IANA time zone (e.g. \"Europe/Berlin\"); is the tzdata package installed?"));
+        return Err(invalid(
+            &key("timezone"),
+            &timezone,
+            "not a known IANA time zone (e.g. \"Europe/Berlin\"); is the tzdata package installed?",
+        ));
     }
     if start == end {
         return Err(invalid(&key("end"), &end.to_string(), "equals start: the window would be empty"));

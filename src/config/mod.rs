@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::model::DebVersion;
 use fragments::Fragment;
-pub use window::{window_open, Window};
+pub use window::{Window, window_open};
 
 /// The default configuration file.
 pub const DEFAULT_PATH: &str = "/etc/swarm-upgrade/config.toml";

@@ -1,8 +1,8 @@
 //! Maintenance windows: on which days and between which local times a run may start a node.
 
+use jiff::Timestamp;
 use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 use serde::Serialize;
 
 /// A weekly window in a time zone.

@@ -51,7 +51,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                     swarm.set_availability(&p.node, p.original_availability).await?;
                 }
             }
-            Phase::WaitMigrated | Phase::WaitReady | Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => {}
+            Phase::WaitMigrated | Phase::WaitReady | Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => {
+            }
         }
         Ok(Acted::Done)
     }
@@ -76,11 +77,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// Reactivate.
     async fn rejoin(&self, p: &NodeProgress, target: &AgentTarget, op: &OpKey) -> Result<Acted, PortError> {
         let snap = self.ports.swarm.snapshot().await?;
-        let managers: Vec<String> = snap
-            .managers()
-            .filter(|m| m.id != p.node && !m.addr.is_empty())
-            .map(|m| format!("{}:2377", m.addr))
-            .collect();
+        let managers: Vec<String> =
+            snap.managers().filter(|m| m.id != p.node && !m.addr.is_empty()).map(|m| format!("{}:2377", m.addr)).collect();
         let token = self.ports.swarm.join_token(p.role).await?;
         let new_id = self.ports.agents.rejoin(target, &JoinOrder { token, managers }, op).await?;
         self.ports.swarm.set_labels(&new_id, &p.labels).await?;

@@ -2,10 +2,10 @@
 
 use super::act::Acted;
 use super::{Coordinator, CoordinatorError};
-use crate::machine::decide::{evaluate, Observation, Verdict};
-use crate::machine::{elapsed, Phase};
+use crate::machine::decide::{Observation, Verdict, evaluate};
+use crate::machine::{Phase, elapsed};
 use crate::model::{AgentStatus, NodeId, PackageSet};
-use crate::planner::{guard, Surge};
+use crate::planner::{Surge, guard};
 use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
 use crate::run::{Outcome, RunRecord, RunStep};
 
@@ -119,22 +119,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         match verdict {
             Verdict::Complete => {
                 let previous = report.map(|r| installed_subset(&r.installed, &run.packages));
-                let entered = self.update_run(token, |r| {
-                    let n = &mut r.nodes[i];
-                    match n.phase {
-                        Phase::Prefetch => {
-                            if let Some(prev) = previous.clone() {
-                                n.record_previous(prev);
+                let entered = self
+                    .update_run(token, |r| {
+                        let n = &mut r.nodes[i];
+                        match n.phase {
+                            Phase::Prefetch => {
+                                if let Some(prev) = previous.clone() {
+                                    n.record_previous(prev);
+                                }
+                                n.advance(now)?
                             }
-                            n.advance(now)?
+                            Phase::Rollback => n.rolled_back(now)?,
+                            Phase::Restore => n.restored(now)?,
+                            _ => n.advance(now)?,
                         }
-                        Phase::Rollback => n.rolled_back(now)?,
-                        Phase::Restore => n.restored(now)?,
-                        _ => n.advance(now)?,
-                    }
-                    Ok(n.phase)
-                })
-                .await?;
+                        Ok(n.phase)
+                    })
+                    .await?;
                 tracing::info!(run = %run.id, node = %p.hostname, phase = ?entered, token, "phase entered");
             }
             Verdict::Wait(_) => {

@@ -41,7 +41,9 @@ pub enum CoordinatorError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// An earlier run did not finish.
-    #[error("run {0} was interrupted and is not finished: resume it with `swarm-upgrade resume`, or stop it with `swarm-upgrade abort` then `swarm-upgrade resume`")]
+    #[error(
+        "run {0} was interrupted and is not finished: resume it with `swarm-upgrade resume`, or stop it with `swarm-upgrade abort` then `swarm-upgrade resume`"
+    )]
     Unfinished(String),
     /// There is nothing to resume.
     #[error("there is no unfinished run to resume (see `swarm-upgrade status`)")]

@@ -48,7 +48,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Applies `f` to the run record, only while `token` holds the lock.
-    pub(crate) async fn update_run<T>(&self, token: u64, mut f: impl FnMut(&mut RunRecord) -> Result<T, CoordinatorError>) -> Result<T, CoordinatorError> {
+    pub(crate) async fn update_run<T>(
+        &self,
+        token: u64,
+        mut f: impl FnMut(&mut RunRecord) -> Result<T, CoordinatorError>,
+    ) -> Result<T, CoordinatorError> {
         let now = self.ports.clock.now();
         self.update(|doc| {
             doc.check(token, now)?;

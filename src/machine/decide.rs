@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{elapsed, NodeProgress, Phase};
+use super::{NodeProgress, Phase, elapsed};
 use crate::config::Timeouts;
 use crate::model::convergence::first_unconverged;
 use crate::model::{AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet, TaskState};
@@ -111,7 +111,9 @@ fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: 
             let what = format!("{host} is {:?} at engine {}", node.state, node.engine_version).to_lowercase();
             rejoin_or_wait(p, obs, &what)
         }
-        Phase::Reactivate => done_if(node.availability == p.original_availability, format!("{host} is not back to {:?}", p.original_availability)),
+        Phase::Reactivate => {
+            done_if(node.availability == p.original_availability, format!("{host} is not back to {:?}", p.original_availability))
+        }
         Phase::VerifyConverged => {
             if node.state != NodeState::Ready {
                 return Verdict::Wait(format!("{host} is not Ready"));

@@ -224,7 +224,21 @@ impl NodeProgress {
     /// back, or when recovery itself fails: Failed, for an operator.
     pub fn fail(&mut self, reason: String, now: Timestamp) -> Result<(), TransitionError> {
         use Phase::*;
-        let allowed = [Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Rejoin, Reactivate, VerifyConverged, Rollback, Restore];
+        let allowed = [
+            Prefetch,
+            Pause,
+            Surge,
+            Drain,
+            WaitMigrated,
+            Upgrade,
+            Restart,
+            WaitReady,
+            Rejoin,
+            Reactivate,
+            VerifyConverged,
+            Rollback,
+            Restore,
+        ];
         let to = match self.phase {
             Prefetch | Pause | Surge | Drain | WaitMigrated => Restore,
             Upgrade | Restart | WaitReady | Rejoin if !self.rolled_back && self.previous.is_some() => Rollback,

@@ -127,7 +127,9 @@ fn restore_ends_restored_and_terminal_phases_accept_nothing() {
 fn every_active_phase_has_a_timeout_and_resume_resets_the_clock() {
     let s = Settings::default();
     use Phase::*;
-    for phase in [Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Reactivate, VerifyConverged, Rollback, Rejoin, Restore] {
+    for phase in
+        [Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Reactivate, VerifyConverged, Rollback, Rejoin, Restore]
+    {
         assert!(phase.timeout(&s.timeouts).is_some(), "{phase:?}");
     }
     let mut p = at(Phase::Restart);

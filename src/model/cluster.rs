@@ -390,10 +390,8 @@ impl ClusterSnapshot {
 
     /// How many tasks of a service are running and meant to keep running.
     pub fn running_count(&self, service: &ServiceId) -> u64 {
-        self.tasks
-            .iter()
-            .filter(|t| &t.service == service && t.state == TaskState::Running && t.desired == TaskState::Running)
-            .count() as u64
+        self.tasks.iter().filter(|t| &t.service == service && t.state == TaskState::Running && t.desired == TaskState::Running).count()
+            as u64
     }
 
     /// The agent's report for a node, if the agent answered.

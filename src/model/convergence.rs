@@ -31,9 +31,7 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
         Some(UpdateState::Updating) => return Convergence::Converging(format!("service {} is updating", service.name)),
         _ => {}
     }
-    let node_up = |t: &&super::cluster::Task| {
-        t.node.as_ref().and_then(|n| snap.node(n)).is_none_or(|n| n.state != NodeState::Down)
-    };
+    let node_up = |t: &&super::cluster::Task| t.node.as_ref().and_then(|n| snap.node(n)).is_none_or(|n| n.state != NodeState::Down);
     let tasks: Vec<_> = snap.tasks.iter().filter(|t| t.service == service.id).filter(node_up).collect();
     match service.mode {
         Mode::Replicated { replicas } => {
@@ -41,15 +39,13 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
             let mut by_slot: BTreeMap<u64, &super::cluster::Task> = BTreeMap::new();
             for t in &tasks {
                 let Some(slot) = t.slot else { continue };
-                let keep = by_slot.get(&slot).is_none_or(|k| (t.desired, std::cmp::Reverse(t.state)) < (k.desired, std::cmp::Reverse(k.state)));
+                let keep =
+                    by_slot.get(&slot).is_none_or(|k| (t.desired, std::cmp::Reverse(t.state)) < (k.desired, std::cmp::Reverse(k.state)));
                 if keep {
                     by_slot.insert(slot, t);
                 }
             }
-            let running = by_slot
-                .values()
-                .filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running)
-                .count() as u64;
+            let running = by_slot.values().filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running).count() as u64;
             if running >= replicas && by_slot.values().filter(|t| t.desired == TaskState::Running).count() as u64 == replicas {
                 Convergence::Converged
             } else {
@@ -64,7 +60,9 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
                 .filter(|n| satisfies_all(&service.constraints, n));
             let mut missing = Vec::new();
             for n in eligible {
-                let ok = tasks.iter().any(|t| t.node.as_ref() == Some(&n.id) && t.desired == TaskState::Running && t.state == TaskState::Running);
+                let ok = tasks
+                    .iter()
+                    .any(|t| t.node.as_ref() == Some(&n.id) && t.desired == TaskState::Running && t.state == TaskState::Running);
                 if !ok {
                     missing.push(n.hostname.clone());
                 }

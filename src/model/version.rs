@@ -20,7 +20,9 @@ pub struct DebVersion {
 
 /// Why a text is not a Debian version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a Debian package version ({why}); write it as apt shows it, e.g. `5:28.5.2-1~debian.13~trixie` (see `apt-cache madison docker-ce`)")]
+#[error(
+    "`{text}` is not a Debian package version ({why}); write it as apt shows it, e.g. `5:28.5.2-1~debian.13~trixie` (see `apt-cache madison docker-ce`)"
+)]
 pub struct VersionError {
     text: String,
     why: &'static str,

@@ -9,8 +9,8 @@ pub mod target;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::run::RunFlags;
 use crate::model::{Availability, ClusterSnapshot, DebVersion, EngineVersion, NodeId, PackageSet, Role, ServiceId};
+use crate::run::RunFlags;
 
 /// What the operator asked for on the command line.
 #[derive(Clone, Debug, Default)]
@@ -110,7 +110,13 @@ pub struct Plan {
 /// and whether the node's tasks can run elsewhere in the cluster as it is now. On success, the
 /// surge for the node, computed from where the tasks are now (the swarm may have placed them
 /// differently from the plan's prediction).
-pub fn guard(snap: &ClusterSnapshot, settings: &Settings, flags: &RunFlags, node: &NodeId, packages: &PackageSet) -> Result<Vec<Surge>, Vec<Refusal>> {
+pub fn guard(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    flags: &RunFlags,
+    node: &NodeId,
+    packages: &PackageSet,
+) -> Result<Vec<Surge>, Vec<Refusal>> {
     let req = PlanRequest { to: None, allow_downgrade: flags.allow_downgrade, allow_single_manager: flags.allow_single_manager };
     let mut refusals = preflight::cluster_checks(snap, settings, &req);
     refusals.extend(preflight::node_checks(snap, settings, &req, node, packages));
@@ -136,10 +142,14 @@ pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> R
         refusals.extend(preflight::node_checks(snap, settings, req, id, &packages));
     }
     refusals.extend(preflight::service_checks(snap));
+    // The swarm does not move tasks back or forth as a simulation predicts (a replacement left
+    // pending lands on the node again once it is reactivated), so each node must be evacuable
+    // both from the placement as it is now and after the predicted moves of the nodes before it.
     let evacuation = placement::evacuate_in_order(snap, &ordered);
     let mut nodes = Vec::new();
-    for (id, result) in ordered.iter().zip(evacuation) {
+    for (id, predicted) in ordered.iter().zip(evacuation) {
         let node = snap.node(id).expect("ordered nodes come from the snapshot");
+        let result = placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), id).and(predicted);
         match result {
             Ok(ev) => nodes.push(NodePlan {
                 node: id.clone(),
@@ -156,11 +166,7 @@ pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> R
             Err(r) => refusals.extend(r),
         }
     }
-    if refusals.is_empty() {
-        Ok(Plan { target, packages, nodes, skipped })
-    } else {
-        Err(refusals)
-    }
+    if refusals.is_empty() { Ok(Plan { target, packages, nodes, skipped }) } else { Err(refusals) }
 }
 
 #[cfg(test)]

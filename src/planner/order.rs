@@ -53,8 +53,6 @@ pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>)
         _ => 1,
     };
     let is_leader = |n: &crate::model::Node| n.manager.as_ref().is_some_and(|m| m.leader);
-    nodes.sort_by(|a, b| {
-        (role_rank(a.role), is_leader(a), &a.hostname).cmp(&(role_rank(b.role), is_leader(b), &b.hostname))
-    });
+    nodes.sort_by(|a, b| (role_rank(a.role), is_leader(a), &a.hostname).cmp(&(role_rank(b.role), is_leader(b), &b.hostname)));
     nodes.into_iter().map(|n| n.id.clone()).collect()
 }

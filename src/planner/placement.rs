@@ -117,7 +117,8 @@ pub fn evacuate(snap: &ClusterSnapshot, load: &mut Load, id: &NodeId) -> Result<
     let mut ev = Evacuation::default();
     let mut refusals = Vec::new();
     let mut surged: BTreeMap<ServiceId, (u64, Vec<String>)> = BTreeMap::new();
-    let mut tasks: Vec<(ServiceId, Option<u64>)> = load.placed.iter().filter(|(n, _, _)| n == id).map(|(_, s, slot)| (s.clone(), *slot)).collect();
+    let mut tasks: Vec<(ServiceId, Option<u64>)> =
+        load.placed.iter().filter(|(n, _, _)| n == id).map(|(_, s, slot)| (s.clone(), *slot)).collect();
     tasks.sort();
     for (sid, slot) in tasks {
         let Some(svc) = snap.service(&sid) else { continue };

@@ -2,7 +2,7 @@
 
 use super::{PlanRequest, Refusal};
 use crate::config::Settings;
-use crate::model::convergence::{service_convergence, Convergence};
+use crate::model::convergence::{Convergence, service_convergence};
 use crate::model::{AgentStatus, ClusterSnapshot, NodeId, NodeState, PackageSet, Reachability, Role};
 
 fn at_node(node: &str, reason: String, fix: &str) -> Refusal {
@@ -21,7 +21,7 @@ pub fn quorum_survives_one_down(snap: &ClusterSnapshot) -> bool {
         .managers()
         .filter(|m| m.state == NodeState::Ready && m.manager.as_ref().is_some_and(|s| s.reachability == Reachability::Reachable))
         .count();
-    reachable >= 1 && reachable - 1 >= quorum(total)
+    reachable >= 1 && reachable > quorum(total)
 }
 
 /// Checks that concern the whole cluster: node liveness, manager reachability and quorum.
@@ -75,21 +75,37 @@ pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReques
     let report = match snap.agents.get(id) {
         Some(AgentStatus::Reachable(r)) => r,
         Some(AgentStatus::Unreachable { error }) => {
-            out.push(at_node(host, format!("the agent on {host} is unreachable: {error}"), "check `systemctl status swarm-upgrade-agent` on that node and the agent port"));
+            out.push(at_node(
+                host,
+                format!("the agent on {host} is unreachable: {error}"),
+                "check `systemctl status swarm-upgrade-agent` on that node and the agent port",
+            ));
             return out;
         }
         None => {
-            out.push(at_node(host, format!("no agent report for {host}"), "install and start swarm-upgrade-agent on that node (or take a new snapshot)"));
+            out.push(at_node(
+                host,
+                format!("no agent report for {host}"),
+                "install and start swarm-upgrade-agent on that node (or take a new snapshot)",
+            ));
             return out;
         }
     };
     if let Some(e) = &report.repository_error {
-        out.push(at_node(host, format!("the apt repository on {host} cannot be used: {e}"), "check its sources list, signing key and network, then `apt-get update` there"));
+        out.push(at_node(
+            host,
+            format!("the apt repository on {host} cannot be used: {e}"),
+            "check its sources list, signing key and network, then `apt-get update` there",
+        ));
     }
     for (pkg, version) in &packages.0 {
         let offered = report.available.get(pkg).is_some_and(|vs| vs.contains(version));
         if !offered && report.repository_error.is_none() {
-            out.push(at_node(host, format!("{pkg} {version} is not in the repository on {host}"), "pick a version from `apt-cache madison` on that node, or run `apt-get update` there"));
+            out.push(at_node(
+                host,
+                format!("{pkg} {version} is not in the repository on {host}"),
+                "pick a version from `apt-cache madison` on that node, or run `apt-get update` there",
+            ));
         }
     }
     if report.disk_free_bytes < settings.min_free_disk {
@@ -103,14 +119,24 @@ pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReques
     let target = packages.get(engine).expect("the engine package is in the set");
     if let Some(installed) = report.installed.get(engine) {
         if target < installed && !(settings.allow_downgrade || req.allow_downgrade) {
-            out.push(at_node(host, format!("target {target} is below {engine} {installed} installed on {host}"), "pass --allow-downgrade if a downgrade is really meant"));
+            out.push(at_node(
+                host,
+                format!("target {target} is below {engine} {installed} installed on {host}"),
+                "pass --allow-downgrade if a downgrade is really meant",
+            ));
         }
     }
     let (from, to) = (node.engine_version.major(), target.engine_version().major());
     if from.abs_diff(to) > settings.max_major_skew {
         out.push(at_node(
             host,
-            format!("{host} runs engine {} and the target is {}: {} major versions apart, at most {} allowed", node.engine_version, target.engine_version(), from.abs_diff(to), settings.max_major_skew),
+            format!(
+                "{host} runs engine {} and the target is {}: {} major versions apart, at most {} allowed",
+                node.engine_version,
+                target.engine_version(),
+                from.abs_diff(to),
+                settings.max_major_skew
+            ),
             "upgrade in steps through intermediate versions, or raise upgrade.max_major_skew",
         ));
     }

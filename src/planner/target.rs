@@ -37,20 +37,30 @@ pub fn resolve(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -
             "pass --to VERSION (see `apt-cache madison docker-ce` on a node) or set target.version or target.policy in the configuration",
         )),
         TargetSetting::Latest => offered.last().cloned().ok_or_else(|| {
-            refusal(format!("policy `latest`: no version of {engine} is offered by every node's repository"), "check the nodes' apt sources and run `apt-get update` there")
+            refusal(
+                format!("policy `latest`: no version of {engine} is offered by every node's repository"),
+                "check the nodes' apt sources and run `apt-get update` there",
+            )
         }),
         TargetSetting::LatestPatch => {
             let lowest = snap.nodes.iter().filter_map(|n| snap.agent_report(&n.id)?.installed.get(engine)).min();
             let Some(lowest) = lowest else {
-                return Err(refusal(format!("policy `latest-patch`: no node reported an installed {engine}"), "check that the agents run and that packages.engine names the installed package"));
+                return Err(refusal(
+                    format!("policy `latest-patch`: no node reported an installed {engine}"),
+                    "check that the agents run and that packages.engine names the installed package",
+                ));
             };
             let ev = lowest.engine_version();
             offered
                 .into_iter()
                 .filter(|v| v.engine_version().major() == ev.major() && v.engine_version().minor() == ev.minor())
-                .filter(|v| v >= lowest)
-                .next_back()
-                .ok_or_else(|| refusal(format!("policy `latest-patch`: no {engine} {}.{}.x is offered by every node's repository", ev.major(), ev.minor()), "use --to or policy `latest`"))
+                .rfind(|v| v >= lowest)
+                .ok_or_else(|| {
+                    refusal(
+                        format!("policy `latest-patch`: no {engine} {}.{}.x is offered by every node's repository", ev.major(), ev.minor()),
+                        "use --to or policy `latest`",
+                    )
+                })
         }
     }
 }

@@ -32,7 +32,12 @@ struct CrashPlan {
 
 impl FakeCluster {
     pub fn new(world: World) -> Self {
-        FakeCluster { world: Arc::new(Mutex::new(world)), crash: Default::default(), crashed: Arc::new(Notify::new()), fences: Default::default() }
+        FakeCluster {
+            world: Arc::new(Mutex::new(world)),
+            crash: Default::default(),
+            crashed: Arc::new(Notify::new()),
+            fences: Default::default(),
+        }
     }
 
     /// Crash (hang forever and notify) on the `n`-th mutating operation from now.
@@ -119,7 +124,11 @@ impl FakeCluster {
             }
         }
         w.log.push(format!("restart {hostname}"));
-        if fails { Err(PortError::Failed("job for docker.service failed (result: failed); see journalctl -u docker.service".into())) } else { Ok(()) }
+        if fails {
+            Err(PortError::Failed("job for docker.service failed (result: failed); see journalctl -u docker.service".into()))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -145,7 +154,11 @@ impl Swarm for FakeCluster {
     async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let s = w.services.iter_mut().find(|s| &s.id == service).ok_or_else(|| PortError::Failed(format!("service {service} not found")))?;
+            let s = w
+                .services
+                .iter_mut()
+                .find(|s| &s.id == service)
+                .ok_or_else(|| PortError::Failed(format!("service {service} not found")))?;
             s.mode = Mode::Replicated { replicas };
             let name = s.name.clone();
             w.log.push(format!("scale {name} {replicas}"));

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use swarm_upgrade::model::*;
 
 use super::world::{Host, World};
-use super::{v, BROKEN, NEW, OLD};
+use super::{BROKEN, NEW, OLD, v};
 
 /// The shape of a random service.
 #[derive(Clone, Debug)]
@@ -56,12 +56,8 @@ pub fn any_cluster() -> impl Strategy<Value = ClusterSpec> {
 
 /// A healthy cluster of 3 or 5 managers (for full runs).
 pub fn healthy_cluster() -> impl Strategy<Value = ClusterSpec> {
-    (prop::sample::select(vec![3usize, 5]), 0usize..3, prop::collection::vec(service(), 0..4)).prop_map(|(managers, workers, services)| ClusterSpec {
-        managers,
-        workers,
-        unreachable: vec![false; managers],
-        down: vec![false; managers + workers],
-        services,
+    (prop::sample::select(vec![3usize, 5]), 0usize..3, prop::collection::vec(service(), 0..4)).prop_map(|(managers, workers, services)| {
+        ClusterSpec { managers, workers, unreachable: vec![false; managers], down: vec![false; managers + workers], services }
     })
 }
 
@@ -109,7 +105,16 @@ pub fn build(spec: &ClusterSpec) -> World {
             ("docker-ce-cli".to_string(), v(OLD)),
             ("containerd.io".to_string(), v("1.7.24-1")),
         ]));
-        hosts.push(Host { hostname, addr, installed, available: versions(), engine_active: true, agent_up: true, local_id: Some(id), down_ticks: 0 });
+        hosts.push(Host {
+            hostname,
+            addr,
+            installed,
+            available: versions(),
+            engine_active: true,
+            agent_up: true,
+            local_id: Some(id),
+            down_ticks: 0,
+        });
     }
     let services = spec
         .services

@@ -70,14 +70,23 @@ pub fn to(version: &str) -> PlanRequest {
 }
 
 /// Runs a coordinator named `holder` over the fake to the end of the run.
-pub async fn run(cluster: &FakeCluster, settings: &Settings, req: &PlanRequest, holder: &str) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
+pub async fn run(
+    cluster: &FakeCluster,
+    settings: &Settings,
+    req: &PlanRequest,
+    holder: &str,
+) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
     let clock = TestClock::new();
     let ports = Ports { swarm: cluster, agents: cluster, store: cluster, clock: &clock };
     Coordinator::new(ports, settings, holder).run(req, "run-1").await
 }
 
 /// Resumes over the fake, waiting for the lease.
-pub async fn resume(cluster: &FakeCluster, settings: &Settings, holder: &str) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
+pub async fn resume(
+    cluster: &FakeCluster,
+    settings: &Settings,
+    holder: &str,
+) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
     let clock = TestClock::new();
     let ports = Ports { swarm: cluster, agents: cluster, store: cluster, clock: &clock };
     Coordinator::new(ports, settings, holder).resume(true).await

@@ -113,7 +113,11 @@ impl World {
         self.reconcile();
         for s in &self.services {
             if let Mode::Replicated { .. } = s.mode {
-                let running = self.tasks.iter().filter(|t| t.service == s.id && t.state == TaskState::Running && t.desired == TaskState::Running).count() as u64;
+                let running = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.service == s.id && t.state == TaskState::Running && t.desired == TaskState::Running)
+                    .count() as u64;
                 let m = self.min_running.entry(s.id.clone()).or_insert(running);
                 *m = (*m).min(running);
             }
@@ -195,7 +199,14 @@ impl World {
             let has = self.tasks.iter().any(|t| t.service == svc.id && t.node.as_ref() == Some(&n) && t.desired == TaskState::Running);
             if !has {
                 let id = self.fresh_id(&format!("{}.", svc.name));
-                self.tasks.push(Task { id, service: svc.id.clone(), slot: None, node: Some(n), state: TaskState::Assigned, desired: TaskState::Running });
+                self.tasks.push(Task {
+                    id,
+                    service: svc.id.clone(),
+                    slot: None,
+                    node: Some(n),
+                    state: TaskState::Assigned,
+                    desired: TaskState::Running,
+                });
             }
         }
     }
@@ -204,7 +215,10 @@ impl World {
     /// service, then fewest tasks, then host name.
     pub fn place(&self, svc: &Service) -> Option<NodeId> {
         let on = |n: &NodeId, s: Option<&ServiceId>| {
-            self.tasks.iter().filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n) && s.is_none_or(|s| &t.service == s)).count()
+            self.tasks
+                .iter()
+                .filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n) && s.is_none_or(|s| &t.service == s))
+                .count()
         };
         let port_taken = |n: &NodeId| {
             self.tasks.iter().filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n)).any(|t| {
