@@ -7,6 +7,7 @@
 //! modules and [`model`] import no runtime, Docker, D-Bus, process or gRPC crate.
 #![deny(missing_docs)]
 
+pub mod adapters;
 pub mod agent;
 pub mod cli;
 pub mod config;

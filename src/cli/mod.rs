@@ -1,6 +1,7 @@
 //! The command line: parses arguments, loads the configuration, runs a command, and turns the
 //! result into output and an exit code.
 
+mod live;
 mod plan;
 
 use std::path::PathBuf;
@@ -161,14 +162,25 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             settings()?;
             Err(not_built("plan against the live cluster", "`swarm-upgrade plan --snapshot FILE` plans offline"))
         }
-        Command::Run { .. }
-        | Command::Resume { .. }
-        | Command::Status
-        | Command::Abort
-        | Command::Unlock { .. }
-        | Command::Snapshot { .. } => {
+        Command::Run { .. } | Command::Resume { .. } => {
             settings()?;
             Err(not_built(command_name(&cli.command), "nothing was changed"))
+        }
+        Command::Status => {
+            settings()?;
+            live::status(cli.output)
+        }
+        Command::Abort => {
+            settings()?;
+            live::abort()
+        }
+        Command::Unlock { .. } => {
+            settings()?;
+            live::unlock()
+        }
+        Command::Snapshot { out } => {
+            settings()?;
+            live::snapshot(out.as_deref())
         }
         Command::Agent => {
             settings()?;
@@ -193,6 +205,6 @@ fn command_name(c: &Command) -> &'static str {
 fn not_built(what: &str, then: &str) -> Failure {
     Failure::new(
         exit::NOT_BUILT,
-        format!("`{what}` needs the Docker, systemd, apt and gRPC adapters, which are not built yet (issue 3); {then}"),
+        format!("`{what}` needs the node agent (apt, systemd, gRPC adapters), which is not built yet (issue 3); {then}"),
     )
 }

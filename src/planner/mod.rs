@@ -134,10 +134,16 @@ pub fn guard(
 /// Plans a run, or lists every reason to refuse it.
 pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> Result<Plan, Vec<Refusal>> {
     let target = target::resolve(snap, settings, req).map_err(|r| vec![r])?;
-    let packages = target::package_set(snap, settings, &target).map_err(|r| vec![r])?;
+    let mut refusals = Vec::new();
+    // Without a full set, the node checks still run on the engine packages, so every reason
+    // (an unreachable agent, say) is reported at once.
+    let packages = target::package_set(snap, settings, &target).unwrap_or_else(|r| {
+        refusals.push(r);
+        PackageSet(settings.engine_packages.iter().map(|p| (p.clone(), target.clone())).collect())
+    });
     let (selected, skipped) = order::select(snap, settings, &target);
     let ordered = order::order(snap, settings, selected);
-    let mut refusals = preflight::cluster_checks(snap, settings, req);
+    refusals.extend(preflight::cluster_checks(snap, settings, req));
     for id in &ordered {
         refusals.extend(preflight::node_checks(snap, settings, req, id, &packages));
     }

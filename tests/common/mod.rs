@@ -1,6 +1,7 @@
 //! Test support: an in-memory cluster with real semantics, and builders.
 #![allow(dead_code)]
 
+pub mod dockerd;
 pub mod fake;
 pub mod generate;
 pub mod world;

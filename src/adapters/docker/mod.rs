@@ -1,0 +1,147 @@
+//! The swarm through a manager's Docker API (bollard).
+//!
+//! Every node or service write is a read-modify-write of the whole inspected spec at the version
+//! index it was read at, since the engine replaces the spec wholesale; a write that lost against
+//! another ("update out of sequence", HTTP 500) is retried after re-reading. The spec goes back
+//! through bollard's typed model: a field bollard does not model would be dropped, so bollard is
+//! kept at least as new as the engines we upgrade to (0.21 models API 1.49+; engine 28 speaks 1.51).
+
+pub mod convert;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models as b;
+use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions, UpdateServiceOptions};
+
+use crate::model::{Availability, ClusterSnapshot, NodeId, Role, ServiceId};
+use crate::ports::{PortError, Secret, Swarm};
+
+/// A manager's Docker API.
+#[derive(Clone, Debug)]
+pub struct DockerSwarm {
+    docker: Docker,
+}
+
+/// Whether an engine error says a write lost against a newer version.
+pub fn out_of_sequence(e: &BollardError) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code: 500, message } if message.contains("update out of sequence"))
+}
+
+/// Maps an engine error into a port error that says what failed and what to check.
+pub fn port_error(what: &str, e: BollardError) -> PortError {
+    match e {
+        ref e if out_of_sequence(e) => PortError::Conflict,
+        BollardError::DockerResponseServerError { status_code: 503, message } => PortError::Unavailable(format!(
+            "{what}: the swarm has no leader or this node is not a manager ({message}); check `docker node ls` on a manager"
+        )),
+        BollardError::DockerResponseServerError { status_code, message } => {
+            PortError::Failed(format!("{what}: HTTP {status_code}: {message}"))
+        }
+        other => {
+            PortError::Unavailable(format!("{what}: cannot reach the Docker API ({other}); check that docker.service runs and DOCKER_HOST"))
+        }
+    }
+}
+
+/// Retries for writes that lost a compare-and-swap: quick, a handful of times.
+fn cas_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(1))
+        .with_max_times(15)
+        .with_jitter()
+}
+
+impl DockerSwarm {
+    /// Connects as the docker CLI does (`DOCKER_HOST`, else the local socket) and negotiates the
+    /// API version, so older engines (20.10 speaks 1.41) are understood.
+    pub async fn connect() -> Result<Self, PortError> {
+        let docker = Docker::connect_with_defaults().map_err(|e| {
+            PortError::Unavailable(format!("cannot connect to the Docker API: {e}; check DOCKER_HOST or /var/run/docker.sock"))
+        })?;
+        let docker = docker.negotiate_version().await.map_err(|e| port_error("negotiating the Docker API version", e))?;
+        Ok(DockerSwarm { docker })
+    }
+
+    /// Uses an existing client.
+    pub fn new(docker: Docker) -> Self {
+        DockerSwarm { docker }
+    }
+
+    /// The underlying client (for the store in the same swarm).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Applies `change` to a node's spec, re-reading and retrying when the write is out of sequence.
+    async fn update_node(&self, node: &NodeId, change: impl Fn(&mut b::NodeSpec)) -> Result<(), PortError> {
+        let attempt = || async {
+            let current = self.docker.inspect_node(&node.0).await?;
+            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let mut spec = current.spec.unwrap_or_default();
+            change(&mut spec);
+            self.docker.update_node(&node.0, spec, UpdateNodeOptions { version: version as i64 }).await
+        };
+        attempt.retry(cas_backoff()).when(out_of_sequence).await.map_err(|e| port_error(&format!("updating node {node}"), e))
+    }
+}
+
+impl Swarm for DockerSwarm {
+    async fn snapshot(&self) -> Result<ClusterSnapshot, PortError> {
+        let ctx = |what: &'static str| move |e| port_error(what, e);
+        let swarm = self.docker.inspect_swarm().await.map_err(ctx("inspecting the swarm"))?;
+        let nodes = self.docker.list_nodes(None).await.map_err(ctx("listing nodes"))?;
+        let services = self.docker.list_services(None).await.map_err(ctx("listing services"))?;
+        let tasks = self.docker.list_tasks(None).await.map_err(ctx("listing tasks"))?;
+        Ok(convert::snapshot(&swarm, &nodes, &services, &tasks, jiff::Timestamp::now()))
+    }
+
+    async fn set_availability(&self, node: &NodeId, availability: Availability) -> Result<(), PortError> {
+        let value = match availability {
+            Availability::Active => b::NodeSpecAvailabilityEnum::ACTIVE,
+            Availability::Pause => b::NodeSpecAvailabilityEnum::PAUSE,
+            Availability::Drain => b::NodeSpecAvailabilityEnum::DRAIN,
+        };
+        self.update_node(node, |spec| spec.availability = Some(value)).await
+    }
+
+    async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError> {
+        let attempt = || async {
+            let current = self.docker.inspect_service(&service.0, None).await?;
+            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let mut spec = current.spec.unwrap_or_default();
+            let mode = spec.mode.get_or_insert_with(Default::default);
+            mode.replicated = Some(b::ServiceSpecModeReplicated { replicas: Some(replicas as i64) });
+            let options = UpdateServiceOptions { version: version as i32, ..Default::default() };
+            self.docker.update_service(&service.0, spec, options, None).await.map(|_| ())
+        };
+        attempt.retry(cas_backoff()).when(out_of_sequence).await.map_err(|e| port_error(&format!("scaling service {service}"), e))
+    }
+
+    async fn set_labels(&self, node: &NodeId, labels: &BTreeMap<String, String>) -> Result<(), PortError> {
+        let labels: std::collections::HashMap<String, String> = labels.clone().into_iter().collect();
+        self.update_node(node, |spec| spec.labels = Some(labels.clone())).await
+    }
+
+    async fn remove_node(&self, node: &NodeId) -> Result<(), PortError> {
+        self.docker
+            .delete_node(&node.0, Some(DeleteNodeOptions { force: true }))
+            .await
+            .map_err(|e| port_error(&format!("removing node {node}"), e))
+    }
+
+    async fn join_token(&self, role: Role) -> Result<Secret, PortError> {
+        let swarm = self.docker.inspect_swarm().await.map_err(|e| port_error("reading the join tokens", e))?;
+        let tokens = swarm.join_tokens.unwrap_or_default();
+        let token = match role {
+            Role::Manager => tokens.manager,
+            Role::Worker => tokens.worker,
+        };
+        token.map(Secret).ok_or_else(|| PortError::Failed("the swarm returned no join token: is this node a manager?".into()))
+    }
+}

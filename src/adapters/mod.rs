@@ -1,0 +1,4 @@
+//! Adapters: the ports implemented over real things. Each converts foreign models into the
+//! project's own types at its edge.
+
+pub mod docker;

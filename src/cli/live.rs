@@ -1,0 +1,159 @@
+//! Commands that talk to the live swarm through a manager's Docker API: `snapshot`, `status`,
+//! `abort` and `unlock --force`.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{Failure, Output, exit};
+use crate::adapters::docker::DockerSwarm;
+use crate::adapters::docker::store::SwarmLabelStore;
+use crate::lock::StoreDoc;
+use crate::machine::elapsed;
+use crate::ports::{PortError, StateStore, Swarm};
+
+fn port(e: PortError) -> Failure {
+    Failure::new(exit::RUN_FAILED, e.to_string())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::RUN_FAILED, format!("cannot start the runtime: {e}")))
+}
+
+async fn connect() -> Result<(DockerSwarm, SwarmLabelStore), Failure> {
+    let swarm = DockerSwarm::connect().await.map_err(port)?;
+    let store = SwarmLabelStore::new(swarm.docker().clone());
+    Ok((swarm, store))
+}
+
+/// `snapshot`: the observed cluster as JSON. Agent reports are not included until the agent
+/// exists (issue 3); the file says so by its empty `agents`.
+pub fn snapshot(out: Option<&Path>) -> Result<(), Failure> {
+    let snap = runtime()?.block_on(async { connect().await?.0.snapshot().await.map_err(port) })?;
+    tracing::warn!("agent reports are not included: the agent is not built yet (issue 3)");
+    let text = serde_json::to_string_pretty(&snap).expect("snapshots serialize");
+    match out {
+        Some(path) => {
+            std::fs::write(path, text + "\n").map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot write {}: {e}", path.display())))
+        }
+        None => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// `status`: the lock and each node's progress.
+pub fn status(output: Output) -> Result<(), Failure> {
+    let doc = runtime()?.block_on(async { connect().await?.1.load().await.map_err(port) })?.doc;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&StatusReport::from(&doc)).expect("status serializes")),
+        Output::Text => print!("{}", render_status(&doc, jiff::Timestamp::now())),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StatusReport<'a> {
+    lock: Option<&'a crate::lock::Lock>,
+    last_token: u64,
+    run: Option<&'a crate::run::RunRecord>,
+}
+
+impl<'a> From<&'a StoreDoc> for StatusReport<'a> {
+    fn from(d: &'a StoreDoc) -> Self {
+        StatusReport { lock: d.lock.as_ref(), last_token: d.last_token, run: d.run.as_ref() }
+    }
+}
+
+/// The status for people.
+pub fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
+    let mut s = String::new();
+    match &doc.lock {
+        None => s.push_str("Lock: free\n"),
+        Some(l) => {
+            let state = if l.expired(now) { "EXPIRED" } else { "held" };
+            let _ = writeln!(
+                s,
+                "Lock: {state} by {} since {} (run {}, token {}, lease until {})",
+                l.holder, l.acquired_at, l.run_id, l.token, l.expires_at
+            );
+        }
+    }
+    let Some(run) = &doc.run else {
+        s.push_str("Run: none recorded\n");
+        return s;
+    };
+    let outcome = match (run.outcome, &run.reason) {
+        (Some(o), Some(r)) => format!("{o:?}: {r}").to_lowercase(),
+        (Some(o), None) => format!("{o:?}").to_lowercase(),
+        (None, _) if run.abort_requested => "in progress, abort requested".into(),
+        (None, _) => "in progress".into(),
+    };
+    let _ = writeln!(s, "Run: {} to {} started {}: {outcome}", run.id, run.target, run.started_at);
+    let _ = writeln!(s, "{:<16} {:<18} {:>8}  reason", "NODE", "PHASE", "IN PHASE");
+    for n in &run.nodes {
+        let secs = if n.phase.is_terminal() || n.phase == crate::machine::Phase::Pending {
+            String::from("-")
+        } else {
+            format!("{}s", elapsed(n.phase_started, now).as_secs())
+        };
+        let _ = writeln!(s, "{:<16} {:<18} {:>8}  {}", n.hostname, format!("{:?}", n.phase), secs, n.reason.as_deref().unwrap_or(""));
+    }
+    s
+}
+
+/// Read-modify-write of the store for operator commands (no lock needed: they only set flags).
+async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> T) -> Result<T, Failure> {
+    for _ in 0..30 {
+        let mut current = store.load().await.map_err(port)?;
+        let out = f(&mut current.doc);
+        match store.save(&current.doc, current.version).await {
+            Ok(()) => return Ok(out),
+            Err(PortError::Conflict) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(e) => return Err(port(e)),
+        }
+    }
+    Err(Failure::new(exit::RUN_FAILED, "the swarm's state kept changing; try again"))
+}
+
+/// `abort`: the running coordinator stops after the node in progress.
+pub fn abort() -> Result<(), Failure> {
+    let msg = runtime()?.block_on(async {
+        let (_, store) = connect().await?;
+        update(&store, |doc| match doc.run.as_mut().filter(|r| !r.finished()) {
+            None => "no run in progress; nothing to abort".to_string(),
+            Some(run) => {
+                run.abort_requested = true;
+                let current = run.nodes.iter().find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending);
+                match current {
+                    Some(n) => format!("abort requested: run {} stops once node {} is finished and safe", run.id, n.hostname),
+                    None => format!("abort requested: run {} stops before its next node", run.id),
+                }
+            }
+        })
+        .await
+    })?;
+    println!("{msg}");
+    Ok(())
+}
+
+/// `unlock --force`: breaks the lock, showing who held it.
+pub fn unlock() -> Result<(), Failure> {
+    let broken = runtime()?.block_on(async {
+        let (_, store) = connect().await?;
+        update(&store, StoreDoc::break_lock).await
+    })?;
+    match broken {
+        None => println!("no lock was held"),
+        Some(l) => println!(
+            "broke the lock held by {} since {} (run {}, token {}); an unfinished run can be taken over with `swarm-upgrade resume`",
+            l.holder, l.acquired_at, l.run_id, l.token
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The Docker adapter and the Raft-backed store against a real dockerd in a real (one-node)
+//! swarm: snapshot, drain and reactivate under concurrent writers, scaling, and the lock's
+//! compare-and-swap under two writers and under a swarm version that moves on its own.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::dockerd::Dockerd;
+use swarm_upgrade::adapters::docker::DockerSwarm;
+use swarm_upgrade::adapters::docker::store::{STATE_LABEL, SwarmLabelStore};
+use swarm_upgrade::lock::{LockError, StoreDoc};
+use swarm_upgrade::model::{Availability, Mode, NodeState, Role, TaskState};
+use swarm_upgrade::ports::{PortError, StateStore, Swarm};
+
+/// Read-modify-write with compare-and-swap, as the coordinator does it.
+async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> T) -> (T, u32) {
+    for conflicts in 0..100 {
+        let mut current = store.load().await.unwrap();
+        let out = f(&mut current.doc);
+        match store.save(&current.doc, current.version).await {
+            Ok(()) => return (out, conflicts),
+            Err(PortError::Conflict) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the store never accepted the write");
+}
+
+async fn wait_for(swarm: &DockerSwarm, what: &str, ok: impl Fn(&swarm_upgrade::model::ClusterSnapshot) -> bool) {
+    for _ in 0..120 {
+        if ok(&swarm.snapshot().await.unwrap()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("timed out waiting for {what}: {:?}", swarm.snapshot().await.unwrap());
+}
+
+#[tokio::test]
+async fn adapter_and_store_against_a_real_swarm() {
+    let d = Dockerd::start("adapter");
+    d.cli(&[
+        "service",
+        "create",
+        "-q",
+        "--detach",
+        "--name",
+        "solo",
+        "--constraint",
+        "node.role==manager",
+        "su-busybox:1",
+        "/bin/sleep",
+        "100000",
+    ])
+    .unwrap();
+    let docker = d.client().negotiate_version().await.unwrap();
+    let swarm = DockerSwarm::new(docker.clone());
+    let store = SwarmLabelStore::new(docker.clone());
+
+    // Snapshot: our own types, as the engine sees the swarm.
+    wait_for(&swarm, "solo running", |s| s.tasks.iter().any(|t| t.state == TaskState::Running)).await;
+    let snap = swarm.snapshot().await.unwrap();
+    let node = snap.nodes[0].clone();
+    assert_eq!((node.role, node.state, node.availability), (Role::Manager, NodeState::Ready, Availability::Active));
+    assert!(node.manager.as_ref().unwrap().leader);
+    let solo = snap.services.iter().find(|s| s.name == "solo").unwrap().clone();
+
+    // Drain and reactivate while other writers hammer the same node spec: every write is
+    // re-read and retried on "update out of sequence", none is lost.
+    let labels: Vec<_> = (0..4).map(|i| BTreeMap::from([(format!("writer{i}"), "x".to_string())])).collect();
+    let (drain, l0, l1, l2, l3) = tokio::join!(
+        swarm.set_availability(&node.id, Availability::Drain),
+        swarm.set_labels(&node.id, &labels[0]),
+        swarm.set_labels(&node.id, &labels[1]),
+        swarm.set_labels(&node.id, &labels[2]),
+        swarm.set_labels(&node.id, &labels[3]),
+    );
+    for r in [drain, l0, l1, l2, l3] {
+        r.unwrap();
+    }
+    let snap = swarm.snapshot().await.unwrap();
+    assert_eq!(snap.nodes[0].availability, Availability::Drain, "the drain survived the concurrent label writes");
+    assert_eq!(snap.nodes[0].labels.len(), 1, "labels are replaced wholesale: {:?}", snap.nodes[0].labels);
+    wait_for(&swarm, "solo stopped by the drain", |s| !s.tasks.iter().any(|t| t.state == TaskState::Running)).await;
+    swarm.set_availability(&node.id, Availability::Active).await.unwrap();
+    wait_for(&swarm, "solo running again", |s| s.tasks.iter().any(|t| t.state == TaskState::Running && t.desired == TaskState::Running))
+        .await;
+
+    // Scale is absolute, so repeating it is harmless.
+    swarm.scale(&solo.id, 2).await.unwrap();
+    swarm.scale(&solo.id, 2).await.unwrap();
+    let snap = swarm.snapshot().await.unwrap();
+    assert_eq!(snap.service(&solo.id).unwrap().mode, Mode::Replicated { replicas: 2 });
+    swarm.scale(&solo.id, 1).await.unwrap();
+    assert!(swarm.join_token(Role::Worker).await.unwrap().0.starts_with("SWMTKN-1-"));
+
+    // Two writers on the compare-and-swap store: 2 x 15 increments, no write lost.
+    let ((_, c1), (_, c2)) = tokio::join!(
+        async {
+            let mut conflicts = 0;
+            for _ in 0..15 {
+                conflicts += update(&store, |d| d.last_token += 1).await.1;
+            }
+            ((), conflicts)
+        },
+        async {
+            let mut conflicts = 0;
+            for _ in 0..15 {
+                conflicts += update(&store, |d| d.last_token += 1).await.1;
+            }
+            ((), conflicts)
+        }
+    );
+    assert!(c1 + c2 > 0, "the two writers did interleave");
+    assert_eq!(store.load().await.unwrap().doc.last_token, 30, "no increment lost ({} conflicts retried)", c1 + c2);
+
+    // The swarm's version moves on its own (an operator's `docker swarm update`): our stale write
+    // is refused, and after re-reading, both changes are kept.
+    let stale = store.load().await.unwrap();
+    d.cli(&["swarm", "update", "--task-history-limit", "7"]).unwrap();
+    let mut doc = stale.doc.clone();
+    doc.last_token += 1;
+    assert_eq!(store.save(&doc, stale.version).await, Err(PortError::Conflict));
+    update(&store, |d| d.last_token += 1).await;
+    let info = docker.inspect_swarm().await.unwrap();
+    assert_eq!(info.spec.as_ref().unwrap().orchestration.as_ref().unwrap().task_history_retention_limit, Some(7));
+    assert!(info.spec.unwrap().labels.unwrap().contains_key(STATE_LABEL));
+    assert_eq!(store.load().await.unwrap().doc.last_token, 31);
+
+    // Two coordinators race for the lock through the real store: exactly one wins.
+    let target = "5:28.5.2-1~debian.13~trixie".parse().unwrap();
+    let now = jiff::Timestamp::now();
+    let lease = std::time::Duration::from_secs(60);
+    let (a, b) = tokio::join!(
+        update(&store, |d| d.acquire("manager1/1", "ra", &target, lease, now)),
+        update(&store, |d| d.acquire("manager2/2", "rb", &target, lease, now)),
+    );
+    let results = [a.0, b.0];
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    let loser = results.iter().find_map(|r| r.clone().err()).unwrap();
+    assert!(matches!(loser, LockError::Held { .. }), "{loser}");
+    assert!(loser.to_string().starts_with("locked by manager"), "{loser}");
+    assert_eq!(store.load().await.unwrap().doc.lock.unwrap().token, 32);
+
+    // The operator's commands on the real swarm, through the binary.
+    let bin = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+            .args(args)
+            .env("DOCKER_HOST", &d.host)
+            .env("SWARM_UPGRADE_CONFIG", "/dev/null")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out, err) = bin(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("Lock: held by manager"), "{out}");
+    let (code, out, _) = bin(&["unlock", "--force"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("broke the lock held by manager"), "{out}");
+    let (_, out, _) = bin(&["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((status["lock"].clone(), status["last_token"].clone()), (serde_json::Value::Null, serde_json::json!(32)));
+    let (code, out, _) = bin(&["abort"]);
+    assert_eq!((code, out.trim()), (Some(0), "no run in progress; nothing to abort"));
+    let file = std::env::temp_dir().join(format!("su-snapshot-{}.json", std::process::id()));
+    let (code, _, err) = bin(&["snapshot", "--out", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let snap: swarm_upgrade::model::ClusterSnapshot = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(snap.nodes.len(), 1);
+    assert!(snap.services.iter().any(|s| s.name == "solo"));
+    // Without agent reports (issue 3) the offline plan refuses and names the node.
+    let (code, _, err) = bin(&["plan", "--snapshot", file.to_str().unwrap(), "--to", "5:28.5.2-1~debian.13~trixie"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains(&format!("no agent report for {}", snap.nodes[0].hostname)), "{err}");
+    std::fs::remove_file(&file).unwrap();
+}
