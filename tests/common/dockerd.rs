@@ -56,9 +56,11 @@ impl Dockerd {
         std::fs::create_dir_all(image.join("bin")).unwrap();
         std::fs::copy("/bin/busybox", image.join("bin/busybox")).unwrap();
         std::os::unix::fs::symlink("busybox", image.join("bin/sleep")).unwrap();
-        let tar = Command::new("tar").arg("-C").arg(&image).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
-        let out = Command::new("docker").args(["-H", &d.host, "import", "-", "su-busybox:1"]).stdin(tar.stdout.unwrap()).output().unwrap();
-        assert!(out.status.success(), "image import: {}", String::from_utf8_lossy(&out.stderr));
+        let mut tar = Command::new("tar").arg("-C").arg(&image).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
+        let import = Command::new("docker").args(["-H", &d.host, "import", "-", "su-busybox:1"]).stdin(tar.stdout.take().unwrap()).output();
+        let tar_ok = tar.wait().map(|s| s.success());
+        let out = import.unwrap();
+        assert!(out.status.success() && tar_ok.unwrap_or(false), "image import: {}", String::from_utf8_lossy(&out.stderr));
         d
     }
 
