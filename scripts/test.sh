@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+# The apt tests read the package lists: make sure they exist.
+if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
+    apt-get update -q >/dev/null
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} for the integration tests" >&2
-    apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts docker.service on install; the tests use their own engine, so stop the system one

@@ -1,4 +1,6 @@
 //! Adapters: the ports implemented over real things. Each converts foreign models into the
 //! project's own types at its edge.
 
+pub mod apt;
 pub mod docker;
+pub mod engine;
