@@ -89,15 +89,10 @@ impl Lock {
 impl StoreDoc {
     /// Takes the lock if free or expired; returns the new fencing token.
     pub fn acquire(&mut self, holder: &str, run_id: &str, target: &DebVersion, lease: Duration, now: Timestamp) -> Result<u64, LockError> {
-        if let Some(l) = &self.lock {
-            if !l.expired(now) {
-                return Err(LockError::Held {
-                    holder: l.holder.clone(),
-                    run_id: l.run_id.clone(),
-                    since: l.acquired_at,
-                    until: l.expires_at,
-                });
-            }
+        if let Some(l) = &self.lock
+            && !l.expired(now)
+        {
+            return Err(LockError::Held { holder: l.holder.clone(), run_id: l.run_id.clone(), since: l.acquired_at, until: l.expires_at });
         }
         let token = self.last_token + 1;
         self.last_token = token;

@@ -133,13 +133,13 @@ async fn abort_stops_after_the_current_node() {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let mut w = c2.world.lock().unwrap();
             let mut doc = w.store_doc();
-            if let Some(run) = doc.run.as_mut() {
-                if run.nodes[0].phase != Phase::Pending {
-                    run.abort_requested = true;
-                    w.store_text = serde_json::to_string(&doc).unwrap();
-                    w.store_version += 1;
-                    break;
-                }
+            if let Some(run) = doc.run.as_mut()
+                && run.nodes[0].phase != Phase::Pending
+            {
+                run.abort_requested = true;
+                w.store_text = serde_json::to_string(&doc).unwrap();
+                w.store_version += 1;
+                break;
             }
         }
     });

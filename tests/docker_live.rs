@@ -175,4 +175,70 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains(&format!("no agent report for {}", snap.nodes[0].hostname)), "{err}");
     std::fs::remove_file(&file).unwrap();
+
+    // The agent's default identity is the swarm's own node certificate: the real files, key
+    // headers and all, serve mutual TLS, and the manager's certificate passes authorization.
+    let dir = d.certificates();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let key = swarm_upgrade::agent::auth::strip_pem_headers("swarm-node.key", &read("swarm-node.key")).unwrap();
+    let (cert, ca) = (read("swarm-node.crt"), read("swarm-root-ca.crt"));
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+    let me = swarm_upgrade::agent::auth::authorize(Some(&pem.contents), &snap.cluster_id).unwrap();
+    assert_eq!((me.node_id.as_str(), me.role.as_str()), (snap.nodes[0].id.0.as_str(), "swarm-manager"));
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(&cert, &key))
+        .client_ca_root(tonic::transport::Certificate::from_pem(&ca));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = swarm_upgrade::agent::service::AgentService::new(NoWork, snap.cluster_id.clone(), false);
+    let server = tokio::spawn(swarm_upgrade::agent::service::serve(service, listener, Some(tls), async {
+        let _ = stopped.await;
+    }));
+    let client_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
+        .identity(tonic::transport::Identity::from_pem(&cert, &key))
+        .domain_name(snap.nodes[0].id.0.clone());
+    let channel = tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(client_tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = swarm_upgrade::agent::pb::agent_client::AgentClient::new(channel)
+        .health(swarm_upgrade::agent::pb::HealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.cluster_id, snap.cluster_id);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// A backend for identity checks only: it does no node work.
+struct NoWork;
+
+impl swarm_upgrade::agent::service::NodeBackend for NoWork {
+    fn describe(&self, _: &[String]) -> Result<swarm_upgrade::model::AgentReport, String> {
+        Err("not used".into())
+    }
+    fn prefetch(&self, _: &swarm_upgrade::model::PackageSet) -> Result<(), String> {
+        Err("not used".into())
+    }
+    fn upgrade(&self, _: &swarm_upgrade::model::PackageSet) -> Result<(), String> {
+        Err("not used".into())
+    }
+    fn restart_engine(&self) -> Result<(), String> {
+        Err("not used".into())
+    }
+    fn rollback(&self, _: &swarm_upgrade::model::PackageSet) -> Result<(), String> {
+        Err("not used".into())
+    }
+    fn rejoin(&self, _: &swarm_upgrade::ports::Secret, _: &[String]) -> Result<String, String> {
+        Err("not used".into())
+    }
+    fn node_id(&self) -> String {
+        "real-swarm-node".into()
+    }
 }

@@ -1,5 +1,10 @@
-//! The node agent. The gRPC service, apt, systemd and engine adapters arrive with issue 3; what
-//! is here is the agent's pure rule for obeying only the current coordinator.
+//! The node agent: its gRPC service (authorized, fenced, idempotent) over a node backend. The
+//! backend that does the real node work (apt in transient units, systemd over D-Bus) and the
+//! `swarm-upgrade agent` command are still to come (issue 3).
+
+pub mod auth;
+pub mod pb;
+pub mod service;
 
 use serde::{Deserialize, Serialize};
 

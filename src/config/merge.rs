@@ -104,14 +104,14 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
             }
         }
     }
-    if let Some(l) = f.lock {
-        if let Some(v) = l.lease {
-            let lease = parse_duration(&v).map_err(|why| invalid("lock.lease", &v, why))?;
-            if lease < Duration::from_secs(10) {
-                return Err(invalid("lock.lease", &v, "must be at least 10s: the coordinator renews it every third of the lease"));
-            }
-            s.lease = lease;
+    if let Some(l) = f.lock
+        && let Some(v) = l.lease
+    {
+        let lease = parse_duration(&v).map_err(|why| invalid("lock.lease", &v, why))?;
+        if lease < Duration::from_secs(10) {
+            return Err(invalid("lock.lease", &v, "must be at least 10s: the coordinator renews it every third of the lease"));
         }
+        s.lease = lease;
     }
     if let Some(ws) = f.windows {
         s.windows = ws.into_iter().enumerate().map(|(i, w)| window(i, w, &invalid)).collect::<Result<_, _>>()?;
@@ -133,15 +133,15 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
             other => return Err(invalid("agent.cert/key/ca", &other, "give all three of agent.cert, agent.key and agent.ca, or none")),
         }
     }
-    if let Some(n) = f.notify {
-        if let Some(url) = n.webhook {
-            if url.is_empty() {
-                s.webhook = None;
-            } else if url.starts_with("http://") || url.starts_with("https://") {
-                s.webhook = Some(url);
-            } else {
-                return Err(invalid("notify.webhook", &url, "must be an http:// or https:// URL, or empty"));
-            }
+    if let Some(n) = f.notify
+        && let Some(url) = n.webhook
+    {
+        if url.is_empty() {
+            s.webhook = None;
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            s.webhook = Some(url);
+        } else {
+            return Err(invalid("notify.webhook", &url, "must be an http:// or https:// URL, or empty"));
         }
     }
     Ok(())

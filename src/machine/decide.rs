@@ -103,10 +103,10 @@ fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: 
             if node.state == NodeState::Ready && expected.as_ref().is_none_or(|e| *e == node.engine_version) {
                 return Verdict::Complete;
             }
-            if let Some(a) = obs.agent {
-                if !a.engine_active {
-                    return Verdict::Fail(format!("docker.service is not active on {host}"));
-                }
+            if let Some(a) = obs.agent
+                && !a.engine_active
+            {
+                return Verdict::Fail(format!("docker.service is not active on {host}"));
             }
             let what = format!("{host} is {:?} at engine {}", node.state, node.engine_version).to_lowercase();
             rejoin_or_wait(p, obs, &what)

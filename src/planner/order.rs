@@ -12,17 +12,17 @@ pub fn select(snap: &ClusterSnapshot, settings: &Settings, target: &DebVersion) 
     let mut skipped = Vec::new();
     for n in &snap.nodes {
         let skip = |reason: String| Skipped { hostname: n.hostname.clone(), reason };
-        if let Some(inc) = &settings.include_label {
-            if !inc.matches(&n.labels) {
-                skipped.push(skip(format!("not labelled {}", label_text(&inc.key, &inc.value))));
-                continue;
-            }
+        if let Some(inc) = &settings.include_label
+            && !inc.matches(&n.labels)
+        {
+            skipped.push(skip(format!("not labelled {}", label_text(&inc.key, &inc.value))));
+            continue;
         }
-        if let Some(exc) = &settings.exclude_label {
-            if exc.matches(&n.labels) {
-                skipped.push(skip(format!("labelled {}", label_text(&exc.key, &exc.value))));
-                continue;
-            }
+        if let Some(exc) = &settings.exclude_label
+            && exc.matches(&n.labels)
+        {
+            skipped.push(skip(format!("labelled {}", label_text(&exc.key, &exc.value))));
+            continue;
         }
         let at_target = match snap.agent_report(&n.id).and_then(|r| r.installed.get(engine)) {
             Some(installed) => installed == target,

@@ -83,10 +83,10 @@ impl Load {
         if !satisfies_all(&svc.constraints, node) {
             return Some(format!("constraints {:?} not met", svc.constraints));
         }
-        if let Some(max) = svc.max_replicas_per_node.filter(|m| *m > 0) {
-            if self.tasks_of(&node.id, &svc.id) >= max {
-                return Some(format!("already runs {max} (max replicas per node)"));
-            }
+        if let Some(max) = svc.max_replicas_per_node.filter(|m| *m > 0)
+            && self.tasks_of(&node.id, &svc.id) >= max
+        {
+            return Some(format!("already runs {max} (max replicas per node)"));
         }
         if let Some(p) = svc.host_ports.iter().find(|p| self.ports.contains(&(node.id.clone(), p.port, p.protocol.clone()))) {
             return Some(format!("host port {}/{} already taken", p.port, p.protocol));

@@ -117,14 +117,15 @@ pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReques
     }
     let engine = &settings.engine_packages[0];
     let target = packages.get(engine).expect("the engine package is in the set");
-    if let Some(installed) = report.installed.get(engine) {
-        if target < installed && !(settings.allow_downgrade || req.allow_downgrade) {
-            out.push(at_node(
-                host,
-                format!("target {target} is below {engine} {installed} installed on {host}"),
-                "pass --allow-downgrade if a downgrade is really meant",
-            ));
-        }
+    if let Some(installed) = report.installed.get(engine)
+        && target < installed
+        && !(settings.allow_downgrade || req.allow_downgrade)
+    {
+        out.push(at_node(
+            host,
+            format!("target {target} is below {engine} {installed} installed on {host}"),
+            "pass --allow-downgrade if a downgrade is really meant",
+        ));
     }
     let (from, to) = (node.engine_version.major(), target.engine_version().major());
     if from.abs_diff(to) > settings.max_major_skew {

@@ -74,6 +74,11 @@ impl Dockerd {
         }
     }
 
+    /// The engine's swarm certificates directory.
+    pub fn certificates(&self) -> PathBuf {
+        self.root.join("data/swarm/certificates")
+    }
+
     /// A bollard client for this engine.
     pub fn client(&self) -> bollard::Docker {
         let path = self.host.trim_start_matches("unix://");

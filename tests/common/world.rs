@@ -93,12 +93,12 @@ impl World {
                 h.down_ticks -= 1;
                 if h.down_ticks == 0 && h.engine_active {
                     let version = h.installed.get("docker-ce").map(|v| v.engine_version());
-                    if let Some(id) = h.local_id.clone() {
-                        if let Some(n) = self.node_mut(&id) {
-                            n.state = NodeState::Ready;
-                            if let Some(v) = version {
-                                n.engine_version = v;
-                            }
+                    if let Some(id) = h.local_id.clone()
+                        && let Some(n) = self.node_mut(&id)
+                    {
+                        n.state = NodeState::Ready;
+                        if let Some(v) = version {
+                            n.engine_version = v;
                         }
                     }
                 }
@@ -169,11 +169,11 @@ impl World {
         }
         // Unplaced tasks try again.
         for i in self.live(&svc.id) {
-            if self.tasks[i].node.is_none() {
-                if let Some(n) = self.place(svc) {
-                    self.tasks[i].node = Some(n);
-                    self.tasks[i].state = TaskState::Assigned;
-                }
+            if self.tasks[i].node.is_none()
+                && let Some(n) = self.place(svc)
+            {
+                self.tasks[i].node = Some(n);
+                self.tasks[i].state = TaskState::Assigned;
             }
         }
         // Missing slots get a new task.

@@ -1,0 +1,233 @@
+//! The agent's gRPC service over a node backend: every call is authorized (a manager of our own
+//! swarm), every order fenced (a stale token is refused) and idempotent (an order already carried
+//! out is answered from memory, not repeated). Long operations stream their progress.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::Fence;
+use super::auth::{Caller, authorize};
+use super::pb;
+use crate::model::{AgentReport, DebVersion, LocalSwarmState, PackageSet};
+use crate::ports::Secret;
+
+/// The node-local work behind the service. Blocking: called from blocking tasks.
+pub trait NodeBackend: Send + Sync + 'static {
+    /// Installed and available versions, repository health, disk, engine and swarm state.
+    fn describe(&self, packages: &[String]) -> Result<AgentReport, String>;
+    /// Downloads the set.
+    fn prefetch(&self, set: &PackageSet) -> Result<(), String>;
+    /// Installs the set in one transaction and holds it.
+    fn upgrade(&self, set: &PackageSet) -> Result<(), String>;
+    /// Restarts docker.service and waits for the job's result.
+    fn restart_engine(&self) -> Result<(), String>;
+    /// Reinstalls `previous` and restarts the engine.
+    fn rollback(&self, previous: &PackageSet) -> Result<(), String>;
+    /// Leaves the swarm and joins again; returns the new node ID.
+    fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, String>;
+    /// This node's ID.
+    fn node_id(&self) -> String;
+}
+
+type OpKey = (&'static str, String, u64);
+
+/// The service.
+pub struct AgentService<B> {
+    backend: Arc<B>,
+    cluster: String,
+    insecure: bool,
+    fence: Mutex<Fence>,
+    done: Arc<Mutex<BTreeMap<OpKey, Result<String, String>>>>,
+}
+
+impl<B: NodeBackend> AgentService<B> {
+    /// A service for the node of cluster `cluster`. `insecure` accepts callers without a
+    /// certificate (plaintext labs only; the caller of this logs a warning).
+    pub fn new(backend: B, cluster: impl Into<String>, insecure: bool) -> Self {
+        AgentService { backend: Arc::new(backend), cluster: cluster.into(), insecure, fence: Mutex::default(), done: Arc::default() }
+    }
+
+    fn caller<T>(&self, req: &Request<T>) -> Result<Option<Caller>, Status> {
+        let certs = req.peer_certs();
+        let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+        match (leaf, self.insecure) {
+            (None, true) => Ok(None),
+            (leaf, _) => authorize(leaf, &self.cluster).map(Some).map_err(|e| Status::permission_denied(e.to_string())),
+        }
+    }
+
+    fn admit(&self, fence: Option<&pb::Fence>) -> Result<(String, u64), Status> {
+        let f = fence.ok_or_else(|| Status::invalid_argument("the order carries no fence (run id and token)"))?;
+        self.fence.lock().expect("fence lock").admit(f.token).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok((f.run_id.clone(), f.token))
+    }
+
+    /// Runs `work` once per (operation, run, token) and streams its progress.
+    fn order(
+        &self,
+        op: &'static str,
+        run: String,
+        token: u64,
+        work: impl FnOnce(&B) -> Result<String, String> + Send + 'static,
+    ) -> ProgressStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let key = (op, run, token);
+        let done = self.done.clone();
+        let backend = self.backend.clone();
+        tokio::spawn(async move {
+            let previous = done.lock().expect("done lock").get(&key).cloned();
+            let result = match previous {
+                Some(r) => r,
+                None => {
+                    let _ = tx.send(Ok(pb::Progress { message: format!("{op} started"), done: false })).await;
+                    let r =
+                        tokio::task::spawn_blocking(move || work(&backend)).await.unwrap_or_else(|e| Err(format!("{op} panicked: {e}")));
+                    done.lock().expect("done lock").insert(key, r.clone());
+                    r
+                }
+            };
+            let last = match result {
+                Ok(m) => Ok(pb::Progress { message: m, done: true }),
+                Err(e) => Err(Status::aborted(e)),
+            };
+            let _ = tx.send(last).await;
+        });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
+
+/// A stream of progress messages.
+pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
+
+fn package_set(packages: &[pb::Package]) -> Result<PackageSet, Status> {
+    packages
+        .iter()
+        .map(|p| p.version.parse::<DebVersion>().map(|v| (p.name.clone(), v)).map_err(|e| Status::invalid_argument(e.to_string())))
+        .collect::<Result<_, _>>()
+        .map(PackageSet)
+}
+
+/// Our report as the wire message.
+pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
+    pb::NodeReport {
+        installed: r.installed.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
+        available: r
+            .available
+            .iter()
+            .map(|(n, vs)| pb::Available { name: n.clone(), versions: vs.iter().map(ToString::to_string).collect() })
+            .collect(),
+        repository_error: r.repository_error.clone().unwrap_or_default(),
+        disk_free_bytes: r.disk_free_bytes,
+        engine_active: r.engine_active,
+        local_node_id: r.local_swarm.as_ref().map(|l| l.node_id.clone()).unwrap_or_default(),
+        local_swarm_state: r.local_swarm.as_ref().map(|l| format!("{:?}", l.state).to_lowercase()).unwrap_or_default(),
+    }
+}
+
+/// The wire message as our report.
+pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
+    let state = match r.local_swarm_state.as_str() {
+        "active" => Some(LocalSwarmState::Active),
+        "inactive" => Some(LocalSwarmState::Inactive),
+        "pending" => Some(LocalSwarmState::Pending),
+        "error" => Some(LocalSwarmState::Error),
+        "locked" => Some(LocalSwarmState::Locked),
+        _ => None,
+    };
+    AgentReport {
+        installed: r.installed.iter().filter_map(|p| Some((p.name.clone(), p.version.parse().ok()?))).collect(),
+        available: r.available.iter().map(|a| (a.name.clone(), a.versions.iter().filter_map(|v| v.parse().ok()).collect())).collect(),
+        repository_error: Some(r.repository_error.clone()).filter(|e| !e.is_empty()),
+        disk_free_bytes: r.disk_free_bytes,
+        engine_active: r.engine_active,
+        local_swarm: state.map(|state| crate::model::LocalSwarm { node_id: r.local_node_id.clone(), state }),
+    }
+}
+
+#[tonic::async_trait]
+impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
+    type PrefetchStream = ProgressStream;
+    type UpgradeStream = ProgressStream;
+    type RestartEngineStream = ProgressStream;
+    type RollbackStream = ProgressStream;
+
+    async fn describe(&self, req: Request<pb::DescribeRequest>) -> Result<Response<pb::NodeReport>, Status> {
+        self.caller(&req)?;
+        let packages = req.into_inner().packages;
+        let backend = self.backend.clone();
+        let report = tokio::task::spawn_blocking(move || backend.describe(&packages))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::unavailable)?;
+        Ok(Response::new(report_to_pb(&report)))
+    }
+
+    async fn prefetch(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
+        self.caller(&req)?;
+        let order = req.into_inner();
+        let (run, token) = self.admit(order.fence.as_ref())?;
+        let set = package_set(&order.packages)?;
+        Ok(Response::new(self.order("prefetch", run, token, move |b| b.prefetch(&set).map(|_| format!("downloaded {set}")))))
+    }
+
+    async fn upgrade(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
+        self.caller(&req)?;
+        let order = req.into_inner();
+        let (run, token) = self.admit(order.fence.as_ref())?;
+        let set = package_set(&order.packages)?;
+        Ok(Response::new(self.order("upgrade", run, token, move |b| b.upgrade(&set).map(|_| format!("installed {set}")))))
+    }
+
+    async fn restart_engine(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
+        self.caller(&req)?;
+        let order = req.into_inner();
+        let (run, token) = self.admit(order.fence.as_ref())?;
+        Ok(Response::new(self.order("restart", run, token, |b| b.restart_engine().map(|_| "docker.service restarted".to_string()))))
+    }
+
+    async fn rollback(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
+        self.caller(&req)?;
+        let order = req.into_inner();
+        let (run, token) = self.admit(order.fence.as_ref())?;
+        let set = package_set(&order.packages)?;
+        Ok(Response::new(self.order("rollback", run, token, move |b| b.rollback(&set).map(|_| format!("rolled back to {set}")))))
+    }
+
+    async fn rejoin(&self, req: Request<pb::JoinOrder>) -> Result<Response<pb::RejoinReply>, Status> {
+        self.caller(&req)?;
+        let order = req.into_inner();
+        self.admit(order.fence.as_ref())?;
+        let (token, managers) = (Secret(order.join_token), order.managers);
+        let backend = self.backend.clone();
+        let node_id = tokio::task::spawn_blocking(move || backend.rejoin(&token, &managers))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::aborted)?;
+        Ok(Response::new(pb::RejoinReply { node_id }))
+    }
+
+    async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthReply>, Status> {
+        self.caller(&req)?;
+        Ok(Response::new(pb::HealthReply { node_id: self.backend.node_id(), cluster_id: self.cluster.clone() }))
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves (a signal in production, a test's own future
+/// in tests). With `tls`, clients must present a certificate chaining to its CA.
+pub async fn serve<B: NodeBackend>(
+    service: AgentService<B>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    builder.add_service(pb::agent_server::AgentServer::new(service)).serve_with_incoming_shutdown(incoming, shutdown).await
+}

@@ -1,0 +1,165 @@
+//! The agent's gRPC service in-process on 127.0.0.1:0 over mutual TLS, with certificates shaped
+//! like swarm node certificates (`O=<cluster>, OU=swarm-manager|swarm-worker, CN=<node id>`,
+//! ECDSA P-256, DNS SANs role and node id): a manager of the same swarm is obeyed; a worker, a
+//! manager of another cluster and a certificate from another swarm's CA are refused; a stale
+//! fencing token is refused; a repeated order is not carried out twice.
+
+use std::sync::{Arc, Mutex};
+
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+use swarm_upgrade::agent::pb::agent_client::AgentClient;
+use swarm_upgrade::agent::pb::{self, Fence, Order};
+use swarm_upgrade::agent::service::{AgentService, NodeBackend, serve};
+use swarm_upgrade::model::{AgentReport, PackageSet};
+use swarm_upgrade::ports::Secret;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, ServerTlsConfig};
+
+struct Ca {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, name);
+    let cert = p.self_signed(&key).unwrap();
+    Ca { cert_pem: cert.pem(), issuer: Issuer::new(p, key) }
+}
+
+/// A swarm node certificate: (cert PEM, key PEM).
+fn node_cert(ca: &Ca, cluster: &str, role: &str, node: &str) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec![role.to_string(), node.to_string()]).unwrap();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::OrganizationName, cluster);
+    p.distinguished_name.push(DnType::OrganizationalUnitName, role);
+    p.distinguished_name.push(DnType::CommonName, node);
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[derive(Default)]
+struct Recorder {
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl NodeBackend for Recorder {
+    fn describe(&self, _: &[String]) -> Result<AgentReport, String> {
+        Ok(AgentReport { engine_active: true, disk_free_bytes: 42, ..Default::default() })
+    }
+    fn prefetch(&self, set: &PackageSet) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("prefetch {set}"));
+        Ok(())
+    }
+    fn upgrade(&self, set: &PackageSet) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("upgrade {set}"));
+        Ok(())
+    }
+    fn restart_engine(&self) -> Result<(), String> {
+        self.calls.lock().unwrap().push("restart".into());
+        Err("job for docker.service failed (result: failed)".into())
+    }
+    fn rollback(&self, _: &PackageSet) -> Result<(), String> {
+        Ok(())
+    }
+    fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, String> {
+        Ok("new-id".into())
+    }
+    fn node_id(&self) -> String {
+        "worker1-id".into()
+    }
+}
+
+async fn client(port: u16, ca: &Ca, cert: &(String, String)) -> Result<AgentClient<Channel>, tonic::transport::Error> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.cert_pem))
+        .identity(Identity::from_pem(&cert.0, &cert.1))
+        .domain_name("worker1-id");
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls)?.connect().await?;
+    Ok(AgentClient::new(channel))
+}
+
+fn order(token: u64) -> Order {
+    Order {
+        fence: Some(Fence { run_id: "run-1".into(), token }),
+        packages: vec![pb::Package { name: "docker-ce".into(), version: "5:28.5.2-1~debian.13~trixie".into() }],
+    }
+}
+
+async fn last(mut s: tonic::Streaming<pb::Progress>) -> Result<pb::Progress, tonic::Status> {
+    let mut last = None;
+    while let Some(m) = s.message().await? {
+        last = Some(m);
+    }
+    Ok(last.expect("the stream ends with a message"))
+}
+
+#[tokio::test]
+async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
+    let swarm_ca = ca("swarm-ca");
+    let other_ca = ca("swarm-ca");
+    let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
+    let backend = Recorder::default();
+    let calls = backend.calls.clone();
+    let service = AgentService::new(backend, "cluster-a", false);
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&agent_cert.0, &agent_cert.1))
+        .client_ca_root(Certificate::from_pem(&swarm_ca.cert_pem));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(service, listener, Some(tls), async {
+        let _ = stopped.await;
+    }));
+
+    // A manager of the same swarm is obeyed.
+    let manager = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
+    let mut m = client(port, &swarm_ca, &manager).await.unwrap();
+    let health = m.health(pb::HealthRequest {}).await.unwrap().into_inner();
+    assert_eq!((health.node_id.as_str(), health.cluster_id.as_str()), ("worker1-id", "cluster-a"));
+    assert_eq!(m.describe(pb::DescribeRequest { packages: vec![] }).await.unwrap().into_inner().disk_free_bytes, 42);
+    let done = last(m.upgrade(order(5)).await.unwrap().into_inner()).await.unwrap();
+    assert!(done.done && done.message.starts_with("installed docker-ce="), "{done:?}");
+
+    // The same order again is answered, not carried out twice.
+    last(m.upgrade(order(5)).await.unwrap().into_inner()).await.unwrap();
+    assert_eq!(calls.lock().unwrap().iter().filter(|c| c.starts_with("upgrade")).count(), 1);
+
+    // A failed operation streams its failure.
+    let e = last(m.restart_engine(order(5)).await.unwrap().into_inner()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Aborted);
+    assert!(e.message().contains("docker.service failed"), "{e}");
+
+    // A newer coordinator took over: the old token is refused, the backend not called.
+    last(m.prefetch(order(6)).await.unwrap().into_inner()).await.unwrap();
+    let e = m.upgrade(order(5)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("stale fencing token 5"), "{e}");
+    assert_eq!(calls.lock().unwrap().iter().filter(|c| c.starts_with("upgrade")).count(), 1);
+
+    // A worker of the same swarm is refused.
+    let worker = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker2-id");
+    let e = client(port, &swarm_ca, &worker).await.unwrap().health(pb::HealthRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(e.message().contains("worker2-id is a swarm-worker, not a swarm-manager"), "{e}");
+
+    // A manager certificate naming another cluster is refused.
+    let stranger = node_cert(&swarm_ca, "cluster-b", "swarm-manager", "manager9-id");
+    let e = client(port, &swarm_ca, &stranger).await.unwrap().health(pb::HealthRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(e.message().contains("belongs to cluster cluster-b, not to this node's cluster cluster-a"), "{e}");
+
+    // A manager of another swarm (another root CA) does not get through the TLS handshake.
+    let foreign = node_cert(&other_ca, "cluster-a", "swarm-manager", "manager1-id");
+    let refused = match client(port, &swarm_ca, &foreign).await {
+        Err(_) => true,
+        Ok(mut c) => c.health(pb::HealthRequest {}).await.is_err(),
+    };
+    assert!(refused, "a certificate from another swarm's CA must be refused");
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
