@@ -57,6 +57,8 @@ pub struct AgentTarget {
     pub hostname: String,
     /// The node's address.
     pub addr: String,
+    /// The node's ID: its agent's certificate names it (TLS server name).
+    pub node_id: String,
 }
 
 /// What makes an agent operation idempotent and fenced: a stale token is refused.

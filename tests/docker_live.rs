@@ -214,6 +214,51 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert_eq!(health.cluster_id, snap.cluster_id);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+
+    // End to end on real parts: `swarm-upgrade agent` on this node (its swarm certificate, real
+    // apt and dpkg, the real engine), and a live `swarm-upgrade plan` through the Docker API and
+    // the agent over mutual TLS. The node's engine package here is Debian's docker.io.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = std::env::temp_dir().join(format!("su-live-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!("[packages]\nengine = [\"docker.io\"]\ncompanions = [\"containerd\", \"runc\"]\n[agent]\nport = {port}\ncertificates_dir = \"{}\"\n", dir.display()),
+    )
+    .unwrap();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+        .args(["--config", cfg.to_str().unwrap(), "agent"])
+        .env("DOCKER_HOST", &d.host)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "the agent did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let installed = std::process::Command::new("dpkg-query").args(["-W", "-f=${Version}", "docker.io"]).output().unwrap();
+    let installed = String::from_utf8(installed.stdout).unwrap();
+    let live_plan = |to: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+            .args(["--config", cfg.to_str().unwrap(), "plan", "--allow-single-manager", "--to", to])
+            .env("DOCKER_HOST", &d.host)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out, err) = live_plan(&installed);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Nothing to do") && out.contains(&format!("(already at {installed})")), "{out}");
+    let (code, _, err) = live_plan("99.0-1");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains(&format!("docker.io 99.0-1 is not in the repository on {}", snap.nodes[0].hostname)), "{err}");
+    std::process::Command::new("kill").args(["-TERM", &agent.id().to_string()]).status().unwrap();
+    let status = agent.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(agent.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "the agent stops cleanly on SIGTERM: {status:?}\n{log}");
+    assert!(log.contains("agent listening"), "{log}");
+    std::fs::remove_file(&cfg).unwrap();
 }
 
 /// A backend for identity checks only: it does no node work.

@@ -3,8 +3,11 @@
 //! `swarm-upgrade agent` command are still to come (issue 3).
 
 pub mod auth;
+pub mod host;
 pub mod pb;
+pub mod run;
 pub mod service;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 

@@ -157,3 +157,43 @@ pub fn unlock() -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// `agent`: serves this node's agent until a signal.
+pub fn agent(settings: &crate::config::Settings) -> Result<(), Failure> {
+    runtime()?.block_on(crate::agent::run::run(settings)).map_err(|e| Failure::new(exit::RUN_FAILED, e))
+}
+
+/// A live `plan`: the swarm through the Docker API, every node's agent over gRPC.
+pub fn plan(settings: &crate::config::Settings, target: &super::TargetArgs, output: Output) -> Result<(), Failure> {
+    use crate::coordinator::{Coordinator, CoordinatorError, Ports};
+    let result = runtime()?.block_on(async {
+        let (swarm, store) = connect().await?;
+        let agents = agents(settings)?;
+        let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
+        let coordinator = Coordinator::new(ports, settings, holder());
+        match coordinator.plan(&super::plan::request(target)).await {
+            Ok(plan) => Ok(Ok(plan)),
+            Err(CoordinatorError::Refused(r)) => Ok(Err(r)),
+            Err(e) => Err(Failure::new(exit::RUN_FAILED, e.to_string())),
+        }
+    })?;
+    super::plan::present(result, output)
+}
+
+/// The agents, reached with this manager's own swarm certificate (or the configured one).
+fn agents(settings: &crate::config::Settings) -> Result<crate::adapters::agent_client::GrpcAgents, Failure> {
+    let tls = if settings.agent.insecure {
+        tracing::warn!("agent.insecure is set: talking to agents in plaintext");
+        None
+    } else {
+        Some(crate::agent::tls::load(&settings.agent).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?)
+    };
+    let packages = settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
+    Ok(crate::adapters::agent_client::GrpcAgents::new(tls, settings.agent.port, packages))
+}
+
+/// This coordinator's name in the lock: `host/pid`.
+fn holder() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+    format!("{host}/{}", std::process::id())
+}

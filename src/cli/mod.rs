@@ -158,10 +158,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
     let settings = || crate::config::load(cli.config.as_deref()).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()));
     match &cli.command {
         Command::Plan { snapshot: Some(file), target } => plan::offline(&settings()?, file, target, cli.output),
-        Command::Plan { snapshot: None, .. } => {
-            settings()?;
-            Err(not_built("plan against the live cluster", "`swarm-upgrade plan --snapshot FILE` plans offline"))
-        }
+        Command::Plan { snapshot: None, target } => live::plan(&settings()?, target, cli.output),
         Command::Run { .. } | Command::Resume { .. } => {
             settings()?;
             Err(not_built(command_name(&cli.command), "nothing was changed"))
@@ -182,10 +179,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             settings()?;
             live::snapshot(out.as_deref())
         }
-        Command::Agent => {
-            settings()?;
-            Err(not_built("agent", "nothing was started"))
-        }
+        Command::Agent => live::agent(&settings()?),
     }
 }
 

@@ -13,9 +13,17 @@ use crate::planner::{self, Plan, PlanRequest, Refusal};
 /// Plans against a saved snapshot.
 pub fn offline(settings: &Settings, file: &Path, target: &TargetArgs, output: Output) -> Result<(), Failure> {
     let snap = read_snapshot(file)?;
-    let req =
-        PlanRequest { to: target.to.clone(), allow_downgrade: target.allow_downgrade, allow_single_manager: target.allow_single_manager };
-    match planner::plan(&snap, settings, &req) {
+    present(planner::plan(&snap, settings, &request(target)), output)
+}
+
+/// The request the flags make.
+pub fn request(target: &TargetArgs) -> PlanRequest {
+    PlanRequest { to: target.to.clone(), allow_downgrade: target.allow_downgrade, allow_single_manager: target.allow_single_manager }
+}
+
+/// Prints a plan, or fails with every refusal (exit 3).
+pub fn present(result: Result<Plan, Vec<Refusal>>, output: Output) -> Result<(), Failure> {
+    match result {
         Ok(plan) => {
             match output {
                 Output::Text => print!("{}", render(&plan)),

@@ -20,7 +20,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     pub(crate) async fn act(&self, p: &NodeProgress, packages: &PackageSet, op: &OpKey) -> Result<Acted, PortError> {
         let swarm = self.ports.swarm;
         let agents = self.ports.agents;
-        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone() };
+        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone(), node_id: p.node.0.clone() };
         match p.phase {
             Phase::Prefetch => agents.prefetch(&target, packages, op).await?,
             Phase::Pause => {

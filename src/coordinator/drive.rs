@@ -103,7 +103,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 return Ok(());
             }
         };
-        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone() };
+        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone(), node_id: p.node.0.clone() };
         let agent = match self.ports.agents.describe(&target).await {
             Ok(r) => AgentStatus::Reachable(r),
             Err(e) => AgentStatus::Unreachable { error: e.to_string() },

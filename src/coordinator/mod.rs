@@ -85,7 +85,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
     pub async fn observe_all(&self) -> Result<ClusterSnapshot, PortError> {
         let mut snap = self.ports.swarm.snapshot().await?;
         for n in snap.nodes.clone() {
-            let target = AgentTarget { hostname: n.hostname.clone(), addr: n.addr.clone() };
+            let target = AgentTarget { hostname: n.hostname.clone(), addr: n.addr.clone(), node_id: n.id.0.clone() };
             let status = match self.ports.agents.describe(&target).await {
                 Ok(r) => AgentStatus::Reachable(r),
                 Err(e) => AgentStatus::Unreachable { error: e.to_string() },

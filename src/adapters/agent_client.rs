@@ -1,0 +1,117 @@
+//! The `Agents` port over gRPC: the coordinator calls each node's agent with mutual TLS, as a
+//! manager of the swarm (its own node certificate), naming the agent by its node ID (the DNS SAN
+//! of swarm node certificates).
+
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Status};
+
+use crate::agent::pb::{self, agent_client::AgentClient};
+use crate::agent::service::report_from_pb;
+use crate::agent::tls::TlsMaterial;
+use crate::model::{AgentReport, NodeId, PackageSet};
+use crate::ports::{AgentTarget, Agents, JoinOrder, OpKey, PortError};
+
+/// Agents reached over gRPC on `port`.
+#[derive(Clone, Debug)]
+pub struct GrpcAgents {
+    tls: Option<TlsMaterial>,
+    port: u16,
+    /// Packages to describe.
+    packages: Vec<String>,
+}
+
+impl GrpcAgents {
+    /// Agents on `port`, with mutual TLS (`None`: plaintext, labs only).
+    pub fn new(tls: Option<TlsMaterial>, port: u16, packages: Vec<String>) -> Self {
+        GrpcAgents { tls, port, packages }
+    }
+
+    async fn client(&self, node: &AgentTarget) -> Result<AgentClient<Channel>, PortError> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}:{}", node.addr, self.port);
+        let unreachable = |e: &dyn std::fmt::Display| {
+            PortError::Unavailable(format!(
+                "agent on {} ({url}) unreachable: {e}; check `systemctl status swarm-upgrade-agent` there and the agent port",
+                node.hostname
+            ))
+        };
+        let mut endpoint = Channel::from_shared(url.clone()).map_err(|e| unreachable(&e))?.connect_timeout(Duration::from_secs(5));
+        if let Some(t) = &self.tls {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&t.ca))
+                .identity(Identity::from_pem(&t.cert, &t.key))
+                .domain_name(node.node_id.clone());
+            endpoint = endpoint.tls_config(tls).map_err(|e| unreachable(&e))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| unreachable(&e))?;
+        Ok(AgentClient::new(channel))
+    }
+}
+
+fn status(node: &AgentTarget, s: Status) -> PortError {
+    let msg = format!("agent on {}: {}", node.hostname, s.message());
+    match s.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => PortError::Unavailable(msg),
+        _ => PortError::Failed(msg),
+    }
+}
+
+fn order(set: &PackageSet, op: &OpKey) -> pb::Order {
+    pb::Order {
+        fence: Some(pb::Fence { run_id: op.run_id.clone(), token: op.token }),
+        packages: set.0.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
+    }
+}
+
+/// Reads a progress stream to its end; the last message or the failure.
+async fn finish(node: &AgentTarget, stream: Result<tonic::Response<tonic::Streaming<pb::Progress>>, Status>) -> Result<(), PortError> {
+    let mut stream = stream.map_err(|s| status(node, s))?.into_inner();
+    while let Some(p) = stream.message().await.map_err(|s| status(node, s))? {
+        tracing::debug!(node = %node.hostname, message = %p.message, "agent progress");
+        if p.done {
+            return Ok(());
+        }
+    }
+    Err(PortError::Unavailable(format!("agent on {} ended the operation without a result", node.hostname)))
+}
+
+impl Agents for GrpcAgents {
+    async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError> {
+        let mut c = self.client(node).await?;
+        let r = c.describe(pb::DescribeRequest { packages: self.packages.clone() }).await.map_err(|s| status(node, s))?;
+        Ok(report_from_pb(&r.into_inner()))
+    }
+
+    async fn prefetch(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+        let mut c = self.client(node).await?;
+        finish(node, c.prefetch(order(packages, op)).await).await
+    }
+
+    async fn upgrade(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+        let mut c = self.client(node).await?;
+        finish(node, c.upgrade(order(packages, op)).await).await
+    }
+
+    async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError> {
+        let mut c = self.client(node).await?;
+        finish(node, c.restart_engine(order(&PackageSet::default(), op)).await).await
+    }
+
+    async fn rollback(&self, node: &AgentTarget, previous: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+        let mut c = self.client(node).await?;
+        finish(node, c.rollback(order(previous, op)).await).await
+    }
+
+    async fn rejoin(&self, node: &AgentTarget, join: &JoinOrder, op: &OpKey) -> Result<NodeId, PortError> {
+        let mut c = self.client(node).await?;
+        let req = pb::JoinOrder {
+            fence: Some(pb::Fence { run_id: op.run_id.clone(), token: op.token }),
+            join_token: join.token.0.clone(),
+            managers: join.managers.clone(),
+        };
+        let r = c.rejoin(req).await.map_err(|s| status(node, s))?;
+        Ok(NodeId(r.into_inner().node_id))
+    }
+}

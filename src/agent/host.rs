@@ -1,0 +1,104 @@
+//! The node backend on a real host. `describe` is real: apt (lists refreshed, repository problems
+//! reported), dpkg, free disk under the apt cache, and the local engine and its swarm state. The
+//! operations that change the node (install in a transient unit, restart through systemd's D-Bus
+//! API, rejoin) are not built yet (issue 3): they refuse plainly and change nothing.
+
+use bollard::Docker;
+
+use super::service::NodeBackend;
+use crate::adapters::apt::{parse, runner};
+use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet};
+use crate::ports::Secret;
+
+/// The real host.
+pub struct HostBackend {
+    docker: Docker,
+    runtime: tokio::runtime::Handle,
+    node_id: String,
+}
+
+impl HostBackend {
+    /// A backend using the local engine through `docker`, on the current runtime.
+    pub fn new(docker: Docker, node_id: String) -> Self {
+        HostBackend { docker, runtime: tokio::runtime::Handle::current(), node_id }
+    }
+
+    fn not_built(&self, what: &str) -> String {
+        format!("{what} is not built yet in the agent (issue 3); nothing was changed on {}", self.node_id)
+    }
+}
+
+/// Free bytes under `dir`, from `df` (`--output=avail -B1`).
+pub fn free_bytes(dir: &str) -> Result<u64, String> {
+    let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()]).map_err(|e| e.to_string())?;
+    parse_df(&ran.stdout).ok_or_else(|| format!("cannot read free space of {dir} from df: {}", ran.stdout.trim()))
+}
+
+/// Parses `df --output=avail -B1` output.
+pub fn parse_df(text: &str) -> Option<u64> {
+    text.lines().nth(1)?.trim().parse().ok()
+}
+
+impl NodeBackend for HostBackend {
+    fn describe(&self, packages: &[String]) -> Result<AgentReport, String> {
+        let problems = runner::update().map_err(|e| e.to_string())?;
+        let repository_error = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+        let available = runner::available(packages).map_err(|e| e.to_string())?;
+        let installed = runner::installed(packages)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(parse::Installed::is_installed)
+            .filter_map(|i| Some((i.package, i.version?)))
+            .collect();
+        let disk_free_bytes = free_bytes("/var/cache/apt")?;
+        let info = self.runtime.block_on(self.docker.info());
+        let (engine_active, local_swarm) = match info {
+            Err(_) => (false, None),
+            Ok(info) => {
+                let swarm = info.swarm.unwrap_or_default();
+                let state = match swarm.local_node_state.map(|s| s.to_string()).as_deref() {
+                    Some("active") => LocalSwarmState::Active,
+                    Some("pending") => LocalSwarmState::Pending,
+                    Some("error") => LocalSwarmState::Error,
+                    Some("locked") => LocalSwarmState::Locked,
+                    _ => LocalSwarmState::Inactive,
+                };
+                (true, Some(LocalSwarm { node_id: swarm.node_id.unwrap_or_default(), state }))
+            }
+        };
+        Ok(AgentReport { installed, available, repository_error, disk_free_bytes, engine_active, local_swarm })
+    }
+
+    fn prefetch(&self, _: &PackageSet) -> Result<(), String> {
+        Err(self.not_built("prefetch"))
+    }
+
+    fn upgrade(&self, _: &PackageSet) -> Result<(), String> {
+        Err(self.not_built("upgrade"))
+    }
+
+    fn restart_engine(&self) -> Result<(), String> {
+        Err(self.not_built("restarting the engine"))
+    }
+
+    fn rollback(&self, _: &PackageSet) -> Result<(), String> {
+        Err(self.not_built("rollback"))
+    }
+
+    fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, String> {
+        Err(self.not_built("rejoin"))
+    }
+
+    fn node_id(&self) -> String {
+        self.node_id.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn df_output_is_read() {
+        assert_eq!(super::parse_df("    Avail\n75776749568\n"), Some(75_776_749_568));
+        assert_eq!(super::parse_df("Avail\n"), None);
+    }
+}

@@ -1,0 +1,53 @@
+//! `swarm-upgrade agent`: serve the agent on this node until a signal. The first SIGTERM or
+//! SIGINT stops accepting calls and lets calls in flight finish; a second one forces the exit.
+
+use super::host::HostBackend;
+use super::service::{AgentService, serve};
+use super::tls;
+use crate::adapters::docker::DockerSwarm;
+use crate::config::Settings;
+
+/// Runs the agent.
+pub async fn run(settings: &Settings) -> Result<(), String> {
+    let docker = DockerSwarm::connect().await.map_err(|e| e.to_string())?.docker().clone();
+    let (tls, cluster, node_id) = if settings.agent.insecure {
+        tracing::warn!("agent.insecure is set: plaintext gRPC, ANY caller that reaches the port is obeyed; for labs only");
+        let info = docker.info().await.map_err(|e| format!("cannot read the local engine's swarm state: {e}"))?;
+        let swarm = info.swarm.unwrap_or_default();
+        let cluster = swarm.cluster.and_then(|c| c.id).unwrap_or_default();
+        (None, cluster, swarm.node_id.unwrap_or_default())
+    } else {
+        let m = tls::load(&settings.agent).map_err(|e| e.to_string())?;
+        let config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&m.ca));
+        (Some(config), m.cluster, m.node_id)
+    };
+    let backend = HostBackend::new(docker, node_id.clone());
+    let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.agent.port))
+        .await
+        .map_err(|e| format!("cannot listen on port {}: {e}; is another agent running? (agent.port)", settings.agent.port))?;
+    tracing::info!(node = %node_id, cluster = %cluster, port = settings.agent.port, "agent listening");
+    serve(service, listener, tls, shutdown()).await.map_err(|e| format!("the agent's server failed: {e}"))
+}
+
+/// Resolves at the first signal; a second one exits at once.
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping: calls in flight finish first (a second signal forces)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}

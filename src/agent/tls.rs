@@ -1,0 +1,50 @@
+//! The agent's and the coordinator's TLS material: by default the swarm's own node certificate,
+//! key and root CA; operator-provided files when the swarm is autolocked (its keys encrypted).
+
+use std::path::Path;
+
+use super::auth::{AuthError, identity_of, strip_pem_headers};
+use crate::config::AgentSettings;
+
+/// Certificate, key and CA as PEM, and the cluster ID the certificate names.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    /// Our certificate.
+    pub cert: String,
+    /// Our key, PEM headers removed.
+    pub key: String,
+    /// The CA that callers' certificates must chain to.
+    pub ca: String,
+    /// `O=` of our certificate.
+    pub cluster: String,
+    /// `CN=` of our certificate.
+    pub node_id: String,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial").field("cluster", &self.cluster).field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+fn read(path: &Path) -> Result<String, AuthError> {
+    std::fs::read_to_string(path).map_err(|e| AuthError::BadPem { path: path.display().to_string(), why: e.to_string() })
+}
+
+/// Loads the material the settings name.
+pub fn load(settings: &AgentSettings) -> Result<TlsMaterial, AuthError> {
+    let (cert, key, ca) = match &settings.custom_tls {
+        Some(c) => (c.cert.clone(), c.key.clone(), c.ca.clone()),
+        None => {
+            let d = &settings.certificates_dir;
+            (d.join("swarm-node.crt"), d.join("swarm-node.key"), d.join("swarm-root-ca.crt"))
+        }
+    };
+    let cert_pem = read(&cert)?;
+    let key_pem = strip_pem_headers(&key.display().to_string(), &read(&key)?)?;
+    let ca_pem = read(&ca)?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| AuthError::BadPem { path: cert.display().to_string(), why: e.to_string() })?;
+    let me = identity_of(&pem.contents)?;
+    Ok(TlsMaterial { cert: cert_pem, key: key_pem, ca: ca_pem, cluster: me.cluster, node_id: me.node_id })
+}
