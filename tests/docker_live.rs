@@ -164,18 +164,6 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert_eq!((status["lock"].clone(), status["last_token"].clone()), (serde_json::Value::Null, serde_json::json!(32)));
     let (code, out, _) = bin(&["abort"]);
     assert_eq!((code, out.trim()), (Some(0), "no run in progress; nothing to abort"));
-    let file = std::env::temp_dir().join(format!("su-snapshot-{}.json", std::process::id()));
-    let (code, _, err) = bin(&["snapshot", "--out", file.to_str().unwrap()]);
-    assert_eq!(code, Some(0), "{err}");
-    let snap: swarm_upgrade::model::ClusterSnapshot = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert_eq!(snap.nodes.len(), 1);
-    assert!(snap.services.iter().any(|s| s.name == "solo"));
-    // Without agent reports (issue 3) the offline plan refuses and names the node.
-    let (code, _, err) = bin(&["plan", "--snapshot", file.to_str().unwrap(), "--to", "5:28.5.2-1~debian.13~trixie"]);
-    assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains(&format!("no agent report for {}", snap.nodes[0].hostname)), "{err}");
-    std::fs::remove_file(&file).unwrap();
-
     // The agent's default identity is the swarm's own node certificate: the real files, key
     // headers and all, serve mutual TLS, and the manager's certificate passes authorization.
     let dir = d.certificates();
@@ -252,6 +240,33 @@ async fn adapter_and_store_against_a_real_swarm() {
     let (code, _, err) = live_plan("99.0-1");
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains(&format!("docker.io 99.0-1 is not in the repository on {}", snap.nodes[0].hostname)), "{err}");
+    // A snapshot carries the agents' reports, so planning it offline gives the same answer.
+    let file = std::env::temp_dir().join(format!("su-snapshot-{}.json", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+        .args(["--config", cfg.to_str().unwrap(), "snapshot", "--out", file.to_str().unwrap()])
+        .env("DOCKER_HOST", &d.host)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved: swarm_upgrade::model::ClusterSnapshot = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(saved.services.iter().any(|s| s.name == "solo"));
+    let report = saved.agent_report(&saved.nodes[0].id).expect("the agent's report is in the snapshot");
+    assert_eq!(report.installed.get("docker.io").map(ToString::to_string).as_deref(), Some(installed.as_str()));
+    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "plan",
+            "--snapshot",
+            file.to_str().unwrap(),
+            "--allow-single-manager",
+            "--to",
+            &installed,
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&offline.stdout).contains("Nothing to do"), "{}", String::from_utf8_lossy(&offline.stderr));
+    std::fs::remove_file(&file).unwrap();
     std::process::Command::new("kill").args(["-TERM", &agent.id().to_string()]).status().unwrap();
     let status = agent.wait().unwrap();
     let mut log = String::new();

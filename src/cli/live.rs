@@ -11,7 +11,7 @@ use crate::adapters::docker::DockerSwarm;
 use crate::adapters::docker::store::SwarmLabelStore;
 use crate::lock::StoreDoc;
 use crate::machine::elapsed;
-use crate::ports::{PortError, StateStore, Swarm};
+use crate::ports::{PortError, StateStore};
 
 fn port(e: PortError) -> Failure {
     Failure::new(exit::RUN_FAILED, e.to_string())
@@ -30,11 +30,16 @@ async fn connect() -> Result<(DockerSwarm, SwarmLabelStore), Failure> {
     Ok((swarm, store))
 }
 
-/// `snapshot`: the observed cluster as JSON. Agent reports are not included until the agent
-/// exists (issue 3); the file says so by its empty `agents`.
-pub fn snapshot(out: Option<&Path>) -> Result<(), Failure> {
-    let snap = runtime()?.block_on(async { connect().await?.0.snapshot().await.map_err(port) })?;
-    tracing::warn!("agent reports are not included: the agent is not built yet (issue 3)");
+/// `snapshot`: the observed cluster as JSON, with every node's agent report (or why its agent
+/// could not be reached), ready for `plan --snapshot`.
+pub fn snapshot(settings: &crate::config::Settings, out: Option<&Path>) -> Result<(), Failure> {
+    use crate::coordinator::{Coordinator, Ports};
+    let snap = runtime()?.block_on(async {
+        let (swarm, store) = connect().await?;
+        let agents = agents(settings)?;
+        let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
+        Coordinator::new(ports, settings, holder()).observe_all().await.map_err(port)
+    })?;
     let text = serde_json::to_string_pretty(&snap).expect("snapshots serialize");
     match out {
         Some(path) => {

@@ -175,10 +175,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             settings()?;
             live::unlock()
         }
-        Command::Snapshot { out } => {
-            settings()?;
-            live::snapshot(out.as_deref())
-        }
+        Command::Snapshot { out } => live::snapshot(&settings()?, out.as_deref()),
         Command::Agent => live::agent(&settings()?),
     }
 }
