@@ -1,17 +1,21 @@
-//! The node backend on a real host. `describe` is real: apt (lists refreshed, repository problems
-//! reported), dpkg, free disk under the apt cache, and the local engine and its swarm state. The
-//! operations that change the node (install in a transient unit, restart through systemd's D-Bus
-//! API, rejoin) are not built yet (issue 3): they refuse plainly and change nothing.
+//! The node backend on a real host. Real: `describe` (apt lists refreshed and repository problems
+//! reported, dpkg, free disk under the apt cache, the local engine and its swarm state), and the
+//! package work of prefetch, upgrade and rollback (exact sets, one transaction, held, in a
+//! transient unit under systemd). Not built yet (issue 3): restarting the engine through
+//! systemd's D-Bus API and rejoining; they refuse plainly and change nothing, so a rollback
+//! reinstalls the previous set and then reports that the restart is missing.
 
 use bollard::Docker;
 
 use super::service::NodeBackend;
+use crate::adapters::apt::command::InstallMode;
 use crate::adapters::apt::{parse, runner};
 use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet};
 use crate::ports::Secret;
 
 /// The real host.
 pub struct HostBackend {
+    apt: runner::Apt,
     docker: Docker,
     runtime: tokio::runtime::Handle,
     node_id: String,
@@ -20,7 +24,7 @@ pub struct HostBackend {
 impl HostBackend {
     /// A backend using the local engine through `docker`, on the current runtime.
     pub fn new(docker: Docker, node_id: String) -> Self {
-        HostBackend { docker, runtime: tokio::runtime::Handle::current(), node_id }
+        HostBackend { apt: runner::Apt::host(), docker, runtime: tokio::runtime::Handle::current(), node_id }
     }
 
     fn not_built(&self, what: &str) -> String {
@@ -41,9 +45,9 @@ pub fn parse_df(text: &str) -> Option<u64> {
 
 impl NodeBackend for HostBackend {
     fn describe(&self, packages: &[String]) -> Result<AgentReport, String> {
-        let problems = runner::update().map_err(|e| e.to_string())?;
+        let problems = self.apt.update().map_err(|e| e.to_string())?;
         let repository_error = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-        let available = runner::available(packages).map_err(|e| e.to_string())?;
+        let available = self.apt.available(packages).map_err(|e| e.to_string())?;
         let installed = runner::installed(packages)
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -69,20 +73,21 @@ impl NodeBackend for HostBackend {
         Ok(AgentReport { installed, available, repository_error, disk_free_bytes, engine_active, local_swarm })
     }
 
-    fn prefetch(&self, _: &PackageSet) -> Result<(), String> {
-        Err(self.not_built("prefetch"))
+    fn prefetch(&self, set: &PackageSet) -> Result<(), String> {
+        self.apt.prefetch(set, ("run", 0)).map_err(|e| e.to_string())
     }
 
-    fn upgrade(&self, _: &PackageSet) -> Result<(), String> {
-        Err(self.not_built("upgrade"))
+    fn upgrade(&self, set: &PackageSet) -> Result<(), String> {
+        self.apt.install(set, InstallMode::Upgrade, ("run", 0)).map_err(|e| e.to_string())
     }
 
     fn restart_engine(&self) -> Result<(), String> {
         Err(self.not_built("restarting the engine"))
     }
 
-    fn rollback(&self, _: &PackageSet) -> Result<(), String> {
-        Err(self.not_built("rollback"))
+    fn rollback(&self, previous: &PackageSet) -> Result<(), String> {
+        self.apt.install(previous, InstallMode::Rollback, ("run", 0)).map_err(|e| e.to_string())?;
+        self.restart_engine()
     }
 
     fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, String> {

@@ -24,10 +24,12 @@ fn pins(set: &PackageSet) -> Vec<String> {
     set.0.iter().map(|(p, v)| format!("{p}={v}")).collect()
 }
 
-/// `apt-get install --download-only` of the exact set: fills the cache, changes nothing.
+/// `apt-get install --download-only` of the exact set: fills the cache, changes nothing. apt
+/// refuses even a download of a held package without `--allow-change-held-packages`.
 pub fn prefetch(set: &PackageSet) -> Vec<String> {
     let mut args = vec!["apt-get".to_string(), "install".into(), "--download-only".into()];
     args.extend(common());
+    args.push("--allow-change-held-packages".into());
     args.extend(pins(set));
     args
 }

@@ -179,9 +179,12 @@ pub fn update_problems(text: &str) -> Vec<RepoProblem> {
     out
 }
 
-/// The `E:` lines of an apt run, joined: what to show the operator when apt fails.
+/// What to show the operator when apt fails: dpkg's own `error processing package` lines (they
+/// name the package that failed), then apt's `E:` lines, joined.
 pub fn apt_errors(text: &str) -> Option<String> {
-    let errors: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("E: ")).collect();
+    let dpkg = text.lines().map(str::trim).filter(|l| l.starts_with("dpkg: error processing package"));
+    let apt = text.lines().filter_map(|l| l.trim().strip_prefix("E: "));
+    let errors: Vec<&str> = dpkg.chain(apt).collect();
     (!errors.is_empty()).then(|| errors.join("; "))
 }
 
@@ -231,5 +234,10 @@ mod tests {
     fn apt_errors_keep_the_e_lines() {
         assert_eq!(apt_errors(&fixture("install-missing-version.txt")).as_deref(), Some("Version '99.0' for 'docker.io' was not found"));
         assert_eq!(apt_errors("Reading package lists...\n"), None);
+        let failed = "Setting up x (3.0) ...\ndpkg: error processing package x (--configure):\n installed x package post-installation script subprocess returned error exit status 1\nE: Sub-process /usr/bin/dpkg returned an error code (1)\n";
+        assert_eq!(
+            apt_errors(failed).as_deref(),
+            Some("dpkg: error processing package x (--configure):; Sub-process /usr/bin/dpkg returned an error code (1)")
+        );
     }
 }

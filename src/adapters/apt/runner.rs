@@ -84,3 +84,79 @@ pub fn update() -> Result<Vec<RepoProblem>, AptError> {
     let ran = run(&["apt-get".to_string(), "update".into(), "-q".into()])?;
     Ok(parse::update_problems(&format!("{}\n{}", ran.stdout, ran.stderr)))
 }
+
+/// apt as the agent runs it: extra `-o` options (tests point apt at a private sources list), and
+/// installs in a transient systemd unit where systemd runs the host.
+#[derive(Clone, Debug, Default)]
+pub struct Apt {
+    /// Extra `-o Key=Value` options for apt-get, apt-cache and apt-mark.
+    pub options: Vec<String>,
+    /// Run transactions in a transient unit (`systemd-run`), so an agent restart cannot kill dpkg.
+    pub transient: bool,
+}
+
+impl Apt {
+    /// apt on this host: transient units when systemd is PID 1.
+    pub fn host() -> Self {
+        Apt { options: Vec::new(), transient: std::path::Path::new("/run/systemd/system").is_dir() }
+    }
+
+    fn with_options(&self, mut args: Vec<String>) -> Vec<String> {
+        if matches!(args.first().map(String::as_str), Some("apt-get" | "apt-cache" | "apt-mark")) {
+            let tail = args.split_off(1);
+            args.extend(self.options.iter().flat_map(|o| ["-o".to_string(), o.clone()]));
+            args.extend(tail);
+        }
+        args
+    }
+
+    /// The versions the repositories offer.
+    pub fn available(&self, packages: &[String]) -> Result<BTreeMap<String, Vec<DebVersion>>, AptError> {
+        let ran = run_checked(&self.with_options(strings(&["apt-cache", "madison"], packages)))?;
+        Ok(parse::madison(&ran.stdout))
+    }
+
+    /// Refreshes the lists; each broken repository's problem.
+    pub fn update(&self) -> Result<Vec<RepoProblem>, AptError> {
+        let ran = run(&self.with_options(vec!["apt-get".into(), "update".into(), "-q".into()]))?;
+        Ok(parse::update_problems(&format!("{}\n{}", ran.stdout, ran.stderr)))
+    }
+
+    fn transaction(&self, op: &str, args: Vec<String>, unit_key: (&str, u64)) -> Result<Ran, AptError> {
+        let args = self.with_options(args);
+        let args = if self.transient {
+            super::command::in_transient_unit(&super::command::unit_name(op, unit_key.0, unit_key.1), &args)
+        } else {
+            args
+        };
+        run_checked(&args)
+    }
+
+    /// Downloads the exact set.
+    pub fn prefetch(&self, set: &crate::model::PackageSet, key: (&str, u64)) -> Result<(), AptError> {
+        self.transaction("prefetch", super::command::prefetch(set), key).map(|_| ())
+    }
+
+    /// Installs the exact set in one transaction, refusing to start over an interrupted one, then
+    /// holds it and checks dpkg's view.
+    pub fn install(&self, set: &crate::model::PackageSet, mode: super::command::InstallMode, key: (&str, u64)) -> Result<(), AptError> {
+        let names: Vec<String> = set.0.keys().cloned().collect();
+        let fail = |detail: String| AptError { command: "dpkg-query".into(), status: "check".into(), detail };
+        if let Some(broken) = installed(&names)?.into_iter().find(Installed::is_interrupted) {
+            return Err(fail(format!(
+                "{} was left mid-transaction by an interrupted dpkg (state {}{}); run `dpkg --configure -a` on the node and check it",
+                broken.package, broken.desired, broken.status
+            )));
+        }
+        self.transaction("install", super::command::install(set, mode), key)?;
+        run_checked(&self.with_options(super::command::hold(set)))?;
+        let now = installed(&names)?;
+        for (p, v) in &set.0 {
+            let ok = now.iter().any(|i| &i.package == p && i.version.as_ref() == Some(v) && i.is_installed() && i.is_held());
+            if !ok {
+                return Err(fail(format!("after the install, {p} is not installed and held at {v}: {now:?}")));
+            }
+        }
+        Ok(())
+    }
+}
