@@ -8,6 +8,7 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v dpkg-scanpackages >/dev/null || missing+=(dpkg-dev)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 # The apt tests read the package lists: make sure they exist.
 if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
     apt-get update -q >/dev/null

@@ -103,11 +103,11 @@ fn a_malformed_snapshot_is_bad_input() {
 }
 
 #[test]
-fn commands_without_adapters_say_so_and_change_nothing() {
+fn unproven_commands_say_so_and_change_nothing() {
     for args in [vec!["run", "--to", NEW], vec!["resume"]] {
         let o = bin(&args);
         assert_eq!(o.status.code(), Some(5), "{args:?}");
-        assert!(stderr(&o).contains("not built yet (issue 3)"), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("is not enabled yet") && stderr(&o).contains("nothing was changed"), "{args:?}: {}", stderr(&o));
     }
     let o = bin(&["unlock"]);
     assert_eq!(o.status.code(), Some(2), "unlock needs --force");

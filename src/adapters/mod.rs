@@ -5,3 +5,4 @@ pub mod agent_client;
 pub mod apt;
 pub mod docker;
 pub mod engine;
+pub mod systemd;

@@ -23,7 +23,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
             .client_ca_root(tonic::transport::Certificate::from_pem(&m.ca));
         (Some(config), m.cluster, m.node_id)
     };
-    let backend = HostBackend::new(docker, node_id.clone());
+    let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
     let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.agent.port))
         .await

@@ -23,7 +23,7 @@ pub mod exit {
     pub const REFUSED: u8 = 3;
     /// Another coordinator holds the lock.
     pub const LOCKED: u8 = 4;
-    /// The command needs a part that is not built yet.
+    /// The command needs a part that is not built, or not proven enough to be enabled, yet.
     pub const NOT_BUILT: u8 = 5;
     /// The run stopped between nodes because an operator asked it to.
     pub const ABORTED: u8 = 6;
@@ -31,7 +31,7 @@ pub mod exit {
 
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (node rolled back or restored, cluster safe); 2 bad input \
 (arguments, configuration, snapshot); 3 refused by preflight (nothing changed); 4 locked by another coordinator; \
-5 not built yet; 6 aborted by an operator.";
+5 not built or not enabled yet; 6 aborted by an operator.";
 
 /// Upgrades the Docker Engine on every node of a Docker Swarm, one node at a time, with zero downtime.
 #[derive(Debug, Parser)]
@@ -161,7 +161,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Plan { snapshot: None, target } => live::plan(&settings()?, target, cli.output),
         Command::Run { .. } | Command::Resume { .. } => {
             settings()?;
-            Err(not_built(command_name(&cli.command), "nothing was changed"))
+            Err(not_enabled(command_name(&cli.command)))
         }
         Command::Status => {
             settings()?;
@@ -193,9 +193,11 @@ fn command_name(c: &Command) -> &'static str {
     }
 }
 
-fn not_built(what: &str, then: &str) -> Failure {
+fn not_enabled(what: &str) -> Failure {
     Failure::new(
         exit::NOT_BUILT,
-        format!("`{what}` needs the node agent (apt, systemd, gRPC adapters), which is not built yet (issue 3); {then}"),
+        format!(
+            "`{what}` is not enabled yet: the agent's engine restart and rejoin are not yet proven on a real multi-node swarm (issues 3 and 5), and this tool does not touch a cluster with unproven steps; nothing was changed"
+        ),
     )
 }

@@ -4,6 +4,7 @@
 pub mod dockerd;
 pub mod fake;
 pub mod generate;
+pub mod node;
 pub mod world;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,131 @@
+//! systemd over D-Bus (zbus): restart a unit and wait for its job's result, read its state,
+//! reset a failed unit. The JobRemoved stream is opened (and the manager subscribed) before the
+//! restart is asked for, so a job that ends at once is never missed.
+
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use zbus::zvariant::OwnedObjectPath;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+trait Manager {
+    fn subscribe(&self) -> zbus::Result<()>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(signal)]
+    fn job_removed(&self, id: u32, job: zbus::zvariant::ObjectPath<'_>, unit: &str, result: &str) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1")]
+trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+}
+
+/// Why a unit operation failed, as systemd reports the job's result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// The unit failed (result `failed`).
+    #[error("{unit}: the restart job failed; see `journalctl -u {unit}`")]
+    Failed {
+        /// The unit.
+        unit: String,
+    },
+    /// systemd's own job timeout hit (result `timeout`), or ours.
+    #[error("{unit}: the restart job timed out{}", .after.map(|d| format!(" after {}s", d.as_secs())).unwrap_or_default())]
+    Timeout {
+        /// The unit.
+        unit: String,
+        /// Our limit, when it was ours.
+        after: Option<Duration>,
+    },
+    /// A dependency failed (result `dependency`).
+    #[error("{unit}: a unit it depends on failed (e.g. containerd.service); see `systemctl list-dependencies {unit}`")]
+    Dependency {
+        /// The unit.
+        unit: String,
+    },
+    /// Another result (`canceled`, `skipped`, `invalid`, ...).
+    #[error("{unit}: the restart job ended `{result}`")]
+    Other {
+        /// The unit.
+        unit: String,
+        /// systemd's word.
+        result: String,
+    },
+    /// D-Bus itself failed.
+    #[error("talking to systemd over D-Bus: {0}")]
+    Bus(String),
+}
+
+fn bus(e: zbus::Error) -> UnitError {
+    UnitError::Bus(e.to_string())
+}
+
+/// systemd, through a D-Bus connection.
+#[derive(Clone, Debug)]
+pub struct Systemd {
+    conn: zbus::Connection,
+}
+
+impl Systemd {
+    /// The system bus of this host.
+    pub async fn system() -> Result<Self, UnitError> {
+        Ok(Systemd { conn: zbus::Connection::system().await.map_err(bus)? })
+    }
+
+    /// A bus at `address` (`unix:path=...`), e.g. a node container's system bus in tests.
+    pub async fn at(address: &str) -> Result<Self, UnitError> {
+        let conn = zbus::connection::Builder::address(address).map_err(bus)?.build().await.map_err(bus)?;
+        Ok(Systemd { conn })
+    }
+
+    /// Restarts `unit` and waits (at most `limit`) for the job's result.
+    pub async fn restart(&self, unit: &str, limit: Duration) -> Result<(), UnitError> {
+        let manager = ManagerProxy::new(&self.conn).await.map_err(bus)?;
+        // Subscribing twice on one connection is refused as AlreadySubscribed: that is success.
+        match manager.subscribe().await {
+            Err(zbus::Error::MethodError(name, _, _)) if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+            other => other.map_err(bus)?,
+        }
+        let mut removed = manager.receive_job_removed().await.map_err(bus)?;
+        let job = manager.restart_unit(unit, "replace").await.map_err(bus)?;
+        let wait = async {
+            while let Some(signal) = removed.next().await {
+                let args = signal.args().map_err(bus)?;
+                if args.job().as_str() != job.as_str() {
+                    continue;
+                }
+                return match *args.result() {
+                    "done" => Ok(()),
+                    "failed" => Err(UnitError::Failed { unit: unit.to_string() }),
+                    "timeout" => Err(UnitError::Timeout { unit: unit.to_string(), after: None }),
+                    "dependency" => Err(UnitError::Dependency { unit: unit.to_string() }),
+                    other => Err(UnitError::Other { unit: unit.to_string(), result: other.to_string() }),
+                };
+            }
+            Err(UnitError::Bus("the JobRemoved stream ended".into()))
+        };
+        tokio::time::timeout(limit, wait).await.map_err(|_| UnitError::Timeout { unit: unit.to_string(), after: Some(limit) })?
+    }
+
+    /// `ActiveState` and `SubState` of `unit`, e.g. `("active", "running")`.
+    pub async fn state(&self, unit: &str) -> Result<(String, String), UnitError> {
+        let manager = ManagerProxy::new(&self.conn).await.map_err(bus)?;
+        let path = manager.load_unit(unit).await.map_err(bus)?;
+        let u = UnitProxy::builder(&self.conn).path(path).map_err(bus)?.build().await.map_err(bus)?;
+        Ok((u.active_state().await.map_err(bus)?, u.sub_state().await.map_err(bus)?))
+    }
+
+    /// Clears a unit's failed state (so a restart is not refused by its start limit).
+    pub async fn reset_failed(&self, unit: &str) -> Result<(), UnitError> {
+        ManagerProxy::new(&self.conn).await.map_err(bus)?.reset_failed_unit(unit).await.map_err(bus)
+    }
+}
