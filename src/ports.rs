@@ -133,3 +133,48 @@ impl Clock for SystemClock {
         tokio::time::sleep(d).await
     }
 }
+
+/// Conflicts are expected (an `abort`, a key rotation moving the swarm's version); give up only
+/// when the store keeps moving for this many attempts.
+pub const CAS_ATTEMPTS: u32 = 30;
+
+/// Read-modify-write of the store with compare-and-swap: `f` is applied to the freshest document
+/// and written back at the version it was read at; on a conflict the document is read again and
+/// `f` applied again, so no concurrent write is ever lost. A short unavailability of the store
+/// (the local engine restarting) is ridden out.
+pub async fn update_doc<S: StateStore, C: Clock, T, E: From<PortError>>(
+    store: &S,
+    clock: &C,
+    mut f: impl FnMut(&mut StoreDoc) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut delay = Duration::from_millis(20);
+    for _ in 0..CAS_ATTEMPTS {
+        let mut current = load_doc(store, clock).await?;
+        let out = f(&mut current.doc)?;
+        match store.save(&current.doc, current.version).await {
+            Ok(()) => return Ok(out),
+            Err(PortError::Conflict) | Err(PortError::Unavailable(_)) => {
+                clock.sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(PortError::Unavailable(format!("the store kept changing under {CAS_ATTEMPTS} attempts to write it")).into())
+}
+
+/// Reads the store, riding out up to two minutes of unavailability.
+pub async fn load_doc<S: StateStore, C: Clock>(store: &S, clock: &C) -> Result<Versioned<StoreDoc>, PortError> {
+    let mut last = String::new();
+    for _ in 0..120 {
+        match store.load().await {
+            Ok(v) => return Ok(v),
+            Err(PortError::Unavailable(e)) => {
+                last = e;
+                clock.sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(PortError::Unavailable(last))
+}

@@ -114,16 +114,7 @@ pub fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
 
 /// Read-modify-write of the store for operator commands (no lock needed: they only set flags).
 async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> T) -> Result<T, Failure> {
-    for _ in 0..30 {
-        let mut current = store.load().await.map_err(port)?;
-        let out = f(&mut current.doc);
-        match store.save(&current.doc, current.version).await {
-            Ok(()) => return Ok(out),
-            Err(PortError::Conflict) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            Err(e) => return Err(port(e)),
-        }
-    }
-    Err(Failure::new(exit::RUN_FAILED, "the swarm's state kept changing; try again"))
+    crate::ports::update_doc(store, &crate::ports::SystemClock, |doc| Ok::<T, PortError>(f(doc))).await.map_err(port)
 }
 
 /// `abort`: the running coordinator stops after the node in progress.
