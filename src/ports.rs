@@ -148,33 +148,117 @@ pub async fn update_doc<S: StateStore, C: Clock, T, E: From<PortError>>(
     mut f: impl FnMut(&mut StoreDoc) -> Result<T, E>,
 ) -> Result<T, E> {
     let mut delay = Duration::from_millis(20);
-    for _ in 0..CAS_ATTEMPTS {
+    let (mut conflicts, mut unavailable) = (0, Duration::ZERO);
+    loop {
         let mut current = load_doc(store, clock).await?;
         let out = f(&mut current.doc)?;
         match store.save(&current.doc, current.version).await {
             Ok(()) => return Ok(out),
-            Err(PortError::Conflict) | Err(PortError::Unavailable(_)) => {
+            Err(PortError::Conflict) if conflicts < CAS_ATTEMPTS => {
+                conflicts += 1;
                 clock.sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(PortError::Conflict) => {
+                return Err(PortError::Unavailable(format!("the store kept changing under {CAS_ATTEMPTS} attempts to write it")).into());
+            }
+            Err(PortError::Unavailable(_)) if unavailable < STORE_PATIENCE => {
+                clock.sleep(Duration::from_secs(1)).await;
+                unavailable += Duration::from_secs(1);
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(PortError::Unavailable(format!("the store kept changing under {CAS_ATTEMPTS} attempts to write it")).into())
 }
 
-/// Reads the store, riding out up to two minutes of unavailability.
+/// How long the store may be unavailable (a manager's engine restarting, a leader election)
+/// before a read or write gives up.
+pub const STORE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Reads the store, riding out up to [`STORE_PATIENCE`] of unavailability.
 pub async fn load_doc<S: StateStore, C: Clock>(store: &S, clock: &C) -> Result<Versioned<StoreDoc>, PortError> {
-    let mut last = String::new();
-    for _ in 0..120 {
+    let mut waited = Duration::ZERO;
+    loop {
         match store.load().await {
             Ok(v) => return Ok(v),
-            Err(PortError::Unavailable(e)) => {
-                last = e;
+            Err(PortError::Unavailable(e)) if waited >= STORE_PATIENCE => {
+                return Err(PortError::Unavailable(format!("{e} (for {}s)", waited.as_secs())));
+            }
+            Err(PortError::Unavailable(_)) => {
                 clock.sleep(Duration::from_secs(1)).await;
+                waited += Duration::from_secs(1);
             }
             Err(e) => return Err(e),
         }
     }
-    Err(PortError::Unavailable(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A store that is unavailable for its first `down` writes, then loses `races` writes to
+    /// another writer (who adds 100 to `last_token` each time).
+    struct Flaky {
+        state: Mutex<(StoreDoc, u64, u32, u32)>,
+    }
+
+    impl Flaky {
+        fn new(down: u32, races: u32) -> Self {
+            Flaky { state: Mutex::new((StoreDoc::default(), 1, down, races)) }
+        }
+    }
+
+    impl StateStore for Flaky {
+        async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
+            let s = self.state.lock().unwrap();
+            Ok(Versioned { doc: s.0.clone(), version: s.1 })
+        }
+
+        async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError> {
+            let mut s = self.state.lock().unwrap();
+            if s.2 > 0 {
+                s.2 -= 1;
+                return Err(PortError::Unavailable("engine restarting".into()));
+            }
+            if s.3 > 0 {
+                s.3 -= 1;
+                s.0.last_token += 100;
+                s.1 += 1;
+            }
+            if version != s.1 {
+                return Err(PortError::Conflict);
+            }
+            s.0 = doc.clone();
+            s.1 += 1;
+            Ok(())
+        }
+    }
+
+    async fn bump(store: &Flaky) -> Result<u64, PortError> {
+        update_doc(store, &SystemClock, |d| {
+            d.last_token += 1;
+            Ok::<_, PortError>(d.last_token)
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_writes_are_kept_and_ours_reapplied() {
+        let store = Flaky::new(0, 5);
+        assert_eq!(bump(&store).await, Ok(501));
+        assert_eq!(store.state.lock().unwrap().0.last_token, 501);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restarting_engine_is_waited_for_then_given_up_on() {
+        let store = Flaky::new(90, 0);
+        assert_eq!(bump(&store).await, Ok(1), "90 s of unavailability is ridden out");
+        let store = Flaky::new(500, 0);
+        let t0 = tokio::time::Instant::now();
+        assert!(matches!(bump(&store).await, Err(PortError::Unavailable(_))));
+        assert_eq!(t0.elapsed().as_secs(), STORE_PATIENCE.as_secs(), "gives up after the patience, not before");
+    }
 }
