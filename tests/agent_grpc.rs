@@ -7,11 +7,14 @@
 use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+use swarm_upgrade::adapters::agent_client::GrpcAgents;
 use swarm_upgrade::agent::pb::agent_client::AgentClient;
 use swarm_upgrade::agent::pb::{self, Fence, Order};
 use swarm_upgrade::agent::service::{AgentService, NodeBackend, serve};
+use swarm_upgrade::agent::tls::TlsMaterial;
 use swarm_upgrade::model::{AgentReport, PackageSet};
-use swarm_upgrade::ports::Secret;
+use swarm_upgrade::ports::{AgentTarget, Agents, OpKey, PortError, Secret};
+
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, ServerTlsConfig};
 
 struct Ca {
@@ -160,6 +163,41 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     };
     assert!(refused, "a certificate from another swarm's CA must be refused");
 
+    // The coordinator's side: the `Agents` port over gRPC maps outcomes to what the coordinator
+    // acts on (Failed ends the node's phase, Unavailable is retried).
+    let material = TlsMaterial {
+        cert: manager.0.clone(),
+        key: manager.1.clone(),
+        ca: swarm_ca.cert_pem.clone(),
+        cluster: "cluster-a".into(),
+        node_id: "manager1-id".into(),
+    };
+    let agents = GrpcAgents::new(Some(material.clone()), port, vec!["docker-ce".into()]);
+    let target = AgentTarget { hostname: "worker1".into(), addr: "127.0.0.1".into(), node_id: "worker1-id".into() };
+    assert_eq!(agents.describe(&target).await.unwrap().disk_free_bytes, 42);
+    let op = |token| OpKey { run_id: "run-2".into(), token };
+    let set = PackageSet([("docker-ce".to_string(), "5:28.5.2-1~debian.13~trixie".parse().unwrap())].into());
+    agents.upgrade(&target, &set, &op(7)).await.unwrap();
+    match agents.restart_engine(&target, &op(7)).await {
+        Err(PortError::Failed(m)) => assert!(m.starts_with("agent on worker1: job for docker.service failed"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match agents.prefetch(&target, &set, &op(6)).await {
+        Err(PortError::Failed(m)) => assert!(m.contains("stale fencing token 6"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let closed = GrpcAgents::new(Some(material), free_port(), vec![]);
+    match closed.describe(&target).await {
+        Err(PortError::Unavailable(m)) => {
+            assert!(m.contains("agent on worker1") && m.contains("systemctl status swarm-upgrade-agent"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -108,6 +108,9 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     // dpkg's words, and the next transaction refuses to start over it.
     let e = apt.install(&set("3.0", "2.0"), InstallMode::Upgrade, ("t", 1)).unwrap_err();
     assert!(e.detail.contains("su-upgrade-test-engine"), "{e}");
+    let rows = installed(&[ENGINE.to_string(), COMPANION.to_string()]).unwrap();
+    let what = swarm_upgrade::agent::host::interrupted(&rows).expect("the agent reports the interrupted package");
+    assert!(what.starts_with("su-upgrade-test-engine ("), "{what}");
     let e = apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap_err();
     assert!(e.detail.contains("interrupted dpkg") && e.detail.contains("dpkg --configure -a"), "{e}");
 }

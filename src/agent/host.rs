@@ -39,6 +39,13 @@ impl HostBackend {
     }
 }
 
+/// The packages dpkg left mid-transaction, as `name (state)`, or `None`.
+pub fn interrupted(rows: &[parse::Installed]) -> Option<String> {
+    let broken: Vec<String> =
+        rows.iter().filter(|i| i.is_interrupted()).map(|i| format!("{} ({}{}{})", i.package, i.desired, i.status, i.error)).collect();
+    (!broken.is_empty()).then(|| broken.join(", "))
+}
+
 /// Free bytes under `dir`, from `df` (`--output=avail -B1`).
 pub fn free_bytes(dir: &str) -> Result<u64, String> {
     let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()]).map_err(|e| e.to_string())?;
@@ -55,12 +62,9 @@ impl NodeBackend for HostBackend {
         let problems = self.apt.update().map_err(|e| e.to_string())?;
         let repository_error = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
         let available = self.apt.available(packages).map_err(|e| e.to_string())?;
-        let installed = runner::installed(packages)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(parse::Installed::is_installed)
-            .filter_map(|i| Some((i.package, i.version?)))
-            .collect();
+        let rows = runner::installed(packages).map_err(|e| e.to_string())?;
+        let dpkg_interrupted = interrupted(&rows);
+        let installed = rows.into_iter().filter(parse::Installed::is_installed).filter_map(|i| Some((i.package, i.version?))).collect();
         let disk_free_bytes = free_bytes("/var/cache/apt")?;
         let info = self.runtime.block_on(self.docker.info());
         let (engine_active, local_swarm) = match info {
@@ -77,7 +81,7 @@ impl NodeBackend for HostBackend {
                 (true, Some(LocalSwarm { node_id: swarm.node_id.unwrap_or_default(), state }))
             }
         };
-        Ok(AgentReport { installed, available, repository_error, disk_free_bytes, engine_active, local_swarm })
+        Ok(AgentReport { installed, available, repository_error, disk_free_bytes, engine_active, local_swarm, dpkg_interrupted })
     }
 
     fn prefetch(&self, set: &PackageSet) -> Result<(), String> {

@@ -23,6 +23,15 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
             .client_ca_root(tonic::transport::Certificate::from_pem(&m.ca));
         (Some(config), m.cluster, m.node_id)
     };
+    // A transaction cut short (power loss, a killed dpkg) is reported at once, not at the next run.
+    let packages: Vec<String> = settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
+    match crate::adapters::apt::runner::installed(&packages).map(|rows| super::host::interrupted(&rows)) {
+        Ok(Some(what)) => {
+            tracing::error!(packages = %what, "dpkg was interrupted mid-transaction: run `dpkg --configure -a` and check them; upgrades of this node are refused until then")
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read dpkg's state"),
+    }
     let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
     let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.agent.port))

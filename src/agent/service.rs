@@ -125,6 +125,7 @@ pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
         engine_active: r.engine_active,
         local_node_id: r.local_swarm.as_ref().map(|l| l.node_id.clone()).unwrap_or_default(),
         local_swarm_state: r.local_swarm.as_ref().map(|l| format!("{:?}", l.state).to_lowercase()).unwrap_or_default(),
+        dpkg_interrupted: r.dpkg_interrupted.clone().unwrap_or_default(),
     }
 }
 
@@ -145,6 +146,7 @@ pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
         disk_free_bytes: r.disk_free_bytes,
         engine_active: r.engine_active,
         local_swarm: state.map(|state| crate::model::LocalSwarm { node_id: r.local_node_id.clone(), state }),
+        dpkg_interrupted: Some(r.dpkg_interrupted.clone()).filter(|d| !d.is_empty()),
     }
 }
 

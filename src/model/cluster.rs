@@ -304,6 +304,9 @@ pub struct AgentReport {
     /// The engine's own view of its swarm membership.
     #[serde(default)]
     pub local_swarm: Option<LocalSwarm>,
+    /// Packages dpkg left mid-transaction (an interrupted install), if any.
+    #[serde(default)]
+    pub dpkg_interrupted: Option<String>,
 }
 
 /// A node's swarm membership as its own engine reports it (`docker info`).

@@ -91,6 +91,13 @@ pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReques
             return out;
         }
     };
+    if let Some(what) = &report.dpkg_interrupted {
+        out.push(at_node(
+            host,
+            format!("dpkg on {host} was interrupted mid-transaction ({what})"),
+            "run `dpkg --configure -a` on that node and check the packages before upgrading",
+        ));
+    }
     if let Some(e) = &report.repository_error {
         out.push(at_node(
             host,

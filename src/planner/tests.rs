@@ -172,7 +172,14 @@ fn agent_repository_version_and_disk_problems_name_the_node() {
     if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id("manager3")) {
         r.disk_free_bytes = 100 << 20;
     }
+    if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id("worker1")) {
+        r.dpkg_interrupted = Some("docker-ce (iF )".into());
+    }
     let r = refusals(&snap, &Settings::default(), &to(NEW));
+    assert!(
+        r.iter().any(|r| r.node.as_deref() == Some("worker1") && r.reason.contains("interrupted") && r.fix.contains("dpkg --configure -a")),
+        "{r:?}"
+    );
     assert!(r.iter().any(|r| r.node.as_deref() == Some("worker2") && r.reason.contains("agent on worker2 is unreachable")), "{r:?}");
     assert!(r.iter().any(|r| r.node.as_deref() == Some("manager2") && r.reason.contains("NO_PUBKEY")), "{r:?}");
     assert!(r.iter().any(|r| r.node.as_deref() == Some("manager3") && r.reason.contains("100 MiB free")), "{r:?}");

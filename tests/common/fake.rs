@@ -210,6 +210,7 @@ impl Agents for FakeCluster {
             disk_free_bytes: 20 << 30,
             engine_active: h.engine_active,
             local_swarm,
+            dpkg_interrupted: None,
         })
     }
 

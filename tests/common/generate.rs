@@ -165,6 +165,7 @@ pub fn observed(world: &World) -> ClusterSnapshot {
                 disk_free_bytes: 20 << 30,
                 engine_active: h.engine_active,
                 local_swarm: Some(LocalSwarm { node_id: id.0.clone(), state: LocalSwarmState::Active }),
+                dpkg_interrupted: None,
             }),
         );
     }
