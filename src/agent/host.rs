@@ -33,10 +33,6 @@ impl HostBackend {
     pub fn new(docker: Docker, node_id: String, restart_limit: std::time::Duration) -> Self {
         HostBackend { apt: runner::Apt::host(), restart_limit, docker, runtime: tokio::runtime::Handle::current(), node_id }
     }
-
-    fn not_built(&self, what: &str) -> String {
-        format!("{what} is not built yet in the agent (issue 3); nothing was changed on {}", self.node_id)
-    }
 }
 
 /// The packages dpkg left mid-transaction, as `name (state)`, or `None`.
@@ -111,8 +107,8 @@ impl NodeBackend for HostBackend {
         self.restart_engine()
     }
 
-    fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, String> {
-        Err(self.not_built("rejoin"))
+    fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, String> {
+        self.runtime.block_on(crate::adapters::docker::rejoin::rejoin(&self.docker, token, managers)).map_err(|e| e.to_string())
     }
 
     fn node_id(&self) -> String {

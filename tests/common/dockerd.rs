@@ -21,8 +21,16 @@ fn need(bin: &str, package: &str) {
 }
 
 impl Dockerd {
-    /// Starts the engine and initialises the swarm.
+    /// Starts the engine on 127.0.0.1, initialises a swarm and imports the busybox image.
     pub fn start(tag: &str) -> Dockerd {
+        let d = Dockerd::bare(tag, None);
+        d.cli(&["swarm", "init", "--advertise-addr", "127.0.0.1"]).expect("swarm init");
+        d.import_busybox();
+        d
+    }
+
+    /// Starts the engine only (in network namespace `netns` if given); no swarm, no image.
+    pub fn bare(tag: &str, netns: Option<&str>) -> Dockerd {
         need("dockerd", "docker.io");
         need("docker", "docker.io");
         assert!(Path::new("/bin/busybox").exists(), "/bin/busybox is missing: run ./scripts/test.sh or `apt-get install busybox-static`");
@@ -31,7 +39,17 @@ impl Dockerd {
         std::fs::create_dir_all(&root).unwrap();
         let sock = root.join("docker.sock");
         let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
+        let mut cmd = match netns {
+            // Only the network namespace: `ip netns exec` would also remount /sys and hide the
+            // cgroup mounts dockerd needs ("Devices cgroup isn't mounted").
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{ns}")).arg("dockerd");
+                c
+            }
+            None => Command::new("dockerd"),
+        };
+        let child = cmd
             .arg(format!("--host=unix://{}", sock.display()))
             .arg(format!("--data-root={}", root.join("data").display()))
             .arg(format!("--exec-root={}", root.join("exec").display()))
@@ -51,7 +69,11 @@ impl Dockerd {
             );
             std::thread::sleep(Duration::from_millis(300));
         }
-        d.cli(&["swarm", "init", "--advertise-addr", "127.0.0.1"]).expect("swarm init");
+        d
+    }
+
+    fn import_busybox(&self) {
+        let d = self;
         let image = d.root.join("rootfs");
         std::fs::create_dir_all(image.join("bin")).unwrap();
         std::fs::copy("/bin/busybox", image.join("bin/busybox")).unwrap();
@@ -61,7 +83,6 @@ impl Dockerd {
         let tar_ok = tar.wait().map(|s| s.success());
         let out = import.unwrap();
         assert!(out.status.success() && tar_ok.unwrap_or(false), "image import: {}", String::from_utf8_lossy(&out.stderr));
-        d
     }
 
     /// Runs the docker CLI against this engine; stdout, or stderr as the error.
@@ -123,4 +144,42 @@ pub fn unmount_under(root: &Path) {
 /// SIGTERM, so dockerd stops its containers and its containerd.
 fn unsafe_kill(pid: u32) {
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+/// Two network namespaces joined by a veth pair: `su-a-<pid>` at 10.213.0.1 and `su-b-<pid>` at
+/// 10.213.0.2 (the test's own hosts; nothing else is reachable from them). Removed on drop.
+pub struct NetPair {
+    /// The namespaces.
+    pub names: [String; 2],
+}
+
+impl NetPair {
+    /// Creates the pair.
+    pub fn new() -> NetPair {
+        let pid = std::process::id();
+        let names = [format!("su-a-{pid}"), format!("su-b-{pid}")];
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let (va, vb) = (format!("suva{}", pid % 100000), format!("suvb{}", pid % 100000));
+        for n in &names {
+            ip(&["netns", "add", n]);
+            ip(&["-n", n, "link", "set", "lo", "up"]);
+        }
+        ip(&["link", "add", &va, "netns", &names[0], "type", "veth", "peer", "name", &vb, "netns", &names[1]]);
+        ip(&["-n", &names[0], "addr", "add", "10.213.0.1/24", "dev", &va]);
+        ip(&["-n", &names[1], "addr", "add", "10.213.0.2/24", "dev", &vb]);
+        ip(&["-n", &names[0], "link", "set", &va, "up"]);
+        ip(&["-n", &names[1], "link", "set", &vb, "up"]);
+        NetPair { names }
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
 }

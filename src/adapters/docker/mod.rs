@@ -7,6 +7,7 @@
 //! kept at least as new as the engines we upgrade to (0.21 models API 1.49+; engine 28 speaks 1.51).
 
 pub mod convert;
+pub mod rejoin;
 pub mod store;
 
 use std::collections::BTreeMap;
