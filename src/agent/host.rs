@@ -4,7 +4,7 @@
 //! transient unit under systemd); the engine restart (daemon.json checked first, docker.service
 //! restarted through systemd's D-Bus API and awaited to its job's result, then dockerd must
 //! answer). Each part is tested on real tools; the whole restart on a real node is the lab's to
-//! prove (issues 4 and 5). Not built yet: rejoin, which refuses plainly and changes nothing.
+//! prove (issues 4 and 5). Rejoin: `adapters::docker::rejoin` on the local engine.
 
 use bollard::Docker;
 

@@ -1,6 +1,6 @@
-//! The node agent: its gRPC service (authorized, fenced, idempotent) over a node backend. The
-//! backend that does the real node work (apt in transient units, systemd over D-Bus) and the
-//! `swarm-upgrade agent` command are still to come (issue 3).
+//! The node agent: its gRPC service (authorized, fenced, idempotent) over a node backend; the
+//! real host backend (`host`), its TLS material (`tls`), and the `swarm-upgrade agent` command
+//! (`run`).
 
 pub mod auth;
 pub mod host;

@@ -270,7 +270,7 @@ pub struct Task {
     pub desired: TaskState,
 }
 
-/// What a node's agent reported (issue 3 fills it from the real agent).
+/// What a node's agent reported.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum AgentStatus {

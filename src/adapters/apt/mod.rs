@@ -1,6 +1,6 @@
 //! apt and dpkg, run as subprocesses with machine-readable output (no libapt-pkg bindings, which
 //! would tie the package to one Debian release's libapt-pkg). The runner that executes these
-//! through duct (`runner`) is blocking; the agent (issue 3) calls it for its reports and, for
+//! through duct (`runner`) is blocking; the agent calls it for its reports and, for
 //! installs, inside a transient unit (`command::in_transient_unit`).
 
 pub mod command;
