@@ -201,3 +201,33 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+#[tokio::test]
+async fn the_fencing_token_survives_an_agent_restart() {
+    let swarm_ca = ca("swarm-ca");
+    let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
+    let manager = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
+    let file = std::env::temp_dir().join(format!("su-fence-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    for (token, accepted) in [(9, true), (8, false)] {
+        // A fresh service each time: the agent restarted in between.
+        let service = AgentService::new(Recorder::default(), "cluster-a", false).with_fence_file(&file).unwrap();
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&agent_cert.0, &agent_cert.1))
+            .client_ca_root(Certificate::from_pem(&swarm_ca.cert_pem));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(service, listener, Some(tls), async {
+            let _ = stopped.await;
+        }));
+        let result = client(port, &swarm_ca, &manager).await.unwrap().prefetch(order(token)).await;
+        assert_eq!(result.is_ok(), accepted, "token {token}: {:?}", result.err());
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+    std::fs::write(&file, "garbage").unwrap();
+    let e = AgentService::new(Recorder::default(), "cluster-a", false).with_fence_file(&file).err().unwrap();
+    assert!(e.contains("not a fence record"), "{e}");
+    std::fs::remove_file(&file).unwrap();
+}

@@ -210,7 +210,11 @@ async fn adapter_and_store_against_a_real_swarm() {
     let cfg = std::env::temp_dir().join(format!("su-live-{}.toml", std::process::id()));
     std::fs::write(
         &cfg,
-        format!("[packages]\nengine = [\"docker.io\"]\ncompanions = [\"containerd\", \"runc\"]\n[agent]\nport = {port}\ncertificates_dir = \"{}\"\n", dir.display()),
+        format!(
+            "[packages]\nengine = [\"docker.io\"]\ncompanions = [\"containerd\", \"runc\"]\n[agent]\nport = {port}\ncertificates_dir = \"{}\"\nstate_dir = \"{}\"\n",
+            dir.display(),
+            dir.join("agent-state").display()
+        ),
     )
     .unwrap();
     let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))

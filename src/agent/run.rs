@@ -33,7 +33,9 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         Err(e) => tracing::warn!(error = %e, "cannot read dpkg's state"),
     }
     let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
-    let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure);
+    let state = &settings.agent.state_dir;
+    std::fs::create_dir_all(state).map_err(|e| format!("cannot create {}: {e} (agent.state_dir)", state.display()))?;
+    let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure).with_fence_file(state.join("fence.json"))?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.agent.port))
         .await
         .map_err(|e| format!("cannot listen on port {}: {e}; is another agent running? (agent.port)", settings.agent.port))?;

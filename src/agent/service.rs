@@ -41,6 +41,7 @@ pub struct AgentService<B> {
     cluster: String,
     insecure: bool,
     fence: Mutex<Fence>,
+    fence_file: Option<std::path::PathBuf>,
     done: Arc<Mutex<BTreeMap<OpKey, Result<String, String>>>>,
 }
 
@@ -48,7 +49,29 @@ impl<B: NodeBackend> AgentService<B> {
     /// A service for the node of cluster `cluster`. `insecure` accepts callers without a
     /// certificate (plaintext labs only; the caller of this logs a warning).
     pub fn new(backend: B, cluster: impl Into<String>, insecure: bool) -> Self {
-        AgentService { backend: Arc::new(backend), cluster: cluster.into(), insecure, fence: Mutex::default(), done: Arc::default() }
+        AgentService {
+            backend: Arc::new(backend),
+            cluster: cluster.into(),
+            insecure,
+            fence: Mutex::default(),
+            fence_file: None,
+            done: Arc::default(),
+        }
+    }
+
+    /// Keeps the newest fencing token in `file`, so an agent restart does not let a coordinator
+    /// that lost the lock back in. An unreadable file is an error: guessing 0 would undo fencing.
+    pub fn with_fence_file(mut self, file: impl Into<std::path::PathBuf>) -> Result<Self, String> {
+        let file = file.into();
+        let fence = match std::fs::read_to_string(&file) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a fence record ({e}); remove it only if no run is in progress", file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Fence::default(),
+            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+        };
+        self.fence = Mutex::new(fence);
+        self.fence_file = Some(file);
+        Ok(self)
     }
 
     fn caller<T>(&self, req: &Request<T>) -> Result<Option<Caller>, Status> {
@@ -62,7 +85,17 @@ impl<B: NodeBackend> AgentService<B> {
 
     fn admit(&self, fence: Option<&pb::Fence>) -> Result<(String, u64), Status> {
         let f = fence.ok_or_else(|| Status::invalid_argument("the order carries no fence (run id and token)"))?;
-        self.fence.lock().expect("fence lock").admit(f.token).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let mut fence = self.fence.lock().expect("fence lock");
+        let before = fence.clone();
+        fence.admit(f.token).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        if let (Some(file), true) = (&self.fence_file, *fence != before) {
+            // Written before the order is carried out: a crash after it cannot forget the token.
+            let tmp = file.with_extension("tmp");
+            let text = serde_json::to_string(&*fence).expect("fences serialize");
+            std::fs::write(&tmp, text)
+                .and_then(|_| std::fs::rename(&tmp, file))
+                .map_err(|e| Status::unavailable(format!("cannot record the fencing token in {}: {e}", file.display())))?;
+        }
         Ok((f.run_id.clone(), f.token))
     }
 

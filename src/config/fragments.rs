@@ -130,6 +130,8 @@ pub struct AgentFragment {
     pub ca: Option<String>,
     /// Plaintext gRPC, for labs only.
     pub insecure: Option<bool>,
+    /// Where the agent keeps state that must survive its restarts (the fencing token).
+    pub state_dir: Option<String>,
 }
 
 /// `[notify]`

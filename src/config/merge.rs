@@ -127,6 +127,9 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
             s.agent.certificates_dir = d.into();
         }
         set(&mut s.agent.insecure, a.insecure);
+        if let Some(d) = a.state_dir {
+            s.agent.state_dir = d.into();
+        }
         match (a.cert, a.key, a.ca) {
             (None, None, None) => {}
             (Some(cert), Some(key), Some(ca)) => s.agent.custom_tls = Some(CustomTls { cert: cert.into(), key: key.into(), ca: ca.into() }),

@@ -93,6 +93,8 @@ pub struct AgentSettings {
     pub custom_tls: Option<CustomTls>,
     /// Plaintext gRPC (labs only; logged as a warning).
     pub insecure: bool,
+    /// State that must survive agent restarts.
+    pub state_dir: PathBuf,
 }
 
 /// Operator-provided TLS material.
@@ -178,6 +180,7 @@ impl Default for Settings {
                 certificates_dir: PathBuf::from("/var/lib/docker/swarm/certificates"),
                 custom_tls: None,
                 insecure: false,
+                state_dir: PathBuf::from("/var/lib/swarm-upgrade"),
             },
             webhook: None,
         }
