@@ -231,3 +231,58 @@ async fn the_fencing_token_survives_an_agent_restart() {
     assert!(e.contains("not a fence record"), "{e}");
     std::fs::remove_file(&file).unwrap();
 }
+
+#[tokio::test]
+async fn a_rotated_certificate_is_picked_up_without_a_restart() {
+    let dir = std::env::temp_dir().join(format!("su-certs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let install = |ca: &Ca| {
+        let (cert, key) = node_cert(ca, "cluster-a", "swarm-worker", "worker1-id");
+        std::fs::write(dir.join("swarm-node.crt"), cert).unwrap();
+        std::fs::write(dir.join("swarm-node.key"), key).unwrap();
+        std::fs::write(dir.join("swarm-root-ca.crt"), &ca.cert_pem).unwrap();
+    };
+    let (old_ca, new_ca) = (ca("swarm-ca"), ca("swarm-ca"));
+    install(&old_ca);
+    let mut settings = swarm_upgrade::config::Settings::default().agent;
+    settings.certificates_dir = dir.clone();
+    let port = free_port();
+    let service = Arc::new(AgentService::new(Recorder::default(), "cluster-a", false));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let s2 = settings.clone();
+    let server = tokio::spawn(async move {
+        let load = || swarm_upgrade::agent::tls::load(&s2).map_err(|e| e.to_string());
+        let stamp = || swarm_upgrade::agent::tls::stamp(&s2);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        swarm_upgrade::agent::service::serve_reloading(service, addr, load, stamp, std::time::Duration::from_millis(100), async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let healthy = |ca: &'static Ca| async move {
+        let manager = node_cert(ca, "cluster-a", "swarm-manager", "manager1-id");
+        for _ in 0..50 {
+            if let Ok(mut c) = client(port, ca, &manager).await {
+                if c.health(pb::HealthRequest {}).await.is_ok() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    let (old_ca, new_ca): (&'static Ca, &'static Ca) = (Box::leak(Box::new(old_ca)), Box::leak(Box::new(new_ca)));
+    assert!(healthy(old_ca).await, "serves on the first certificate");
+    // A CA rotation: new node certificate, new root.
+    install(new_ca);
+    assert!(healthy(new_ca).await, "serves on the rotated certificate");
+    let manager = node_cert(old_ca, "cluster-a", "swarm-manager", "manager1-id");
+    let stale = match client(port, old_ca, &manager).await {
+        Err(_) => true,
+        Ok(mut c) => c.health(pb::HealthRequest {}).await.is_err(),
+    };
+    assert!(stale, "the old root is no longer trusted");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,7 @@
 //! SIGINT stops accepting calls and lets calls in flight finish; a second one forces the exit.
 
 use super::host::HostBackend;
-use super::service::{AgentService, serve};
+use super::service::{AgentService, serve, serve_reloading};
 use super::tls;
 use crate::adapters::docker::DockerSwarm;
 use crate::config::Settings;
@@ -10,7 +10,7 @@ use crate::config::Settings;
 /// Runs the agent.
 pub async fn run(settings: &Settings) -> Result<(), String> {
     let docker = DockerSwarm::connect().await.map_err(|e| e.to_string())?.docker().clone();
-    let (tls, cluster, node_id) = if settings.agent.insecure {
+    let (_, cluster, node_id) = if settings.agent.insecure {
         tracing::warn!("agent.insecure is set: plaintext gRPC, ANY caller that reaches the port is obeyed; for labs only");
         let info = docker.info().await.map_err(|e| format!("cannot read the local engine's swarm state: {e}"))?;
         let swarm = info.swarm.unwrap_or_default();
@@ -36,11 +36,18 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     let state = &settings.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|e| format!("cannot create {}: {e} (agent.state_dir)", state.display()))?;
     let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure).with_fence_file(state.join("fence.json"))?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.agent.port))
-        .await
-        .map_err(|e| format!("cannot listen on port {}: {e}; is another agent running? (agent.port)", settings.agent.port))?;
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.agent.port));
     tracing::info!(node = %node_id, cluster = %cluster, port = settings.agent.port, "agent listening");
-    serve(service, listener, tls, shutdown()).await.map_err(|e| format!("the agent's server failed: {e}"))
+    if settings.agent.insecure {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)"))?;
+        return serve(service, listener, None, shutdown()).await.map_err(|e| format!("the agent's server failed: {e}"));
+    }
+    let agent = settings.agent.clone();
+    let load = || tls::load(&agent).map_err(|e| e.to_string());
+    let stamp = || tls::stamp(&agent);
+    serve_reloading(std::sync::Arc::new(service), addr, load, stamp, std::time::Duration::from_secs(30), shutdown()).await
 }
 
 /// Resolves at the first signal; a second one exits at once.

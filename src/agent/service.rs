@@ -259,10 +259,64 @@ pub async fn serve<B: NodeBackend>(
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_shared(Arc::new(service), listener, tls, shutdown).await
+}
+
+/// [`serve`] for a service that outlives one server (its fence and completed orders are kept
+/// when the server restarts with new certificates).
+pub async fn serve_shared<B: NodeBackend>(
+    service: Arc<AgentService<B>>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    builder.add_service(pb::agent_server::AgentServer::new(service)).serve_with_incoming_shutdown(incoming, shutdown).await
+    builder.add_service(pb::agent_server::AgentServer::from_arc(service)).serve_with_incoming_shutdown(incoming, shutdown).await
+}
+
+/// Serves on `addr` until `stop` resolves, reloading the TLS material whenever `stamp` changes
+/// (checked every `every`): swarm node certificates rotate (every 90 days by default, and at
+/// once on a CA rotation), and an agent that kept the old ones would refuse the managers.
+pub async fn serve_reloading<B: NodeBackend>(
+    service: Arc<AgentService<B>>,
+    addr: std::net::SocketAddr,
+    load: impl Fn() -> Result<crate::agent::tls::TlsMaterial, String>,
+    stamp: impl Fn() -> Option<Vec<std::time::SystemTime>>,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    tokio::pin!(stop);
+    loop {
+        let material = load()?;
+        let seen = stamp();
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&material.cert, &material.key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&material.ca));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)"))?;
+        let (rotated_tx, rotated_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = serve_shared(service.clone(), listener, Some(tls), async {
+            let _ = rotated_rx.await;
+        });
+        tokio::pin!(server);
+        let mut tick = tokio::time::interval(every);
+        let reload = loop {
+            tokio::select! {
+                r = &mut server => return r.map_err(|e| format!("the agent's server failed: {e}")),
+                _ = &mut stop => break false,
+                _ = tick.tick() => if stamp() != seen { break true },
+            }
+        };
+        let _ = rotated_tx.send(());
+        server.await.map_err(|e| format!("the agent's server failed: {e}"))?;
+        if !reload {
+            return Ok(());
+        }
+        tracing::info!("the node's certificates changed: serving with the new ones");
+    }
 }

@@ -31,15 +31,25 @@ fn read(path: &Path) -> Result<String, AuthError> {
     std::fs::read_to_string(path).map_err(|e| AuthError::BadPem { path: path.display().to_string(), why: e.to_string() })
 }
 
-/// Loads the material the settings name.
-pub fn load(settings: &AgentSettings) -> Result<TlsMaterial, AuthError> {
-    let (cert, key, ca) = match &settings.custom_tls {
-        Some(c) => (c.cert.clone(), c.key.clone(), c.ca.clone()),
+/// The files the settings name: certificate, key, CA.
+fn paths(settings: &AgentSettings) -> [std::path::PathBuf; 3] {
+    match &settings.custom_tls {
+        Some(c) => [c.cert.clone(), c.key.clone(), c.ca.clone()],
         None => {
             let d = &settings.certificates_dir;
-            (d.join("swarm-node.crt"), d.join("swarm-node.key"), d.join("swarm-root-ca.crt"))
+            [d.join("swarm-node.crt"), d.join("swarm-node.key"), d.join("swarm-root-ca.crt")]
         }
-    };
+    }
+}
+
+/// The modification times of the material's files: a change means a rotation.
+pub fn stamp(settings: &AgentSettings) -> Option<Vec<std::time::SystemTime>> {
+    paths(settings).iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
+}
+
+/// Loads the material the settings name.
+pub fn load(settings: &AgentSettings) -> Result<TlsMaterial, AuthError> {
+    let [cert, key, ca] = paths(settings);
     let cert_pem = read(&cert)?;
     let key_pem = strip_pem_headers(&key.display().to_string(), &read(&key)?)?;
     let ca_pem = read(&ca)?;
