@@ -262,10 +262,10 @@ async fn a_rotated_certificate_is_picked_up_without_a_restart() {
     let healthy = |ca: &'static Ca| async move {
         let manager = node_cert(ca, "cluster-a", "swarm-manager", "manager1-id");
         for _ in 0..50 {
-            if let Ok(mut c) = client(port, ca, &manager).await {
-                if c.health(pb::HealthRequest {}).await.is_ok() {
-                    return true;
-                }
+            if let Ok(mut c) = client(port, ca, &manager).await
+                && c.health(pb::HealthRequest {}).await.is_ok()
+            {
+                return true;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
