@@ -108,15 +108,7 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     let backend = Recorder::default();
     let calls = backend.calls.clone();
     let service = AgentService::new(backend, "cluster-a", false);
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&agent_cert.0, &agent_cert.1))
-        .client_ca_root(Certificate::from_pem(&swarm_ca.cert_pem));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(service, listener, Some(tls), async {
-        let _ = stopped.await;
-    }));
+    let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
 
     // A manager of the same swarm is obeyed.
     let manager = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
@@ -198,6 +190,21 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     server.await.unwrap().unwrap();
 }
 
+type Server = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Serves `service` on 127.0.0.1:0 with `cert`, trusting `ca` for clients; the port, the stop
+/// switch and the server task.
+async fn start(service: AgentService<Recorder>, cert: &(String, String), ca: &Ca) -> (u16, tokio::sync::oneshot::Sender<()>, Server) {
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(&cert.0, &cert.1)).client_ca_root(Certificate::from_pem(&ca.cert_pem));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(service, listener, Some(tls), async {
+        let _ = stopped.await;
+    }));
+    (port, stop, server)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -212,15 +219,7 @@ async fn the_fencing_token_survives_an_agent_restart() {
     for (token, accepted) in [(9, true), (8, false)] {
         // A fresh service each time: the agent restarted in between.
         let service = AgentService::new(Recorder::default(), "cluster-a", false).with_fence_file(&file).unwrap();
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&agent_cert.0, &agent_cert.1))
-            .client_ca_root(Certificate::from_pem(&swarm_ca.cert_pem));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(service, listener, Some(tls), async {
-            let _ = stopped.await;
-        }));
+        let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
         let result = client(port, &swarm_ca, &manager).await.unwrap().prefetch(order(token)).await;
         assert_eq!(result.is_ok(), accepted, "token {token}: {:?}", result.err());
         let _ = stop.send(());
