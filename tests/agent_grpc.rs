@@ -53,11 +53,11 @@ impl NodeBackend for Recorder {
     fn describe(&self, _: &[String]) -> Result<AgentReport, String> {
         Ok(AgentReport { engine_active: true, disk_free_bytes: 42, ..Default::default() })
     }
-    fn prefetch(&self, set: &PackageSet) -> Result<(), String> {
+    fn prefetch(&self, set: &PackageSet, _: &OpKey) -> Result<(), String> {
         self.calls.lock().unwrap().push(format!("prefetch {set}"));
         Ok(())
     }
-    fn upgrade(&self, set: &PackageSet) -> Result<(), String> {
+    fn upgrade(&self, set: &PackageSet, _: &OpKey) -> Result<(), String> {
         self.calls.lock().unwrap().push(format!("upgrade {set}"));
         Ok(())
     }
@@ -65,7 +65,7 @@ impl NodeBackend for Recorder {
         self.calls.lock().unwrap().push("restart".into());
         Err("job for docker.service failed (result: failed)".into())
     }
-    fn rollback(&self, _: &PackageSet) -> Result<(), String> {
+    fn rollback(&self, _: &PackageSet, _: &OpKey) -> Result<(), String> {
         Ok(())
     }
     fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, String> {

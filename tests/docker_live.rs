@@ -287,16 +287,16 @@ impl swarm_upgrade::agent::service::NodeBackend for NoWork {
     fn describe(&self, _: &[String]) -> Result<swarm_upgrade::model::AgentReport, String> {
         Err("not used".into())
     }
-    fn prefetch(&self, _: &swarm_upgrade::model::PackageSet) -> Result<(), String> {
+    fn prefetch(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), String> {
         Err("not used".into())
     }
-    fn upgrade(&self, _: &swarm_upgrade::model::PackageSet) -> Result<(), String> {
+    fn upgrade(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), String> {
         Err("not used".into())
     }
     fn restart_engine(&self) -> Result<(), String> {
         Err("not used".into())
     }
-    fn rollback(&self, _: &swarm_upgrade::model::PackageSet) -> Result<(), String> {
+    fn rollback(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), String> {
         Err("not used".into())
     }
     fn rejoin(&self, _: &swarm_upgrade::ports::Secret, _: &[String]) -> Result<String, String> {

@@ -14,7 +14,7 @@ use crate::adapters::apt::{parse, runner};
 use crate::adapters::engine::check_daemon_json;
 use crate::adapters::systemd::Systemd;
 use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet};
-use crate::ports::Secret;
+use crate::ports::{OpKey, Secret};
 
 /// Where dockerd reads its configuration.
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -80,12 +80,12 @@ impl NodeBackend for HostBackend {
         Ok(AgentReport { installed, available, repository_error, disk_free_bytes, engine_active, local_swarm, dpkg_interrupted })
     }
 
-    fn prefetch(&self, set: &PackageSet) -> Result<(), String> {
-        self.apt.prefetch(set, ("run", 0)).map_err(|e| e.to_string())
+    fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), String> {
+        self.apt.prefetch(set, (&op.run_id, op.token)).map_err(|e| e.to_string())
     }
 
-    fn upgrade(&self, set: &PackageSet) -> Result<(), String> {
-        self.apt.install(set, InstallMode::Upgrade, ("run", 0)).map_err(|e| e.to_string())
+    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), String> {
+        self.apt.install(set, InstallMode::Upgrade, (&op.run_id, op.token)).map_err(|e| e.to_string())
     }
 
     fn restart_engine(&self) -> Result<(), String> {
@@ -102,8 +102,8 @@ impl NodeBackend for HostBackend {
         })
     }
 
-    fn rollback(&self, previous: &PackageSet) -> Result<(), String> {
-        self.apt.install(previous, InstallMode::Rollback, ("run", 0)).map_err(|e| e.to_string())?;
+    fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), String> {
+        self.apt.install(previous, InstallMode::Rollback, (&op.run_id, op.token)).map_err(|e| e.to_string())?;
         self.restart_engine()
     }
 

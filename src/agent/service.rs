@@ -13,27 +13,27 @@ use super::Fence;
 use super::auth::{Caller, authorize};
 use super::pb;
 use crate::model::{AgentReport, DebVersion, LocalSwarmState, PackageSet};
-use crate::ports::Secret;
+use crate::ports::{OpKey, Secret};
 
 /// The node-local work behind the service. Blocking: called from blocking tasks.
 pub trait NodeBackend: Send + Sync + 'static {
     /// Installed and available versions, repository health, disk, engine and swarm state.
     fn describe(&self, packages: &[String]) -> Result<AgentReport, String>;
-    /// Downloads the set.
-    fn prefetch(&self, set: &PackageSet) -> Result<(), String>;
+    /// Downloads the set. `op` names the order (its transient unit is named after it).
+    fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), String>;
     /// Installs the set in one transaction and holds it.
-    fn upgrade(&self, set: &PackageSet) -> Result<(), String>;
+    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), String>;
     /// Restarts docker.service and waits for the job's result.
     fn restart_engine(&self) -> Result<(), String>;
     /// Reinstalls `previous` and restarts the engine.
-    fn rollback(&self, previous: &PackageSet) -> Result<(), String>;
+    fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), String>;
     /// Leaves the swarm and joins again; returns the new node ID.
     fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, String>;
     /// This node's ID.
     fn node_id(&self) -> String;
 }
 
-type OpKey = (&'static str, String, u64);
+type DoneKey = (&'static str, String, u64);
 
 /// The service.
 pub struct AgentService<B> {
@@ -42,7 +42,7 @@ pub struct AgentService<B> {
     insecure: bool,
     fence: Mutex<Fence>,
     fence_file: Option<std::path::PathBuf>,
-    done: Arc<Mutex<BTreeMap<OpKey, Result<String, String>>>>,
+    done: Arc<Mutex<BTreeMap<DoneKey, Result<String, String>>>>,
 }
 
 impl<B: NodeBackend> AgentService<B> {
@@ -206,7 +206,10 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         let order = req.into_inner();
         let (run, token) = self.admit(order.fence.as_ref())?;
         let set = package_set(&order.packages)?;
-        Ok(Response::new(self.order("prefetch", run, token, move |b| b.prefetch(&set).map(|_| format!("downloaded {set}")))))
+        let run_key = run.clone();
+        Ok(Response::new(self.order("prefetch", run, token, move |b| {
+            b.prefetch(&set, &OpKey { run_id: run_key, token }).map(|_| format!("downloaded {set}"))
+        })))
     }
 
     async fn upgrade(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
@@ -214,7 +217,12 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         let order = req.into_inner();
         let (run, token) = self.admit(order.fence.as_ref())?;
         let set = package_set(&order.packages)?;
-        Ok(Response::new(self.order("upgrade", run, token, move |b| b.upgrade(&set).map(|_| format!("installed {set}")))))
+        let run_key = run.clone();
+        Ok(Response::new(
+            self.order("upgrade", run, token, move |b| {
+                b.upgrade(&set, &OpKey { run_id: run_key, token }).map(|_| format!("installed {set}"))
+            }),
+        ))
     }
 
     async fn restart_engine(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
@@ -229,7 +237,10 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         let order = req.into_inner();
         let (run, token) = self.admit(order.fence.as_ref())?;
         let set = package_set(&order.packages)?;
-        Ok(Response::new(self.order("rollback", run, token, move |b| b.rollback(&set).map(|_| format!("rolled back to {set}")))))
+        let run_key = run.clone();
+        Ok(Response::new(self.order("rollback", run, token, move |b| {
+            b.rollback(&set, &OpKey { run_id: run_key, token }).map(|_| format!("rolled back to {set}"))
+        })))
     }
 
     async fn rejoin(&self, req: Request<pb::JoinOrder>) -> Result<Response<pb::RejoinReply>, Status> {
