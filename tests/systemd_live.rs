@@ -38,7 +38,7 @@ systemctl daemon-reload
 #[tokio::test]
 async fn restarts_are_awaited_to_their_jobs_result() {
     let engine = Dockerd::start("systemd");
-    let node = Node::start(&engine, "node1");
+    let node = Node::start(&engine, "node1", common::node::SYSTEMD);
     node.exec(UNITS).unwrap();
     let systemd = Systemd::at(&node.system_bus()).await.unwrap();
 

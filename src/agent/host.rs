@@ -22,6 +22,10 @@ const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 /// The real host.
 pub struct HostBackend {
     apt: runner::Apt,
+    /// The D-Bus address of systemd's bus (`None`: this host's system bus).
+    bus: Option<String>,
+    /// dockerd's configuration file.
+    daemon_json: std::path::PathBuf,
     restart_limit: std::time::Duration,
     docker: Docker,
     runtime: tokio::runtime::Handle,
@@ -31,7 +35,23 @@ pub struct HostBackend {
 impl HostBackend {
     /// A backend using the local engine through `docker`, on the current runtime.
     pub fn new(docker: Docker, node_id: String, restart_limit: std::time::Duration) -> Self {
-        HostBackend { apt: runner::Apt::host(), restart_limit, docker, runtime: tokio::runtime::Handle::current(), node_id }
+        HostBackend {
+            apt: runner::Apt::host(),
+            bus: None,
+            daemon_json: DAEMON_JSON.into(),
+            restart_limit,
+            docker,
+            runtime: tokio::runtime::Handle::current(),
+            node_id,
+        }
+    }
+
+    /// Talks to systemd at `bus` and reads dockerd's configuration from `daemon_json` (a node
+    /// container's, in tests).
+    pub fn with_node_paths(mut self, bus: String, daemon_json: std::path::PathBuf) -> Self {
+        self.bus = Some(bus);
+        self.daemon_json = daemon_json;
+        self
     }
 }
 
@@ -89,11 +109,14 @@ impl NodeBackend for HostBackend {
     }
 
     fn restart_engine(&self) -> Result<(), String> {
-        let path = std::path::Path::new(DAEMON_JSON);
-        let text = std::fs::read_to_string(path).ok();
-        check_daemon_json(path, text.as_deref()).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(&self.daemon_json).ok();
+        check_daemon_json(&self.daemon_json, text.as_deref()).map_err(|e| e.to_string())?;
         self.runtime.block_on(async {
-            let systemd = Systemd::system().await.map_err(|e| e.to_string())?;
+            let systemd = match &self.bus {
+                Some(address) => Systemd::at(address).await,
+                None => Systemd::system().await,
+            }
+            .map_err(|e| e.to_string())?;
             // A unit past its start limit refuses restarts until its failed state is cleared.
             let _ = systemd.reset_failed("docker.service").await;
             systemd.restart("docker.service", self.restart_limit).await.map_err(|e| e.to_string())?;

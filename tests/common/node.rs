@@ -13,8 +13,21 @@ use std::time::{Duration, Instant};
 use super::dockerd::Dockerd;
 
 const SUITE: &str = "bookworm";
-const PACKAGES: &str = "systemd,systemd-sysv,dbus";
 const CACHE: &str = "/var/cache/swarm-upgrade-tests";
+
+/// A node image: the packages debootstrap adds to minbase.
+#[derive(Clone, Copy)]
+pub struct Image {
+    /// Comma-separated packages.
+    pub packages: &'static str,
+    /// Tag in the test engine.
+    pub tag: &'static str,
+}
+
+/// systemd and D-Bus only.
+pub const SYSTEMD: Image = Image { packages: "systemd,systemd-sysv,dbus", tag: "su-node:1" };
+/// A node that runs its own engine (Debian's docker.io).
+pub const ENGINE: Image = Image { packages: "systemd,systemd-sysv,dbus,docker.io,iproute2", tag: "su-node-engine:1" };
 
 /// The machine's Debian mirror, from its apt sources.
 fn mirror() -> String {
@@ -29,8 +42,9 @@ fn mirror() -> String {
 }
 
 /// The cached root file system tarball, made on first use.
-pub fn rootfs_tar() -> PathBuf {
-    let recipe = format!("debootstrap --variant=minbase --include={PACKAGES} {SUITE}");
+pub fn rootfs_tar(image: Image) -> PathBuf {
+    let packages = image.packages;
+    let recipe = format!("debootstrap --variant=minbase --include={packages} {SUITE}");
     let hash: u64 = recipe.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
     let tar = Path::new(CACHE).join(format!("node-{SUITE}-{hash:016x}.tar"));
     if tar.exists() {
@@ -40,7 +54,7 @@ pub fn rootfs_tar() -> PathBuf {
     let work = Path::new(CACHE).join(format!("rootfs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let out = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+        .args(["--variant=minbase", &format!("--include={packages}"), SUITE])
         .arg(&work)
         .arg(mirror())
         .output()
@@ -71,11 +85,11 @@ pub struct Node<'a> {
 
 impl<'a> Node<'a> {
     /// Imports the image (once per engine) and boots a node; returns when systemd is up.
-    pub fn start(engine: &'a Dockerd, name: &str) -> Node<'a> {
-        if engine.cli(&["image", "inspect", "su-node:1"]).is_err() {
-            let tar = std::fs::File::open(rootfs_tar()).unwrap();
+    pub fn start(engine: &'a Dockerd, name: &str, image: Image) -> Node<'a> {
+        if engine.cli(&["image", "inspect", image.tag]).is_err() {
+            let tar = std::fs::File::open(rootfs_tar(image)).unwrap();
             let out = Command::new("docker")
-                .args(["-H", &engine.host, "import", "--change", "CMD [\"/lib/systemd/systemd\"]", "-", "su-node:1"])
+                .args(["-H", &engine.host, "import", "--change", "CMD [\"/lib/systemd/systemd\"]", "-", image.tag])
                 .stdin(Stdio::from(tar))
                 .output()
                 .unwrap();
@@ -85,6 +99,10 @@ impl<'a> Node<'a> {
         let _ = std::fs::remove_dir_all(&run);
         std::fs::create_dir_all(&run).unwrap();
         let volume = format!("{}:/run", run.display());
+        // An engine inside the node keeps its data on a host directory (overlay on overlay fails).
+        let data = run.with_extension("docker");
+        std::fs::create_dir_all(&data).unwrap();
+        let data_volume = format!("{}:/var/lib/docker", data.display());
         engine
             .cli(&[
                 "run",
@@ -110,9 +128,11 @@ impl<'a> Node<'a> {
                 "-v",
                 &volume,
                 "-v",
+                &data_volume,
+                "-v",
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw",
                 "--cgroupns=host",
-                "su-node:1",
+                image.tag,
             ])
             .expect("the node container starts");
         let node = Node { engine, name: name.to_string(), run };
@@ -142,7 +162,10 @@ impl<'a> Node<'a> {
 impl Drop for Node<'_> {
     fn drop(&mut self) {
         let _ = self.engine.cli(&["rm", "-f", &self.name]);
-        super::dockerd::unmount_under(&self.run);
-        let _ = std::fs::remove_dir_all(&self.run);
+        let data = self.run.with_extension("docker");
+        for dir in [&self.run, &data] {
+            super::dockerd::unmount_under(dir);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -1,0 +1,59 @@
+//! The agent's engine restart, whole, on a real node: a systemd node container running Debian's
+//! docker.io. Through the agent's own code path (daemon.json check, docker.service restarted over
+//! the node's D-Bus and awaited to its job's result, then dockerd must answer): a bad daemon.json
+//! is refused before anything restarts; a restart gives a new dockerd that answers; an engine
+//! that cannot start is reported as the failed job it is.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::dockerd::Dockerd;
+use common::node::{Node, ENGINE};
+use swarm_upgrade::agent::host::HostBackend;
+use swarm_upgrade::agent::service::NodeBackend;
+
+fn main_pid(node: &Node<'_>) -> String {
+    node.exec("systemctl show -p MainPID --value docker.service").unwrap()
+}
+
+async fn restart(backend: &Arc<HostBackend>) -> Result<(), String> {
+    let b = backend.clone();
+    tokio::task::spawn_blocking(move || b.restart_engine()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_engine_restart_on_a_real_node() {
+    let engine = Dockerd::bare("restart", None);
+    let node = Node::start(&engine, "node1", ENGINE);
+    let t0 = Instant::now();
+    while node.exec("systemctl is-active docker.service").as_deref() != Ok("active") {
+        assert!(t0.elapsed() < Duration::from_secs(90), "docker.service did not start in the node: {:?}", node.exec("systemctl status docker.service"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let socket = node.run.join("docker.sock");
+    let docker = bollard::Docker::connect_with_unix(socket.to_str().unwrap(), 30, bollard::API_DEFAULT_VERSION).unwrap().negotiate_version().await.unwrap();
+    let check_file = node.run.with_extension("daemon.json");
+    let backend = Arc::new(HostBackend::new(docker.clone(), "node1".into(), Duration::from_secs(120)).with_node_paths(node.system_bus(), check_file.clone()));
+
+    // A daemon.json dockerd would refuse in swarm mode: nothing is restarted.
+    std::fs::write(&check_file, r#"{"live-restore": true}"#).unwrap();
+    let before = main_pid(&node);
+    let e = restart(&backend).await.unwrap_err();
+    assert!(e.contains("live-restore"), "{e}");
+    assert_eq!(main_pid(&node), before, "dockerd was not restarted");
+
+    // A good configuration: a new dockerd, and it answers.
+    std::fs::write(&check_file, r#"{"log-level": "info"}"#).unwrap();
+    restart(&backend).await.unwrap();
+    assert_ne!(main_pid(&node), before, "a new dockerd runs");
+    docker.ping().await.unwrap();
+
+    // An engine that cannot start (here: an option dockerd refuses) is the failed job it is.
+    node.exec(r#"echo '{"no-such-option": true}' > /etc/docker/daemon.json"#).unwrap();
+    let e = restart(&backend).await.unwrap_err();
+    assert!(e.contains("docker.service") && e.contains("failed"), "{e}");
+    assert_ne!(node.exec("systemctl is-active docker.service").as_deref(), Ok("active"));
+    let _ = std::fs::remove_file(&check_file);
+}
