@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::dockerd::Dockerd;
-use common::node::{Node, ENGINE};
+use common::node::{ENGINE, Node};
 use swarm_upgrade::agent::host::HostBackend;
 use swarm_upgrade::agent::service::NodeBackend;
 
@@ -29,13 +29,23 @@ async fn the_agents_engine_restart_on_a_real_node() {
     let node = Node::start(&engine, "node1", ENGINE);
     let t0 = Instant::now();
     while node.exec("systemctl is-active docker.service").as_deref() != Ok("active") {
-        assert!(t0.elapsed() < Duration::from_secs(90), "docker.service did not start in the node: {:?}", node.exec("systemctl status docker.service"));
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "docker.service did not start in the node: {:?}",
+            node.exec("systemctl status docker.service")
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let socket = node.run.join("docker.sock");
-    let docker = bollard::Docker::connect_with_unix(socket.to_str().unwrap(), 30, bollard::API_DEFAULT_VERSION).unwrap().negotiate_version().await.unwrap();
+    let docker = bollard::Docker::connect_with_unix(socket.to_str().unwrap(), 30, bollard::API_DEFAULT_VERSION)
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
     let check_file = node.run.with_extension("daemon.json");
-    let backend = Arc::new(HostBackend::new(docker.clone(), "node1".into(), Duration::from_secs(120)).with_node_paths(node.system_bus(), check_file.clone()));
+    let backend = Arc::new(
+        HostBackend::new(docker.clone(), "node1".into(), Duration::from_secs(120)).with_node_paths(node.system_bus(), check_file.clone()),
+    );
 
     // A daemon.json dockerd would refuse in swarm mode: nothing is restarted.
     std::fs::write(&check_file, r#"{"live-restore": true}"#).unwrap();

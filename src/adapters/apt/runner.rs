@@ -122,14 +122,15 @@ impl Apt {
         Ok(parse::update_problems(&format!("{}\n{}", ran.stdout, ran.stderr)))
     }
 
-    fn transaction(&self, op: &str, args: Vec<String>, unit_key: (&str, u64)) -> Result<Ran, AptError> {
+    /// The command line of a transaction: apt options added, and wrapped in a transient unit
+    /// named after the order when `transient`.
+    pub fn transaction_args(&self, op: &str, args: Vec<String>, unit_key: (&str, u64)) -> Vec<String> {
         let args = self.with_options(args);
-        let args = if self.transient {
-            super::command::in_transient_unit(&super::command::unit_name(op, unit_key.0, unit_key.1), &args)
-        } else {
-            args
-        };
-        run_checked(&args)
+        if self.transient { super::command::in_transient_unit(&super::command::unit_name(op, unit_key.0, unit_key.1), &args) } else { args }
+    }
+
+    fn transaction(&self, op: &str, args: Vec<String>, unit_key: (&str, u64)) -> Result<Ran, AptError> {
+        run_checked(&self.transaction_args(op, args, unit_key))
     }
 
     /// Downloads the exact set.
