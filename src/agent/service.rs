@@ -133,6 +133,24 @@ impl<B: NodeBackend> AgentService<B> {
     }
 }
 
+impl<B: NodeBackend> AgentService<B> {
+    /// The path every package order takes: authorize the caller, admit its fence, read its
+    /// package set, then carry out `work` once per (operation, run, token).
+    fn package_order(
+        &self,
+        req: Request<pb::Order>,
+        op: &'static str,
+        work: impl FnOnce(&B, &PackageSet, &OpKey) -> Result<String, String> + Send + 'static,
+    ) -> Result<Response<ProgressStream>, Status> {
+        self.caller(&req)?;
+        let order = req.into_inner();
+        let (run, token) = self.admit(order.fence.as_ref())?;
+        let set = package_set(&order.packages)?;
+        let key = OpKey { run_id: run.clone(), token };
+        Ok(Response::new(self.order(op, run, token, move |b| work(b, &set, &key))))
+    }
+}
+
 /// A stream of progress messages.
 pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
 
@@ -202,45 +220,19 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
     }
 
     async fn prefetch(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.caller(&req)?;
-        let order = req.into_inner();
-        let (run, token) = self.admit(order.fence.as_ref())?;
-        let set = package_set(&order.packages)?;
-        let run_key = run.clone();
-        Ok(Response::new(self.order("prefetch", run, token, move |b| {
-            b.prefetch(&set, &OpKey { run_id: run_key, token }).map(|_| format!("downloaded {set}"))
-        })))
+        self.package_order(req, "prefetch", |b, set, op| b.prefetch(set, op).map(|_| format!("downloaded {set}")))
     }
 
     async fn upgrade(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.caller(&req)?;
-        let order = req.into_inner();
-        let (run, token) = self.admit(order.fence.as_ref())?;
-        let set = package_set(&order.packages)?;
-        let run_key = run.clone();
-        Ok(Response::new(
-            self.order("upgrade", run, token, move |b| {
-                b.upgrade(&set, &OpKey { run_id: run_key, token }).map(|_| format!("installed {set}"))
-            }),
-        ))
+        self.package_order(req, "upgrade", |b, set, op| b.upgrade(set, op).map(|_| format!("installed {set}")))
     }
 
     async fn restart_engine(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.caller(&req)?;
-        let order = req.into_inner();
-        let (run, token) = self.admit(order.fence.as_ref())?;
-        Ok(Response::new(self.order("restart", run, token, |b| b.restart_engine().map(|_| "docker.service restarted".to_string()))))
+        self.package_order(req, "restart", |b, _, _| b.restart_engine().map(|_| "docker.service restarted".to_string()))
     }
 
     async fn rollback(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.caller(&req)?;
-        let order = req.into_inner();
-        let (run, token) = self.admit(order.fence.as_ref())?;
-        let set = package_set(&order.packages)?;
-        let run_key = run.clone();
-        Ok(Response::new(self.order("rollback", run, token, move |b| {
-            b.rollback(&set, &OpKey { run_id: run_key, token }).map(|_| format!("rolled back to {set}"))
-        })))
+        self.package_order(req, "rollback", |b, set, op| b.rollback(set, op).map(|_| format!("rolled back to {set}")))
     }
 
     async fn rejoin(&self, req: Request<pb::JoinOrder>) -> Result<Response<pb::RejoinReply>, Status> {
