@@ -1,0 +1,354 @@
+//! The lab: `manager1..3` and `worker1..2` (systemd containers, each running its own dockerd from
+//! the lab repository's docker-ce 26.1.5), `repo` (the apt repository over HTTP) and `balancer`
+//! (haproxy) on one bridge network, all labelled so `down` removes exactly what `up` made.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::engine::{self, Engine};
+use crate::{debian, http, images, repo, workload};
+
+/// Label on every container, network and volume the lab makes.
+pub const LABEL: &str = "io.swarm-upgrade.lab";
+/// The lab network.
+pub const NETWORK: &str = "swarm-upgrade-lab";
+const SUBNET: &str = "10.213.64.0/24";
+const GATEWAY: &str = "10.213.64.1";
+/// The manager the lab works from.
+pub const MANAGER: &str = "manager1";
+
+/// A lab machine.
+#[derive(Clone, Copy, Debug)]
+pub struct Host {
+    /// Container and host name.
+    pub name: &'static str,
+    /// Address on the lab network.
+    pub ip: &'static str,
+}
+
+/// The swarm's nodes, managers first.
+pub const NODES: &[Host] = &[
+    Host { name: "manager1", ip: "10.213.64.11" },
+    Host { name: "manager2", ip: "10.213.64.12" },
+    Host { name: "manager3", ip: "10.213.64.13" },
+    Host { name: "worker1", ip: "10.213.64.21" },
+    Host { name: "worker2", ip: "10.213.64.22" },
+];
+/// The balancer.
+pub const BALANCER: Host = Host { name: "balancer", ip: "10.213.64.30" };
+/// The apt repository.
+pub const REPO: Host = Host { name: "repo", ip: "10.213.64.31" };
+
+/// The balancer's `web` frontend, as `host:port`.
+pub fn balancer_web() -> String {
+    format!("{}:{}", BALANCER.ip, workload::WEB_PORT)
+}
+
+/// The balancer's `solo` frontend, as `host:port`.
+pub fn balancer_solo() -> String {
+    format!("{}:{}", BALANCER.ip, workload::SOLO_PORT)
+}
+
+/// What `up` needs from the caller.
+pub struct Options {
+    /// This tool's own binary (copied into the workload image as `lab-web`).
+    pub tool: PathBuf,
+    /// The project's `.deb`; built with cargo-deb when `None`.
+    pub deb: Option<PathBuf>,
+}
+
+/// Timings of `up`, printed in its summary.
+#[derive(Debug, Default)]
+pub struct Timings(pub Vec<(&'static str, Duration)>);
+
+impl Timings {
+    fn step<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t0 = Instant::now();
+        eprintln!("lab: {name}...");
+        let out = f().with_context(|| format!("lab up: {name}"))?;
+        self.0.push((name, t0.elapsed()));
+        Ok(out)
+    }
+
+    /// The whole time.
+    pub fn total(&self) -> Duration {
+        self.0.iter().map(|(_, d)| *d).sum()
+    }
+}
+
+/// Builds what is missing and starts the whole lab; returns when all of it is healthy.
+pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
+    let mut t = Timings::default();
+    let engine = t.step("engine", Engine::ensure)?;
+    t.step("remove stale lab objects", || remove_objects(&engine))?;
+    let debian = t.step("Debian engine packages", debian::fetch)?;
+    let repo = t.step("signed repository", || repo::build(&debian))?;
+    let node_image = t.step("node image", || images::node_image(&engine, &repo))?;
+    let busybox = t.step("busybox image", || images::busybox_image(&engine))?;
+    let web_tar = t.step("workload image", || images::web_tar(&opts.tool))?;
+    let deb = t.step("swarm-upgrade .deb", || match &opts.deb {
+        Some(d) => Ok(d.clone()),
+        None => build_deb(),
+    })?;
+    t.step("network and containers", || start_containers(&engine, &node_image, &busybox, &repo.root))?;
+    t.step("systemd and engines up", || parallel(NODES, |n| wait_booted(&engine, n.name)))?;
+    t.step("swarm", || form_swarm(&engine))?;
+    t.step("repository on every node", || parallel(NODES, |n| engine.sh(n.name, "apt-get update -q").map(drop)))?;
+    t.step("agent from the .deb", || parallel(NODES, |n| install_agent(&engine, n.name, &deb)))?;
+    t.step("workload image on every node", || parallel(NODES, |n| workload::load_image(&engine, n.name, &web_tar)))?;
+    t.step("workload converged", || {
+        workload::deploy(&engine)?;
+        workload::wait_converged(&engine, Duration::from_secs(120))
+    })?;
+    t.step("balancer answers", || wait_balancer(Duration::from_secs(60)))?;
+    Ok((engine, t))
+}
+
+/// Runs `f` for every host at once; the first error wins.
+pub fn parallel(hosts: &[Host], f: impl Fn(&Host) -> Result<()> + Sync) -> Result<()> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = hosts.iter().map(|h| (h.name, s.spawn(|| f(h)))).collect();
+        let mut first = Ok(());
+        for (name, h) in handles {
+            let r = h.join().map_err(|_| anyhow::anyhow!("{name}: panicked")).and_then(|r| r.with_context(|| name.to_string()));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    })
+}
+
+/// Removes every container, network and volume labelled by the lab.
+pub fn remove_objects(engine: &Engine) -> Result<()> {
+    let filter = format!("label={LABEL}");
+    let containers = engine.docker(&["ps", "-aq", "--filter", &filter])?;
+    if !containers.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(containers.lines());
+        engine.docker(&args)?;
+    }
+    let networks = engine.docker(&["network", "ls", "-q", "--filter", &filter])?;
+    for n in networks.lines() {
+        engine.docker(&["network", "rm", n])?;
+    }
+    let volumes = engine.docker(&["volume", "ls", "-q", "--filter", &filter])?;
+    if !volumes.is_empty() {
+        let mut args = vec!["volume", "rm", "-f"];
+        args.extend(volumes.lines());
+        engine.docker(&args)?;
+    }
+    Ok(())
+}
+
+/// The lab's objects still present (containers, networks, volumes), for `down`'s check.
+pub fn leftovers(engine: &Engine) -> Result<Vec<String>> {
+    let filter = format!("label={LABEL}");
+    let mut all = vec![];
+    for (kind, args) in [
+        ("container", vec!["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]),
+        ("network", vec!["network", "ls", "--format", "{{.Name}}", "--filter", &filter]),
+        ("volume", vec!["volume", "ls", "--format", "{{.Name}}", "--filter", &filter]),
+    ] {
+        all.extend(engine.docker(&args)?.lines().map(|l| format!("{kind} {l}")));
+    }
+    Ok(all)
+}
+
+/// Removes the lab; stops the private engine if the lab started it. Caches stay.
+pub fn down() -> Result<()> {
+    let Some(engine) = Engine::find() else {
+        eprintln!("lab: no engine answers; nothing to remove");
+        return Ok(());
+    };
+    remove_objects(&engine)?;
+    let left = leftovers(&engine)?;
+    if !left.is_empty() {
+        bail!("lab down: still present: {}", left.join(", "));
+    }
+    engine.stop_private()?;
+    let _ = std::fs::remove_file(engine::run_path("haproxy.cfg"));
+    Ok(())
+}
+
+fn build_deb() -> Result<PathBuf> {
+    crate::host::ensure_packages(&[("dpkg-shlibdeps", "dpkg-dev")])?;
+    if !crate::host::have("cargo-deb") {
+        eprintln!("lab: installing cargo-deb (once)");
+        crate::host::run(std::process::Command::new("cargo").args(["install", "--locked", "cargo-deb", "--version", "3.6.0"]))?;
+    }
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("the workspace")?;
+    let out = crate::host::run(std::process::Command::new("cargo").current_dir(top).args(["deb", "--locked", "--quiet"]))?;
+    let path = out.lines().last().map(PathBuf::from).context("cargo deb printed no package path")?;
+    if !path.is_file() {
+        bail!("cargo deb printed {}, which is not a file", path.display());
+    }
+    Ok(path)
+}
+
+fn label_arg() -> String {
+    format!("{LABEL}=1")
+}
+
+fn add_hosts() -> Vec<String> {
+    NODES.iter().chain([&BALANCER, &REPO]).flat_map(|h| ["--add-host".to_string(), format!("{}:{}", h.name, h.ip)]).collect()
+}
+
+fn start_containers(engine: &Engine, node_image: &str, busybox: &str, repo_root: &Path) -> Result<()> {
+    let label = label_arg();
+    engine.docker(&["network", "create", "--label", &label, "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK])?;
+    let repo_mount = format!("{}:/srv:ro", repo_root.display());
+    let mut args: Vec<String> =
+        ["run", "-d", "--name", REPO.name, "--hostname", REPO.name, "--label", &label, "--network", NETWORK, "--ip", REPO.ip]
+            .map(String::from)
+            .to_vec();
+    args.extend(["-v".into(), repo_mount, busybox.into()]);
+    args.extend(["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/srv"].map(String::from));
+    engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+
+    for n in NODES {
+        for dir in ["docker", "containerd"] {
+            engine.docker(&["volume", "create", "--label", &label, &format!("swarm-upgrade-lab-{}-{dir}", n.name)])?;
+        }
+        let mut a: Vec<String> = [
+            "run",
+            "-d",
+            "--name",
+            n.name,
+            "--hostname",
+            n.name,
+            "--label",
+            &label,
+            "--network",
+            NETWORK,
+            "--ip",
+            n.ip,
+            "--cap-add=ALL",
+            "--cap-drop=SYS_RESOURCE",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "apparmor=unconfined",
+            "--security-opt",
+            "systempaths=unconfined",
+            "--device-cgroup-rule",
+            "a *:* rwm",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "--tmpfs",
+            "/tmp",
+            "-v",
+            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            "--cgroupns=host",
+            "--stop-signal",
+            "SIGRTMIN+3",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(["-v".into(), format!("swarm-upgrade-lab-{}-docker:/var/lib/docker", n.name)]);
+        a.extend(["-v".into(), format!("swarm-upgrade-lab-{}-containerd:/var/lib/containerd", n.name)]);
+        a.extend(add_hosts());
+        a.push(node_image.into());
+        engine.docker(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
+
+    let cfg = engine::run_path("haproxy.cfg");
+    std::fs::create_dir_all(cfg.parent().unwrap())?;
+    std::fs::write(&cfg, workload::haproxy_cfg())?;
+    let cfg_mount = format!("{}:/etc/haproxy/lab.cfg:ro", cfg.display());
+    let mut b: Vec<String> =
+        ["run", "-d", "--name", BALANCER.name, "--hostname", BALANCER.name, "--label", &label, "--network", NETWORK, "--ip", BALANCER.ip]
+            .map(String::from)
+            .to_vec();
+    b.extend(["-v".into(), cfg_mount, node_image.into(), "haproxy".into(), "-db".into(), "-f".into(), "/etc/haproxy/lab.cfg".into()]);
+    engine.docker(&b.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(())
+}
+
+fn wait_booted(engine: &Engine, node: &str) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let state = engine.sh(node, "systemctl is-system-running || true").unwrap_or_default();
+        let docker = engine.sh(node, "docker version --format '{{.Server.Version}}' 2>/dev/null || true").unwrap_or_default();
+        if (state == "running" || state == "degraded") && !docker.is_empty() {
+            if state == "degraded" {
+                let failed = engine.sh(node, "systemctl list-units --failed --plain --no-legend").unwrap_or_default();
+                bail!("{node} booted degraded: {failed}");
+            }
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(90) {
+            bail!(
+                "{node}: systemd is {state:?} and dockerd does not answer after 90 s; see `cargo xtask lab exec {node} -- journalctl -b`"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn form_swarm(engine: &Engine) -> Result<()> {
+    let first = &NODES[0];
+    engine.sh(first.name, &format!("docker swarm init --advertise-addr {ip} --listen-addr {ip}:2377", ip = first.ip))?;
+    let manager_token = engine.sh(first.name, "docker swarm join-token -q manager")?;
+    let worker_token = engine.sh(first.name, "docker swarm join-token -q worker")?;
+    for n in &NODES[1..] {
+        let token = if n.name.starts_with("manager") { &manager_token } else { &worker_token };
+        engine.sh(
+            n.name,
+            &format!("docker swarm join --advertise-addr {ip} --listen-addr {ip}:2377 --token {token} {}:2377", first.ip, ip = n.ip),
+        )?;
+    }
+    let t0 = Instant::now();
+    loop {
+        let ls = engine.sh(MANAGER, "docker node ls --format '{{.Hostname}} {{.Status}}'")?;
+        if ls.lines().filter(|l| l.ends_with(" Ready")).count() == NODES.len() {
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("not every node is Ready after 60 s:\n{ls}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn install_agent(engine: &Engine, node: &str, deb: &Path) -> Result<()> {
+    engine.docker(&["cp", &deb.display().to_string(), &format!("{node}:/root/swarm-upgrade.deb")])?;
+    engine.sh(node, "dpkg -i /root/swarm-upgrade.deb >/dev/null && rm /root/swarm-upgrade.deb")?;
+    let t0 = Instant::now();
+    loop {
+        let listening = engine.sh(node, "ss -Hltn 'sport = :7443' | wc -l")?;
+        if listening.trim() != "0" {
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            let log = engine.sh(node, "journalctl -u swarm-upgrade-agent --no-pager -n 20 || true")?;
+            bail!("the agent on {node} does not listen on 7443 after 30 s:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn wait_balancer(limit: Duration) -> Result<()> {
+    let t0 = Instant::now();
+    let mut ok_in_a_row = 0;
+    loop {
+        let web = http::get_blocking(&balancer_web(), "/", Duration::from_secs(2));
+        let solo = http::get_blocking(&balancer_solo(), "/", Duration::from_secs(2));
+        if matches!(web, http::Outcome::Status(200, _)) && matches!(solo, http::Outcome::Status(200, _)) {
+            ok_in_a_row += 1;
+            if ok_in_a_row >= 10 {
+                return Ok(());
+            }
+        } else {
+            ok_in_a_row = 0;
+        }
+        if t0.elapsed() > limit {
+            bail!("the balancer does not answer 200 after {limit:?}: web {web:?}, solo {solo:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

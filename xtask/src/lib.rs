@@ -1,0 +1,17 @@
+//! swarm-upgrade's own tooling, not shipped: the lab (a real five-node swarm on one machine, an
+//! apt repository shaped like Docker's, a balancer), the load generator, the naive baseline and the
+//! demo. `cargo xtask --help` lists the commands.
+
+pub mod cache;
+pub mod debian;
+pub mod demo;
+pub mod engine;
+pub mod host;
+pub mod http;
+pub mod images;
+pub mod lab;
+pub mod load;
+pub mod naive;
+pub mod repo;
+pub mod web;
+pub mod workload;
