@@ -286,7 +286,7 @@ mod tests {
         drop(l);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let opts = Options { targets: vec![format!("{addr}/")], rate: 20, timeout: Duration::from_secs(1) };
-        let r = rt.block_on(generate(opts, tokio::time::sleep(Duration::from_millis(1000))));
+        let r = rt.block_on(async { generate(opts, tokio::time::sleep(Duration::from_millis(1000))).await });
         assert!((15..=22).contains(&r.requests), "about 20 requests in a second, got {}", r.requests);
         assert_eq!(r.failures.connect, r.requests, "every request refused");
     }
