@@ -2,8 +2,8 @@
 //! - the node image: Debian 13 (trixie) minbase with systemd, the lab repository configured the
 //!   way Docker's install guide does it, and docker-ce 26.1.5 installed from that repository's
 //!   packages; it also carries haproxy for the `balancer` node;
-//! - a busybox image for the `repo` node's web server;
-//! - the workload image loaded into every node's engine: busybox plus `lab-web` (this tool).
+//! - the workload image: busybox plus `lab-web` (this tool), loaded into every node's engine and
+//!   also run by the `repo` node to serve the repository.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,22 +108,21 @@ fn import(engine: &Engine, tar: &Path, tag: &str, changes: &[&str]) -> Result<()
     Ok(())
 }
 
-/// A busybox image (from the machine's busybox-static), for the `repo` node's httpd.
-pub fn busybox_image(engine: &Engine) -> Result<String> {
-    host::ensure_packages(&[("/bin/busybox", "busybox-static")])?;
-    let hash = cache::file_hash(Path::new("/bin/busybox"))?;
-    let tag = format!("swarm-upgrade-lab/busybox:{hash:016x}");
+/// The workload image in the lab's engine too, for the `repo` node's file server.
+pub fn web_image(engine: &Engine, tar: &Path) -> Result<String> {
+    let hash = cache::file_hash(tar)?;
+    let tag = format!("swarm-upgrade-lab/web:{hash:016x}");
     if engine.docker(&["image", "inspect", "--format", "{{.Id}}", &tag]).is_ok() {
         return Ok(tag);
     }
-    let tar = busybox_tree(&format!("busybox-{hash:016x}.tar"), None)?;
-    import(engine, &tar, &tag, &["LABEL io.swarm-upgrade.lab.image=busybox"])?;
+    import(engine, tar, &tag, &["LABEL io.swarm-upgrade.lab.image=web"])?;
     Ok(tag)
 }
 
 /// The workload image's root file system as a tar: busybox, and `tool` as `/lab-web` with the
 /// shared libraries it links.
 pub fn web_tar(tool: &Path) -> Result<PathBuf> {
+    host::ensure_packages(&[("/bin/busybox", "busybox-static")])?;
     let hash = cache::fnv(&[&std::fs::read(tool)?, &std::fs::read("/bin/busybox")?]);
     busybox_tree(&format!("web-{hash:016x}.tar"), Some(tool))
 }

@@ -86,13 +86,13 @@ pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
     let debian = t.step("Debian engine packages", debian::fetch)?;
     let repo = t.step("signed repository", || repo::build(&debian))?;
     let node_image = t.step("node image", || images::node_image(&engine, &repo))?;
-    let busybox = t.step("busybox image", || images::busybox_image(&engine))?;
     let web_tar = t.step("workload image", || images::web_tar(&opts.tool))?;
+    let web_image = t.step("repository server image", || images::web_image(&engine, &web_tar))?;
     let deb = t.step("swarm-upgrade .deb", || match &opts.deb {
         Some(d) => Ok(d.clone()),
         None => build_deb(),
     })?;
-    t.step("network and containers", || start_containers(&engine, &node_image, &busybox, &repo.root))?;
+    t.step("network and containers", || start_containers(&engine, &node_image, &web_image, &repo.root))?;
     t.step("systemd and engines up", || parallel(NODES, |n| wait_booted(&engine, n.name)))?;
     t.step("swarm", || form_swarm(&engine))?;
     t.step("repository on every node", || parallel(NODES, |n| engine.sh(n.name, "apt-get update -q").map(drop)))?;
@@ -173,6 +173,26 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
+/// Writes what is needed to read a failure without rerunning into `dir`: each node's journal of
+/// the agent and of docker.service, the swarm's nodes, services and tasks, the balancer's log.
+pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for n in NODES {
+        for unit in ["swarm-upgrade-agent", "docker", "containerd"] {
+            let log = engine.sh(n.name, &format!("journalctl -u {unit} --no-pager -o short-precise")).unwrap_or_else(|e| format!("{e:#}"));
+            std::fs::write(dir.join(format!("{}-{unit}.log", n.name)), log)?;
+        }
+    }
+    let swarm = ["docker node ls", "docker service ls", "docker service ps --no-trunc web solo agentcheck"]
+        .iter()
+        .map(|c| format!("$ {c}\n{}\n", engine.sh(MANAGER, c).unwrap_or_else(|e| format!("{e:#}"))))
+        .collect::<String>();
+    std::fs::write(dir.join("swarm.txt"), swarm)?;
+    let balancer = engine.docker(&["logs", BALANCER.name]).unwrap_or_else(|e| format!("{e:#}"));
+    std::fs::write(dir.join("balancer.log"), balancer)?;
+    Ok(())
+}
+
 fn build_deb() -> Result<PathBuf> {
     crate::host::ensure_packages(&[("dpkg-shlibdeps", "dpkg-dev")])?;
     if !crate::host::have("cargo-deb") {
@@ -196,7 +216,7 @@ fn add_hosts() -> Vec<String> {
     NODES.iter().chain([&BALANCER, &REPO]).flat_map(|h| ["--add-host".to_string(), format!("{}:{}", h.name, h.ip)]).collect()
 }
 
-fn start_containers(engine: &Engine, node_image: &str, busybox: &str, repo_root: &Path) -> Result<()> {
+fn start_containers(engine: &Engine, node_image: &str, web_image: &str, repo_root: &Path) -> Result<()> {
     let label = label_arg();
     engine.docker(&["network", "create", "--label", &label, "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK])?;
     let repo_mount = format!("{}:/srv:ro", repo_root.display());
@@ -204,8 +224,8 @@ fn start_containers(engine: &Engine, node_image: &str, busybox: &str, repo_root:
         ["run", "-d", "--name", REPO.name, "--hostname", REPO.name, "--label", &label, "--network", NETWORK, "--ip", REPO.ip]
             .map(String::from)
             .to_vec();
-    args.extend(["-v".into(), repo_mount, busybox.into()]);
-    args.extend(["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/srv"].map(String::from));
+    args.extend(["-v".into(), repo_mount, web_image.into()]);
+    args.extend(["/lab-web", "web", "files", "/srv", "80"].map(String::from));
     engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
 
     for n in NODES {
@@ -254,6 +274,10 @@ fn start_containers(engine: &Engine, node_image: &str, busybox: &str, repo_root:
         a.extend(add_hosts());
         a.push(node_image.into());
         engine.docker(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
+        // Docker's embedded DNS (127.0.0.11) needs iptables rules this engine does not make, so
+        // every lookup of a name not in /etc/hosts would wait 10 s (apt's SRV lookups do): a
+        // resolver that refuses at once instead. The lab's names are in /etc/hosts.
+        engine.sh(n.name, "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")?;
     }
 
     let cfg = engine::run_path("haproxy.cfg");

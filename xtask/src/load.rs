@@ -70,6 +70,8 @@ pub struct TargetReport {
     pub requests: u64,
     /// Of those, failed.
     pub failed: u64,
+    /// The longest time between two consecutive successes of this target.
+    pub longest_gap_s: f64,
 }
 
 /// The load generator's report (written as JSON).
@@ -100,7 +102,9 @@ pub struct Report {
 /// Builds the report from the records (pure).
 pub fn report(targets: &[String], rate: u32, records: &[Record]) -> Report {
     let mut failures = Failures::default();
-    let mut per_target: Vec<TargetReport> = targets.iter().map(|t| TargetReport { target: t.clone(), requests: 0, failed: 0 }).collect();
+    let mut per_target: Vec<TargetReport> =
+        targets.iter().map(|t| TargetReport { target: t.clone(), requests: 0, failed: 0, longest_gap_s: 0.0 }).collect();
+    let mut ok_by_target: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut timeline: Vec<Second> = Vec::new();
     let mut ok_times: Vec<f64> = Vec::new();
     for r in records {
@@ -125,17 +129,16 @@ pub fn report(targets: &[String], rate: u32, records: &[Record]) -> Report {
         if ok {
             sec.ok += 1;
             ok_times.push(r.done);
+            if let Some(v) = ok_by_target.get_mut(r.target) {
+                v.push(r.done);
+            }
         } else {
             sec.failed += 1;
         }
     }
-    ok_times.sort_by(f64::total_cmp);
-    let (mut gap, mut gap_at) = (0.0, 0.0);
-    for w in ok_times.windows(2) {
-        if w[1] - w[0] > gap {
-            gap = w[1] - w[0];
-            gap_at = w[0];
-        }
+    let (gap, gap_at) = longest_gap(&mut ok_times);
+    for (t, times) in per_target.iter_mut().zip(&mut ok_by_target) {
+        t.longest_gap_s = round(longest_gap(times).0);
     }
     let requests = records.len() as u64;
     let succeeded = ok_times.len() as u64;
@@ -153,6 +156,19 @@ pub fn report(targets: &[String], rate: u32, records: &[Record]) -> Report {
         targets: per_target,
         timeline,
     }
+}
+
+/// The longest time between consecutive instants, and where it began.
+fn longest_gap(times: &mut [f64]) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let (mut gap, mut at) = (0.0, 0.0);
+    for w in times.windows(2) {
+        if w[1] - w[0] > gap {
+            gap = w[1] - w[0];
+            at = w[0];
+        }
+    }
+    (gap, at)
 }
 
 fn round(x: f64) -> f64 {
@@ -239,7 +255,11 @@ impl Report {
             self.failures.broken,
             self.failures.http,
             self.longest_gap_s
-        )
+        ) + &self
+            .targets
+            .iter()
+            .map(|t| format!("; {}: {} of {} failed, longest gap {:.3} s", t.target, t.failed, t.requests, t.longest_gap_s))
+            .collect::<String>()
     }
 }
 
@@ -267,7 +287,8 @@ mod tests {
         assert_eq!((r.requests, r.succeeded, r.failed), (7, 3, 4));
         assert_eq!(r.failures, Failures { connect: 1, timeout: 1, broken: 1, http: BTreeMap::from([(503, 1)]) });
         assert_eq!((r.longest_gap_s, r.longest_gap_at_s), (2.8, 0.1));
-        assert_eq!(r.targets[0], TargetReport { target: "a/".into(), requests: 4, failed: 2 });
+        assert_eq!(r.targets[0], TargetReport { target: "a/".into(), requests: 4, failed: 2, longest_gap_s: 3.0 });
+        assert_eq!(r.targets[1].longest_gap_s, 0.0, "one success only");
         assert_eq!(r.timeline.len(), 4);
         assert_eq!(r.timeline[1], Second { second: 1, sent: 2, ok: 0, failed: 2 });
         assert_eq!(r.duration_s, 3.1);

@@ -96,6 +96,8 @@ enum Web {
     },
     /// Exits 0 when /health on the local port answers 200.
     Check { port: u16 },
+    /// Serves the files under a directory (the lab repository).
+    Files { root: PathBuf, port: u16 },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +125,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             match command {
                 Web::Serve { port, drain } => rt.block_on(web::serve(port, Duration::from_secs(drain)))?,
+                Web::Files { root, port } => rt.block_on(web::serve_files(root, port))?,
                 Web::Check { port } => return Ok(if rt.block_on(web::check(port)) { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
             }
         }
