@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test. On a fresh Debian machine (as root) it first installs what the integration
-# tests need: docker.io (the tests start their own private dockerd; nothing else is touched) and
-# busybox-static (the tests' container image is made from it, since no registry is reachable).
+# tests need: docker.io (the tests start their own private dockerds; nothing else is touched),
+# busybox-static (container images are made from it, since no registry is reachable), dpkg-dev,
+# debootstrap, gnupg and apt-utils (the lab's repository and node images), and cargo-deb, which
+# builds the .deb the lab installs on every node. The lab test (xtask/tests/lab.rs) brings the
+# whole lab up and down; `cargo xtask lab` builds what it needs and caches it outside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -9,6 +12,8 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v dpkg-scanpackages >/dev/null || missing+=(dpkg-dev)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v gpg >/dev/null || missing+=(gnupg)
+command -v apt-ftparchive >/dev/null || missing+=(apt-utils)
 # The apt tests read the package lists: make sure they exist.
 if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
     apt-get update -q >/dev/null
@@ -22,4 +27,12 @@ fi
 if [[ " ${missing[*]-} " == *" docker.io "* ]] && command -v systemctl >/dev/null && systemctl is-active -q docker 2>/dev/null; then
     systemctl stop docker docker.socket || true
 fi
-exec cargo test --locked "$@"
+# The package the lab installs on every node.
+if ! command -v cargo-deb >/dev/null; then
+    echo "installing cargo-deb (once) to build the .deb" >&2
+    cargo install --locked --quiet cargo-deb --version 3.6.0
+fi
+deb=$(cargo deb --locked --quiet | tail -n 1)
+[ -f "$deb" ] || { echo "cargo deb did not build a package (it printed: $deb)" >&2; exit 1; }
+export SWARM_UPGRADE_DEB="$deb"
+exec cargo test --locked --workspace "$@"

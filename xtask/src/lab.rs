@@ -157,19 +157,33 @@ pub fn leftovers(engine: &Engine) -> Result<Vec<String>> {
     Ok(all)
 }
 
-/// Removes the lab; stops the private engine if the lab started it. Caches stay.
-pub fn down() -> Result<()> {
-    let Some(engine) = Engine::find() else {
-        eprintln!("lab: no engine answers; nothing to remove");
-        return Ok(());
-    };
-    remove_objects(&engine)?;
-    let left = leftovers(&engine)?;
-    if !left.is_empty() {
-        bail!("lab down: still present: {}", left.join(", "));
+/// Removes the lab; stops the private engine if the lab started it. Caches (built images and
+/// packages) stay unless `purge`.
+pub fn down(purge: bool) -> Result<()> {
+    if let Some(engine) = Engine::find() {
+        remove_objects(&engine)?;
+        let left = leftovers(&engine)?;
+        if !left.is_empty() {
+            bail!("lab down: still present: {}", left.join(", "));
+        }
+        if purge && !engine.private {
+            let images = engine.docker(&["images", "-q", "--filter", "label=io.swarm-upgrade.lab.image"])?;
+            for id in images.lines() {
+                engine.docker(&["rmi", "-f", id])?;
+            }
+        }
+        engine.stop_private()?;
     }
-    engine.stop_private()?;
-    let _ = std::fs::remove_file(engine::run_path("haproxy.cfg"));
+    // The private engine's runtime directory (nothing is mounted there once it stopped).
+    if Engine::find().is_none_or(|e| !e.private) {
+        let _ = std::fs::remove_dir_all(engine::RUN);
+        if purge {
+            let _ = std::fs::remove_dir_all(engine::DATA);
+        }
+    }
+    if purge {
+        let _ = std::fs::remove_dir_all(crate::cache::DIR);
+    }
     Ok(())
 }
 

@@ -46,8 +46,13 @@ enum Lab {
         #[arg(long)]
         deb: Option<PathBuf>,
     },
-    /// Removes everything the lab made (caches stay in /var/cache/swarm-upgrade-lab).
-    Down,
+    /// Removes everything the lab made; its caches (/var/cache/swarm-upgrade-lab and the private
+    /// engine's image store /var/lib/swarm-upgrade-lab) stay for a fast next start unless --purge.
+    Down {
+        /// Also remove the caches and the lab's images.
+        #[arg(long)]
+        purge: bool,
+    },
     /// Shows the lab's containers, the swarm's nodes and services, and the balancer.
     Status,
     /// Runs a command on a lab node: `cargo xtask lab exec manager1 -- docker node ls`.
@@ -147,8 +152,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("the lab's engine: export DOCKER_HOST={}", e.host);
                 }
             }
-            Lab::Down => {
-                lab::down()?;
+            Lab::Down { purge } => {
+                lab::down(purge)?;
                 println!("lab down: no lab container, network or volume left");
             }
             Lab::Status => status()?,

@@ -35,7 +35,7 @@ impl Drop for Lab {
                 return;
             }
         }
-        lab::down().expect("lab down");
+        lab::down(false).expect("lab down");
     }
 }
 
