@@ -103,12 +103,41 @@ fn a_malformed_snapshot_is_bad_input() {
 }
 
 #[test]
-fn unproven_commands_say_so_and_change_nothing() {
+fn run_refuses_bad_input_and_closed_windows_before_touching_anything() {
+    // A malformed configuration: bad input, named.
+    let bad = temp("run-bad.toml", "[upgrade]\norder = \"sideways\"\n");
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_swarm-upgrade")).args(["run", "--to", NEW]).env("SWARM_UPGRADE_CONFIG", &bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("run-bad.toml"), "{}", stderr(&o));
+    // Outside every window: refused before any engine is contacted (none answers here).
+    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).weekday();
+    let tomorrow = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(today.to_monday_zero_offset() as usize + 1) % 7];
+    let closed =
+        temp("closed.toml", &format!("[[windows]]\ndays = [\"{tomorrow}\"]\nstart = \"00:00\"\nend = \"23:59\"\ntimezone = \"UTC\"\n"));
+    let o = Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+        .args(["run", "--to", NEW])
+        .env("SWARM_UPGRADE_CONFIG", &closed)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("outside every maintenance window") && stderr(&o).contains("--ignore-window"), "{}", stderr(&o));
+    // No engine: one clear error, not a panic.
     for args in [vec!["run", "--to", NEW], vec!["resume"]] {
-        let o = bin(&args);
-        assert_eq!(o.status.code(), Some(5), "{args:?}");
-        assert!(stderr(&o).contains("is not enabled yet") && stderr(&o).contains("nothing was changed"), "{args:?}: {}", stderr(&o));
+        let o = Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+            .args(&args)
+            .env("SWARM_UPGRADE_CONFIG", empty_config())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("error: ") && stderr(&o).lines().count() == 1, "{args:?}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn unlock_needs_force() {
     let o = bin(&["unlock"]);
     assert_eq!(o.status.code(), Some(2), "unlock needs --force");
     assert!(stderr(&o).contains("--force"));

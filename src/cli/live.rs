@@ -193,3 +193,68 @@ fn holder() -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
     format!("{host}/{}", std::process::id())
 }
+
+/// `run`: a new run to the target, holding the lock; the outcome as the exit code.
+pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, ignore_window: bool, output: Output) -> Result<(), Failure> {
+    let now = jiff::Timestamp::now();
+    if !ignore_window && !crate::config::window::window_open(&settings.windows, now) {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "outside every maintenance window ({} configured); nothing was changed: wait for a window, or pass --ignore-window for a one-off run",
+                settings.windows.len()
+            ),
+        ));
+    }
+    let run_id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), holder().replace('/', "-"));
+    drive(settings, output, Start::Run(super::plan::request(target), run_id))
+}
+
+/// `resume`: takes over an interrupted run (waiting for its lease to expire if `wait`).
+pub fn resume(settings: &crate::config::Settings, wait: bool, output: Output) -> Result<(), Failure> {
+    drive(settings, output, Start::Resume(wait))
+}
+
+/// How a coordinator starts: a new run (request, run ID) or taking over (waiting or not).
+enum Start {
+    Run(crate::planner::PlanRequest, String),
+    Resume(bool),
+}
+
+/// Connects the live ports, drives the run, and maps its end to output and exit code.
+fn drive(settings: &crate::config::Settings, output: Output, start: Start) -> Result<(), Failure> {
+    use crate::coordinator::{Coordinator, CoordinatorError, Ports};
+    use crate::run::Outcome;
+    let result = runtime()?.block_on(async {
+        let (swarm, store) = connect().await?;
+        let agents = agents(settings)?;
+        let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
+        let coordinator = Coordinator::new(ports, settings, holder());
+        Ok::<_, Failure>(match start {
+            Start::Run(req, run_id) => coordinator.run(&req, &run_id).await,
+            Start::Resume(wait) => coordinator.resume(wait).await,
+        })
+    })?;
+    let record = match result {
+        Ok(record) => record,
+        Err(CoordinatorError::Refused(refusals)) => return super::plan::present(Err(refusals), output),
+        Err(CoordinatorError::NothingToDo(target)) => {
+            println!("nothing to do: every selected node is already at {target}");
+            return Ok(());
+        }
+        Err(e @ (CoordinatorError::Lock(_) | CoordinatorError::Unfinished(_))) => return Err(Failure::new(exit::LOCKED, e.to_string())),
+        Err(e @ CoordinatorError::NothingToResume) => return Err(Failure::new(exit::BAD_INPUT, e.to_string())),
+        Err(e) => return Err(Failure::new(exit::RUN_FAILED, e.to_string())),
+    };
+    let doc = StoreDoc { run: Some(record.clone()), ..StoreDoc::default() };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&record).expect("runs serialize")),
+        Output::Text => print!("{}", render_status(&doc, jiff::Timestamp::now())),
+    }
+    let reason = record.reason.clone().unwrap_or_default();
+    match record.outcome {
+        Some(Outcome::Succeeded) => Ok(()),
+        Some(Outcome::Aborted) => Err(Failure::new(exit::ABORTED, format!("run {} aborted by an operator: {reason}", record.id))),
+        _ => Err(Failure::new(exit::RUN_FAILED, format!("run {} failed: {reason}", record.id))),
+    }
+}
