@@ -89,11 +89,7 @@ impl Lock {
 impl StoreDoc {
     /// Takes the lock if free or expired; returns the new fencing token.
     pub fn acquire(&mut self, holder: &str, run_id: &str, target: &DebVersion, lease: Duration, now: Timestamp) -> Result<u64, LockError> {
-        if let Some(l) = &self.lock
-            && !l.expired(now)
-        {
-            return Err(LockError::Held { holder: l.holder.clone(), run_id: l.run_id.clone(), since: l.acquired_at, until: l.expires_at });
-        }
+        self.check_free(now)?;
         let token = self.last_token + 1;
         self.last_token = token;
         self.lock = Some(Lock {
@@ -105,6 +101,16 @@ impl StoreDoc {
             target: target.clone(),
         });
         Ok(token)
+    }
+
+    /// Refuses when someone holds an unexpired lock (what `acquire` checks first).
+    pub fn check_free(&self, now: Timestamp) -> Result<(), LockError> {
+        match &self.lock {
+            Some(l) if !l.expired(now) => {
+                Err(LockError::Held { holder: l.holder.clone(), run_id: l.run_id.clone(), since: l.acquired_at, until: l.expires_at })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks that `token` still holds the lock.

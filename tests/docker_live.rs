@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use common::dockerd::Dockerd;
 use swarm_upgrade::adapters::docker::DockerSwarm;
+use swarm_upgrade::adapters::docker::raw::Endpoint;
 use swarm_upgrade::adapters::docker::store::{STATE_LABEL, SwarmLabelStore};
 use swarm_upgrade::lock::{LockError, StoreDoc};
 use swarm_upgrade::model::{Availability, Mode, NodeState, Role, TaskState};
@@ -55,7 +56,7 @@ async fn adapter_and_store_against_a_real_swarm() {
     ])
     .unwrap();
     let docker = d.client().negotiate_version().await.unwrap();
-    let swarm = DockerSwarm::new(docker.clone());
+    let swarm = DockerSwarm::new(docker.clone(), Endpoint::Unix(d.host.trim_start_matches("unix://").into()));
     let store = SwarmLabelStore::new(docker.clone());
 
     // Snapshot: our own types, as the engine sees the swarm.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::dockerd::{Dockerd, NetPair};
 use swarm_upgrade::adapters::docker::DockerSwarm;
+use swarm_upgrade::adapters::docker::raw::Endpoint;
 use swarm_upgrade::adapters::docker::rejoin::rejoin;
 use swarm_upgrade::model::{NodeId, NodeState, Role};
 use swarm_upgrade::ports::Swarm;
@@ -32,7 +33,8 @@ async fn a_stranger_rejoins_with_its_labels_and_the_stale_entry_goes() {
     let b = Dockerd::bare("rejoin-b", Some(&net.names[1]));
     let token = a.cli(&["swarm", "join-token", "-q", "worker"]).unwrap();
     b.cli(&["swarm", "join", "--token", &token, "--advertise-addr", "10.213.0.2", "10.213.0.1:2377"]).unwrap();
-    let swarm = DockerSwarm::new(a.client().negotiate_version().await.unwrap());
+    let swarm =
+        DockerSwarm::new(a.client().negotiate_version().await.unwrap(), Endpoint::Unix(a.host.trim_start_matches("unix://").into()));
     wait_for(&swarm, "two Ready nodes", |s| s.nodes.len() == 2 && s.nodes.iter().all(|n| n.state == NodeState::Ready)).await;
     let old = NodeId(b.cli(&["info", "--format", "{{.Swarm.NodeID}}"]).unwrap());
     let labels = BTreeMap::from([("zone".to_string(), "b".to_string())]);

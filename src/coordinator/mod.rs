@@ -103,6 +103,9 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
 
     /// Starts a new run: preflight, then the lock and the run record in one write, then the nodes.
     pub async fn run(&self, req: &PlanRequest, run_id: &str) -> Result<RunRecord, CoordinatorError> {
+        // A run in progress changes the cluster (paused nodes, surged services), which preflight
+        // would refuse: say who holds the lock instead, before observing anything.
+        self.load_retrying().await?.doc.check_free(self.ports.clock.now())?;
         let snap = self.observe_all().await?;
         let plan = planner::plan(&snap, self.settings, req).map_err(CoordinatorError::Refused)?;
         if plan.nodes.is_empty() {

@@ -25,6 +25,15 @@ pub fn run(opts: &lab::Options) -> Result<()> {
         engine.sh(lab::MANAGER, "docker node ls --format '{{.Hostname}} {{.EngineVersion}} {{.Availability}}'").unwrap_or_default();
     println!("demo: swarm-upgrade run took {:.0} s and exited with {status}", took.as_secs_f64());
     println!("demo: nodes now:\n{versions}");
+    if let Ok(status) = engine.docker(&["exec", lab::MANAGER, "swarm-upgrade", "--output", "json", "status"])
+        && let Ok(doc) = serde_json::from_str::<serde_json::Value>(&status)
+    {
+        println!("demo: time per node (seconds per phase):");
+        for (node, phases) in crate::scenario::phase_seconds(&doc["run"]) {
+            let total: f64 = phases.iter().map(|(_, s)| s).sum();
+            println!("  {node:<9} {total:>6.1} s  {}", phases.iter().map(|(p, s)| format!("{p} {s}")).collect::<Vec<_>>().join(", "));
+        }
+    }
     println!("demo: load: {}", report.summary());
     match status.code() {
         Some(0) => {
@@ -34,11 +43,6 @@ pub fn run(opts: &lab::Options) -> Result<()> {
             }
             Ok(())
         }
-        Some(5) => bail!(
-            "the coordinator's `run` is not enabled yet: it stays off until the lab proves a whole upgrade under load (issue 5). \
-             The lab is up: try `cargo xtask lab naive-upgrade --to {}` for the baseline, `cargo xtask lab down` to remove it.",
-            repo::NEW
-        ),
         _ => bail!("swarm-upgrade run failed ({status}); the lab is still up for a look: `cargo xtask lab status`"),
     }
 }

@@ -13,5 +13,6 @@ pub mod lab;
 pub mod load;
 pub mod naive;
 pub mod repo;
+pub mod scenario;
 pub mod web;
 pub mod workload;

@@ -1,60 +1,22 @@
 //! The lab, whole, on real parts (issue 4): `up` on this machine gives five Ready nodes at
 //! docker-ce 26.1.5 with the signed repository's three versions, the real agent from the `.deb`,
 //! the converged workload and a balancer that answers; a quiet lab loses no request; one node
-//! upgraded by hand works; the broken version leaves dockerd failed; the naive baseline runs and
-//! its cost is recorded; `down` leaves nothing behind.
+//! upgraded by hand works; the broken version leaves dockerd failed;
+//! `down` leaves nothing behind. (The naive baseline runs in tests/e2e.rs beside ours.)
 //!
 //! Needs root, as the README's test command runs it. `SWARM_UPGRADE_DEB` names a prebuilt `.deb`
 //! (./scripts/test.sh builds it first); without it the lab builds one with cargo-deb. Reports and,
 //! on failure, every node's logs go to `target/lab/reports/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use xtask::engine::Engine;
-use xtask::{lab, load, naive, repo};
+use xtask::scenario::{LabGuard, balancer_load, save};
+use xtask::{lab, repo};
 
-fn reports() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab/reports");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Takes the lab down when the test ends; on failure, saves every node's logs first.
-struct Lab {
-    engine: Engine,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let dir = reports().join("lab-failure");
-            let _ = lab::save_logs(&self.engine, &dir);
-            eprintln!("lab test failed: logs of every node in {}", dir.display());
-            if std::env::var_os("LAB_KEEP").is_some() {
-                return;
-            }
-        }
-        lab::down(false).expect("lab down");
-    }
-}
-
-fn sh(l: &Lab, node: &str, script: &str) -> String {
-    l.engine.sh(node, script).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn load(seconds: u64) -> load::Report {
-    let running = load::start(load::Options {
-        targets: vec![format!("{}/", lab::balancer_web()), format!("{}/", lab::balancer_solo())],
-        rate: 50,
-        timeout: Duration::from_secs(5),
-    });
-    std::thread::sleep(Duration::from_secs(seconds));
-    running.stop()
-}
-
-fn save(name: &str, value: &impl serde::Serialize) {
-    std::fs::write(reports().join(name), serde_json::to_string_pretty(value).unwrap()).unwrap();
+fn sh(l: &LabGuard, node: &str, script: &str) -> String {
+    l.sh(node, script)
 }
 
 fn install(version: &str, containerd: &str) -> String {
@@ -65,11 +27,7 @@ fn install(version: &str, containerd: &str) -> String {
 
 #[test]
 fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
-    let opts =
-        lab::Options { tool: PathBuf::from(env!("CARGO_BIN_EXE_xtask")), deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from) };
-    let (engine, timings) = lab::up(&opts).expect("lab up");
-    eprintln!("lab up in {:.1} s: {:?}", timings.total().as_secs_f64(), timings.0);
-    let l = Lab { engine };
+    let l = LabGuard::up("lab", Path::new(env!("CARGO_BIN_EXE_xtask")));
 
     // Five Ready nodes at 26.1.5, managers and workers as planned.
     let nodes = sh(&l, lab::MANAGER, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}} {{.EngineVersion}}'");
@@ -103,8 +61,10 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     assert!(plan.contains("Preflight: passed") && plan.contains("5. manager1 (manager, leader)"), "{plan}");
 
     // A quiet lab loses nothing.
-    let quiet = load(10);
-    save("quiet-load.json", &quiet);
+    let running = balancer_load();
+    std::thread::sleep(Duration::from_secs(10));
+    let quiet = running.stop();
+    save(&l.reports, "quiet-load.json", &quiet);
     eprintln!("quiet lab: {}", quiet.summary());
     assert!(quiet.requests >= 450, "{}", quiet.summary());
     assert_eq!(quiet.failed, 0, "{}", quiet.summary());
@@ -129,20 +89,6 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     sh(&l, "worker1", "systemctl reset-failed docker; systemctl restart docker");
     sh(&l, lab::MANAGER, "docker node update --availability active worker1");
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(120)).unwrap();
-
-    // The naive baseline under load: recorded, not asserted.
-    let running = load::start(load::Options {
-        targets: vec![format!("{}/", lab::balancer_web()), format!("{}/", lab::balancer_solo())],
-        rate: 50,
-        timeout: Duration::from_secs(5),
-    });
-    let baseline = naive::upgrade(&l.engine, repo::NEW, Duration::from_secs(10)).expect("the naive baseline runs");
-    let naive_load = running.stop();
-    save("naive-baseline.json", &baseline);
-    save("naive-baseline-load.json", &naive_load);
-    eprintln!("naive baseline: {:.0} s; load: {}", baseline.total_s, naive_load.summary());
-    let after = sh(&l, lab::MANAGER, "docker node ls --format '{{.EngineVersion}}'");
-    assert!(after.lines().all(|v| v == "28.5.2+dfsg4"), "{after}");
 
     // Down leaves no lab container, network or volume.
     let engine = l.engine.clone();

@@ -2,11 +2,13 @@
 //!
 //! Every node or service write is a read-modify-write of the whole inspected spec at the version
 //! index it was read at, since the engine replaces the spec wholesale; a write that lost against
-//! another ("update out of sequence", HTTP 500) is retried after re-reading. The spec goes back
-//! through bollard's typed model: a field bollard does not model would be dropped, so bollard is
-//! kept at least as new as the engines we upgrade to (0.21 models API 1.49+; engine 28 speaks 1.51).
+//! another ("update out of sequence", HTTP 500) is retried after re-reading. Node specs go back
+//! through bollard's typed model (checked to round-trip against engine 26 in the lab); service
+//! specs do not round-trip (bollard drops the health check, see `raw.rs`), so services are scaled
+//! on the engine's own JSON.
 
 pub mod convert;
+pub mod raw;
 pub mod rejoin;
 pub mod store;
 
@@ -17,7 +19,7 @@ use backon::{ExponentialBuilder, Retryable};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models as b;
-use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions, UpdateServiceOptions};
+use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions};
 
 use crate::model::{Availability, ClusterSnapshot, NodeId, Role, ServiceId};
 use crate::ports::{PortError, Secret, Swarm};
@@ -26,6 +28,7 @@ use crate::ports::{PortError, Secret, Swarm};
 #[derive(Clone, Debug)]
 pub struct DockerSwarm {
     docker: Docker,
+    raw: raw::Endpoint,
 }
 
 /// Whether an engine error says a write lost against a newer version.
@@ -66,12 +69,13 @@ impl DockerSwarm {
             PortError::Unavailable(format!("cannot connect to the Docker API: {e}; check DOCKER_HOST or /var/run/docker.sock"))
         })?;
         let docker = docker.negotiate_version().await.map_err(|e| port_error("negotiating the Docker API version", e))?;
-        Ok(DockerSwarm { docker })
+        let raw = raw::Endpoint::from_env().map_err(PortError::Failed)?;
+        Ok(DockerSwarm { docker, raw })
     }
 
-    /// Uses an existing client.
-    pub fn new(docker: Docker) -> Self {
-        DockerSwarm { docker }
+    /// Uses an existing client, and `raw` (the same engine) for service writes.
+    pub fn new(docker: Docker, raw: raw::Endpoint) -> Self {
+        DockerSwarm { docker, raw }
     }
 
     /// The underlying client (for the store in the same swarm).
@@ -113,13 +117,10 @@ impl Swarm for DockerSwarm {
 
     async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError> {
         let attempt = || async {
-            let current = self.docker.inspect_service(&service.0, None).await?;
-            let version = current.version.and_then(|v| v.index).unwrap_or(0);
-            let mut spec = current.spec.unwrap_or_default();
-            let mode = spec.mode.get_or_insert_with(Default::default);
-            mode.replicated = Some(b::ServiceSpecModeReplicated { replicas: Some(replicas as i64) });
-            let options = UpdateServiceOptions { version: version as i32, ..Default::default() };
-            self.docker.update_service(&service.0, spec, options, None).await.map(|_| ())
+            let (_, current) = self.raw.request("GET", &format!("/services/{}", service.0), None).await?;
+            let (spec, version) =
+                raw::scaled(&current, replicas).map_err(|message| BollardError::DockerResponseServerError { status_code: 400, message })?;
+            self.raw.request("POST", &format!("/services/{}/update?version={version}", service.0), Some(&spec)).await.map(|_| ())
         };
         attempt.retry(cas_backoff()).when(out_of_sequence).await.map_err(|e| port_error(&format!("scaling service {service}"), e))
     }

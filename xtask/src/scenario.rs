@@ -1,0 +1,177 @@
+//! What the lab's end-to-end tests share: the lab taken down at the end (every node's logs saved
+//! first when the test failed), load through the balancer, the coordinator run on a node, the
+//! services sampled while it runs, and reports under `target/lab/reports/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::{lab, load};
+
+/// `target/lab/reports/NAME`, created.
+pub fn reports(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab/reports").join(name);
+    std::fs::create_dir_all(&dir).expect("reports directory");
+    dir
+}
+
+/// Writes `value` as pretty JSON to `dir/file`.
+pub fn save(dir: &Path, file: &str, value: &impl Serialize) {
+    std::fs::write(dir.join(file), serde_json::to_string_pretty(value).expect("serializes")).expect("report written");
+}
+
+/// A lab for one test: taken down when dropped; on a failure every node's logs are saved to the
+/// test's reports first (and the lab is kept if `LAB_KEEP` is set).
+pub struct LabGuard {
+    /// The engine the lab runs on.
+    pub engine: Engine,
+    /// Where this test's reports go.
+    pub reports: PathBuf,
+}
+
+impl LabGuard {
+    /// Brings the lab up for the test `name`.
+    pub fn up(name: &str, tool: &Path) -> LabGuard {
+        let opts = lab::Options { tool: tool.to_path_buf(), deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from) };
+        let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| panic!("lab up: {e:#}"));
+        eprintln!("{name}: lab up in {:.1} s", timings.total().as_secs_f64());
+        LabGuard { engine, reports: reports(name) }
+    }
+
+    /// `sh -c SCRIPT` on a node; panics with the error.
+    pub fn sh(&self, node: &str, script: &str) -> String {
+        self.engine.sh(node, script).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Runs `swarm-upgrade ARGS` on a node: (exit code, stdout, stderr).
+    pub fn swarm_upgrade(&self, node: &str, args: &[&str]) -> (i32, String, String) {
+        let mut a = vec!["exec", node, "swarm-upgrade"];
+        a.extend(args);
+        let out = self.engine.command(&a).output().expect("docker exec");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = self.reports.join("logs");
+            let _ = lab::save_logs(&self.engine, &dir);
+            eprintln!("lab test failed: logs of every node in {}", dir.display());
+            if std::env::var_os("LAB_KEEP").is_some() {
+                return;
+            }
+        }
+        if let Err(e) = lab::down(false) {
+            eprintln!("lab down: {e:#}");
+        }
+    }
+}
+
+/// Load through the balancer's web and solo frontends at 50 requests/s.
+pub fn balancer_load() -> load::Running {
+    load::start(load::Options {
+        targets: vec![format!("{}/", lab::balancer_web()), format!("{}/", lab::balancer_solo())],
+        rate: 50,
+        timeout: Duration::from_secs(5),
+    })
+}
+
+/// What the sampler saw.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Samples {
+    /// Samples answered by a manager.
+    pub taken: u64,
+    /// Samples no manager answered (all were restarting or electing).
+    pub unanswered: u64,
+    /// The fewest running tasks seen per service.
+    pub min_running: BTreeMap<String, u32>,
+    /// Each sample below a floor: "time service running".
+    pub below_floor: Vec<String>,
+}
+
+/// Samples `docker service ls` every 200 ms from any manager that answers, against a floor of
+/// running tasks per service.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Samples>,
+}
+
+impl Sampler {
+    /// Starts sampling; `floors` are (service, fewest running tasks allowed).
+    pub fn start(engine: &Engine, floors: &[(&str, u32)]) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, floors, flag) = (engine.clone(), floors.iter().map(|(s, n)| (s.to_string(), *n)).collect::<Vec<_>>(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut s = Samples::default();
+            let t0 = std::time::Instant::now();
+            let managers: Vec<&str> = lab::NODES.iter().filter(|n| n.name.starts_with("manager")).map(|n| n.name).collect();
+            while !flag.load(Ordering::SeqCst) {
+                let answer = managers.iter().find_map(|m| {
+                    engine.docker(&["exec", m, "timeout", "2", "docker", "service", "ls", "--format", "{{.Name}} {{.Replicas}}"]).ok()
+                });
+                match answer {
+                    None => s.unanswered += 1,
+                    Some(out) => {
+                        s.taken += 1;
+                        for (service, floor) in &floors {
+                            let running = out
+                                .lines()
+                                .find_map(|l| l.strip_prefix(&format!("{service} ")))
+                                .and_then(|r| r.split('/').next())
+                                .and_then(|n| n.parse::<u32>().ok())
+                                .unwrap_or(0);
+                            let min = s.min_running.entry(service.clone()).or_insert(running);
+                            *min = (*min).min(running);
+                            if running < *floor {
+                                s.below_floor.push(format!("{:.1}s {service} {running}", t0.elapsed().as_secs_f64()));
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            s
+        });
+        Sampler { stop, thread }
+    }
+
+    /// Stops and returns what was seen.
+    pub fn stop(self) -> Samples {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("sampler")
+    }
+}
+
+/// One node's phases from a run record (`swarm-upgrade run --output json`): seconds per phase.
+pub fn phase_seconds(run: &serde_json::Value) -> Vec<(String, Vec<(String, f64)>)> {
+    let ts = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    run["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .map(|n| {
+                    let phases = n["history"]
+                        .as_array()
+                        .map(|h| {
+                            h.iter()
+                                .filter_map(|span| {
+                                    let (a, b) = (ts(&span["start"])?, ts(&span["end"])?);
+                                    let secs = b.duration_since(a).as_secs_f64();
+                                    Some((span["phase"].as_str().unwrap_or("?").to_string(), (secs * 10.0).round() / 10.0))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (n["hostname"].as_str().unwrap_or("?").to_string(), phases)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
