@@ -112,6 +112,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             AgentStatus::Reachable(r) => Some(r),
             AgentStatus::Unreachable { .. } => None,
         };
+        // The action and the observation took time: transitions are stamped now, so each phase's
+        // span covers its own action.
+        let now = self.ports.clock.now();
         let engine_package = &self.settings.engine_packages[0];
         let obs = Observation { snap: &snap, agent: report, packages: &run.packages, engine_package };
         let verdict = evaluate(p, &obs, &self.settings.timeouts, now);

@@ -148,7 +148,8 @@ impl Sampler {
     }
 }
 
-/// One node's phases from a run record (`swarm-upgrade run --output json`): seconds per phase.
+/// Each node's phases from a run record (`swarm-upgrade run --output json`): seconds per phase,
+/// from its start (time waiting for earlier nodes left out).
 pub fn phase_seconds(run: &serde_json::Value) -> Vec<(String, Vec<(String, f64)>)> {
     let ts = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
     run["nodes"]
@@ -161,6 +162,7 @@ pub fn phase_seconds(run: &serde_json::Value) -> Vec<(String, Vec<(String, f64)>
                         .as_array()
                         .map(|h| {
                             h.iter()
+                                .filter(|span| span["phase"] != "pending")
                                 .filter_map(|span| {
                                     let (a, b) = (ts(&span["start"])?, ts(&span["end"])?);
                                     let secs = b.duration_since(a).as_secs_f64();

@@ -215,3 +215,143 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     eprintln!("lock race: the loser said {said:?}; load: {}", report.summary());
     assert_eq!(report.failed, 0, "{}", report.summary());
 }
+
+/// The main path's phases in order.
+const ORDER: &[&str] = &[
+    "pending",
+    "prefetch",
+    "pause",
+    "surge",
+    "drain",
+    "wait-migrated",
+    "upgrade",
+    "restart",
+    "wait-ready",
+    "reactivate",
+    "verify-converged",
+    "done",
+];
+
+/// Phases long enough to be caught by polling `status` (seconds, not milliseconds).
+const KILL_PHASES: &[&str] = &["prefetch", "wait-migrated", "upgrade", "restart", "verify-converged"];
+
+/// Polls the run record on `from` until node `node` is in `phase` (or past it), then SIGKILLs the
+/// coordinator on `coordinator_host`. Returns the phase it was killed in.
+fn kill_coordinator_at(l: &LabGuard, from: &str, coordinator_host: &str, node: &str, phase: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(600), "{node} never reached {phase}");
+        let (_, out, _) = l.swarm_upgrade(from, &["--output", "json", "status"]);
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let at = doc["run"]["nodes"]
+            .as_array()
+            .and_then(|ns| ns.iter().find(|n| n["hostname"] == node))
+            .map(|n| n["phase"].as_str().unwrap_or("").to_string());
+        let order = |p: &str| ORDER.iter().position(|o| *o == p);
+        if let Some(at) = at
+            && order(&at).is_some()
+            && order(&at) >= order(phase)
+        {
+            l.sh(coordinator_host, "pkill -KILL -f 'swarm-upgrade run'");
+            return at;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Scenario 4: the coordinator is SIGKILLed at a phase chosen by a seed (printed; set
+/// `LAB_SEED` to replay), and again while the leader's own engine restarts. Each time
+/// `swarm-upgrade resume --wait` on another manager takes over once the lease has expired and
+/// completes the run; no node is left drained or paused; no request fails. The managers use a
+/// 15 s lease (a drop-in) so the takeover comes sooner than with the default minute.
+#[test]
+fn a_killed_coordinator_is_resumed_on_another_manager() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let seed: u64 = std::env::var("LAB_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    let workers_and_followers = ["worker1", "worker2", "manager2", "manager3"];
+    let node = workers_and_followers[(seed % 4) as usize];
+    let phase = KILL_PHASES[((seed / 4) % KILL_PHASES.len() as u64) as usize];
+    eprintln!("crash-resume: seed {seed} (LAB_SEED={seed} replays): kill at {node} {phase}, then at manager1 restart");
+    let l = LabGuard::up("crash-resume", tool());
+    for m in ["manager1", "manager2", "manager3"] {
+        l.sh(m, "mkdir -p /etc/swarm-upgrade/config.d && printf '[lock]\\nlease = \"15s\"\\n' > /etc/swarm-upgrade/config.d/50-lab.toml");
+    }
+    let load = balancer_load();
+    // The first coordinator, on manager1 (the leader, upgraded last), killed at the seed's phase.
+    let first = l.engine.command(&["exec", "manager1", "swarm-upgrade", "run", "--to", repo::NEW]).output_in_background();
+    let killed_at = kill_coordinator_at(&l, "manager2", "manager1", node, phase);
+    let first = first.join().unwrap();
+    assert_ne!(first.status.code(), Some(0), "the first coordinator was killed");
+    eprintln!("crash-resume: killed at {node} {killed_at}");
+    // manager2 takes over, and is itself killed while manager1's engine restarts.
+    let second = l.engine.command(&["exec", "manager2", "swarm-upgrade", "resume", "--wait"]).output_in_background();
+    let leader_at = kill_coordinator_at(&l, "manager3", "manager2", "manager1", "restart");
+    let _ = second.join().unwrap();
+    eprintln!("crash-resume: killed again at manager1 {leader_at}");
+    // manager3 finishes the run.
+    let (code, out, err) = l.swarm_upgrade("manager3", &["--output", "json", "resume", "--wait"]);
+    let report = load.stop();
+    std::fs::write(l.reports.join("resume.log"), &err).unwrap();
+    save(&l.reports, "load.json", &report);
+    assert_eq!(code, 0, "{err}");
+    let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+    save(&l.reports, "run.json", &run);
+    for (host, version, availability) in nodes(&l) {
+        assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
+    }
+    xtask::workload::wait_converged(&l.engine, Duration::from_secs(5)).expect("converged at the end");
+    eprintln!("crash-resume: load: {}", report.summary());
+    assert_eq!(report.failed, 0, "{}", report.summary());
+}
+
+/// A command run on its own thread: `.join()` gives its output.
+trait Background {
+    fn output_in_background(self) -> std::thread::JoinHandle<std::process::Output>;
+}
+
+impl Background for std::process::Command {
+    fn output_in_background(mut self) -> std::thread::JoinHandle<std::process::Output> {
+        std::thread::spawn(move || self.output().expect("the command runs"))
+    }
+}
+
+/// Scenario 8: worker1's swarm state is wiped when its engine next starts (a test hook: a
+/// docker.service drop-in removes /var/lib/docker/swarm once, when a marker file exists), so it
+/// comes back from its upgrade as a stranger. The coordinator rejoins it: it ends in the swarm at
+/// the target with its labels and availability, the stale entry is gone, and the run completes.
+#[test]
+fn a_node_that_lost_its_swarm_state_rejoins() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let l = LabGuard::up("rejoin", tool());
+    l.sh(lab::MANAGER, "docker node update --label-add lab.zone=east worker1");
+    let old_id = l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.ID}}'");
+    l.sh(
+        "worker1",
+        "mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\\nExecStartPre=/bin/sh -c \"if [ -e /var/tmp/lab-wipe-swarm ]; then rm -f /var/tmp/lab-wipe-swarm; rm -rf /var/lib/docker/swarm; fi\"\\n' > /etc/systemd/system/docker.service.d/lab-wipe.conf && systemctl daemon-reload && touch /var/tmp/lab-wipe-swarm",
+    );
+    let load = balancer_load();
+    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
+    let report = load.stop();
+    std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
+    save(&l.reports, "load.json", &report);
+    assert_eq!(code, 0, "{err}");
+    let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+    save(&l.reports, "run.json", &run);
+    assert!(!l.sh("worker1", "ls /var/tmp").contains("lab-wipe-swarm"), "the hook fired");
+    let phases: Vec<String> =
+        run["nodes"][0]["history"].as_array().unwrap().iter().map(|s| s["phase"].as_str().unwrap().to_string()).collect();
+    assert!(phases.iter().any(|p| p == "rejoin"), "worker1 took the rejoin branch: {phases:?}");
+    let new_id = l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.ID}}'");
+    assert_ne!(new_id, old_id, "worker1 joined again under a new ID");
+    let all = l.sh(lab::MANAGER, "docker node ls -q | wc -l");
+    assert_eq!(all, "5", "the stale entry is gone");
+    assert_eq!(l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{index .Spec.Labels \"lab.zone\"}}'"), "east");
+    for (host, version, availability) in nodes(&l) {
+        assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
+    }
+    eprintln!("rejoin: load: {}", report.summary());
+    assert_eq!(report.failed, 0, "{}", report.summary());
+}
