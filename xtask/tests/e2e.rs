@@ -252,7 +252,7 @@ fn kill_coordinator_at(l: &LabGuard, from: &str, coordinator_host: &str, node: &
             && order(&at).is_some()
             && order(&at) >= order(phase)
         {
-            l.sh(coordinator_host, "pkill -KILL -f 'swarm-upgrade run'");
+            l.sh(coordinator_host, "pkill -KILL -f '^swarm-upgrade (run|resume)'");
             return at;
         }
         std::thread::sleep(Duration::from_millis(200));

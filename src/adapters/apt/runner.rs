@@ -95,6 +95,11 @@ pub struct Apt {
     pub transient: bool,
 }
 
+/// Whether apt-get update found the lists locked by another apt.
+fn lists_locked(text: &str) -> bool {
+    text.contains("Could not get lock /var/lib/apt/lists/lock") || text.contains("Unable to lock directory /var/lib/apt/lists/")
+}
+
 impl Apt {
     /// apt on this host: transient units when systemd is PID 1.
     pub fn host() -> Self {
@@ -116,10 +121,23 @@ impl Apt {
         Ok(parse::madison(&ran.stdout))
     }
 
-    /// Refreshes the lists; each broken repository's problem.
+    /// Refreshes the lists; each broken repository's problem. Refreshes in this process take turns,
+    /// and one that finds the lists locked by another apt (two coordinators asking at once, or the
+    /// node's own apt timer) waits for it, up to two minutes, instead of reporting a broken
+    /// repository.
     pub fn update(&self) -> Result<Vec<RepoProblem>, AptError> {
-        let ran = run(&self.with_options(vec!["apt-get".into(), "update".into(), "-q".into()]))?;
-        Ok(parse::update_problems(&format!("{}\n{}", ran.stdout, ran.stderr)))
+        static LISTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let ran = run(&self.with_options(vec!["apt-get".into(), "update".into(), "-q".into()]))?;
+            let text = format!("{}\n{}", ran.stdout, ran.stderr);
+            if lists_locked(&text) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                continue;
+            }
+            return Ok(parse::update_problems(&text));
+        }
     }
 
     /// The command line of a transaction: apt options added, and wrapped in a transient unit
@@ -159,5 +177,15 @@ impl Apt {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_locked_list_directory_is_waited_for() {
+        let text = "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 1424 (apt-get)\nE: Unable to lock directory /var/lib/apt/lists/";
+        assert!(super::lists_locked(text));
+        assert!(!super::lists_locked("E: The repository 'http://repo/linux/debian trixie Release' is not signed."));
     }
 }
