@@ -237,10 +237,18 @@ const KILL_PHASES: &[&str] = &["prefetch", "wait-migrated", "upgrade", "restart"
 
 /// Polls the run record on `from` until node `node` is in `phase` (or past it), then SIGKILLs the
 /// coordinator on `coordinator_host`. Returns the phase it was killed in.
-fn kill_coordinator_at(l: &LabGuard, from: &str, coordinator_host: &str, node: &str, phase: &str) -> String {
+fn kill_coordinator_at(
+    l: &LabGuard,
+    coordinator: &std::thread::JoinHandle<std::process::Output>,
+    from: &str,
+    coordinator_host: &str,
+    node: &str,
+    phase: &str,
+) -> String {
     let t0 = Instant::now();
     loop {
         assert!(t0.elapsed() < Duration::from_secs(600), "{node} never reached {phase}");
+        assert!(!coordinator.is_finished(), "the coordinator on {coordinator_host} ended by itself before {node} reached {phase}");
         let (_, out, _) = l.swarm_upgrade(from, &["--output", "json", "status"]);
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
         let at = doc["run"]["nodes"]
@@ -263,7 +271,8 @@ fn kill_coordinator_at(l: &LabGuard, from: &str, coordinator_host: &str, node: &
 /// `LAB_SEED` to replay), and again while the leader's own engine restarts. Each time
 /// `swarm-upgrade resume --wait` on another manager takes over once the lease has expired and
 /// completes the run; no node is left drained or paused; no request fails. The managers use a
-/// 15 s lease (a drop-in) so the takeover comes sooner than with the default minute.
+/// 45 s lease (a drop-in) so the takeover comes sooner than with the default minute; it must
+/// still outlast the leader's restart and election, during which the lease cannot be renewed.
 #[test]
 fn a_killed_coordinator_is_resumed_on_another_manager() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -277,18 +286,18 @@ fn a_killed_coordinator_is_resumed_on_another_manager() {
     eprintln!("crash-resume: seed {seed} (LAB_SEED={seed} replays): kill at {node} {phase}, then at manager1 restart");
     let l = LabGuard::up("crash-resume", tool());
     for m in ["manager1", "manager2", "manager3"] {
-        l.sh(m, "mkdir -p /etc/swarm-upgrade/config.d && printf '[lock]\\nlease = \"15s\"\\n' > /etc/swarm-upgrade/config.d/50-lab.toml");
+        l.sh(m, "mkdir -p /etc/swarm-upgrade/config.d && printf '[lock]\\nlease = \"45s\"\\n' > /etc/swarm-upgrade/config.d/50-lab.toml");
     }
     let load = balancer_load();
     // The first coordinator, on manager1 (the leader, upgraded last), killed at the seed's phase.
     let first = l.engine.command(&["exec", "manager1", "swarm-upgrade", "run", "--to", repo::NEW]).output_in_background();
-    let killed_at = kill_coordinator_at(&l, "manager2", "manager1", node, phase);
+    let killed_at = kill_coordinator_at(&l, &first, "manager2", "manager1", node, phase);
     let first = first.join().unwrap();
     assert_ne!(first.status.code(), Some(0), "the first coordinator was killed");
     eprintln!("crash-resume: killed at {node} {killed_at}");
     // manager2 takes over, and is itself killed while manager1's engine restarts.
     let second = l.engine.command(&["exec", "manager2", "swarm-upgrade", "resume", "--wait"]).output_in_background();
-    let leader_at = kill_coordinator_at(&l, "manager3", "manager2", "manager1", "restart");
+    let leader_at = kill_coordinator_at(&l, &second, "manager3", "manager2", "manager1", "restart");
     let _ = second.join().unwrap();
     eprintln!("crash-resume: killed again at manager1 {leader_at}");
     // manager3 finishes the run.
