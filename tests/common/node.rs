@@ -29,18 +29,6 @@ pub const SYSTEMD: Image = Image { packages: "systemd,systemd-sysv,dbus", tag: "
 /// A node that runs its own engine (Debian's docker.io).
 pub const ENGINE: Image = Image { packages: "systemd,systemd-sysv,dbus,docker.io,iproute2", tag: "su-node-engine:1" };
 
-/// The machine's Debian mirror, from its apt sources.
-fn mirror() -> String {
-    let deb822 = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
-    let from_deb822 = deb822.lines().find_map(|l| l.strip_prefix("URIs:")).and_then(|u| u.split_whitespace().next()).map(str::to_string);
-    let legacy = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
-    let from_legacy = legacy
-        .lines()
-        .filter(|l| l.starts_with("deb "))
-        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http")).map(str::to_string));
-    from_deb822.or(from_legacy).expect("no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
-}
-
 /// The cached root file system tarball, made on first use.
 pub fn rootfs_tar(image: Image) -> PathBuf {
     let packages = image.packages;
@@ -56,7 +44,7 @@ pub fn rootfs_tar(image: Image) -> PathBuf {
     let out = Command::new("debootstrap")
         .args(["--variant=minbase", &format!("--include={packages}"), SUITE])
         .arg(&work)
-        .arg(mirror())
+        .arg(xtask::host::mirror().expect("the machine's Debian mirror"))
         .output()
         .expect("debootstrap runs (./scripts/test.sh installs it)");
     assert!(
@@ -103,38 +91,10 @@ impl<'a> Node<'a> {
         let data = run.with_extension("docker");
         std::fs::create_dir_all(&data).unwrap();
         let data_volume = format!("{}:/var/lib/docker", data.display());
-        engine
-            .cli(&[
-                "run",
-                "-d",
-                "--name",
-                name,
-                "--hostname",
-                name,
-                "--network",
-                "none",
-                "--cap-add=ALL",
-                "--cap-drop=SYS_RESOURCE",
-                "--security-opt",
-                "seccomp=unconfined",
-                "--security-opt",
-                "apparmor=unconfined",
-                "--security-opt",
-                "systempaths=unconfined",
-                "--device-cgroup-rule",
-                "a *:* rwm",
-                "--tmpfs",
-                "/run/lock",
-                "-v",
-                &volume,
-                "-v",
-                &data_volume,
-                "-v",
-                "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                "--cgroupns=host",
-                image.tag,
-            ])
-            .expect("the node container starts");
+        let mut args = vec!["run", "-d", "--name", name, "--hostname", name, "--network", "none", "-v", &volume, "-v", &data_volume];
+        args.extend(xtask::lab::SYSTEMD_NODE_FLAGS);
+        args.push(image.tag);
+        engine.cli(&args).expect("the node container starts");
         let node = Node { engine, name: name.to_string(), run };
         let t0 = Instant::now();
         loop {

@@ -19,6 +19,27 @@ const GATEWAY: &str = "10.213.64.1";
 /// The manager the lab works from.
 pub const MANAGER: &str = "manager1";
 
+/// What a systemd node container needs on this kind of machine (../shared/LAB-NOTES.md):
+/// `--privileged` fails here (no CAP_SYS_RESOURCE in the bounding set), so every other capability,
+/// no seccomp or AppArmor confinement, all devices, and the host's cgroups.
+pub const SYSTEMD_NODE_FLAGS: &[&str] = &[
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--security-opt",
+    "systempaths=unconfined",
+    "--device-cgroup-rule",
+    "a *:* rwm",
+    "--tmpfs",
+    "/run/lock",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--cgroupns=host",
+];
+
 /// A lab machine.
 #[derive(Clone, Copy, Debug)]
 pub struct Host {
@@ -259,30 +280,16 @@ fn start_containers(engine: &Engine, node_image: &str, web_image: &str, repo_roo
             NETWORK,
             "--ip",
             n.ip,
-            "--cap-add=ALL",
-            "--cap-drop=SYS_RESOURCE",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--security-opt",
-            "apparmor=unconfined",
-            "--security-opt",
-            "systempaths=unconfined",
-            "--device-cgroup-rule",
-            "a *:* rwm",
             "--tmpfs",
             "/run",
             "--tmpfs",
-            "/run/lock",
-            "--tmpfs",
             "/tmp",
-            "-v",
-            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-            "--cgroupns=host",
             "--stop-signal",
             "SIGRTMIN+3",
         ]
         .map(String::from)
         .to_vec();
+        a.extend(SYSTEMD_NODE_FLAGS.iter().map(|f| f.to_string()));
         a.extend(["-v".into(), format!("swarm-upgrade-lab-{}-docker:/var/lib/docker", n.name)]);
         a.extend(["-v".into(), format!("swarm-upgrade-lab-{}-containerd:/var/lib/containerd", n.name)]);
         a.extend(add_hosts());
