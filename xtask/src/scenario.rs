@@ -40,7 +40,10 @@ impl LabGuard {
         let opts = lab::Options { tool: tool.to_path_buf(), deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from) };
         let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| panic!("lab up: {e:#}"));
         eprintln!("{name}: lab up in {:.1} s", timings.total().as_secs_f64());
-        LabGuard { engine, reports: reports(name) }
+        let dir = reports(name);
+        let steps: Vec<(&str, f64)> = timings.0.iter().map(|(step, d)| (*step, (d.as_secs_f64() * 10.0).round() / 10.0)).collect();
+        save(&dir, "lab-up.json", &serde_json::json!({ "total_s": timings.total().as_secs_f64(), "steps": steps }));
+        LabGuard { engine, reports: dir }
     }
 
     /// `sh -c SCRIPT` on a node; panics with the error.
