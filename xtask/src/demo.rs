@@ -37,7 +37,7 @@ pub fn run(opts: &lab::Options) -> Result<()> {
     println!("demo: load: {}", report.summary());
     match status.code() {
         Some(0) => {
-            let upgraded = versions.lines().filter(|l| l.contains(" 28.5.2 ")).count();
+            let upgraded = versions.lines().filter(|l| l.split_whitespace().nth(1).is_some_and(|v| v.starts_with("28.5.2+"))).count();
             if upgraded != NODES.len() {
                 bail!("swarm-upgrade run succeeded but only {upgraded} of {} nodes report 28.5.2", NODES.len());
             }
