@@ -108,8 +108,12 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
         && let Some(v) = l.lease
     {
         let lease = parse_duration(&v).map_err(|why| invalid("lock.lease", &v, why))?;
-        if lease < Duration::from_secs(10) {
-            return Err(invalid("lock.lease", &v, "must be at least 10s: the coordinator renews it every third of the lease"));
+        if lease < Duration::from_secs(30) {
+            return Err(invalid(
+                "lock.lease",
+                &v,
+                "must be at least 30s: it cannot be renewed while the swarm elects a leader, and the leader's own engine restart took up to 18 s in the lab",
+            ));
         }
         s.lease = lease;
     }

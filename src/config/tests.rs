@@ -55,7 +55,7 @@ fn invalid_values_name_the_key_and_the_fix() {
         ("[target]\npolicy = \"latest\"\nversion = \"1.0\"\n", "not both"),
         ("[timeouts]\nready = \"soon\"\n", "`timeouts.ready`"),
         ("[timeouts]\nready = \"0s\"\n", "longer than zero"),
-        ("[lock]\nlease = \"5s\"\n", "at least 10s"),
+        ("[lock]\nlease = \"15s\"\n", "at least 30s"),
         ("[upgrade]\norder = \"random\"\n", "workers-first"),
         ("[packages]\nengine = []\n", "at least the engine package"),
         ("[packages]\nengine = [\"Docker CE\"]\n", "not a Debian package name"),
