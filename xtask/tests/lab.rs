@@ -15,10 +15,6 @@ use xtask::engine::Engine;
 use xtask::scenario::{LabGuard, balancer_load, save};
 use xtask::{lab, repo};
 
-fn sh(l: &LabGuard, node: &str, script: &str) -> String {
-    l.sh(node, script)
-}
-
 fn install(version: &str, containerd: &str) -> String {
     format!(
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades docker-ce={version} docker-ce-cli={version} containerd.io={containerd} >/dev/null 2>&1; echo $?"
@@ -30,7 +26,7 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     let l = LabGuard::up("lab", Path::new(env!("CARGO_BIN_EXE_xtask")));
 
     // Five Ready nodes at 26.1.5, managers and workers as planned.
-    let nodes = sh(&l, lab::MANAGER, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}} {{.EngineVersion}}'");
+    let nodes = l.sh(lab::MANAGER, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}} {{.EngineVersion}}'");
     assert_eq!(nodes.lines().count(), 5, "{nodes}");
     for line in nodes.lines() {
         assert!(line.contains(" Ready ") && line.ends_with(" 26.1.5+dfsg1"), "{line}");
@@ -50,14 +46,13 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     })
     .unwrap();
     // The repository is signed: apt refuses it without the key.
-    let unsigned = sh(
-        &l,
+    let unsigned = l.sh(
         "worker1",
         "mv /etc/apt/keyrings/docker.asc /root/ && (apt-get update -q 2>&1 || true); mv /root/docker.asc /etc/apt/keyrings/",
     );
     assert!(unsigned.contains("signature verification failed") || unsigned.contains("NO_PUBKEY"), "{unsigned}");
     // The agents answer the coordinator over mTLS: a live plan reaches all five.
-    let plan = sh(&l, lab::MANAGER, &format!("swarm-upgrade plan --to {}", repo::NEW));
+    let plan = l.sh(lab::MANAGER, &format!("swarm-upgrade plan --to {}", repo::NEW));
     assert!(plan.contains("Preflight: passed") && plan.contains("5. manager1 (manager, leader)"), "{plan}");
 
     // A quiet lab loses nothing.
@@ -70,24 +65,24 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     assert_eq!(quiet.failed, 0, "{}", quiet.summary());
 
     // One node upgraded by hand: drain, install the 28.5.2 set, restart, activate.
-    sh(&l, lab::MANAGER, "docker node update --availability drain worker2");
-    assert_eq!(sh(&l, "worker2", &install(repo::NEW, repo::CONTAINERD[1].0)), "0");
-    sh(&l, "worker2", "systemctl restart docker");
-    assert_eq!(sh(&l, "worker2", "docker version --format '{{.Server.Version}}'"), "28.5.2+dfsg4");
-    sh(&l, lab::MANAGER, "docker node update --availability active worker2");
-    let w2 = sh(&l, lab::MANAGER, "docker node inspect worker2 --format '{{.Status.State}} {{.Description.Engine.EngineVersion}}'");
+    l.sh(lab::MANAGER, "docker node update --availability drain worker2");
+    assert_eq!(l.sh("worker2", &install(repo::NEW, repo::CONTAINERD[1].0)), "0");
+    l.sh("worker2", "systemctl restart docker");
+    assert_eq!(l.sh("worker2", "docker version --format '{{.Server.Version}}'"), "28.5.2+dfsg4");
+    l.sh(lab::MANAGER, "docker node update --availability active worker2");
+    let w2 = l.sh(lab::MANAGER, "docker node inspect worker2 --format '{{.Status.State}} {{.Description.Engine.EngineVersion}}'");
     assert_eq!(w2, "ready 28.5.2+dfsg4");
 
     // The broken version installs (its postinst swallows the failed restart) and dockerd fails.
-    sh(&l, lab::MANAGER, "docker node update --availability drain worker1");
-    assert_eq!(sh(&l, "worker1", &install(repo::BROKEN, repo::CONTAINERD[1].0)), "0", "the install itself succeeds");
-    let restart = sh(&l, "worker1", "systemctl restart docker 2>/dev/null; echo $?; journalctl -u docker -n 20 --no-pager");
+    l.sh(lab::MANAGER, "docker node update --availability drain worker1");
+    assert_eq!(l.sh("worker1", &install(repo::BROKEN, repo::CONTAINERD[1].0)), "0", "the install itself succeeds");
+    let restart = l.sh("worker1", "systemctl restart docker 2>/dev/null; echo $?; journalctl -u docker -n 20 --no-pager");
     assert!(restart.starts_with('1'), "{restart}");
     assert!(restart.contains("broken on purpose"), "{restart}");
     // Put it back as it was, the way a rollback does.
-    assert_eq!(sh(&l, "worker1", &install(repo::OLD, repo::CONTAINERD[0].0)), "0");
-    sh(&l, "worker1", "systemctl reset-failed docker; systemctl restart docker");
-    sh(&l, lab::MANAGER, "docker node update --availability active worker1");
+    assert_eq!(l.sh("worker1", &install(repo::OLD, repo::CONTAINERD[0].0)), "0");
+    l.sh("worker1", "systemctl reset-failed docker; systemctl restart docker");
+    l.sh(lab::MANAGER, "docker node update --availability active worker1");
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(120)).unwrap();
 
     // Down leaves no lab container, network or volume.
