@@ -87,8 +87,13 @@ impl Lock {
 }
 
 impl StoreDoc {
-    /// Takes the lock if free or expired; returns the new fencing token.
+    /// Takes the lock if free or expired; returns the new fencing token. A lock this same holder
+    /// already took for this run (its write landed but the answer was lost in a leader election,
+    /// and the write is being retried) is returned as it is.
     pub fn acquire(&mut self, holder: &str, run_id: &str, target: &DebVersion, lease: Duration, now: Timestamp) -> Result<u64, LockError> {
+        if let Some(l) = self.lock.as_ref().filter(|l| l.holder == holder && l.run_id == run_id && !l.expired(now)) {
+            return Ok(l.token);
+        }
         self.check_free(now)?;
         let token = self.last_token + 1;
         self.last_token = token;
@@ -160,6 +165,16 @@ mod tests {
         assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0)), Ok(1));
         let e = d.acquire("manager2/20", "r2", &v(), Duration::from_secs(60), t(30)).unwrap_err();
         assert!(e.to_string().starts_with("locked by manager1/10 since "), "{e}");
+    }
+
+    #[test]
+    fn a_retried_acquire_by_the_same_holder_gets_the_same_token() {
+        let mut d = StoreDoc::default();
+        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0)), Ok(1));
+        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(1)), Ok(1));
+        assert!(d.acquire("manager1/10", "r2", &v(), Duration::from_secs(60), t(1)).is_err(), "another run of the same process");
+        assert!(d.acquire("manager1/11", "r1", &v(), Duration::from_secs(60), t(1)).is_err(), "another process");
+        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(60)), Ok(2), "expired: a new token");
     }
 
     #[test]

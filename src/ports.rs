@@ -162,7 +162,10 @@ pub async fn update_doc<S: StateStore, C: Clock, T, E: From<PortError>>(
             Err(PortError::Conflict) => {
                 return Err(PortError::Unavailable(format!("the store kept changing under {CAS_ATTEMPTS} attempts to write it")).into());
             }
-            Err(PortError::Unavailable(_)) if unavailable < STORE_PATIENCE => {
+            Err(PortError::Unavailable(e)) if unavailable < STORE_PATIENCE => {
+                if unavailable.is_zero() {
+                    tracing::warn!(error = %e, "writing the store: waiting for the swarm");
+                }
                 clock.sleep(Duration::from_secs(1)).await;
                 unavailable += Duration::from_secs(1);
             }
@@ -184,7 +187,10 @@ pub async fn load_doc<S: StateStore, C: Clock>(store: &S, clock: &C) -> Result<V
             Err(PortError::Unavailable(e)) if waited >= STORE_PATIENCE => {
                 return Err(PortError::Unavailable(format!("{e} (for {}s)", waited.as_secs())));
             }
-            Err(PortError::Unavailable(_)) => {
+            Err(PortError::Unavailable(e)) => {
+                if waited.is_zero() {
+                    tracing::warn!(error = %e, "reading the store: waiting for the swarm");
+                }
                 clock.sleep(Duration::from_secs(1)).await;
                 waited += Duration::from_secs(1);
             }

@@ -29,6 +29,28 @@ async fn rolling_upgrade_reaches_target_everywhere_without_losing_capacity() {
     assert!(rec.nodes.iter().all(|n| n.phase == Phase::Done && n.history.len() == 11));
 }
 
+/// In a leader election a write can land while its answer is lost; the coordinator retries it
+/// after re-reading, and must not apply the same step twice (skipping a phase).
+#[tokio::test(start_paused = true)]
+async fn writes_whose_answers_are_lost_are_not_applied_twice() {
+    // Every 2nd write loses the lock's own acquire; the others shift which writes are hit,
+    // the finish among them.
+    for every in 2..=5 {
+        let c = cluster();
+        let before = availabilities(&c.world.lock().unwrap());
+        c.lose_answers(every);
+        let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
+        assert_eq!(rec.outcome, Some(Outcome::Succeeded), "every {every}: {:?}", rec.reason);
+        let w = c.world.lock().unwrap();
+        assert_all_at(&w, NEW, &before);
+        assert!(w.store_doc().lock.is_none(), "every {every}: the lock is released");
+        for n in &rec.nodes {
+            let phases: Vec<_> = n.history.iter().map(|h| h.phase).collect();
+            assert_eq!(phases.len(), 11, "every {every}: {}: every phase once: {phases:?}", n.hostname);
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_surge_a_drain_costs_capacity() {
     let c = cluster();

@@ -89,9 +89,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Records a failure on node `i` and lets the machine pick the recovery.
-    pub(crate) async fn fail_node(&self, token: u64, i: usize, reason: String) -> Result<(), CoordinatorError> {
+    pub(crate) async fn fail_node(&self, token: u64, i: usize, phase: Phase, reason: String) -> Result<(), CoordinatorError> {
         let now = self.ports.clock.now();
         tracing::warn!(node = i, %reason, "node step failed");
-        self.update_run(token, |run| Ok(run.nodes[i].fail(reason.clone(), now)?)).await
+        self.update_node(token, i, phase, |n| Ok(n.fail(reason.clone(), now)?)).await
     }
 }

@@ -34,9 +34,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                         Err(why) => return self.finish(token, Outcome::Failed, why).await,
                     };
                     tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
-                    self.update_run(token, |r| {
-                        r.nodes[i].surge = surge.clone();
-                        Ok(r.nodes[i].start(now)?)
+                    self.update_node(token, i, Phase::Pending, |n| {
+                        n.surge = surge.clone();
+                        Ok(n.start(now)?)
                     })
                     .await?;
                 }
@@ -60,6 +60,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let now = self.ports.clock.now();
         let record = self
             .update(|doc| {
+                if let Some(run) = doc.run.as_ref().filter(|r| r.finished() && doc.lock.is_none() && doc.last_token == token) {
+                    // A retry of this very write: it landed (no one has taken the lock since).
+                    return Ok(run.clone());
+                }
                 doc.check(token, now)?;
                 let run = doc.run.as_mut().ok_or(CoordinatorError::NothingToResume)?;
                 run.finish(outcome, reason.clone(), now);
@@ -83,20 +87,20 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 Ok(Acted::Done) => *acted = key,
                 Ok(Acted::Rejoined(new_id)) => {
                     tracing::info!(node = %p.hostname, new_id = %new_id, "node rejoined");
-                    return self.update_run(token, |r| Ok(r.nodes[i].rejoined(new_id.clone(), now)?)).await;
+                    return self.update_node(token, i, p.phase, |n| Ok(n.rejoined(new_id.clone(), now)?)).await;
                 }
                 Err(PortError::Unavailable(e)) if !p.timed_out(&self.settings.timeouts, now) => {
                     tracing::debug!(node = %p.hostname, phase = ?p.phase, error = %e, "action postponed");
                     self.ports.clock.sleep(self.poll).await;
                     return Ok(());
                 }
-                Err(e) => return self.fail_node(token, i, format!("{:?} on {}: {e}", p.phase, p.hostname)).await,
+                Err(e) => return self.fail_node(token, i, p.phase, format!("{:?} on {}: {e}", p.phase, p.hostname)).await,
             }
         }
         let snap = match self.ports.swarm.snapshot().await {
             Ok(s) => s,
             Err(e) if p.timed_out(&self.settings.timeouts, now) => {
-                return self.fail_node(token, i, format!("{:?} on {}: cannot observe the swarm: {e}", p.phase, p.hostname)).await;
+                return self.fail_node(token, i, p.phase, format!("{:?} on {}: cannot observe the swarm: {e}", p.phase, p.hostname)).await;
             }
             Err(_) => {
                 self.ports.clock.sleep(self.poll).await;
@@ -125,6 +129,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 let entered = self
                     .update_run(token, |r| {
                         let n = &mut r.nodes[i];
+                        if n.phase != p.phase {
+                            // An earlier attempt of this very write landed (see `update_node`).
+                            return Ok(n.phase);
+                        }
                         match n.phase {
                             Phase::Prefetch => {
                                 if let Some(prev) = previous.clone() {
@@ -161,10 +169,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 }
                 self.ports.clock.sleep(self.poll).await;
             }
-            Verdict::Fail(why) => self.fail_node(token, i, why).await?,
+            Verdict::Fail(why) => self.fail_node(token, i, p.phase, why).await?,
             Verdict::Rejoin => {
                 tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
-                self.update_run(token, |r| Ok(r.nodes[i].needs_rejoin(now)?)).await?;
+                self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?)).await?;
             }
         }
         Ok(())

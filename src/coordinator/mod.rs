@@ -118,7 +118,8 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             .update(|doc| {
                 // A live holder is reported as such; an unfinished run without one must be resumed.
                 let token = doc.acquire(&self.holder, run_id, &plan.target, self.settings.lease, now)?;
-                if let Some(run) = doc.run.as_ref().filter(|r| !r.finished()) {
+                // (A retry of this very write finds its own run: it landed, its answer was lost.)
+                if let Some(run) = doc.run.as_ref().filter(|r| !r.finished() && r.id != run_id) {
                     return Err(CoordinatorError::Unfinished(run.id.clone()));
                 }
                 doc.run = Some(record.clone());

@@ -2,6 +2,7 @@
 
 use super::{Coordinator, CoordinatorError};
 use crate::lock::StoreDoc;
+use crate::machine::{NodeProgress, Phase};
 use crate::ports::{Agents, Clock, StateStore, Swarm, load_doc, update_doc};
 use crate::run::RunRecord;
 
@@ -27,6 +28,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             doc.check(token, now)?;
             let run = doc.run.as_mut().ok_or(CoordinatorError::NothingToResume)?;
             f(run)
+        })
+        .await
+    }
+
+    /// Applies `f` to node `i` only while it is still in `phase` (and `token` holds the lock).
+    /// A write whose answer was lost in a leader election may have landed: its retry re-reads,
+    /// finds the node already moved on, and leaves it, so no step is applied twice.
+    pub(crate) async fn update_node(
+        &self,
+        token: u64,
+        i: usize,
+        phase: Phase,
+        mut f: impl FnMut(&mut NodeProgress) -> Result<(), CoordinatorError>,
+    ) -> Result<(), CoordinatorError> {
+        self.update_run(token, |r| {
+            let n = &mut r.nodes[i];
+            if n.phase == phase { f(n) } else { Ok(()) }
         })
         .await
     }

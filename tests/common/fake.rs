@@ -22,6 +22,8 @@ pub struct FakeCluster {
     crash: Arc<Mutex<CrashPlan>>,
     crashed: Arc<Notify>,
     fences: Arc<Mutex<BTreeMap<String, Fence>>>,
+    /// Every n-th store write lands but its answer is lost (0: none), as in a leader election.
+    lose_every: Arc<Mutex<(usize, usize)>>,
 }
 
 #[derive(Default)]
@@ -37,7 +39,13 @@ impl FakeCluster {
             crash: Default::default(),
             crashed: Arc::new(Notify::new()),
             fences: Default::default(),
+            lose_every: Default::default(),
         }
+    }
+
+    /// From now on every `n`-th store write lands but answers as if the swarm had lost its leader.
+    pub fn lose_answers(&self, n: usize) {
+        *self.lose_every.lock().unwrap() = (n, 0);
     }
 
     /// Crash (hang forever and notify) on the `n`-th mutating operation from now.
@@ -304,6 +312,11 @@ impl StateStore for FakeCluster {
             w.store_version += 1;
         }
         self.counted().await;
+        let mut lose = self.lose_every.lock().unwrap();
+        lose.1 += 1;
+        if lose.0 > 0 && lose.1.is_multiple_of(lose.0) {
+            return Err(PortError::Unavailable("raft: failed to process the request: node lost leader status".into()));
+        }
         Ok(())
     }
 }
