@@ -17,5 +17,7 @@ pub mod machine;
 pub mod model;
 pub mod planner;
 pub mod ports;
+pub mod report;
 pub mod run;
+pub mod sd_notify;
 pub mod telemetry;

@@ -32,6 +32,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot read dpkg's state"),
     }
+    crate::sd_notify::spawn_watchdog();
     let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
     let state = &settings.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|e| format!("cannot create {}: {e} (agent.state_dir)", state.display()))?;
@@ -42,6 +43,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)"))?;
+        crate::sd_notify::ready(&format!("serving on {addr} in PLAINTEXT (agent.insecure)"));
         return serve(service, listener, None, shutdown()).await.map_err(|e| format!("the agent's server failed: {e}"));
     }
     let agent = settings.agent.clone();
@@ -60,6 +62,7 @@ async fn shutdown() {
         _ = int.recv() => {}
     }
     tracing::info!("stopping: calls in flight finish first (a second signal forces)");
+    crate::sd_notify::notify("STOPPING=1\nSTATUS=stopping: calls in flight finish first");
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}

@@ -302,6 +302,7 @@ pub async fn serve_reloading<B: NodeBackend>(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)"))?;
+        crate::sd_notify::ready(&format!("serving on {addr} with mutual TLS"));
         let (rotated_tx, rotated_rx) = tokio::sync::oneshot::channel::<()>();
         let server = serve_shared(service.clone(), listener, Some(tls), async {
             let _ = rotated_rx.await;

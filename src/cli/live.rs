@@ -194,20 +194,49 @@ fn holder() -> String {
     format!("{host}/{}", std::process::id())
 }
 
+/// How `run` was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// By an operator: refused outside the maintenance windows.
+    InWindow,
+    /// By an operator with `--ignore-window`.
+    IgnoreWindow,
+    /// By swarm-upgrade.timer (`--scheduled`): quiet when there is nothing for this manager to do.
+    Scheduled,
+}
+
 /// `run`: a new run to the target, holding the lock; the outcome as the exit code.
-pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, ignore_window: bool, output: Output) -> Result<(), Failure> {
+pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode: RunMode, output: Output) -> Result<(), Failure> {
     let now = jiff::Timestamp::now();
-    if !ignore_window && !crate::config::window::window_open(&settings.windows, now) {
-        return Err(Failure::new(
-            exit::REFUSED,
-            format!(
-                "outside every maintenance window ({} configured); nothing was changed: wait for a window, or pass --ignore-window for a one-off run",
-                settings.windows.len()
-            ),
-        ));
+    if mode != RunMode::IgnoreWindow && !crate::config::window::window_open(&settings.windows, now) {
+        let why = format!("outside every maintenance window ({} configured); nothing was changed", settings.windows.len());
+        if mode == RunMode::Scheduled {
+            // A catch-up start after downtime (Persistent=true) can fall outside the window.
+            println!("{why}: the scheduled run does nothing");
+            return Ok(());
+        }
+        return Err(Failure::new(exit::REFUSED, format!("{why}: wait for a window, or pass --ignore-window for a one-off run")));
+    }
+    if mode == RunMode::Scheduled && !runtime()?.block_on(is_manager())? {
+        println!("this node is not a swarm manager: scheduled runs start on managers only; nothing to do");
+        return Ok(());
     }
     let run_id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), holder().replace('/', "-"));
-    drive(settings, output, Start::Run(super::plan::request(target), run_id))
+    let result = coordinate(settings, Start::Run(super::plan::request(target), run_id))?;
+    if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Unfinished(id))) = (mode, &result) {
+        // An interrupted run whose coordinator is gone: any manager takes it over.
+        println!("run {id} was interrupted: the scheduled run resumes it");
+        return present_run(settings, coordinate(settings, Start::Resume(false))?, output);
+    }
+    present_run(settings, result, output)
+}
+
+/// Whether the local engine is a manager of a swarm.
+async fn is_manager() -> Result<bool, Failure> {
+    let (swarm, _) = connect().await?;
+    let info =
+        swarm.docker().info().await.map_err(|e| Failure::new(exit::RUN_FAILED, format!("cannot read the local engine's state: {e}")))?;
+    Ok(info.swarm.and_then(|s| s.control_available).unwrap_or(false))
 }
 
 /// `resume`: takes over an interrupted run (waiting for its lease to expire if `wait`).
@@ -223,9 +252,16 @@ enum Start {
 
 /// Connects the live ports, drives the run, and maps its end to output and exit code.
 fn drive(settings: &crate::config::Settings, output: Output, start: Start) -> Result<(), Failure> {
-    use crate::coordinator::{Coordinator, CoordinatorError, Ports};
-    use crate::run::Outcome;
-    let result = runtime()?.block_on(async {
+    present_run(settings, coordinate(settings, start)?, output)
+}
+
+/// Connects the live ports and drives the run to its end.
+fn coordinate(
+    settings: &crate::config::Settings,
+    start: Start,
+) -> Result<Result<crate::run::RunRecord, crate::coordinator::CoordinatorError>, Failure> {
+    use crate::coordinator::{Coordinator, Ports};
+    runtime()?.block_on(async {
         let (swarm, store) = connect().await?;
         let agents = agents(settings)?;
         let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
@@ -234,7 +270,18 @@ fn drive(settings: &crate::config::Settings, output: Output, start: Start) -> Re
             Start::Run(req, run_id) => coordinator.run(&req, &run_id).await,
             Start::Resume(wait) => coordinator.resume(wait).await,
         })
-    })?;
+    })
+}
+
+/// A run's end as output and exit code; a run that ended leaves its report in
+/// `agent.state_dir/runs/`.
+fn present_run(
+    settings: &crate::config::Settings,
+    result: Result<crate::run::RunRecord, crate::coordinator::CoordinatorError>,
+    output: Output,
+) -> Result<(), Failure> {
+    use crate::coordinator::CoordinatorError;
+    use crate::run::Outcome;
     let record = match result {
         Ok(record) => record,
         Err(CoordinatorError::Refused(refusals)) => return super::plan::present(Err(refusals), output),
@@ -246,6 +293,11 @@ fn drive(settings: &crate::config::Settings, output: Output, start: Start) -> Re
         Err(e @ CoordinatorError::NothingToResume) => return Err(Failure::new(exit::BAD_INPUT, e.to_string())),
         Err(e) => return Err(Failure::new(exit::RUN_FAILED, e.to_string())),
     };
+    let report = crate::report::RunReport::new(record.clone(), &settings.engine_packages[0]);
+    match report.write(&settings.agent.state_dir.join("runs")) {
+        Ok(path) => tracing::info!(run = %record.id, report = %path.display(), "run report written"),
+        Err(e) => tracing::warn!(run = %record.id, error = %e, "the run report was not written"),
+    }
     let doc = StoreDoc { run: Some(record.clone()), ..StoreDoc::default() };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&record).expect("runs serialize")),

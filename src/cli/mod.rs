@@ -99,6 +99,11 @@ pub enum Command {
         /// Start even outside the configured maintenance windows.
         #[arg(long)]
         ignore_window: bool,
+        /// As started by swarm-upgrade.timer: on a worker, outside every window, or with every
+        /// node at target, say so and exit 0; an interrupted run is resumed; another manager's
+        /// lock exits 4 (which the unit counts as success).
+        #[arg(long, conflicts_with = "ignore_window")]
+        scheduled: bool,
     },
     /// Take over an interrupted run once its lock is free or expired.
     Resume {
@@ -120,6 +125,21 @@ pub enum Command {
     Snapshot {
         /// File to write (standard output when absent).
         #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Show a run's report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it.
+    Report {
+        /// The report, or a run record as `run --output json` prints it.
+        #[arg(value_name = "REPORT")]
+        file: PathBuf,
+        /// Draw it as an SVG timeline: one row per node, one bar per phase, a time axis.
+        #[arg(long)]
+        svg: bool,
+        /// The load generator's report, whose failed requests are marked on the timeline.
+        #[arg(long, value_name = "FILE", requires = "svg")]
+        load: Option<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Run the node agent (started by swarm-upgrade-agent.service).
@@ -159,7 +179,14 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Plan { snapshot: Some(file), target } => plan::offline(&settings()?, file, target, cli.output),
         Command::Plan { snapshot: None, target } => live::plan(&settings()?, target, cli.output),
-        Command::Run { target, ignore_window } => live::run(&settings()?, target, *ignore_window, cli.output),
+        Command::Run { target, ignore_window, scheduled } => {
+            let mode = match (*scheduled, *ignore_window) {
+                (true, _) => live::RunMode::Scheduled,
+                (false, true) => live::RunMode::IgnoreWindow,
+                (false, false) => live::RunMode::InWindow,
+            };
+            live::run(&settings()?, target, mode, cli.output)
+        }
         Command::Resume { wait } => live::resume(&settings()?, *wait, cli.output),
         Command::Status => {
             settings()?;
@@ -174,6 +201,42 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             live::unlock()
         }
         Command::Snapshot { out } => live::snapshot(&settings()?, out.as_deref()),
+        Command::Report { file, svg, load, out } => report(&settings()?, file, *svg, load.as_deref(), out.as_deref(), cli.output),
         Command::Agent => live::agent(&settings()?),
+    }
+}
+
+/// `report`: a run's report as text, JSON or an SVG timeline.
+fn report(
+    settings: &crate::config::Settings,
+    file: &std::path::Path,
+    svg: bool,
+    load: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+    output: Output,
+) -> Result<(), Failure> {
+    use crate::report::{LoadTimeline, RunReport, svg::render};
+    let bad = |e: String| Failure::new(exit::BAD_INPUT, e);
+    let report = RunReport::read(file, &settings.engine_packages[0]).map_err(bad)?;
+    let text = if svg {
+        let load = load.map(LoadTimeline::read).transpose().map_err(bad)?;
+        render(&report, load.as_ref())
+    } else if output == Output::Json {
+        serde_json::to_string_pretty(&report).expect("reports serialize") + "\n"
+    } else {
+        let doc = crate::lock::StoreDoc { run: Some(report.run.clone()), ..Default::default() };
+        let mut text = live::render_status(&doc, report.run.finished_at.unwrap_or_else(jiff::Timestamp::now));
+        for v in &report.versions {
+            let show = |v: &Option<DebVersion>| v.as_ref().map(ToString::to_string).unwrap_or_else(|| "?".into());
+            text += &format!("{:<16} {} -> {}\n", v.hostname, show(&v.before), show(&v.after));
+        }
+        text
+    };
+    match out {
+        Some(path) => std::fs::write(path, text).map_err(|e| bad(format!("cannot write {}: {e}", path.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
     }
 }

@@ -107,7 +107,15 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         // would refuse: say who holds the lock instead, before observing anything.
         self.load_retrying().await?.doc.check_free(self.ports.clock.now())?;
         let snap = self.observe_all().await?;
-        let plan = planner::plan(&snap, self.settings, req).map_err(CoordinatorError::Refused)?;
+        let plan = match planner::plan(&snap, self.settings, req) {
+            Ok(plan) => plan,
+            Err(refusals) => {
+                // Another coordinator may have taken the lock while we observed (timers on every
+                // manager start together) and already paused a node: say that, not the refusal.
+                self.load_retrying().await?.doc.check_free(self.ports.clock.now())?;
+                return Err(CoordinatorError::Refused(refusals));
+            }
+        };
         if plan.nodes.is_empty() {
             return Err(CoordinatorError::NothingToDo(plan.target.to_string()));
         }

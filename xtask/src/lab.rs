@@ -228,7 +228,8 @@ pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build_deb() -> Result<PathBuf> {
+/// Builds the project's `.deb` with cargo-deb (installing it once); returns its path.
+pub fn build_deb() -> Result<PathBuf> {
     crate::host::ensure_packages(&[("dpkg-shlibdeps", "dpkg-dev")])?;
     if !crate::host::have("cargo-deb") {
         eprintln!("lab: installing cargo-deb (once)");

@@ -97,6 +97,9 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
     /// Each second.
     pub timeline: Vec<Second>,
+    /// When the first second began (RFC 3339), so a run's timeline can be laid over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
 }
 
 /// Builds the report from the records (pure).
@@ -155,6 +158,7 @@ pub fn report(targets: &[String], rate: u32, records: &[Record]) -> Report {
         longest_gap_at_s: round(gap_at),
         targets: per_target,
         timeline,
+        started_at: None,
     }
 }
 
@@ -178,6 +182,7 @@ fn round(x: f64) -> f64 {
 /// Sends at the rate until `stop` completes, then waits for the requests in flight.
 pub async fn generate(opts: Options, stop: impl Future<Output = ()>) -> Report {
     let t0 = Instant::now();
+    let started_at = jiff::Timestamp::now().to_string();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(opts.rate.max(1))));
     tokio::pin!(stop);
@@ -204,7 +209,7 @@ pub async fn generate(opts: Options, stop: impl Future<Output = ()>) -> Report {
         records.push(r);
     }
     records.sort_by(|a, b| a.sent.total_cmp(&b.sent));
-    report(&opts.targets, opts.rate, &records)
+    Report { started_at: Some(started_at), ..report(&opts.targets, opts.rate, &records) }
 }
 
 /// `host:port/path` into (`host:port`, `/path`).

@@ -1,0 +1,112 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_swarm_upgrade_global_optspecs
+    string join \n config= output= v/verbose h/help V/version
+end
+
+function __fish_swarm_upgrade_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_swarm_upgrade_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_swarm_upgrade_using_subcommand
+    set -l cmd (__fish_swarm_upgrade_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -s V -l version -d 'Print version'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "plan" -d 'Dry run: preflight, node order and each node\'s actions, without changing anything'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "run" -d 'Upgrade every node now (one-off run), holding the cluster-wide lock'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "resume" -d 'Take over an interrupted run once its lock is free or expired'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "status" -d 'Show the lock and each node\'s progress'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "abort" -d 'Ask the running coordinator to stop after the current node, leaving it safe'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "unlock" -d 'Break a stale lock, showing who held it'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "snapshot" -d 'Write the observed cluster (nodes, services, tasks, agent reports) as JSON'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "report" -d 'Show a run\'s report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "agent" -d 'Run the node agent (started by swarm-upgrade-agent.service)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l snapshot -d 'Plan offline against a cluster saved with `swarm-upgrade snapshot`' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l to -d 'Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the configured target' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l allow-downgrade -d 'Allow a target below the installed version'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l allow-single-manager -d 'Allow upgrading a swarm with a single manager (its control plane goes down during the restart)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l to -d 'Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the configured target' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l allow-downgrade -d 'Allow a target below the installed version'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l allow-single-manager -d 'Allow upgrading a swarm with a single manager (its control plane goes down during the restart)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l ignore-window -d 'Start even outside the configured maintenance windows'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l scheduled -d 'As started by swarm-upgrade.timer: on a worker, outside every window, or with every node at target, say so and exit 0; an interrupted run is resumed; another manager\'s lock exits 4 (which the unit counts as success)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand resume" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand resume" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand resume" -l wait -d 'Wait for the holder\'s lease to expire instead of failing'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand resume" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand status" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand status" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand status" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand abort" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand abort" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand abort" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand abort" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand unlock" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand unlock" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand unlock" -l force -d 'Required: breaking a live coordinator\'s lock lets two coordinators act at once'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand unlock" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand unlock" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand snapshot" -l out -d 'File to write (standard output when absent)' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand snapshot" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand snapshot" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand snapshot" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand snapshot" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand report" -l load -d 'The load generator\'s report, whose failed requests are marked on the timeline' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand report" -s o -l out -d 'Write here instead of standard output' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand report" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand report" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand report" -l svg -d 'Draw it as an SVG timeline: one row per node, one bar per phase, a time axis'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand report" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand agent" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand agent" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand agent" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand agent" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "plan" -d 'Dry run: preflight, node order and each node\'s actions, without changing anything'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "run" -d 'Upgrade every node now (one-off run), holding the cluster-wide lock'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "resume" -d 'Take over an interrupted run once its lock is free or expired'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "status" -d 'Show the lock and each node\'s progress'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "abort" -d 'Ask the running coordinator to stop after the current node, leaving it safe'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "unlock" -d 'Break a stale lock, showing who held it'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "snapshot" -d 'Write the observed cluster (nodes, services, tasks, agent reports) as JSON'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "report" -d 'Show a run\'s report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "agent" -d 'Run the node agent (started by swarm-upgrade-agent.service)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,105 @@
+//! Run reports: the JSON file every run leaves behind, and its drawing as an SVG timeline.
+
+pub mod svg;
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Phase;
+use crate::model::DebVersion;
+use crate::run::RunRecord;
+
+/// What a run leaves behind: the run record (nodes, phases with their start and end, outcome,
+/// reasons) and each node's engine version before and after.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The run as the store holds it at its end.
+    pub run: RunRecord,
+    /// Each node's engine version before and after, in run order.
+    pub versions: Vec<NodeVersions>,
+}
+
+/// One node's engine version before and after the run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeVersions {
+    /// Host name.
+    pub hostname: String,
+    /// Before (unknown when the node never reached prefetch).
+    pub before: Option<DebVersion>,
+    /// After: the target when it is done, the previous version when it rolled back or was left.
+    pub after: Option<DebVersion>,
+}
+
+impl RunReport {
+    /// The report of `run`; `engine` is the package whose version is reported.
+    pub fn new(run: RunRecord, engine: &str) -> Self {
+        let versions = run
+            .nodes
+            .iter()
+            .map(|n| {
+                let before = n.previous.as_ref().and_then(|p| p.0.get(engine)).cloned();
+                let after = match n.phase {
+                    Phase::Done => Some(run.target.clone()),
+                    _ if n.history.iter().any(|s| s.phase == Phase::Upgrade) && !n.rolled_back => None,
+                    _ => before.clone(),
+                };
+                NodeVersions { hostname: n.hostname.clone(), before, after }
+            })
+            .collect();
+        RunReport { run, versions }
+    }
+
+    /// Reads a report, or a bare run record (`run --output json` prints one).
+    pub fn read(path: &Path, engine: &str) -> Result<RunReport, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if let Ok(report) = serde_json::from_str::<RunReport>(&text) {
+            return Ok(report);
+        }
+        serde_json::from_str::<RunRecord>(&text).map(|run| RunReport::new(run, engine)).map_err(|e| {
+            format!("{} is neither a swarm-upgrade run report nor a run record ({e}); give a file from {}", path.display(), RUNS_DIR_HINT)
+        })
+    }
+
+    /// Writes the report to `dir/<run id>.json`; returns the path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.json", self.run.id));
+        let text = serde_json::to_string_pretty(self).expect("reports serialize");
+        std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+const RUNS_DIR_HINT: &str = "/var/lib/swarm-upgrade/runs/ (agent.state_dir/runs)";
+
+/// Failed requests per second, from the lab's load generator report (or any JSON with the same
+/// `started_at` and `timeline` of `{second, sent, failed}`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct LoadTimeline {
+    /// When its first second began; without it the load is aligned with the run's start.
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// Each second.
+    pub timeline: Vec<LoadSecond>,
+}
+
+/// One second of load.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct LoadSecond {
+    /// Seconds from its start.
+    pub second: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Of those, failed.
+    pub failed: u64,
+}
+
+impl LoadTimeline {
+    /// Reads a load report.
+    pub fn read(path: &Path) -> Result<LoadTimeline, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a load report with a timeline ({e})", path.display()))
+    }
+}
