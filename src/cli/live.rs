@@ -223,6 +223,13 @@ pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode:
     }
     let run_id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), holder().replace('/', "-"));
     let result = coordinate(settings, Start::Run(super::plan::request(target), run_id))?;
+    if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Lock(crate::lock::LockError::Held { holder, since, .. }))) =
+        (mode, &result)
+    {
+        // The timer starts on every manager: one upgrades, the others say so and end.
+        println!("another manager is upgrading the cluster (locked by {holder} since {since}): this one does nothing");
+        return Err(Failure::new(exit::LOCKED, format!("locked by {holder} since {since}")));
+    }
     if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Unfinished(id))) = (mode, &result) {
         // An interrupted run whose coordinator is gone: any manager takes it over.
         println!("run {id} was interrupted: the scheduled run resumes it");

@@ -67,6 +67,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
     // Scenario 2: solo always served by a running task, web never below 4 (from the samples).
     assert!(samples.taken >= 100, "{samples:?}");
     assert!(samples.below_floor.is_empty(), "{samples:?}");
+    timeline(&l, &run, &report);
     drop(l);
 
     // The naive baseline on a fresh lab, under the same load.
@@ -86,6 +87,27 @@ fn rolling_upgrade_under_load_loses_no_request() {
         naive_load.failed,
         naive_load.requests
     );
+}
+
+/// The run's own report (written by the coordinator on manager1) drawn by `swarm-upgrade report
+/// --svg` with the load laid over it, saved as timeline.svg: one row per node, a legend, an axis.
+fn timeline(l: &LabGuard, run: &serde_json::Value, load: &xtask::load::Report) {
+    let id = run["id"].as_str().unwrap();
+    save(&l.reports, "load-for-svg.json", load);
+    l.engine
+        .docker(&["cp", &l.reports.join("load-for-svg.json").display().to_string(), &format!("{}:/root/load.json", lab::MANAGER)])
+        .unwrap();
+    let report = format!("/var/lib/swarm-upgrade/runs/{id}.json");
+    let svg = l.sh(lab::MANAGER, &format!("swarm-upgrade report {report} --svg --load /root/load.json"));
+    std::fs::write(l.reports.join("timeline.svg"), &svg).unwrap();
+    for node in ["worker1", "worker2", "manager1", "manager2", "manager3"] {
+        assert!(svg.contains(&format!("class=\"node\"><title>{node}: 5:26.1.5")), "{node} has a row");
+    }
+    for part in ["time since the run started", ">restart</text>", ">verify-converged</text>", "failed requests (per second)"] {
+        assert!(svg.contains(part), "{part} in the timeline");
+    }
+    let text = l.sh(lab::MANAGER, &format!("swarm-upgrade report {report}"));
+    assert!(text.contains(&format!("manager1         {} -> {}", repo::OLD, repo::NEW)), "{text}");
 }
 
 /// Scenario 3: the broken 28.5.3. The first node's engine fails to start; its agent reinstalls the
@@ -370,5 +392,117 @@ fn a_node_that_lost_its_swarm_state_rejoins() {
         assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
     }
     eprintln!("rejoin: load: {}", report.summary());
+    assert_eq!(report.failed, 0, "{}", report.summary());
+}
+
+/// A `[[windows]]` drop-in whose window starts `from` minutes from now and ends `to` minutes from
+/// now (UTC, every day), with the target set as a scheduled run needs it.
+fn schedule(from: i64, to: i64) -> String {
+    let at = |m: i64| jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_mins(m)).unwrap().strftime("%H:%M").to_string();
+    format!(
+        "[target]\nversion = \"{}\"\n\n[[windows]]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nstart = \"{}\"\nend = \"{}\"\ntimezone = \"UTC\"\n",
+        repo::NEW,
+        at(from),
+        at(to)
+    )
+}
+
+/// Starts swarm-upgrade.service (what the timer starts) on every manager at once and waits until
+/// all three have ended; returns each manager's (result, journal of this start).
+fn start_scheduled_everywhere(l: &LabGuard) -> Vec<(String, String, String)> {
+    let managers = ["manager1", "manager2", "manager3"];
+    // Each manager's journal position, so that only this start's lines are read afterwards.
+    let cursors: Vec<String> = managers
+        .iter()
+        .map(|m| l.sh(m, "journalctl --show-cursor -n 0 -o cat --no-pager").trim_start_matches("-- cursor: ").to_string())
+        .collect();
+    let started: Vec<_> = managers
+        .iter()
+        .map(|m| l.engine.command(&["exec", m, "systemctl", "start", "--no-block", "swarm-upgrade.service"]).output_in_background())
+        .collect();
+    for s in started {
+        assert!(s.join().unwrap().status.success());
+    }
+    let t0 = Instant::now();
+    managers
+        .iter()
+        .zip(cursors)
+        .map(|(m, cursor)| {
+            loop {
+                let state = l.sh(m, "systemctl show -p ActiveState --value swarm-upgrade.service");
+                if state == "inactive" || state == "failed" {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(900), "{m}: the scheduled run did not end");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            let result = l.sh(m, "systemctl show -p Result --value swarm-upgrade.service");
+            let journal = l.sh(m, &format!("journalctl --no-pager -o cat -u swarm-upgrade.service --after-cursor='{cursor}'"));
+            (m.to_string(), result, journal)
+        })
+        .collect()
+}
+
+/// Issue 6, scheduled runs: swarm-upgrade.service (what swarm-upgrade.timer starts) on all three
+/// managers at once. Outside the window nothing happens, quietly; inside it exactly one manager
+/// upgrades the cluster and the others report that it is locked or already done, and every unit
+/// ends as a success. The timer itself is enabled and has a next elapse.
+#[test]
+fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let l = LabGuard::up("scheduled", tool());
+    let managers = ["manager1", "manager2", "manager3"];
+    // Outside the window (it opens in two hours): nothing happens.
+    for m in managers {
+        l.sh(
+            m,
+            &format!(
+                "mkdir -p /etc/swarm-upgrade/config.d && printf '%s' '{}' > /etc/swarm-upgrade/config.d/60-schedule.toml",
+                schedule(120, 180)
+            ),
+        );
+    }
+    let before = fingerprint(&l);
+    for (m, result, journal) in start_scheduled_everywhere(&l) {
+        std::fs::write(l.reports.join(format!("{m}-outside.log")), &journal).unwrap();
+        assert_eq!(result, "success", "{m}: {journal}");
+        assert!(
+            journal.contains("outside every maintenance window") && journal.contains("the scheduled run does nothing"),
+            "{m}: {journal}"
+        );
+    }
+    assert_eq!(fingerprint(&l), before, "outside the window nothing changed");
+
+    // The timer on every manager: enabled, with a next elapse.
+    for m in managers {
+        l.sh(m, "systemctl enable --now swarm-upgrade.timer >/dev/null 2>&1");
+        let next = l.sh(m, "systemctl show -p NextElapseUSecRealtime --value swarm-upgrade.timer");
+        assert!(!next.is_empty() && next != "n/a", "{m}: the timer has a next elapse: {next}");
+    }
+
+    // Inside the window (opened an hour ago, for two more): exactly one manager upgrades.
+    for m in managers {
+        l.sh(m, &format!("printf '%s' '{}' > /etc/swarm-upgrade/config.d/60-schedule.toml", schedule(-60, 120)));
+    }
+    let load = balancer_load();
+    let ends = start_scheduled_everywhere(&l);
+    let report = load.stop();
+    save(&l.reports, "load.json", &report);
+    let mut upgraded = Vec::new();
+    for (m, result, journal) in &ends {
+        std::fs::write(l.reports.join(format!("{m}-inside.log")), journal).unwrap();
+        assert_eq!(result, "success", "{m}: {journal}");
+        if journal.contains("run finished") {
+            assert!(journal.contains("outcome=Succeeded"), "{m}: {journal}");
+            upgraded.push(m.clone());
+        } else {
+            assert!(journal.contains("locked by") || journal.contains("nothing to do"), "{m} says locked or done: {journal}");
+        }
+    }
+    assert_eq!(upgraded.len(), 1, "exactly one manager upgraded the cluster: {upgraded:?}");
+    for (host, version, availability) in nodes(&l) {
+        assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
+    }
+    eprintln!("scheduled: {} upgraded the cluster; load: {}", upgraded[0], report.summary());
     assert_eq!(report.failed, 0, "{}", report.summary());
 }
