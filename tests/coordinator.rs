@@ -205,3 +205,33 @@ async fn crash_during_the_leaders_restart_then_resume_on_another_manager() {
     assert_all_at(&c.world.lock().unwrap(), NEW, &before);
     assert!(c.world.lock().unwrap().store_doc().last_token >= 2);
 }
+
+/// The run's events, as the webhook receives them: each node done, then the end; a broken engine
+/// tells of the failure and the rollback.
+#[tokio::test(start_paused = true)]
+async fn a_run_tells_its_start_each_node_failures_rollbacks_and_its_end() {
+    use swarm_upgrade::coordinator::{Coordinator, Ports};
+    use swarm_upgrade::events::Event;
+    let kinds = |events: &[Event]| -> Vec<String> {
+        events.iter().map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string()).collect()
+    };
+    for (target, expected) in [
+        (NEW, vec!["run-started", "node-done", "node-done", "node-done", "node-done", "node-done", "run-finished"]),
+        (BROKEN, vec!["run-started", "node-failed", "rolled-back", "run-finished"]),
+    ] {
+        let c = cluster();
+        let clock = TestClock::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let ports = Ports { swarm: &c, agents: &c, store: &c, clock: &clock };
+        let settings = Settings::default();
+        let rec = Coordinator::new(ports, &settings, "m/1").with_events(tx).run(&to(target), "run-1").await.unwrap();
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert_eq!(kinds(&events), expected, "{target}: {events:?}");
+        let outcome = if target == NEW { "succeeded" } else { "failed" };
+        assert!(matches!(events.last(), Some(Event::RunFinished { outcome: o, .. }) if o == outcome), "{events:?}");
+        assert_eq!(rec.id, "run-1");
+    }
+}

@@ -6,3 +6,4 @@ pub mod apt;
 pub mod docker;
 pub mod engine;
 pub mod systemd;
+pub mod webhook;

@@ -33,6 +33,12 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         Err(e) => tracing::warn!(error = %e, "cannot read dpkg's state"),
     }
     crate::sd_notify::spawn_watchdog();
+    if let Some(addr) = settings.agent_metrics {
+        // Metrics are not worth refusing to serve the agent for.
+        if let Err(e) = crate::metrics::serve(addr).await {
+            tracing::warn!(%addr, error = %e, "cannot serve metrics (metrics.agent)");
+        }
+    }
     let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
     let state = &settings.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|e| format!("cannot create {}: {e} (agent.state_dir)", state.display()))?;

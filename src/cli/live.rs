@@ -268,16 +268,42 @@ fn coordinate(
     start: Start,
 ) -> Result<Result<crate::run::RunRecord, crate::coordinator::CoordinatorError>, Failure> {
     use crate::coordinator::{Coordinator, Ports};
-    runtime()?.block_on(async {
+    let result = runtime()?.block_on(async {
+        if let Some(addr) = settings.coordinator_metrics
+            && let Err(e) = crate::metrics::serve(addr).await
+        {
+            tracing::warn!(%addr, error = %e, "cannot serve metrics (metrics.coordinator); the run goes on");
+        }
         let (swarm, store) = connect().await?;
         let agents = agents(settings)?;
         let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
-        let coordinator = Coordinator::new(ports, settings, holder());
-        Ok::<_, Failure>(match start {
+        let mut coordinator = Coordinator::new(ports, settings, holder());
+        let webhook = match settings.webhook.as_deref().map(crate::adapters::webhook::Webhook::start).transpose() {
+            Ok(w) => w,
+            Err(e) => return Err(Failure::new(exit::BAD_INPUT, format!("notify.webhook: {e}"))),
+        };
+        if let Some(w) = &webhook {
+            coordinator = coordinator.with_events(w.sink.clone());
+        }
+        let result = match start {
             Start::Run(req, run_id) => coordinator.run(&req, &run_id).await,
             Start::Resume(wait) => coordinator.resume(wait).await,
-        })
-    })
+        };
+        drop(coordinator);
+        if let Some(w) = webhook {
+            w.finish(std::time::Duration::from_secs(30)).await;
+        }
+        Ok::<_, Failure>(result)
+    });
+    // A run is a batch job: its last figures stay for node_exporter's textfile collector.
+    crate::metrics::set(crate::metrics::LOCK_HELD, &[], 0.0);
+    if matches!(result, Ok(Ok(_))) {
+        let path = settings.agent.state_dir.join("metrics/swarm-upgrade.prom");
+        if let Err(e) = crate::metrics::write_textfile(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the run's metrics");
+        }
+    }
+    result
 }
 
 /// A run's end as output and exit code; a run that ended leaves its report in

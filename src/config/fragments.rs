@@ -24,6 +24,8 @@ pub struct Fragment {
     pub agent: Option<AgentFragment>,
     /// `[notify]`
     pub notify: Option<NotifyFragment>,
+    /// `[metrics]`
+    pub metrics: Option<MetricsFragment>,
 }
 
 /// `[target]`
@@ -140,4 +142,14 @@ pub struct AgentFragment {
 pub struct NotifyFragment {
     /// Slack-compatible webhook URL; empty means none.
     pub webhook: Option<String>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFragment {
+    /// Where the agent serves /metrics (`host:port`); empty means not at all.
+    pub agent: Option<String>,
+    /// Where a running coordinator serves /metrics; empty means not at all.
+    pub coordinator: Option<String>,
 }

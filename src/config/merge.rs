@@ -151,6 +151,20 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
             return Err(invalid("notify.webhook", &url, "must be an http:// or https:// URL, or empty"));
         }
     }
+    if let Some(m) = f.metrics {
+        let addr = |key: &str, v: String| -> Result<Option<std::net::SocketAddr>, ConfigError> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse().map(Some).map_err(|_| invalid(key, &v, "must be host:port with an IP address (e.g. \"0.0.0.0:9701\"), or empty for none"))
+        };
+        if let Some(v) = m.agent {
+            s.agent_metrics = addr("metrics.agent", v)?;
+        }
+        if let Some(v) = m.coordinator {
+            s.coordinator_metrics = addr("metrics.coordinator", v)?;
+        }
+    }
     Ok(())
 }
 

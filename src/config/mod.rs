@@ -143,6 +143,10 @@ pub struct Settings {
     pub agent: AgentSettings,
     /// Webhook URL.
     pub webhook: Option<String>,
+    /// Where the agent serves /metrics.
+    pub agent_metrics: Option<std::net::SocketAddr>,
+    /// Where a running coordinator serves /metrics.
+    pub coordinator_metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Settings {
@@ -183,6 +187,8 @@ impl Default for Settings {
                 state_dir: PathBuf::from("/var/lib/swarm-upgrade"),
             },
             webhook: None,
+            agent_metrics: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9701))),
+            coordinator_metrics: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9702))),
         }
     }
 }

@@ -64,6 +64,7 @@ fn invalid_values_name_the_key_and_the_fix() {
         ("[[windows]]\nstart = \"25:00\"\nend = \"02:00\"\n", "HH:MM"),
         ("[[windows]]\nstart = \"01:00\"\nend = \"02:00\"\ntimezone = \"Mars/Base\"\n", "IANA"),
         ("[notify]\nwebhook = \"ftp://x\"\n", "http://"),
+        ("[metrics]\nagent = \"localhost:9701\"\n", "host:port with an IP address"),
     ];
     for (text, expect) in cases {
         let d = tempdir("invalid");
@@ -150,5 +151,5 @@ fn packaged_config_lists_the_defaults() {
 }
 
 fn fragment_keys_documented(text: &str) -> bool {
-    ["[target]", "[packages]", "[upgrade]", "[nodes]", "[timeouts]", "[lock]", "[agent]", "[notify]"].iter().all(|s| text.contains(s))
+    ["[target]", "[packages]", "[upgrade]", "[nodes]", "[timeouts]", "[lock]", "[agent]", "[notify]", "[metrics]"].iter().all(|s| text.contains(s))
 }

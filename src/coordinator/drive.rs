@@ -4,6 +4,8 @@ use super::act::Acted;
 use super::{Coordinator, CoordinatorError};
 use crate::machine::decide::{Observation, Verdict, evaluate};
 use crate::machine::{Phase, elapsed};
+use crate::events::Event;
+use crate::metrics;
 use crate::model::{AgentStatus, NodeId, PackageSet};
 use crate::planner::{Surge, guard};
 use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
@@ -17,6 +19,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     pub(crate) async fn drive(&self, token: u64) -> Result<RunRecord, CoordinatorError> {
         let mut acted: ActedKey = None;
         let mut renewed = self.ports.clock.now();
+        metrics::set(metrics::LOCK_HELD, &[], 1.0);
         loop {
             let now = self.ports.clock.now();
             if elapsed(renewed, now) >= self.settings.lease / 3 {
@@ -34,6 +37,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                         Err(why) => return self.finish(token, Outcome::Failed, why).await,
                     };
                     tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
+                    metrics::set_phase(&run.nodes[i].hostname, &Phase::Prefetch.name());
                     self.update_node(token, i, Phase::Pending, |n| {
                         n.surge = surge.clone();
                         Ok(n.start(now)?)
@@ -73,6 +77,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             })
             .await?;
         tracing::info!(run = %record.id, outcome = ?outcome, %reason, "run finished");
+        metrics::set(metrics::LOCK_HELD, &[], 0.0);
+        let outcome_name = format!("{outcome:?}").to_lowercase();
+        metrics::inc(metrics::RUNS, &[("outcome", &outcome_name)]);
+        self.emit(Event::RunFinished { run: record.id.clone(), outcome: outcome_name, reason: record.reason.clone().unwrap_or_default() });
         Ok(record)
     }
 
@@ -148,6 +156,16 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                     })
                     .await?;
                 tracing::info!(run = %run.id, node = %p.hostname, phase = ?entered, token, "phase entered");
+                metrics::observe(metrics::PHASE_SECONDS, &[("phase", &p.phase.name())], elapsed(p.phase_started, now).as_secs_f64());
+                metrics::set_phase(&p.hostname, &entered.name());
+                if p.phase == Phase::Rollback {
+                    metrics::inc(metrics::ROLLBACKS, &[]);
+                    self.emit(Event::RolledBack { run: run.id.clone(), node: p.hostname.clone() });
+                }
+                if entered == Phase::Done {
+                    let started = p.history.first().map_or(p.phase_started, |s| s.end);
+                    self.emit(Event::NodeDone { run: run.id.clone(), node: p.hostname.clone(), seconds: elapsed(started, now).as_secs() });
+                }
             }
             Verdict::Wait(_) => {
                 if p.phase == Phase::VerifyConverged && p.converged_since.is_some() {

@@ -73,12 +73,35 @@ pub struct Coordinator<'a, S, A, St, C> {
     holder: String,
     /// How often conditions are polled.
     pub poll: Duration,
+    events: Option<crate::events::Sink>,
 }
 
 impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St, C> {
     /// A coordinator identified as `holder` (e.g. `manager1/4242`).
     pub fn new(ports: Ports<'a, S, A, St, C>, settings: &'a Settings, holder: impl Into<String>) -> Self {
-        Coordinator { ports, settings, holder: holder.into(), poll: Duration::from_secs(1) }
+        Coordinator { ports, settings, holder: holder.into(), poll: Duration::from_secs(1), events: None }
+    }
+
+    /// Sends the run's events (start, each node done, failures, rollbacks, the end) to `sink`.
+    pub fn with_events(mut self, sink: crate::events::Sink) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Tells the outside world; never waits (a closed sink is ignored).
+    pub(crate) fn emit(&self, event: crate::events::Event) {
+        if let Some(sink) = &self.events {
+            let _ = sink.send(event);
+        }
+    }
+
+    fn emit_start(&self, run: &RunRecord, resumed: bool) {
+        self.emit(crate::events::Event::RunStarted {
+            run: run.id.clone(),
+            target: run.target.to_string(),
+            nodes: run.nodes.iter().map(|n| n.hostname.clone()).collect(),
+            resumed,
+        });
     }
 
     /// The cluster with every node's agent report.
@@ -135,6 +158,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             })
             .await?;
         tracing::info!(run = run_id, token, target = %plan.target, nodes = plan.nodes.len(), "run started");
+        self.emit_start(&record, false);
         self.drive(token).await
     }
 
@@ -151,12 +175,13 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
                     if let Some(n) = run.nodes.iter_mut().find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending) {
                         n.resumed(now);
                     }
-                    Ok((token, run_id))
+                    Ok((token, run_id, run.clone()))
                 })
                 .await;
             match outcome {
-                Ok((token, run_id)) => {
+                Ok((token, run_id, run)) => {
                     tracing::info!(run = %run_id, token, holder = %self.holder, "run resumed");
+                    self.emit_start(&run, true);
                     return self.drive(token).await;
                 }
                 Err(CoordinatorError::Lock(LockError::Held { until, .. })) if wait => {

@@ -56,6 +56,11 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase's name as reports, metrics and `status --output json` write it (`wait-ready`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{self:?}"))
+    }
+
     /// Whether the node's part is over.
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed)

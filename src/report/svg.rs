@@ -38,7 +38,7 @@ pub fn colour(phase: Phase) -> &'static str {
 }
 
 fn name(phase: Phase) -> String {
-    serde_json::to_value(phase).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{phase:?}"))
+    phase.name()
 }
 
 fn esc(s: &str) -> String {

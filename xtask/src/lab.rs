@@ -15,7 +15,8 @@ pub const LABEL: &str = "io.swarm-upgrade.lab";
 /// The lab network.
 pub const NETWORK: &str = "swarm-upgrade-lab";
 const SUBNET: &str = "10.213.64.0/24";
-const GATEWAY: &str = "10.213.64.1";
+/// The host's own address on the lab network (the nodes reach the machine here).
+pub const GATEWAY: &str = "10.213.64.1";
 /// The manager the lab works from.
 pub const MANAGER: &str = "manager1";
 

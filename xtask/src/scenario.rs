@@ -180,3 +180,60 @@ pub fn phase_seconds(run: &serde_json::Value) -> Vec<(String, Vec<(String, f64)>
         })
         .unwrap_or_default()
 }
+
+/// A webhook receiver on this machine, reachable from the nodes at the lab network's gateway:
+/// records each POSTed JSON body and answers 200.
+pub struct Receiver {
+    /// The URL to configure on the coordinators.
+    pub url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<serde_json::Value>>,
+}
+
+impl Receiver {
+    /// Starts listening on a free port.
+    pub fn start() -> Receiver {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind the receiver");
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}:{}/hook", crate::lab::GATEWAY, listener.local_addr().unwrap().port());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut bodies = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let n = conn.read(&mut buf).unwrap_or(0);
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).into_owned();
+                    if let Some((_, b)) = text.split_once("\r\n\r\n")
+                        && let Ok(v) = serde_json::from_str::<serde_json::Value>(b)
+                    {
+                        break Some(v);
+                    }
+                    if n == 0 {
+                        break None;
+                    }
+                };
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                bodies.extend(body);
+            }
+            bodies
+        });
+        Receiver { url, stop, thread }
+    }
+
+    /// Stops and returns the bodies received, in order.
+    pub fn stop(self) -> Vec<serde_json::Value> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the receiver thread")
+    }
+}

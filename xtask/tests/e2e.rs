@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use xtask::scenario::{LabGuard, Sampler, balancer_load, phase_seconds, save};
+use xtask::scenario::{LabGuard, Receiver, Sampler, balancer_load, phase_seconds, save};
 use xtask::{lab, naive, repo};
 
 static LAB: Mutex<()> = Mutex::new(());
@@ -33,13 +33,19 @@ fn nodes(l: &LabGuard) -> Vec<(String, String, String)> {
 fn rolling_upgrade_under_load_loses_no_request() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let l = LabGuard::up("rolling", tool());
+    // Issue 6: a webhook receiver in the lab, and the running coordinator's /metrics scraped.
+    let receiver = Receiver::start();
+    l.sh(lab::MANAGER, &format!("mkdir -p /etc/swarm-upgrade/config.d && printf '[notify]\\nwebhook = \"{}\"\\n' > /etc/swarm-upgrade/config.d/70-webhook.toml", receiver.url));
     let load = balancer_load();
     let sampler = Sampler::start(&l.engine, &[("solo", 1), ("web", 4)]);
+    let scraper = scrape_coordinator(&l);
     let t0 = Instant::now();
     let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
     let took = t0.elapsed();
     let samples = sampler.stop();
     let report = load.stop();
+    let scraped = scraper.join().unwrap();
+    let hooks = receiver.stop();
     std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
     save(&l.reports, "load.json", &report);
     save(&l.reports, "samples.json", &samples);
@@ -68,6 +74,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
     assert!(samples.taken >= 100, "{samples:?}");
     assert!(samples.below_floor.is_empty(), "{samples:?}");
     timeline(&l, &run, &report);
+    observability(&l, &scraped, &hooks);
     drop(l);
 
     // The naive baseline on a fresh lab, under the same load.
@@ -87,6 +94,56 @@ fn rolling_upgrade_under_load_loses_no_request() {
         naive_load.failed,
         naive_load.requests
     );
+}
+
+/// Scrapes the coordinator's /metrics on manager1 every second until it has answered and then
+/// stopped answering (the run ended); returns the last answer, and the last that showed the lock
+/// held.
+fn scrape_coordinator(l: &LabGuard) -> std::thread::JoinHandle<(String, String)> {
+    let engine = l.engine.clone();
+    std::thread::spawn(move || {
+        let (mut last, mut held) = (String::new(), String::new());
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(900) {
+            match engine.sh(lab::MANAGER, "curl -sf --max-time 2 http://127.0.0.1:9702/metrics") {
+                Ok(text) if !text.is_empty() => {
+                    if text.contains("swarm_upgrade_lock_held 1") {
+                        held = text.clone();
+                    }
+                    last = text;
+                }
+                _ if !last.is_empty() => break,
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        (last, held)
+    })
+}
+
+/// Issue 6's done-when, on the rolling run: the running coordinator's /metrics and its textfile
+/// after the run, an agent's /metrics, and the webhook's events (start, each node done, finish).
+fn observability(l: &LabGuard, (scraped, held): &(String, String), hooks: &[serde_json::Value]) {
+    std::fs::write(l.reports.join("coordinator-metrics.txt"), scraped).unwrap();
+    assert!(held.contains("swarm_upgrade_current_phase{node="), "the running coordinator shows its lock and phases:\n{held}");
+    for want in ["swarm_upgrade_current_phase{node=\"manager1\"", "swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} "] {
+        assert!(scraped.contains(want), "{want} in the running coordinator's metrics:\n{scraped}");
+    }
+    let textfile = l.sh(lab::MANAGER, "cat /var/lib/swarm-upgrade/metrics/swarm-upgrade.prom");
+    std::fs::write(l.reports.join("coordinator-metrics.prom"), &textfile).unwrap();
+    for want in ["swarm_upgrade_runs_total{outcome=\"succeeded\"} 1", "swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} 5", "swarm_upgrade_lock_held 0"] {
+        assert!(textfile.contains(want), "{want} in the run's textfile:\n{textfile}");
+    }
+    let agent = l.sh("worker1", "curl -sf http://127.0.0.1:9701/metrics");
+    std::fs::write(l.reports.join("agent-metrics.txt"), &agent).unwrap();
+    for op in ["prefetch", "upgrade", "restart", "describe"] {
+        let line = format!("swarm_upgrade_agent_operations_total{{operation=\"{op}\",result=\"ok\"}} ");
+        assert!(agent.lines().any(|l| l.starts_with(&line) && !l.ends_with(" 0")), "{line} in worker1's agent metrics:\n{agent}");
+    }
+    save(&l.reports, "webhook.json", &hooks);
+    let kinds: Vec<&str> = hooks.iter().map(|h| h["swarm_upgrade"]["event"].as_str().unwrap_or("?")).collect();
+    assert_eq!(kinds, ["run-started", "node-done", "node-done", "node-done", "node-done", "node-done", "run-finished"], "{hooks:?}");
+    assert!(hooks.iter().all(|h| h["text"].as_str().is_some_and(|t| t.starts_with("swarm-upgrade: "))), "Slack's text on every event");
 }
 
 /// The run's own report (written by the coordinator on manager1) drawn by `swarm-upgrade report
