@@ -2,8 +2,9 @@
 # Runs every test. On a fresh Debian machine (as root) it first installs what the integration
 # tests need: docker.io (the tests start their own private dockerds; nothing else is touched),
 # busybox-static (container images are made from it, since no registry is reachable), dpkg-dev,
-# debootstrap, gnupg and apt-utils (the lab's repository and node images), and cargo-deb, which
-# builds the .deb the lab installs on every node. The lab test (xtask/tests/lab.rs) brings the
+# debootstrap, gnupg and apt-utils (the lab's repository and node images), vagrant (the
+# Vagrantfile is checked with `vagrant validate`; no VM is started), and cargo-deb, which builds
+# the .deb the lab installs on every node. The lab test (xtask/tests/lab.rs) brings the
 # whole lab up and down; `cargo xtask lab` builds what it needs and caches it outside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ command -v dpkg-scanpackages >/dev/null || missing+=(dpkg-dev)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v gpg >/dev/null || missing+=(gnupg)
 command -v apt-ftparchive >/dev/null || missing+=(apt-utils)
+command -v vagrant >/dev/null || missing+=(vagrant)
 # The apt tests read the package lists: make sure they exist.
 if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
     apt-get update -q >/dev/null

@@ -116,7 +116,11 @@ pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<()> {
             let Ok((mut conn, _)) = listener.accept().await else { continue };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
-                let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await.ok().and_then(Result::ok).unwrap_or(0);
+                let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
                     ("200 OK", render())

@@ -2,9 +2,14 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `verbose` raises the default level to debug.
-pub fn init(json: bool, verbose: bool) {
-    let default = if verbose { "swarm_upgrade=debug" } else { "swarm_upgrade=info" };
+/// Installs the global subscriber. `verbose` raises the default level to debug; `quiet` lowers it
+/// to warnings (a run drawing its progress on a terminal).
+pub fn init(json: bool, verbose: bool, quiet: bool) {
+    let default = match (verbose, quiet) {
+        (true, _) => "swarm_upgrade=debug",
+        (false, true) => "swarm_upgrade=warn",
+        (false, false) => "swarm_upgrade=info",
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colour only on a terminal: under systemd stderr goes to the journal, which keeps the lines
     // as they are (`run finished run=… outcome=Succeeded`), so the fields stay greppable.

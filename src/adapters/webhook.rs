@@ -120,7 +120,8 @@ async fn post(url: &Url, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>, b
         None => tokio::time::timeout(limit, exchange(tcp, &head, body)).await,
         Some(config) => {
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
-            let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("TLS with {}: {e}", url.host))?;
+            let stream =
+                tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("TLS with {}: {e}", url.host))?;
             tokio::time::timeout(limit, exchange(stream, &head, body)).await
         }
     }
@@ -145,8 +146,14 @@ mod tests {
 
     #[test]
     fn urls_parse_with_their_default_ports() {
-        assert_eq!(parse("https://hooks.slack.com/services/T/B/x").unwrap(), Url { tls: true, host: "hooks.slack.com".into(), port: 443, path: "/services/T/B/x".into() });
-        assert_eq!(parse("http://10.0.0.1:8080/hook").unwrap(), Url { tls: false, host: "10.0.0.1".into(), port: 8080, path: "/hook".into() });
+        assert_eq!(
+            parse("https://hooks.slack.com/services/T/B/x").unwrap(),
+            Url { tls: true, host: "hooks.slack.com".into(), port: 443, path: "/services/T/B/x".into() }
+        );
+        assert_eq!(
+            parse("http://10.0.0.1:8080/hook").unwrap(),
+            Url { tls: false, host: "10.0.0.1".into(), port: 8080, path: "/hook".into() }
+        );
         assert_eq!(parse("http://receiver").unwrap().path, "/");
         assert!(parse("ftp://x").is_err());
         assert!(parse("http://:80/").is_err());

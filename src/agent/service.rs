@@ -119,7 +119,10 @@ impl<B: NodeBackend> AgentService<B> {
                     let _ = tx.send(Ok(pb::Progress { message: format!("{op} started"), done: false })).await;
                     let r =
                         tokio::task::spawn_blocking(move || work(&backend)).await.unwrap_or_else(|e| Err(format!("{op} panicked: {e}")));
-                    crate::metrics::inc(crate::metrics::AGENT_OPS, &[("operation", op), ("result", if r.is_ok() { "ok" } else { "error" })]);
+                    crate::metrics::inc(
+                        crate::metrics::AGENT_OPS,
+                        &[("operation", op), ("result", if r.is_ok() { "ok" } else { "error" })],
+                    );
                     done.lock().expect("done lock").insert(key, r.clone());
                     r
                 }
@@ -214,7 +217,10 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         let packages = req.into_inner().packages;
         let backend = self.backend.clone();
         let report = tokio::task::spawn_blocking(move || backend.describe(&packages)).await.map_err(|e| Status::internal(e.to_string()))?;
-        crate::metrics::inc(crate::metrics::AGENT_OPS, &[("operation", "describe"), ("result", if report.is_ok() { "ok" } else { "error" })]);
+        crate::metrics::inc(
+            crate::metrics::AGENT_OPS,
+            &[("operation", "describe"), ("result", if report.is_ok() { "ok" } else { "error" })],
+        );
         let report = report.map_err(Status::unavailable)?;
         Ok(Response::new(report_to_pb(&report)))
     }
@@ -241,8 +247,12 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         self.admit(order.fence.as_ref())?;
         let (token, managers) = (Secret(order.join_token), order.managers);
         let backend = self.backend.clone();
-        let node_id = tokio::task::spawn_blocking(move || backend.rejoin(&token, &managers)).await.map_err(|e| Status::internal(e.to_string()))?;
-        crate::metrics::inc(crate::metrics::AGENT_OPS, &[("operation", "rejoin"), ("result", if node_id.is_ok() { "ok" } else { "error" })]);
+        let node_id =
+            tokio::task::spawn_blocking(move || backend.rejoin(&token, &managers)).await.map_err(|e| Status::internal(e.to_string()))?;
+        crate::metrics::inc(
+            crate::metrics::AGENT_OPS,
+            &[("operation", "rejoin"), ("result", if node_id.is_ok() { "ok" } else { "error" })],
+        );
         let node_id = node_id.map_err(Status::aborted)?;
         Ok(Response::new(pb::RejoinReply { node_id }))
     }

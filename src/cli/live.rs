@@ -222,7 +222,7 @@ pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode:
         return Ok(());
     }
     let run_id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), holder().replace('/', "-"));
-    let result = coordinate(settings, Start::Run(super::plan::request(target), run_id))?;
+    let result = coordinate(settings, Start::Run(super::plan::request(target), run_id), output)?;
     if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Lock(crate::lock::LockError::Held { holder, since, .. }))) =
         (mode, &result)
     {
@@ -233,7 +233,7 @@ pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode:
     if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Unfinished(id))) = (mode, &result) {
         // An interrupted run whose coordinator is gone: any manager takes it over.
         println!("run {id} was interrupted: the scheduled run resumes it");
-        return present_run(settings, coordinate(settings, Start::Resume(false))?, output);
+        return present_run(settings, coordinate(settings, Start::Resume(false), output)?, output);
     }
     present_run(settings, result, output)
 }
@@ -259,22 +259,25 @@ enum Start {
 
 /// Connects the live ports, drives the run, and maps its end to output and exit code.
 fn drive(settings: &crate::config::Settings, output: Output, start: Start) -> Result<(), Failure> {
-    present_run(settings, coordinate(settings, start)?, output)
+    present_run(settings, coordinate(settings, start, output)?, output)
 }
 
 /// Connects the live ports and drives the run to its end.
 fn coordinate(
     settings: &crate::config::Settings,
     start: Start,
+    output: Output,
 ) -> Result<Result<crate::run::RunRecord, crate::coordinator::CoordinatorError>, Failure> {
     use crate::coordinator::{Coordinator, Ports};
     let result = runtime()?.block_on(async {
+        let (swarm, store) = connect().await?;
         if let Some(addr) = settings.coordinator_metrics
             && let Err(e) = crate::metrics::serve(addr).await
         {
             tracing::warn!(%addr, error = %e, "cannot serve metrics (metrics.coordinator); the run goes on");
         }
-        let (swarm, store) = connect().await?;
+        // On a terminal the run draws its progress in place (logs are then warnings only).
+        let progress = super::live_progress(output).then(|| super::progress::spawn(store.clone()));
         let agents = agents(settings)?;
         let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
         let mut coordinator = Coordinator::new(ports, settings, holder());
@@ -290,6 +293,9 @@ fn coordinate(
             Start::Resume(wait) => coordinator.resume(wait).await,
         };
         drop(coordinator);
+        if let Some(p) = progress {
+            p.abort();
+        }
         if let Some(w) = webhook {
             w.finish(std::time::Duration::from_secs(30)).await;
         }

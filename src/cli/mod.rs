@@ -3,6 +3,7 @@
 
 mod live;
 mod plan;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -146,6 +147,11 @@ pub enum Command {
     Agent,
 }
 
+/// Whether `run`/`resume` draw live progress: text output to a terminal (`-v` keeps log lines).
+fn live_progress(output: Output) -> bool {
+    output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
 /// A command's failure: the message for the operator and the exit code.
 #[derive(Debug)]
 pub struct Failure {
@@ -164,7 +170,8 @@ impl Failure {
 /// Parses the arguments, runs the command, prints, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(false, cli.verbose);
+    let drives = matches!(cli.command, Command::Run { .. } | Command::Resume { .. });
+    crate::telemetry::init(false, cli.verbose, drives && !cli.verbose && live_progress(cli.output));
     match dispatch(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {

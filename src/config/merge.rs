@@ -156,7 +156,9 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
             if v.is_empty() {
                 return Ok(None);
             }
-            v.parse().map(Some).map_err(|_| invalid(key, &v, "must be host:port with an IP address (e.g. \"0.0.0.0:9701\"), or empty for none"))
+            v.parse()
+                .map(Some)
+                .map_err(|_| invalid(key, &v, "must be host:port with an IP address (e.g. \"0.0.0.0:9701\"), or empty for none"))
         };
         if let Some(v) = m.agent {
             s.agent_metrics = addr("metrics.agent", v)?;

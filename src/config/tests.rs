@@ -151,5 +151,7 @@ fn packaged_config_lists_the_defaults() {
 }
 
 fn fragment_keys_documented(text: &str) -> bool {
-    ["[target]", "[packages]", "[upgrade]", "[nodes]", "[timeouts]", "[lock]", "[agent]", "[notify]", "[metrics]"].iter().all(|s| text.contains(s))
+    ["[target]", "[packages]", "[upgrade]", "[nodes]", "[timeouts]", "[lock]", "[agent]", "[notify]", "[metrics]"]
+        .iter()
+        .all(|s| text.contains(s))
 }

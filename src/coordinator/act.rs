@@ -92,7 +92,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     pub(crate) async fn fail_node(&self, token: u64, i: usize, phase: Phase, reason: String) -> Result<(), CoordinatorError> {
         let now = self.ports.clock.now();
         tracing::warn!(node = i, %reason, "node step failed");
-        let run = self.load_retrying().await?.doc.run.map(|r| (r.id.clone(), r.nodes.get(i).map(|n| n.hostname.clone()).unwrap_or_default()));
+        let run =
+            self.load_retrying().await?.doc.run.map(|r| (r.id.clone(), r.nodes.get(i).map(|n| n.hostname.clone()).unwrap_or_default()));
         if let Some((run, node)) = run {
             self.emit(crate::events::Event::NodeFailed { run, node, reason: reason.clone() });
         }

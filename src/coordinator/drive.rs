@@ -2,9 +2,9 @@
 
 use super::act::Acted;
 use super::{Coordinator, CoordinatorError};
+use crate::events::Event;
 use crate::machine::decide::{Observation, Verdict, evaluate};
 use crate::machine::{Phase, elapsed};
-use crate::events::Event;
 use crate::metrics;
 use crate::model::{AgentStatus, NodeId, PackageSet};
 use crate::planner::{Surge, guard};

@@ -35,7 +35,13 @@ fn rolling_upgrade_under_load_loses_no_request() {
     let l = LabGuard::up("rolling", tool());
     // Issue 6: a webhook receiver in the lab, and the running coordinator's /metrics scraped.
     let receiver = Receiver::start();
-    l.sh(lab::MANAGER, &format!("mkdir -p /etc/swarm-upgrade/config.d && printf '[notify]\\nwebhook = \"{}\"\\n' > /etc/swarm-upgrade/config.d/70-webhook.toml", receiver.url));
+    l.sh(
+        lab::MANAGER,
+        &format!(
+            "mkdir -p /etc/swarm-upgrade/config.d && printf '[notify]\\nwebhook = \"{}\"\\n' > /etc/swarm-upgrade/config.d/70-webhook.toml",
+            receiver.url
+        ),
+    );
     let load = balancer_load();
     let sampler = Sampler::start(&l.engine, &[("solo", 1), ("web", 4)]);
     let scraper = scrape_coordinator(&l);
@@ -131,7 +137,11 @@ fn observability(l: &LabGuard, (scraped, held): &(String, String), hooks: &[serd
     }
     let textfile = l.sh(lab::MANAGER, "cat /var/lib/swarm-upgrade/metrics/swarm-upgrade.prom");
     std::fs::write(l.reports.join("coordinator-metrics.prom"), &textfile).unwrap();
-    for want in ["swarm_upgrade_runs_total{outcome=\"succeeded\"} 1", "swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} 5", "swarm_upgrade_lock_held 0"] {
+    for want in [
+        "swarm_upgrade_runs_total{outcome=\"succeeded\"} 1",
+        "swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} 5",
+        "swarm_upgrade_lock_held 0",
+    ] {
         assert!(textfile.contains(want), "{want} in the run's textfile:\n{textfile}");
     }
     let agent = l.sh("worker1", "curl -sf http://127.0.0.1:9701/metrics");
