@@ -145,6 +145,33 @@ async fn preflight_refusal_changes_nothing() {
     assert!(after.log.is_empty(), "no action: {:?}", after.log);
 }
 
+/// The operator's other stop switch: a node label, set while the first node is in progress. The
+/// run finishes that node and stops before the next, as aborted, naming the label and the node.
+#[tokio::test(start_paused = true)]
+async fn a_stop_label_on_any_node_stops_the_run_before_its_next_node() {
+    let c = cluster();
+    let c2 = c.clone();
+    let labeller = tokio::spawn(async move {
+        for _ in 0..10_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let mut w = c2.world.lock().unwrap();
+            if w.store_doc().run.is_some_and(|r| r.nodes[0].phase != Phase::Pending) {
+                let n = w.nodes.iter_mut().find(|n| n.hostname == "manager3").unwrap();
+                n.labels.insert("swarm-upgrade.stop".into(), "true".into());
+                break;
+            }
+        }
+    });
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    labeller.await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Aborted));
+    let reason = rec.reason.unwrap();
+    assert!(reason.contains("label swarm-upgrade.stop on node manager3") && reason.contains("before node worker2"), "{reason}");
+    assert_eq!(rec.nodes[0].phase, Phase::Done, "the node in progress was finished");
+    assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending));
+    assert!(c.world.lock().unwrap().store_doc().lock.is_none(), "the lock is released");
+}
+
 #[tokio::test(start_paused = true)]
 async fn abort_stops_after_the_current_node() {
     let c = cluster();

@@ -7,7 +7,7 @@ use crate::machine::decide::{Observation, Verdict, evaluate};
 use crate::machine::{Phase, elapsed};
 use crate::metrics;
 use crate::model::{AgentStatus, NodeId, PackageSet};
-use crate::planner::{Surge, guard};
+use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
 use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
 use crate::run::{Outcome, RunRecord, RunStep};
 
@@ -34,7 +34,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 RunStep::Start(i) => {
                     let surge = match self.guard(&run, i).await {
                         Ok(surge) => surge,
-                        Err(why) => return self.finish(token, Outcome::Failed, why).await,
+                        Err((outcome, why)) => return self.finish(token, outcome, why).await,
                     };
                     tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
                     metrics::set_phase(&run.nodes[i].hostname, &Phase::Prefetch.name());
@@ -50,13 +50,22 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Re-checks the guards against the cluster as it is now, before a node starts; returns the
-    /// node's surge, or why the run must stop here.
-    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, String> {
+    /// node's surge, or how and why the run must stop here (an operator's stop label: aborted).
+    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, (Outcome, String)> {
         let host = &run.nodes[i].hostname;
-        let snap = self.observe_all().await.map_err(|e| format!("cannot observe the cluster before node {host}: {e}"))?;
+        let failed = |why: String| (Outcome::Failed, why);
+        let snap = self.observe_all().await.map_err(|e| failed(format!("cannot observe the cluster before node {host}: {e}")))?;
+        if let Some(marked) = stop_requested(&snap) {
+            return Err((
+                Outcome::Aborted,
+                format!(
+                    "stopped before node {host} by the label {STOP_LABEL} on node {marked}: remove it (`docker node update --label-rm {STOP_LABEL} {marked}`), then `swarm-upgrade run` again"
+                ),
+            ));
+        }
         guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages).map_err(|refusals| {
             let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-            format!("stopped before node {host}: {}", reasons.join("; "))
+            failed(format!("stopped before node {host}: {}", reasons.join("; ")))
         })
     }
 

@@ -106,6 +106,15 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
 }
 
+/// The node label an operator sets on any node to stop every run before its next node
+/// (`docker node update --label-add swarm-upgrade.stop=true manager1`); `false` does not count.
+pub const STOP_LABEL: &str = "swarm-upgrade.stop";
+
+/// The host name of a node carrying [`STOP_LABEL`], if any.
+pub fn stop_requested(snap: &ClusterSnapshot) -> Option<&str> {
+    snap.nodes.iter().find(|n| n.labels.get(STOP_LABEL).is_some_and(|v| v != "false")).map(|n| n.hostname.as_str())
+}
+
 /// The guards re-checked before each node of a running run: the cluster, the node, the services,
 /// and whether the node's tasks can run elsewhere in the cluster as it is now. On success, the
 /// surge for the node, computed from where the tasks are now (the swarm may have placed them

@@ -573,3 +573,38 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
     eprintln!("scheduled: {} upgraded the cluster; load: {}", upgraded[0], report.summary());
     assert_eq!(report.failed, 0, "{}", report.summary());
 }
+
+/// Issue 6, the operator's stop switch: the label `swarm-upgrade.stop` set on any node while the
+/// first node is being upgraded. The run finishes that node and stops before the next one: exit 6
+/// (aborted) naming the label and the node, the lock free, the other nodes untouched.
+#[test]
+fn a_stop_label_stops_the_run_before_its_next_node() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let l = LabGuard::up("stop-label", tool());
+    let run = l.engine.command(&["exec", lab::MANAGER, "swarm-upgrade", "run", "--to", repo::NEW]).output_in_background();
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(300), "worker1 never started");
+        let (_, out, _) = l.swarm_upgrade("manager2", &["--output", "json", "status"]);
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        if doc["run"]["nodes"][0]["phase"].as_str().is_some_and(|p| p != "pending") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    l.sh("manager2", "docker node update --label-add swarm-upgrade.stop=true manager3 >/dev/null");
+    let out = run.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("by the label swarm-upgrade.stop on node manager3"), "{err}");
+    let versions: Vec<(String, String, String)> = nodes(&l);
+    for (host, version, availability) in versions {
+        let want = if host == "worker1" { "28.5.2+dfsg4" } else { "26.1.5+dfsg1" };
+        assert_eq!((version.as_str(), availability.as_str()), (want, "Active"), "{host}");
+    }
+    let (_, status, _) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "status"]);
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(doc["lock"].is_null(), "the lock is free: {status}");
+    assert_eq!(doc["run"]["outcome"], "aborted", "{status}");
+}
