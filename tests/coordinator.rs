@@ -145,22 +145,29 @@ async fn preflight_refusal_changes_nothing() {
     assert!(after.log.is_empty(), "no action: {:?}", after.log);
 }
 
+/// Runs `act` on the world once the run's first node has left Pending (polled every 500 ms).
+fn once_the_first_node_started(c: &FakeCluster, act: impl FnOnce(&mut World) + Send + 'static) -> tokio::task::JoinHandle<()> {
+    let c = c.clone();
+    tokio::spawn(async move {
+        for _ in 0..10_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let mut w = c.world.lock().unwrap();
+            if w.store_doc().run.is_some_and(|r| r.nodes[0].phase != Phase::Pending) {
+                act(&mut w);
+                return;
+            }
+        }
+    })
+}
+
 /// The operator's other stop switch: a node label, set while the first node is in progress. The
 /// run finishes that node and stops before the next, as aborted, naming the label and the node.
 #[tokio::test(start_paused = true)]
 async fn a_stop_label_on_any_node_stops_the_run_before_its_next_node() {
     let c = cluster();
-    let c2 = c.clone();
-    let labeller = tokio::spawn(async move {
-        for _ in 0..10_000 {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let mut w = c2.world.lock().unwrap();
-            if w.store_doc().run.is_some_and(|r| r.nodes[0].phase != Phase::Pending) {
-                let n = w.nodes.iter_mut().find(|n| n.hostname == "manager3").unwrap();
-                n.labels.insert("swarm-upgrade.stop".into(), "true".into());
-                break;
-            }
-        }
+    let labeller = once_the_first_node_started(&c, |w| {
+        let n = w.nodes.iter_mut().find(|n| n.hostname == "manager3").unwrap();
+        n.labels.insert("swarm-upgrade.stop".into(), "true".into());
     });
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     labeller.await.unwrap();
@@ -175,22 +182,12 @@ async fn a_stop_label_on_any_node_stops_the_run_before_its_next_node() {
 #[tokio::test(start_paused = true)]
 async fn abort_stops_after_the_current_node() {
     let c = cluster();
-    let c2 = c.clone();
     // The operator's `abort` is a write to the store while the first node is in progress.
-    let aborter = tokio::spawn(async move {
-        for _ in 0..10_000 {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let mut w = c2.world.lock().unwrap();
-            let mut doc = w.store_doc();
-            if let Some(run) = doc.run.as_mut()
-                && run.nodes[0].phase != Phase::Pending
-            {
-                run.abort_requested = true;
-                w.store_text = serde_json::to_string(&doc).unwrap();
-                w.store_version += 1;
-                break;
-            }
-        }
+    let aborter = once_the_first_node_started(&c, |w| {
+        let mut doc = w.store_doc();
+        doc.run.as_mut().unwrap().abort_requested = true;
+        w.store_text = serde_json::to_string(&doc).unwrap();
+        w.store_version += 1;
     });
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     aborter.await.unwrap();
