@@ -43,9 +43,8 @@ pub fn upgrade(engine: &Engine, to: &str, sleep: Duration) -> Result<Outcome> {
     let mut nodes = vec![];
     for n in NODES {
         let t = Instant::now();
-        let m = other_manager(n.name);
         eprintln!("naive: {}: drain, sleep {sleep:?}, apt-get install {to}, restart, activate", n.name);
-        engine.sh(m, &format!("docker node update --availability drain {}", n.name))?;
+        availability(engine, n.name, "drain")?;
         std::thread::sleep(sleep);
         engine.sh(
             n.name,
@@ -54,19 +53,20 @@ pub fn upgrade(engine: &Engine, to: &str, sleep: Duration) -> Result<Outcome> {
             ),
         )?;
         engine.sh(n.name, "systemctl restart docker")?;
-        activate(engine, n.name)?;
+        availability(engine, n.name, "active")?;
         nodes.push(NodeTime { node: n.name.to_string(), seconds: t.elapsed().as_secs_f64() });
     }
     Ok(Outcome { to: to.to_string(), sleep_s: sleep.as_secs_f64(), nodes, total_s: t0.elapsed().as_secs_f64() })
 }
 
-/// `docker node update --availability active`, retried while the managers elect a leader.
-fn activate(engine: &Engine, node: &str) -> Result<()> {
+/// `docker node update --availability drain|active`, retried while the managers elect a leader
+/// (the previous manager's restart: "node lost leader status"), as an Ansible task with retries.
+fn availability(engine: &Engine, node: &str, to: &str) -> Result<()> {
     let t0 = Instant::now();
     loop {
-        match engine.sh(other_manager(node), &format!("docker node update --availability active {node}")) {
+        match engine.sh(other_manager(node), &format!("docker node update --availability {to} {node}")) {
             Ok(_) => return Ok(()),
-            Err(e) if t0.elapsed() > Duration::from_secs(120) => bail!("activating {node}: {e:#}"),
+            Err(e) if t0.elapsed() > Duration::from_secs(120) => bail!("setting {node} to {to}: {e:#}"),
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
     }
