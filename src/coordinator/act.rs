@@ -88,15 +88,18 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(Acted::Rejoined(new_id))
     }
 
-    /// Records a failure on node `i` and lets the machine pick the recovery.
-    pub(crate) async fn fail_node(&self, token: u64, i: usize, phase: Phase, reason: String) -> Result<(), CoordinatorError> {
+    /// Records a failure on node `i` (`p`, of run `run_id`) and lets the machine pick the recovery.
+    pub(crate) async fn fail_node(
+        &self,
+        token: u64,
+        i: usize,
+        p: &NodeProgress,
+        run_id: &str,
+        reason: String,
+    ) -> Result<(), CoordinatorError> {
         let now = self.ports.clock.now();
-        tracing::warn!(node = i, %reason, "node step failed");
-        let run =
-            self.load_retrying().await?.doc.run.map(|r| (r.id.clone(), r.nodes.get(i).map(|n| n.hostname.clone()).unwrap_or_default()));
-        if let Some((run, node)) = run {
-            self.emit(crate::events::Event::NodeFailed { run, node, reason: reason.clone() });
-        }
-        self.update_node(token, i, phase, |n| Ok(n.fail(reason.clone(), now)?)).await
+        tracing::warn!(node = %p.hostname, %reason, "node step failed");
+        self.emit(crate::events::Event::NodeFailed { run: run_id.to_string(), node: p.hostname.clone(), reason: reason.clone() });
+        self.update_node(token, i, p.phase, |n| Ok(n.fail(reason.clone(), now)?)).await
     }
 }

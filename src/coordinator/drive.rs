@@ -111,13 +111,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                     self.ports.clock.sleep(self.poll).await;
                     return Ok(());
                 }
-                Err(e) => return self.fail_node(token, i, p.phase, format!("{:?} on {}: {e}", p.phase, p.hostname)).await,
+                Err(e) => return self.fail_node(token, i, p, &run.id, format!("{:?} on {}: {e}", p.phase, p.hostname)).await,
             }
         }
         let snap = match self.ports.swarm.snapshot().await {
             Ok(s) => s,
             Err(e) if p.timed_out(&self.settings.timeouts, now) => {
-                return self.fail_node(token, i, p.phase, format!("{:?} on {}: cannot observe the swarm: {e}", p.phase, p.hostname)).await;
+                return self
+                    .fail_node(token, i, p, &run.id, format!("{:?} on {}: cannot observe the swarm: {e}", p.phase, p.hostname))
+                    .await;
             }
             Err(_) => {
                 self.ports.clock.sleep(self.poll).await;
@@ -196,7 +198,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 }
                 self.ports.clock.sleep(self.poll).await;
             }
-            Verdict::Fail(why) => self.fail_node(token, i, p.phase, why).await?,
+            Verdict::Fail(why) => self.fail_node(token, i, p, &run.id, why).await?,
             Verdict::Rejoin => {
                 tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
                 self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?)).await?;
