@@ -259,3 +259,26 @@ async fn a_run_tells_its_start_each_node_failures_rollbacks_and_its_end() {
         assert_eq!(rec.id, "run-1");
     }
 }
+
+/// swarmkit can miss a scale-down (its write marking the surplus task for removal is refused when
+/// the task changed meanwhile, and nothing reconciles again). The coordinator writes the same
+/// replica count again, so the swarm reconciles and the node converges.
+#[tokio::test(start_paused = true)]
+async fn a_scale_down_the_swarm_missed_is_written_again() {
+    let c = cluster();
+    let before = availabilities(&c.world.lock().unwrap());
+    c.world.lock().unwrap().miss_next_scale_down = true;
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, NEW, &before);
+    assert!(w.missed_scale_down.is_empty(), "the rewrite was reconciled");
+    let scales: Vec<_> = w.log.iter().filter(|l| l.starts_with("scale")).take(5).map(String::as_str).collect();
+    assert_eq!(
+        scales,
+        ["scale solo 2", "scale web 5", "scale solo 1", "scale web 4", "scale solo 1"],
+        "worker1's missed scale-back is written again"
+    );
+    // Without the rewrite, the surplus would have held until the verify timeout.
+    assert!(rec.nodes.iter().all(|n| n.phase == Phase::Done));
+}

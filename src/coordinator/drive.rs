@@ -198,6 +198,29 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 }
                 self.ports.clock.sleep(self.poll).await;
             }
+            Verdict::Rescale(missed) => {
+                for m in &missed {
+                    tracing::warn!(
+                        node = %p.hostname,
+                        service = %m.name,
+                        "the swarm still runs {} slots of {} for {} replicas after the scale-down: writing replicas={} again",
+                        m.slots,
+                        m.name,
+                        m.replicas,
+                        m.replicas
+                    );
+                    if let Err(e) = self.ports.swarm.scale(&m.service, m.replicas).await {
+                        tracing::warn!(node = %p.hostname, service = %m.name, error = %e, "writing the scale again failed; waiting");
+                    }
+                }
+                self.update_node(token, i, p.phase, |n| {
+                    n.rescaled_at = Some(now);
+                    n.converged_since = None;
+                    Ok(())
+                })
+                .await?;
+                self.ports.clock.sleep(self.poll).await;
+            }
             Verdict::Fail(why) => self.fail_node(token, i, p, &run.id, why).await?,
             Verdict::Rejoin => {
                 tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");

@@ -6,8 +6,10 @@ use jiff::Timestamp;
 
 use super::{NodeProgress, Phase, elapsed};
 use crate::config::Timeouts;
-use crate::model::convergence::first_unconverged;
-use crate::model::{AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet, TaskState};
+use crate::model::convergence::{first_unconverged, slots_meant_to_run};
+use crate::model::{
+    AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet, ServiceId, TaskState, UpdateState,
+};
 
 /// The verdict on one observation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +24,33 @@ pub enum Verdict {
     Fail(String),
     /// The engine runs at the expected version, but the node is no longer in the swarm.
     Rejoin,
+    /// The swarm missed the scale-down of these surged services: write their replica count again.
+    Rescale(Vec<MissedScaleDown>),
 }
+
+/// A surged service scaled back whose surplus replica the swarm still means to run.
+///
+/// swarmkit's replicated orchestrator reconciles a scale-down once, on the service's update
+/// event: it reads the tasks, then marks the surplus ones for removal in a later transaction. If
+/// a task it picked changed in between (a replica still starting on the node just reactivated,
+/// which it prefers to remove), that write is refused as out of sequence, only logged
+/// ("failed to update task to REMOVE"), and nothing reconciles the service again until its next
+/// update. Writing the same replica count again is that next update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissedScaleDown {
+    /// Service ID.
+    pub service: ServiceId,
+    /// Service name.
+    pub name: String,
+    /// Replicas in its spec.
+    pub replicas: u64,
+    /// Slots the swarm means to keep running.
+    pub slots: u64,
+}
+
+/// How long a surplus may last before it counts as a missed scale-down, and the time between two
+/// writes of the same scale. The orchestrator reacts within a second when it does not miss it.
+pub const RESCALE_AFTER: Duration = Duration::from_secs(20);
 
 /// What the coordinator observed for one node.
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +146,10 @@ fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: 
             if node.state != NodeState::Ready {
                 return Verdict::Wait(format!("{host} is not Ready"));
             }
+            let missed = missed_scale_downs(p, snap, now);
+            if !missed.is_empty() {
+                return Verdict::Rescale(missed);
+            }
             if let Some(c) = first_unconverged(snap) {
                 return Verdict::Wait(format!("{c:?}"));
             }
@@ -136,6 +168,24 @@ fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: 
         }
         Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => Verdict::Complete,
     }
+}
+
+/// The node's surged services that are back to their replica count in the spec but still run
+/// more slots, for longer than [`RESCALE_AFTER`] since the phase began or the last rewrite.
+fn missed_scale_downs(p: &NodeProgress, snap: &ClusterSnapshot, now: Timestamp) -> Vec<MissedScaleDown> {
+    if elapsed(p.rescaled_at.unwrap_or(p.phase_started), now) < RESCALE_AFTER {
+        return Vec::new();
+    }
+    let mut missed = Vec::new();
+    for s in &p.surge {
+        let Some(svc) = snap.service(&s.service) else { continue };
+        let settled = svc.mode == (Mode::Replicated { replicas: s.from }) && svc.update_state != Some(UpdateState::Updating);
+        let slots = slots_meant_to_run(snap, svc);
+        if settled && slots > s.from {
+            missed.push(MissedScaleDown { service: s.service.clone(), name: s.name.clone(), replicas: s.from, slots });
+        }
+    }
+    missed
 }
 
 fn done_if(done: bool, why: String) -> Verdict {

@@ -150,6 +150,9 @@ pub struct NodeProgress {
     pub rejoined_from: Option<NodeId>,
     /// Since when all services have been converged, in the verify phase.
     pub converged_since: Option<Timestamp>,
+    /// When the coordinator last wrote a scale-down again that the swarm had missed (verify phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescaled_at: Option<Timestamp>,
     /// Why the node failed, rolled back or was restored.
     pub reason: Option<String>,
     /// Finished phases.
@@ -185,6 +188,7 @@ impl NodeProgress {
             rolled_back: false,
             rejoined_from: None,
             converged_since: None,
+            rescaled_at: None,
             reason: None,
             history: Vec::new(),
         }
@@ -198,6 +202,7 @@ impl NodeProgress {
         self.phase = to;
         self.phase_started = now;
         self.converged_since = None;
+        self.rescaled_at = None;
         Ok(())
     }
 
@@ -288,6 +293,7 @@ impl NodeProgress {
     pub fn resumed(&mut self, now: Timestamp) {
         self.phase_started = now;
         self.converged_since = None;
+        self.rescaled_at = None;
     }
 
     /// Whether the current phase has run out of time.

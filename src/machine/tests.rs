@@ -139,3 +139,77 @@ fn every_active_phase_has_a_timeout_and_resume_resets_the_clock() {
     p.resumed(t(limit + 1));
     assert!(!p.timed_out(&s.timeouts, t(limit + 2)));
 }
+
+/// worker2 in VerifyConverged since t(0), with `web` surged from 4 to 5 and already scaled back
+/// in the spec, while the swarm still runs a fifth slot.
+fn verifying_with_a_missed_scale_down() -> (NodeProgress, crate::model::ClusterSnapshot) {
+    let mut snap: crate::model::ClusterSnapshot = serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap();
+    snap.tasks.push(crate::model::Task {
+        id: "web.5".into(),
+        service: crate::model::ServiceId("web-id".into()),
+        slot: Some(5),
+        node: Some(NodeId("worker2-id".into())),
+        state: crate::model::TaskState::Running,
+        desired: crate::model::TaskState::Running,
+    });
+    let mut p = at(Phase::VerifyConverged);
+    p.node = NodeId("worker2-id".into());
+    p.hostname = "worker2".into();
+    p.phase_started = t(0);
+    p.surge = vec![Surge { service: crate::model::ServiceId("web-id".into()), name: "web".into(), from: 4, to: 5, expected_on: vec![] }];
+    (p, snap)
+}
+
+#[test]
+fn a_surplus_that_outlasts_the_grace_is_a_missed_scale_down_written_again_at_most_every_grace() {
+    use decide::{MissedScaleDown, RESCALE_AFTER, Verdict, evaluate};
+    let (mut p, snap) = verifying_with_a_missed_scale_down();
+    let packages = set();
+    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    let timeouts = Settings::default().timeouts;
+    let grace = RESCALE_AFTER.as_secs() as i64;
+    let missed = Verdict::Rescale(vec![MissedScaleDown {
+        service: crate::model::ServiceId("web-id".into()),
+        name: "web".into(),
+        replicas: 4,
+        slots: 5,
+    }]);
+    // The orchestrator normally reacts within a second: a young surplus is only waited for.
+    assert_eq!(evaluate(&p, &obs, &timeouts, t(grace - 1)), Verdict::Wait("Converging(\"service web: 5/4 replicas running\")".into()));
+    assert_eq!(evaluate(&p, &obs, &timeouts, t(grace)), missed);
+    // Written again at t(grace): the next write waits another grace.
+    p.rescaled_at = Some(t(grace));
+    assert!(matches!(evaluate(&p, &obs, &timeouts, t(2 * grace - 1)), Verdict::Wait(_)));
+    assert_eq!(evaluate(&p, &obs, &timeouts, t(2 * grace)), missed);
+    // A phase change or a resume forgets the last write.
+    p.resumed(t(3 * grace));
+    assert_eq!(p.rescaled_at, None);
+}
+
+#[test]
+fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
+    use decide::{RESCALE_AFTER, Verdict, evaluate};
+    let packages = set();
+    let timeouts = Settings::default().timeouts;
+    let late = t(RESCALE_AFTER.as_secs() as i64 + 5);
+    // Still surged in the spec (our own scale-back has not landed): nothing to write again.
+    let (p, mut snap) = verifying_with_a_missed_scale_down();
+    snap.services[0].mode = crate::model::Mode::Replicated { replicas: 5 };
+    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
+    // A rolling update in progress owns the service.
+    let (p, mut snap) = verifying_with_a_missed_scale_down();
+    snap.services[0].update_state = Some(crate::model::UpdateState::Updating);
+    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
+    // A service this node did not surge is the operator's: it is reported, never written.
+    let (mut p, snap) = verifying_with_a_missed_scale_down();
+    p.surge.clear();
+    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    assert!(matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Wait(_)));
+    // Once the swarm removes the surplus, verification goes on as usual.
+    let (p, mut snap) = verifying_with_a_missed_scale_down();
+    snap.tasks.last_mut().unwrap().desired = crate::model::TaskState::Remove;
+    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    assert_eq!(evaluate(&p, &obs, &timeouts, late), Verdict::Monitoring);
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::cluster::{Availability, ClusterSnapshot, Mode, NodeState, Service, TaskState, UpdateState};
+use super::cluster::{Availability, ClusterSnapshot, Mode, NodeState, Service, Task, TaskState, UpdateState};
 use super::constraint::satisfies_all;
 
 /// A service's convergence.
@@ -31,20 +31,10 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
         Some(UpdateState::Updating) => return Convergence::Converging(format!("service {} is updating", service.name)),
         _ => {}
     }
-    let node_up = |t: &&super::cluster::Task| t.node.as_ref().and_then(|n| snap.node(n)).is_none_or(|n| n.state != NodeState::Down);
-    let tasks: Vec<_> = snap.tasks.iter().filter(|t| t.service == service.id).filter(node_up).collect();
+    let tasks = live_tasks(snap, service);
     match service.mode {
         Mode::Replicated { replicas } => {
-            // The kept task per slot: lowest desired state, then the newest observed state.
-            let mut by_slot: BTreeMap<u64, &super::cluster::Task> = BTreeMap::new();
-            for t in &tasks {
-                let Some(slot) = t.slot else { continue };
-                let keep =
-                    by_slot.get(&slot).is_none_or(|k| (t.desired, std::cmp::Reverse(t.state)) < (k.desired, std::cmp::Reverse(k.state)));
-                if keep {
-                    by_slot.insert(slot, t);
-                }
-            }
+            let by_slot = kept_per_slot(&tasks);
             let running = by_slot.values().filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running).count() as u64;
             if running >= replicas && by_slot.values().filter(|t| t.desired == TaskState::Running).count() as u64 == replicas {
                 Convergence::Converged
@@ -74,6 +64,32 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
             }
         }
     }
+}
+
+/// The service's tasks, less those on down nodes.
+fn live_tasks<'a>(snap: &'a ClusterSnapshot, service: &Service) -> Vec<&'a Task> {
+    let node_up = |t: &&Task| t.node.as_ref().and_then(|n| snap.node(n)).is_none_or(|n| n.state != NodeState::Down);
+    snap.tasks.iter().filter(|t| t.service == service.id).filter(node_up).collect()
+}
+
+/// The kept task per replica slot: lowest desired state, then the newest observed state.
+fn kept_per_slot<'a>(tasks: &[&'a Task]) -> BTreeMap<u64, &'a Task> {
+    let mut by_slot: BTreeMap<u64, &Task> = BTreeMap::new();
+    for t in tasks {
+        let Some(slot) = t.slot else { continue };
+        let keep = by_slot.get(&slot).is_none_or(|k| (t.desired, std::cmp::Reverse(t.state)) < (k.desired, std::cmp::Reverse(k.state)));
+        if keep {
+            by_slot.insert(slot, t);
+        }
+    }
+    by_slot
+}
+
+/// How many replica slots of a service the swarm means to keep running (their kept task is
+/// desired Running). More than the spec's replicas, for longer than the orchestrator takes to
+/// react, is a scale-down the swarm missed.
+pub fn slots_meant_to_run(snap: &ClusterSnapshot, service: &Service) -> u64 {
+    kept_per_slot(&live_tasks(snap, service)).values().filter(|t| t.desired == TaskState::Running).count() as u64
 }
 
 /// The first service that has not converged, with the reason, or `None` when all have.
@@ -124,6 +140,19 @@ mod tests {
         s.tasks.iter_mut().find(|t| t.id == "web.1").unwrap().state = TaskState::Failed;
         let web = s.services[0].clone();
         assert!(matches!(service_convergence(&s, &web), Convergence::Converging(_)), "the down node's task no longer counts");
+    }
+
+    #[test]
+    fn slots_meant_to_run_counts_a_surplus_the_swarm_kept_but_not_one_it_removes() {
+        let mut s = snap();
+        let web = s.services[0].clone();
+        assert_eq!(slots_meant_to_run(&s, &web), 4);
+        s.tasks.push(task("web.5", "web-id", Some(5), "worker2-id", TaskState::Running, TaskState::Running));
+        assert_eq!(slots_meant_to_run(&s, &web), 5);
+        assert_eq!(service_convergence(&s, &web), Convergence::Converging("service web: 5/4 replicas running".into()));
+        s.tasks.last_mut().unwrap().desired = TaskState::Remove;
+        assert_eq!(slots_meant_to_run(&s, &web), 4, "a slot marked for removal is not meant to run");
+        assert_eq!(service_convergence(&s, &web), Convergence::Converged);
     }
 
     #[test]

@@ -167,8 +167,15 @@ impl Swarm for FakeCluster {
                 .iter_mut()
                 .find(|s| &s.id == service)
                 .ok_or_else(|| PortError::Failed(format!("service {service} not found")))?;
+            let down = matches!(s.mode, Mode::Replicated { replicas: r } if replicas < r);
             s.mode = Mode::Replicated { replicas };
             let name = s.name.clone();
+            // Every write is an update event the orchestrator reconciles, unless it misses it.
+            if down && std::mem::take(&mut w.miss_next_scale_down) {
+                w.missed_scale_down.insert(service.clone());
+            } else {
+                w.missed_scale_down.remove(service);
+            }
             w.log.push(format!("scale {name} {replicas}"));
         }
         self.counted().await;

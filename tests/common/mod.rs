@@ -63,6 +63,8 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         min_running: BTreeMap::new(),
         floor: BTreeMap::new(),
         highest_token: BTreeMap::new(),
+        miss_next_scale_down: false,
+        missed_scale_down: Default::default(),
         log: Vec::new(),
     }
 }

@@ -4,7 +4,7 @@
 //! ones; placement honours constraints, max replicas per node and host ports; scaling down
 //! removes tasks that are not running first; a new task runs one tick after it is created.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_upgrade::lock::StoreDoc;
 use swarm_upgrade::model::constraint::satisfies_all;
@@ -46,6 +46,10 @@ pub struct World {
     /// Replica counts before the run: surge must never let a service drop below them.
     pub floor: BTreeMap<ServiceId, u64>,
     pub highest_token: BTreeMap<String, u64>,
+    /// The next scale-down is missed by the orchestrator (swarmkit's lost REMOVE write).
+    pub miss_next_scale_down: bool,
+    /// Services whose last scale-down was missed: their surplus stays until their next update.
+    pub missed_scale_down: BTreeSet<ServiceId>,
     pub log: Vec<String>,
 }
 
@@ -161,7 +165,7 @@ impl World {
     fn reconcile_replicated(&mut self, svc: &Service, replicas: u64) {
         // Scale down: not running first, then the highest slot.
         let mut live = self.live(&svc.id);
-        if live.len() as u64 > replicas {
+        if live.len() as u64 > replicas && !self.missed_scale_down.contains(&svc.id) {
             live.sort_by_key(|&i| (self.tasks[i].state == TaskState::Running, std::cmp::Reverse(self.tasks[i].slot)));
             for &i in live.iter().take(live.len() - replicas as usize) {
                 Self::shut_down(&mut self.tasks[i]);
