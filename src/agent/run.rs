@@ -9,7 +9,24 @@ use crate::config::Settings;
 
 /// Runs the agent.
 pub async fn run(settings: &Settings) -> Result<(), String> {
-    let docker = DockerSwarm::connect().await.map_err(|e| e.to_string())?.docker().clone();
+    crate::sd_notify::spawn_watchdog();
+    if !settings.agent.insecure {
+        let certificates = || async {
+            match tls::awaited_swarm_certificates(&settings.agent) {
+                None => Ok(()),
+                Some(dir) => Err(format!(
+                    "waiting for this node's swarm certificates in {}: join the node to a swarm (or set agent.custom_tls)",
+                    dir.display()
+                )),
+            }
+        };
+        if wait_for(certificates).await.is_none() {
+            return Ok(());
+        }
+    }
+    let engine = || async { DockerSwarm::connect().await.map_err(|e| format!("waiting for the local Docker engine: {e}")) };
+    let Some(docker) = wait_for(engine).await else { return Ok(()) };
+    let docker = docker.docker().clone();
     let (_, cluster, node_id) = if settings.agent.insecure {
         tracing::warn!("agent.insecure is set: plaintext gRPC, ANY caller that reaches the port is obeyed; for labs only");
         let info = docker.info().await.map_err(|e| format!("cannot read the local engine's swarm state: {e}"))?;
@@ -32,7 +49,6 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot read dpkg's state"),
     }
-    crate::sd_notify::spawn_watchdog();
     if let Some(addr) = settings.agent_metrics {
         // Metrics are not worth refusing to serve the agent for.
         if let Err(e) = crate::metrics::serve(addr).await {
@@ -56,6 +72,36 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     let load = || tls::load(&agent).map_err(|e| e.to_string());
     let stamp = || tls::stamp(&agent);
     serve_reloading(std::sync::Arc::new(service), addr, load, stamp, std::time::Duration::from_secs(30), shutdown()).await
+}
+
+/// Waits, up and saying why to systemd, until `check` passes: the node's swarm certificates (a
+/// package installed before the node joins a swarm) or the local engine (the agent started before
+/// docker.service). `None` when a signal came first.
+async fn wait_for<T, Fut: std::future::Future<Output = Result<T, String>>>(check: impl Fn() -> Fut) -> Option<T> {
+    let stop = shutdown();
+    tokio::pin!(stop);
+    let mut said = None;
+    loop {
+        match check().await {
+            Ok(v) => {
+                if said.is_some() {
+                    tracing::info!("done waiting: starting");
+                }
+                return Some(v);
+            }
+            Err(why) => {
+                if said.as_ref() != Some(&why) {
+                    tracing::warn!("{why}");
+                    crate::sd_notify::ready(&why);
+                    said = Some(why);
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return None,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 /// Resolves at the first signal; a second one exits at once.

@@ -47,6 +47,15 @@ pub fn stamp(settings: &AgentSettings) -> Option<Vec<std::time::SystemTime>> {
     paths(settings).iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
 }
 
+/// The swarm's certificate directory, when the material is to come from it (no `custom_tls`) and
+/// is not there yet: the node has not joined a swarm.
+pub fn awaited_swarm_certificates(settings: &AgentSettings) -> Option<std::path::PathBuf> {
+    if settings.custom_tls.is_some() {
+        return None;
+    }
+    paths(settings).iter().any(|p| !p.exists()).then(|| settings.certificates_dir.clone())
+}
+
 /// Loads the material the settings name.
 pub fn load(settings: &AgentSettings) -> Result<TlsMaterial, AuthError> {
     let [cert, key, ca] = paths(settings);
@@ -57,4 +66,28 @@ pub fn load(settings: &AgentSettings) -> Result<TlsMaterial, AuthError> {
         .map_err(|e| AuthError::BadPem { path: cert.display().to_string(), why: e.to_string() })?;
     let me = identity_of(&pem.contents)?;
     Ok(TlsMaterial { cert: cert_pem, key: key_pem, ca: ca_pem, cluster: me.cluster, node_id: me.node_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swarm_certificates_are_awaited_until_all_three_exist_and_never_with_custom_tls() {
+        let dir = std::env::temp_dir().join(format!("swarm-upgrade-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = crate::config::Settings::default().agent;
+        s.certificates_dir = dir.clone();
+        assert_eq!(awaited_swarm_certificates(&s), Some(dir.clone()), "a node not in a swarm has none");
+        for f in ["swarm-node.crt", "swarm-node.key"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        assert_eq!(awaited_swarm_certificates(&s), Some(dir.clone()), "the CA is still missing");
+        std::fs::write(dir.join("swarm-root-ca.crt"), "x").unwrap();
+        assert_eq!(awaited_swarm_certificates(&s), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // An operator's own files are never waited for: a missing one is an error to report.
+        s.custom_tls = Some(crate::config::CustomTls { cert: dir.join("a"), key: dir.join("b"), ca: dir.join("c") });
+        assert_eq!(awaited_swarm_certificates(&s), None);
+    }
 }

@@ -2,6 +2,8 @@
 //! - the node image: Debian 13 (trixie) minbase with systemd, the lab repository configured the
 //!   way Docker's install guide does it, and docker-ce 26.1.5 installed from that repository's
 //!   packages; it also carries haproxy for the `balancer` node;
+//! - a plain Debian 12 (bookworm) node, systemd and nothing else, for the package's install and
+//!   removal there;
 //! - the workload image: busybox plus `lab-web` (this tool), loaded into every node's engine and
 //!   also run by the `repo` node to serve the repository.
 
@@ -31,7 +33,7 @@ pub fn node_image(engine: &Engine, repo: &Repo) -> Result<String> {
         return Ok(tag);
     }
     let tar = cache::cached(&format!("node-trixie-{hash:016x}.tar"), |out| {
-        let base = base_tar()?;
+        let base = base_tar("trixie", NODE_PACKAGES)?;
         let root = out.with_extension("rootfs");
         cache::remove(&root);
         std::fs::create_dir_all(&root)?;
@@ -78,17 +80,46 @@ pub fn node_image(engine: &Engine, repo: &Repo) -> Result<String> {
     Ok(tag)
 }
 
-/// Trixie's minbase with the node packages, as debootstrap made it (cached by its recipe).
-fn base_tar() -> Result<PathBuf> {
-    let hash = cache::fnv(&[NODE_PACKAGES.as_bytes(), b"trixie minbase"]);
-    cache::cached(&format!("trixie-base-{hash:016x}.tar"), |out| {
+/// Packages debootstrap adds to bookworm's minbase for the plain Debian 12 node.
+const BOOKWORM_PACKAGES: &str = "systemd,systemd-sysv,dbus,iproute2,ca-certificates,procps";
+
+/// A plain Debian 12 node's image tag: bookworm minbase with systemd, no engine and no repository
+/// (the package's install and removal on Debian 12). Built and imported if missing.
+pub fn bookworm_image(engine: &Engine) -> Result<String> {
+    let hash = cache::fnv(&[include_str!("images.rs").as_bytes(), BOOKWORM_PACKAGES.as_bytes()]);
+    let tag = format!("swarm-upgrade-lab/bookworm:{hash:016x}");
+    if engine.docker(&["image", "inspect", "--format", "{{.Id}}", &tag]).is_ok() {
+        return Ok(tag);
+    }
+    let tar = cache::cached(&format!("node-bookworm-{hash:016x}.tar"), |out| {
+        let base = base_tar("bookworm", BOOKWORM_PACKAGES)?;
+        let root = out.with_extension("rootfs");
+        cache::remove(&root);
+        std::fs::create_dir_all(&root)?;
+        host::run(Command::new("tar").arg("-C").arg(&root).arg("-xf").arg(&base))?;
+        std::os::unix::fs::symlink("/dev/null", root.join("etc/systemd/system/systemd-modules-load.service"))?;
+        std::fs::write(root.join("etc/machine-id"), "")?;
+        cache::remove(&root.join("var/lib/dbus/machine-id"));
+        host::run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(out).arg("."))?;
+        std::fs::remove_dir_all(&root)?;
+        Ok(())
+    })?;
+    let changes = ["CMD [\"/lib/systemd/systemd\"]", "ENV container=docker", "LABEL io.swarm-upgrade.lab.image=bookworm"];
+    import(engine, &tar, &tag, &changes)?;
+    Ok(tag)
+}
+
+/// A suite's minbase with `packages`, as debootstrap made it (cached by its recipe).
+fn base_tar(suite: &str, packages: &str) -> Result<PathBuf> {
+    let hash = cache::fnv(&[packages.as_bytes(), format!("{suite} minbase").as_bytes()]);
+    cache::cached(&format!("{suite}-base-{hash:016x}.tar"), |out| {
         host::ensure_packages(&[("debootstrap", "debootstrap")])?;
         let root = out.with_extension("rootfs");
         cache::remove(&root);
-        eprintln!("lab: debootstrap of the trixie node image (about a minute)");
+        eprintln!("lab: debootstrap of the {suite} node image (about a minute)");
         host::run(
             Command::new("debootstrap")
-                .args(["--variant=minbase", &format!("--include={NODE_PACKAGES}"), "trixie"])
+                .args(["--variant=minbase", &format!("--include={packages}"), suite])
                 .arg(&root)
                 .arg(host::mirror()?),
         )?;

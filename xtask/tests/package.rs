@@ -3,7 +3,8 @@
 //! unit passes `systemd-analyze verify`; the timer ships disabled; the man page and completions
 //! are in place; apt refuses one transaction that changes both this package and the engine; the
 //! package upgrades over itself (the agent restarted, not stopped), removes and purges cleanly,
-//! and installs again.
+//! and installs again. The same on a plain Debian 12 (bookworm) node, where the agent, not yet
+//! in a swarm, waits for the node's swarm certificates instead of failing.
 //!
 //! Needs root, as the README's test command runs it. `SWARM_UPGRADE_DEB` names a prebuilt `.deb`;
 //! without it one is built with cargo-deb.
@@ -129,4 +130,92 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
     let again = l.sh(node, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/swarm-upgrade.deb >/dev/null 2>&1; echo $?; systemctl is-enabled swarm-upgrade-agent");
     assert_eq!(again, "0\nenabled");
     assert!(show(&l, node, "swarm-upgrade-agent", "StatusText").starts_with("StatusText=serving on"));
+
+    debian_12(&l, &deb);
+}
+
+/// Install, upgrade over itself, remove, purge and install again on a plain Debian 12 node: no
+/// engine, not in a swarm. The agent is up and READY, says what it waits for, and does not
+/// crash-loop; given a swarm node's certificates it goes on to wait for the local engine.
+fn debian_12(l: &LabGuard, deb: &Path) {
+    let image = xtask::images::bookworm_image(&l.engine).expect("the Debian 12 node image");
+    let node = "bookworm";
+    let label = format!("{}=package", lab::LABEL);
+    let mut args = vec!["run", "-d", "--name", node, "--hostname", node, "--label", &label, "--network", lab::NETWORK];
+    args.extend(["--tmpfs", "/run", "--tmpfs", "/tmp", "--stop-signal", "SIGRTMIN+3"]);
+    args.extend(lab::SYSTEMD_NODE_FLAGS);
+    args.push(&image);
+    l.engine.docker(&args).expect("the Debian 12 node starts");
+    let booted = l.sh(
+        node,
+        "for i in $(seq 60); do s=$(systemctl is-system-running 2>/dev/null); case $s in running|degraded) echo $s; exit;; esac; sleep 1; done; echo $s",
+    );
+    assert!(booted == "running" || booted == "degraded", "systemd on Debian 12: {booted}");
+    assert_eq!(l.sh(node, ". /etc/os-release; echo $VERSION_ID"), "12");
+    l.engine.docker(&["cp", &deb.display().to_string(), &format!("{node}:/root/swarm-upgrade.deb")]).unwrap();
+    let install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/swarm-upgrade.deb >/dev/null 2>&1; echo $?";
+    assert_eq!(l.sh(node, install), "0", "installs on Debian 12");
+    let waiting = "StatusText=waiting for this node's swarm certificates in /var/lib/docker/swarm/certificates";
+    let agent = wait_status(l, node, waiting);
+    for want in ["Type=notify", "ActiveState=active", "SubState=running", "NRestarts=0", "WatchdogUSec=30s", "UnitFileState=enabled"] {
+        assert!(agent.lines().any(|line| line == want), "Debian 12: {want} in\n{agent}");
+    }
+    assert_eq!(l.sh(node, "systemctl is-enabled swarm-upgrade.timer || true"), "disabled");
+    let verify = l.sh(
+        node,
+        "cd /usr/lib/systemd/system && systemd-analyze verify --man=no swarm-upgrade-agent.service swarm-upgrade.service swarm-upgrade.timer 2>&1; echo \"exit $?\"",
+    );
+    assert_eq!(verify, "exit 0", "systemd-analyze verify on Debian 12 says:\n{verify}");
+    assert_eq!(l.sh(node, "readlink /etc/apt/apt.conf.d/50swarm-upgrade"), "/usr/share/swarm-upgrade/apt-guard.conf");
+
+    // Given a swarm node's certificates (worker2's), it stops waiting for them and waits for the
+    // local engine, which this node does not have; still no restart.
+    let certs = l.reports.join("bookworm-certificates");
+    let _ = std::fs::remove_dir_all(&certs);
+    l.engine.docker(&["cp", "worker2:/var/lib/docker/swarm/certificates", &certs.display().to_string()]).unwrap();
+    l.sh(node, "mkdir -p /var/lib/docker/swarm");
+    l.engine.docker(&["cp", &certs.display().to_string(), &format!("{node}:/var/lib/docker/swarm/certificates")]).unwrap();
+    std::fs::remove_dir_all(&certs).unwrap();
+    let engine = wait_status(l, node, "StatusText=waiting for the local Docker engine");
+    assert!(engine.lines().any(|line| line == "NRestarts=0") && engine.contains("ActiveState=active"), "{engine}");
+    l.sh(node, "rm -rf /var/lib/docker");
+
+    // Upgrade over itself: restarted (a new PID), waiting again.
+    let pid = show(l, node, "swarm-upgrade-agent", "MainPID");
+    assert_eq!(l.sh(node, &install.replace("install -y", "install --reinstall -y")), "0");
+    let after = wait_status(l, node, waiting);
+    assert!(!after.lines().any(|line| line == pid), "{pid} then\n{after}");
+
+    // Remove keeps the configuration and unlinks the guard; apt still works; purge; install again.
+    let removed = l.sh(
+        node,
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q swarm-upgrade >/dev/null 2>&1; echo $?; systemctl is-active swarm-upgrade-agent || true; ls /etc/swarm-upgrade/config.toml; ls /etc/apt/apt.conf.d/50swarm-upgrade 2>&1 || true; apt-get check -q >/dev/null 2>&1; echo $?",
+    );
+    let lines: Vec<&str> = removed.lines().collect();
+    assert_eq!(lines[0], "0", "{removed}");
+    assert!(lines[1] == "inactive" || lines[1] == "unknown", "{removed}");
+    assert_eq!(lines[2], "/etc/swarm-upgrade/config.toml", "{removed}");
+    assert!(lines[3].contains("No such file"), "{removed}");
+    assert_eq!(lines[4], "0", "apt works after removal: {removed}");
+    let purged = l.sh(
+        node,
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q swarm-upgrade >/dev/null 2>&1; echo $?; ls /etc/swarm-upgrade /var/lib/swarm-upgrade /usr/bin/swarm-upgrade 2>&1 | grep -c 'No such file'",
+    );
+    assert_eq!(purged, "0\n3", "purge on Debian 12");
+    assert_eq!(l.sh(node, install), "0", "installs again on Debian 12");
+    wait_status(l, node, waiting);
+}
+
+/// The agent's unit properties once its status line starts with `status` (panics after 30 s).
+fn wait_status(l: &LabGuard, node: &str, status: &str) -> String {
+    let props = "Type,ActiveState,SubState,StatusText,NRestarts,WatchdogUSec,UnitFileState,MainPID";
+    let t0 = std::time::Instant::now();
+    loop {
+        let agent = show(l, node, "swarm-upgrade-agent", props);
+        if agent.lines().any(|line| line.starts_with(status)) {
+            return agent;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "{node}: no {status} after 30 s:\n{agent}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
