@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod events;
+pub mod journal;
 pub mod lock;
 pub mod machine;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! The one place logging is set up: to stderr, human-readable or JSON, filtered by `RUST_LOG`.
+//! The one place logging is set up, filtered by `RUST_LOG`: to the journal with native fields
+//! when systemd connected stderr to it (see `journal`), otherwise to stderr, human-readable or JSON.
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,6 +12,12 @@ pub fn init(json: bool, verbose: bool, quiet: bool) {
         (false, false) => "swarm_upgrade=info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if !json && let Some(journal) = crate::journal::JournalLayer::for_stderr() {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry().with(filter).with(journal).try_init();
+        return;
+    }
     // Colour only on a terminal: under systemd stderr goes to the journal, which keeps the lines
     // as they are (`run finished run=… outcome=Succeeded`), so the fields stay greppable.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -567,6 +567,13 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
         }
     }
     assert_eq!(upgraded.len(), 1, "exactly one manager upgraded the cluster: {upgraded:?}");
+    // Its journal has the events' fields as journal fields: one run's node selected by RUN= and NODE=.
+    let (m, _, journal) = ends.iter().find(|(m, _, _)| *m == upgraded[0]).unwrap();
+    let run_id = journal.lines().find_map(|l| l.split(" run=").nth(1)).and_then(|r| r.split_whitespace().next()).expect("a run id");
+    let phases = l.sh(m, &format!("journalctl --no-pager -o cat -u swarm-upgrade.service RUN={run_id} NODE=worker1 PHASE=Drain"));
+    assert!(phases.starts_with("phase entered ") && phases.lines().count() == 1, "{m}: journal fields RUN, NODE, PHASE: {phases}");
+    let token = l.sh(m, &format!("journalctl --no-pager -o json -u swarm-upgrade.service RUN={run_id} PHASE=Drain NODE=worker1"));
+    assert!(token.contains("\"TOKEN\":\"") && token.contains("\"PRIORITY\":\"6\""), "{m}: {token}");
     for (host, version, availability) in nodes(&l) {
         assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
     }

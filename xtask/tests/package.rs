@@ -66,6 +66,9 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
     })
     .unwrap();
     let node = "worker2";
+    // The agent logs to the journal with its events' fields as journal fields.
+    let listening = l.sh(node, "journalctl --no-pager -o cat -u swarm-upgrade-agent PORT=7443");
+    assert!(listening.starts_with("agent listening node="), "{listening}");
     // systemd-analyze verify is clean on every unit (--man=no: the node image has no man-db; the
     // page itself is checked below).
     let verify = l.sh(
