@@ -128,6 +128,28 @@ impl RunRecord {
     pub fn finished(&self) -> bool {
         self.outcome.is_some()
     }
+
+    /// Why a scheduled run must not retry `target`: this run, to the same target, failed. A
+    /// timer would otherwise roll the same node back at every window; an operator looks first.
+    pub fn refuses_scheduled_retry(&self, target: &DebVersion) -> Option<crate::planner::Refusal> {
+        if self.outcome != Some(Outcome::Failed) || &self.target != target {
+            return None;
+        }
+        let when = self.finished_at.map(|t| format!(" at {t}")).unwrap_or_default();
+        Some(crate::planner::Refusal {
+            node: None,
+            service: None,
+            reason: format!(
+                "the last run to {target} ({}) failed{when}: {}; scheduled runs do not retry a target that failed",
+                self.id,
+                self.reason.as_deref().unwrap_or("no reason recorded")
+            ),
+            fix: format!(
+                "look at that node (`swarm-upgrade report /var/lib/swarm-upgrade/runs/{}.json`), then retry once by hand with `swarm-upgrade run --to {target}`, or configure another target",
+                self.id
+            ),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -282,3 +282,41 @@ async fn a_scale_down_the_swarm_missed_is_written_again() {
     // Without the rewrite, the surplus would have held until the verify timeout.
     assert!(rec.nodes.iter().all(|n| n.phase == Phase::Done));
 }
+
+/// A scheduled run does not retry the target of a failed last run (the timer would roll the same
+/// node back at every window); an operator's run does, and another target is not held back.
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_run_does_not_retry_a_target_that_failed() {
+    let c = cluster();
+    let failed = run(&c, &Settings::default(), &to(BROKEN), "m/1").await.unwrap();
+    assert_eq!(failed.outcome, Some(Outcome::Failed));
+    let writes = {
+        let w = c.world.lock().unwrap();
+        (w.log.len(), w.store_version)
+    };
+    let scheduled = swarm_upgrade::planner::PlanRequest { scheduled: true, ..to(BROKEN) };
+    match run(&c, &Settings::default(), &scheduled, "m/2").await {
+        Err(CoordinatorError::Refused(r)) => {
+            assert_eq!(r.len(), 1);
+            assert!(r[0].reason.contains("failed") && r[0].reason.contains("scheduled runs do not retry"), "{}", r[0]);
+            assert!(r[0].reason.contains("worker1"), "the last run's reason names the node: {}", r[0]);
+            assert!(r[0].fix.contains("swarm-upgrade run --to"), "{}", r[0]);
+        }
+        other => panic!("refused, not {other:?}"),
+    }
+    assert_eq!(
+        {
+            let w = c.world.lock().unwrap();
+            (w.log.len(), w.store_version)
+        },
+        writes,
+        "nothing was changed"
+    );
+    // By hand it is retried (and fails again: the package is still broken).
+    let again = run(&c, &Settings::default(), &to(BROKEN), "m/3").await.unwrap();
+    assert_eq!(again.outcome, Some(Outcome::Failed));
+    // A scheduled run to another target goes ahead.
+    let newer = swarm_upgrade::planner::PlanRequest { scheduled: true, ..to(NEW) };
+    let rec = run(&c, &Settings::default(), &newer, "m/4").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+}

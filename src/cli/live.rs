@@ -222,7 +222,8 @@ pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode:
         return Ok(());
     }
     let run_id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), holder().replace('/', "-"));
-    let result = coordinate(settings, Start::Run(super::plan::request(target), run_id), output)?;
+    let request = crate::planner::PlanRequest { scheduled: mode == RunMode::Scheduled, ..super::plan::request(target) };
+    let result = coordinate(settings, Start::Run(request, run_id), output)?;
     if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Lock(crate::lock::LockError::Held { holder, since, .. }))) =
         (mode, &result)
     {
@@ -294,7 +295,7 @@ fn coordinate(
         };
         drop(coordinator);
         if let Some(p) = progress {
-            p.abort();
+            p.finish(result.as_ref().ok()).await;
         }
         if let Some(w) = webhook {
             w.finish(std::time::Duration::from_secs(30)).await;

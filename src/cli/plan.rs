@@ -18,7 +18,12 @@ pub fn offline(settings: &Settings, file: &Path, target: &TargetArgs, output: Ou
 
 /// The request the flags make.
 pub fn request(target: &TargetArgs) -> PlanRequest {
-    PlanRequest { to: target.to.clone(), allow_downgrade: target.allow_downgrade, allow_single_manager: target.allow_single_manager }
+    PlanRequest {
+        to: target.to.clone(),
+        allow_downgrade: target.allow_downgrade,
+        allow_single_manager: target.allow_single_manager,
+        scheduled: false,
+    }
 }
 
 /// Prints a plan, or fails with every refusal (exit 3).

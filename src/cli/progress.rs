@@ -39,28 +39,53 @@ pub fn render(run: &RunRecord, now: Timestamp) -> Vec<String> {
     lines
 }
 
-/// Draws the progress of the store's current run on stderr every second until dropped.
-pub fn spawn(store: crate::adapters::docker::store::SwarmLabelStore) -> tokio::task::JoinHandle<()> {
+/// The progress drawn on stderr every second; [`Progress::finish`] draws the last frame.
+pub struct Progress {
+    task: tokio::task::JoinHandle<()>,
+    drawn: std::sync::Arc<std::sync::Mutex<usize>>,
+}
+
+/// Draws the progress of the store's current run on stderr every second until finished.
+pub fn spawn(store: crate::adapters::docker::store::SwarmLabelStore) -> Progress {
     use crate::ports::StateStore;
-    tokio::spawn(async move {
-        let mut drawn = 0usize;
+    let drawn = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let shared = drawn.clone();
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
             let Ok(v) = store.load().await else { continue };
             let Some(run) = v.doc.run else { continue };
-            let lines = render(&run, Timestamp::now());
-            let mut err = std::io::stderr().lock();
-            if drawn > 0 {
-                let _ = write!(err, "\x1b[{drawn}A");
-            }
-            for l in &lines {
-                let _ = writeln!(err, "\x1b[2K{l}");
-            }
-            let _ = err.flush();
-            drawn = lines.len();
+            draw(&shared, &render(&run, Timestamp::now()));
         }
-    })
+    });
+    Progress { task, drawn }
+}
+
+impl Progress {
+    /// Stops redrawing and, for a run that ended, draws its final state in place of the last frame.
+    pub async fn finish(self, run: Option<&RunRecord>) {
+        self.task.abort();
+        let _ = self.task.await;
+        if let Some(run) = run {
+            let now = run.finished_at.unwrap_or_else(Timestamp::now);
+            draw(&self.drawn, &render(run, now));
+        }
+    }
+}
+
+/// Replaces the frame drawn last (`drawn` lines) with `lines`.
+fn draw(drawn: &std::sync::Mutex<usize>, lines: &[String]) {
+    let mut drawn = drawn.lock().unwrap_or_else(|e| e.into_inner());
+    let mut err = std::io::stderr().lock();
+    if *drawn > 0 {
+        let _ = write!(err, "\x1b[{}A", *drawn);
+    }
+    for l in lines {
+        let _ = writeln!(err, "\x1b[2K{l}");
+    }
+    let _ = err.flush();
+    *drawn = lines.len();
 }
 
 #[cfg(test)]

@@ -142,6 +142,11 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         if plan.nodes.is_empty() {
             return Err(CoordinatorError::NothingToDo(plan.target.to_string()));
         }
+        if req.scheduled
+            && let Some(refusal) = self.load_retrying().await?.doc.run.and_then(|last| last.refuses_scheduled_retry(&plan.target))
+        {
+            return Err(CoordinatorError::Refused(vec![refusal]));
+        }
         let now = self.ports.clock.now();
         let flags = RunFlags { allow_downgrade: req.allow_downgrade, allow_single_manager: req.allow_single_manager };
         let record = RunRecord::new(run_id.to_string(), &plan, flags, &snap, now);

@@ -21,6 +21,8 @@ pub struct PlanRequest {
     pub allow_downgrade: bool,
     /// `--allow-single-manager`.
     pub allow_single_manager: bool,
+    /// Started by the timer (`run --scheduled`): a target whose last run failed is not retried.
+    pub scheduled: bool,
 }
 
 /// A reason to refuse the run: what, where, and what to do.
@@ -126,7 +128,8 @@ pub fn guard(
     node: &NodeId,
     packages: &PackageSet,
 ) -> Result<Vec<Surge>, Vec<Refusal>> {
-    let req = PlanRequest { to: None, allow_downgrade: flags.allow_downgrade, allow_single_manager: flags.allow_single_manager };
+    let req =
+        PlanRequest { allow_downgrade: flags.allow_downgrade, allow_single_manager: flags.allow_single_manager, ..Default::default() };
     let mut refusals = preflight::cluster_checks(snap, settings, &req);
     refusals.extend(preflight::node_checks(snap, settings, &req, node, packages));
     refusals.extend(preflight::service_checks(snap));

@@ -583,12 +583,14 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
 
 /// Issue 6, the operator's stop switch: the label `swarm-upgrade.stop` set on any node while the
 /// first node is being upgraded. The run finishes that node and stops before the next one: exit 6
-/// (aborted) naming the label and the node, the lock free, the other nodes untouched.
+/// (aborted) naming the label and the node, the lock free, the other nodes untouched. The run is
+/// started on a terminal (under `script`, a pty), so it also shows its live progress there.
 #[test]
 fn a_stop_label_stops_the_run_before_its_next_node() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let l = LabGuard::up("stop-label", tool());
-    let run = l.engine.command(&["exec", lab::MANAGER, "swarm-upgrade", "run", "--to", repo::NEW]).output_in_background();
+    let on_a_terminal = format!("script -qefc 'swarm-upgrade run --to {}' /dev/null", repo::NEW);
+    let run = l.engine.command(&["exec", lab::MANAGER, "sh", "-c", &on_a_terminal]).output_in_background();
     let t0 = Instant::now();
     loop {
         assert!(t0.elapsed() < Duration::from_secs(300), "worker1 never started");
@@ -601,10 +603,20 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
     }
     l.sh("manager2", "docker node update --label-add swarm-upgrade.stop=true manager3 >/dev/null");
     let out = run.join().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // On the pty stdout and stderr are one stream.
+    let err = String::from_utf8_lossy(&out.stdout).into_owned();
     std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
     assert_eq!(out.status.code(), Some(6), "{err}");
     assert!(err.contains("by the label swarm-upgrade.stop on node manager3"), "{err}");
+    // The live progress: frames redrawn in place (cursor up, clear line), a bar, one line per
+    // node with its phase and time; info log lines are held back on a terminal.
+    assert!(err.contains("\x1b[6A\x1b[2Krun "), "a frame of 6 lines redrawn in place: {err:?}");
+    assert!(err.contains(&format!(" to {}  [", repo::NEW)) && err.contains("] 0/5 nodes"), "the bar: {err:?}");
+    assert!(err.contains("] 1/5 nodes"), "the bar moved once worker1 was done: {err:?}");
+    assert!(err.contains("\x1b[2K  worker1          drain for ") || err.contains("\x1b[2K  worker1          upgrade for "), "{err:?}");
+    assert!(err.contains("\x1b[2K  worker1          done after "), "{err:?}");
+    assert!(err.contains("\x1b[2K  worker2          waiting"), "{err:?}");
+    assert!(!err.contains("phase entered"), "no info log lines on a terminal: {err:?}");
     let versions: Vec<(String, String, String)> = nodes(&l);
     for (host, version, availability) in versions {
         let want = if host == "worker1" { "28.5.2+dfsg4" } else { "26.1.5+dfsg1" };
