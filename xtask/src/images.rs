@@ -33,47 +33,38 @@ pub fn node_image(engine: &Engine, repo: &Repo) -> Result<String> {
         return Ok(tag);
     }
     let tar = cache::cached(&format!("node-trixie-{hash:016x}.tar"), |out| {
-        let base = base_tar("trixie", NODE_PACKAGES)?;
-        let root = out.with_extension("rootfs");
-        cache::remove(&root);
-        std::fs::create_dir_all(&root)?;
-        host::run(Command::new("tar").arg("-C").arg(&root).arg("-xf").arg(&base))?;
-        let tmp = root.join("var/tmp");
-        let mut names = vec![];
-        for (p, v) in debs {
-            let deb = repo.deb(p, v);
-            let name = deb.file_name().unwrap().to_string_lossy().to_string();
-            std::fs::copy(&deb, tmp.join(&name))?;
-            names.push(format!("/var/tmp/{name}"));
-        }
-        host::run(Command::new("chroot").arg(&root).arg("dpkg").arg("-i").args(&names))
-            .context("docker-ce 26.1.5 installs in the image")?;
-        for n in &names {
-            std::fs::remove_file(root.join(n.trim_start_matches('/')))?;
-        }
-        // Modules cannot be loaded in a container; haproxy only runs on the balancer.
-        std::os::unix::fs::symlink("/dev/null", root.join("etc/systemd/system/systemd-modules-load.service"))?;
-        host::run(Command::new("chroot").arg(&root).args(["systemctl", "disable", "haproxy.service"]))?;
-        // Only the lab repository, configured as Docker's install guide does it.
-        for f in ["etc/apt/sources.list.d/debian.sources", "etc/apt/sources.list"] {
-            cache::remove(&root.join(f));
-        }
-        std::fs::create_dir_all(root.join("etc/apt/keyrings"))?;
-        std::fs::copy(&repo.key, root.join("etc/apt/keyrings/docker.asc"))?;
-        std::fs::write(root.join("etc/apt/sources.list.d/docker.list"), format!("{}\n", repo::SOURCES_LINE))?;
-        // Every node generates its own machine id at first boot.
-        std::fs::write(root.join("etc/machine-id"), "")?;
-        cache::remove(&root.join("var/lib/dbus/machine-id"));
-        for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
-            for e in std::fs::read_dir(root.join(dir))?.flatten() {
-                if e.path().is_file() {
-                    std::fs::remove_file(e.path())?;
+        systemd_node_tar(out, &base_tar("trixie", NODE_PACKAGES)?, |root| {
+            let tmp = root.join("var/tmp");
+            let mut names = vec![];
+            for (p, v) in debs {
+                let deb = repo.deb(p, v);
+                let name = deb.file_name().unwrap().to_string_lossy().to_string();
+                std::fs::copy(&deb, tmp.join(&name))?;
+                names.push(format!("/var/tmp/{name}"));
+            }
+            host::run(Command::new("chroot").arg(root).arg("dpkg").arg("-i").args(&names))
+                .context("docker-ce 26.1.5 installs in the image")?;
+            for n in &names {
+                std::fs::remove_file(root.join(n.trim_start_matches('/')))?;
+            }
+            // haproxy only runs on the balancer.
+            host::run(Command::new("chroot").arg(root).args(["systemctl", "disable", "haproxy.service"]))?;
+            // Only the lab repository, configured as Docker's install guide does it.
+            for f in ["etc/apt/sources.list.d/debian.sources", "etc/apt/sources.list"] {
+                cache::remove(&root.join(f));
+            }
+            std::fs::create_dir_all(root.join("etc/apt/keyrings"))?;
+            std::fs::copy(&repo.key, root.join("etc/apt/keyrings/docker.asc"))?;
+            std::fs::write(root.join("etc/apt/sources.list.d/docker.list"), format!("{}\n", repo::SOURCES_LINE))?;
+            for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
+                for e in std::fs::read_dir(root.join(dir))?.flatten() {
+                    if e.path().is_file() {
+                        std::fs::remove_file(e.path())?;
+                    }
                 }
             }
-        }
-        host::run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(out).arg("."))?;
-        std::fs::remove_dir_all(&root)?;
-        Ok(())
+            Ok(())
+        })
     })?;
     let changes = ["CMD [\"/lib/systemd/systemd\"]", "ENV container=docker", "LABEL io.swarm-upgrade.lab.image=node"];
     import(engine, &tar, &tag, &changes)?;
@@ -92,21 +83,27 @@ pub fn bookworm_image(engine: &Engine) -> Result<String> {
         return Ok(tag);
     }
     let tar = cache::cached(&format!("node-bookworm-{hash:016x}.tar"), |out| {
-        let base = base_tar("bookworm", BOOKWORM_PACKAGES)?;
-        let root = out.with_extension("rootfs");
-        cache::remove(&root);
-        std::fs::create_dir_all(&root)?;
-        host::run(Command::new("tar").arg("-C").arg(&root).arg("-xf").arg(&base))?;
-        std::os::unix::fs::symlink("/dev/null", root.join("etc/systemd/system/systemd-modules-load.service"))?;
-        std::fs::write(root.join("etc/machine-id"), "")?;
-        cache::remove(&root.join("var/lib/dbus/machine-id"));
-        host::run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(out).arg("."))?;
-        std::fs::remove_dir_all(&root)?;
-        Ok(())
+        systemd_node_tar(out, &base_tar("bookworm", BOOKWORM_PACKAGES)?, |_| Ok(()))
     })?;
     let changes = ["CMD [\"/lib/systemd/systemd\"]", "ENV container=docker", "LABEL io.swarm-upgrade.lab.image=bookworm"];
     import(engine, &tar, &tag, &changes)?;
     Ok(tag)
+}
+
+/// Writes to `out` the tree of `base` changed by `customize` (given the tree's root), made fit to
+/// boot systemd in a container: no kernel modules to load, and a machine id made at first boot.
+fn systemd_node_tar(out: &Path, base: &Path, customize: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let root = out.with_extension("rootfs");
+    cache::remove(&root);
+    std::fs::create_dir_all(&root)?;
+    host::run(Command::new("tar").arg("-C").arg(&root).arg("-xf").arg(base))?;
+    customize(&root)?;
+    std::os::unix::fs::symlink("/dev/null", root.join("etc/systemd/system/systemd-modules-load.service"))?;
+    std::fs::write(root.join("etc/machine-id"), "")?;
+    cache::remove(&root.join("var/lib/dbus/machine-id"));
+    host::run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(out).arg("."))?;
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
 }
 
 /// A suite's minbase with `packages`, as debootstrap made it (cached by its recipe).
