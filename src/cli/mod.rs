@@ -1,6 +1,7 @@
 //! The command line: parses arguments, loads the configuration, runs a command, and turns the
 //! result into output and an exit code.
 
+mod drive;
 mod live;
 mod plan;
 mod progress;
@@ -189,13 +190,13 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Plan { snapshot: None, target } => live::plan(&settings()?, target, cli.output),
         Command::Run { target, ignore_window, scheduled } => {
             let mode = match (*scheduled, *ignore_window) {
-                (true, _) => live::RunMode::Scheduled,
-                (false, true) => live::RunMode::IgnoreWindow,
-                (false, false) => live::RunMode::InWindow,
+                (true, _) => drive::RunMode::Scheduled,
+                (false, true) => drive::RunMode::IgnoreWindow,
+                (false, false) => drive::RunMode::InWindow,
             };
-            live::run(&settings()?, target, mode, cli.output)
+            drive::run(&settings()?, target, mode, cli.output)
         }
-        Command::Resume { wait } => live::resume(&settings()?, *wait, cli.output),
+        Command::Resume { wait } => drive::resume(&settings()?, *wait, cli.output),
         Command::Status => {
             settings()?;
             live::status(cli.output)
