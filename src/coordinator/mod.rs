@@ -128,7 +128,8 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
     pub async fn run(&self, req: &PlanRequest, run_id: &str) -> Result<RunRecord, CoordinatorError> {
         // A run in progress changes the cluster (paused nodes, surged services), which preflight
         // would refuse: say who holds the lock instead, before observing anything.
-        self.load_retrying().await?.doc.check_free(self.ports.clock.now())?;
+        let doc = self.load_retrying().await?.doc;
+        doc.check_free(self.ports.clock.now())?;
         let snap = self.observe_all().await?;
         let plan = match planner::plan(&snap, self.settings, req) {
             Ok(plan) => plan,
@@ -143,7 +144,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             return Err(CoordinatorError::NothingToDo(plan.target.to_string()));
         }
         if req.scheduled
-            && let Some(refusal) = self.load_retrying().await?.doc.run.and_then(|last| last.refuses_scheduled_retry(&plan.target))
+            && let Some(refusal) = doc.run.as_ref().and_then(|last| last.refuses_scheduled_retry(&plan.target))
         {
             return Err(CoordinatorError::Refused(vec![refusal]));
         }
