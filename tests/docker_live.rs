@@ -165,6 +165,17 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert_eq!((status["lock"].clone(), status["last_token"].clone()), (serde_json::Value::Null, serde_json::json!(32)));
     let (code, out, _) = bin(&["abort"]);
     assert_eq!((code, out.trim()), (Some(0), "no run in progress; nothing to abort"));
+    // The same commands for programs (`--output json`).
+    update(&store, |d| d.acquire("manager3/3", "rc", &target, lease, jiff::Timestamp::now())).await.0.unwrap();
+    let (code, out, err) = bin(&["--output", "json", "unlock", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    let broken: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((broken["broken"]["holder"].as_str(), broken["broken"]["token"].as_u64()), (Some("manager3/3"), Some(33)), "{out}");
+    let (_, out, _) = bin(&["--output", "json", "unlock", "--force"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["broken"], serde_json::Value::Null, "{out}");
+    let (code, out, _) = bin(&["--output", "json", "abort"]);
+    let aborted: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((code, aborted["run"].clone()), (Some(0), serde_json::Value::Null), "{out}");
     // The agent's default identity is the swarm's own node certificate: the real files, key
     // headers and all, serve mutual TLS, and the manager's certificate passes authorization.
     let dir = d.certificates();

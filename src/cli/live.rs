@@ -117,39 +117,61 @@ async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> 
     crate::ports::update_doc(store, &crate::ports::SystemClock, |doc| Ok::<T, PortError>(f(doc))).await.map_err(port)
 }
 
+/// What `abort` did, for `--output json`.
+#[derive(Serialize)]
+struct AbortReport {
+    /// The run asked to stop; none when no run was in progress.
+    run: Option<String>,
+    /// The node the run finishes before it stops, if one is in progress.
+    current_node: Option<String>,
+    /// The same for people.
+    message: String,
+}
+
 /// `abort`: the running coordinator stops after the node in progress.
-pub fn abort() -> Result<(), Failure> {
-    let msg = runtime()?.block_on(async {
+pub fn abort(output: Output) -> Result<(), Failure> {
+    let report = runtime()?.block_on(async {
         let (_, store) = connect().await?;
         update(&store, |doc| match doc.run.as_mut().filter(|r| !r.finished()) {
-            None => "no run in progress; nothing to abort".to_string(),
+            None => AbortReport { run: None, current_node: None, message: "no run in progress; nothing to abort".to_string() },
             Some(run) => {
                 run.abort_requested = true;
                 let current = run.nodes.iter().find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending);
-                match current {
+                let message = match current {
                     Some(n) => format!("abort requested: run {} stops once node {} is finished and safe", run.id, n.hostname),
                     None => format!("abort requested: run {} stops before its next node", run.id),
-                }
+                };
+                AbortReport { run: Some(run.id.clone()), current_node: current.map(|n| n.hostname.clone()), message }
             }
         })
         .await
     })?;
-    println!("{msg}");
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
+        Output::Text => println!("{}", report.message),
+    }
     Ok(())
 }
 
 /// `unlock --force`: breaks the lock, showing who held it.
-pub fn unlock() -> Result<(), Failure> {
+pub fn unlock(output: Output) -> Result<(), Failure> {
     let broken = runtime()?.block_on(async {
         let (_, store) = connect().await?;
         update(&store, StoreDoc::break_lock).await
     })?;
-    match broken {
-        None => println!("no lock was held"),
-        Some(l) => println!(
+    let message = match &broken {
+        None => "no lock was held".to_string(),
+        Some(l) => format!(
             "broke the lock held by {} since {} (run {}, token {}); an unfinished run can be taken over with `swarm-upgrade resume`",
             l.holder, l.acquired_at, l.run_id, l.token
         ),
+    };
+    match output {
+        Output::Json => {
+            let report = serde_json::json!({ "broken": broken, "message": message });
+            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+        }
+        Output::Text => println!("{message}"),
     }
     Ok(())
 }

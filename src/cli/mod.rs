@@ -203,11 +203,11 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Abort => {
             settings()?;
-            live::abort()
+            live::abort(cli.output)
         }
         Command::Unlock { .. } => {
             settings()?;
-            live::unlock()
+            live::unlock(cli.output)
         }
         Command::Snapshot { out } => live::snapshot(&settings()?, out.as_deref()),
         Command::Report { file, svg, load, out } => report(&settings()?, file, *svg, load.as_deref(), out.as_deref(), cli.output),
