@@ -37,4 +37,11 @@ fi
 deb=$(cargo deb --locked --quiet | tail -n 1)
 [ -f "$deb" ] || { echo "cargo deb did not build a package (it printed: $deb)" >&2; exit 1; }
 export SWARM_UPGRADE_DEB="$deb"
-exec cargo test --locked --workspace "$@"
+# The rolling scenario's figures beside the naive baseline's (cargo hides a passing test's output).
+summary=target/lab/reports/rolling/summary.txt
+rm -f "$summary"
+cargo test --locked --workspace "$@"
+if [ -f "$summary" ]; then
+    echo "== the rolling scenario and the naive baseline (target/lab/reports/rolling/summary.txt) =="
+    cat "$summary"
+fi

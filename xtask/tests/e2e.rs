@@ -53,14 +53,16 @@ fn rolling_upgrade_under_load_loses_no_request() {
     let scraped = scraper.join().unwrap();
     let hooks = receiver.stop();
     std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
+    // The run record as printed, kept even when the run failed (it names the node and the reason).
+    std::fs::write(l.reports.join("run.json"), &out).unwrap();
     save(&l.reports, "load.json", &report);
     save(&l.reports, "samples.json", &samples);
     assert_eq!(code, 0, "swarm-upgrade run failed:\n{err}");
     let run: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("run record: {e}\n{out}"));
-    save(&l.reports, "run.json", &run);
 
     // Every node at target, at its original availability, packages held, services converged.
-    for (host, version, availability) in nodes(&l) {
+    let engines = nodes(&l);
+    for (host, version, availability) in engines.clone() {
         assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
         let held = l.sh(&host, "apt-mark showhold | sort | tr '\\n' ' '");
         assert_eq!(held, "containerd.io docker-ce docker-ce-cli", "{host}");
@@ -69,11 +71,19 @@ fn rolling_upgrade_under_load_loses_no_request() {
 
     // Zero failed requests, at least 50/s for the whole run.
     let per_node = phase_seconds(&run);
-    eprintln!("rolling: run {:.0} s; load: {}", took.as_secs_f64(), report.summary());
+    let mut summary = format!("swarm-upgrade run: {:.0} s; load: {}\n", took.as_secs_f64(), report.summary());
     for (node, phases) in &per_node {
         let total: f64 = phases.iter().map(|(_, s)| s).sum();
-        eprintln!("  {node:<9} {total:>6.1} s  {}", phases.iter().map(|(p, s)| format!("{p} {s}")).collect::<Vec<_>>().join(", "));
+        let each = phases.iter().map(|(p, s)| format!("{p} {s}")).collect::<Vec<_>>().join(", ");
+        summary += &format!("  {node:<9} {total:>6.1} s  {each}\n");
     }
+    summary += &format!(
+        "  sampled every 200 ms ({} samples): fewest running {:?}, below the floor {}\n",
+        samples.taken,
+        samples.min_running,
+        samples.below_floor.len()
+    );
+    eprint!("rolling: {summary}");
     assert_eq!(report.failed, 0, "{}", report.summary());
     assert!(report.requests as f64 >= 0.97 * 50.0 * took.as_secs_f64(), "{}", report.summary());
     // Scenario 2: solo always served by a running task, web never below 4 (from the samples).
@@ -90,15 +100,35 @@ fn rolling_upgrade_under_load_loses_no_request() {
     let naive_load = load.stop();
     save(&l.reports, "naive.json", &baseline);
     save(&l.reports, "load.json", &naive_load);
-    eprintln!("naive baseline: {:.0} s; load: {}", baseline.total_s, naive_load.summary());
-    eprintln!(
-        "compared: swarm-upgrade {:.0} s, {} of {} requests failed; naive {:.0} s, {} of {} failed",
+    summary += &format!("naive baseline: {:.0} s; load: {}\n", baseline.total_s, naive_load.summary());
+    summary += &format!(
+        "compared: swarm-upgrade {:.0} s, {} of {} requests failed; naive {:.0} s, {} of {} failed\n",
         took.as_secs_f64(),
         report.failed,
         report.requests,
         baseline.total_s,
         naive_load.failed,
         naive_load.requests
+    );
+    eprint!("{summary}");
+    // Beside the rolling run's reports, so that a passing test (whose output cargo hides) still
+    // shows its figures: scripts/test.sh prints this file at the end.
+    let rolling = xtask::scenario::reports("rolling");
+    std::fs::write(rolling.join("summary.txt"), &summary).unwrap();
+    save(
+        &rolling,
+        "summary.json",
+        &serde_json::json!({
+            "swarm_upgrade": {
+                "total_s": took.as_secs_f64(),
+                "requests": report.requests,
+                "failed": report.failed,
+                "requests_per_s": report.requests as f64 / took.as_secs_f64(),
+                "engines_after": engines,
+                "phases_s": per_node,
+            },
+            "naive": { "total_s": baseline.total_s, "requests": naive_load.requests, "failed": naive_load.failed },
+        }),
     );
 }
 
