@@ -179,6 +179,42 @@ async fn a_stop_label_on_any_node_stops_the_run_before_its_next_node() {
     assert!(c.world.lock().unwrap().store_doc().lock.is_none(), "the lock is released");
 }
 
+/// A stop label already set when a run would start: an operator's `run` is refused by preflight
+/// and a scheduled run does nothing; neither writes to the store or acts on a node. Once the label
+/// is gone, the scheduled run upgrades.
+#[tokio::test(start_paused = true)]
+async fn a_stop_label_set_before_the_run_refuses_it_and_keeps_the_timer_quiet() {
+    let c = cluster();
+    let label_worker2 = |c: &FakeCluster, value: &str| {
+        let mut w = c.world.lock().unwrap();
+        w.nodes.iter_mut().find(|n| n.hostname == "worker2").unwrap().labels.insert("swarm-upgrade.stop".into(), value.into());
+    };
+    label_worker2(&c, "yes");
+    let before = c.world.lock().unwrap().store_version;
+    let unchanged = |c: &FakeCluster| {
+        let w = c.world.lock().unwrap();
+        assert_eq!((w.store_version, w.log.len()), (before, 0), "no write to the store, no action: {:?}", w.log);
+    };
+    match run(&c, &Settings::default(), &to(NEW), "m/1").await {
+        Err(CoordinatorError::Refused(r)) => {
+            let stop = r.iter().find(|r| r.reason.contains("swarm-upgrade.stop")).unwrap_or_else(|| panic!("{r:?}"));
+            assert_eq!(stop.node.as_deref(), Some("worker2"), "{stop}");
+            assert!(stop.fix.contains("docker node update --label-rm swarm-upgrade.stop worker2"), "{stop}");
+        }
+        other => panic!("refused, not {other:?}"),
+    }
+    unchanged(&c);
+    let scheduled = swarm_upgrade::planner::PlanRequest { scheduled: true, ..to(NEW) };
+    match run(&c, &Settings::default(), &scheduled, "m/2").await {
+        Err(e @ CoordinatorError::Stopped(_)) => assert!(e.to_string().contains("on node worker2: nothing was changed"), "{e}"),
+        other => panic!("stopped, not {other:?}"),
+    }
+    unchanged(&c);
+    label_worker2(&c, "false");
+    let rec = run(&c, &Settings::default(), &scheduled, "m/3").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+}
+
 #[tokio::test(start_paused = true)]
 async fn abort_stops_after_the_current_node() {
     let c = cluster();

@@ -56,7 +56,7 @@ json\t'For programs'"
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l allow-downgrade -d 'Allow a target below the installed version'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l allow-single-manager -d 'Allow upgrading a swarm with a single manager (its control plane goes down during the restart)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l ignore-window -d 'Start even outside the configured maintenance windows'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l scheduled -d 'As started by swarm-upgrade.timer: on a worker, outside every window, or with every node at target, say so and exit 0; an interrupted run is resumed; another manager\'s lock exits 4 (which the unit counts as success); a target whose last run failed is refused (exit 3) until an operator retries it by hand'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l scheduled -d 'As started by swarm-upgrade.timer: on a worker, outside every window, with every node at target, or while a node carries the label swarm-upgrade.stop, say so and exit 0; an interrupted run is resumed; another manager\'s lock exits 4 (which the unit counts as success); a target whose last run failed is refused (exit 3) until an operator retries it by hand'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand resume" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F

@@ -140,6 +140,11 @@ fn present_run(
             println!("nothing to do: every selected node is already at {target}");
             return Ok(());
         }
+        Err(e @ CoordinatorError::Stopped(_)) => {
+            // Only a scheduled run gets here; an operator's `run` is refused by preflight.
+            println!("{e}: the scheduled run does nothing");
+            return Ok(());
+        }
         Err(e @ (CoordinatorError::Lock(_) | CoordinatorError::Unfinished(_))) => return Err(Failure::new(exit::LOCKED, e.to_string())),
         Err(e @ CoordinatorError::NothingToResume) => return Err(Failure::new(exit::BAD_INPUT, e.to_string())),
         Err(e) => return Err(Failure::new(exit::RUN_FAILED, e.to_string())),

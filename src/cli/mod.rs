@@ -101,8 +101,8 @@ pub enum Command {
         /// Start even outside the configured maintenance windows.
         #[arg(long)]
         ignore_window: bool,
-        /// As started by swarm-upgrade.timer: on a worker, outside every window, or with every
-        /// node at target, say so and exit 0; an interrupted run is resumed; another manager's
+        /// As started by swarm-upgrade.timer: on a worker, outside every window, with every
+        /// node at target, or while a node carries the label swarm-upgrade.stop, say so and exit 0; an interrupted run is resumed; another manager's
         /// lock exits 4 (which the unit counts as success); a target whose last run failed is
         /// refused (exit 3) until an operator retries it by hand.
         #[arg(long, conflicts_with = "ignore_window")]

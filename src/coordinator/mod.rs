@@ -37,6 +37,12 @@ pub enum CoordinatorError {
     /// Every node is at the target already.
     #[error("nothing to do: every selected node is already at {0}")]
     NothingToDo(String),
+    /// A scheduled run found an operator's stop label (on the node named): it does nothing.
+    #[error(
+        "upgrades are stopped by the label {label} on node {0}: nothing was changed; remove it (`docker node update --label-rm {label} {0}`) when upgrades may go on",
+        label = planner::STOP_LABEL
+    )]
+    Stopped(String),
     /// The lock is held by another coordinator.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -131,6 +137,13 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         let doc = self.load_retrying().await?.doc;
         doc.check_free(self.ports.clock.now())?;
         let snap = self.observe_all().await?;
+        // The timer goes on firing while an operator has stopped upgrades: that is no failure.
+        // (An operator's own `run` gets the label among preflight's refusals.)
+        if req.scheduled
+            && let Some(marked) = planner::stop_requested(&snap)
+        {
+            return Err(CoordinatorError::Stopped(marked.to_string()));
+        }
         let plan = match planner::plan(&snap, self.settings, req) {
             Ok(plan) => plan,
             Err(refusals) => {

@@ -24,9 +24,17 @@ pub fn quorum_survives_one_down(snap: &ClusterSnapshot) -> bool {
     reachable >= 1 && reachable > quorum(total)
 }
 
-/// Checks that concern the whole cluster: node liveness, manager reachability and quorum.
+/// Checks that concern the whole cluster: an operator's stop label, node liveness, manager
+/// reachability and quorum.
 pub fn cluster_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> Vec<Refusal> {
     let mut out = Vec::new();
+    if let Some(marked) = super::stop_requested(snap) {
+        out.push(at_node(
+            marked,
+            format!("an operator stopped upgrades: node {marked} carries the label {}", super::STOP_LABEL),
+            &format!("remove it when upgrades may go on: `docker node update --label-rm {} {marked}`", super::STOP_LABEL),
+        ));
+    }
     for n in &snap.nodes {
         if n.state != NodeState::Ready {
             out.push(at_node(

@@ -247,3 +247,19 @@ fn target_policies_resolve_from_what_every_repository_offers() {
     let exact = Settings { target: TargetSetting::Exact(NEW.parse().unwrap()), ..Settings::default() };
     assert_eq!(plan(&fixture(), &exact, &req).unwrap().target.to_string(), NEW);
 }
+
+#[test]
+fn an_operators_stop_label_refuses_and_false_does_not_count() {
+    let mut snap = fixture();
+    host_mut(&mut snap, "manager3").labels.insert(STOP_LABEL.into(), "false".into());
+    assert!(plan(&snap, &Settings::default(), &to(NEW)).is_ok(), "swarm-upgrade.stop=false is no stop");
+    host_mut(&mut snap, "manager3").labels.insert(STOP_LABEL.into(), "true".into());
+    let r = refusals(&snap, &Settings::default(), &to(NEW));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].node.as_deref(), Some("manager3"));
+    assert!(
+        r[0].reason.contains("an operator stopped upgrades") && r[0].fix.contains("--label-rm swarm-upgrade.stop manager3"),
+        "{}",
+        r[0]
+    );
+}

@@ -614,7 +614,9 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
 /// Issue 6, the operator's stop switch: the label `swarm-upgrade.stop` set on any node while the
 /// first node is being upgraded. The run finishes that node and stops before the next one: exit 6
 /// (aborted) naming the label and the node, the lock free, the other nodes untouched. The run is
-/// started on a terminal (under `script`, a pty), so it also shows its live progress there.
+/// started on a terminal (under `script`, a pty), so it also shows its live progress there. With
+/// the label left in place, the next run is refused before it touches anything, and a scheduled
+/// one does nothing.
 #[test]
 fn a_stop_label_stops_the_run_before_its_next_node() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -656,4 +658,15 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
     let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(doc["lock"].is_null(), "the lock is free: {status}");
     assert_eq!(doc["run"]["outcome"], "aborted", "{status}");
+
+    // The label is still there: an operator's run is refused up front, and a scheduled run (what
+    // the timer starts) does nothing and ends as a success; neither changes anything.
+    let before = fingerprint(&l);
+    let (code, _, err) = l.swarm_upgrade(lab::MANAGER, &["run", "--to", repo::NEW]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("an operator stopped upgrades: node manager3 carries the label swarm-upgrade.stop"), "{err}");
+    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["run", "--scheduled", "--to", repo::NEW]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("upgrades are stopped by the label swarm-upgrade.stop on node manager3") && out.contains("does nothing"), "{out}");
+    assert_eq!(fingerprint(&l), before, "a refused or quiet run changed the cluster");
 }
