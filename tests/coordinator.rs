@@ -266,6 +266,51 @@ async fn crash_during_the_leaders_restart_then_resume_on_another_manager() {
     assert!(c.world.lock().unwrap().store_doc().last_token >= 2);
 }
 
+/// A coordinator cut while worker1 is drained and its services surged, its lease then expired: a
+/// new run (an operator's, or the timer's) does not plan against that half-done cluster but names
+/// the interrupted run, which is what `run --scheduled` resumes; nothing is written meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_new_run_over_an_interrupted_one_names_it_before_planning() {
+    use swarm_upgrade::coordinator::{Coordinator, Ports};
+    let s = Settings::default();
+    // Crash after the fewest operations that leave worker1 drained (its services surged). One
+    // clock for every coordinator, so the second sees the first one's lease expire.
+    let mut crashed = None;
+    for n in 1..60 {
+        let (c, clock) = (cluster(), TestClock::new());
+        c.crash_after(n);
+        let ports = Ports { swarm: &c, agents: &c, store: &c, clock: &clock };
+        let (first, req) = (Coordinator::new(ports, &s, "manager1/1"), to(NEW));
+        tokio::select! {
+            r = first.run(&req, "run-1") => panic!("the run should have been cut: {r:?}"),
+            _ = c.crashed() => {}
+        }
+        let drained = {
+            let w = c.world.lock().unwrap();
+            w.nodes.iter().any(|n| n.hostname == "worker1" && n.availability == swarm_upgrade::model::Availability::Drain)
+        };
+        if drained {
+            crashed = Some((c, clock));
+            break;
+        }
+    }
+    let (c, clock) = crashed.expect("a crash with worker1 drained");
+    c.crash_after(usize::MAX);
+    tokio::time::sleep(s.lease + std::time::Duration::from_secs(1)).await;
+    let before = c.world.lock().unwrap().store_version;
+    for scheduled in [false, true] {
+        let ports = Ports { swarm: &c, agents: &c, store: &c, clock: &clock };
+        let req = swarm_upgrade::planner::PlanRequest { scheduled, ..to(NEW) };
+        match Coordinator::new(ports, &s, "manager2/2").run(&req, "run-2").await {
+            Err(CoordinatorError::Unfinished(id)) => assert_eq!(id, "run-1"),
+            other => panic!("scheduled={scheduled}: the interrupted run named, not {other:?}"),
+        }
+        assert_eq!(c.world.lock().unwrap().store_version, before, "nothing written");
+    }
+    let rec = resume(&c, &s, "manager2/2").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+}
+
 /// The run's events, as the webhook receives them: each node done, then the end; a broken engine
 /// tells of the failure and the rollback.
 #[tokio::test(start_paused = true)]

@@ -43,8 +43,9 @@ pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode:
         return Err(Failure::new(exit::LOCKED, format!("locked by {holder} since {since}")));
     }
     if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Unfinished(id))) = (mode, &result) {
-        // An interrupted run whose coordinator is gone: any manager takes it over.
-        println!("run {id} was interrupted: the scheduled run resumes it");
+        // An interrupted run whose coordinator is gone: any manager takes it over. (On stderr:
+        // stdout is the run's own output, which `--output json` keeps parseable.)
+        eprintln!("run {id} was interrupted: the scheduled run resumes it");
         return present_run(settings, coordinate(settings, Start::Resume(false), output)?, output);
     }
     present_run(settings, result, output)

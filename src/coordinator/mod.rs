@@ -136,6 +136,11 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         // would refuse: say who holds the lock instead, before observing anything.
         let doc = self.load_retrying().await?.doc;
         doc.check_free(self.ports.clock.now())?;
+        // An interrupted run left the cluster half-way through a node (drained, surged), which
+        // preflight would refuse with reasons that hide the cause: name the run to resume instead.
+        if let Some(run) = doc.run.as_ref().filter(|r| !r.finished() && r.id != run_id) {
+            return Err(CoordinatorError::Unfinished(run.id.clone()));
+        }
         let snap = self.observe_all().await?;
         // The timer goes on firing while an operator has stopped upgrades: that is no failure.
         // (An operator's own `run` gets the label among preflight's refusals.)

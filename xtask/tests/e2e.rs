@@ -397,11 +397,12 @@ fn kill_coordinator_at(
 }
 
 /// Scenario 4: the coordinator is SIGKILLed at a phase chosen by a seed (printed; set
-/// `LAB_SEED` to replay), and again while the leader's own engine restarts. Each time
-/// `swarm-upgrade resume --wait` on another manager takes over once the lease has expired and
-/// completes the run; no node is left drained or paused; no request fails. The managers use a
-/// 45 s lease (a drop-in) so the takeover comes sooner than with the default minute; it must
-/// still outlast the leader's restart and election, during which the lease cannot be renewed.
+/// `LAB_SEED` to replay), and again while the leader's own engine restarts. Each time another
+/// manager takes over once the lease has expired (`resume --wait` on manager2, then a scheduled
+/// run, what the timer starts, on manager3) and the run completes; no node is left drained or
+/// paused; no request fails. The managers use a 45 s lease (a drop-in) so the takeover comes
+/// sooner than with the default minute; it must still outlast the leader's restart and election,
+/// during which the lease cannot be renewed.
 #[test]
 fn a_killed_coordinator_is_resumed_on_another_manager() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -427,8 +428,11 @@ fn a_killed_coordinator_is_resumed_on_another_manager() {
     let second = l.engine.command(&["exec", "manager2", "swarm-upgrade", "resume", "--wait"]).output_in_background();
     let (leader_at, _) = kill_coordinator_at(&l, second, "manager3", "manager2", "manager1", "restart");
     eprintln!("crash-resume: killed again at manager1 {leader_at}");
-    // manager3 finishes the run.
-    let (code, out, err) = l.swarm_upgrade("manager3", &["--output", "json", "resume", "--wait"]);
+    // manager3's timer finishes the run: once manager2's lease has expired, a scheduled run finds
+    // the interrupted run and resumes it (an operator would use `resume`, as on manager2).
+    wait_for_lease_expiry(&l, "manager3");
+    let (code, out, err) = l.swarm_upgrade("manager3", &["--output", "json", "run", "--scheduled", "--to", repo::NEW]);
+    assert!(err.contains("was interrupted: the scheduled run resumes it"), "{err}");
     let report = load.stop();
     std::fs::write(l.reports.join("resume.log"), &err).unwrap();
     save(&l.reports, "load.json", &report);
@@ -441,6 +445,22 @@ fn a_killed_coordinator_is_resumed_on_another_manager() {
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(5)).expect("converged at the end");
     eprintln!("crash-resume: load: {}", report.summary());
     assert_eq!(report.failed, 0, "{}", report.summary());
+}
+
+/// Waits until the lock in the run store has expired (its holder was killed), read from `from`.
+fn wait_for_lease_expiry(l: &LabGuard, from: &str) {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(300), "the lease never expired");
+        let (_, out, _) = l.swarm_upgrade(from, &["--output", "json", "status"]);
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let until = doc["lock"]["expires_at"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        match until {
+            Some(until) if until < jiff::Timestamp::now() => return,
+            None if doc["lock"].is_null() && doc["run"].is_object() => return,
+            _ => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
 }
 
 /// A command run on its own thread: `.join()` gives its output.
