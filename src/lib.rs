@@ -1,10 +1,13 @@
 //! swarm-upgrade: upgrades the Docker Engine on every node of a Docker Swarm, one node at a time,
 //! with zero downtime for the services running on it.
 //!
-//! Dependency direction: the binary calls [`cli`], which drives the [`coordinator`] (or the
-//! [`agent`]); the coordinator decides with the pure [`planner`], [`machine`], [`lock`] and [`run`]
-//! modules and acts through the small traits in [`ports`], which adapters implement. The pure
-//! modules and [`model`] import no runtime, Docker, D-Bus, process or gRPC crate.
+//! Layers, lowest first (a module imports only from layers below its own; `tests/layers.rs`
+//! fails on an upward import or a cycle): [`model`] (domain types, the plan's shapes included) ←
+//! [`config`] ← the pure decisions [`planner`] ← [`machine`] ← [`run`] ← [`lock`] ← the seams
+//! ([`ports`]) and plain services ([`report`], [`events`], [`metrics`], [`journal`],
+//! [`sd_notify`]) ← [`telemetry`] and the agent protocol ([`wire`]) ← [`adapters`] ← the
+//! [`coordinator`] and the [`agent`] ← [`cli`]. The pure modules and [`model`] import no runtime,
+//! Docker, D-Bus, process or gRPC crate.
 #![deny(missing_docs)]
 
 pub mod adapters;
@@ -24,3 +27,4 @@ pub mod report;
 pub mod run;
 pub mod sd_notify;
 pub mod telemetry;
+pub mod wire;

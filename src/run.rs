@@ -4,6 +4,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{NodeProgress, Phase};
+use crate::model::plan::Refusal;
+pub use crate::model::plan::RunFlags;
 use crate::model::{ClusterSnapshot, DebVersion, PackageSet};
 use crate::planner::Plan;
 
@@ -44,15 +46,6 @@ pub struct RunRecord {
     pub reason: Option<String>,
     /// When it ended.
     pub finished_at: Option<Timestamp>,
-}
-
-/// Permissions given when the run started (`--allow-downgrade`, `--allow-single-manager`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunFlags {
-    /// A downgrade was allowed.
-    pub allow_downgrade: bool,
-    /// A one-manager swarm was allowed.
-    pub allow_single_manager: bool,
 }
 
 /// What the coordinator does next.
@@ -131,12 +124,12 @@ impl RunRecord {
 
     /// Why a scheduled run must not retry `target`: this run, to the same target, failed. A
     /// timer would otherwise roll the same node back at every window; an operator looks first.
-    pub fn refuses_scheduled_retry(&self, target: &DebVersion) -> Option<crate::planner::Refusal> {
+    pub fn refuses_scheduled_retry(&self, target: &DebVersion) -> Option<Refusal> {
         if self.outcome != Some(Outcome::Failed) || &self.target != target {
             return None;
         }
         let when = self.finished_at.map(|t| format!(" at {t}")).unwrap_or_default();
-        Some(crate::planner::Refusal {
+        Some(Refusal {
             node: None,
             service: None,
             reason: format!(

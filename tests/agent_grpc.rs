@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
 use swarm_upgrade::adapters::agent_client::GrpcAgents;
-use swarm_upgrade::agent::pb::agent_client::AgentClient;
-use swarm_upgrade::agent::pb::{self, Fence, Order};
 use swarm_upgrade::agent::service::{AgentService, NodeBackend, serve};
-use swarm_upgrade::agent::tls::TlsMaterial;
 use swarm_upgrade::model::{AgentReport, PackageSet};
 use swarm_upgrade::ports::{AgentTarget, Agents, OpKey, PortError, Secret};
+use swarm_upgrade::wire::pb::agent_client::AgentClient;
+use swarm_upgrade::wire::pb::{self, Fence, Order};
+use swarm_upgrade::wire::tls::TlsMaterial;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, ServerTlsConfig};
 
@@ -250,8 +250,8 @@ async fn a_rotated_certificate_is_picked_up_without_a_restart() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = settings.clone();
     let server = tokio::spawn(async move {
-        let load = || swarm_upgrade::agent::tls::load(&s2).map_err(|e| e.to_string());
-        let stamp = || swarm_upgrade::agent::tls::stamp(&s2);
+        let load = || swarm_upgrade::wire::tls::load(&s2).map_err(|e| e.to_string());
+        let stamp = || swarm_upgrade::wire::tls::stamp(&s2);
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         swarm_upgrade::agent::service::serve_reloading(service, addr, load, stamp, std::time::Duration::from_millis(100), async {
             let _ = stopped.await;

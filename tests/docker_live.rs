@@ -180,10 +180,10 @@ async fn adapter_and_store_against_a_real_swarm() {
     // headers and all, serve mutual TLS, and the manager's certificate passes authorization.
     let dir = d.certificates();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    let key = swarm_upgrade::agent::auth::strip_pem_headers("swarm-node.key", &read("swarm-node.key")).unwrap();
+    let key = swarm_upgrade::wire::auth::strip_pem_headers("swarm-node.key", &read("swarm-node.key")).unwrap();
     let (cert, ca) = (read("swarm-node.crt"), read("swarm-root-ca.crt"));
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
-    let me = swarm_upgrade::agent::auth::authorize(Some(&pem.contents), &snap.cluster_id).unwrap();
+    let me = swarm_upgrade::wire::auth::authorize(Some(&pem.contents), &snap.cluster_id).unwrap();
     assert_eq!((me.node_id.as_str(), me.role.as_str()), (snap.nodes[0].id.0.as_str(), "swarm-manager"));
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(&cert, &key))
@@ -206,8 +206,8 @@ async fn adapter_and_store_against_a_real_swarm() {
         .connect()
         .await
         .unwrap();
-    let health = swarm_upgrade::agent::pb::agent_client::AgentClient::new(channel)
-        .health(swarm_upgrade::agent::pb::HealthRequest {})
+    let health = swarm_upgrade::wire::pb::agent_client::AgentClient::new(channel)
+        .health(swarm_upgrade::wire::pb::HealthRequest {})
         .await
         .unwrap()
         .into_inner();

@@ -7,11 +7,11 @@ use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Status};
 
-use crate::agent::pb::{self, agent_client::AgentClient};
-use crate::agent::service::report_from_pb;
-use crate::agent::tls::TlsMaterial;
 use crate::model::{AgentReport, NodeId, PackageSet};
 use crate::ports::{AgentTarget, Agents, JoinOrder, OpKey, PortError};
+use crate::wire::convert::report_from_pb;
+use crate::wire::pb::{self, agent_client::AgentClient};
+use crate::wire::tls::TlsMaterial;
 
 /// Agents reached over gRPC on `port`.
 #[derive(Clone, Debug)]
@@ -59,10 +59,7 @@ fn status(node: &AgentTarget, s: Status) -> PortError {
 }
 
 fn order(set: &PackageSet, op: &OpKey) -> pb::Order {
-    pb::Order {
-        fence: Some(pb::Fence { run_id: op.run_id.clone(), token: op.token }),
-        packages: set.0.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
-    }
+    crate::wire::convert::order(set, &op.run_id, op.token)
 }
 
 /// Reads a progress stream to its end; the last message or the failure.

@@ -1,13 +1,10 @@
 //! The node agent: its gRPC service (authorized, fenced, idempotent) over a node backend; the
-//! real host backend (`host`), its TLS material (`tls`), and the `swarm-upgrade agent` command
-//! (`run`).
+//! real host backend (`host`) and the `swarm-upgrade agent` command (`run`). The protocol and
+//! the TLS identity are [`crate::wire`]'s.
 
-pub mod auth;
 pub mod host;
-pub mod pb;
 pub mod run;
 pub mod service;
-pub mod tls;
 
 use serde::{Deserialize, Serialize};
 

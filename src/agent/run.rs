@@ -3,9 +3,9 @@
 
 use super::host::HostBackend;
 use super::service::{AgentService, serve, serve_reloading};
-use super::tls;
 use crate::adapters::docker::DockerSwarm;
 use crate::config::Settings;
+use crate::wire::tls;
 
 /// Runs the agent.
 pub async fn run(settings: &Settings) -> Result<(), String> {

@@ -10,10 +10,11 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Fence;
-use super::auth::{Caller, authorize};
-use super::pb;
-use crate::model::{AgentReport, DebVersion, LocalSwarmState, PackageSet};
+use crate::model::{AgentReport, PackageSet};
 use crate::ports::{OpKey, Secret};
+use crate::wire::auth::{Caller, authorize};
+use crate::wire::convert::{package_set, report_to_pb};
+use crate::wire::pb;
 
 /// The node-local work behind the service. Blocking: called from blocking tasks.
 pub trait NodeBackend: Send + Sync + 'static {
@@ -149,7 +150,7 @@ impl<B: NodeBackend> AgentService<B> {
         self.caller(&req)?;
         let order = req.into_inner();
         let (run, token) = self.admit(order.fence.as_ref())?;
-        let set = package_set(&order.packages)?;
+        let set = package_set(&order.packages).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let key = OpKey { run_id: run.clone(), token };
         Ok(Response::new(self.order(op, run, token, move |b| work(b, &set, &key))))
     }
@@ -157,53 +158,6 @@ impl<B: NodeBackend> AgentService<B> {
 
 /// A stream of progress messages.
 pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
-
-fn package_set(packages: &[pb::Package]) -> Result<PackageSet, Status> {
-    packages
-        .iter()
-        .map(|p| p.version.parse::<DebVersion>().map(|v| (p.name.clone(), v)).map_err(|e| Status::invalid_argument(e.to_string())))
-        .collect::<Result<_, _>>()
-        .map(PackageSet)
-}
-
-/// Our report as the wire message.
-pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
-    pb::NodeReport {
-        installed: r.installed.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
-        available: r
-            .available
-            .iter()
-            .map(|(n, vs)| pb::Available { name: n.clone(), versions: vs.iter().map(ToString::to_string).collect() })
-            .collect(),
-        repository_error: r.repository_error.clone().unwrap_or_default(),
-        disk_free_bytes: r.disk_free_bytes,
-        engine_active: r.engine_active,
-        local_node_id: r.local_swarm.as_ref().map(|l| l.node_id.clone()).unwrap_or_default(),
-        local_swarm_state: r.local_swarm.as_ref().map(|l| format!("{:?}", l.state).to_lowercase()).unwrap_or_default(),
-        dpkg_interrupted: r.dpkg_interrupted.clone().unwrap_or_default(),
-    }
-}
-
-/// The wire message as our report.
-pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
-    let state = match r.local_swarm_state.as_str() {
-        "active" => Some(LocalSwarmState::Active),
-        "inactive" => Some(LocalSwarmState::Inactive),
-        "pending" => Some(LocalSwarmState::Pending),
-        "error" => Some(LocalSwarmState::Error),
-        "locked" => Some(LocalSwarmState::Locked),
-        _ => None,
-    };
-    AgentReport {
-        installed: r.installed.iter().filter_map(|p| Some((p.name.clone(), p.version.parse().ok()?))).collect(),
-        available: r.available.iter().map(|a| (a.name.clone(), a.versions.iter().filter_map(|v| v.parse().ok()).collect())).collect(),
-        repository_error: Some(r.repository_error.clone()).filter(|e| !e.is_empty()),
-        disk_free_bytes: r.disk_free_bytes,
-        engine_active: r.engine_active,
-        local_swarm: state.map(|state| crate::model::LocalSwarm { node_id: r.local_node_id.clone(), state }),
-        dpkg_interrupted: Some(r.dpkg_interrupted.clone()).filter(|d| !d.is_empty()),
-    }
-}
 
 #[tonic::async_trait]
 impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
@@ -296,7 +250,7 @@ pub async fn serve_shared<B: NodeBackend>(
 pub async fn serve_reloading<B: NodeBackend>(
     service: Arc<AgentService<B>>,
     addr: std::net::SocketAddr,
-    load: impl Fn() -> Result<crate::agent::tls::TlsMaterial, String>,
+    load: impl Fn() -> Result<crate::wire::tls::TlsMaterial, String>,
     stamp: impl Fn() -> Option<Vec<std::time::SystemTime>>,
     every: std::time::Duration,
     stop: impl std::future::Future<Output = ()>,

@@ -204,7 +204,7 @@ pub(super) fn agents(settings: &crate::config::Settings) -> Result<crate::adapte
         tracing::warn!("agent.insecure is set: talking to agents in plaintext");
         None
     } else {
-        Some(crate::agent::tls::load(&settings.agent).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?)
+        Some(crate::wire::tls::load(&settings.agent).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?)
     };
     let packages = settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
     Ok(crate::adapters::agent_client::GrpcAgents::new(tls, settings.agent.port, packages))

@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Timeouts;
+use crate::model::plan::{NodePlan, Surge};
 use crate::model::{Availability, NodeId, PackageSet, Role};
-use crate::planner::{NodePlan, Surge};
 
 /// Where a node is in its upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Settings;
-use crate::planner::NodePlan;
+use crate::model::plan::NodePlan;
 
 fn t(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).unwrap()

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod constraint;
 pub mod convergence;
 pub mod packages;
+pub mod plan;
 pub mod version;
 
 pub use cluster::*;

@@ -9,8 +9,9 @@ pub mod target;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::model::{Availability, ClusterSnapshot, DebVersion, EngineVersion, NodeId, PackageSet, Role, ServiceId};
-use crate::run::RunFlags;
+use crate::model::plan::RunFlags;
+pub use crate::model::plan::{NodePlan, Refusal, Surge};
+use crate::model::{ClusterSnapshot, DebVersion, NodeId, PackageSet};
 
 /// What the operator asked for on the command line.
 #[derive(Clone, Debug, Default)]
@@ -23,67 +24,6 @@ pub struct PlanRequest {
     pub allow_single_manager: bool,
     /// Started by the timer (`run --scheduled`): a target whose last run failed is not retried.
     pub scheduled: bool,
-}
-
-/// A reason to refuse the run: what, where, and what to do.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
-    /// The node concerned, by host name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// The service concerned, by name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// What is wrong.
-    pub reason: String,
-    /// What the operator can do about it.
-    pub fix: String,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.reason, self.fix)
-    }
-}
-
-/// A replicated service scaled up before a node is drained, so its capacity never drops.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Surge {
-    /// Service ID.
-    pub service: ServiceId,
-    /// Service name.
-    pub name: String,
-    /// Replicas before.
-    pub from: u64,
-    /// Replicas during the node's upgrade.
-    pub to: u64,
-    /// Where the planner expects the extra replicas (host names).
-    pub expected_on: Vec<String>,
-}
-
-/// One node's part of the plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodePlan {
-    /// Node ID.
-    pub node: NodeId,
-    /// Host name.
-    pub hostname: String,
-    /// Role.
-    pub role: Role,
-    /// Whether it is the Raft leader.
-    pub leader: bool,
-    /// Engine version now.
-    pub engine_from: EngineVersion,
-    /// Installed engine package version, if its agent reported it.
-    pub installed: Option<DebVersion>,
-    /// Availability to return it to (an operator's pause or drain is kept).
-    pub availability: Availability,
-    /// Services scaled up before the drain (empty without surge).
-    pub surge: Vec<Surge>,
-    /// Tasks the drain moves, as `service.slot -> host`.
-    pub moves: Vec<String>,
-    /// Global services whose task stops with the node and comes back with it.
-    pub global_stops: Vec<String>,
 }
 
 /// A node left out of the run, and why.

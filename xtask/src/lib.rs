@@ -14,5 +14,6 @@ pub mod load;
 pub mod naive;
 pub mod repo;
 pub mod scenario;
+pub mod topology;
 pub mod web;
 pub mod workload;

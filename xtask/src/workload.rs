@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::engine::Engine;
-use crate::lab::{self, NODES};
+use crate::topology::{MANAGER, NODES};
 
 /// The workload image's tag in every node's engine.
 pub const IMAGE: &str = "swarm-upgrade-lab/web:1";
@@ -65,7 +65,7 @@ fn service_args(name: &str) -> Vec<String> {
 /// Creates the services on `manager1`.
 pub fn deploy(engine: &Engine) -> Result<()> {
     for (name, _) in SERVICES {
-        let mut args: Vec<String> = vec!["exec".into(), lab::MANAGER.into(), "docker".into()];
+        let mut args: Vec<String> = vec!["exec".into(), MANAGER.into(), "docker".into()];
         args.extend(service_args(name));
         engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     }
@@ -74,7 +74,7 @@ pub fn deploy(engine: &Engine) -> Result<()> {
 
 /// Running replicas of each service, as `docker service ls` shows them on `manager1`.
 pub fn replicas(engine: &Engine) -> Result<Vec<(String, String)>> {
-    let out = engine.docker(&["exec", lab::MANAGER, "docker", "service", "ls", "--format", "{{.Name}} {{.Replicas}}"])?;
+    let out = engine.docker(&["exec", MANAGER, "docker", "service", "ls", "--format", "{{.Name}} {{.Replicas}}"])?;
     Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(n, r)| (n.to_string(), r.to_string())).collect())
 }
 

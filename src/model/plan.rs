@@ -1,0 +1,77 @@
+//! What a plan decides for a run: each node's part, its surge, the reasons to refuse, and the
+//! operator's permissions. Shared by the planner that makes them, the machine and run record that
+//! carry them out, and the reports that show them.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Availability, DebVersion, EngineVersion, NodeId, Role, ServiceId};
+
+/// A reason to refuse the run: what, where, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The node concerned, by host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The service concerned, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+    /// What the operator can do about it.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.fix)
+    }
+}
+
+/// A replicated service scaled up before a node is drained, so its capacity never drops.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Surge {
+    /// Service ID.
+    pub service: ServiceId,
+    /// Service name.
+    pub name: String,
+    /// Replicas before.
+    pub from: u64,
+    /// Replicas during the node's upgrade.
+    pub to: u64,
+    /// Where the planner expects the extra replicas (host names).
+    pub expected_on: Vec<String>,
+}
+
+/// One node's part of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlan {
+    /// Node ID.
+    pub node: NodeId,
+    /// Host name.
+    pub hostname: String,
+    /// Role.
+    pub role: Role,
+    /// Whether it is the Raft leader.
+    pub leader: bool,
+    /// Engine version now.
+    pub engine_from: EngineVersion,
+    /// Installed engine package version, if its agent reported it.
+    pub installed: Option<DebVersion>,
+    /// Availability to return it to (an operator's pause or drain is kept).
+    pub availability: Availability,
+    /// Services scaled up before the drain (empty without surge).
+    pub surge: Vec<Surge>,
+    /// Tasks the drain moves, as `service.slot -> host`.
+    pub moves: Vec<String>,
+    /// Global services whose task stops with the node and comes back with it.
+    pub global_stops: Vec<String>,
+}
+
+/// Permissions given when the run started (`--allow-downgrade`, `--allow-single-manager`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFlags {
+    /// A downgrade was allowed.
+    pub allow_downgrade: bool,
+    /// A one-manager swarm was allowed.
+    pub allow_single_manager: bool,
+}

@@ -1,0 +1,56 @@
+//! Conversions between the wire messages and our own domain types, used by both sides.
+
+use super::pb;
+use crate::model::{AgentReport, DebVersion, LocalSwarm, LocalSwarmState, PackageSet, VersionError};
+
+/// An order for `set`, fenced by the run and token of `op`.
+pub fn order(set: &PackageSet, run_id: &str, token: u64) -> pb::Order {
+    pb::Order {
+        fence: Some(pb::Fence { run_id: run_id.to_string(), token }),
+        packages: set.0.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
+    }
+}
+
+/// The wire's package list as our package set; a version that does not parse is refused.
+pub fn package_set(packages: &[pb::Package]) -> Result<PackageSet, VersionError> {
+    packages.iter().map(|p| p.version.parse::<DebVersion>().map(|v| (p.name.clone(), v))).collect::<Result<_, _>>().map(PackageSet)
+}
+
+/// Our report as the wire message.
+pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
+    pb::NodeReport {
+        installed: r.installed.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
+        available: r
+            .available
+            .iter()
+            .map(|(n, vs)| pb::Available { name: n.clone(), versions: vs.iter().map(ToString::to_string).collect() })
+            .collect(),
+        repository_error: r.repository_error.clone().unwrap_or_default(),
+        disk_free_bytes: r.disk_free_bytes,
+        engine_active: r.engine_active,
+        local_node_id: r.local_swarm.as_ref().map(|l| l.node_id.clone()).unwrap_or_default(),
+        local_swarm_state: r.local_swarm.as_ref().map(|l| format!("{:?}", l.state).to_lowercase()).unwrap_or_default(),
+        dpkg_interrupted: r.dpkg_interrupted.clone().unwrap_or_default(),
+    }
+}
+
+/// The wire message as our report.
+pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
+    let state = match r.local_swarm_state.as_str() {
+        "active" => Some(LocalSwarmState::Active),
+        "inactive" => Some(LocalSwarmState::Inactive),
+        "pending" => Some(LocalSwarmState::Pending),
+        "error" => Some(LocalSwarmState::Error),
+        "locked" => Some(LocalSwarmState::Locked),
+        _ => None,
+    };
+    AgentReport {
+        installed: r.installed.iter().filter_map(|p| Some((p.name.clone(), p.version.parse().ok()?))).collect(),
+        available: r.available.iter().map(|a| (a.name.clone(), a.versions.iter().filter_map(|v| v.parse().ok()).collect())).collect(),
+        repository_error: Some(r.repository_error.clone()).filter(|e| !e.is_empty()),
+        disk_free_bytes: r.disk_free_bytes,
+        engine_active: r.engine_active,
+        local_swarm: state.map(|state| LocalSwarm { node_id: r.local_node_id.clone(), state }),
+        dpkg_interrupted: Some(r.dpkg_interrupted.clone()).filter(|d| !d.is_empty()),
+    }
+}
