@@ -24,7 +24,11 @@ const HELP: &[(&str, &str, &str)] = &[
     (CURRENT_PHASE, "gauge", "1 for the phase each node of the run is in."),
     (LOCK_HELD, "gauge", "1 while this coordinator holds the cluster-wide lock."),
     (ROLLBACKS, "counter", "Nodes rolled back to their previous packages."),
-    (AGENT_OPS, "counter", "Operations this agent carried out, by operation and result."),
+    (
+        AGENT_OPS,
+        "counter",
+        "Operations this agent carried out, by operation and result (ok, or the kind of failure: busy, failed, invalid, stale, unauthorized).",
+    ),
 ];
 
 /// Upper bounds of the phase duration histogram, in seconds.

@@ -19,9 +19,39 @@ pub enum PortError {
     /// The other side cannot be reached now; worth retrying.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The other side is busy (a node's apt lock held by another apt): nothing was changed; the
+    /// same call is worth repeating later.
+    #[error("{0}")]
+    Busy(String),
+    /// The other side refused an order fenced with a token older than the newest it has seen:
+    /// this coordinator lost the lock and must stop.
+    #[error("{0}")]
+    Stale(String),
+    /// The call itself was wrong (bad input, or a bug); nothing was done.
+    #[error("{0}")]
+    Invalid(String),
     /// The operation was carried out and failed; retrying will not help.
     #[error("{0}")]
     Failed(String),
+}
+
+impl PortError {
+    /// The kind as a short name (a metric label, a log field).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PortError::Conflict => "conflict",
+            PortError::Unavailable(_) => "unavailable",
+            PortError::Busy(_) => "busy",
+            PortError::Stale(_) => "stale",
+            PortError::Invalid(_) => "invalid",
+            PortError::Failed(_) => "failed",
+        }
+    }
+
+    /// Whether the same call may succeed later: nothing was changed, and waiting may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PortError::Unavailable(_) | PortError::Busy(_))
+    }
 }
 
 /// The swarm, through a manager's Docker API.

@@ -21,6 +21,17 @@ pub enum Outcome {
     Aborted,
 }
 
+impl Outcome {
+    /// The outcome as reports, metrics and JSON output write it (`succeeded`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Aborted => "aborted",
+        }
+    }
+}
+
 /// A run: its target, its nodes in order, and how far each got.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -181,6 +192,13 @@ mod tests {
         match r.next_step() {
             RunStep::Finish(Outcome::Aborted, why) => assert!(why.contains("before node worker2"), "{why}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn outcome_names_are_the_serialized_ones() {
+        for o in [Outcome::Succeeded, Outcome::Failed, Outcome::Aborted] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.name());
         }
     }
 

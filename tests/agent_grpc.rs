@@ -11,6 +11,7 @@ use swarm_upgrade::adapters::agent_client::GrpcAgents;
 use swarm_upgrade::agent::service::{AgentService, NodeBackend, serve};
 use swarm_upgrade::model::{AgentReport, PackageSet};
 use swarm_upgrade::ports::{AgentTarget, Agents, OpKey, PortError, Secret};
+use swarm_upgrade::wire::error::NodeError;
 use swarm_upgrade::wire::pb::agent_client::AgentClient;
 use swarm_upgrade::wire::pb::{self, Fence, Order};
 use swarm_upgrade::wire::tls::TlsMaterial;
@@ -47,28 +48,36 @@ fn node_cert(ca: &Ca, cluster: &str, role: &str, node: &str) -> (String, String)
 #[derive(Default)]
 struct Recorder {
     calls: Arc<Mutex<Vec<String>>>,
+    /// How many rollbacks from now find apt's lock held.
+    busy_rollbacks: Arc<Mutex<u32>>,
 }
 
 impl NodeBackend for Recorder {
-    fn describe(&self, _: &[String]) -> Result<AgentReport, String> {
+    fn describe(&self, _: &[String]) -> Result<AgentReport, NodeError> {
         Ok(AgentReport { engine_active: true, disk_free_bytes: 42, ..Default::default() })
     }
-    fn prefetch(&self, set: &PackageSet, _: &OpKey) -> Result<(), String> {
+    fn prefetch(&self, set: &PackageSet, _: &OpKey) -> Result<(), NodeError> {
         self.calls.lock().unwrap().push(format!("prefetch {set}"));
         Ok(())
     }
-    fn upgrade(&self, set: &PackageSet, _: &OpKey) -> Result<(), String> {
+    fn upgrade(&self, set: &PackageSet, _: &OpKey) -> Result<(), NodeError> {
         self.calls.lock().unwrap().push(format!("upgrade {set}"));
         Ok(())
     }
-    fn restart_engine(&self) -> Result<(), String> {
+    fn restart_engine(&self) -> Result<(), NodeError> {
         self.calls.lock().unwrap().push("restart".into());
-        Err("job for docker.service failed (result: failed)".into())
+        Err(NodeError::Failed("job for docker.service failed (result: failed)".into()))
     }
-    fn rollback(&self, _: &PackageSet, _: &OpKey) -> Result<(), String> {
+    fn rollback(&self, _: &PackageSet, _: &OpKey) -> Result<(), NodeError> {
+        self.calls.lock().unwrap().push("rollback".into());
+        let mut busy = self.busy_rollbacks.lock().unwrap();
+        if *busy > 0 {
+            *busy -= 1;
+            return Err(NodeError::Busy("E: Could not get lock /var/lib/dpkg/lock-frontend".into()));
+        }
         Ok(())
     }
-    fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, String> {
+    fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, NodeError> {
         Ok("new-id".into())
     }
     fn node_id(&self) -> String {
@@ -107,6 +116,7 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
     let backend = Recorder::default();
     let calls = backend.calls.clone();
+    *backend.busy_rollbacks.lock().unwrap() = 1;
     let service = AgentService::new(backend, "cluster-a", false);
     let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
 
@@ -174,8 +184,16 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
         Err(PortError::Failed(m)) => assert!(m.starts_with("agent on worker1: job for docker.service failed"), "{m}"),
         other => panic!("{other:?}"),
     }
+    // A busy node is a kind of its own, and its order is carried out again when retried (a
+    // failure is remembered, a busy node changed nothing).
+    match agents.rollback(&target, &set, &op(7)).await {
+        Err(PortError::Busy(m)) => assert!(m.starts_with("agent on worker1: E: Could not get lock"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    agents.rollback(&target, &set, &op(7)).await.unwrap();
+    assert_eq!(calls.lock().unwrap().iter().filter(|c| *c == "rollback").count(), 2);
     match agents.prefetch(&target, &set, &op(6)).await {
-        Err(PortError::Failed(m)) => assert!(m.contains("stale fencing token 6"), "{m}"),
+        Err(PortError::Stale(m)) => assert!(m.contains("stale fencing token 6"), "{m}"),
         other => panic!("{other:?}"),
     }
     let closed = GrpcAgents::new(Some(material), free_port(), vec![]);

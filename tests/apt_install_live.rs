@@ -8,6 +8,7 @@ use std::process::Command;
 use swarm_upgrade::adapters::apt::command::InstallMode;
 use swarm_upgrade::adapters::apt::runner::{Apt, installed};
 use swarm_upgrade::model::PackageSet;
+use swarm_upgrade::wire::error::NodeError;
 
 const ENGINE: &str = "su-upgrade-test-engine";
 const COMPANION: &str = "su-upgrade-test-companion";
@@ -58,6 +59,27 @@ fn versions() -> Vec<(String, String, char, char)> {
         .collect()
 }
 
+/// Runs `f` while another apt holds dpkg's lock (its `DPkg::Pre-Invoke` hook sleeps with the lock
+/// held, as an unattended upgrade would), then waits for that apt to end.
+fn hold_the_lock_while<T>(dir: &Path, apt: &Apt, f: impl FnOnce() -> T) -> T {
+    let locked = dir.join("locked");
+    let hook = format!("DPkg::Pre-Invoke::=touch {} && sleep 6", locked.display());
+    let mut other = Command::new("apt-get");
+    other.args(["install", "-y", "-q", "--reinstall", "-o", &hook]);
+    for o in &apt.options {
+        other.args(["-o", o]);
+    }
+    let mut other = other.arg(format!("{COMPANION}=2.0")).env("DEBIAN_FRONTEND", "noninteractive").spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !locked.exists() {
+        assert!(std::time::Instant::now() < deadline, "the other apt never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = f();
+    assert!(other.wait().unwrap().success(), "the other apt finished");
+    out
+}
+
 #[test]
 fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrupted_dpkg() {
     let dir = PathBuf::from(format!("/tmp/su-apt-{}", std::process::id()));
@@ -78,6 +100,7 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     std::fs::write(dir.join("sources.list"), format!("deb [trusted=yes] file:{} ./\n", repo.display())).unwrap();
     let apt = Apt {
         options: vec![
+            "DPkg::Lock::Timeout=2".into(),
             format!("Dir::Etc::SourceList={}", dir.join("sources.list").display()),
             format!("Dir::Etc::SourceParts={}", dir.join("parts").display()),
             format!("Dir::State::Lists={}", dir.join("lists").display()),
@@ -98,6 +121,14 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     apt.install(&set("2.0", "2.0"), InstallMode::Upgrade, ("t", 1)).unwrap();
     assert_eq!(versions(), [(COMPANION.into(), "2.0".into(), 'h', 'i'), (ENGINE.into(), "2.0".into(), 'h', 'i')]);
 
+    // Another apt holding dpkg's lock past our lock timeout: busy, nothing changed.
+    let e = hold_the_lock_while(&dir, &apt, || apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap_err());
+    assert!(e.is_busy(), "{e}");
+    assert!(matches!(NodeError::from(e), NodeError::Busy(_)));
+    // (The other apt's reinstall lifted the companion's hold; our next transaction holds again.)
+    let now: Vec<_> = versions().into_iter().map(|(p, v, _, status)| (p, v, status)).collect();
+    assert_eq!(now, [(COMPANION.into(), "2.0".into(), 'i'), (ENGINE.into(), "2.0".into(), 'i')]);
+
     // An upgrade never downgrades; a rollback does.
     let e = apt.install(&set("1.0", "1.0"), InstallMode::Upgrade, ("t", 1)).unwrap_err();
     assert!(e.detail.contains("downgraded"), "{e}");
@@ -108,6 +139,7 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     // dpkg's words, and the next transaction refuses to start over it.
     let e = apt.install(&set("3.0", "2.0"), InstallMode::Upgrade, ("t", 1)).unwrap_err();
     assert!(e.detail.contains("su-upgrade-test-engine"), "{e}");
+    assert!(matches!(NodeError::from(e), NodeError::Failed(_)), "a broken package is a failure, not a busy node");
     let rows = installed(&[ENGINE.to_string(), COMPANION.to_string()]).unwrap();
     let what = swarm_upgrade::agent::host::interrupted(&rows).expect("the agent reports the interrupted package");
     assert!(what.starts_with("su-upgrade-test-engine ("), "{what}");

@@ -78,6 +78,45 @@ async fn broken_engine_rolls_the_first_node_back_and_halts() {
     assert!(w.store_doc().lock.is_none());
 }
 
+/// A busy apt lock and a broken package reach the coordinator as different kinds with different
+/// consequences: a busy node is asked again until the phase's time limit (nothing was changed),
+/// a broken package rolls the node back and halts the run at once.
+#[tokio::test(start_paused = true)]
+async fn a_busy_apt_lock_is_waited_out_and_a_broken_package_rolls_back() {
+    let c = cluster();
+    c.world.lock().unwrap().busy_upgrades = 3;
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    let worker1: Vec<_> = w.log.iter().filter(|l| l.ends_with("worker1") || l.contains("worker1 ")).map(String::as_str).collect();
+    let busy = worker1.iter().filter(|l| l.starts_with("busy upgrade")).count();
+    assert_eq!(busy, 3, "{worker1:?}");
+    assert!(!w.log.iter().any(|l| l.starts_with("rollback")), "a busy node is not rolled back: {:?}", w.log);
+    drop(w);
+
+    let c = cluster();
+    c.world.lock().unwrap().fail_upgrade_on = Some("worker1".into());
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed));
+    assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
+    assert!(rec.reason.as_deref().unwrap().contains("dpkg returned an error code"), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    assert_eq!(w.log.iter().filter(|l| l.starts_with("broken upgrade")).count(), 1, "a failure is not retried");
+}
+
+/// A node that stays busy is not waited for without end: the upgrade's time limit fails it, and
+/// the node is rolled back.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_stays_busy_fails_at_the_phase_deadline() {
+    let c = cluster();
+    c.world.lock().unwrap().busy_upgrades = u32::MAX;
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed));
+    let reason = rec.reason.unwrap();
+    assert!(reason.contains("Upgrade on worker1 timed out after") && reason.contains("Could not get lock"), "{reason}");
+    assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_node_that_comes_back_as_a_stranger_rejoins_with_its_labels() {
     let c = cluster();

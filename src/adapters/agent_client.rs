@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 use crate::model::{AgentReport, NodeId, PackageSet};
 use crate::ports::{AgentTarget, Agents, JoinOrder, OpKey, PortError};
 use crate::wire::convert::report_from_pb;
+use crate::wire::error::NodeError;
 use crate::wire::pb::{self, agent_client::AgentClient};
 use crate::wire::tls::TlsMaterial;
 
@@ -50,11 +51,20 @@ impl GrpcAgents {
     }
 }
 
+/// A failed call as the coordinator acts on it: the agent's own kind when it named one; a
+/// transport failure (no kind) is Unavailable, or Failed when the agent answered with another
+/// code (an agent older than the kinds).
 fn status(node: &AgentTarget, s: Status) -> PortError {
     let msg = format!("agent on {}: {}", node.hostname, s.message());
-    match s.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => PortError::Unavailable(msg),
-        _ => PortError::Failed(msg),
+    match NodeError::from_status(&s) {
+        Some(NodeError::Busy(_)) => PortError::Busy(msg),
+        Some(NodeError::Stale(_)) => PortError::Stale(msg),
+        Some(NodeError::Invalid(_)) => PortError::Invalid(msg),
+        Some(NodeError::Failed(_) | NodeError::Unauthorized(_)) => PortError::Failed(msg),
+        None => match s.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => PortError::Unavailable(msg),
+            _ => PortError::Failed(msg),
+        },
     }
 }
 

@@ -15,6 +15,7 @@ use crate::adapters::engine::check_daemon_json;
 use crate::adapters::systemd::Systemd;
 use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet};
 use crate::ports::{OpKey, Secret};
+use crate::wire::error::NodeError;
 
 /// Where dockerd reads its configuration.
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -62,6 +63,11 @@ pub fn interrupted(rows: &[parse::Installed]) -> Option<String> {
     (!broken.is_empty()).then(|| broken.join(", "))
 }
 
+/// Any other failure on the node is the order's own.
+fn failed(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Failed(e.to_string())
+}
+
 /// Free bytes under `dir`, from `df` (`--output=avail -B1`).
 pub fn free_bytes(dir: &str) -> Result<u64, String> {
     let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()]).map_err(|e| e.to_string())?;
@@ -74,64 +80,62 @@ pub fn parse_df(text: &str) -> Option<u64> {
 }
 
 impl NodeBackend for HostBackend {
-    fn describe(&self, packages: &[String]) -> Result<AgentReport, String> {
-        let problems = self.apt.update().map_err(|e| e.to_string())?;
+    fn describe(&self, packages: &[String]) -> Result<AgentReport, NodeError> {
+        let problems = self.apt.update()?;
         let repository_error = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-        let available = self.apt.available(packages).map_err(|e| e.to_string())?;
-        let rows = runner::installed(packages).map_err(|e| e.to_string())?;
+        let available = self.apt.available(packages)?;
+        let rows = runner::installed(packages)?;
         let dpkg_interrupted = interrupted(&rows);
         let installed = rows.into_iter().filter(parse::Installed::is_installed).filter_map(|i| Some((i.package, i.version?))).collect();
-        let disk_free_bytes = free_bytes("/var/cache/apt")?;
+        let disk_free_bytes = free_bytes("/var/cache/apt").map_err(NodeError::Failed)?;
         let info = self.runtime.block_on(self.docker.info());
         let (engine_active, local_swarm) = match info {
             Err(_) => (false, None),
             Ok(info) => {
                 let swarm = info.swarm.unwrap_or_default();
-                let state = match swarm.local_node_state.map(|s| s.to_string()).as_deref() {
-                    Some("active") => LocalSwarmState::Active,
-                    Some("pending") => LocalSwarmState::Pending,
-                    Some("error") => LocalSwarmState::Error,
-                    Some("locked") => LocalSwarmState::Locked,
-                    _ => LocalSwarmState::Inactive,
-                };
+                let state =
+                    swarm.local_node_state.and_then(|s| LocalSwarmState::from_name(&s.to_string())).unwrap_or(LocalSwarmState::Inactive);
                 (true, Some(LocalSwarm { node_id: swarm.node_id.unwrap_or_default(), state }))
             }
         };
         Ok(AgentReport { installed, available, repository_error, disk_free_bytes, engine_active, local_swarm, dpkg_interrupted })
     }
 
-    fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), String> {
-        self.apt.prefetch(set, (&op.run_id, op.token)).map_err(|e| e.to_string())
+    fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
+        Ok(self.apt.prefetch(set, (&op.run_id, op.token))?)
     }
 
-    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), String> {
-        self.apt.install(set, InstallMode::Upgrade, (&op.run_id, op.token)).map_err(|e| e.to_string())
+    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
+        Ok(self.apt.install(set, InstallMode::Upgrade, (&op.run_id, op.token))?)
     }
 
-    fn restart_engine(&self) -> Result<(), String> {
+    fn restart_engine(&self) -> Result<(), NodeError> {
         let text = std::fs::read_to_string(&self.daemon_json).ok();
-        check_daemon_json(&self.daemon_json, text.as_deref()).map_err(|e| e.to_string())?;
+        check_daemon_json(&self.daemon_json, text.as_deref()).map_err(failed)?;
         self.runtime.block_on(async {
             let systemd = match &self.bus {
                 Some(address) => Systemd::at(address).await,
                 None => Systemd::system().await,
             }
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
             // A unit past its start limit refuses restarts until its failed state is cleared.
             let _ = systemd.reset_failed("docker.service").await;
-            systemd.restart("docker.service", self.restart_limit).await.map_err(|e| e.to_string())?;
-            self.docker.ping().await.map_err(|e| format!("docker.service restarted but dockerd does not answer: {e}"))?;
+            systemd.restart("docker.service", self.restart_limit).await.map_err(failed)?;
+            self.docker
+                .ping()
+                .await
+                .map_err(|e| NodeError::Failed(format!("docker.service restarted but dockerd does not answer: {e}")))?;
             Ok(())
         })
     }
 
-    fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), String> {
-        self.apt.install(previous, InstallMode::Rollback, (&op.run_id, op.token)).map_err(|e| e.to_string())?;
+    fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
+        self.apt.install(previous, InstallMode::Rollback, (&op.run_id, op.token))?;
         self.restart_engine()
     }
 
-    fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, String> {
-        self.runtime.block_on(crate::adapters::docker::rejoin::rejoin(&self.docker, token, managers)).map_err(|e| e.to_string())
+    fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError> {
+        self.runtime.block_on(crate::adapters::docker::rejoin::rejoin(&self.docker, token, managers)).map_err(failed)
     }
 
     fn node_id(&self) -> String {

@@ -14,22 +14,23 @@ use crate::model::{AgentReport, PackageSet};
 use crate::ports::{OpKey, Secret};
 use crate::wire::auth::{Caller, authorize};
 use crate::wire::convert::{package_set, report_to_pb};
+use crate::wire::error::NodeError;
 use crate::wire::pb;
 
 /// The node-local work behind the service. Blocking: called from blocking tasks.
 pub trait NodeBackend: Send + Sync + 'static {
     /// Installed and available versions, repository health, disk, engine and swarm state.
-    fn describe(&self, packages: &[String]) -> Result<AgentReport, String>;
+    fn describe(&self, packages: &[String]) -> Result<AgentReport, NodeError>;
     /// Downloads the set. `op` names the order (its transient unit is named after it).
-    fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), String>;
+    fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Installs the set in one transaction and holds it.
-    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), String>;
+    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Restarts docker.service and waits for the job's result.
-    fn restart_engine(&self) -> Result<(), String>;
+    fn restart_engine(&self) -> Result<(), NodeError>;
     /// Reinstalls `previous` and restarts the engine.
-    fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), String>;
+    fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Leaves the swarm and joins again; returns the new node ID.
-    fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, String>;
+    fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError>;
     /// This node's ID.
     fn node_id(&self) -> String;
 }
@@ -43,7 +44,7 @@ pub struct AgentService<B> {
     insecure: bool,
     fence: Mutex<Fence>,
     fence_file: Option<std::path::PathBuf>,
-    done: Arc<Mutex<BTreeMap<DoneKey, Result<String, String>>>>,
+    done: Arc<Mutex<BTreeMap<DoneKey, Result<String, NodeError>>>>,
 }
 
 impl<B: NodeBackend> AgentService<B> {
@@ -80,22 +81,22 @@ impl<B: NodeBackend> AgentService<B> {
         let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
         match (leaf, self.insecure) {
             (None, true) => Ok(None),
-            (leaf, _) => authorize(leaf, &self.cluster).map(Some).map_err(|e| Status::permission_denied(e.to_string())),
+            (leaf, _) => authorize(leaf, &self.cluster).map(Some).map_err(|e| NodeError::Unauthorized(e.to_string()).into()),
         }
     }
 
     fn admit(&self, fence: Option<&pb::Fence>) -> Result<(String, u64), Status> {
-        let f = fence.ok_or_else(|| Status::invalid_argument("the order carries no fence (run id and token)"))?;
+        let f = fence.ok_or_else(|| NodeError::Invalid("the order carries no fence (run id and token)".into()))?;
         let mut fence = self.fence.lock().expect("fence lock");
         let before = fence.clone();
-        fence.admit(f.token).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        fence.admit(f.token).map_err(|e| NodeError::Stale(e.to_string()))?;
         if let (Some(file), true) = (&self.fence_file, *fence != before) {
             // Written before the order is carried out: a crash after it cannot forget the token.
             let tmp = file.with_extension("tmp");
             let text = serde_json::to_string(&*fence).expect("fences serialize");
             std::fs::write(&tmp, text)
                 .and_then(|_| std::fs::rename(&tmp, file))
-                .map_err(|e| Status::unavailable(format!("cannot record the fencing token in {}: {e}", file.display())))?;
+                .map_err(|e| NodeError::Busy(format!("cannot record the fencing token in {}: {e}", file.display())))?;
         }
         Ok((f.run_id.clone(), f.token))
     }
@@ -106,7 +107,7 @@ impl<B: NodeBackend> AgentService<B> {
         op: &'static str,
         run: String,
         token: u64,
-        work: impl FnOnce(&B) -> Result<String, String> + Send + 'static,
+        work: impl FnOnce(&B) -> Result<String, NodeError> + Send + 'static,
     ) -> ProgressStream {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let key = (op, run, token);
@@ -118,19 +119,20 @@ impl<B: NodeBackend> AgentService<B> {
                 Some(r) => r,
                 None => {
                     let _ = tx.send(Ok(pb::Progress { message: format!("{op} started"), done: false })).await;
-                    let r =
-                        tokio::task::spawn_blocking(move || work(&backend)).await.unwrap_or_else(|e| Err(format!("{op} panicked: {e}")));
-                    crate::metrics::inc(
-                        crate::metrics::AGENT_OPS,
-                        &[("operation", op), ("result", if r.is_ok() { "ok" } else { "error" })],
-                    );
-                    done.lock().expect("done lock").insert(key, r.clone());
+                    let r = tokio::task::spawn_blocking(move || work(&backend))
+                        .await
+                        .unwrap_or_else(|e| Err(NodeError::Failed(format!("{op} panicked: {e}"))));
+                    count(op, &r);
+                    // A busy node changed nothing: the coordinator's retry of this order must run it.
+                    if !matches!(r, Err(NodeError::Busy(_))) {
+                        done.lock().expect("done lock").insert(key, r.clone());
+                    }
                     r
                 }
             };
             let last = match result {
                 Ok(m) => Ok(pb::Progress { message: m, done: true }),
-                Err(e) => Err(Status::aborted(e)),
+                Err(e) => Err(Status::from(e)),
             };
             let _ = tx.send(last).await;
         });
@@ -145,15 +147,21 @@ impl<B: NodeBackend> AgentService<B> {
         &self,
         req: Request<pb::Order>,
         op: &'static str,
-        work: impl FnOnce(&B, &PackageSet, &OpKey) -> Result<String, String> + Send + 'static,
+        work: impl FnOnce(&B, &PackageSet, &OpKey) -> Result<String, NodeError> + Send + 'static,
     ) -> Result<Response<ProgressStream>, Status> {
         self.caller(&req)?;
         let order = req.into_inner();
         let (run, token) = self.admit(order.fence.as_ref())?;
-        let set = package_set(&order.packages).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let set = package_set(&order.packages).map_err(|e| NodeError::Invalid(e.to_string()))?;
         let key = OpKey { run_id: run.clone(), token };
         Ok(Response::new(self.order(op, run, token, move |b| work(b, &set, &key))))
     }
+}
+
+/// Counts an operation by its result: `ok`, or the error's kind.
+fn count<T>(op: &str, r: &Result<T, NodeError>) {
+    let result = r.as_ref().map_or_else(NodeError::kind, |_| "ok");
+    crate::metrics::inc(crate::metrics::AGENT_OPS, &[("operation", op), ("result", result)]);
 }
 
 /// A stream of progress messages.
@@ -171,11 +179,8 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         let packages = req.into_inner().packages;
         let backend = self.backend.clone();
         let report = tokio::task::spawn_blocking(move || backend.describe(&packages)).await.map_err(|e| Status::internal(e.to_string()))?;
-        crate::metrics::inc(
-            crate::metrics::AGENT_OPS,
-            &[("operation", "describe"), ("result", if report.is_ok() { "ok" } else { "error" })],
-        );
-        let report = report.map_err(Status::unavailable)?;
+        count("describe", &report);
+        let report = report?;
         Ok(Response::new(report_to_pb(&report)))
     }
 
@@ -203,11 +208,8 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         let backend = self.backend.clone();
         let node_id =
             tokio::task::spawn_blocking(move || backend.rejoin(&token, &managers)).await.map_err(|e| Status::internal(e.to_string()))?;
-        crate::metrics::inc(
-            crate::metrics::AGENT_OPS,
-            &[("operation", "rejoin"), ("result", if node_id.is_ok() { "ok" } else { "error" })],
-        );
-        let node_id = node_id.map_err(Status::aborted)?;
+        count("rejoin", &node_id);
+        let node_id = node_id?;
         Ok(Response::new(pb::RejoinReply { node_id }))
     }
 

@@ -95,7 +95,7 @@ pub fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
     };
     let outcome = match (run.outcome, &run.reason) {
         (Some(o), Some(r)) => format!("{o:?}: {r}").to_lowercase(),
-        (Some(o), None) => format!("{o:?}").to_lowercase(),
+        (Some(o), None) => o.name().to_string(),
         (None, _) if run.abort_requested => "in progress, abort requested".into(),
         (None, _) => "in progress".into(),
     };

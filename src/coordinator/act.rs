@@ -100,6 +100,6 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let now = self.ports.clock.now();
         tracing::warn!(node = %p.hostname, %reason, "node step failed");
         self.emit(crate::events::Event::NodeFailed { run: run_id.to_string(), node: p.hostname.clone(), reason: reason.clone() });
-        self.update_node(token, i, p.phase, |n| Ok(n.fail(reason.clone(), now)?)).await
+        self.update_node(token, i, p.phase, |n| Ok(n.fail(reason.clone(), now)?)).await.map(drop)
     }
 }

@@ -1,18 +1,13 @@
 //! The loop: read the run from the store, decide the next step, act, observe, transition.
 
-use super::act::Acted;
+use super::step::ActedKey;
 use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
-use crate::machine::decide::{Observation, Verdict, evaluate};
 use crate::machine::{Phase, elapsed};
 use crate::metrics;
-use crate::model::{AgentStatus, NodeId, PackageSet};
 use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
-use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
+use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Outcome, RunRecord, RunStep};
-
-/// The action already carried out by this coordinator: (node index, phase, node ID).
-type ActedKey = Option<(usize, Phase, NodeId)>;
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// Drives the run held with `token` to its end.
@@ -87,151 +82,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             .await?;
         tracing::info!(run = %record.id, outcome = ?outcome, %reason, "run finished");
         metrics::set(metrics::LOCK_HELD, &[], 0.0);
-        let outcome_name = format!("{outcome:?}").to_lowercase();
+        let outcome_name = outcome.name().to_string();
         metrics::inc(metrics::RUNS, &[("outcome", &outcome_name)]);
         self.emit(Event::RunFinished { run: record.id.clone(), outcome: outcome_name, reason: record.reason.clone().unwrap_or_default() });
         Ok(record)
     }
-
-    /// One step of node `i`: its phase's action once, then one observation and its verdict.
-    async fn step_node(&self, token: u64, run: &RunRecord, i: usize, acted: &mut ActedKey) -> Result<(), CoordinatorError> {
-        let p = &run.nodes[i];
-        let now = self.ports.clock.now();
-        let key = Some((i, p.phase, p.node.clone()));
-        if *acted != key {
-            let op = OpKey { run_id: run.id.clone(), token };
-            match self.with_lease(token, self.act(p, &run.packages, &op)).await? {
-                Ok(Acted::Done) => *acted = key,
-                Ok(Acted::Rejoined(new_id)) => {
-                    tracing::info!(node = %p.hostname, new_id = %new_id, "node rejoined");
-                    return self.update_node(token, i, p.phase, |n| Ok(n.rejoined(new_id.clone(), now)?)).await;
-                }
-                Err(PortError::Unavailable(e)) if !p.timed_out(&self.settings.timeouts, now) => {
-                    tracing::debug!(node = %p.hostname, phase = ?p.phase, error = %e, "action postponed");
-                    self.ports.clock.sleep(self.poll).await;
-                    return Ok(());
-                }
-                Err(e) => return self.fail_node(token, i, p, &run.id, format!("{:?} on {}: {e}", p.phase, p.hostname)).await,
-            }
-        }
-        let snap = match self.ports.swarm.snapshot().await {
-            Ok(s) => s,
-            Err(e) if p.timed_out(&self.settings.timeouts, now) => {
-                return self
-                    .fail_node(token, i, p, &run.id, format!("{:?} on {}: cannot observe the swarm: {e}", p.phase, p.hostname))
-                    .await;
-            }
-            Err(_) => {
-                self.ports.clock.sleep(self.poll).await;
-                return Ok(());
-            }
-        };
-        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone(), node_id: p.node.0.clone() };
-        let agent = match self.ports.agents.describe(&target).await {
-            Ok(r) => AgentStatus::Reachable(r),
-            Err(e) => AgentStatus::Unreachable { error: e.to_string() },
-        };
-        let report = match &agent {
-            AgentStatus::Reachable(r) => Some(r),
-            AgentStatus::Unreachable { .. } => None,
-        };
-        // The action and the observation took time: transitions are stamped now, so each phase's
-        // span covers its own action.
-        let now = self.ports.clock.now();
-        let engine_package = &self.settings.engine_packages[0];
-        let obs = Observation { snap: &snap, agent: report, packages: &run.packages, engine_package };
-        let verdict = evaluate(p, &obs, &self.settings.timeouts, now);
-        tracing::debug!(node = %p.hostname, phase = ?p.phase, ?verdict, "observed");
-        match verdict {
-            Verdict::Complete => {
-                let previous = report.map(|r| installed_subset(&r.installed, &run.packages));
-                let entered = self
-                    .update_run(token, |r| {
-                        let n = &mut r.nodes[i];
-                        if n.phase != p.phase {
-                            // An earlier attempt of this very write landed (see `update_node`).
-                            return Ok(n.phase);
-                        }
-                        match n.phase {
-                            Phase::Prefetch => {
-                                if let Some(prev) = previous.clone() {
-                                    n.record_previous(prev);
-                                }
-                                n.advance(now)?
-                            }
-                            Phase::Rollback => n.rolled_back(now)?,
-                            Phase::Restore => n.restored(now)?,
-                            _ => n.advance(now)?,
-                        }
-                        Ok(n.phase)
-                    })
-                    .await?;
-                tracing::info!(run = %run.id, node = %p.hostname, phase = ?entered, token, "phase entered");
-                metrics::observe(metrics::PHASE_SECONDS, &[("phase", &p.phase.name())], elapsed(p.phase_started, now).as_secs_f64());
-                metrics::set_phase(&p.hostname, &entered.name());
-                if p.phase == Phase::Rollback {
-                    metrics::inc(metrics::ROLLBACKS, &[]);
-                    self.emit(Event::RolledBack { run: run.id.clone(), node: p.hostname.clone() });
-                }
-                if entered == Phase::Done {
-                    let started = p.history.first().map_or(p.phase_started, |s| s.end);
-                    self.emit(Event::NodeDone { run: run.id.clone(), node: p.hostname.clone(), seconds: elapsed(started, now).as_secs() });
-                }
-            }
-            Verdict::Wait(_) => {
-                if p.phase == Phase::VerifyConverged && p.converged_since.is_some() {
-                    self.update_run(token, |r| {
-                        r.nodes[i].converged_since = None;
-                        Ok(())
-                    })
-                    .await?;
-                }
-                self.ports.clock.sleep(self.poll).await;
-            }
-            Verdict::Monitoring => {
-                if p.converged_since.is_none() {
-                    self.update_run(token, |r| {
-                        r.nodes[i].converged_since = Some(now);
-                        Ok(())
-                    })
-                    .await?;
-                }
-                self.ports.clock.sleep(self.poll).await;
-            }
-            Verdict::Rescale(missed) => {
-                for m in &missed {
-                    tracing::warn!(
-                        node = %p.hostname,
-                        service = %m.name,
-                        "the swarm still runs {} slots of {} for {} replicas after the scale-down: writing replicas={} again",
-                        m.slots,
-                        m.name,
-                        m.replicas,
-                        m.replicas
-                    );
-                    if let Err(e) = self.ports.swarm.scale(&m.service, m.replicas).await {
-                        tracing::warn!(node = %p.hostname, service = %m.name, error = %e, "writing the scale again failed; waiting");
-                    }
-                }
-                self.update_node(token, i, p.phase, |n| {
-                    n.rescaled_at = Some(now);
-                    n.converged_since = None;
-                    Ok(())
-                })
-                .await?;
-                self.ports.clock.sleep(self.poll).await;
-            }
-            Verdict::Fail(why) => self.fail_node(token, i, p, &run.id, why).await?,
-            Verdict::Rejoin => {
-                tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
-                self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?)).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The installed versions of the run's packages: what a rollback reinstalls.
-fn installed_subset(installed: &std::collections::BTreeMap<String, crate::model::DebVersion>, packages: &PackageSet) -> PackageSet {
-    PackageSet(installed.iter().filter(|(k, _)| packages.0.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
 }

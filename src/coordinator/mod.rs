@@ -1,9 +1,12 @@
-//! The coordinator: fetches, decides with the pure modules, acts through the ports. It keeps no
-//! state of its own between steps: every step starts from the store and the cluster, so a
-//! coordinator on another manager can take over at any point.
+//! The coordinator: fetches, decides with the pure modules, acts through the ports. Every step
+//! starts from the store and the cluster, so a coordinator on another manager can take over at
+//! any point; the one thing it keeps between steps is which phase's action it has already
+//! carried out (a coordinator that takes over simply carries it out again: actions are
+//! idempotent).
 
 mod act;
 mod drive;
+mod step;
 mod store;
 
 use std::time::Duration;

@@ -32,19 +32,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         .await
     }
 
-    /// Applies `f` to node `i` only while it is still in `phase` (and `token` holds the lock).
-    /// A write whose answer was lost in a leader election may have landed: its retry re-reads,
-    /// finds the node already moved on, and leaves it, so no step is applied twice.
+    /// Applies `f` to node `i` only while it is still in `phase` (and `token` holds the lock), and
+    /// says which phase the node is in after the write. A write whose answer was lost in a leader
+    /// election may have landed: its retry re-reads, finds the node already moved on, and leaves
+    /// it, so no step is applied twice.
     pub(crate) async fn update_node(
         &self,
         token: u64,
         i: usize,
         phase: Phase,
         mut f: impl FnMut(&mut NodeProgress) -> Result<(), CoordinatorError>,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<Phase, CoordinatorError> {
         self.update_run(token, |r| {
             let n = &mut r.nodes[i];
-            if n.phase == phase { f(n) } else { Ok(()) }
+            if n.phase == phase {
+                f(n)?;
+            }
+            Ok(n.phase)
         })
         .await
     }

@@ -18,6 +18,9 @@ pub enum Verdict {
     Complete,
     /// Not yet; the text says what is missing.
     Wait(String),
+    /// Nothing could be judged yet (the phase's action was postponed, or the swarm could not be
+    /// observed); the text says why. Unlike a wait, it says nothing about the node.
+    Postponed(String),
     /// Converged now, but not yet for the whole monitor window.
     Monitoring,
     /// It failed; the text says why.
@@ -67,20 +70,27 @@ pub struct Observation<'a> {
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
 pub fn evaluate(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: Timestamp) -> Verdict {
-    let verdict = condition(p, obs, timeouts, now);
+    deadline(p, condition(p, obs, timeouts, now), timeouts, now)
+}
+
+/// The one place a phase's time limit is applied: a verdict that still waits (for the node, for
+/// its action, or for an observation) past the limit becomes a failure saying what it waited for.
+pub fn deadline(p: &NodeProgress, verdict: Verdict, timeouts: &Timeouts, now: Timestamp) -> Verdict {
+    if !p.timed_out(timeouts, now) {
+        return verdict;
+    }
     match verdict {
-        Verdict::Wait(why) if p.timed_out(timeouts, now) => {
+        Verdict::Wait(why) | Verdict::Postponed(why) => {
             let limit = p.phase.timeout(timeouts).unwrap_or(Duration::ZERO);
             Verdict::Fail(format!("{:?} on {} timed out after {}s: {why}", p.phase, p.hostname, limit.as_secs()))
         }
-        Verdict::Monitoring if p.timed_out(timeouts, now) => {
-            Verdict::Fail(format!("services on {} did not stay converged within the verify timeout", p.hostname))
-        }
+        Verdict::Monitoring => Verdict::Fail(format!("services on {} did not stay converged within the verify timeout", p.hostname)),
         v => v,
     }
 }
 
-fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: Timestamp) -> Verdict {
+/// What the observation says of the current phase, before its time limit is applied.
+pub fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: Timestamp) -> Verdict {
     let snap = obs.snap;
     let Some(node) = snap.node(&p.node) else {
         return match p.phase {

@@ -213,3 +213,24 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
     let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
     assert_eq!(evaluate(&p, &obs, &timeouts, late), Verdict::Monitoring);
 }
+
+#[test]
+fn the_deadline_fails_whatever_still_waits_and_passes_every_other_verdict() {
+    use decide::{Verdict, deadline};
+    let timeouts = Settings::default().timeouts;
+    let p = at(Phase::Upgrade);
+    let late = p.phase_started.checked_add(timeouts.upgrade + Duration::from_secs(1)).unwrap();
+    let early = p.phase_started.checked_add(timeouts.upgrade - Duration::from_secs(1)).unwrap();
+    for waiting in [Verdict::Wait("w".into()), Verdict::Postponed("busy: apt's lock".into()), Verdict::Monitoring] {
+        assert_eq!(deadline(&p, waiting.clone(), &timeouts, early), waiting, "before the limit it stands");
+        assert!(matches!(deadline(&p, waiting, &timeouts, late), Verdict::Fail(_)));
+    }
+    let why = match deadline(&p, Verdict::Postponed("busy: apt's lock".into()), &timeouts, late) {
+        Verdict::Fail(why) => why,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(why, format!("Upgrade on worker1 timed out after {}s: busy: apt's lock", timeouts.upgrade.as_secs()));
+    for settled in [Verdict::Complete, Verdict::Fail("f".into()), Verdict::Rejoin] {
+        assert_eq!(deadline(&p, settled.clone(), &timeouts, late), settled, "a settled verdict is not overridden");
+    }
+}

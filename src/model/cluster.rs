@@ -334,6 +334,27 @@ pub enum LocalSwarmState {
     Locked,
 }
 
+impl LocalSwarmState {
+    const ALL: [LocalSwarmState; 5] =
+        [LocalSwarmState::Active, LocalSwarmState::Inactive, LocalSwarmState::Pending, LocalSwarmState::Error, LocalSwarmState::Locked];
+
+    /// The state as the Docker API and our wire write it (`active`, `locked`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalSwarmState::Active => "active",
+            LocalSwarmState::Inactive => "inactive",
+            LocalSwarmState::Pending => "pending",
+            LocalSwarmState::Error => "error",
+            LocalSwarmState::Locked => "locked",
+        }
+    }
+
+    /// The state a name stands for, if any.
+    pub fn from_name(name: &str) -> Option<LocalSwarmState> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// Everything observed about a cluster at one moment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSnapshot {

@@ -29,21 +29,14 @@ pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
         disk_free_bytes: r.disk_free_bytes,
         engine_active: r.engine_active,
         local_node_id: r.local_swarm.as_ref().map(|l| l.node_id.clone()).unwrap_or_default(),
-        local_swarm_state: r.local_swarm.as_ref().map(|l| format!("{:?}", l.state).to_lowercase()).unwrap_or_default(),
+        local_swarm_state: r.local_swarm.as_ref().map(|l| l.state.name().to_string()).unwrap_or_default(),
         dpkg_interrupted: r.dpkg_interrupted.clone().unwrap_or_default(),
     }
 }
 
 /// The wire message as our report.
 pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
-    let state = match r.local_swarm_state.as_str() {
-        "active" => Some(LocalSwarmState::Active),
-        "inactive" => Some(LocalSwarmState::Inactive),
-        "pending" => Some(LocalSwarmState::Pending),
-        "error" => Some(LocalSwarmState::Error),
-        "locked" => Some(LocalSwarmState::Locked),
-        _ => None,
-    };
+    let state = LocalSwarmState::from_name(&r.local_swarm_state);
     AgentReport {
         installed: r.installed.iter().filter_map(|p| Some((p.name.clone(), p.version.parse().ok()?))).collect(),
         available: r.available.iter().map(|a| (a.name.clone(), a.versions.iter().filter_map(|v| v.parse().ok()).collect())).collect(),
@@ -52,5 +45,21 @@ pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
         engine_active: r.engine_active,
         local_swarm: state.map(|state| LocalSwarm { node_id: r.local_node_id.clone(), state }),
         dpkg_interrupted: Some(r.dpkg_interrupted.clone()).filter(|d| !d.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_local_swarm_state_crosses_the_wire_by_its_name() {
+        for state in
+            [LocalSwarmState::Active, LocalSwarmState::Inactive, LocalSwarmState::Pending, LocalSwarmState::Error, LocalSwarmState::Locked]
+        {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.name());
+            let report = AgentReport { local_swarm: Some(LocalSwarm { node_id: "n1".into(), state }), ..Default::default() };
+            assert_eq!(report_from_pb(&report_to_pb(&report)).local_swarm, report.local_swarm);
+        }
     }
 }

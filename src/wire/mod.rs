@@ -1,9 +1,11 @@
 //! The agent protocol, shared by the agent and the coordinator's client: the generated gRPC
-//! messages ([`pb`]), their conversions into our own types ([`convert`]), and the TLS identity
+//! messages ([`pb`]), their conversions into our own types ([`convert`]), the kinds of failure an
+//! order can meet ([`error`]), and the TLS identity
 //! both sides present ([`tls`], read from the swarm's node certificates; [`auth`] says who a
 //! certificate names).
 
 pub mod auth;
 pub mod convert;
+pub mod error;
 pub mod pb;
 pub mod tls;

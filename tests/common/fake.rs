@@ -88,7 +88,7 @@ impl FakeCluster {
 
     fn fence(&self, host: &str, op: &OpKey) -> Result<(), PortError> {
         let mut f = self.fences.lock().unwrap();
-        f.entry(host.to_string()).or_default().admit(op.token).map_err(|e| PortError::Failed(e.to_string()))
+        f.entry(host.to_string()).or_default().admit(op.token).map_err(|e| PortError::Stale(e.to_string()))
     }
 
     fn host_for(&self, target: &AgentTarget) -> Result<Host, PortError> {
@@ -246,6 +246,16 @@ impl Agents for FakeCluster {
         Self::check_available(&h, packages)?;
         {
             let mut w = self.w();
+            if w.busy_upgrades > 0 {
+                w.busy_upgrades -= 1;
+                w.log.push(format!("busy upgrade {}", h.hostname));
+                let held = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1424 (apt-get)";
+                return Err(PortError::Busy(format!("agent on {}: {held}", h.hostname)));
+            }
+            if w.fail_upgrade_on.as_deref() == Some(h.hostname.as_str()) {
+                w.log.push(format!("broken upgrade {}", h.hostname));
+                return Err(PortError::Failed(format!("agent on {}: E: Sub-process /usr/bin/dpkg returned an error code (1)", h.hostname)));
+            }
             w.host_mut(&node.addr).unwrap().installed = packages.clone();
             w.log.push(format!("install {} {packages}", h.hostname));
         }

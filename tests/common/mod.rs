@@ -60,6 +60,8 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         broken: Some(v(BROKEN)),
         wipe_on_restart: None,
         fail_prefetch_on: None,
+        busy_upgrades: 0,
+        fail_upgrade_on: None,
         min_running: BTreeMap::new(),
         floor: BTreeMap::new(),
         highest_token: BTreeMap::new(),

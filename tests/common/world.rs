@@ -39,6 +39,10 @@ pub struct World {
     pub broken: Option<DebVersion>,
     /// A host whose repository fails downloads (prefetch fails).
     pub fail_prefetch_on: Option<String>,
+    /// How many upgrade orders from now find apt's lock held by another apt (busy, nothing changed).
+    pub busy_upgrades: u32,
+    /// A host whose upgrade fails like a broken package (dpkg returns an error).
+    pub fail_upgrade_on: Option<String>,
     /// A host whose swarm state is wiped at its next engine restart.
     pub wipe_on_restart: Option<String>,
     /// Lowest running count seen per replicated service (checked against `floor`).

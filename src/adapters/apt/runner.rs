@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::parse::{self, Installed, RepoProblem};
 use crate::model::DebVersion;
+use crate::wire::error::NodeError;
 
 /// A failed apt or dpkg command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +17,21 @@ pub struct AptError {
     pub status: String,
     /// apt's `E:` lines, or its whole stderr.
     pub detail: String,
+}
+
+impl AptError {
+    /// Whether apt failed because another apt or dpkg holds a lock it needs (past
+    /// `DPkg::Lock::Timeout`): nothing was changed, and the same command may pass later.
+    pub fn is_busy(&self) -> bool {
+        ["Could not get lock ", "Unable to acquire the dpkg frontend lock", "Unable to lock "].iter().any(|m| self.detail.contains(m))
+    }
+}
+
+/// A busy lock is worth retrying; any other failure of a transaction is the order's failure.
+impl From<AptError> for NodeError {
+    fn from(e: AptError) -> NodeError {
+        if e.is_busy() { NodeError::Busy(e.to_string()) } else { NodeError::Failed(e.to_string()) }
+    }
 }
 
 /// Output of a finished command.
@@ -106,11 +122,10 @@ impl Apt {
         Apt { options: Vec::new(), transient: std::path::Path::new("/run/systemd/system").is_dir() }
     }
 
+    /// Adds the extra options last, so that they override ours (a test's short lock timeout).
     fn with_options(&self, mut args: Vec<String>) -> Vec<String> {
         if matches!(args.first().map(String::as_str), Some("apt-get" | "apt-cache" | "apt-mark")) {
-            let tail = args.split_off(1);
             args.extend(self.options.iter().flat_map(|o| ["-o".to_string(), o.clone()]));
-            args.extend(tail);
         }
         args
     }
@@ -182,6 +197,22 @@ impl Apt {
 
 #[cfg(test)]
 mod tests {
+    use crate::wire::error::NodeError;
+
+    #[test]
+    fn a_held_lock_is_busy_and_a_broken_package_is_a_failure() {
+        let e = |detail: &str| super::AptError { command: "apt-get install".into(), status: "exit 100".into(), detail: detail.into() };
+        let busy = [
+            "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1424 (apt-get)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?",
+            "E: Could not get lock /var/cache/apt/archives/lock. It is held by process 77 (apt-get)\nE: Unable to lock directory /var/cache/apt/archives/",
+        ];
+        for d in busy {
+            assert!(matches!(NodeError::from(e(d)), NodeError::Busy(_)), "{d}");
+        }
+        let broken = "E: Sub-process /usr/bin/dpkg returned an error code (1)";
+        assert!(matches!(NodeError::from(e(broken)), NodeError::Failed(_)));
+    }
+
     #[test]
     fn a_locked_list_directory_is_waited_for() {
         let text = "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 1424 (apt-get)\nE: Unable to lock directory /var/lib/apt/lists/";

@@ -1,0 +1,207 @@
+//! One step of the node in progress: its phase's action (once), one observation, one verdict
+//! with the phase's deadline applied in one place ([`deadline`]), and one handler per verdict.
+
+use super::act::Acted;
+use super::{Coordinator, CoordinatorError};
+use crate::events::Event;
+use crate::lock::LockError;
+use crate::machine::decide::{MissedScaleDown, Observation, Verdict, condition, deadline};
+use crate::machine::{NodeProgress, Phase, elapsed};
+use crate::metrics;
+use crate::model::{AgentReport, AgentStatus, DebVersion, NodeId, PackageSet};
+use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
+use crate::run::RunRecord;
+
+/// The action already carried out by this coordinator: (node index, phase, node ID).
+pub(crate) type ActedKey = Option<(usize, Phase, NodeId)>;
+
+/// What carrying out the phase's action came to.
+enum Acting {
+    /// Done now or earlier: observe.
+    Done,
+    /// The node joined again under a new ID: record it.
+    Rejoined(NodeId),
+    /// Nothing is judged this time: a verdict to apply as it is.
+    Verdict(Verdict),
+}
+
+impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
+    /// One step of node `i`: its phase's action once, then one observation and its verdict.
+    pub(crate) async fn step_node(&self, token: u64, run: &RunRecord, i: usize, acted: &mut ActedKey) -> Result<(), CoordinatorError> {
+        let p = &run.nodes[i];
+        let (verdict, report) = match self.act_once(token, run, i, acted).await? {
+            Acting::Rejoined(new_id) => return self.on_rejoined(token, i, p, new_id).await,
+            Acting::Verdict(v) => (v, None),
+            Acting::Done => self.observe_node(run, p).await,
+        };
+        // The action and the observation took time: transitions are stamped now, so each phase's
+        // span covers its own action.
+        let now = self.ports.clock.now();
+        let verdict = deadline(p, verdict, &self.settings.timeouts, now);
+        tracing::debug!(node = %p.hostname, phase = ?p.phase, ?verdict, "observed");
+        match verdict {
+            Verdict::Complete => self.on_complete(token, run, i, report.as_ref(), now).await,
+            Verdict::Wait(_) => self.on_wait(token, i, p).await,
+            Verdict::Postponed(_) => Ok(self.ports.clock.sleep(self.poll).await),
+            Verdict::Monitoring => self.on_monitoring(token, i, p, now).await,
+            Verdict::Rescale(missed) => self.on_rescale(token, i, p, &missed, now).await,
+            Verdict::Fail(why) => self.fail_node(token, i, p, &run.id, why).await,
+            Verdict::Rejoin => {
+                tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
+                self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?)).await.map(drop)
+            }
+        }
+    }
+
+    /// Carries out the phase's action unless this coordinator already did. A transient failure
+    /// (unreachable, busy) postpones it; an order refused as stale means the lock is lost.
+    async fn act_once(&self, token: u64, run: &RunRecord, i: usize, acted: &mut ActedKey) -> Result<Acting, CoordinatorError> {
+        let p = &run.nodes[i];
+        let key = Some((i, p.phase, p.node.clone()));
+        if *acted == key {
+            return Ok(Acting::Done);
+        }
+        let op = OpKey { run_id: run.id.clone(), token };
+        Ok(match self.with_lease(token, self.act(p, &run.packages, &op)).await? {
+            Ok(Acted::Done) => {
+                *acted = key;
+                Acting::Done
+            }
+            Ok(Acted::Rejoined(new_id)) => Acting::Rejoined(new_id),
+            Err(e) if e.is_transient() => {
+                tracing::debug!(node = %p.hostname, phase = ?p.phase, error = %e, kind = e.kind(), "action postponed");
+                Acting::Verdict(Verdict::Postponed(e.to_string()))
+            }
+            Err(PortError::Stale(e)) => {
+                tracing::warn!(node = %p.hostname, error = %e, "the agent refused our token as stale");
+                return Err(LockError::Lost { ours: token }.into());
+            }
+            Err(e) => Acting::Verdict(Verdict::Fail(format!("{:?} on {}: {e}", p.phase, p.hostname))),
+        })
+    }
+
+    /// The swarm and the node's agent now, judged (the deadline not yet applied).
+    async fn observe_node(&self, run: &RunRecord, p: &NodeProgress) -> (Verdict, Option<AgentReport>) {
+        let snap = match self.ports.swarm.snapshot().await {
+            Ok(s) => s,
+            Err(e) => return (Verdict::Postponed(format!("cannot observe the swarm: {e}")), None),
+        };
+        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone(), node_id: p.node.0.clone() };
+        let report = match self.ports.agents.describe(&target).await {
+            Ok(r) => AgentStatus::Reachable(r),
+            Err(e) => AgentStatus::Unreachable { error: e.to_string() },
+        };
+        let agent = match &report {
+            AgentStatus::Reachable(r) => Some(r),
+            AgentStatus::Unreachable { .. } => None,
+        };
+        let engine_package = &self.settings.engine_packages[0];
+        let obs = Observation { snap: &snap, agent, packages: &run.packages, engine_package };
+        let now = self.ports.clock.now();
+        (condition(p, &obs, &self.settings.timeouts, now), agent.cloned())
+    }
+
+    /// The phase is done: enter the next one (Prefetch also records what a rollback reinstalls).
+    async fn on_complete(
+        &self,
+        token: u64,
+        run: &RunRecord,
+        i: usize,
+        report: Option<&AgentReport>,
+        now: jiff::Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        let p = &run.nodes[i];
+        let previous = report.map(|r| installed_subset(&r.installed, &run.packages));
+        let entered = self
+            .update_node(token, i, p.phase, |n| {
+                match n.phase {
+                    Phase::Prefetch => {
+                        if let Some(prev) = previous.clone() {
+                            n.record_previous(prev);
+                        }
+                        n.advance(now)?
+                    }
+                    Phase::Rollback => n.rolled_back(now)?,
+                    Phase::Restore => n.restored(now)?,
+                    _ => n.advance(now)?,
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(run = %run.id, node = %p.hostname, phase = ?entered, token, "phase entered");
+        metrics::observe(metrics::PHASE_SECONDS, &[("phase", &p.phase.name())], elapsed(p.phase_started, now).as_secs_f64());
+        metrics::set_phase(&p.hostname, &entered.name());
+        if p.phase == Phase::Rollback {
+            metrics::inc(metrics::ROLLBACKS, &[]);
+            self.emit(Event::RolledBack { run: run.id.clone(), node: p.hostname.clone() });
+        }
+        if entered == Phase::Done {
+            let started = p.history.first().map_or(p.phase_started, |s| s.end);
+            self.emit(Event::NodeDone { run: run.id.clone(), node: p.hostname.clone(), seconds: elapsed(started, now).as_secs() });
+        }
+        Ok(())
+    }
+
+    /// Not yet: a verification that was converged starts its monitor window again.
+    async fn on_wait(&self, token: u64, i: usize, p: &NodeProgress) -> Result<(), CoordinatorError> {
+        if p.phase == Phase::VerifyConverged && p.converged_since.is_some() {
+            self.update_node(token, i, p.phase, |n| Ok(n.converged_since = None)).await?;
+        }
+        self.ports.clock.sleep(self.poll).await;
+        Ok(())
+    }
+
+    /// Converged: the monitor window starts now unless it already runs.
+    async fn on_monitoring(&self, token: u64, i: usize, p: &NodeProgress, now: jiff::Timestamp) -> Result<(), CoordinatorError> {
+        if p.converged_since.is_none() {
+            self.update_node(token, i, p.phase, |n| Ok(n.converged_since = Some(now))).await?;
+        }
+        self.ports.clock.sleep(self.poll).await;
+        Ok(())
+    }
+
+    /// The swarm missed a scale-down: write the same replica count again (see [`MissedScaleDown`]).
+    async fn on_rescale(
+        &self,
+        token: u64,
+        i: usize,
+        p: &NodeProgress,
+        missed: &[MissedScaleDown],
+        now: jiff::Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        for m in missed {
+            tracing::warn!(
+                node = %p.hostname,
+                service = %m.name,
+                "the swarm still runs {} slots of {} for {} replicas after the scale-down: writing replicas={} again",
+                m.slots,
+                m.name,
+                m.replicas,
+                m.replicas
+            );
+            if let Err(e) = self.ports.swarm.scale(&m.service, m.replicas).await {
+                tracing::warn!(node = %p.hostname, service = %m.name, error = %e, "writing the scale again failed; waiting");
+            }
+        }
+        self.update_node(token, i, p.phase, |n| {
+            n.rescaled_at = Some(now);
+            n.converged_since = None;
+            Ok(())
+        })
+        .await?;
+        self.ports.clock.sleep(self.poll).await;
+        Ok(())
+    }
+
+    /// The node joined again under `new_id`: its progress follows it.
+    async fn on_rejoined(&self, token: u64, i: usize, p: &NodeProgress, new_id: NodeId) -> Result<(), CoordinatorError> {
+        tracing::info!(node = %p.hostname, new_id = %new_id, "node rejoined");
+        let now = self.ports.clock.now();
+        self.update_node(token, i, p.phase, |n| Ok(n.rejoined(new_id.clone(), now)?)).await.map(drop)
+    }
+}
+
+/// The installed versions of the run's packages: what a rollback reinstalls.
+fn installed_subset(installed: &std::collections::BTreeMap<String, DebVersion>, packages: &PackageSet) -> PackageSet {
+    PackageSet(installed.iter().filter(|(k, _)| packages.0.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+}
