@@ -13,6 +13,7 @@ use swarm_upgrade::adapters::docker::store::{STATE_LABEL, SwarmLabelStore};
 use swarm_upgrade::lock::{LockError, StoreDoc};
 use swarm_upgrade::model::{Availability, Mode, NodeState, Role, TaskState};
 use swarm_upgrade::ports::{PortError, StateStore, Swarm};
+use swarm_upgrade::wire::error::NodeError;
 
 /// Read-modify-write with compare-and-swap, as the coordinator does it.
 async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> T) -> (T, u32) {
@@ -296,23 +297,23 @@ async fn adapter_and_store_against_a_real_swarm() {
 struct NoWork;
 
 impl swarm_upgrade::agent::service::NodeBackend for NoWork {
-    fn describe(&self, _: &[String]) -> Result<swarm_upgrade::model::AgentReport, String> {
-        Err("not used".into())
+    fn describe(&self, _: &[String]) -> Result<swarm_upgrade::model::AgentReport, NodeError> {
+        Err(NodeError::Invalid("not used".into()))
     }
-    fn prefetch(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), String> {
-        Err("not used".into())
+    fn prefetch(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
+        Err(NodeError::Invalid("not used".into()))
     }
-    fn upgrade(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), String> {
-        Err("not used".into())
+    fn upgrade(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
+        Err(NodeError::Invalid("not used".into()))
     }
-    fn restart_engine(&self) -> Result<(), String> {
-        Err("not used".into())
+    fn restart_engine(&self) -> Result<(), NodeError> {
+        Err(NodeError::Invalid("not used".into()))
     }
-    fn rollback(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), String> {
-        Err("not used".into())
+    fn rollback(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
+        Err(NodeError::Invalid("not used".into()))
     }
-    fn rejoin(&self, _: &swarm_upgrade::ports::Secret, _: &[String]) -> Result<String, String> {
-        Err("not used".into())
+    fn rejoin(&self, _: &swarm_upgrade::ports::Secret, _: &[String]) -> Result<String, NodeError> {
+        Err(NodeError::Invalid("not used".into()))
     }
     fn node_id(&self) -> String {
         "real-swarm-node".into()

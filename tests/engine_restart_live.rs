@@ -13,14 +13,19 @@ use common::dockerd::Dockerd;
 use common::node::{ENGINE, Node};
 use swarm_upgrade::agent::host::HostBackend;
 use swarm_upgrade::agent::service::NodeBackend;
+use swarm_upgrade::wire::error::NodeError;
 
 fn main_pid(node: &Node<'_>) -> String {
     node.exec("systemctl show -p MainPID --value docker.service").unwrap()
 }
 
+/// The restart, its failure as the text an operator reads (a failure, never a busy node).
 async fn restart(backend: &Arc<HostBackend>) -> Result<(), String> {
     let b = backend.clone();
-    tokio::task::spawn_blocking(move || b.restart_engine()).await.unwrap()
+    tokio::task::spawn_blocking(move || b.restart_engine()).await.unwrap().map_err(|e| {
+        assert!(matches!(e, NodeError::Failed(_)), "{e:?}");
+        e.to_string()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

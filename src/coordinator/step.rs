@@ -42,7 +42,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         match verdict {
             Verdict::Complete => self.on_complete(token, run, i, report.as_ref(), now).await,
             Verdict::Wait(_) => self.on_wait(token, i, p).await,
-            Verdict::Postponed(_) => Ok(self.ports.clock.sleep(self.poll).await),
+            Verdict::Postponed(_) => {
+                self.ports.clock.sleep(self.poll).await;
+                Ok(())
+            }
             Verdict::Monitoring => self.on_monitoring(token, i, p, now).await,
             Verdict::Rescale(missed) => self.on_rescale(token, i, p, &missed, now).await,
             Verdict::Fail(why) => self.fail_node(token, i, p, &run.id, why).await,
@@ -145,7 +148,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// Not yet: a verification that was converged starts its monitor window again.
     async fn on_wait(&self, token: u64, i: usize, p: &NodeProgress) -> Result<(), CoordinatorError> {
         if p.phase == Phase::VerifyConverged && p.converged_since.is_some() {
-            self.update_node(token, i, p.phase, |n| Ok(n.converged_since = None)).await?;
+            self.update_node(token, i, p.phase, |n| {
+                n.converged_since = None;
+                Ok(())
+            })
+            .await?;
         }
         self.ports.clock.sleep(self.poll).await;
         Ok(())
@@ -154,7 +161,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// Converged: the monitor window starts now unless it already runs.
     async fn on_monitoring(&self, token: u64, i: usize, p: &NodeProgress, now: jiff::Timestamp) -> Result<(), CoordinatorError> {
         if p.converged_since.is_none() {
-            self.update_node(token, i, p.phase, |n| Ok(n.converged_since = Some(now))).await?;
+            self.update_node(token, i, p.phase, |n| {
+                n.converged_since = Some(now);
+                Ok(())
+            })
+            .await?;
         }
         self.ports.clock.sleep(self.poll).await;
         Ok(())
