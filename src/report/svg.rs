@@ -249,6 +249,17 @@ mod tests {
         assert_eq!(clock(135.0), "2:15");
     }
 
+    /// The drawing of fixed reports, saved from the code as it was before `render` was split up:
+    /// any change to the output is a change to this fixture, on purpose.
+    #[test]
+    fn drawing_matches_the_saved_fixtures() {
+        let report: RunReport = serde_json::from_str(include_str!("../../tests/fixtures/run/report.json")).unwrap();
+        let load: LoadTimeline = serde_json::from_str(include_str!("../../tests/fixtures/run/load.json")).unwrap();
+        assert_eq!(render(&report, Some(&load)), include_str!("../../tests/fixtures/run/report.svg"));
+        let partial: crate::run::RunRecord = serde_json::from_str(include_str!("../../tests/fixtures/run/partial.json")).unwrap();
+        assert_eq!(render(&RunReport::new(partial, "docker-ce"), None), include_str!("../../tests/fixtures/run/partial.svg"));
+    }
+
     #[test]
     fn markup_is_escaped() {
         assert_eq!(esc("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
