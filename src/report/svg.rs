@@ -6,8 +6,10 @@ use std::fmt::Write;
 
 use jiff::Timestamp;
 
-use super::{LoadTimeline, RunReport};
-use crate::machine::{Phase, elapsed};
+use super::{LoadSecond, LoadTimeline, RunReport};
+use crate::machine::{NodeProgress, Phase, elapsed};
+use crate::model::DebVersion;
+use crate::run::RunRecord;
 
 const WIDTH: f64 = 1200.0;
 const LEFT: f64 = 170.0;
@@ -63,111 +65,171 @@ fn clock(t: f64) -> String {
 /// Draws the report (and the load's failures, if given) as an SVG document.
 pub fn render(report: &RunReport, load: Option<&LoadTimeline>) -> String {
     let run = &report.run;
-    let t0 = run.started_at;
-    let last_span = run.nodes.iter().flat_map(|n| n.history.iter().map(|s| s.end)).max();
-    let end = run.finished_at.or(last_span).unwrap_or(t0);
-    let total = secs(t0, end).max(1.0);
-    let plot = WIDTH - LEFT - RIGHT;
-    let x = |t: f64| LEFT + plot * (t / total).clamp(0.0, 1.0);
-    let rows = run.nodes.len() + usize::from(load.is_some());
-    let axis_y = TOP + ROW * rows as f64 + 8.0;
-    let mut phases: Vec<Phase> = Vec::new();
+    let scale = Scale::of(run);
     let mut body = String::new();
-
     for (i, n) in run.nodes.iter().enumerate() {
-        let y = TOP + ROW * i as f64;
-        let versions = report.versions.iter().find(|v| v.hostname == n.hostname);
-        let ver = |v: Option<&crate::model::DebVersion>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
-        let label = match versions {
-            Some(v) => format!("{}: {} to {}", n.hostname, ver(v.before.as_ref()), ver(v.after.as_ref())),
-            None => n.hostname.clone(),
-        };
-        let _ = writeln!(
-            body,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" class="node"><title>{}</title>{}</text>"##,
-            LEFT - 8.0,
-            y + BAR - 4.0,
-            esc(&label),
-            esc(&n.hostname)
-        );
-        let _ = writeln!(
-            body,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="row"/>"##,
-            WIDTH - RIGHT,
-            y + BAR / 2.0,
-            y + BAR / 2.0
-        );
-        let mut spans: Vec<(Phase, Timestamp, Timestamp)> = n.history.iter().map(|s| (s.phase, s.start, s.end)).collect();
-        if !n.phase.is_terminal() && n.phase != Phase::Pending {
-            spans.push((n.phase, n.phase_started, end.max(n.phase_started)));
-        }
-        for (phase, start, stop) in spans.into_iter().filter(|(p, _, _)| *p != Phase::Pending) {
-            if !phases.contains(&phase) {
-                phases.push(phase);
-            }
-            let (a, b) = (secs(t0, start), secs(t0, stop));
-            let _ = writeln!(
-                body,
-                r##"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{BAR}" fill="{}"><title>{}: {} ({:.1} s, from {})</title></rect>"##,
-                x(a),
-                (x(b) - x(a)).max(1.0),
-                colour(phase),
-                esc(&n.hostname),
-                name(phase),
-                b - a,
-                clock(a)
-            );
-        }
-        if let Some(reason) = &n.reason {
-            let _ = writeln!(
-                body,
-                r##"<text x="{:.1}" y="{:.1}" class="reason">{}</text>"##,
-                LEFT + 4.0,
-                y + BAR + 9.0,
-                esc(&reason.chars().take(150).collect::<String>())
-            );
-        }
+        node_row(&mut body, &scale, report, n, TOP + ROW * i as f64);
     }
-
-    let mut subtitle = format!("{} nodes, {}", run.nodes.len(), clock(total));
+    let mut subtitle = format!("{} nodes, {}", run.nodes.len(), clock(scale.total));
     if let Some(load) = load {
-        let y = TOP + ROW * run.nodes.len() as f64;
-        let offset = load.started_at.map(|s| if s >= t0 { secs(t0, s) } else { -secs(s, t0) }).unwrap_or(0.0);
-        let (sent, failed): (u64, u64) = load.timeline.iter().fold((0, 0), |(s, f), sec| (s + sec.sent, f + sec.failed));
-        let worst = load.timeline.iter().map(|s| s.failed).max().unwrap_or(0).max(1);
-        let _ = writeln!(
-            body,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" class="node">failed requests</text>"##,
-            LEFT - 8.0,
-            y + BAR - 4.0
-        );
-        let _ = writeln!(body, r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="base"/>"##, WIDTH - RIGHT, y + BAR, y + BAR);
-        for sec in load.timeline.iter().filter(|s| s.failed > 0) {
-            let t = offset + sec.second as f64;
-            let h = BAR * sec.failed as f64 / worst as f64;
-            let w = (x(t + 1.0) - x(t)).max(2.0);
-            let _ = writeln!(
-                body,
-                r##"<rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}" class="failed"><title>{}: {} of {} requests failed</title></rect>"##,
-                x(t),
-                y + BAR - h,
-                clock(t),
-                sec.failed,
-                sec.sent
-            );
-        }
+        load_row(&mut body, &scale, load, TOP + ROW * run.nodes.len() as f64);
+        let (sent, failed) = load_totals(load);
         let _ = write!(subtitle, "; load: {failed} of {sent} requests failed");
     }
+    let rows = run.nodes.len() + usize::from(load.is_some());
+    let axis_y = TOP + ROW * rows as f64 + 8.0;
+    time_axis(&mut body, &scale, axis_y);
+    let entries = legend_entries(&drawn_phases(run, scale.end), load.is_some());
+    let legend_bottom = legend(&mut body, entries, axis_y + 50.0);
+    document(report, legend_bottom + 20.0, &subtitle, &body)
+}
 
-    // The time axis.
+/// The run's time span laid over the plot's width.
+struct Scale {
+    /// When the run started: the axis' zero.
+    t0: Timestamp,
+    /// When it ended, or its last recorded moment while it runs.
+    end: Timestamp,
+    /// Seconds from `t0` to `end`, at least one so that an empty run still has an axis.
+    total: f64,
+}
+
+impl Scale {
+    fn of(run: &RunRecord) -> Scale {
+        let t0 = run.started_at;
+        let last_span = run.nodes.iter().flat_map(|n| n.history.iter().map(|s| s.end)).max();
+        let end = run.finished_at.or(last_span).unwrap_or(t0);
+        Scale { t0, end, total: secs(t0, end).max(1.0) }
+    }
+
+    /// The x coordinate of `t` seconds after the start; times outside the run stay on its edges.
+    fn x(&self, t: f64) -> f64 {
+        let plot = WIDTH - LEFT - RIGHT;
+        LEFT + plot * (t / self.total).clamp(0.0, 1.0)
+    }
+}
+
+/// A node's name, its row line, a bar per phase and the reason it stopped, if any.
+fn node_row(body: &mut String, scale: &Scale, report: &RunReport, n: &NodeProgress, y: f64) {
+    let _ = writeln!(
+        body,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" class="node"><title>{}</title>{}</text>"##,
+        LEFT - 8.0,
+        y + BAR - 4.0,
+        esc(&node_title(report, n)),
+        esc(&n.hostname)
+    );
+    let _ = writeln!(
+        body,
+        r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="row"/>"##,
+        WIDTH - RIGHT,
+        y + BAR / 2.0,
+        y + BAR / 2.0
+    );
+    for (phase, start, stop) in drawn_spans(n, scale.end) {
+        phase_bar(body, scale, &n.hostname, phase, (start, stop), y);
+    }
+    if let Some(reason) = &n.reason {
+        let _ = writeln!(
+            body,
+            r##"<text x="{:.1}" y="{:.1}" class="reason">{}</text>"##,
+            LEFT + 4.0,
+            y + BAR + 9.0,
+            esc(&reason.chars().take(150).collect::<String>())
+        );
+    }
+}
+
+/// The node's tooltip: its engine version before and after, when the report has them.
+fn node_title(report: &RunReport, n: &NodeProgress) -> String {
+    let ver = |v: Option<&DebVersion>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    match report.versions.iter().find(|v| v.hostname == n.hostname) {
+        Some(v) => format!("{}: {} to {}", n.hostname, ver(v.before.as_ref()), ver(v.after.as_ref())),
+        None => n.hostname.clone(),
+    }
+}
+
+/// The node's finished phases and, unless it is over, its current one up to the run's end;
+/// waiting (pending) is not drawn.
+fn drawn_spans(n: &NodeProgress, end: Timestamp) -> Vec<(Phase, Timestamp, Timestamp)> {
+    let mut spans: Vec<(Phase, Timestamp, Timestamp)> = n.history.iter().map(|s| (s.phase, s.start, s.end)).collect();
+    if !n.phase.is_terminal() && n.phase != Phase::Pending {
+        spans.push((n.phase, n.phase_started, end.max(n.phase_started)));
+    }
+    spans.retain(|(p, _, _)| *p != Phase::Pending);
+    spans
+}
+
+/// One phase's bar, at least a pixel wide so that a short phase stays visible.
+fn phase_bar(body: &mut String, scale: &Scale, hostname: &str, phase: Phase, (start, stop): (Timestamp, Timestamp), y: f64) {
+    let (a, b) = (secs(scale.t0, start), secs(scale.t0, stop));
+    let _ = writeln!(
+        body,
+        r##"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{BAR}" fill="{}"><title>{}: {} ({:.1} s, from {})</title></rect>"##,
+        scale.x(a),
+        (scale.x(b) - scale.x(a)).max(1.0),
+        colour(phase),
+        esc(hostname),
+        name(phase),
+        b - a,
+        clock(a)
+    );
+}
+
+/// The phases that appear on any row, in the machine's order.
+fn drawn_phases(run: &RunRecord, end: Timestamp) -> Vec<Phase> {
+    let mut phases: Vec<Phase> = Vec::new();
+    for (phase, _, _) in run.nodes.iter().flat_map(|n| drawn_spans(n, end)) {
+        if !phases.contains(&phase) {
+            phases.push(phase);
+        }
+    }
+    phases.sort_by_key(|p| *p as u8);
+    phases
+}
+
+/// The load's row: a bar per second with failures, as high as its share of the worst second.
+fn load_row(body: &mut String, scale: &Scale, load: &LoadTimeline, y: f64) {
+    let offset = load.started_at.map(|s| if s >= scale.t0 { secs(scale.t0, s) } else { -secs(s, scale.t0) }).unwrap_or(0.0);
+    let worst = load.timeline.iter().map(|s| s.failed).max().unwrap_or(0).max(1);
+    let _ =
+        writeln!(body, r##"<text x="{:.1}" y="{:.1}" text-anchor="end" class="node">failed requests</text>"##, LEFT - 8.0, y + BAR - 4.0);
+    let _ = writeln!(body, r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="base"/>"##, WIDTH - RIGHT, y + BAR, y + BAR);
+    for sec in load.timeline.iter().filter(|s| s.failed > 0) {
+        failure_bar(body, scale, sec, offset + sec.second as f64, BAR * sec.failed as f64 / worst as f64, y);
+    }
+}
+
+/// One second's failures, `h` high, at `t` seconds after the run's start; at least two pixels wide.
+fn failure_bar(body: &mut String, scale: &Scale, sec: &LoadSecond, t: f64, h: f64, y: f64) {
+    let w = (scale.x(t + 1.0) - scale.x(t)).max(2.0);
+    let _ = writeln!(
+        body,
+        r##"<rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}" class="failed"><title>{}: {} of {} requests failed</title></rect>"##,
+        scale.x(t),
+        y + BAR - h,
+        clock(t),
+        sec.failed,
+        sec.sent
+    );
+}
+
+/// Requests sent and failed over the whole load.
+fn load_totals(load: &LoadTimeline) -> (u64, u64) {
+    load.timeline.iter().fold((0, 0), |(s, f), sec| (s + sec.sent, f + sec.failed))
+}
+
+/// The time axis at `axis_y`: a tick with its label every `tick_step`, and the axis' caption.
+fn time_axis(body: &mut String, scale: &Scale, axis_y: f64) {
     let _ = writeln!(body, r##"<line x1="{LEFT}" x2="{:.1}" y1="{axis_y:.1}" y2="{axis_y:.1}" class="axis"/>"##, WIDTH - RIGHT);
-    let step = tick_step(total);
+    let step = tick_step(scale.total);
     let mut t = 0.0;
-    while t <= total + 0.001 {
+    // Adding the step (rather than multiplying) keeps the ticks' float values as they always were.
+    while t <= scale.total + 0.001 {
         let _ = writeln!(
             body,
             r##"<line x1="{0:.1}" x2="{0:.1}" y1="{1:.1}" y2="{2:.1}" class="tick"/><text x="{0:.1}" y="{3:.1}" text-anchor="middle" class="label">{4}</text>"##,
-            x(t),
+            scale.x(t),
             TOP - 4.0,
             axis_y + 5.0,
             axis_y + 18.0,
@@ -181,15 +243,20 @@ pub fn render(report: &RunReport, load: Option<&LoadTimeline>) -> String {
         WIDTH - RIGHT,
         axis_y + 34.0
     );
+}
 
-    // The legend: the phases that appear, in the machine's order.
-    phases.sort_by_key(|p| *p as u8);
-    let legend_y = axis_y + 50.0;
-    let (mut lx, mut ly) = (LEFT, legend_y);
+/// The legend's colour and label pairs: the phases drawn, then the load's failures if drawn.
+fn legend_entries(phases: &[Phase], with_load: bool) -> Vec<(String, String)> {
     let mut entries: Vec<(String, String)> = phases.iter().map(|p| (colour(*p).to_string(), name(*p))).collect();
-    if load.is_some() {
+    if with_load {
         entries.push(("#e41a1c".into(), "failed requests (per second)".into()));
     }
+    entries
+}
+
+/// Writes the legend from `top`, wrapping at the plot's right edge; returns its last line's y.
+fn legend(body: &mut String, entries: Vec<(String, String)>, top: f64) -> f64 {
+    let (mut lx, mut ly) = (LEFT, top);
     for (fill, label) in entries {
         let width = 24.0 + 7.0 * label.len() as f64;
         if lx + width > WIDTH - RIGHT {
@@ -206,7 +273,12 @@ pub fn render(report: &RunReport, load: Option<&LoadTimeline>) -> String {
         );
         lx += width + 12.0;
     }
-    let height = ly + 20.0;
+    ly
+}
+
+/// The whole document: title, outcome and subtitle, styles, then `body`.
+fn document(report: &RunReport, height: f64, subtitle: &str, body: &str) -> String {
+    let run = &report.run;
     let outcome = run.outcome.map(|o| format!("{o:?}").to_lowercase()).unwrap_or_else(|| "in progress".into());
     let title = format!("swarm-upgrade run {} to {}: {outcome}", run.id, run.target);
     let reason = run.reason.as_deref().map(|r| format!(" ({})", r.chars().take(120).collect::<String>())).unwrap_or_default();
@@ -230,7 +302,7 @@ pub fn render(report: &RunReport, load: Option<&LoadTimeline>) -> String {
 "##,
         esc(&title),
         esc(&title),
-        esc(&subtitle),
+        esc(subtitle),
         esc(&reason)
     )
 }
