@@ -1,6 +1,10 @@
-//! One configuration file as written: every key optional, unknown keys refused.
+//! One configuration file as written: every key optional, unknown keys refused, and every value
+//! typed so that serde refuses a bad one where it is written (see [`super::values`]).
 
 use serde::Deserialize;
+
+use super::NodeOrder;
+use super::values::*;
 
 /// A whole file (`config.toml` or a `config.d/*.toml` drop-in).
 #[derive(Debug, Default, Deserialize)]
@@ -33,9 +37,9 @@ pub struct Fragment {
 #[serde(deny_unknown_fields)]
 pub struct TargetFragment {
     /// An exact package version.
-    pub version: Option<String>,
+    pub version: Option<Written<TargetVersion>>,
     /// `latest` or `latest-patch`.
-    pub policy: Option<String>,
+    pub policy: Option<TargetPolicy>,
 }
 
 /// `[packages]`
@@ -43,9 +47,9 @@ pub struct TargetFragment {
 #[serde(deny_unknown_fields)]
 pub struct PackagesFragment {
     /// Packages installed at the target version.
-    pub engine: Option<Vec<String>>,
+    pub engine: Option<EnginePackages>,
     /// Packages installed at the newest version the repository offers.
-    pub companions: Option<Vec<String>>,
+    pub companions: Option<Vec<PackageName>>,
 }
 
 /// `[upgrade]`
@@ -53,7 +57,7 @@ pub struct PackagesFragment {
 #[serde(deny_unknown_fields)]
 pub struct UpgradeFragment {
     /// `workers-first` or `managers-first`.
-    pub order: Option<String>,
+    pub order: Option<NodeOrder>,
     /// Start replacement replicas elsewhere before draining.
     pub surge: Option<bool>,
     /// Allow upgrading a swarm that has one manager.
@@ -63,7 +67,7 @@ pub struct UpgradeFragment {
     /// Widest allowed distance in major versions between any node and the target.
     pub max_major_skew: Option<u32>,
     /// Free disk space a node needs for the packages, e.g. `2GiB`.
-    pub min_free_disk: Option<String>,
+    pub min_free_disk: Option<Size>,
 }
 
 /// `[nodes]`
@@ -71,9 +75,9 @@ pub struct UpgradeFragment {
 #[serde(deny_unknown_fields)]
 pub struct NodesFragment {
     /// Only nodes with this label (`key=value` or `key`) are upgraded; empty means all.
-    pub include_label: Option<String>,
+    pub include_label: Option<Label>,
     /// Nodes with this label are skipped; empty means none.
-    pub exclude_label: Option<String>,
+    pub exclude_label: Option<Label>,
 }
 
 /// `[timeouts]`: durations such as `90s`, `10m`, `1h 30m`.
@@ -81,17 +85,17 @@ pub struct NodesFragment {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct TimeoutsFragment {
-    pub prefetch: Option<String>,
-    pub availability: Option<String>,
-    pub surge: Option<String>,
-    pub migrate: Option<String>,
-    pub upgrade: Option<String>,
-    pub restart: Option<String>,
-    pub ready: Option<String>,
-    pub verify: Option<String>,
-    pub monitor: Option<String>,
-    pub rollback: Option<String>,
-    pub rejoin: Option<String>,
+    pub prefetch: Option<PositiveDuration>,
+    pub availability: Option<PositiveDuration>,
+    pub surge: Option<PositiveDuration>,
+    pub migrate: Option<PositiveDuration>,
+    pub upgrade: Option<PositiveDuration>,
+    pub restart: Option<PositiveDuration>,
+    pub ready: Option<PositiveDuration>,
+    pub verify: Option<PositiveDuration>,
+    pub monitor: Option<PositiveDuration>,
+    pub rollback: Option<PositiveDuration>,
+    pub rejoin: Option<PositiveDuration>,
 }
 
 /// `[lock]`
@@ -99,7 +103,7 @@ pub struct TimeoutsFragment {
 #[serde(deny_unknown_fields)]
 pub struct LockFragment {
     /// How long the lock stays valid without renewal.
-    pub lease: Option<String>,
+    pub lease: Option<Written<PositiveDuration>>,
 }
 
 /// One `[[windows]]` entry.
@@ -107,13 +111,13 @@ pub struct LockFragment {
 #[serde(deny_unknown_fields)]
 pub struct WindowFragment {
     /// Week days (`mon` .. `sun`); empty or absent means every day.
-    pub days: Option<Vec<String>>,
+    pub days: Option<Vec<Day>>,
     /// Opening time `HH:MM`.
-    pub start: Option<String>,
+    pub start: Option<LocalTime>,
     /// Closing time `HH:MM`; before `start` means the window ends the next day.
-    pub end: Option<String>,
+    pub end: Option<LocalTime>,
     /// IANA time zone; `UTC` when absent.
-    pub timezone: Option<String>,
+    pub timezone: Option<TimeZoneName>,
 }
 
 /// `[agent]`
@@ -121,7 +125,7 @@ pub struct WindowFragment {
 #[serde(deny_unknown_fields)]
 pub struct AgentFragment {
     /// TCP port the agent listens on.
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// Directory of the swarm's node certificates (the default identity).
     pub certificates_dir: Option<String>,
     /// Operator-provided certificate (instead of the swarm's).
@@ -141,7 +145,7 @@ pub struct AgentFragment {
 #[serde(deny_unknown_fields)]
 pub struct NotifyFragment {
     /// Slack-compatible webhook URL; empty means none.
-    pub webhook: Option<String>,
+    pub webhook: Option<Webhook>,
 }
 
 /// `[metrics]`
@@ -149,7 +153,7 @@ pub struct NotifyFragment {
 #[serde(deny_unknown_fields)]
 pub struct MetricsFragment {
     /// Where the agent serves /metrics (`host:port`); empty means not at all.
-    pub agent: Option<String>,
+    pub agent: Option<ListenAddr>,
     /// Where a running coordinator serves /metrics; empty means not at all.
-    pub coordinator: Option<String>,
+    pub coordinator: Option<ListenAddr>,
 }

@@ -2,12 +2,14 @@
 //! merged over the defaults and validated into typed [`Settings`].
 
 pub mod fragments;
+mod locate;
+pub mod values;
 pub mod window;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::DebVersion;
 use fragments::Fragment;
@@ -31,8 +33,10 @@ pub enum TargetSetting {
 }
 
 /// Which nodes go first; the leader is always the last manager.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Written with its `rename_all` name; read through `TryFrom<String>` (in `values`), so that a
+// wrong name is refused with the names to choose from, as every other value is.
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum NodeOrder {
     /// Workers, then managers.
     WorkersFirst,
@@ -218,7 +222,23 @@ pub enum ConfigError {
         /// What to do.
         fix: &'static str,
     },
-    /// A value parsed but is not acceptable.
+    /// A value refused while the file was read: it is named by its key and position, and the
+    /// refusal quotes it and says what to write instead.
+    #[error("{path}:{line}:{column}: `{key}` {refusal}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted key, e.g. `timeouts.ready` or `windows[0].days`.
+        key: String,
+        /// `= "value": what is wrong`, as the typed value wrote it.
+        refusal: String,
+    },
+    /// A value parsed but is not acceptable: it breaks a rule between keys (or files), or a limit
+    /// checked after parsing.
     #[error("{path}: `{key}` = {value}: {problem}")]
     Invalid {
         /// The file that set it (or `defaults + drop-ins` for cross-key checks).
@@ -261,23 +281,30 @@ fn apply_file(settings: &mut Settings, path: &Path) -> Result<(), ConfigError> {
     merge::apply(settings, fragment, &path.display().to_string())
 }
 
-/// Parses one file's text; errors carry the line and column.
+/// Parses one file's text; errors carry the line and column, and a refused value its key.
 pub fn parse_fragment(text: &str, path: &Path) -> Result<Fragment, ConfigError> {
     toml::from_str::<Fragment>(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
-        let before = &text[..offset.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let (line, column) = locate::line_column(text, offset);
+        let path = path.to_path_buf();
         let message = e.message().to_string();
-        let fix = if message.contains("unknown field") {
-            "remove the key or correct its spelling (every key is listed, commented, in the packaged config.toml)"
-        } else if message.contains("invalid type") {
-            "give the value the type shown in the packaged config.toml (strings in quotes, lists in [ ])"
-        } else {
-            "correct the TOML syntax at that place"
-        };
-        ConfigError::Syntax { path: path.to_path_buf(), line, column, message, fix }
+        let refused = if message.starts_with(values::REFUSED) { locate::key_at(text, offset) } else { None };
+        match refused {
+            Some(key) => ConfigError::Value { path, line, column, key, refusal: message },
+            None => ConfigError::Syntax { path, line, column, fix: syntax_fix(&message), message },
+        }
     })
+}
+
+/// What to do about an error of TOML's or serde's own, from its wording.
+fn syntax_fix(message: &str) -> &'static str {
+    if message.contains("unknown field") {
+        "remove the key or correct its spelling (every key is listed, commented, in the packaged config.toml)"
+    } else if message.contains("invalid type") {
+        "give the value the type shown in the packaged config.toml (strings in quotes, lists in [ ])"
+    } else {
+        "correct the TOML syntax at that place"
+    }
 }
 
 mod merge;

@@ -75,6 +75,23 @@ fn invalid_values_name_the_key_and_the_fix() {
     }
 }
 
+/// A value refused while the file is read is placed at the value itself (a list's element, not
+/// the list), named by its key, and quoted with what to write instead.
+#[test]
+fn refused_values_name_line_column_and_key() {
+    let e = parse_fragment("[timeouts]\nready = \"soon\"\n", Path::new("c.toml")).unwrap_err().to_string();
+    assert_eq!(e, "c.toml:2:9: `timeouts.ready` = \"soon\": write a duration such as \"90s\", \"10m\" or \"1h 30m\"");
+    let e = parse_fragment("[packages]\nengine = [\"docker-ce\", \"Docker CE\"]\n", Path::new("c.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:2:24: `packages.engine` = \"Docker CE\": not a Debian package name"), "{e}");
+    let e = parse_fragment("[[windows]]\nstart = \"01:00\"\nend = \"02:00\"\n[[windows]]\nstart = \"1am\"\n", Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("c.toml:5:9: `windows[1].start` = \"1am\": write a local time"), "{e}");
+    // serde's own refusals (here a number out of range) keep their wording.
+    let e = parse_fragment("[agent]\nport = 70000\n", Path::new("c.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:2:8: invalid value: integer `70000`, expected u16"), "{e}");
+}
+
 #[test]
 fn explicit_missing_file_is_an_error() {
     let e = load(Some(Path::new("/nonexistent/swarm-upgrade.toml"))).unwrap_err().to_string();

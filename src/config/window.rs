@@ -39,6 +39,10 @@ fn day_names<S: serde::Serializer>(days: &[Weekday], s: S) -> Result<S::Ok, S::E
     s.collect_seq(days.iter().map(|d| format!("{d:?}")[..3].to_ascii_lowercase()))
 }
 
+/// The days of a window configured without any.
+pub const EVERY_DAY: [Weekday; 7] =
+    [Weekday::Monday, Weekday::Tuesday, Weekday::Wednesday, Weekday::Thursday, Weekday::Friday, Weekday::Saturday, Weekday::Sunday];
+
 /// Whether a run may proceed at `now`: no windows configured means always.
 pub fn window_open(windows: &[Window], now: Timestamp) -> bool {
     windows.is_empty() || windows.iter().any(|w| w.contains(now))
