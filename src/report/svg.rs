@@ -279,7 +279,7 @@ fn legend(body: &mut String, entries: Vec<(String, String)>, top: f64) -> f64 {
 /// The whole document: title, outcome and subtitle, styles, then `body`.
 fn document(report: &RunReport, height: f64, subtitle: &str, body: &str) -> String {
     let run = &report.run;
-    let outcome = run.outcome.map(|o| format!("{o:?}").to_lowercase()).unwrap_or_else(|| "in progress".into());
+    let outcome = run.outcome.map_or("in progress", |o| o.name());
     let title = format!("swarm-upgrade run {} to {}: {outcome}", run.id, run.target);
     let reason = run.reason.as_deref().map(|r| format!(" ({})", r.chars().take(120).collect::<String>())).unwrap_or_default();
     format!(
