@@ -60,12 +60,24 @@ impl Event {
         match self {
             Event::RunStarted { run, target, nodes, resumed } => {
                 let verb = if *resumed { "resumed" } else { "started" };
-                format!("swarm-upgrade: run {run} {verb}: {} nodes to {target} ({})", nodes.len(), nodes.join(", "))
+                format!(
+                    "swarm-upgrade: run {run} {verb}: {} nodes to {target} ({})",
+                    nodes.len(),
+                    nodes.join(", ")
+                )
             }
-            Event::NodeDone { run, node, seconds } => format!("swarm-upgrade: {node} done in {seconds}s (run {run})"),
-            Event::NodeFailed { run, node, reason } => format!("swarm-upgrade: {node} failed: {reason} (run {run})"),
-            Event::RolledBack { run, node } => format!("swarm-upgrade: {node} rolled back to its previous packages (run {run})"),
-            Event::RunFinished { run, outcome, reason } => format!("swarm-upgrade: run {run} {outcome}: {reason}"),
+            Event::NodeDone { run, node, seconds } => {
+                format!("swarm-upgrade: {node} done in {seconds}s (run {run})")
+            }
+            Event::NodeFailed { run, node, reason } => {
+                format!("swarm-upgrade: {node} failed: {reason} (run {run})")
+            }
+            Event::RolledBack { run, node } => {
+                format!("swarm-upgrade: {node} rolled back to its previous packages (run {run})")
+            }
+            Event::RunFinished { run, outcome, reason } => {
+                format!("swarm-upgrade: run {run} {outcome}: {reason}")
+            }
         }
     }
 

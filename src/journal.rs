@@ -98,7 +98,10 @@ fn priority(level: &Level) -> u8 {
 /// A journal field name for `name`: upper case, `[A-Z0-9_]`, not starting with `_` or a digit,
 /// at most 64 bytes, and never one of the layer's own.
 fn field_name(name: &str) -> String {
-    let mut n: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect::<String>();
+    let mut n: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect::<String>();
     n = n.trim_start_matches(|c: char| c == '_' || c.is_ascii_digit()).to_string();
     if n.is_empty() || RESERVED.contains(&n.as_str()) {
         n = format!("FIELD_{n}");
@@ -147,7 +150,12 @@ mod tests {
             &Level::INFO,
             "swarm_upgrade::coordinator::drive",
             "phase entered",
-            &pairs(&[("run", "20261125T1-m1-7"), ("node", "worker1"), ("phase", "Drain"), ("token", "3")]),
+            &pairs(&[
+                ("run", "20261125T1-m1-7"),
+                ("node", "worker1"),
+                ("phase", "Drain"),
+                ("token", "3"),
+            ]),
         );
         let text = String::from_utf8(e).unwrap();
         assert_eq!(

@@ -71,7 +71,8 @@ pub enum LockError {
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 fn plus(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MAX)
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
 }
 
 impl Lock {
@@ -90,8 +91,19 @@ impl StoreDoc {
     /// Takes the lock if free or expired; returns the new fencing token. A lock this same holder
     /// already took for this run (its write landed but the answer was lost in a leader election,
     /// and the write is being retried) is returned as it is.
-    pub fn acquire(&mut self, holder: &str, run_id: &str, target: &DebVersion, lease: Duration, now: Timestamp) -> Result<u64, LockError> {
-        if let Some(l) = self.lock.as_ref().filter(|l| l.holder == holder && l.run_id == run_id && !l.expired(now)) {
+    pub fn acquire(
+        &mut self,
+        holder: &str,
+        run_id: &str,
+        target: &DebVersion,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<u64, LockError> {
+        if let Some(l) = self
+            .lock
+            .as_ref()
+            .filter(|l| l.holder == holder && l.run_id == run_id && !l.expired(now))
+        {
             return Ok(l.token);
         }
         self.check_free(now)?;
@@ -111,9 +123,12 @@ impl StoreDoc {
     /// Refuses when someone holds an unexpired lock (what `acquire` checks first).
     pub fn check_free(&self, now: Timestamp) -> Result<(), LockError> {
         match &self.lock {
-            Some(l) if !l.expired(now) => {
-                Err(LockError::Held { holder: l.holder.clone(), run_id: l.run_id.clone(), since: l.acquired_at, until: l.expires_at })
-            }
+            Some(l) if !l.expired(now) => Err(LockError::Held {
+                holder: l.holder.clone(),
+                run_id: l.run_id.clone(),
+                since: l.acquired_at,
+                until: l.expires_at,
+            }),
             _ => Ok(()),
         }
     }
@@ -172,9 +187,19 @@ mod tests {
         let mut d = StoreDoc::default();
         assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0)), Ok(1));
         assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(1)), Ok(1));
-        assert!(d.acquire("manager1/10", "r2", &v(), Duration::from_secs(60), t(1)).is_err(), "another run of the same process");
-        assert!(d.acquire("manager1/11", "r1", &v(), Duration::from_secs(60), t(1)).is_err(), "another process");
-        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(60)), Ok(2), "expired: a new token");
+        assert!(
+            d.acquire("manager1/10", "r2", &v(), Duration::from_secs(60), t(1)).is_err(),
+            "another run of the same process"
+        );
+        assert!(
+            d.acquire("manager1/11", "r1", &v(), Duration::from_secs(60), t(1)).is_err(),
+            "another process"
+        );
+        assert_eq!(
+            d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(60)),
+            Ok(2),
+            "expired: a new token"
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@ const HELP: &[(&str, &str, &str)] = &[
 ];
 
 /// Upper bounds of the phase duration histogram, in seconds.
-pub const PHASE_BUCKETS: [f64; 12] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+pub const PHASE_BUCKETS: [f64; 12] =
+    [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
 type Key = (&'static str, String);
 
@@ -73,7 +74,10 @@ pub fn set_phase(node: &str, phase: &str) {
 /// Records one observation in a histogram.
 pub fn observe(name: &'static str, pairs: &[(&str, &str)], value: f64) {
     let mut r = registry();
-    let h = r.histograms.entry((name, labels(pairs))).or_insert_with(|| (vec![0; PHASE_BUCKETS.len()], 0.0, 0));
+    let h = r
+        .histograms
+        .entry((name, labels(pairs)))
+        .or_insert_with(|| (vec![0; PHASE_BUCKETS.len()], 0.0, 0));
     for (i, bound) in PHASE_BUCKETS.iter().enumerate() {
         if value <= *bound {
             h.0[i] += 1;
@@ -95,7 +99,11 @@ pub fn render() -> String {
         }
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
         for ((_, l), v) in values {
-            out += &if l.is_empty() { format!("{name} {v}\n") } else { format!("{name}{{{l}}} {v}\n") };
+            out += &if l.is_empty() {
+                format!("{name} {v}\n")
+            } else {
+                format!("{name}{{{l}}} {v}\n")
+            };
         }
         for ((_, l), (buckets, sum, count)) in hists {
             let sep = if l.is_empty() { "" } else { "," };
@@ -120,17 +128,19 @@ pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<()> {
             let Ok((mut conn, _)) = listener.accept().await else { continue };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
-                let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
+                let n =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
-                    ("200 OK", render())
-                } else {
-                    ("404 Not Found", "only /metrics is served here\n".to_string())
-                };
+                let (status, body) =
+                    if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+                        ("200 OK", render())
+                    } else {
+                        ("404 Not Found", "only /metrics is served here\n".to_string())
+                    };
                 let reply = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -167,12 +177,28 @@ mod tests {
         observe(PHASE_SECONDS, &[("phase", "restart")], 40.0);
         let text = render();
         assert!(text.contains("# TYPE swarm_upgrade_agent_operations_total counter\n"), "{text}");
-        assert!(text.contains("swarm_upgrade_agent_operations_total{operation=\"upgrade\",result=\"ok\"} 2\n"), "{text}");
-        assert!(text.contains("swarm_upgrade_current_phase{node=\"worker1\",phase=\"upgrade\"} 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "swarm_upgrade_agent_operations_total{operation=\"upgrade\",result=\"ok\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("swarm_upgrade_current_phase{node=\"worker1\",phase=\"upgrade\"} 1\n"),
+            "{text}"
+        );
         assert!(!text.contains("phase=\"drain\""), "one phase per node: {text}");
-        assert!(text.contains("swarm_upgrade_node_phase_duration_seconds_bucket{phase=\"restart\",le=\"5\"} 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "swarm_upgrade_node_phase_duration_seconds_bucket{phase=\"restart\",le=\"5\"} 1\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("swarm_upgrade_node_phase_duration_seconds_bucket{phase=\"restart\",le=\"+Inf\"} 2\n"), "{text}");
-        assert!(text.contains("swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} 2\n"), "{text}");
+        assert!(
+            text.contains("swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} 2\n"),
+            "{text}"
+        );
         assert_eq!(labels(&[("a", "x\"y")]), "a=\"x\\\"y\"");
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::lock::StoreDoc;
-use crate::model::{AgentReport, Availability, ClusterSnapshot, NodeId, PackageSet, Role, ServiceId};
+use crate::model::{
+    AgentReport, Availability, ClusterSnapshot, NodeId, PackageSet, Role, ServiceId,
+};
 
 /// An error at a port.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,11 +61,19 @@ pub trait Swarm {
     /// Nodes, services and tasks as they are now (agent reports left empty).
     async fn snapshot(&self) -> Result<ClusterSnapshot, PortError>;
     /// Sets a node's availability (read-modify-write of its spec at its version).
-    async fn set_availability(&self, node: &NodeId, availability: Availability) -> Result<(), PortError>;
+    async fn set_availability(
+        &self,
+        node: &NodeId,
+        availability: Availability,
+    ) -> Result<(), PortError>;
     /// Sets a replicated service's replica count (absolute, so repeating it is harmless).
     async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError>;
     /// Replaces a node's labels.
-    async fn set_labels(&self, node: &NodeId, labels: &std::collections::BTreeMap<String, String>) -> Result<(), PortError>;
+    async fn set_labels(
+        &self,
+        node: &NodeId,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), PortError>;
     /// Removes a node entry that is down (the stale entry of a node that rejoined).
     async fn remove_node(&self, node: &NodeId) -> Result<(), PortError>;
     /// The join token for a role. Never log it.
@@ -114,15 +124,35 @@ pub trait Agents {
     /// Installed and available versions, repository health, disk, engine and swarm state.
     async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError>;
     /// Downloads the exact package set without installing it.
-    async fn prefetch(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError>;
+    async fn prefetch(
+        &self,
+        node: &AgentTarget,
+        packages: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError>;
     /// Installs the exact package set in one transaction (held afterwards).
-    async fn upgrade(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError>;
+    async fn upgrade(
+        &self,
+        node: &AgentTarget,
+        packages: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError>;
     /// Restarts docker.service and waits for the job's result.
     async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError>;
     /// Reinstalls the previous set and restarts the engine.
-    async fn rollback(&self, node: &AgentTarget, previous: &PackageSet, op: &OpKey) -> Result<(), PortError>;
+    async fn rollback(
+        &self,
+        node: &AgentTarget,
+        previous: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError>;
     /// Leaves the swarm (forced) and joins again; returns the new node ID.
-    async fn rejoin(&self, node: &AgentTarget, order: &JoinOrder, op: &OpKey) -> Result<NodeId, PortError>;
+    async fn rejoin(
+        &self,
+        node: &AgentTarget,
+        order: &JoinOrder,
+        op: &OpKey,
+    ) -> Result<NodeId, PortError>;
 }
 
 /// A document with the version index it was read at.
@@ -190,7 +220,10 @@ pub async fn update_doc<S: StateStore, C: Clock, T, E: From<PortError>>(
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
             Err(PortError::Conflict) => {
-                return Err(PortError::Unavailable(format!("the store kept changing under {CAS_ATTEMPTS} attempts to write it")).into());
+                return Err(PortError::Unavailable(format!(
+                    "the store kept changing under {CAS_ATTEMPTS} attempts to write it"
+                ))
+                .into());
             }
             Err(PortError::Unavailable(e)) if unavailable < STORE_PATIENCE => {
                 if unavailable.is_zero() {
@@ -209,7 +242,10 @@ pub async fn update_doc<S: StateStore, C: Clock, T, E: From<PortError>>(
 pub const STORE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Reads the store, riding out up to [`STORE_PATIENCE`] of unavailability.
-pub async fn load_doc<S: StateStore, C: Clock>(store: &S, clock: &C) -> Result<Versioned<StoreDoc>, PortError> {
+pub async fn load_doc<S: StateStore, C: Clock>(
+    store: &S,
+    clock: &C,
+) -> Result<Versioned<StoreDoc>, PortError> {
     let mut waited = Duration::ZERO;
     loop {
         match store.load().await {
@@ -295,6 +331,10 @@ mod tests {
         let store = Flaky::new(500, 0);
         let t0 = tokio::time::Instant::now();
         assert!(matches!(bump(&store).await, Err(PortError::Unavailable(_))));
-        assert_eq!(t0.elapsed().as_secs(), STORE_PATIENCE.as_secs(), "gives up after the patience, not before");
+        assert_eq!(
+            t0.elapsed().as_secs(),
+            STORE_PATIENCE.as_secs(),
+            "gives up after the patience, not before"
+        );
     }
 }

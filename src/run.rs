@@ -72,7 +72,13 @@ pub enum RunStep {
 
 impl RunRecord {
     /// A new run from an accepted plan.
-    pub fn new(id: String, plan: &Plan, flags: RunFlags, snap: &ClusterSnapshot, now: Timestamp) -> Self {
+    pub fn new(
+        id: String,
+        plan: &Plan,
+        flags: RunFlags,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+    ) -> Self {
         let nodes = plan
             .nodes
             .iter()
@@ -105,20 +111,31 @@ impl RunRecord {
                 Phase::RolledBack | Phase::Restored | Phase::Failed => {
                     let why = n.reason.clone().unwrap_or_else(|| "no reason recorded".into());
                     let what = match n.phase {
-                        Phase::RolledBack => "was rolled back to its previous packages and is back in service",
+                        Phase::RolledBack => {
+                            "was rolled back to its previous packages and is back in service"
+                        }
                         Phase::Restored => "was restored without upgrading",
                         _ => "needs an operator (left drained)",
                     };
-                    return RunStep::Finish(Outcome::Failed, format!("node {} {what}: {why}", n.hostname));
+                    return RunStep::Finish(
+                        Outcome::Failed,
+                        format!("node {} {what}: {why}", n.hostname),
+                    );
                 }
                 Phase::Pending if self.abort_requested => {
-                    return RunStep::Finish(Outcome::Aborted, format!("aborted by an operator before node {}", n.hostname));
+                    return RunStep::Finish(
+                        Outcome::Aborted,
+                        format!("aborted by an operator before node {}", n.hostname),
+                    );
                 }
                 Phase::Pending => return RunStep::Start(i),
                 _ => return RunStep::Continue(i),
             }
         }
-        RunStep::Finish(Outcome::Succeeded, format!("all {} nodes at {}", self.nodes.len(), self.target))
+        RunStep::Finish(
+            Outcome::Succeeded,
+            format!("all {} nodes at {}", self.nodes.len(), self.target),
+        )
     }
 
     /// Records the end of the run.
@@ -163,8 +180,12 @@ mod tests {
     use crate::planner::{PlanRequest, plan};
 
     fn record() -> RunRecord {
-        let snap: ClusterSnapshot = serde_json::from_str(include_str!("../tests/fixtures/five-node.json")).unwrap();
-        let req = PlanRequest { to: Some("5:28.5.2-1~debian.13~trixie".parse().unwrap()), ..Default::default() };
+        let snap: ClusterSnapshot =
+            serde_json::from_str(include_str!("../tests/fixtures/five-node.json")).unwrap();
+        let req = PlanRequest {
+            to: Some("5:28.5.2-1~debian.13~trixie".parse().unwrap()),
+            ..Default::default()
+        };
         let p = plan(&snap, &Settings::default(), &req).unwrap();
         RunRecord::new("r1".into(), &p, RunFlags::default(), &snap, snap.taken_at)
     }
@@ -190,7 +211,9 @@ mod tests {
         assert_eq!(r.next_step(), RunStep::Continue(0), "the current node is finished first");
         r.nodes[0].phase = Phase::Done;
         match r.next_step() {
-            RunStep::Finish(Outcome::Aborted, why) => assert!(why.contains("before node worker2"), "{why}"),
+            RunStep::Finish(Outcome::Aborted, why) => {
+                assert!(why.contains("before node worker2"), "{why}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -209,7 +232,10 @@ mod tests {
         r.nodes[0].reason = Some("docker.service failed".into());
         match r.next_step() {
             RunStep::Finish(Outcome::Failed, why) => {
-                assert_eq!(why, "node worker1 was rolled back to its previous packages and is back in service: docker.service failed")
+                assert_eq!(
+                    why,
+                    "node worker1 was rolled back to its previous packages and is back in service: docker.service failed"
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -12,7 +12,8 @@ pub fn notify(state: &str) -> bool {
     let sent = match path.strip_prefix('@') {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).and_then(|a| socket.send_to_addr(state.as_bytes(), &a))
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|a| socket.send_to_addr(state.as_bytes(), &a))
         }
         None => socket.send_to(state.as_bytes(), &path),
     };
@@ -31,7 +32,11 @@ pub fn status(status: &str) -> bool {
 
 /// How often to ping the watchdog: half of `WatchdogSec=` when it is set for this process.
 pub fn watchdog_interval() -> Option<Duration> {
-    interval_from(std::env::var("WATCHDOG_USEC").ok().as_deref(), std::env::var("WATCHDOG_PID").ok().as_deref(), std::process::id())
+    interval_from(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )
 }
 
 fn interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {

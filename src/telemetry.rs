@@ -21,7 +21,10 @@ pub fn init(json: bool, verbose: bool, quiet: bool) {
     // Colour only on a terminal: under systemd stderr goes to the journal, which keeps the lines
     // as they are (`run finished run=… outcome=Succeeded`), so the fields stay greppable.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     // A second init (tests) keeps the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }

@@ -6,7 +6,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+};
 use swarm_upgrade::adapters::agent_client::GrpcAgents;
 use swarm_upgrade::agent::service::{AgentService, NodeBackend, serve};
 use swarm_upgrade::model::{AgentReport, PackageSet};
@@ -73,7 +75,9 @@ impl NodeBackend for Recorder {
         let mut busy = self.busy_rollbacks.lock().unwrap();
         if *busy > 0 {
             *busy -= 1;
-            return Err(NodeError::Busy("E: Could not get lock /var/lib/dpkg/lock-frontend".into()));
+            return Err(NodeError::Busy(
+                "E: Could not get lock /var/lib/dpkg/lock-frontend".into(),
+            ));
         }
         Ok(())
     }
@@ -85,19 +89,30 @@ impl NodeBackend for Recorder {
     }
 }
 
-async fn client(port: u16, ca: &Ca, cert: &(String, String)) -> Result<AgentClient<Channel>, tonic::transport::Error> {
+async fn client(
+    port: u16,
+    ca: &Ca,
+    cert: &(String, String),
+) -> Result<AgentClient<Channel>, tonic::transport::Error> {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&ca.cert_pem))
         .identity(Identity::from_pem(&cert.0, &cert.1))
         .domain_name("worker1-id");
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls)?.connect().await?;
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await?;
     Ok(AgentClient::new(channel))
 }
 
 fn order(token: u64) -> Order {
     Order {
         fence: Some(Fence { run_id: "run-1".into(), token }),
-        packages: vec![pb::Package { name: "docker-ce".into(), version: "5:28.5.2-1~debian.13~trixie".into() }],
+        packages: vec![pb::Package {
+            name: "docker-ce".into(),
+            version: "5:28.5.2-1~debian.13~trixie".into(),
+        }],
     }
 }
 
@@ -125,7 +140,14 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     let mut m = client(port, &swarm_ca, &manager).await.unwrap();
     let health = m.health(pb::HealthRequest {}).await.unwrap().into_inner();
     assert_eq!((health.node_id.as_str(), health.cluster_id.as_str()), ("worker1-id", "cluster-a"));
-    assert_eq!(m.describe(pb::DescribeRequest { packages: vec![] }).await.unwrap().into_inner().disk_free_bytes, 42);
+    assert_eq!(
+        m.describe(pb::DescribeRequest { packages: vec![] })
+            .await
+            .unwrap()
+            .into_inner()
+            .disk_free_bytes,
+        42
+    );
     let done = last(m.upgrade(order(5)).await.unwrap().into_inner()).await.unwrap();
     assert!(done.done && done.message.starts_with("installed docker-ce="), "{done:?}");
 
@@ -147,15 +169,28 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
 
     // A worker of the same swarm is refused.
     let worker = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker2-id");
-    let e = client(port, &swarm_ca, &worker).await.unwrap().health(pb::HealthRequest {}).await.unwrap_err();
+    let e = client(port, &swarm_ca, &worker)
+        .await
+        .unwrap()
+        .health(pb::HealthRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
     assert!(e.message().contains("worker2-id is a swarm-worker, not a swarm-manager"), "{e}");
 
     // A manager certificate naming another cluster is refused.
     let stranger = node_cert(&swarm_ca, "cluster-b", "swarm-manager", "manager9-id");
-    let e = client(port, &swarm_ca, &stranger).await.unwrap().health(pb::HealthRequest {}).await.unwrap_err();
+    let e = client(port, &swarm_ca, &stranger)
+        .await
+        .unwrap()
+        .health(pb::HealthRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
-    assert!(e.message().contains("belongs to cluster cluster-b, not to this node's cluster cluster-a"), "{e}");
+    assert!(
+        e.message().contains("belongs to cluster cluster-b, not to this node's cluster cluster-a"),
+        "{e}"
+    );
 
     // A manager of another swarm (another root CA) does not get through the TLS handshake.
     let foreign = node_cert(&other_ca, "cluster-a", "swarm-manager", "manager1-id");
@@ -175,19 +210,29 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
         node_id: "manager1-id".into(),
     };
     let agents = GrpcAgents::new(Some(material.clone()), port, vec!["docker-ce".into()]);
-    let target = AgentTarget { hostname: "worker1".into(), addr: "127.0.0.1".into(), node_id: "worker1-id".into() };
+    let target = AgentTarget {
+        hostname: "worker1".into(),
+        addr: "127.0.0.1".into(),
+        node_id: "worker1-id".into(),
+    };
     assert_eq!(agents.describe(&target).await.unwrap().disk_free_bytes, 42);
     let op = |token| OpKey { run_id: "run-2".into(), token };
-    let set = PackageSet([("docker-ce".to_string(), "5:28.5.2-1~debian.13~trixie".parse().unwrap())].into());
+    let set = PackageSet(
+        [("docker-ce".to_string(), "5:28.5.2-1~debian.13~trixie".parse().unwrap())].into(),
+    );
     agents.upgrade(&target, &set, &op(7)).await.unwrap();
     match agents.restart_engine(&target, &op(7)).await {
-        Err(PortError::Failed(m)) => assert!(m.starts_with("agent on worker1: job for docker.service failed"), "{m}"),
+        Err(PortError::Failed(m)) => {
+            assert!(m.starts_with("agent on worker1: job for docker.service failed"), "{m}")
+        }
         other => panic!("{other:?}"),
     }
     // A busy node is a kind of its own, and its order is carried out again when retried (a
     // failure is remembered, a busy node changed nothing).
     match agents.rollback(&target, &set, &op(7)).await {
-        Err(PortError::Busy(m)) => assert!(m.starts_with("agent on worker1: E: Could not get lock"), "{m}"),
+        Err(PortError::Busy(m)) => {
+            assert!(m.starts_with("agent on worker1: E: Could not get lock"), "{m}")
+        }
         other => panic!("{other:?}"),
     }
     agents.rollback(&target, &set, &op(7)).await.unwrap();
@@ -199,7 +244,11 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     let closed = GrpcAgents::new(Some(material), free_port(), vec![]);
     match closed.describe(&target).await {
         Err(PortError::Unavailable(m)) => {
-            assert!(m.contains("agent on worker1") && m.contains("systemctl status swarm-upgrade-agent"), "{m}")
+            assert!(
+                m.contains("agent on worker1")
+                    && m.contains("systemctl status swarm-upgrade-agent"),
+                "{m}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -212,8 +261,14 @@ type Server = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
 
 /// Serves `service` on 127.0.0.1:0 with `cert`, trusting `ca` for clients; the port, the stop
 /// switch and the server task.
-async fn start(service: AgentService<Recorder>, cert: &(String, String), ca: &Ca) -> (u16, tokio::sync::oneshot::Sender<()>, Server) {
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(&cert.0, &cert.1)).client_ca_root(Certificate::from_pem(&ca.cert_pem));
+async fn start(
+    service: AgentService<Recorder>,
+    cert: &(String, String),
+    ca: &Ca,
+) -> (u16, tokio::sync::oneshot::Sender<()>, Server) {
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&cert.0, &cert.1))
+        .client_ca_root(Certificate::from_pem(&ca.cert_pem));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -236,7 +291,9 @@ async fn the_fencing_token_survives_an_agent_restart() {
     let _ = std::fs::remove_file(&file);
     for (token, accepted) in [(9, true), (8, false)] {
         // A fresh service each time: the agent restarted in between.
-        let service = AgentService::new(Recorder::default(), "cluster-a", false).with_fence_file(&file).unwrap();
+        let service = AgentService::new(Recorder::default(), "cluster-a", false)
+            .with_fence_file(&file)
+            .unwrap();
         let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
         let result = client(port, &swarm_ca, &manager).await.unwrap().prefetch(order(token)).await;
         assert_eq!(result.is_ok(), accepted, "token {token}: {:?}", result.err());
@@ -244,7 +301,10 @@ async fn the_fencing_token_survives_an_agent_restart() {
         server.await.unwrap().unwrap();
     }
     std::fs::write(&file, "garbage").unwrap();
-    let e = AgentService::new(Recorder::default(), "cluster-a", false).with_fence_file(&file).err().unwrap();
+    let e = AgentService::new(Recorder::default(), "cluster-a", false)
+        .with_fence_file(&file)
+        .err()
+        .unwrap();
     assert!(e.contains("not a fence record"), "{e}");
     std::fs::remove_file(&file).unwrap();
 }
@@ -271,9 +331,16 @@ async fn a_rotated_certificate_is_picked_up_without_a_restart() {
         let load = || swarm_upgrade::wire::tls::load(&s2).map_err(|e| e.to_string());
         let stamp = || swarm_upgrade::wire::tls::stamp(&s2);
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        swarm_upgrade::agent::service::serve_reloading(service, addr, load, stamp, std::time::Duration::from_millis(100), async {
-            let _ = stopped.await;
-        })
+        swarm_upgrade::agent::service::serve_reloading(
+            service,
+            addr,
+            load,
+            stamp,
+            std::time::Duration::from_millis(100),
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await
     });
     let healthy = |ca: &'static Ca| async move {
@@ -288,7 +355,8 @@ async fn a_rotated_certificate_is_picked_up_without_a_restart() {
         }
         false
     };
-    let (old_ca, new_ca): (&'static Ca, &'static Ca) = (Box::leak(Box::new(old_ca)), Box::leak(Box::new(new_ca)));
+    let (old_ca, new_ca): (&'static Ca, &'static Ca) =
+        (Box::leak(Box::new(old_ca)), Box::leak(Box::new(new_ca)));
     assert!(healthy(old_ca).await, "serves on the first certificate");
     // A CA rotation: new node certificate, new root.
     install(new_ca);

@@ -34,7 +34,10 @@ fn deb(dir: &Path, name: &str, version: &str, depends: Option<&str>, postinst_fa
         std::fs::write(&p, "#!/bin/sh\necho 'the engine does not start' >&2\nexit 1\n").unwrap();
         sh(Command::new("chmod").arg("755").arg(&p));
     }
-    sh(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&root).arg(dir.join(format!("{name}_{version}_all.deb"))));
+    sh(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-b"])
+        .arg(&root)
+        .arg(dir.join(format!("{name}_{version}_all.deb"))));
 }
 
 struct Cleanup(PathBuf);
@@ -48,14 +51,27 @@ impl Drop for Cleanup {
 }
 
 fn set(engine: &str, companion: &str) -> PackageSet {
-    PackageSet([(ENGINE.to_string(), engine.parse().unwrap()), (COMPANION.to_string(), companion.parse().unwrap())].into())
+    PackageSet(
+        [
+            (ENGINE.to_string(), engine.parse().unwrap()),
+            (COMPANION.to_string(), companion.parse().unwrap()),
+        ]
+        .into(),
+    )
 }
 
 fn versions() -> Vec<(String, String, char, char)> {
     installed(&[ENGINE.to_string(), COMPANION.to_string()])
         .unwrap()
         .into_iter()
-        .map(|i| (i.package.clone(), i.version.map(|v| v.to_string()).unwrap_or_default(), i.desired, i.status))
+        .map(|i| {
+            (
+                i.package.clone(),
+                i.version.map(|v| v.to_string()).unwrap_or_default(),
+                i.desired,
+                i.status,
+            )
+        })
         .collect()
 }
 
@@ -69,7 +85,11 @@ fn hold_the_lock_while<T>(dir: &Path, apt: &Apt, f: impl FnOnce() -> T) -> T {
     for o in &apt.options {
         other.args(["-o", o]);
     }
-    let mut other = other.arg(format!("{COMPANION}=2.0")).env("DEBIAN_FRONTEND", "noninteractive").spawn().unwrap();
+    let mut other = other
+        .arg(format!("{COMPANION}=2.0"))
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !locked.exists() {
         assert!(std::time::Instant::now() < deadline, "the other apt never took the lock");
@@ -92,12 +112,17 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
         deb(&repo, ENGINE, v, Some(&format!("{COMPANION} (>= {v})")), false);
     }
     deb(&repo, ENGINE, "3.0", Some(&format!("{COMPANION} (>= 2.0)")), true);
-    let packages = sh(Command::new("dpkg-scanpackages").args(["--multiversion", "."]).current_dir(&repo));
+    let packages =
+        sh(Command::new("dpkg-scanpackages").args(["--multiversion", "."]).current_dir(&repo));
     std::fs::write(repo.join("Packages"), packages).unwrap();
     for d in ["lists/partial", "archives/partial", "parts"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
-    std::fs::write(dir.join("sources.list"), format!("deb [trusted=yes] file:{} ./\n", repo.display())).unwrap();
+    std::fs::write(
+        dir.join("sources.list"),
+        format!("deb [trusted=yes] file:{} ./\n", repo.display()),
+    )
+    .unwrap();
     let apt = Apt {
         options: vec![
             "DPkg::Lock::Timeout=2".into(),
@@ -110,19 +135,30 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     };
     assert_eq!(apt.update().unwrap(), vec![]);
     let offered = apt.available(&[ENGINE.to_string()]).unwrap();
-    assert_eq!(offered[ENGINE].iter().map(ToString::to_string).collect::<Vec<_>>(), ["1.0", "2.0", "3.0"]);
+    assert_eq!(
+        offered[ENGINE].iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["1.0", "2.0", "3.0"]
+    );
 
     // The first install, then the upgrade: prefetched first, exact versions, held.
     apt.install(&set("1.0", "1.0"), InstallMode::Upgrade, ("t", 1)).unwrap();
     apt.prefetch(&set("2.0", "2.0"), ("t", 1)).unwrap();
     // (A file: repository is read in place, so nothing lands in the cache; what matters is that
     // the download-only transaction changed nothing.)
-    assert_eq!(versions(), [(COMPANION.into(), "1.0".into(), 'h', 'i'), (ENGINE.into(), "1.0".into(), 'h', 'i')]);
+    assert_eq!(
+        versions(),
+        [(COMPANION.into(), "1.0".into(), 'h', 'i'), (ENGINE.into(), "1.0".into(), 'h', 'i')]
+    );
     apt.install(&set("2.0", "2.0"), InstallMode::Upgrade, ("t", 1)).unwrap();
-    assert_eq!(versions(), [(COMPANION.into(), "2.0".into(), 'h', 'i'), (ENGINE.into(), "2.0".into(), 'h', 'i')]);
+    assert_eq!(
+        versions(),
+        [(COMPANION.into(), "2.0".into(), 'h', 'i'), (ENGINE.into(), "2.0".into(), 'h', 'i')]
+    );
 
     // Another apt holding dpkg's lock past our lock timeout: busy, nothing changed.
-    let e = hold_the_lock_while(&dir, &apt, || apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap_err());
+    let e = hold_the_lock_while(&dir, &apt, || {
+        apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap_err()
+    });
     assert!(e.is_busy(), "{e}");
     assert!(matches!(NodeError::from(e), NodeError::Busy(_)));
     // (The other apt's reinstall lifted the companion's hold; our next transaction holds again.)
@@ -133,16 +169,26 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     let e = apt.install(&set("1.0", "1.0"), InstallMode::Upgrade, ("t", 1)).unwrap_err();
     assert!(e.detail.contains("downgraded"), "{e}");
     apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap();
-    assert_eq!(versions(), [(COMPANION.into(), "1.0".into(), 'h', 'i'), (ENGINE.into(), "1.0".into(), 'h', 'i')]);
+    assert_eq!(
+        versions(),
+        [(COMPANION.into(), "1.0".into(), 'h', 'i'), (ENGINE.into(), "1.0".into(), 'h', 'i')]
+    );
 
     // A package whose configuration fails leaves dpkg mid-transaction: the install fails with
     // dpkg's words, and the next transaction refuses to start over it.
     let e = apt.install(&set("3.0", "2.0"), InstallMode::Upgrade, ("t", 1)).unwrap_err();
     assert!(e.detail.contains("su-upgrade-test-engine"), "{e}");
-    assert!(matches!(NodeError::from(e), NodeError::Failed(_)), "a broken package is a failure, not a busy node");
+    assert!(
+        matches!(NodeError::from(e), NodeError::Failed(_)),
+        "a broken package is a failure, not a busy node"
+    );
     let rows = installed(&[ENGINE.to_string(), COMPANION.to_string()]).unwrap();
-    let what = swarm_upgrade::agent::host::interrupted(&rows).expect("the agent reports the interrupted package");
+    let what = swarm_upgrade::agent::host::interrupted(&rows)
+        .expect("the agent reports the interrupted package");
     assert!(what.starts_with("su-upgrade-test-engine ("), "{what}");
     let e = apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap_err();
-    assert!(e.detail.contains("interrupted dpkg") && e.detail.contains("dpkg --configure -a"), "{e}");
+    assert!(
+        e.detail.contains("interrupted dpkg") && e.detail.contains("dpkg --configure -a"),
+        "{e}"
+    );
 }

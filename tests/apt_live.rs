@@ -9,10 +9,14 @@ fn names(n: &[&str]) -> Vec<String> {
 
 #[test]
 fn reads_installed_and_available_versions_from_the_real_tools() {
-    let rows = runner::installed(&names(&["apt", "dpkg", "no-such-package-swarm-upgrade"])).unwrap();
+    let rows =
+        runner::installed(&names(&["apt", "dpkg", "no-such-package-swarm-upgrade"])).unwrap();
     let found: Vec<&str> = rows.iter().map(|r| r.package.as_str()).collect();
     assert_eq!(found, ["apt", "dpkg"], "unknown packages are absent, not an error");
-    assert!(rows.iter().all(|r| r.is_installed() && r.version.is_some() && !r.is_interrupted()), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.is_installed() && r.version.is_some() && !r.is_interrupted()),
+        "{rows:?}"
+    );
 
     let offered = runner::available(&names(&["apt"])).unwrap();
     assert!(
@@ -23,10 +27,17 @@ fn reads_installed_and_available_versions_from_the_real_tools() {
 
 #[test]
 fn a_missing_version_fails_with_apts_own_words() {
-    let args: Vec<String> = ["apt-get", "install", "--download-only", "-y", "-q", "apt=0.0.0-swarm-upgrade-nonexistent"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "apt-get",
+        "install",
+        "--download-only",
+        "-y",
+        "-q",
+        "apt=0.0.0-swarm-upgrade-nonexistent",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let e = runner::run_checked(&args).unwrap_err();
     assert_eq!(e.status, "exit 100");
     assert_eq!(e.detail, "Version '0.0.0-swarm-upgrade-nonexistent' for 'apt' was not found");

@@ -7,7 +7,11 @@ const FIXTURE: &str = "tests/fixtures/five-node.json";
 const NEW: &str = "5:28.5.2-1~debian.13~trixie";
 
 fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swarm-upgrade")).args(args).env("SWARM_UPGRADE_CONFIG", empty_config()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+        .args(args)
+        .env("SWARM_UPGRADE_CONFIG", empty_config())
+        .output()
+        .unwrap()
 }
 
 fn temp(name: &str, text: &str) -> PathBuf {
@@ -32,9 +36,13 @@ fn plan_prints_order_and_actions() {
     let o = bin(&["plan", "--snapshot", FIXTURE, "--to", NEW]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
-    let order: Vec<&str> = out.lines().filter(|l| l.starts_with("  ") && l.trim_start().chars().next().unwrap().is_ascii_digit()).collect();
+    let order: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.trim_start().chars().next().unwrap().is_ascii_digit())
+        .collect();
     assert_eq!(order.len(), 5, "{out}");
-    for (line, host) in order.iter().zip(["worker1", "worker2", "manager2", "manager3", "manager1"]) {
+    for (line, host) in order.iter().zip(["worker1", "worker2", "manager2", "manager3", "manager1"])
+    {
         assert!(line.contains(host), "{line} should be {host}");
     }
     assert!(order[4].contains("(manager, leader)"));
@@ -47,7 +55,12 @@ fn plan_as_json_has_the_same_order() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verdict"], "ready");
-    let hosts: Vec<&str> = v["plan"]["nodes"].as_array().unwrap().iter().map(|n| n["hostname"].as_str().unwrap()).collect();
+    let hosts: Vec<&str> = v["plan"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["hostname"].as_str().unwrap())
+        .collect();
     assert_eq!(hosts, ["worker1", "worker2", "manager2", "manager3", "manager1"]);
     assert_eq!(v["plan"]["packages"]["containerd.io"], "2.1.9-1");
 }
@@ -57,7 +70,10 @@ fn invalid_version_is_bad_input() {
     let o = bin(&["plan", "--snapshot", FIXTURE, "--to", "latest!"]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    assert!(e.contains("`latest!` is not a Debian package version") && e.contains("apt-cache madison"), "{e}");
+    assert!(
+        e.contains("`latest!` is not a Debian package version") && e.contains("apt-cache madison"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -83,7 +99,8 @@ fn config_errors_name_file_line_and_fix() {
 
 #[test]
 fn a_snapshot_that_fails_preflight_is_refused_with_node_and_fix() {
-    let mut snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
+    let mut snap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
     snap["nodes"][2]["manager"]["reachability"] = "unreachable".into();
     let file = temp("refused.json", &snap.to_string());
     let o = bin(&["plan", "--snapshot", file.to_str().unwrap(), "--to", NEW]);
@@ -106,15 +123,23 @@ fn a_malformed_snapshot_is_bad_input() {
 fn run_refuses_bad_input_and_closed_windows_before_touching_anything() {
     // A malformed configuration: bad input, named.
     let bad = temp("run-bad.toml", "[upgrade]\norder = \"sideways\"\n");
-    let o =
-        Command::new(env!("CARGO_BIN_EXE_swarm-upgrade")).args(["run", "--to", NEW]).env("SWARM_UPGRADE_CONFIG", &bad).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+        .args(["run", "--to", NEW])
+        .env("SWARM_UPGRADE_CONFIG", &bad)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("run-bad.toml"), "{}", stderr(&o));
     // Outside every window: refused before any engine is contacted (none answers here).
     let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).weekday();
-    let tomorrow = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(today.to_monday_zero_offset() as usize + 1) % 7];
-    let closed =
-        temp("closed.toml", &format!("[[windows]]\ndays = [\"{tomorrow}\"]\nstart = \"00:00\"\nend = \"23:59\"\ntimezone = \"UTC\"\n"));
+    let tomorrow = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [(today.to_monday_zero_offset() as usize + 1) % 7];
+    let closed = temp(
+        "closed.toml",
+        &format!(
+            "[[windows]]\ndays = [\"{tomorrow}\"]\nstart = \"00:00\"\nend = \"23:59\"\ntimezone = \"UTC\"\n"
+        ),
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
         .args(["run", "--to", NEW])
         .env("SWARM_UPGRADE_CONFIG", &closed)
@@ -122,7 +147,12 @@ fn run_refuses_bad_input_and_closed_windows_before_touching_anything() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("outside every maintenance window") && stderr(&o).contains("--ignore-window"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("outside every maintenance window")
+            && stderr(&o).contains("--ignore-window"),
+        "{}",
+        stderr(&o)
+    );
     // No engine: one clear error, not a panic.
     for args in [vec!["run", "--to", NEW], vec!["resume"]] {
         let o = Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
@@ -132,7 +162,11 @@ fn run_refuses_bad_input_and_closed_windows_before_touching_anything() {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).starts_with("error: ") && stderr(&o).lines().count() == 1, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("error: ") && stderr(&o).lines().count() == 1,
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
 }
 

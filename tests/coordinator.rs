@@ -24,7 +24,16 @@ async fn rolling_upgrade_reaches_target_everywhere_without_losing_capacity() {
     assert_all_at(&w, NEW, &before);
     assert_eq!(w.capacity_dips(), Vec::<String>::new());
     let order: Vec<_> = w.log.iter().filter(|l| l.starts_with("restart")).cloned().collect();
-    assert_eq!(order, ["restart worker1", "restart worker2", "restart manager2", "restart manager3", "restart manager1"]);
+    assert_eq!(
+        order,
+        [
+            "restart worker1",
+            "restart worker2",
+            "restart manager2",
+            "restart manager3",
+            "restart manager1"
+        ]
+    );
     assert!(w.store_doc().lock.is_none(), "the lock is released");
     assert!(rec.nodes.iter().all(|n| n.phase == Phase::Done && n.history.len() == 11));
 }
@@ -46,7 +55,12 @@ async fn writes_whose_answers_are_lost_are_not_applied_twice() {
         assert!(w.store_doc().lock.is_none(), "every {every}: the lock is released");
         for n in &rec.nodes {
             let phases: Vec<_> = n.history.iter().map(|h| h.phase).collect();
-            assert_eq!(phases.len(), 11, "every {every}: {}: every phase once: {phases:?}", n.hostname);
+            assert_eq!(
+                phases.len(),
+                11,
+                "every {every}: {}: every phase once: {phases:?}",
+                n.hostname
+            );
         }
     }
 }
@@ -69,7 +83,10 @@ async fn broken_engine_rolls_the_first_node_back_and_halts() {
     let rec = run(&c, &Settings::default(), &to(BROKEN), "m/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Failed));
     let reason = rec.reason.clone().unwrap();
-    assert!(reason.starts_with("node worker1 was rolled back to its previous packages"), "{reason}");
+    assert!(
+        reason.starts_with("node worker1 was rolled back to its previous packages"),
+        "{reason}"
+    );
     assert!(reason.contains("docker.service failed"), "{reason}");
     assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
     assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending), "no other node touched");
@@ -89,9 +106,14 @@ async fn a_busy_apt_lock_is_waited_out_and_a_broken_package_rolls_back() {
     assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
     {
         let w = c.world.lock().unwrap();
-        let busy: Vec<_> = w.log.iter().filter(|l| l.starts_with("busy upgrade")).map(String::as_str).collect();
+        let busy: Vec<_> =
+            w.log.iter().filter(|l| l.starts_with("busy upgrade")).map(String::as_str).collect();
         assert_eq!(busy, ["busy upgrade worker1"; 3], "{:?}", w.log);
-        assert!(!w.log.iter().any(|l| l.starts_with("rollback")), "a busy node is not rolled back: {:?}", w.log);
+        assert!(
+            !w.log.iter().any(|l| l.starts_with("rollback")),
+            "a busy node is not rolled back: {:?}",
+            w.log
+        );
     }
 
     let c = cluster();
@@ -99,9 +121,17 @@ async fn a_busy_apt_lock_is_waited_out_and_a_broken_package_rolls_back() {
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Failed));
     assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
-    assert!(rec.reason.as_deref().unwrap().contains("dpkg returned an error code"), "{:?}", rec.reason);
+    assert!(
+        rec.reason.as_deref().unwrap().contains("dpkg returned an error code"),
+        "{:?}",
+        rec.reason
+    );
     let w = c.world.lock().unwrap();
-    assert_eq!(w.log.iter().filter(|l| l.starts_with("broken upgrade")).count(), 1, "a failure is not retried");
+    assert_eq!(
+        w.log.iter().filter(|l| l.starts_with("broken upgrade")).count(),
+        1,
+        "a failure is not retried"
+    );
 }
 
 /// A node that stays busy is not waited for without end: the upgrade's time limit fails it, and
@@ -113,7 +143,11 @@ async fn a_node_that_stays_busy_fails_at_the_phase_deadline() {
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Failed));
     let reason = rec.reason.unwrap();
-    assert!(reason.contains("Upgrade on worker1 timed out after") && reason.contains("Could not get lock"), "{reason}");
+    assert!(
+        reason.contains("Upgrade on worker1 timed out after")
+            && reason.contains("Could not get lock"),
+        "{reason}"
+    );
     assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
 }
 
@@ -147,11 +181,17 @@ async fn a_failed_prefetch_restores_the_node_untouched() {
     assert_eq!(rec.outcome, Some(Outcome::Failed));
     assert_eq!(rec.nodes[0].phase, Phase::Restored, "{:?}", rec.nodes[0].reason);
     let reason = rec.reason.unwrap();
-    assert!(reason.starts_with("node worker1 was restored without upgrading: Prefetch on worker1: E: Failed to fetch"), "{reason}");
+    assert!(
+        reason.starts_with(
+            "node worker1 was restored without upgrading: Prefetch on worker1: E: Failed to fetch"
+        ),
+        "{reason}"
+    );
     let w = c.world.lock().unwrap();
     assert_eq!(availabilities(&w), before);
     assert_all_at(&w, OLD, &before);
-    let changes: Vec<_> = w.log.iter().filter(|l| !l.contains("Pause") && !l.contains("Active")).collect();
+    let changes: Vec<_> =
+        w.log.iter().filter(|l| !l.contains("Pause") && !l.contains("Active")).collect();
     assert!(changes.is_empty(), "paused and reactivated, nothing else: {:?}", w.log);
 }
 
@@ -176,7 +216,9 @@ async fn preflight_refusal_changes_nothing() {
     let before = c.world.lock().unwrap().clone();
     let e = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap_err();
     match &e {
-        CoordinatorError::Refused(r) => assert!(r.iter().any(|r| r.node.as_deref() == Some("worker2")), "{r:?}"),
+        CoordinatorError::Refused(r) => {
+            assert!(r.iter().any(|r| r.node.as_deref() == Some("worker2")), "{r:?}")
+        }
         other => panic!("{other}"),
     }
     let after = c.world.lock().unwrap();
@@ -185,7 +227,10 @@ async fn preflight_refusal_changes_nothing() {
 }
 
 /// Runs `act` on the world once the run's first node has left Pending (polled every 500 ms).
-fn once_the_first_node_started(c: &FakeCluster, act: impl FnOnce(&mut World) + Send + 'static) -> tokio::task::JoinHandle<()> {
+fn once_the_first_node_started(
+    c: &FakeCluster,
+    act: impl FnOnce(&mut World) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     let c = c.clone();
     tokio::spawn(async move {
         for _ in 0..10_000 {
@@ -212,7 +257,11 @@ async fn a_stop_label_on_any_node_stops_the_run_before_its_next_node() {
     labeller.await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Aborted));
     let reason = rec.reason.unwrap();
-    assert!(reason.contains("label swarm-upgrade.stop on node manager3") && reason.contains("before node worker2"), "{reason}");
+    assert!(
+        reason.contains("label swarm-upgrade.stop on node manager3")
+            && reason.contains("before node worker2"),
+        "{reason}"
+    );
     assert_eq!(rec.nodes[0].phase, Phase::Done, "the node in progress was finished");
     assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending));
     assert!(c.world.lock().unwrap().store_doc().lock.is_none(), "the lock is released");
@@ -226,26 +275,44 @@ async fn a_stop_label_set_before_the_run_refuses_it_and_keeps_the_timer_quiet() 
     let c = cluster();
     let label_worker2 = |c: &FakeCluster, value: &str| {
         let mut w = c.world.lock().unwrap();
-        w.nodes.iter_mut().find(|n| n.hostname == "worker2").unwrap().labels.insert("swarm-upgrade.stop".into(), value.into());
+        w.nodes
+            .iter_mut()
+            .find(|n| n.hostname == "worker2")
+            .unwrap()
+            .labels
+            .insert("swarm-upgrade.stop".into(), value.into());
     };
     label_worker2(&c, "yes");
     let before = c.world.lock().unwrap().store_version;
     let unchanged = |c: &FakeCluster| {
         let w = c.world.lock().unwrap();
-        assert_eq!((w.store_version, w.log.len()), (before, 0), "no write to the store, no action: {:?}", w.log);
+        assert_eq!(
+            (w.store_version, w.log.len()),
+            (before, 0),
+            "no write to the store, no action: {:?}",
+            w.log
+        );
     };
     match run(&c, &Settings::default(), &to(NEW), "m/1").await {
         Err(CoordinatorError::Refused(r)) => {
-            let stop = r.iter().find(|r| r.reason.contains("swarm-upgrade.stop")).unwrap_or_else(|| panic!("{r:?}"));
+            let stop = r
+                .iter()
+                .find(|r| r.reason.contains("swarm-upgrade.stop"))
+                .unwrap_or_else(|| panic!("{r:?}"));
             assert_eq!(stop.node.as_deref(), Some("worker2"), "{stop}");
-            assert!(stop.fix.contains("docker node update --label-rm swarm-upgrade.stop worker2"), "{stop}");
+            assert!(
+                stop.fix.contains("docker node update --label-rm swarm-upgrade.stop worker2"),
+                "{stop}"
+            );
         }
         other => panic!("refused, not {other:?}"),
     }
     unchanged(&c);
     let scheduled = swarm_upgrade::planner::PlanRequest { scheduled: true, ..to(NEW) };
     match run(&c, &Settings::default(), &scheduled, "m/2").await {
-        Err(e @ CoordinatorError::Stopped(_)) => assert!(e.to_string().contains("on node worker2: nothing was changed"), "{e}"),
+        Err(e @ CoordinatorError::Stopped(_)) => {
+            assert!(e.to_string().contains("on node worker2: nothing was changed"), "{e}")
+        }
         other => panic!("stopped, not {other:?}"),
     }
     unchanged(&c);
@@ -326,7 +393,10 @@ async fn a_new_run_over_an_interrupted_one_names_it_before_planning() {
         }
         let drained = {
             let w = c.world.lock().unwrap();
-            w.nodes.iter().any(|n| n.hostname == "worker1" && n.availability == swarm_upgrade::model::Availability::Drain)
+            w.nodes.iter().any(|n| {
+                n.hostname == "worker1"
+                    && n.availability == swarm_upgrade::model::Availability::Drain
+            })
         };
         if drained {
             crashed = Some((c, clock));
@@ -357,10 +427,24 @@ async fn a_run_tells_its_start_each_node_failures_rollbacks_and_its_end() {
     use swarm_upgrade::coordinator::{Coordinator, Ports};
     use swarm_upgrade::events::Event;
     let kinds = |events: &[Event]| -> Vec<String> {
-        events.iter().map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string()).collect()
+        events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string())
+            .collect()
     };
     for (target, expected) in [
-        (NEW, vec!["run-started", "node-done", "node-done", "node-done", "node-done", "node-done", "run-finished"]),
+        (
+            NEW,
+            vec![
+                "run-started",
+                "node-done",
+                "node-done",
+                "node-done",
+                "node-done",
+                "node-done",
+                "run-finished",
+            ],
+        ),
         (BROKEN, vec!["run-started", "node-failed", "rolled-back", "run-finished"]),
     ] {
         let c = cluster();
@@ -368,14 +452,21 @@ async fn a_run_tells_its_start_each_node_failures_rollbacks_and_its_end() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let ports = Ports { swarm: &c, agents: &c, store: &c, clock: &clock };
         let settings = Settings::default();
-        let rec = Coordinator::new(ports, &settings, "m/1").with_events(tx).run(&to(target), "run-1").await.unwrap();
+        let rec = Coordinator::new(ports, &settings, "m/1")
+            .with_events(tx)
+            .run(&to(target), "run-1")
+            .await
+            .unwrap();
         let mut events = Vec::new();
         while let Ok(e) = rx.try_recv() {
             events.push(e);
         }
         assert_eq!(kinds(&events), expected, "{target}: {events:?}");
         let outcome = if target == NEW { "succeeded" } else { "failed" };
-        assert!(matches!(events.last(), Some(Event::RunFinished { outcome: o, .. }) if o == outcome), "{events:?}");
+        assert!(
+            matches!(events.last(), Some(Event::RunFinished { outcome: o, .. }) if o == outcome),
+            "{events:?}"
+        );
         assert_eq!(rec.id, "run-1");
     }
 }
@@ -393,7 +484,8 @@ async fn a_scale_down_the_swarm_missed_is_written_again() {
     let w = c.world.lock().unwrap();
     assert_all_at(&w, NEW, &before);
     assert!(w.missed_scale_down.is_empty(), "the rewrite was reconciled");
-    let scales: Vec<_> = w.log.iter().filter(|l| l.starts_with("scale")).take(5).map(String::as_str).collect();
+    let scales: Vec<_> =
+        w.log.iter().filter(|l| l.starts_with("scale")).take(5).map(String::as_str).collect();
     assert_eq!(
         scales,
         ["scale solo 2", "scale web 5", "scale solo 1", "scale web 4", "scale solo 1"],
@@ -418,8 +510,17 @@ async fn a_scheduled_run_does_not_retry_a_target_that_failed() {
     match run(&c, &Settings::default(), &scheduled, "m/2").await {
         Err(CoordinatorError::Refused(r)) => {
             assert_eq!(r.len(), 1);
-            assert!(r[0].reason.contains("failed") && r[0].reason.contains("scheduled runs do not retry"), "{}", r[0]);
-            assert!(r[0].reason.contains("worker1"), "the last run's reason names the node: {}", r[0]);
+            assert!(
+                r[0].reason.contains("failed")
+                    && r[0].reason.contains("scheduled runs do not retry"),
+                "{}",
+                r[0]
+            );
+            assert!(
+                r[0].reason.contains("worker1"),
+                "the last run's reason names the node: {}",
+                r[0]
+            );
             assert!(r[0].fix.contains("swarm-upgrade run --to"), "{}", r[0]);
         }
         other => panic!("refused, not {other:?}"),

@@ -29,7 +29,11 @@ async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> 
     panic!("the store never accepted the write");
 }
 
-async fn wait_for(swarm: &DockerSwarm, what: &str, ok: impl Fn(&swarm_upgrade::model::ClusterSnapshot) -> bool) {
+async fn wait_for(
+    swarm: &DockerSwarm,
+    what: &str,
+    ok: impl Fn(&swarm_upgrade::model::ClusterSnapshot) -> bool,
+) {
     for _ in 0..120 {
         if ok(&swarm.snapshot().await.unwrap()) {
             return;
@@ -57,20 +61,28 @@ async fn adapter_and_store_against_a_real_swarm() {
     ])
     .unwrap();
     let docker = d.client().negotiate_version().await.unwrap();
-    let swarm = DockerSwarm::new(docker.clone(), Endpoint::Unix(d.host.trim_start_matches("unix://").into()));
+    let swarm = DockerSwarm::new(
+        docker.clone(),
+        Endpoint::Unix(d.host.trim_start_matches("unix://").into()),
+    );
     let store = SwarmLabelStore::new(docker.clone());
 
     // Snapshot: our own types, as the engine sees the swarm.
-    wait_for(&swarm, "solo running", |s| s.tasks.iter().any(|t| t.state == TaskState::Running)).await;
+    wait_for(&swarm, "solo running", |s| s.tasks.iter().any(|t| t.state == TaskState::Running))
+        .await;
     let snap = swarm.snapshot().await.unwrap();
     let node = snap.nodes[0].clone();
-    assert_eq!((node.role, node.state, node.availability), (Role::Manager, NodeState::Ready, Availability::Active));
+    assert_eq!(
+        (node.role, node.state, node.availability),
+        (Role::Manager, NodeState::Ready, Availability::Active)
+    );
     assert!(node.manager.as_ref().unwrap().leader);
     let solo = snap.services.iter().find(|s| s.name == "solo").unwrap().clone();
 
     // Drain and reactivate while other writers hammer the same node spec: every write is
     // re-read and retried on "update out of sequence", none is lost.
-    let labels: Vec<_> = (0..4).map(|i| BTreeMap::from([(format!("writer{i}"), "x".to_string())])).collect();
+    let labels: Vec<_> =
+        (0..4).map(|i| BTreeMap::from([(format!("writer{i}"), "x".to_string())])).collect();
     let (drain, l0, l1, l2, l3) = tokio::join!(
         swarm.set_availability(&node.id, Availability::Drain),
         swarm.set_labels(&node.id, &labels[0]),
@@ -82,12 +94,26 @@ async fn adapter_and_store_against_a_real_swarm() {
         r.unwrap();
     }
     let snap = swarm.snapshot().await.unwrap();
-    assert_eq!(snap.nodes[0].availability, Availability::Drain, "the drain survived the concurrent label writes");
-    assert_eq!(snap.nodes[0].labels.len(), 1, "labels are replaced wholesale: {:?}", snap.nodes[0].labels);
-    wait_for(&swarm, "solo stopped by the drain", |s| !s.tasks.iter().any(|t| t.state == TaskState::Running)).await;
+    assert_eq!(
+        snap.nodes[0].availability,
+        Availability::Drain,
+        "the drain survived the concurrent label writes"
+    );
+    assert_eq!(
+        snap.nodes[0].labels.len(),
+        1,
+        "labels are replaced wholesale: {:?}",
+        snap.nodes[0].labels
+    );
+    wait_for(&swarm, "solo stopped by the drain", |s| {
+        !s.tasks.iter().any(|t| t.state == TaskState::Running)
+    })
+    .await;
     swarm.set_availability(&node.id, Availability::Active).await.unwrap();
-    wait_for(&swarm, "solo running again", |s| s.tasks.iter().any(|t| t.state == TaskState::Running && t.desired == TaskState::Running))
-        .await;
+    wait_for(&swarm, "solo running again", |s| {
+        s.tasks.iter().any(|t| t.state == TaskState::Running && t.desired == TaskState::Running)
+    })
+    .await;
 
     // Scale is absolute, so repeating it is harmless.
     swarm.scale(&solo.id, 2).await.unwrap();
@@ -115,7 +141,12 @@ async fn adapter_and_store_against_a_real_swarm() {
         }
     );
     assert!(c1 + c2 > 0, "the two writers did interleave");
-    assert_eq!(store.load().await.unwrap().doc.last_token, 30, "no increment lost ({} conflicts retried)", c1 + c2);
+    assert_eq!(
+        store.load().await.unwrap().doc.last_token,
+        30,
+        "no increment lost ({} conflicts retried)",
+        c1 + c2
+    );
 
     // The swarm's version moves on its own (an operator's `docker swarm update`): our stale write
     // is refused, and after re-reading, both changes are kept.
@@ -126,7 +157,10 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert_eq!(store.save(&doc, stale.version).await, Err(PortError::Conflict));
     update(&store, |d| d.last_token += 1).await;
     let info = docker.inspect_swarm().await.unwrap();
-    assert_eq!(info.spec.as_ref().unwrap().orchestration.as_ref().unwrap().task_history_retention_limit, Some(7));
+    assert_eq!(
+        info.spec.as_ref().unwrap().orchestration.as_ref().unwrap().task_history_retention_limit,
+        Some(7)
+    );
     assert!(info.spec.unwrap().labels.unwrap().contains_key(STATE_LABEL));
     assert_eq!(store.load().await.unwrap().doc.last_token, 31);
 
@@ -153,7 +187,11 @@ async fn adapter_and_store_against_a_real_swarm() {
             .env("SWARM_UPGRADE_CONFIG", "/dev/null")
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, out, err) = bin(&["status"]);
     assert_eq!(code, Some(0), "{err}");
@@ -163,39 +201,62 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert!(out.starts_with("broke the lock held by manager"), "{out}");
     let (_, out, _) = bin(&["status", "--output", "json"]);
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((status["lock"].clone(), status["last_token"].clone()), (serde_json::Value::Null, serde_json::json!(32)));
+    assert_eq!(
+        (status["lock"].clone(), status["last_token"].clone()),
+        (serde_json::Value::Null, serde_json::json!(32))
+    );
     let (code, out, _) = bin(&["abort"]);
     assert_eq!((code, out.trim()), (Some(0), "no run in progress; nothing to abort"));
     // The same commands for programs (`--output json`).
-    update(&store, |d| d.acquire("manager3/3", "rc", &target, lease, jiff::Timestamp::now())).await.0.unwrap();
+    update(&store, |d| d.acquire("manager3/3", "rc", &target, lease, jiff::Timestamp::now()))
+        .await
+        .0
+        .unwrap();
     let (code, out, err) = bin(&["--output", "json", "unlock", "--force"]);
     assert_eq!(code, Some(0), "{err}");
-    let broken: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!((broken["broken"]["holder"].as_str(), broken["broken"]["token"].as_u64()), (Some("manager3/3"), Some(33)), "{out}");
+    let broken: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (broken["broken"]["holder"].as_str(), broken["broken"]["token"].as_u64()),
+        (Some("manager3/3"), Some(33)),
+        "{out}"
+    );
     let (_, out, _) = bin(&["--output", "json", "unlock", "--force"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["broken"], serde_json::Value::Null, "{out}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["broken"],
+        serde_json::Value::Null,
+        "{out}"
+    );
     let (code, out, _) = bin(&["--output", "json", "abort"]);
-    let aborted: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let aborted: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!((code, aborted["run"].clone()), (Some(0), serde_json::Value::Null), "{out}");
     // The agent's default identity is the swarm's own node certificate: the real files, key
     // headers and all, serve mutual TLS, and the manager's certificate passes authorization.
     let dir = d.certificates();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    let key = swarm_upgrade::wire::auth::strip_pem_headers("swarm-node.key", &read("swarm-node.key")).unwrap();
+    let key =
+        swarm_upgrade::wire::auth::strip_pem_headers("swarm-node.key", &read("swarm-node.key"))
+            .unwrap();
     let (cert, ca) = (read("swarm-node.crt"), read("swarm-root-ca.crt"));
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
     let me = swarm_upgrade::wire::auth::authorize(Some(&pem.contents), &snap.cluster_id).unwrap();
-    assert_eq!((me.node_id.as_str(), me.role.as_str()), (snap.nodes[0].id.0.as_str(), "swarm-manager"));
+    assert_eq!(
+        (me.node_id.as_str(), me.role.as_str()),
+        (snap.nodes[0].id.0.as_str(), "swarm-manager")
+    );
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(&cert, &key))
         .client_ca_root(tonic::transport::Certificate::from_pem(&ca));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = swarm_upgrade::agent::service::AgentService::new(NoWork, snap.cluster_id.clone(), false);
-    let server = tokio::spawn(swarm_upgrade::agent::service::serve(service, listener, Some(tls), async {
-        let _ = stopped.await;
-    }));
+    let service =
+        swarm_upgrade::agent::service::AgentService::new(NoWork, snap.cluster_id.clone(), false);
+    let server =
+        tokio::spawn(swarm_upgrade::agent::service::serve(service, listener, Some(tls), async {
+            let _ = stopped.await;
+        }));
     let client_tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
         .identity(tonic::transport::Identity::from_pem(&cert, &key))
@@ -241,7 +302,10 @@ async fn adapter_and_store_against_a_real_swarm() {
         assert!(t0.elapsed() < std::time::Duration::from_secs(30), "the agent did not listen");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let installed = std::process::Command::new("dpkg-query").args(["-W", "-f=${Version}", "docker.io"]).output().unwrap();
+    let installed = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "docker.io"])
+        .output()
+        .unwrap();
     let installed = String::from_utf8(installed.stdout).unwrap();
     let live_plan = |to: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
@@ -249,14 +313,27 @@ async fn adapter_and_store_against_a_real_swarm() {
             .env("DOCKER_HOST", &d.host)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, out, err) = live_plan(&installed);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("Nothing to do") && out.contains(&format!("(already at {installed})")), "{out}");
+    assert!(
+        out.contains("Nothing to do") && out.contains(&format!("(already at {installed})")),
+        "{out}"
+    );
     let (code, _, err) = live_plan("99.0-1");
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains(&format!("docker.io 99.0-1 is not in the repository on {}", snap.nodes[0].hostname)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "docker.io 99.0-1 is not in the repository on {}",
+            snap.nodes[0].hostname
+        )),
+        "{err}"
+    );
     // A snapshot carries the agents' reports, so planning it offline gives the same answer.
     let file = std::env::temp_dir().join(format!("su-snapshot-{}.json", std::process::id()));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
@@ -265,10 +342,15 @@ async fn adapter_and_store_against_a_real_swarm() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let saved: swarm_upgrade::model::ClusterSnapshot = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let saved: swarm_upgrade::model::ClusterSnapshot =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert!(saved.services.iter().any(|s| s.name == "solo"));
-    let report = saved.agent_report(&saved.nodes[0].id).expect("the agent's report is in the snapshot");
-    assert_eq!(report.installed.get("docker.io").map(ToString::to_string).as_deref(), Some(installed.as_str()));
+    let report =
+        saved.agent_report(&saved.nodes[0].id).expect("the agent's report is in the snapshot");
+    assert_eq!(
+        report.installed.get("docker.io").map(ToString::to_string).as_deref(),
+        Some(installed.as_str())
+    );
     let offline = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
         .args([
             "--config",
@@ -282,7 +364,11 @@ async fn adapter_and_store_against_a_real_swarm() {
         ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&offline.stdout).contains("Nothing to do"), "{}", String::from_utf8_lossy(&offline.stderr));
+    assert!(
+        String::from_utf8_lossy(&offline.stdout).contains("Nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
     std::fs::remove_file(&file).unwrap();
     std::process::Command::new("kill").args(["-TERM", &agent.id().to_string()]).status().unwrap();
     let status = agent.wait().unwrap();
@@ -300,16 +386,28 @@ impl swarm_upgrade::agent::service::NodeBackend for NoWork {
     fn describe(&self, _: &[String]) -> Result<swarm_upgrade::model::AgentReport, NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
-    fn prefetch(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
+    fn prefetch(
+        &self,
+        _: &swarm_upgrade::model::PackageSet,
+        _: &swarm_upgrade::ports::OpKey,
+    ) -> Result<(), NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
-    fn upgrade(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
+    fn upgrade(
+        &self,
+        _: &swarm_upgrade::model::PackageSet,
+        _: &swarm_upgrade::ports::OpKey,
+    ) -> Result<(), NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
     fn restart_engine(&self) -> Result<(), NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
-    fn rollback(&self, _: &swarm_upgrade::model::PackageSet, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
+    fn rollback(
+        &self,
+        _: &swarm_upgrade::model::PackageSet,
+        _: &swarm_upgrade::ports::OpKey,
+    ) -> Result<(), NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
     fn rejoin(&self, _: &swarm_upgrade::ports::Secret, _: &[String]) -> Result<String, NodeError> {

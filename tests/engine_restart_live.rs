@@ -42,14 +42,19 @@ async fn the_agents_engine_restart_on_a_real_node() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let socket = node.run.join("docker.sock");
-    let docker = bollard::Docker::connect_with_unix(socket.to_str().unwrap(), 30, bollard::API_DEFAULT_VERSION)
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
+    let docker = bollard::Docker::connect_with_unix(
+        socket.to_str().unwrap(),
+        30,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap()
+    .negotiate_version()
+    .await
+    .unwrap();
     let check_file = node.run.with_extension("daemon.json");
     let backend = Arc::new(
-        HostBackend::new(docker.clone(), "node1".into(), Duration::from_secs(120)).with_node_paths(node.system_bus(), check_file.clone()),
+        HostBackend::new(docker.clone(), "node1".into(), Duration::from_secs(120))
+            .with_node_paths(node.system_bus(), check_file.clone()),
     );
 
     // A daemon.json dockerd would refuse in swarm mode: nothing is restarted.

@@ -13,7 +13,11 @@ fn rendered() -> Vec<(&'static str, Vec<u8>)> {
     let mut man = Vec::new();
     clap_mangen::Man::new(Cli::command()).render(&mut man).unwrap();
     out.push(("swarm-upgrade.1", man));
-    for (shell, file) in [(Shell::Bash, "swarm-upgrade.bash"), (Shell::Zsh, "_swarm-upgrade"), (Shell::Fish, "swarm-upgrade.fish")] {
+    for (shell, file) in [
+        (Shell::Bash, "swarm-upgrade.bash"),
+        (Shell::Zsh, "_swarm-upgrade"),
+        (Shell::Fish, "swarm-upgrade.fish"),
+    ] {
         let mut text = Vec::new();
         clap_complete::generate(shell, &mut Cli::command(), "swarm-upgrade", &mut text);
         out.push((file, text));
@@ -44,7 +48,9 @@ fn man_page_and_completions_are_up_to_date() {
 #[test]
 fn the_man_page_documents_every_command_and_the_exit_codes() {
     let man = String::from_utf8(rendered().remove(0).1).unwrap();
-    for command in ["plan", "run", "resume", "status", "abort", "unlock", "snapshot", "agent", "report"] {
+    for command in
+        ["plan", "run", "resume", "status", "abort", "unlock", "snapshot", "agent", "report"]
+    {
         assert!(man.contains(&format!("swarm\\-upgrade\\-{command}(1)")), "{command} is listed");
     }
     assert!(man.contains("Exit codes"), "the exit codes are documented");

@@ -72,7 +72,14 @@ fn edges(src: &Path) -> Vec<Edge> {
     let mut out = Vec::new();
     for file in rust_files(src) {
         let rel = file.strip_prefix(src).unwrap();
-        let from = rel.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        let from = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
         if from == "lib" || from == "main" {
             continue;
         }
@@ -86,14 +93,24 @@ fn edges(src: &Path) -> Vec<Edge> {
 
 /// The edges that break the layering, each as a sentence.
 fn upward(edges: &[Edge], layers: &[&[&str]]) -> Vec<String> {
-    let rank: BTreeMap<&str, usize> = layers.iter().enumerate().flat_map(|(i, l)| l.iter().map(move |m| (*m, i))).collect();
+    let rank: BTreeMap<&str, usize> =
+        layers.iter().enumerate().flat_map(|(i, l)| l.iter().map(move |m| (*m, i))).collect();
     let mut bad = Vec::new();
     for e in edges {
         match (rank.get(e.from.as_str()), rank.get(e.to.as_str())) {
             (Some(f), Some(t)) if t < f => {}
-            (Some(_), Some(_)) => bad.push(format!("{}: `{}` imports `{}`, which is not in a lower layer", e.file, e.from, e.to)),
-            (None, _) => bad.push(format!("{}: module `{}` has no layer: add it to LAYERS in tests/layers.rs", e.file, e.from)),
-            (_, None) => bad.push(format!("{}: imports `{}`, which has no layer: add it to LAYERS in tests/layers.rs", e.file, e.to)),
+            (Some(_), Some(_)) => bad.push(format!(
+                "{}: `{}` imports `{}`, which is not in a lower layer",
+                e.file, e.from, e.to
+            )),
+            (None, _) => bad.push(format!(
+                "{}: module `{}` has no layer: add it to LAYERS in tests/layers.rs",
+                e.file, e.from
+            )),
+            (_, None) => bad.push(format!(
+                "{}: imports `{}`, which has no layer: add it to LAYERS in tests/layers.rs",
+                e.file, e.to
+            )),
         }
     }
     bad
@@ -152,10 +169,18 @@ fn the_lab_has_no_module_cycle() {
 fn an_upward_import_and_a_cycle_are_caught() {
     let text = "//! see crate::cli\nuse crate::model::X;\nuse crate::{planner::Y, run};\nfn f() { crate::ports::g() }\n";
     assert_eq!(crate_paths(text), ["model", "planner", "ports", "run"].map(String::from).into());
-    let edge = |from: &str, to: &str| Edge { file: format!("{from}.rs"), from: from.into(), to: to.into() };
+    let edge = |from: &str, to: &str| Edge {
+        file: format!("{from}.rs"),
+        from: from.into(),
+        to: to.into(),
+    };
     let e = [edge("machine", "model"), edge("machine", "planner"), edge("planner", "machine")];
     let bad = upward(&e, LAYERS);
     assert_eq!(bad, ["planner.rs: `planner` imports `machine`, which is not in a lower layer"]);
     assert_eq!(cycle(&e).as_deref(), Some("machine -> planner -> machine"));
-    assert_eq!(upward(&[edge("newmod", "model")], LAYERS).len(), 1, "a module without a layer is named");
+    assert_eq!(
+        upward(&[edge("newmod", "model")], LAYERS).len(),
+        1,
+        "a module without a layer is named"
+    );
 }

@@ -13,7 +13,9 @@ use proptest::prelude::*;
 use swarm_upgrade::config::Settings;
 use swarm_upgrade::coordinator::CoordinatorError;
 use swarm_upgrade::lock::StoreDoc;
-use swarm_upgrade::model::{Availability, NodeState, Reachability, Role, convergence::first_unconverged};
+use swarm_upgrade::model::{
+    Availability, NodeState, Reachability, Role, convergence::first_unconverged,
+};
 use swarm_upgrade::planner::{guard, plan};
 use swarm_upgrade::run::{Outcome, RunFlags};
 
@@ -169,19 +171,28 @@ fn check_end(
     before: &std::collections::BTreeMap<String, Availability>,
 ) -> Result<(), String> {
     use swarm_upgrade::machine::Phase;
-    let halted_by_guard =
-        rec.outcome == Some(Outcome::Failed) && rec.reason.as_deref().is_some_and(|r| r.starts_with("stopped before node"));
+    let halted_by_guard = rec.outcome == Some(Outcome::Failed)
+        && rec.reason.as_deref().is_some_and(|r| r.starts_with("stopped before node"));
     if rec.outcome != Some(Outcome::Succeeded) && !halted_by_guard {
         return Err(format!("run ended {:?}: {:?}", rec.outcome, rec.reason));
     }
-    for (n, h) in rec.nodes.iter().zip(rec.nodes.iter().map(|n| w.hosts.iter().find(|h| h.hostname == n.hostname).unwrap())) {
+    for (n, h) in rec
+        .nodes
+        .iter()
+        .zip(rec.nodes.iter().map(|n| w.hosts.iter().find(|h| h.hostname == n.hostname).unwrap()))
+    {
         let expect = match n.phase {
             Phase::Done => NEW,
             Phase::Pending => OLD,
             other => return Err(format!("{} left in phase {other:?}", n.hostname)),
         };
         if h.installed.get("docker-ce") != Some(&v(expect)) {
-            return Err(format!("{} is {:?} at {:?}, expected {expect}", n.hostname, n.phase, h.installed.get("docker-ce")));
+            return Err(format!(
+                "{} is {:?} at {:?}, expected {expect}",
+                n.hostname,
+                n.phase,
+                h.installed.get("docker-ce")
+            ));
         }
     }
     if availabilities(w) != *before {

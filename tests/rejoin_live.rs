@@ -15,7 +15,11 @@ use swarm_upgrade::adapters::docker::rejoin::rejoin;
 use swarm_upgrade::model::{NodeId, NodeState, Role};
 use swarm_upgrade::ports::Swarm;
 
-async fn wait_for(swarm: &DockerSwarm, what: &str, ok: impl Fn(&swarm_upgrade::model::ClusterSnapshot) -> bool) {
+async fn wait_for(
+    swarm: &DockerSwarm,
+    what: &str,
+    ok: impl Fn(&swarm_upgrade::model::ClusterSnapshot) -> bool,
+) {
     for _ in 0..120 {
         if ok(&swarm.snapshot().await.unwrap()) {
             return;
@@ -32,10 +36,24 @@ async fn a_stranger_rejoins_with_its_labels_and_the_stale_entry_goes() {
     a.cli(&["swarm", "init", "--advertise-addr", "10.213.0.1"]).unwrap();
     let b = Dockerd::bare("rejoin-b", Some(&net.names[1]));
     let token = a.cli(&["swarm", "join-token", "-q", "worker"]).unwrap();
-    b.cli(&["swarm", "join", "--token", &token, "--advertise-addr", "10.213.0.2", "10.213.0.1:2377"]).unwrap();
-    let swarm =
-        DockerSwarm::new(a.client().negotiate_version().await.unwrap(), Endpoint::Unix(a.host.trim_start_matches("unix://").into()));
-    wait_for(&swarm, "two Ready nodes", |s| s.nodes.len() == 2 && s.nodes.iter().all(|n| n.state == NodeState::Ready)).await;
+    b.cli(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        "--advertise-addr",
+        "10.213.0.2",
+        "10.213.0.1:2377",
+    ])
+    .unwrap();
+    let swarm = DockerSwarm::new(
+        a.client().negotiate_version().await.unwrap(),
+        Endpoint::Unix(a.host.trim_start_matches("unix://").into()),
+    );
+    wait_for(&swarm, "two Ready nodes", |s| {
+        s.nodes.len() == 2 && s.nodes.iter().all(|n| n.state == NodeState::Ready)
+    })
+    .await;
     let old = NodeId(b.cli(&["info", "--format", "{{.Swarm.NodeID}}"]).unwrap());
     let labels = BTreeMap::from([("zone".to_string(), "b".to_string())]);
     swarm.set_labels(&old, &labels).await.unwrap();
@@ -51,10 +69,16 @@ async fn a_stranger_rejoins_with_its_labels_and_the_stale_entry_goes() {
     assert_ne!(new, old);
     // Coordinator side: labels to the new entry, the stale one removed.
     swarm.set_labels(&new, &labels).await.unwrap();
-    wait_for(&swarm, "the stale entry down", |s| s.node(&old).is_some_and(|n| n.state == NodeState::Down)).await;
+    wait_for(&swarm, "the stale entry down", |s| {
+        s.node(&old).is_some_and(|n| n.state == NodeState::Down)
+    })
+    .await;
     swarm.remove_node(&old).await.unwrap();
 
-    wait_for(&swarm, "the new entry Ready", |s| s.node(&new).is_some_and(|n| n.state == NodeState::Ready)).await;
+    wait_for(&swarm, "the new entry Ready", |s| {
+        s.node(&new).is_some_and(|n| n.state == NodeState::Ready)
+    })
+    .await;
     let snap = swarm.snapshot().await.unwrap();
     assert_eq!(snap.nodes.len(), 2, "{:?}", snap.nodes);
     assert!(snap.node(&old).is_none(), "the stale entry is gone");

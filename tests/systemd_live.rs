@@ -59,7 +59,10 @@ async fn restarts_are_awaited_to_their_jobs_result() {
     assert_eq!(e, UnitError::Dependency { unit: "su-dep.service".into() });
 
     let e = systemd.restart("su-slow.service", Duration::from_secs(2)).await.unwrap_err();
-    assert_eq!(e, UnitError::Timeout { unit: "su-slow.service".into(), after: Some(Duration::from_secs(2)) });
+    assert_eq!(
+        e,
+        UnitError::Timeout { unit: "su-slow.service".into(), after: Some(Duration::from_secs(2)) }
+    );
 
     // The transient unit our apt transactions run in: the command line exactly as the agent
     // builds it, executed under this node's real systemd-run (so an agent restart cannot kill
@@ -74,16 +77,26 @@ async fn restarts_are_awaited_to_their_jobs_result() {
     )
     .unwrap();
     let sh = |cmd: &mut std::process::Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
-    sh(std::process::Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&pkg).arg(repo.join("su-transient-test_1.0_all.deb")));
+    sh(std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-b"])
+        .arg(&pkg)
+        .arg(repo.join("su-transient-test_1.0_all.deb")));
     std::fs::remove_dir_all(&pkg).unwrap();
-    let index = std::process::Command::new("dpkg-scanpackages").args(["--multiversion", "."]).current_dir(&repo).output().unwrap();
+    let index = std::process::Command::new("dpkg-scanpackages")
+        .args(["--multiversion", "."])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
     std::fs::write(repo.join("Packages"), index.stdout).unwrap();
     engine.cli(&["cp", repo.to_str().unwrap(), "node1:/root/repo"]).unwrap();
     std::fs::remove_dir_all(&repo).unwrap();
-    let options: Vec<String> =
-        ["Dir::Etc::SourceList=/root/repo.list", "Dir::Etc::SourceParts=/root/parts", "Dir::State::Lists=/root/lists"]
-            .map(String::from)
-            .to_vec();
+    let options: Vec<String> = [
+        "Dir::Etc::SourceList=/root/repo.list",
+        "Dir::Etc::SourceParts=/root/parts",
+        "Dir::State::Lists=/root/lists",
+    ]
+    .map(String::from)
+    .to_vec();
     let o = options.iter().map(|o| format!("-o {o}")).collect::<Vec<_>>().join(" ");
     node.exec(&format!(
         "mkdir -p /root/parts /root/lists/partial && echo 'deb [trusted=yes] file:/root/repo ./' > /root/repo.list && apt-get {o} update -q"
@@ -91,14 +104,25 @@ async fn restarts_are_awaited_to_their_jobs_result() {
     .unwrap();
     let apt = Apt { options, transient: true };
     let set = |v: &str| PackageSet([("su-transient-test".to_string(), v.parse().unwrap())].into());
-    let argv = apt.transaction_args("install", command::install(&set("1.0"), InstallMode::Upgrade), ("run-1", 3));
+    let argv = apt.transaction_args(
+        "install",
+        command::install(&set("1.0"), InstallMode::Upgrade),
+        ("run-1", 3),
+    );
     assert_eq!(argv[0], "systemd-run");
     let mut exec = vec!["exec", "node1"];
     exec.extend(argv.iter().map(String::as_str));
     engine.cli(&exec).unwrap();
     assert_eq!(node.exec("dpkg-query -W -f='${Version}' su-transient-test").unwrap(), "1.0");
-    assert!(node.exec("systemctl list-units --all --no-legend 'swarm-upgrade-*'").unwrap().is_empty(), "the unit was collected");
-    let argv = apt.transaction_args("install", command::install(&set("9.9"), InstallMode::Upgrade), ("run-1", 4));
+    assert!(
+        node.exec("systemctl list-units --all --no-legend 'swarm-upgrade-*'").unwrap().is_empty(),
+        "the unit was collected"
+    );
+    let argv = apt.transaction_args(
+        "install",
+        command::install(&set("9.9"), InstallMode::Upgrade),
+        ("run-1", 4),
+    );
     let mut exec = vec!["exec", "node1"];
     exec.extend(argv.iter().map(String::as_str));
     let e = engine.cli(&exec).unwrap_err();

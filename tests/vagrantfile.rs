@@ -6,7 +6,11 @@ use std::path::Path;
 use std::process::Command;
 
 fn validate(dir: &Path) -> (bool, String) {
-    let dotfiles = std::env::temp_dir().join(format!("swarm-upgrade-vagrant-{}-{}", std::process::id(), dir.display().to_string().len()));
+    let dotfiles = std::env::temp_dir().join(format!(
+        "swarm-upgrade-vagrant-{}-{}",
+        std::process::id(),
+        dir.display().to_string().len()
+    ));
     let out = Command::new("vagrant")
         .args(["validate", "--ignore-provider"])
         .current_dir(dir)
@@ -16,7 +20,10 @@ fn validate(dir: &Path) -> (bool, String) {
         .output()
         .expect("vagrant is installed (./scripts/test.sh installs Debian's vagrant package)");
     let _ = std::fs::remove_dir_all(&dotfiles);
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 #[test]
@@ -30,11 +37,17 @@ fn the_vagrantfile_validates() {
 
 #[test]
 fn validate_catches_a_broken_vagrantfile() {
-    let dir = std::env::temp_dir().join(format!("swarm-upgrade-bad-vagrantfile-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("swarm-upgrade-bad-vagrantfile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let ours = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Vagrantfile")).unwrap();
+    let ours =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Vagrantfile")).unwrap();
     // A misspelt setting, as a hand edit might leave it.
-    std::fs::write(dir.join("Vagrantfile"), ours.replace("node.vm.hostname = name", "node.vm.hostnme = name")).unwrap();
+    std::fs::write(
+        dir.join("Vagrantfile"),
+        ours.replace("node.vm.hostname = name", "node.vm.hostnme = name"),
+    )
+    .unwrap();
     let (ok, text) = validate(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!ok && text.contains("hostnme"), "{text}");

@@ -38,7 +38,9 @@ impl GrpcAgents {
                 node.hostname
             ))
         };
-        let mut endpoint = Channel::from_shared(url.clone()).map_err(|e| unreachable(&e))?.connect_timeout(Duration::from_secs(5));
+        let mut endpoint = Channel::from_shared(url.clone())
+            .map_err(|e| unreachable(&e))?
+            .connect_timeout(Duration::from_secs(5));
         if let Some(t) = &self.tls {
             let tls = ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(&t.ca))
@@ -62,7 +64,9 @@ fn status(node: &AgentTarget, s: Status) -> PortError {
         Some(NodeError::Invalid(_)) => PortError::Invalid(msg),
         Some(NodeError::Failed(_) | NodeError::Unauthorized(_)) => PortError::Failed(msg),
         None => match s.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => PortError::Unavailable(msg),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => {
+                PortError::Unavailable(msg)
+            }
             _ => PortError::Failed(msg),
         },
     }
@@ -73,7 +77,10 @@ fn order(set: &PackageSet, op: &OpKey) -> pb::Order {
 }
 
 /// Reads a progress stream to its end; the last message or the failure.
-async fn finish(node: &AgentTarget, stream: Result<tonic::Response<tonic::Streaming<pb::Progress>>, Status>) -> Result<(), PortError> {
+async fn finish(
+    node: &AgentTarget,
+    stream: Result<tonic::Response<tonic::Streaming<pb::Progress>>, Status>,
+) -> Result<(), PortError> {
     let mut stream = stream.map_err(|s| status(node, s))?.into_inner();
     while let Some(p) = stream.message().await.map_err(|s| status(node, s))? {
         tracing::debug!(node = %node.hostname, message = %p.message, "agent progress");
@@ -81,22 +88,38 @@ async fn finish(node: &AgentTarget, stream: Result<tonic::Response<tonic::Stream
             return Ok(());
         }
     }
-    Err(PortError::Unavailable(format!("agent on {} ended the operation without a result", node.hostname)))
+    Err(PortError::Unavailable(format!(
+        "agent on {} ended the operation without a result",
+        node.hostname
+    )))
 }
 
 impl Agents for GrpcAgents {
     async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError> {
         let mut c = self.client(node).await?;
-        let r = c.describe(pb::DescribeRequest { packages: self.packages.clone() }).await.map_err(|s| status(node, s))?;
+        let r = c
+            .describe(pb::DescribeRequest { packages: self.packages.clone() })
+            .await
+            .map_err(|s| status(node, s))?;
         Ok(report_from_pb(&r.into_inner()))
     }
 
-    async fn prefetch(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+    async fn prefetch(
+        &self,
+        node: &AgentTarget,
+        packages: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError> {
         let mut c = self.client(node).await?;
         finish(node, c.prefetch(order(packages, op)).await).await
     }
 
-    async fn upgrade(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+    async fn upgrade(
+        &self,
+        node: &AgentTarget,
+        packages: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError> {
         let mut c = self.client(node).await?;
         finish(node, c.upgrade(order(packages, op)).await).await
     }
@@ -106,12 +129,22 @@ impl Agents for GrpcAgents {
         finish(node, c.restart_engine(order(&PackageSet::default(), op)).await).await
     }
 
-    async fn rollback(&self, node: &AgentTarget, previous: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+    async fn rollback(
+        &self,
+        node: &AgentTarget,
+        previous: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError> {
         let mut c = self.client(node).await?;
         finish(node, c.rollback(order(previous, op)).await).await
     }
 
-    async fn rejoin(&self, node: &AgentTarget, join: &JoinOrder, op: &OpKey) -> Result<NodeId, PortError> {
+    async fn rejoin(
+        &self,
+        node: &AgentTarget,
+        join: &JoinOrder,
+        op: &OpKey,
+    ) -> Result<NodeId, PortError> {
         let mut c = self.client(node).await?;
         let req = pb::JoinOrder {
             fence: Some(pb::Fence { run_id: op.run_id.clone(), token: op.token }),

@@ -7,7 +7,9 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineCheckError {
     /// daemon.json is not valid JSON: dockerd would refuse to start.
-    #[error("{path}:{line}:{column}: not valid JSON ({message}): dockerd would not start; fix the file before upgrading")]
+    #[error(
+        "{path}:{line}:{column}: not valid JSON ({message}): dockerd would not start; fix the file before upgrading"
+    )]
     DaemonJson {
         /// The file.
         path: String,
@@ -53,13 +55,15 @@ pub fn check_daemon_json(path: &Path, text: Option<&str>) -> Result<(), EngineCh
     if text.trim().is_empty() {
         return Ok(());
     }
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| EngineCheckError::DaemonJson {
-        path: path_s.clone(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
-    let obj = value.as_object().ok_or_else(|| EngineCheckError::NotAnObject { path: path_s.clone() })?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| EngineCheckError::DaemonJson {
+            path: path_s.clone(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+    let obj =
+        value.as_object().ok_or_else(|| EngineCheckError::NotAnObject { path: path_s.clone() })?;
     if obj.get("live-restore").and_then(|v| v.as_bool()) == Some(true) {
         return Err(EngineCheckError::LiveRestore { path: path_s });
     }
@@ -71,7 +75,11 @@ pub fn check_disk(dir: &Path, free: u64, needed: u64) -> Result<(), EngineCheckE
     if free >= needed {
         Ok(())
     } else {
-        Err(EngineCheckError::Disk { dir: dir.display().to_string(), free_mib: free >> 20, needed_mib: needed >> 20 })
+        Err(EngineCheckError::Disk {
+            dir: dir.display().to_string(),
+            free_mib: free >> 20,
+            needed_mib: needed >> 20,
+        })
     }
 }
 
@@ -84,11 +92,20 @@ mod tests {
         let p = Path::new("/etc/docker/daemon.json");
         assert_eq!(check_daemon_json(p, None), Ok(()));
         assert_eq!(check_daemon_json(p, Some("")), Ok(()));
-        assert_eq!(check_daemon_json(p, Some(r#"{"log-driver": "journald", "live-restore": false}"#)), Ok(()));
+        assert_eq!(
+            check_daemon_json(p, Some(r#"{"log-driver": "journald", "live-restore": false}"#)),
+            Ok(())
+        );
         let e = check_daemon_json(p, Some("{\n  \"log-driver\": \"journald\",\n}")).unwrap_err();
         assert!(e.to_string().starts_with("/etc/docker/daemon.json:3:1: not valid JSON"), "{e}");
-        assert!(matches!(check_daemon_json(p, Some(r#"{"live-restore": true}"#)), Err(EngineCheckError::LiveRestore { .. })));
-        assert!(matches!(check_daemon_json(p, Some("[]")), Err(EngineCheckError::NotAnObject { .. })));
+        assert!(matches!(
+            check_daemon_json(p, Some(r#"{"live-restore": true}"#)),
+            Err(EngineCheckError::LiveRestore { .. })
+        ));
+        assert!(matches!(
+            check_daemon_json(p, Some("[]")),
+            Err(EngineCheckError::NotAnObject { .. })
+        ));
     }
 
     #[test]

@@ -18,10 +18,19 @@ trait Manager {
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     #[zbus(signal)]
-    fn job_removed(&self, id: u32, job: zbus::zvariant::ObjectPath<'_>, unit: &str, result: &str) -> zbus::Result<()>;
+    fn job_removed(
+        &self,
+        id: u32,
+        job: zbus::zvariant::ObjectPath<'_>,
+        unit: &str,
+        result: &str,
+    ) -> zbus::Result<()>;
 }
 
-#[zbus::proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1")]
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1"
+)]
 trait Unit {
     #[zbus(property)]
     fn active_state(&self) -> zbus::Result<String>;
@@ -47,7 +56,9 @@ pub enum UnitError {
         after: Option<Duration>,
     },
     /// A dependency failed (result `dependency`).
-    #[error("{unit}: a unit it depends on failed (e.g. containerd.service); see `systemctl list-dependencies {unit}`")]
+    #[error(
+        "{unit}: a unit it depends on failed (e.g. containerd.service); see `systemctl list-dependencies {unit}`"
+    )]
     Dependency {
         /// The unit.
         unit: String,
@@ -83,7 +94,8 @@ impl Systemd {
 
     /// A bus at `address` (`unix:path=...`), e.g. a node container's system bus in tests.
     pub async fn at(address: &str) -> Result<Self, UnitError> {
-        let conn = zbus::connection::Builder::address(address).map_err(bus)?.build().await.map_err(bus)?;
+        let conn =
+            zbus::connection::Builder::address(address).map_err(bus)?.build().await.map_err(bus)?;
         Ok(Systemd { conn })
     }
 
@@ -92,7 +104,8 @@ impl Systemd {
         let manager = ManagerProxy::new(&self.conn).await.map_err(bus)?;
         // Subscribing twice on one connection is refused as AlreadySubscribed: that is success.
         match manager.subscribe().await {
-            Err(zbus::Error::MethodError(name, _, _)) if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
             other => other.map_err(bus)?,
         }
         let mut removed = manager.receive_job_removed().await.map_err(bus)?;
@@ -108,19 +121,24 @@ impl Systemd {
                     "failed" => Err(UnitError::Failed { unit: unit.to_string() }),
                     "timeout" => Err(UnitError::Timeout { unit: unit.to_string(), after: None }),
                     "dependency" => Err(UnitError::Dependency { unit: unit.to_string() }),
-                    other => Err(UnitError::Other { unit: unit.to_string(), result: other.to_string() }),
+                    other => {
+                        Err(UnitError::Other { unit: unit.to_string(), result: other.to_string() })
+                    }
                 };
             }
             Err(UnitError::Bus("the JobRemoved stream ended".into()))
         };
-        tokio::time::timeout(limit, wait).await.map_err(|_| UnitError::Timeout { unit: unit.to_string(), after: Some(limit) })?
+        tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| UnitError::Timeout { unit: unit.to_string(), after: Some(limit) })?
     }
 
     /// `ActiveState` and `SubState` of `unit`, e.g. `("active", "running")`.
     pub async fn state(&self, unit: &str) -> Result<(String, String), UnitError> {
         let manager = ManagerProxy::new(&self.conn).await.map_err(bus)?;
         let path = manager.load_unit(unit).await.map_err(bus)?;
-        let u = UnitProxy::builder(&self.conn).path(path).map_err(bus)?.build().await.map_err(bus)?;
+        let u =
+            UnitProxy::builder(&self.conn).path(path).map_err(bus)?.build().await.map_err(bus)?;
         Ok((u.active_state().await.map_err(bus)?, u.sub_state().await.map_err(bus)?))
     }
 

@@ -34,9 +34,10 @@ pub fn parse(url: &str) -> Result<Url, String> {
         None => (rest, "/"),
     };
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            (h.trim_start_matches('[').trim_end_matches(']'), p.parse().map_err(|_| format!("{url}: bad port {p}"))?)
-        }
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h.trim_start_matches('[').trim_end_matches(']'),
+            p.parse().map_err(|_| format!("{url}: bad port {p}"))?,
+        ),
         _ => (authority, if tls { 443 } else { 80 }),
     };
     if host.is_empty() {
@@ -69,7 +70,9 @@ impl Webhook {
                     .with_jitter();
                 match send.retry(backoff).await {
                     Ok(()) => tracing::debug!(event = %event.text(), "webhook delivered"),
-                    Err(e) => tracing::warn!(error = %e, event = %event.text(), "webhook not delivered after retries"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, event = %event.text(), "webhook not delivered after retries")
+                    }
                 }
             }
         });
@@ -93,7 +96,9 @@ fn client_config() -> Result<tokio_rustls::rustls::ClientConfig, String> {
         let _ = roots.add(cert);
     }
     if roots.is_empty() {
-        return Err("no CA certificates found for the https webhook: install ca-certificates".into());
+        return Err(
+            "no CA certificates found for the https webhook: install ca-certificates".into()
+        );
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -104,12 +109,17 @@ fn client_config() -> Result<tokio_rustls::rustls::ClientConfig, String> {
 }
 
 /// One POST; Ok on a 2xx answer.
-async fn post(url: &Url, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>, body: &str) -> Result<(), String> {
+async fn post(
+    url: &Url,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    body: &str,
+) -> Result<(), String> {
     let limit = Duration::from_secs(10);
-    let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect((url.host.as_str(), url.port)))
-        .await
-        .map_err(|_| format!("connecting to {}:{} timed out", url.host, url.port))?
-        .map_err(|e| format!("cannot connect to {}:{}: {e}", url.host, url.port))?;
+    let tcp =
+        tokio::time::timeout(limit, tokio::net::TcpStream::connect((url.host.as_str(), url.port)))
+            .await
+            .map_err(|_| format!("connecting to {}:{} timed out", url.host, url.port))?
+            .map_err(|e| format!("cannot connect to {}:{}: {e}", url.host, url.port))?;
     let head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: swarm-upgrade\r\nConnection: close\r\n\r\n",
         url.path,
@@ -119,19 +129,30 @@ async fn post(url: &Url, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>, b
     let answer = match tls {
         None => tokio::time::timeout(limit, exchange(tcp, &head, body)).await,
         Some(config) => {
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
-            let stream =
-                tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("TLS with {}: {e}", url.host))?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(url.host.clone())
+                .map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS with {}: {e}", url.host))?;
             tokio::time::timeout(limit, exchange(stream, &head, body)).await
         }
     }
     .map_err(|_| "the receiver did not answer in 10 s".to_string())?
     .map_err(|e| format!("webhook exchange: {e}"))?;
     let status = answer.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
-    if (200..300).contains(&status) { Ok(()) } else { Err(format!("the receiver answered {}", answer.lines().next().unwrap_or(""))) }
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("the receiver answered {}", answer.lines().next().unwrap_or("")))
+    }
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, head: &str, body: &str) -> std::io::Result<String> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    head: &str,
+    body: &str,
+) -> std::io::Result<String> {
     s.write_all(head.as_bytes()).await?;
     s.write_all(body.as_bytes()).await?;
     s.flush().await?;
@@ -148,7 +169,12 @@ mod tests {
     fn urls_parse_with_their_default_ports() {
         assert_eq!(
             parse("https://hooks.slack.com/services/T/B/x").unwrap(),
-            Url { tls: true, host: "hooks.slack.com".into(), port: 443, path: "/services/T/B/x".into() }
+            Url {
+                tls: true,
+                host: "hooks.slack.com".into(),
+                port: 443,
+                path: "/services/T/B/x".into()
+            }
         );
         assert_eq!(
             parse("http://10.0.0.1:8080/hook").unwrap(),
@@ -171,12 +197,19 @@ mod tests {
                 let mut buf = vec![0u8; 8192];
                 let mut got = String::new();
                 // Until the body after the head is whole JSON.
-                while got.split_once("\r\n\r\n").is_none_or(|(_, b)| serde_json::from_str::<serde_json::Value>(b).is_err()) {
+                while got
+                    .split_once("\r\n\r\n")
+                    .is_none_or(|(_, b)| serde_json::from_str::<serde_json::Value>(b).is_err())
+                {
                     let n = conn.read(&mut buf).await.unwrap();
                     got.push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
                 let status = if attempt == 0 { "500 Internal Server Error" } else { "200 OK" };
-                conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await.unwrap();
+                conn.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                )
+                .await
+                .unwrap();
                 if attempt > 0 {
                     bodies.push(got.split("\r\n\r\n").nth(1).unwrap().to_string());
                 }
@@ -184,11 +217,20 @@ mod tests {
             bodies
         });
         let hook = Webhook::start(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-        hook.sink.send(Event::NodeDone { run: "r".into(), node: "worker1".into(), seconds: 30 }).unwrap();
-        hook.sink.send(Event::RunFinished { run: "r".into(), outcome: "succeeded".into(), reason: "all done".into() }).unwrap();
+        hook.sink
+            .send(Event::NodeDone { run: "r".into(), node: "worker1".into(), seconds: 30 })
+            .unwrap();
+        hook.sink
+            .send(Event::RunFinished {
+                run: "r".into(),
+                outcome: "succeeded".into(),
+                reason: "all done".into(),
+            })
+            .unwrap();
         hook.finish(Duration::from_secs(30)).await;
         let bodies = receiver.await.unwrap();
-        let events: Vec<serde_json::Value> = bodies.iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+        let events: Vec<serde_json::Value> =
+            bodies.iter().map(|b| serde_json::from_str(b).unwrap()).collect();
         assert_eq!(events[0]["swarm_upgrade"]["event"], "node-done");
         assert_eq!(events[0]["text"], "swarm-upgrade: worker1 done in 30s (run r)");
         assert_eq!(events[1]["swarm_upgrade"]["event"], "run-finished");

@@ -58,8 +58,11 @@ impl HostBackend {
 
 /// The packages dpkg left mid-transaction, as `name (state)`, or `None`.
 pub fn interrupted(rows: &[parse::Installed]) -> Option<String> {
-    let broken: Vec<String> =
-        rows.iter().filter(|i| i.is_interrupted()).map(|i| format!("{} ({}{}{})", i.package, i.desired, i.status, i.error)).collect();
+    let broken: Vec<String> = rows
+        .iter()
+        .filter(|i| i.is_interrupted())
+        .map(|i| format!("{} ({}{}{})", i.package, i.desired, i.status, i.error))
+        .collect();
     (!broken.is_empty()).then(|| broken.join(", "))
 }
 
@@ -70,8 +73,10 @@ fn failed(e: impl std::fmt::Display) -> NodeError {
 
 /// Free bytes under `dir`, from `df` (`--output=avail -B1`).
 pub fn free_bytes(dir: &str) -> Result<u64, String> {
-    let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()]).map_err(|e| e.to_string())?;
-    parse_df(&ran.stdout).ok_or_else(|| format!("cannot read free space of {dir} from df: {}", ran.stdout.trim()))
+    let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()])
+        .map_err(|e| e.to_string())?;
+    parse_df(&ran.stdout)
+        .ok_or_else(|| format!("cannot read free space of {dir} from df: {}", ran.stdout.trim()))
 }
 
 /// Parses `df --output=avail -B1` output.
@@ -82,23 +87,38 @@ pub fn parse_df(text: &str) -> Option<u64> {
 impl NodeBackend for HostBackend {
     fn describe(&self, packages: &[String]) -> Result<AgentReport, NodeError> {
         let problems = self.apt.update()?;
-        let repository_error = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+        let repository_error = (!problems.is_empty())
+            .then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
         let available = self.apt.available(packages)?;
         let rows = runner::installed(packages)?;
         let dpkg_interrupted = interrupted(&rows);
-        let installed = rows.into_iter().filter(parse::Installed::is_installed).filter_map(|i| Some((i.package, i.version?))).collect();
+        let installed = rows
+            .into_iter()
+            .filter(parse::Installed::is_installed)
+            .filter_map(|i| Some((i.package, i.version?)))
+            .collect();
         let disk_free_bytes = free_bytes("/var/cache/apt").map_err(NodeError::Failed)?;
         let info = self.runtime.block_on(self.docker.info());
         let (engine_active, local_swarm) = match info {
             Err(_) => (false, None),
             Ok(info) => {
                 let swarm = info.swarm.unwrap_or_default();
-                let state =
-                    swarm.local_node_state.and_then(|s| LocalSwarmState::from_name(&s.to_string())).unwrap_or(LocalSwarmState::Inactive);
+                let state = swarm
+                    .local_node_state
+                    .and_then(|s| LocalSwarmState::from_name(&s.to_string()))
+                    .unwrap_or(LocalSwarmState::Inactive);
                 (true, Some(LocalSwarm { node_id: swarm.node_id.unwrap_or_default(), state }))
             }
         };
-        Ok(AgentReport { installed, available, repository_error, disk_free_bytes, engine_active, local_swarm, dpkg_interrupted })
+        Ok(AgentReport {
+            installed,
+            available,
+            repository_error,
+            disk_free_bytes,
+            engine_active,
+            local_swarm,
+            dpkg_interrupted,
+        })
     }
 
     fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
@@ -121,10 +141,11 @@ impl NodeBackend for HostBackend {
             // A unit past its start limit refuses restarts until its failed state is cleared.
             let _ = systemd.reset_failed("docker.service").await;
             systemd.restart("docker.service", self.restart_limit).await.map_err(failed)?;
-            self.docker
-                .ping()
-                .await
-                .map_err(|e| NodeError::Failed(format!("docker.service restarted but dockerd does not answer: {e}")))?;
+            self.docker.ping().await.map_err(|e| {
+                NodeError::Failed(format!(
+                    "docker.service restarted but dockerd does not answer: {e}"
+                ))
+            })?;
             Ok(())
         })
     }
@@ -135,7 +156,9 @@ impl NodeBackend for HostBackend {
     }
 
     fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError> {
-        self.runtime.block_on(crate::adapters::docker::rejoin::rejoin(&self.docker, token, managers)).map_err(failed)
+        self.runtime
+            .block_on(crate::adapters::docker::rejoin::rejoin(&self.docker, token, managers))
+            .map_err(failed)
     }
 
     fn node_id(&self) -> String {

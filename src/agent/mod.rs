@@ -16,7 +16,9 @@ pub struct Fence {
 
 /// An order from a coordinator that has lost the lock.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("stale fencing token {got}: a coordinator holding token {highest} has taken over; this order is refused")]
+#[error(
+    "stale fencing token {got}: a coordinator holding token {highest} has taken over; this order is refused"
+)]
 pub struct StaleToken {
     /// The order's token.
     pub got: u64,

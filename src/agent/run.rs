@@ -24,12 +24,21 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
             return Ok(());
         }
     }
-    let engine = || async { DockerSwarm::connect().await.map_err(|e| format!("waiting for the local Docker engine: {e}")) };
+    let engine = || async {
+        DockerSwarm::connect()
+            .await
+            .map_err(|e| format!("waiting for the local Docker engine: {e}"))
+    };
     let Some(docker) = wait_for(engine).await else { return Ok(()) };
     let docker = docker.docker().clone();
     let (_, cluster, node_id) = if settings.agent.insecure {
-        tracing::warn!("agent.insecure is set: plaintext gRPC, ANY caller that reaches the port is obeyed; for labs only");
-        let info = docker.info().await.map_err(|e| format!("cannot read the local engine's swarm state: {e}"))?;
+        tracing::warn!(
+            "agent.insecure is set: plaintext gRPC, ANY caller that reaches the port is obeyed; for labs only"
+        );
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| format!("cannot read the local engine's swarm state: {e}"))?;
         let swarm = info.swarm.unwrap_or_default();
         let cluster = swarm.cluster.and_then(|c| c.id).unwrap_or_default();
         (None, cluster, swarm.node_id.unwrap_or_default())
@@ -41,8 +50,11 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         (Some(config), m.cluster, m.node_id)
     };
     // A transaction cut short (power loss, a killed dpkg) is reported at once, not at the next run.
-    let packages: Vec<String> = settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
-    match crate::adapters::apt::runner::installed(&packages).map(|rows| super::host::interrupted(&rows)) {
+    let packages: Vec<String> =
+        settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
+    match crate::adapters::apt::runner::installed(&packages)
+        .map(|rows| super::host::interrupted(&rows))
+    {
         Ok(Some(what)) => {
             tracing::error!(packages = %what, "dpkg was interrupted mid-transaction: run `dpkg --configure -a` and check them; upgrades of this node are refused until then")
         }
@@ -57,27 +69,41 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     }
     let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
     let state = &settings.agent.state_dir;
-    std::fs::create_dir_all(state).map_err(|e| format!("cannot create {}: {e} (agent.state_dir)", state.display()))?;
-    let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure).with_fence_file(state.join("fence.json"))?;
+    std::fs::create_dir_all(state)
+        .map_err(|e| format!("cannot create {}: {e} (agent.state_dir)", state.display()))?;
+    let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure)
+        .with_fence_file(state.join("fence.json"))?;
     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.agent.port));
     tracing::info!(node = %node_id, cluster = %cluster, port = settings.agent.port, "agent listening");
     if settings.agent.insecure {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)")
+        })?;
         crate::sd_notify::ready(&format!("serving on {addr} in PLAINTEXT (agent.insecure)"));
-        return serve(service, listener, None, shutdown()).await.map_err(|e| format!("the agent's server failed: {e}"));
+        return serve(service, listener, None, shutdown())
+            .await
+            .map_err(|e| format!("the agent's server failed: {e}"));
     }
     let agent = settings.agent.clone();
     let load = || tls::load(&agent).map_err(|e| e.to_string());
     let stamp = || tls::stamp(&agent);
-    serve_reloading(std::sync::Arc::new(service), addr, load, stamp, std::time::Duration::from_secs(30), shutdown()).await
+    serve_reloading(
+        std::sync::Arc::new(service),
+        addr,
+        load,
+        stamp,
+        std::time::Duration::from_secs(30),
+        shutdown(),
+    )
+    .await
 }
 
 /// Waits, up and saying why to systemd, until `check` passes: the node's swarm certificates (a
 /// package installed before the node joins a swarm) or the local engine (the agent started before
 /// docker.service). `None` when a signal came first.
-async fn wait_for<T, Fut: std::future::Future<Output = Result<T, String>>>(check: impl Fn() -> Fut) -> Option<T> {
+async fn wait_for<T, Fut: std::future::Future<Output = Result<T, String>>>(
+    check: impl Fn() -> Fut,
+) -> Option<T> {
     let stop = shutdown();
     tokio::pin!(stop);
     let mut said = None;

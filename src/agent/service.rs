@@ -66,8 +66,12 @@ impl<B: NodeBackend> AgentService<B> {
     pub fn with_fence_file(mut self, file: impl Into<std::path::PathBuf>) -> Result<Self, String> {
         let file = file.into();
         let fence = match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| format!("{}: not a fence record ({e}); remove it only if no run is in progress", file.display()))?,
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: not a fence record ({e}); remove it only if no run is in progress",
+                    file.display()
+                )
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Fence::default(),
             Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
         };
@@ -81,12 +85,16 @@ impl<B: NodeBackend> AgentService<B> {
         let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
         match (leaf, self.insecure) {
             (None, true) => Ok(None),
-            (leaf, _) => authorize(leaf, &self.cluster).map(Some).map_err(|e| NodeError::Unauthorized(e.to_string()).into()),
+            (leaf, _) => authorize(leaf, &self.cluster)
+                .map(Some)
+                .map_err(|e| NodeError::Unauthorized(e.to_string()).into()),
         }
     }
 
     fn admit(&self, fence: Option<&pb::Fence>) -> Result<(String, u64), Status> {
-        let f = fence.ok_or_else(|| NodeError::Invalid("the order carries no fence (run id and token)".into()))?;
+        let f = fence.ok_or_else(|| {
+            NodeError::Invalid("the order carries no fence (run id and token)".into())
+        })?;
         let mut fence = self.fence.lock().expect("fence lock");
         let before = fence.clone();
         fence.admit(f.token).map_err(|e| NodeError::Stale(e.to_string()))?;
@@ -94,9 +102,12 @@ impl<B: NodeBackend> AgentService<B> {
             // Written before the order is carried out: a crash after it cannot forget the token.
             let tmp = file.with_extension("tmp");
             let text = serde_json::to_string(&*fence).expect("fences serialize");
-            std::fs::write(&tmp, text)
-                .and_then(|_| std::fs::rename(&tmp, file))
-                .map_err(|e| NodeError::Busy(format!("cannot record the fencing token in {}: {e}", file.display())))?;
+            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, file)).map_err(|e| {
+                NodeError::Busy(format!(
+                    "cannot record the fencing token in {}: {e}",
+                    file.display()
+                ))
+            })?;
         }
         Ok((f.run_id.clone(), f.token))
     }
@@ -118,7 +129,9 @@ impl<B: NodeBackend> AgentService<B> {
             let result = match previous {
                 Some(r) => r,
                 None => {
-                    let _ = tx.send(Ok(pb::Progress { message: format!("{op} started"), done: false })).await;
+                    let _ = tx
+                        .send(Ok(pb::Progress { message: format!("{op} started"), done: false }))
+                        .await;
                     let r = tokio::task::spawn_blocking(move || work(&backend))
                         .await
                         .unwrap_or_else(|e| Err(NodeError::Failed(format!("{op} panicked: {e}"))));
@@ -174,48 +187,74 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
     type RestartEngineStream = ProgressStream;
     type RollbackStream = ProgressStream;
 
-    async fn describe(&self, req: Request<pb::DescribeRequest>) -> Result<Response<pb::NodeReport>, Status> {
+    async fn describe(
+        &self,
+        req: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::NodeReport>, Status> {
         self.caller(&req)?;
         let packages = req.into_inner().packages;
         let backend = self.backend.clone();
-        let report = tokio::task::spawn_blocking(move || backend.describe(&packages)).await.map_err(|e| Status::internal(e.to_string()))?;
+        let report = tokio::task::spawn_blocking(move || backend.describe(&packages))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         count("describe", &report);
         let report = report?;
         Ok(Response::new(report_to_pb(&report)))
     }
 
     async fn prefetch(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.package_order(req, "prefetch", |b, set, op| b.prefetch(set, op).map(|_| format!("downloaded {set}")))
+        self.package_order(req, "prefetch", |b, set, op| {
+            b.prefetch(set, op).map(|_| format!("downloaded {set}"))
+        })
     }
 
     async fn upgrade(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.package_order(req, "upgrade", |b, set, op| b.upgrade(set, op).map(|_| format!("installed {set}")))
+        self.package_order(req, "upgrade", |b, set, op| {
+            b.upgrade(set, op).map(|_| format!("installed {set}"))
+        })
     }
 
-    async fn restart_engine(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.package_order(req, "restart", |b, _, _| b.restart_engine().map(|_| "docker.service restarted".to_string()))
+    async fn restart_engine(
+        &self,
+        req: Request<pb::Order>,
+    ) -> Result<Response<ProgressStream>, Status> {
+        self.package_order(req, "restart", |b, _, _| {
+            b.restart_engine().map(|_| "docker.service restarted".to_string())
+        })
     }
 
     async fn rollback(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.package_order(req, "rollback", |b, set, op| b.rollback(set, op).map(|_| format!("rolled back to {set}")))
+        self.package_order(req, "rollback", |b, set, op| {
+            b.rollback(set, op).map(|_| format!("rolled back to {set}"))
+        })
     }
 
-    async fn rejoin(&self, req: Request<pb::JoinOrder>) -> Result<Response<pb::RejoinReply>, Status> {
+    async fn rejoin(
+        &self,
+        req: Request<pb::JoinOrder>,
+    ) -> Result<Response<pb::RejoinReply>, Status> {
         self.caller(&req)?;
         let order = req.into_inner();
         self.admit(order.fence.as_ref())?;
         let (token, managers) = (Secret(order.join_token), order.managers);
         let backend = self.backend.clone();
-        let node_id =
-            tokio::task::spawn_blocking(move || backend.rejoin(&token, &managers)).await.map_err(|e| Status::internal(e.to_string()))?;
+        let node_id = tokio::task::spawn_blocking(move || backend.rejoin(&token, &managers))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         count("rejoin", &node_id);
         let node_id = node_id?;
         Ok(Response::new(pb::RejoinReply { node_id }))
     }
 
-    async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthReply>, Status> {
+    async fn health(
+        &self,
+        req: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthReply>, Status> {
         self.caller(&req)?;
-        Ok(Response::new(pb::HealthReply { node_id: self.backend.node_id(), cluster_id: self.cluster.clone() }))
+        Ok(Response::new(pb::HealthReply {
+            node_id: self.backend.node_id(),
+            cluster_id: self.cluster.clone(),
+        }))
     }
 }
 
@@ -243,7 +282,10 @@ pub async fn serve_shared<B: NodeBackend>(
         builder = builder.tls_config(tls)?;
     }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    builder.add_service(pb::agent_server::AgentServer::from_arc(service)).serve_with_incoming_shutdown(incoming, shutdown).await
+    builder
+        .add_service(pb::agent_server::AgentServer::from_arc(service))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }
 
 /// Serves on `addr` until `stop` resolves, reloading the TLS material whenever `stamp` changes
@@ -264,9 +306,9 @@ pub async fn serve_reloading<B: NodeBackend>(
         let tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(&material.cert, &material.key))
             .client_ca_root(tonic::transport::Certificate::from_pem(&material.ca));
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)")
+        })?;
         crate::sd_notify::ready(&format!("serving on {addr} with mutual TLS"));
         let (rotated_tx, rotated_rx) = tokio::sync::oneshot::channel::<()>();
         let server = serve_shared(service.clone(), listener, Some(tls), async {

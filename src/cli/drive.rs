@@ -17,32 +17,59 @@ pub enum RunMode {
 }
 
 /// `run`: a new run to the target, holding the lock; the outcome as the exit code.
-pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode: RunMode, output: Output) -> Result<(), Failure> {
+pub fn run(
+    settings: &crate::config::Settings,
+    target: &super::TargetArgs,
+    mode: RunMode,
+    output: Output,
+) -> Result<(), Failure> {
     let now = jiff::Timestamp::now();
-    if mode != RunMode::IgnoreWindow && !crate::config::window::window_open(&settings.windows, now) {
-        let why = format!("outside every maintenance window ({} configured); nothing was changed", settings.windows.len());
+    if mode != RunMode::IgnoreWindow && !crate::config::window::window_open(&settings.windows, now)
+    {
+        let why = format!(
+            "outside every maintenance window ({} configured); nothing was changed",
+            settings.windows.len()
+        );
         if mode == RunMode::Scheduled {
             // A catch-up start after downtime (Persistent=true) can fall outside the window.
             println!("{why}: the scheduled run does nothing");
             return Ok(());
         }
-        return Err(Failure::new(exit::REFUSED, format!("{why}: wait for a window, or pass --ignore-window for a one-off run")));
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!("{why}: wait for a window, or pass --ignore-window for a one-off run"),
+        ));
     }
     if mode == RunMode::Scheduled && !runtime()?.block_on(is_manager())? {
-        println!("this node is not a swarm manager: scheduled runs start on managers only; nothing to do");
+        println!(
+            "this node is not a swarm manager: scheduled runs start on managers only; nothing to do"
+        );
         return Ok(());
     }
     let run_id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), holder().replace('/', "-"));
-    let request = crate::planner::PlanRequest { scheduled: mode == RunMode::Scheduled, ..super::plan::request(target) };
+    let request = crate::planner::PlanRequest {
+        scheduled: mode == RunMode::Scheduled,
+        ..super::plan::request(target)
+    };
     let result = coordinate(settings, Start::Run(request, run_id), output)?;
-    if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Lock(crate::lock::LockError::Held { holder, since, .. }))) =
-        (mode, &result)
+    if let (
+        RunMode::Scheduled,
+        Err(crate::coordinator::CoordinatorError::Lock(crate::lock::LockError::Held {
+            holder,
+            since,
+            ..
+        })),
+    ) = (mode, &result)
     {
         // The timer starts on every manager: one upgrades, the others say so and end.
-        println!("another manager is upgrading the cluster (locked by {holder} since {since}): this one does nothing");
+        println!(
+            "another manager is upgrading the cluster (locked by {holder} since {since}): this one does nothing"
+        );
         return Err(Failure::new(exit::LOCKED, format!("locked by {holder} since {since}")));
     }
-    if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Unfinished(id))) = (mode, &result) {
+    if let (RunMode::Scheduled, Err(crate::coordinator::CoordinatorError::Unfinished(id))) =
+        (mode, &result)
+    {
         // An interrupted run whose coordinator is gone: any manager takes it over. (On stderr:
         // stdout is the run's own output, which `--output json` keeps parseable.)
         eprintln!("run {id} was interrupted: the scheduled run resumes it");
@@ -54,13 +81,18 @@ pub fn run(settings: &crate::config::Settings, target: &super::TargetArgs, mode:
 /// Whether the local engine is a manager of a swarm.
 async fn is_manager() -> Result<bool, Failure> {
     let (swarm, _) = connect().await?;
-    let info =
-        swarm.docker().info().await.map_err(|e| Failure::new(exit::RUN_FAILED, format!("cannot read the local engine's state: {e}")))?;
+    let info = swarm.docker().info().await.map_err(|e| {
+        Failure::new(exit::RUN_FAILED, format!("cannot read the local engine's state: {e}"))
+    })?;
     Ok(info.swarm.and_then(|s| s.control_available).unwrap_or(false))
 }
 
 /// `resume`: takes over an interrupted run (waiting for its lease to expire if `wait`).
-pub fn resume(settings: &crate::config::Settings, wait: bool, output: Output) -> Result<(), Failure> {
+pub fn resume(
+    settings: &crate::config::Settings,
+    wait: bool,
+    output: Output,
+) -> Result<(), Failure> {
     drive(settings, output, Start::Resume(wait))
 }
 
@@ -136,7 +168,9 @@ fn present_run(
     use crate::run::Outcome;
     let record = match result {
         Ok(record) => record,
-        Err(CoordinatorError::Refused(refusals)) => return super::plan::present(Err(refusals), output),
+        Err(CoordinatorError::Refused(refusals)) => {
+            return super::plan::present(Err(refusals), output);
+        }
         Err(CoordinatorError::NothingToDo(target)) => {
             println!("nothing to do: every selected node is already at {target}");
             return Ok(());
@@ -146,24 +180,35 @@ fn present_run(
             println!("{e}: the scheduled run does nothing");
             return Ok(());
         }
-        Err(e @ (CoordinatorError::Lock(_) | CoordinatorError::Unfinished(_))) => return Err(Failure::new(exit::LOCKED, e.to_string())),
-        Err(e @ CoordinatorError::NothingToResume) => return Err(Failure::new(exit::BAD_INPUT, e.to_string())),
+        Err(e @ (CoordinatorError::Lock(_) | CoordinatorError::Unfinished(_))) => {
+            return Err(Failure::new(exit::LOCKED, e.to_string()));
+        }
+        Err(e @ CoordinatorError::NothingToResume) => {
+            return Err(Failure::new(exit::BAD_INPUT, e.to_string()));
+        }
         Err(e) => return Err(Failure::new(exit::RUN_FAILED, e.to_string())),
     };
     let report = crate::report::RunReport::new(record.clone(), &settings.engine_packages[0]);
     match report.write(&settings.agent.state_dir.join("runs")) {
-        Ok(path) => tracing::info!(run = %record.id, report = %path.display(), "run report written"),
+        Ok(path) => {
+            tracing::info!(run = %record.id, report = %path.display(), "run report written")
+        }
         Err(e) => tracing::warn!(run = %record.id, error = %e, "the run report was not written"),
     }
     let doc = StoreDoc { run: Some(record.clone()), ..StoreDoc::default() };
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&record).expect("runs serialize")),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&record).expect("runs serialize"))
+        }
         Output::Text => print!("{}", render_status(&doc, jiff::Timestamp::now())),
     }
     let reason = record.reason.clone().unwrap_or_default();
     match record.outcome {
         Some(Outcome::Succeeded) => Ok(()),
-        Some(Outcome::Aborted) => Err(Failure::new(exit::ABORTED, format!("run {} aborted by an operator: {reason}", record.id))),
+        Some(Outcome::Aborted) => Err(Failure::new(
+            exit::ABORTED,
+            format!("run {} aborted by an operator: {reason}", record.id),
+        )),
         _ => Err(Failure::new(exit::RUN_FAILED, format!("run {} failed: {reason}", record.id))),
     }
 }

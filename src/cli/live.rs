@@ -37,14 +37,19 @@ pub fn snapshot(settings: &crate::config::Settings, out: Option<&Path>) -> Resul
     let snap = runtime()?.block_on(async {
         let (swarm, store) = connect().await?;
         let agents = agents(settings)?;
-        let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
+        let ports = Ports {
+            swarm: &swarm,
+            agents: &agents,
+            store: &store,
+            clock: &crate::ports::SystemClock,
+        };
         Coordinator::new(ports, settings, holder()).observe_all().await.map_err(port)
     })?;
     let text = serde_json::to_string_pretty(&snap).expect("snapshots serialize");
     match out {
-        Some(path) => {
-            std::fs::write(path, text + "\n").map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot write {}: {e}", path.display())))
-        }
+        Some(path) => std::fs::write(path, text + "\n").map_err(|e| {
+            Failure::new(exit::BAD_INPUT, format!("cannot write {}: {e}", path.display()))
+        }),
         None => {
             println!("{text}");
             Ok(())
@@ -56,7 +61,10 @@ pub fn snapshot(settings: &crate::config::Settings, out: Option<&Path>) -> Resul
 pub fn status(output: Output) -> Result<(), Failure> {
     let doc = runtime()?.block_on(async { connect().await?.1.load().await.map_err(port) })?.doc;
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&StatusReport::from(&doc)).expect("status serializes")),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&StatusReport::from(&doc)).expect("status serializes")
+        ),
         Output::Text => print!("{}", render_status(&doc, jiff::Timestamp::now())),
     }
     Ok(())
@@ -107,14 +115,26 @@ pub fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
         } else {
             format!("{}s", elapsed(n.phase_started, now).as_secs())
         };
-        let _ = writeln!(s, "{:<16} {:<18} {:>8}  {}", n.hostname, format!("{:?}", n.phase), secs, n.reason.as_deref().unwrap_or(""));
+        let _ = writeln!(
+            s,
+            "{:<16} {:<18} {:>8}  {}",
+            n.hostname,
+            format!("{:?}", n.phase),
+            secs,
+            n.reason.as_deref().unwrap_or("")
+        );
     }
     s
 }
 
 /// Read-modify-write of the store for operator commands (no lock needed: they only set flags).
-async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> T) -> Result<T, Failure> {
-    crate::ports::update_doc(store, &crate::ports::SystemClock, |doc| Ok::<T, PortError>(f(doc))).await.map_err(port)
+async fn update<T>(
+    store: &SwarmLabelStore,
+    mut f: impl FnMut(&mut StoreDoc) -> T,
+) -> Result<T, Failure> {
+    crate::ports::update_doc(store, &crate::ports::SystemClock, |doc| Ok::<T, PortError>(f(doc)))
+        .await
+        .map_err(port)
 }
 
 /// What `abort` did, for `--output json`.
@@ -133,21 +153,37 @@ pub fn abort(output: Output) -> Result<(), Failure> {
     let report = runtime()?.block_on(async {
         let (_, store) = connect().await?;
         update(&store, |doc| match doc.run.as_mut().filter(|r| !r.finished()) {
-            None => AbortReport { run: None, current_node: None, message: "no run in progress; nothing to abort".to_string() },
+            None => AbortReport {
+                run: None,
+                current_node: None,
+                message: "no run in progress; nothing to abort".to_string(),
+            },
             Some(run) => {
                 run.abort_requested = true;
-                let current = run.nodes.iter().find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending);
+                let current = run
+                    .nodes
+                    .iter()
+                    .find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending);
                 let message = match current {
-                    Some(n) => format!("abort requested: run {} stops once node {} is finished and safe", run.id, n.hostname),
+                    Some(n) => format!(
+                        "abort requested: run {} stops once node {} is finished and safe",
+                        run.id, n.hostname
+                    ),
                     None => format!("abort requested: run {} stops before its next node", run.id),
                 };
-                AbortReport { run: Some(run.id.clone()), current_node: current.map(|n| n.hostname.clone()), message }
+                AbortReport {
+                    run: Some(run.id.clone()),
+                    current_node: current.map(|n| n.hostname.clone()),
+                    message,
+                }
             }
         })
         .await
     })?;
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"))
+        }
         Output::Text => println!("{}", report.message),
     }
     Ok(())
@@ -178,16 +214,27 @@ pub fn unlock(output: Output) -> Result<(), Failure> {
 
 /// `agent`: serves this node's agent until a signal.
 pub fn agent(settings: &crate::config::Settings) -> Result<(), Failure> {
-    runtime()?.block_on(crate::agent::run::run(settings)).map_err(|e| Failure::new(exit::RUN_FAILED, e))
+    runtime()?
+        .block_on(crate::agent::run::run(settings))
+        .map_err(|e| Failure::new(exit::RUN_FAILED, e))
 }
 
 /// A live `plan`: the swarm through the Docker API, every node's agent over gRPC.
-pub fn plan(settings: &crate::config::Settings, target: &super::TargetArgs, output: Output) -> Result<(), Failure> {
+pub fn plan(
+    settings: &crate::config::Settings,
+    target: &super::TargetArgs,
+    output: Output,
+) -> Result<(), Failure> {
     use crate::coordinator::{Coordinator, CoordinatorError, Ports};
     let result = runtime()?.block_on(async {
         let (swarm, store) = connect().await?;
         let agents = agents(settings)?;
-        let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
+        let ports = Ports {
+            swarm: &swarm,
+            agents: &agents,
+            store: &store,
+            clock: &crate::ports::SystemClock,
+        };
         let coordinator = Coordinator::new(ports, settings, holder());
         match coordinator.plan(&super::plan::request(target)).await {
             Ok(plan) => Ok(Ok(plan)),
@@ -199,19 +246,27 @@ pub fn plan(settings: &crate::config::Settings, target: &super::TargetArgs, outp
 }
 
 /// The agents, reached with this manager's own swarm certificate (or the configured one).
-pub(super) fn agents(settings: &crate::config::Settings) -> Result<crate::adapters::agent_client::GrpcAgents, Failure> {
+pub(super) fn agents(
+    settings: &crate::config::Settings,
+) -> Result<crate::adapters::agent_client::GrpcAgents, Failure> {
     let tls = if settings.agent.insecure {
         tracing::warn!("agent.insecure is set: talking to agents in plaintext");
         None
     } else {
-        Some(crate::wire::tls::load(&settings.agent).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?)
+        Some(
+            crate::wire::tls::load(&settings.agent)
+                .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?,
+        )
     };
-    let packages = settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
+    let packages =
+        settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
     Ok(crate::adapters::agent_client::GrpcAgents::new(tls, settings.agent.port, packages))
 }
 
 /// This coordinator's name in the lock: `host/pid`.
 pub(super) fn holder() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
     format!("{host}/{}", std::process::id())
 }

@@ -184,9 +184,14 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: &Cli) -> Result<(), Failure> {
-    let settings = || crate::config::load(cli.config.as_deref()).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()));
+    let settings = || {
+        crate::config::load(cli.config.as_deref())
+            .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
+    };
     match &cli.command {
-        Command::Plan { snapshot: Some(file), target } => plan::offline(&settings()?, file, target, cli.output),
+        Command::Plan { snapshot: Some(file), target } => {
+            plan::offline(&settings()?, file, target, cli.output)
+        }
         Command::Plan { snapshot: None, target } => live::plan(&settings()?, target, cli.output),
         Command::Run { target, ignore_window, scheduled } => {
             let mode = match (*scheduled, *ignore_window) {
@@ -210,7 +215,9 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             live::unlock(cli.output)
         }
         Command::Snapshot { out } => live::snapshot(&settings()?, out.as_deref()),
-        Command::Report { file, svg, load, out } => report(&settings()?, file, *svg, load.as_deref(), out.as_deref(), cli.output),
+        Command::Report { file, svg, load, out } => {
+            report(&settings()?, file, *svg, load.as_deref(), out.as_deref(), cli.output)
+        }
         Command::Agent => live::agent(&settings()?),
     }
 }
@@ -234,15 +241,19 @@ fn report(
         serde_json::to_string_pretty(&report).expect("reports serialize") + "\n"
     } else {
         let doc = crate::lock::StoreDoc { run: Some(report.run.clone()), ..Default::default() };
-        let mut text = live::render_status(&doc, report.run.finished_at.unwrap_or_else(jiff::Timestamp::now));
+        let mut text =
+            live::render_status(&doc, report.run.finished_at.unwrap_or_else(jiff::Timestamp::now));
         for v in &report.versions {
-            let show = |v: &Option<DebVersion>| v.as_ref().map(ToString::to_string).unwrap_or_else(|| "?".into());
+            let show = |v: &Option<DebVersion>| {
+                v.as_ref().map(ToString::to_string).unwrap_or_else(|| "?".into())
+            };
             text += &format!("{:<16} {} -> {}\n", v.hostname, show(&v.before), show(&v.after));
         }
         text
     };
     match out {
-        Some(path) => std::fs::write(path, text).map_err(|e| bad(format!("cannot write {}: {e}", path.display()))),
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| bad(format!("cannot write {}: {e}", path.display()))),
         None => {
             print!("{text}");
             Ok(())

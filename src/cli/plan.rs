@@ -11,7 +11,12 @@ use crate::model::ClusterSnapshot;
 use crate::planner::{self, Plan, PlanRequest, Refusal};
 
 /// Plans against a saved snapshot.
-pub fn offline(settings: &Settings, file: &Path, target: &TargetArgs, output: Output) -> Result<(), Failure> {
+pub fn offline(
+    settings: &Settings,
+    file: &Path,
+    target: &TargetArgs,
+    output: Output,
+) -> Result<(), Failure> {
     let snap = read_snapshot(file)?;
     present(planner::plan(&snap, settings, &request(target)), output)
 }
@@ -32,13 +37,19 @@ pub fn present(result: Result<Plan, Vec<Refusal>>, output: Output) -> Result<(),
         Ok(plan) => {
             match output {
                 Output::Text => print!("{}", render(&plan)),
-                Output::Json => println!("{}", json(&PlanReport { verdict: "ready", plan: Some(&plan), refusals: &[] })),
+                Output::Json => println!(
+                    "{}",
+                    json(&PlanReport { verdict: "ready", plan: Some(&plan), refusals: &[] })
+                ),
             }
             Ok(())
         }
         Err(refusals) => {
             if output == Output::Json {
-                println!("{}", json(&PlanReport { verdict: "refused", plan: None, refusals: &refusals }));
+                println!(
+                    "{}",
+                    json(&PlanReport { verdict: "refused", plan: None, refusals: &refusals })
+                );
             }
             Err(Failure::new(exit::REFUSED, refusal_message(&refusals)))
         }
@@ -60,7 +71,13 @@ fn json<T: Serialize>(v: &T) -> String {
 /// Reads a snapshot file; errors name the file, the place and the fix.
 pub fn read_snapshot(file: &Path) -> Result<ClusterSnapshot, Failure> {
     let text = std::fs::read_to_string(file).map_err(|e| {
-        Failure::new(exit::BAD_INPUT, format!("cannot read snapshot {}: {e}; check the path given to --snapshot", file.display()))
+        Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "cannot read snapshot {}: {e}; check the path given to --snapshot",
+                file.display()
+            ),
+        )
     })?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::new(
@@ -125,15 +142,24 @@ pub fn render(plan: &Plan) -> String {
             "       phases: prefetch, pause, surge, drain, wait-migrated, upgrade, restart, wait-ready, reactivate, verify-converged"
         );
         if !n.surge.is_empty() {
-            let s: Vec<String> =
-                n.surge.iter().map(|s| format!("{} {}->{} (on {})", s.name, s.from, s.to, s.expected_on.join(", "))).collect();
+            let s: Vec<String> = n
+                .surge
+                .iter()
+                .map(|s| {
+                    format!("{} {}->{} (on {})", s.name, s.from, s.to, s.expected_on.join(", "))
+                })
+                .collect();
             let _ = writeln!(out, "       surge: {}", s.join("; "));
         }
         if !n.moves.is_empty() {
             let _ = writeln!(out, "       drain moves: {}", n.moves.join("; "));
         }
         if !n.global_stops.is_empty() {
-            let _ = writeln!(out, "       global tasks stop and return with the node: {}", n.global_stops.join(", "));
+            let _ = writeln!(
+                out,
+                "       global tasks stop and return with the node: {}",
+                n.global_stops.join(", ")
+            );
         }
     }
     for s in &plan.skipped {

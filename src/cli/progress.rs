@@ -28,12 +28,20 @@ pub fn render(run: &RunRecord, now: Timestamp) -> Vec<String> {
         let state = match n.phase {
             Phase::Pending => "waiting".to_string(),
             p if p.is_terminal() => {
-                let took = n.history.first().map(|s| elapsed(s.end, n.phase_started).as_secs()).unwrap_or(0);
+                let took = n
+                    .history
+                    .first()
+                    .map(|s| elapsed(s.end, n.phase_started).as_secs())
+                    .unwrap_or(0);
                 format!("{} after {took}s", p.name())
             }
             p => format!("{} for {}s", p.name(), elapsed(n.phase_started, now).as_secs()),
         };
-        let reason = n.reason.as_deref().map(|r| format!("  ({})", r.chars().take(80).collect::<String>())).unwrap_or_default();
+        let reason = n
+            .reason
+            .as_deref()
+            .map(|r| format!("  ({})", r.chars().take(80).collect::<String>()))
+            .unwrap_or_default();
         lines.push(format!("  {:<16} {state}{reason}", n.hostname));
     }
     lines
@@ -94,11 +102,16 @@ mod tests {
 
     #[test]
     fn one_line_per_node_and_a_bar() {
-        let run: RunRecord = serde_json::from_str(include_str!("../../tests/fixtures/run/partial.json")).unwrap();
+        let run: RunRecord =
+            serde_json::from_str(include_str!("../../tests/fixtures/run/partial.json")).unwrap();
         let now: Timestamp = "2026-11-25T06:01:00Z".parse().unwrap();
         let lines = render(&run, now);
         assert_eq!(lines.len(), 1 + run.nodes.len());
-        assert!(lines[0].contains("[###############---------------] 1/2 nodes  60s"), "{}", lines[0]);
+        assert!(
+            lines[0].contains("[###############---------------] 1/2 nodes  60s"),
+            "{}",
+            lines[0]
+        );
         assert_eq!(lines[1], "  worker1          done after 30s");
         assert_eq!(lines[2], "  worker2          restart for 5s");
     }

@@ -19,14 +19,21 @@ pub fn key_at(text: &str, offset: usize) -> Option<String> {
 
 fn key_in(table: &DeTable<'_>, offset: usize, prefix: &str) -> Option<String> {
     table.iter().find_map(|(name, value)| {
-        let key = if prefix.is_empty() { name.get_ref().to_string() } else { format!("{prefix}.{}", name.get_ref()) };
+        let key = if prefix.is_empty() {
+            name.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", name.get_ref())
+        };
         match value.get_ref() {
             // A section's span is its header, not its keys: look inside every section.
             DeValue::Table(inner) => key_in(inner, offset, &key),
-            DeValue::Array(items) if items.iter().any(|i| i.get_ref().is_table()) => items
-                .iter()
-                .enumerate()
-                .find_map(|(i, item)| item.get_ref().as_table().and_then(|t| key_in(t, offset, &format!("{key}[{i}]")))),
+            DeValue::Array(items) if items.iter().any(|i| i.get_ref().is_table()) => {
+                items.iter().enumerate().find_map(|(i, item)| {
+                    item.get_ref()
+                        .as_table()
+                        .and_then(|t| key_in(t, offset, &format!("{key}[{i}]")))
+                })
+            }
             _ => value.span().contains(&offset).then_some(key),
         }
     })

@@ -14,7 +14,18 @@ use super::{AgentSettings, ConfigError, CustomTls, Settings, TargetSetting, Time
 /// Applies `f` (read from `path`) over `s`.
 pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigError> {
     // Taken apart so that a section added to `Fragment` cannot be forgotten here.
-    let Fragment { target, packages, upgrade, nodes, timeouts, lock, windows, agent, notify, metrics } = f;
+    let Fragment {
+        target,
+        packages,
+        upgrade,
+        nodes,
+        timeouts,
+        lock,
+        windows,
+        agent,
+        notify,
+        metrics,
+    } = f;
     if let Some(t) = target {
         apply_target(s, t, path)?;
     }
@@ -35,7 +46,11 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
         s.lease = checked_lease(lease, path)?;
     }
     if let Some(ws) = windows {
-        s.windows = ws.into_iter().enumerate().map(|(i, w)| window(i, w, path)).collect::<Result<_, _>>()?;
+        s.windows = ws
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| window(i, w, path))
+            .collect::<Result<_, _>>()?;
     }
     if let Some(a) = agent {
         apply_agent(&mut s.agent, a, path)?;
@@ -52,7 +67,12 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
 
 /// A value that breaks a rule between keys; `value` is quoted as `Debug` writes it.
 fn invalid(path: &str, key: &str, value: &dyn Debug, problem: &str) -> ConfigError {
-    ConfigError::Invalid { path: path.to_string(), key: key.to_string(), value: format!("{value:?}"), problem: problem.to_string() }
+    ConfigError::Invalid {
+        path: path.to_string(),
+        key: key.to_string(),
+        value: format!("{value:?}"),
+        problem: problem.to_string(),
+    }
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -66,7 +86,12 @@ fn apply_target(s: &mut Settings, t: TargetFragment, path: &str) -> Result<(), C
     match (t.version, t.policy) {
         (Some(v), Some(p)) => {
             let both = format!("version {:?}, policy {:?}", v.text, p.name());
-            return Err(invalid(path, "target", &both, "set either target.version or target.policy, not both"));
+            return Err(invalid(
+                path,
+                "target",
+                &both,
+                "set either target.version or target.policy, not both",
+            ));
         }
         (Some(v), None) => s.target = TargetSetting::Exact(v.value.0),
         (None, Some(TargetPolicy::Latest)) => s.target = TargetSetting::Latest,
@@ -79,9 +104,17 @@ fn apply_target(s: &mut Settings, t: TargetFragment, path: &str) -> Result<(), C
 /// `[packages]`: no package is both an engine package and a companion, whichever file set each.
 fn apply_packages(s: &mut Settings, p: PackagesFragment, path: &str) -> Result<(), ConfigError> {
     set(&mut s.engine_packages, p.engine.map(|e| e.0));
-    set(&mut s.companion_packages, p.companions.map(|c| c.into_iter().map(|n: PackageName| n.0).collect()));
+    set(
+        &mut s.companion_packages,
+        p.companions.map(|c| c.into_iter().map(|n: PackageName| n.0).collect()),
+    );
     if let Some(both) = s.engine_packages.iter().find(|p| s.companion_packages.contains(p)) {
-        return Err(invalid(path, "packages.companions", both, "a package is either an engine package or a companion, not both"));
+        return Err(invalid(
+            path,
+            "packages.companions",
+            both,
+            "a package is either an engine package or a companion, not both",
+        ));
     }
     Ok(())
 }
@@ -97,7 +130,19 @@ fn apply_upgrade(s: &mut Settings, u: UpgradeFragment) {
 
 fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {
     // Taken apart so that a timeout added to `TimeoutsFragment` cannot be forgotten here.
-    let TimeoutsFragment { prefetch, availability, surge, migrate, upgrade, restart, ready, verify, monitor, rollback, rejoin } = f;
+    let TimeoutsFragment {
+        prefetch,
+        availability,
+        surge,
+        migrate,
+        upgrade,
+        restart,
+        ready,
+        verify,
+        monitor,
+        rollback,
+        rejoin,
+    } = f;
     let slots = [
         (&mut t.prefetch, prefetch),
         (&mut t.availability, availability),
@@ -132,11 +177,18 @@ fn checked_lease(lease: Written<PositiveDuration>, path: &str) -> Result<Duratio
 /// One `[[windows]]` entry: it needs a start and an end, and they differ.
 fn window(i: usize, w: WindowFragment, path: &str) -> Result<Window, ConfigError> {
     let key = |k: &str| format!("windows[{i}].{k}");
-    let missing = |k: &str| invalid(path, &key(k), &"(missing)", "every window needs start and end as \"HH:MM\"");
+    let missing = |k: &str| {
+        invalid(path, &key(k), &"(missing)", "every window needs start and end as \"HH:MM\"")
+    };
     let start = w.start.ok_or_else(|| missing("start"))?.0;
     let end = w.end.ok_or_else(|| missing("end"))?.0;
     if start == end {
-        return Err(invalid(path, &key("end"), &end.to_string(), "equals start: the window would be empty"));
+        return Err(invalid(
+            path,
+            &key("end"),
+            &end.to_string(),
+            "equals start: the window would be empty",
+        ));
     }
     let days: Vec<_> = w.days.unwrap_or_default().into_iter().map(|d| d.0).collect();
     let days = if days.is_empty() { EVERY_DAY.to_vec() } else { days };
@@ -152,8 +204,17 @@ fn apply_agent(a: &mut AgentSettings, f: AgentFragment, path: &str) -> Result<()
     set(&mut a.state_dir, f.state_dir.map(PathBuf::from));
     match (f.cert, f.key, f.ca) {
         (None, None, None) => {}
-        (Some(cert), Some(key), Some(ca)) => a.custom_tls = Some(CustomTls { cert: cert.into(), key: key.into(), ca: ca.into() }),
-        other => return Err(invalid(path, "agent.cert/key/ca", &other, "give all three of agent.cert, agent.key and agent.ca, or none")),
+        (Some(cert), Some(key), Some(ca)) => {
+            a.custom_tls = Some(CustomTls { cert: cert.into(), key: key.into(), ca: ca.into() })
+        }
+        other => {
+            return Err(invalid(
+                path,
+                "agent.cert/key/ca",
+                &other,
+                "give all three of agent.cert, agent.key and agent.ca, or none",
+            ));
+        }
     }
     Ok(())
 }

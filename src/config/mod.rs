@@ -276,7 +276,8 @@ pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
 }
 
 fn apply_file(settings: &mut Settings, path: &Path) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let fragment = parse_fragment(&text, path)?;
     merge::apply(settings, fragment, &path.display().to_string())
 }
@@ -288,7 +289,8 @@ pub fn parse_fragment(text: &str, path: &Path) -> Result<Fragment, ConfigError> 
         let (line, column) = locate::line_column(text, offset);
         let path = path.to_path_buf();
         let message = e.message().to_string();
-        let refused = if message.starts_with(values::REFUSED) { locate::key_at(text, offset) } else { None };
+        let refused =
+            if message.starts_with(values::REFUSED) { locate::key_at(text, offset) } else { None };
         match refused {
             Some(key) => ConfigError::Value { path, line, column, key, refusal: message },
             None => ConfigError::Syntax { path, line, column, fix: syntax_fix(&message), message },

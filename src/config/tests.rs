@@ -19,7 +19,11 @@ fn tempdir(tag: &str) -> PathBuf {
 #[test]
 fn drop_ins_override_key_by_key_in_name_order() {
     let d = tempdir("dropins");
-    let main = write(&d, "config.toml", "[upgrade]\nsurge = false\norder = \"managers-first\"\n[timeouts]\nready = \"2m\"\n");
+    let main = write(
+        &d,
+        "config.toml",
+        "[upgrade]\nsurge = false\norder = \"managers-first\"\n[timeouts]\nready = \"2m\"\n",
+    );
     write(&d, "config.d/20-late.toml", "[upgrade]\nsurge = true\n");
     write(&d, "config.d/10-early.toml", "[upgrade]\nsurge = false\n[timeouts]\nready = \"7m\"\n");
     write(&d, "config.d/notes.txt", "not toml");
@@ -32,7 +36,8 @@ fn drop_ins_override_key_by_key_in_name_order() {
 
 #[test]
 fn unknown_key_names_file_line_column_and_fix() {
-    let e = parse_fragment("[upgrade]\nsurge = true\nsurgee = false\n", Path::new("/etc/x.toml")).unwrap_err();
+    let e = parse_fragment("[upgrade]\nsurge = true\nsurgee = false\n", Path::new("/etc/x.toml"))
+        .unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("/etc/x.toml:3:1: unknown field `surgee`"), "{msg}");
     assert!(msg.contains("remove the key or correct its spelling"), "{msg}");
@@ -40,7 +45,8 @@ fn unknown_key_names_file_line_column_and_fix() {
 
 #[test]
 fn wrong_type_and_malformed_toml_are_located() {
-    let e = parse_fragment("[agent]\nport = \"seven\"\n", Path::new("c.toml")).unwrap_err().to_string();
+    let e =
+        parse_fragment("[agent]\nport = \"seven\"\n", Path::new("c.toml")).unwrap_err().to_string();
     assert!(e.starts_with("c.toml:2:8: invalid type"), "{e}");
     let e = parse_fragment("[agent\nport = 1\n", Path::new("c.toml")).unwrap_err().to_string();
     assert!(e.starts_with("c.toml:1:"), "{e}");
@@ -60,7 +66,10 @@ fn invalid_values_name_the_key_and_the_fix() {
         ("[packages]\nengine = []\n", "at least the engine package"),
         ("[packages]\nengine = [\"Docker CE\"]\n", "not a Debian package name"),
         ("[agent]\ncert = \"/c.pem\"\n", "all three"),
-        ("[[windows]]\ndays = [\"someday\"]\nstart = \"01:00\"\nend = \"02:00\"\n", "windows[0].days"),
+        (
+            "[[windows]]\ndays = [\"someday\"]\nstart = \"01:00\"\nend = \"02:00\"\n",
+            "windows[0].days",
+        ),
         ("[[windows]]\nstart = \"25:00\"\nend = \"02:00\"\n", "HH:MM"),
         ("[[windows]]\nstart = \"01:00\"\nend = \"02:00\"\ntimezone = \"Mars/Base\"\n", "IANA"),
         ("[notify]\nwebhook = \"ftp://x\"\n", "http://"),
@@ -79,13 +88,29 @@ fn invalid_values_name_the_key_and_the_fix() {
 /// the list), named by its key, and quoted with what to write instead.
 #[test]
 fn refused_values_name_line_column_and_key() {
-    let e = parse_fragment("[timeouts]\nready = \"soon\"\n", Path::new("c.toml")).unwrap_err().to_string();
-    assert_eq!(e, "c.toml:2:9: `timeouts.ready` = \"soon\": write a duration such as \"90s\", \"10m\" or \"1h 30m\"");
-    let e = parse_fragment("[packages]\nengine = [\"docker-ce\", \"Docker CE\"]\n", Path::new("c.toml")).unwrap_err().to_string();
-    assert!(e.starts_with("c.toml:2:24: `packages.engine` = \"Docker CE\": not a Debian package name"), "{e}");
-    let e = parse_fragment("[[windows]]\nstart = \"01:00\"\nend = \"02:00\"\n[[windows]]\nstart = \"1am\"\n", Path::new("c.toml"))
+    let e = parse_fragment("[timeouts]\nready = \"soon\"\n", Path::new("c.toml"))
         .unwrap_err()
         .to_string();
+    assert_eq!(
+        e,
+        "c.toml:2:9: `timeouts.ready` = \"soon\": write a duration such as \"90s\", \"10m\" or \"1h 30m\""
+    );
+    let e = parse_fragment(
+        "[packages]\nengine = [\"docker-ce\", \"Docker CE\"]\n",
+        Path::new("c.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("c.toml:2:24: `packages.engine` = \"Docker CE\": not a Debian package name"),
+        "{e}"
+    );
+    let e = parse_fragment(
+        "[[windows]]\nstart = \"01:00\"\nend = \"02:00\"\n[[windows]]\nstart = \"1am\"\n",
+        Path::new("c.toml"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("c.toml:5:9: `windows[1].start` = \"1am\": write a local time"), "{e}");
     // serde's own refusals (here a number out of range) keep their wording.
     let e = parse_fragment("[agent]\nport = 70000\n", Path::new("c.toml")).unwrap_err().to_string();
@@ -168,7 +193,17 @@ fn packaged_config_lists_the_defaults() {
 }
 
 fn fragment_keys_documented(text: &str) -> bool {
-    ["[target]", "[packages]", "[upgrade]", "[nodes]", "[timeouts]", "[lock]", "[agent]", "[notify]", "[metrics]"]
-        .iter()
-        .all(|s| text.contains(s))
+    [
+        "[target]",
+        "[packages]",
+        "[upgrade]",
+        "[nodes]",
+        "[timeouts]",
+        "[lock]",
+        "[agent]",
+        "[notify]",
+        "[metrics]",
+    ]
+    .iter()
+    .all(|s| text.contains(s))
 }

@@ -58,7 +58,9 @@ impl<'de, T: TryFrom<String, Error = ValueError>> Deserialize<'de> for Written<T
 /// Deserializes `T` from a string, refusing it from inside the deserializer. Unlike
 /// `#[serde(try_from = "String")]`, whose refusal the parser can only place at the enclosing key,
 /// this places it at the value itself: the element of a list rather than the list.
-fn from_text<'de, D: serde::Deserializer<'de>, T: TryFrom<String, Error = ValueError>>(d: D) -> Result<T, D::Error> {
+fn from_text<'de, D: serde::Deserializer<'de>, T: TryFrom<String, Error = ValueError>>(
+    d: D,
+) -> Result<T, D::Error> {
     struct Text<T>(PhantomData<T>);
     impl<T: TryFrom<String, Error = ValueError>> Visitor<'_> for Text<T> {
         type Value = T;
@@ -101,7 +103,8 @@ pub enum TargetPolicy {
     LatestPatch,
 }
 
-const POLICIES: [(&str, TargetPolicy); 2] = [("latest", TargetPolicy::Latest), ("latest-patch", TargetPolicy::LatestPatch)];
+const POLICIES: [(&str, TargetPolicy); 2] =
+    [("latest", TargetPolicy::Latest), ("latest-patch", TargetPolicy::LatestPatch)];
 
 impl TargetPolicy {
     /// The name as written in the file.
@@ -118,7 +121,8 @@ impl TryFrom<String> for TargetPolicy {
 }
 
 // The names `rename_all` gives `NodeOrder` when it is written.
-const ORDERS: [(&str, NodeOrder); 2] = [("workers-first", NodeOrder::WorkersFirst), ("managers-first", NodeOrder::ManagersFirst)];
+const ORDERS: [(&str, NodeOrder); 2] =
+    [("workers-first", NodeOrder::WorkersFirst), ("managers-first", NodeOrder::ManagersFirst)];
 
 impl TryFrom<String> for NodeOrder {
     type Error = ValueError;
@@ -144,7 +148,10 @@ impl TryFrom<String> for PackageName {
             && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
         if !ok {
-            return Err(ValueError::new(&n, "not a Debian package name (lower-case letters, digits, `+`, `-`, `.`)"));
+            return Err(ValueError::new(
+                &n,
+                "not a Debian package name (lower-case letters, digits, `+`, `-`, `.`)",
+            ));
         }
         Ok(PackageName(n))
     }
@@ -159,7 +166,10 @@ impl TryFrom<Vec<PackageName>> for EnginePackages {
     type Error = ValueError;
     fn try_from(names: Vec<PackageName>) -> Result<Self, ValueError> {
         if names.is_empty() {
-            return Err(ValueError::new(&names, "list at least the engine package, e.g. [\"docker-ce\", \"docker-ce-cli\"]"));
+            return Err(ValueError::new(
+                &names,
+                "list at least the engine package, e.g. [\"docker-ce\", \"docker-ce-cli\"]",
+            ));
         }
         Ok(EnginePackages(names.into_iter().map(|n| n.0).collect()))
     }
@@ -173,7 +183,9 @@ pub struct Size(pub u64);
 impl TryFrom<String> for Size {
     type Error = ValueError;
     fn try_from(text: String) -> Result<Self, ValueError> {
-        parse_size(&text).map(Size).ok_or_else(|| ValueError::new(&text, "write a size such as \"512MiB\" or \"2GiB\""))
+        parse_size(&text)
+            .map(Size)
+            .ok_or_else(|| ValueError::new(&text, "write a size such as \"512MiB\" or \"2GiB\""))
     }
 }
 
@@ -203,12 +215,15 @@ pub struct PositiveDuration(pub Duration);
 impl TryFrom<String> for PositiveDuration {
     type Error = ValueError;
     fn try_from(text: String) -> Result<Self, ValueError> {
-        parse_duration(&text).map(PositiveDuration).map_err(|problem| ValueError::new(&text, problem))
+        parse_duration(&text)
+            .map(PositiveDuration)
+            .map_err(|problem| ValueError::new(&text, problem))
     }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, &'static str> {
-    let d: jiff::SignedDuration = text.parse().map_err(|_| "write a duration such as \"90s\", \"10m\" or \"1h 30m\"")?;
+    let d: jiff::SignedDuration =
+        text.parse().map_err(|_| "write a duration such as \"90s\", \"10m\" or \"1h 30m\"")?;
     if d.is_negative() || d.is_zero() {
         return Err("must be longer than zero");
     }
@@ -239,7 +254,9 @@ impl<'de> Deserialize<'de> for Day {
 impl TryFrom<String> for Day {
     type Error = ValueError;
     fn try_from(name: String) -> Result<Self, ValueError> {
-        parse_day(&name).map(Day).ok_or_else(|| ValueError::new(&name, "day names are mon, tue, wed, thu, fri, sat, sun"))
+        parse_day(&name).map(Day).ok_or_else(|| {
+            ValueError::new(&name, "day names are mon, tue, wed, thu, fri, sat, sun")
+        })
     }
 }
 
@@ -251,7 +268,9 @@ pub struct LocalTime(pub Time);
 impl TryFrom<String> for LocalTime {
     type Error = ValueError;
     fn try_from(text: String) -> Result<Self, ValueError> {
-        text.parse().map(LocalTime).map_err(|_| ValueError::new(&text, "write a local time as \"HH:MM\", e.g. \"02:00\""))
+        text.parse()
+            .map(LocalTime)
+            .map_err(|_| ValueError::new(&text, "write a local time as \"HH:MM\", e.g. \"02:00\""))
     }
 }
 
@@ -315,9 +334,12 @@ impl TryFrom<String> for ListenAddr {
         if text.is_empty() {
             return Ok(ListenAddr(None));
         }
-        text.parse()
-            .map(|a| ListenAddr(Some(a)))
-            .map_err(|_| ValueError::new(&text, "must be host:port with an IP address (e.g. \"0.0.0.0:9701\"), or empty for none"))
+        text.parse().map(|a| ListenAddr(Some(a))).map_err(|_| {
+            ValueError::new(
+                &text,
+                "must be host:port with an IP address (e.g. \"0.0.0.0:9701\"), or empty for none",
+            )
+        })
     }
 }
 

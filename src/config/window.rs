@@ -40,8 +40,15 @@ fn day_names<S: serde::Serializer>(days: &[Weekday], s: S) -> Result<S::Ok, S::E
 }
 
 /// The days of a window configured without any.
-pub const EVERY_DAY: [Weekday; 7] =
-    [Weekday::Monday, Weekday::Tuesday, Weekday::Wednesday, Weekday::Thursday, Weekday::Friday, Weekday::Saturday, Weekday::Sunday];
+pub const EVERY_DAY: [Weekday; 7] = [
+    Weekday::Monday,
+    Weekday::Tuesday,
+    Weekday::Wednesday,
+    Weekday::Thursday,
+    Weekday::Friday,
+    Weekday::Saturday,
+    Weekday::Sunday,
+];
 
 /// Whether a run may proceed at `now`: no windows configured means always.
 pub fn window_open(windows: &[Window], now: Timestamp) -> bool {

@@ -17,10 +17,19 @@ pub(crate) enum Acted {
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// Performs the action of `p`'s phase.
-    pub(crate) async fn act(&self, p: &NodeProgress, packages: &PackageSet, op: &OpKey) -> Result<Acted, PortError> {
+    pub(crate) async fn act(
+        &self,
+        p: &NodeProgress,
+        packages: &PackageSet,
+        op: &OpKey,
+    ) -> Result<Acted, PortError> {
         let swarm = self.ports.swarm;
         let agents = self.ports.agents;
-        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone(), node_id: p.node.0.clone() };
+        let target = AgentTarget {
+            hostname: p.hostname.clone(),
+            addr: p.addr.clone(),
+            node_id: p.node.0.clone(),
+        };
         match p.phase {
             Phase::Prefetch => agents.prefetch(&target, packages, op).await?,
             Phase::Pause => {
@@ -38,7 +47,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Phase::Upgrade => agents.upgrade(&target, packages, op).await?,
             Phase::Restart => agents.restart_engine(&target, op).await?,
             Phase::Rollback => {
-                let previous = p.previous.as_ref().ok_or_else(|| PortError::Failed("no previous package set recorded".into()))?;
+                let previous = p
+                    .previous
+                    .as_ref()
+                    .ok_or_else(|| PortError::Failed("no previous package set recorded".into()))?;
                 agents.rollback(&target, previous, op).await?
             }
             Phase::Rejoin => return self.rejoin(p, &target, op).await,
@@ -51,8 +63,13 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                     swarm.set_availability(&p.node, p.original_availability).await?;
                 }
             }
-            Phase::WaitMigrated | Phase::WaitReady | Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => {
-            }
+            Phase::WaitMigrated
+            | Phase::WaitReady
+            | Phase::Pending
+            | Phase::Done
+            | Phase::RolledBack
+            | Phase::Restored
+            | Phase::Failed => {}
         }
         Ok(Acted::Done)
     }
@@ -75,10 +92,18 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// The node's engine runs but it is no longer a member: join again with a fresh token, carry
     /// its labels over to the new entry, and remove the stale one. Availability follows in
     /// Reactivate.
-    async fn rejoin(&self, p: &NodeProgress, target: &AgentTarget, op: &OpKey) -> Result<Acted, PortError> {
+    async fn rejoin(
+        &self,
+        p: &NodeProgress,
+        target: &AgentTarget,
+        op: &OpKey,
+    ) -> Result<Acted, PortError> {
         let snap = self.ports.swarm.snapshot().await?;
-        let managers: Vec<String> =
-            snap.managers().filter(|m| m.id != p.node && !m.addr.is_empty()).map(|m| format!("{}:2377", m.addr)).collect();
+        let managers: Vec<String> = snap
+            .managers()
+            .filter(|m| m.id != p.node && !m.addr.is_empty())
+            .map(|m| format!("{}:2377", m.addr))
+            .collect();
         let token = self.ports.swarm.join_token(p.role).await?;
         let new_id = self.ports.agents.rejoin(target, &JoinOrder { token, managers }, op).await?;
         self.ports.swarm.set_labels(&new_id, &p.labels).await?;
@@ -99,7 +124,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let now = self.ports.clock.now();
         tracing::warn!(node = %p.hostname, %reason, "node step failed");
-        self.emit(crate::events::Event::NodeFailed { run: run_id.to_string(), node: p.hostname.clone(), reason: reason.clone() });
+        self.emit(crate::events::Event::NodeFailed {
+            run: run_id.to_string(),
+            node: p.hostname.clone(),
+            reason: reason.clone(),
+        });
         self.update_node(token, i, p.phase, |n| Ok(n.fail(reason.clone(), now)?)).await.map(drop)
     }
 }

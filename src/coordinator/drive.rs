@@ -25,7 +25,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             doc.check(token, now)?;
             let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
             match run.next_step() {
-                RunStep::Finish(outcome, reason) => return self.finish(token, outcome, reason).await,
+                RunStep::Finish(outcome, reason) => {
+                    return self.finish(token, outcome, reason).await;
+                }
                 RunStep::Start(i) => {
                     let surge = match self.guard(&run, i).await {
                         Ok(surge) => surge,
@@ -49,7 +51,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, (Outcome, String)> {
         let host = &run.nodes[i].hostname;
         let failed = |why: String| (Outcome::Failed, why);
-        let snap = self.observe_all().await.map_err(|e| failed(format!("cannot observe the cluster before node {host}: {e}")))?;
+        let snap = self
+            .observe_all()
+            .await
+            .map_err(|e| failed(format!("cannot observe the cluster before node {host}: {e}")))?;
         if let Some(marked) = stop_requested(&snap) {
             return Err((
                 Outcome::Aborted,
@@ -58,17 +63,28 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 ),
             ));
         }
-        guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages).map_err(|refusals| {
-            let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-            failed(format!("stopped before node {host}: {}", reasons.join("; ")))
-        })
+        guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages).map_err(
+            |refusals| {
+                let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+                failed(format!("stopped before node {host}: {}", reasons.join("; ")))
+            },
+        )
     }
 
-    async fn finish(&self, token: u64, outcome: Outcome, reason: String) -> Result<RunRecord, CoordinatorError> {
+    async fn finish(
+        &self,
+        token: u64,
+        outcome: Outcome,
+        reason: String,
+    ) -> Result<RunRecord, CoordinatorError> {
         let now = self.ports.clock.now();
         let record = self
             .update(|doc| {
-                if let Some(run) = doc.run.as_ref().filter(|r| r.finished() && doc.lock.is_none() && doc.last_token == token) {
+                if let Some(run) = doc
+                    .run
+                    .as_ref()
+                    .filter(|r| r.finished() && doc.lock.is_none() && doc.last_token == token)
+                {
                     // A retry of this very write: it landed (no one has taken the lock since).
                     return Ok(run.clone());
                 }
@@ -84,7 +100,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         metrics::set(metrics::LOCK_HELD, &[], 0.0);
         let outcome_name = outcome.name().to_string();
         metrics::inc(metrics::RUNS, &[("outcome", &outcome_name)]);
-        self.emit(Event::RunFinished { run: record.id.clone(), outcome: outcome_name, reason: record.reason.clone().unwrap_or_default() });
+        self.emit(Event::RunFinished {
+            run: record.id.clone(),
+            outcome: outcome_name,
+            reason: record.reason.clone().unwrap_or_default(),
+        });
         Ok(record)
     }
 }

@@ -87,8 +87,18 @@ pub struct Coordinator<'a, S, A, St, C> {
 
 impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St, C> {
     /// A coordinator identified as `holder` (e.g. `manager1/4242`).
-    pub fn new(ports: Ports<'a, S, A, St, C>, settings: &'a Settings, holder: impl Into<String>) -> Self {
-        Coordinator { ports, settings, holder: holder.into(), poll: Duration::from_secs(1), events: None }
+    pub fn new(
+        ports: Ports<'a, S, A, St, C>,
+        settings: &'a Settings,
+        holder: impl Into<String>,
+    ) -> Self {
+        Coordinator {
+            ports,
+            settings,
+            holder: holder.into(),
+            poll: Duration::from_secs(1),
+            events: None,
+        }
     }
 
     /// Sends the run's events (start, each node done, failures, rollbacks, the end) to `sink`.
@@ -117,7 +127,11 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
     pub async fn observe_all(&self) -> Result<ClusterSnapshot, PortError> {
         let mut snap = self.ports.swarm.snapshot().await?;
         for n in snap.nodes.clone() {
-            let target = AgentTarget { hostname: n.hostname.clone(), addr: n.addr.clone(), node_id: n.id.0.clone() };
+            let target = AgentTarget {
+                hostname: n.hostname.clone(),
+                addr: n.addr.clone(),
+                node_id: n.id.0.clone(),
+            };
             let status = match self.ports.agents.describe(&target).await {
                 Ok(r) => AgentStatus::Reachable(r),
                 Err(e) => AgentStatus::Unreachable { error: e.to_string() },
@@ -134,7 +148,11 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
     }
 
     /// Starts a new run: preflight, then the lock and the run record in one write, then the nodes.
-    pub async fn run(&self, req: &PlanRequest, run_id: &str) -> Result<RunRecord, CoordinatorError> {
+    pub async fn run(
+        &self,
+        req: &PlanRequest,
+        run_id: &str,
+    ) -> Result<RunRecord, CoordinatorError> {
         // A run in progress changes the cluster (paused nodes, surged services), which preflight
         // would refuse: say who holds the lock instead, before observing anything.
         let doc = self.load_retrying().await?.doc;
@@ -165,17 +183,22 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             return Err(CoordinatorError::NothingToDo(plan.target.to_string()));
         }
         if req.scheduled
-            && let Some(refusal) = doc.run.as_ref().and_then(|last| last.refuses_scheduled_retry(&plan.target))
+            && let Some(refusal) =
+                doc.run.as_ref().and_then(|last| last.refuses_scheduled_retry(&plan.target))
         {
             return Err(CoordinatorError::Refused(vec![refusal]));
         }
         let now = self.ports.clock.now();
-        let flags = RunFlags { allow_downgrade: req.allow_downgrade, allow_single_manager: req.allow_single_manager };
+        let flags = RunFlags {
+            allow_downgrade: req.allow_downgrade,
+            allow_single_manager: req.allow_single_manager,
+        };
         let record = RunRecord::new(run_id.to_string(), &plan, flags, &snap, now);
         let token = self
             .update(|doc| {
                 // A live holder is reported as such; an unfinished run without one must be resumed.
-                let token = doc.acquire(&self.holder, run_id, &plan.target, self.settings.lease, now)?;
+                let token =
+                    doc.acquire(&self.holder, run_id, &plan.target, self.settings.lease, now)?;
                 // (A retry of this very write finds its own run: it landed, its answer was lost.)
                 if let Some(run) = doc.run.as_ref().filter(|r| !r.finished() && r.id != run_id) {
                     return Err(CoordinatorError::Unfinished(run.id.clone()));
@@ -195,11 +218,18 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             let now = self.ports.clock.now();
             let outcome = self
                 .update(|doc| {
-                    let run = doc.run.as_ref().filter(|r| !r.finished()).ok_or(CoordinatorError::NothingToResume)?;
+                    let run = doc
+                        .run
+                        .as_ref()
+                        .filter(|r| !r.finished())
+                        .ok_or(CoordinatorError::NothingToResume)?;
                     let (run_id, target) = (run.id.clone(), run.target.clone());
-                    let token = doc.acquire(&self.holder, &run_id, &target, self.settings.lease, now)?;
+                    let token =
+                        doc.acquire(&self.holder, &run_id, &target, self.settings.lease, now)?;
                     let run = doc.run.as_mut().expect("checked above");
-                    if let Some(n) = run.nodes.iter_mut().find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending) {
+                    if let Some(n) = run.nodes.iter_mut().find(|n| {
+                        !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending
+                    }) {
                         n.resumed(now);
                     }
                     Ok((token, run_id, run.clone()))

@@ -27,7 +27,13 @@ enum Acting {
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// One step of node `i`: its phase's action once, then one observation and its verdict.
-    pub(crate) async fn step_node(&self, token: u64, run: &RunRecord, i: usize, acted: &mut ActedKey) -> Result<(), CoordinatorError> {
+    pub(crate) async fn step_node(
+        &self,
+        token: u64,
+        run: &RunRecord,
+        i: usize,
+        acted: &mut ActedKey,
+    ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
         let (verdict, report) = match self.act_once(token, run, i, acted).await? {
             Acting::Rejoined(new_id) => return self.on_rejoined(token, i, p, new_id).await,
@@ -58,7 +64,13 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
 
     /// Carries out the phase's action unless this coordinator already did. A transient failure
     /// (unreachable, busy) postpones it; an order refused as stale means the lock is lost.
-    async fn act_once(&self, token: u64, run: &RunRecord, i: usize, acted: &mut ActedKey) -> Result<Acting, CoordinatorError> {
+    async fn act_once(
+        &self,
+        token: u64,
+        run: &RunRecord,
+        i: usize,
+        acted: &mut ActedKey,
+    ) -> Result<Acting, CoordinatorError> {
         let p = &run.nodes[i];
         let key = Some((i, p.phase, p.node.clone()));
         if *acted == key {
@@ -79,17 +91,27 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 tracing::warn!(node = %p.hostname, error = %e, "the agent refused our token as stale");
                 return Err(LockError::Lost { ours: token }.into());
             }
-            Err(e) => Acting::Verdict(Verdict::Fail(format!("{:?} on {}: {e}", p.phase, p.hostname))),
+            Err(e) => {
+                Acting::Verdict(Verdict::Fail(format!("{:?} on {}: {e}", p.phase, p.hostname)))
+            }
         })
     }
 
     /// The swarm and the node's agent now, judged (the deadline not yet applied).
-    async fn observe_node(&self, run: &RunRecord, p: &NodeProgress) -> (Verdict, Option<AgentReport>) {
+    async fn observe_node(
+        &self,
+        run: &RunRecord,
+        p: &NodeProgress,
+    ) -> (Verdict, Option<AgentReport>) {
         let snap = match self.ports.swarm.snapshot().await {
             Ok(s) => s,
             Err(e) => return (Verdict::Postponed(format!("cannot observe the swarm: {e}")), None),
         };
-        let target = AgentTarget { hostname: p.hostname.clone(), addr: p.addr.clone(), node_id: p.node.0.clone() };
+        let target = AgentTarget {
+            hostname: p.hostname.clone(),
+            addr: p.addr.clone(),
+            node_id: p.node.0.clone(),
+        };
         let report = match self.ports.agents.describe(&target).await {
             Ok(r) => AgentStatus::Reachable(r),
             Err(e) => AgentStatus::Unreachable { error: e.to_string() },
@@ -132,7 +154,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             })
             .await?;
         tracing::info!(run = %run.id, node = %p.hostname, phase = ?entered, token, "phase entered");
-        metrics::observe(metrics::PHASE_SECONDS, &[("phase", &p.phase.name())], elapsed(p.phase_started, now).as_secs_f64());
+        metrics::observe(
+            metrics::PHASE_SECONDS,
+            &[("phase", &p.phase.name())],
+            elapsed(p.phase_started, now).as_secs_f64(),
+        );
         metrics::set_phase(&p.hostname, &entered.name());
         if p.phase == Phase::Rollback {
             metrics::inc(metrics::ROLLBACKS, &[]);
@@ -140,13 +166,22 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         }
         if entered == Phase::Done {
             let started = p.history.first().map_or(p.phase_started, |s| s.end);
-            self.emit(Event::NodeDone { run: run.id.clone(), node: p.hostname.clone(), seconds: elapsed(started, now).as_secs() });
+            self.emit(Event::NodeDone {
+                run: run.id.clone(),
+                node: p.hostname.clone(),
+                seconds: elapsed(started, now).as_secs(),
+            });
         }
         Ok(())
     }
 
     /// Not yet: a verification that was converged starts its monitor window again.
-    async fn on_wait(&self, token: u64, i: usize, p: &NodeProgress) -> Result<(), CoordinatorError> {
+    async fn on_wait(
+        &self,
+        token: u64,
+        i: usize,
+        p: &NodeProgress,
+    ) -> Result<(), CoordinatorError> {
         if p.phase == Phase::VerifyConverged && p.converged_since.is_some() {
             self.update_node(token, i, p.phase, |n| {
                 n.converged_since = None;
@@ -159,7 +194,13 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Converged: the monitor window starts now unless it already runs.
-    async fn on_monitoring(&self, token: u64, i: usize, p: &NodeProgress, now: jiff::Timestamp) -> Result<(), CoordinatorError> {
+    async fn on_monitoring(
+        &self,
+        token: u64,
+        i: usize,
+        p: &NodeProgress,
+        now: jiff::Timestamp,
+    ) -> Result<(), CoordinatorError> {
         if p.converged_since.is_none() {
             self.update_node(token, i, p.phase, |n| {
                 n.converged_since = Some(now);
@@ -205,14 +246,31 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// The node joined again under `new_id`: its progress follows it.
-    async fn on_rejoined(&self, token: u64, i: usize, p: &NodeProgress, new_id: NodeId) -> Result<(), CoordinatorError> {
+    async fn on_rejoined(
+        &self,
+        token: u64,
+        i: usize,
+        p: &NodeProgress,
+        new_id: NodeId,
+    ) -> Result<(), CoordinatorError> {
         tracing::info!(node = %p.hostname, new_id = %new_id, "node rejoined");
         let now = self.ports.clock.now();
-        self.update_node(token, i, p.phase, |n| Ok(n.rejoined(new_id.clone(), now)?)).await.map(drop)
+        self.update_node(token, i, p.phase, |n| Ok(n.rejoined(new_id.clone(), now)?))
+            .await
+            .map(drop)
     }
 }
 
 /// The installed versions of the run's packages: what a rollback reinstalls.
-fn installed_subset(installed: &std::collections::BTreeMap<String, DebVersion>, packages: &PackageSet) -> PackageSet {
-    PackageSet(installed.iter().filter(|(k, _)| packages.0.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+fn installed_subset(
+    installed: &std::collections::BTreeMap<String, DebVersion>,
+    packages: &PackageSet,
+) -> PackageSet {
+    PackageSet(
+        installed
+            .iter()
+            .filter(|(k, _)| packages.0.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }

@@ -8,12 +8,17 @@ use crate::run::RunRecord;
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// Compare-and-swap update of the store document (see [`crate::ports::update_doc`]).
-    pub(crate) async fn update<T>(&self, f: impl FnMut(&mut StoreDoc) -> Result<T, CoordinatorError>) -> Result<T, CoordinatorError> {
+    pub(crate) async fn update<T>(
+        &self,
+        f: impl FnMut(&mut StoreDoc) -> Result<T, CoordinatorError>,
+    ) -> Result<T, CoordinatorError> {
         update_doc(self.ports.store, self.ports.clock, f).await
     }
 
     /// Reads the store, riding out a short unavailability (the local engine restarting).
-    pub(crate) async fn load_retrying(&self) -> Result<crate::ports::Versioned<StoreDoc>, CoordinatorError> {
+    pub(crate) async fn load_retrying(
+        &self,
+    ) -> Result<crate::ports::Versioned<StoreDoc>, CoordinatorError> {
         Ok(load_doc(self.ports.store, self.ports.clock).await?)
     }
 
@@ -61,7 +66,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Runs `fut` while renewing the lease every third of it; losing the lock abandons `fut`.
-    pub(crate) async fn with_lease<T>(&self, token: u64, fut: impl std::future::Future<Output = T>) -> Result<T, CoordinatorError> {
+    pub(crate) async fn with_lease<T>(
+        &self,
+        token: u64,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, CoordinatorError> {
         let keep = async {
             loop {
                 self.ports.clock.sleep(self.settings.lease / 3).await;

@@ -8,7 +8,8 @@ use super::{NodeProgress, Phase, elapsed};
 use crate::config::Timeouts;
 use crate::model::convergence::{first_unconverged, slots_meant_to_run};
 use crate::model::{
-    AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet, ServiceId, TaskState, UpdateState,
+    AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet,
+    ServiceId, TaskState, UpdateState,
 };
 
 /// The verdict on one observation.
@@ -69,28 +70,51 @@ pub struct Observation<'a> {
 }
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
-pub fn evaluate(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: Timestamp) -> Verdict {
+pub fn evaluate(
+    p: &NodeProgress,
+    obs: &Observation<'_>,
+    timeouts: &Timeouts,
+    now: Timestamp,
+) -> Verdict {
     deadline(p, condition(p, obs, timeouts, now), timeouts, now)
 }
 
 /// The one place a phase's time limit is applied: a verdict that still waits (for the node, for
 /// its action, or for an observation) past the limit becomes a failure saying what it waited for.
-pub fn deadline(p: &NodeProgress, verdict: Verdict, timeouts: &Timeouts, now: Timestamp) -> Verdict {
+pub fn deadline(
+    p: &NodeProgress,
+    verdict: Verdict,
+    timeouts: &Timeouts,
+    now: Timestamp,
+) -> Verdict {
     if !p.timed_out(timeouts, now) {
         return verdict;
     }
     match verdict {
         Verdict::Wait(why) | Verdict::Postponed(why) => {
             let limit = p.phase.timeout(timeouts).unwrap_or(Duration::ZERO);
-            Verdict::Fail(format!("{:?} on {} timed out after {}s: {why}", p.phase, p.hostname, limit.as_secs()))
+            Verdict::Fail(format!(
+                "{:?} on {} timed out after {}s: {why}",
+                p.phase,
+                p.hostname,
+                limit.as_secs()
+            ))
         }
-        Verdict::Monitoring => Verdict::Fail(format!("services on {} did not stay converged within the verify timeout", p.hostname)),
+        Verdict::Monitoring => Verdict::Fail(format!(
+            "services on {} did not stay converged within the verify timeout",
+            p.hostname
+        )),
         v => v,
     }
 }
 
 /// What the observation says of the current phase, before its time limit is applied.
-pub fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, now: Timestamp) -> Verdict {
+pub fn condition(
+    p: &NodeProgress,
+    obs: &Observation<'_>,
+    timeouts: &Timeouts,
+    now: Timestamp,
+) -> Verdict {
     let snap = obs.snap;
     let Some(node) = snap.node(&p.node) else {
         return match p.phase {
@@ -106,39 +130,58 @@ pub fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, n
             None => Verdict::Wait(format!("the agent on {host} does not answer")),
         },
         Phase::Upgrade | Phase::Rejoin => Verdict::Complete,
-        Phase::Pause => done_if(node.availability != Availability::Active, format!("{host} is still active")),
+        Phase::Pause => {
+            done_if(node.availability != Availability::Active, format!("{host} is still active"))
+        }
         Phase::Surge => {
             for s in &p.surge {
                 let running = snap.running_count(&s.service);
                 if running < s.to {
-                    return Verdict::Wait(format!("service {}: {running}/{} running after surge", s.name, s.to));
+                    return Verdict::Wait(format!(
+                        "service {}: {running}/{} running after surge",
+                        s.name, s.to
+                    ));
                 }
             }
             Verdict::Complete
         }
-        Phase::Drain => done_if(node.availability == Availability::Drain, format!("{host} is not drained yet")),
+        Phase::Drain => {
+            done_if(node.availability == Availability::Drain, format!("{host} is not drained yet"))
+        }
         Phase::WaitMigrated => {
-            if let Some(t) = snap.tasks.iter().find(|t| t.node.as_ref() == Some(&p.node) && t.state == TaskState::Running) {
+            if let Some(t) = snap
+                .tasks
+                .iter()
+                .find(|t| t.node.as_ref() == Some(&p.node) && t.state == TaskState::Running)
+            {
                 return Verdict::Wait(format!("task {} still runs on {host}", t.id));
             }
             for svc in &snap.services {
                 let Mode::Replicated { replicas } = svc.mode else { continue };
-                let needed = p.surge.iter().find(|s| s.service == svc.id).map_or(replicas, |s| s.from);
+                let needed =
+                    p.surge.iter().find(|s| s.service == svc.id).map_or(replicas, |s| s.from);
                 let running = snap.running_count(&svc.id);
                 if running < needed {
-                    return Verdict::Wait(format!("service {}: {running}/{needed} running elsewhere", svc.name));
+                    return Verdict::Wait(format!(
+                        "service {}: {running}/{needed} running elsewhere",
+                        svc.name
+                    ));
                 }
             }
             Verdict::Complete
         }
         Phase::Restart | Phase::Rollback => match obs.agent {
             Some(a) if a.engine_active => Verdict::Complete,
-            Some(_) => Verdict::Fail(format!("docker.service is not active on {host} after the restart")),
+            Some(_) => {
+                Verdict::Fail(format!("docker.service is not active on {host} after the restart"))
+            }
             None => Verdict::Wait(format!("the agent on {host} does not answer")),
         },
         Phase::WaitReady => {
             let expected = expected_engine(p, obs);
-            if node.state == NodeState::Ready && expected.as_ref().is_none_or(|e| *e == node.engine_version) {
+            if node.state == NodeState::Ready
+                && expected.as_ref().is_none_or(|e| *e == node.engine_version)
+            {
                 return Verdict::Complete;
             }
             if let Some(a) = obs.agent
@@ -146,12 +189,14 @@ pub fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, n
             {
                 return Verdict::Fail(format!("docker.service is not active on {host}"));
             }
-            let what = format!("{host} is {:?} at engine {}", node.state, node.engine_version).to_lowercase();
+            let what = format!("{host} is {:?} at engine {}", node.state, node.engine_version)
+                .to_lowercase();
             rejoin_or_wait(p, obs, &what)
         }
-        Phase::Reactivate => {
-            done_if(node.availability == p.original_availability, format!("{host} is not back to {:?}", p.original_availability))
-        }
+        Phase::Reactivate => done_if(
+            node.availability == p.original_availability,
+            format!("{host} is not back to {:?}", p.original_availability),
+        ),
         Phase::VerifyConverged => {
             if node.state != NodeState::Ready {
                 return Verdict::Wait(format!("{host} is not Ready"));
@@ -170,29 +215,50 @@ pub fn condition(p: &NodeProgress, obs: &Observation<'_>, timeouts: &Timeouts, n
         }
         Phase::Restore => {
             for s in &p.surge {
-                if snap.service(&s.service).is_some_and(|svc| svc.mode != (Mode::Replicated { replicas: s.from })) {
-                    return Verdict::Wait(format!("service {} is not back to {} replicas", s.name, s.from));
+                if snap
+                    .service(&s.service)
+                    .is_some_and(|svc| svc.mode != (Mode::Replicated { replicas: s.from }))
+                {
+                    return Verdict::Wait(format!(
+                        "service {} is not back to {} replicas",
+                        s.name, s.from
+                    ));
                 }
             }
-            done_if(node.availability == p.original_availability, format!("{host} is not back to {:?}", p.original_availability))
+            done_if(
+                node.availability == p.original_availability,
+                format!("{host} is not back to {:?}", p.original_availability),
+            )
         }
-        Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => Verdict::Complete,
+        Phase::Pending | Phase::Done | Phase::RolledBack | Phase::Restored | Phase::Failed => {
+            Verdict::Complete
+        }
     }
 }
 
 /// The node's surged services that are back to their replica count in the spec but still run
 /// more slots, for longer than [`RESCALE_AFTER`] since the phase began or the last rewrite.
-fn missed_scale_downs(p: &NodeProgress, snap: &ClusterSnapshot, now: Timestamp) -> Vec<MissedScaleDown> {
+fn missed_scale_downs(
+    p: &NodeProgress,
+    snap: &ClusterSnapshot,
+    now: Timestamp,
+) -> Vec<MissedScaleDown> {
     if elapsed(p.rescaled_at.unwrap_or(p.phase_started), now) < RESCALE_AFTER {
         return Vec::new();
     }
     let mut missed = Vec::new();
     for s in &p.surge {
         let Some(svc) = snap.service(&s.service) else { continue };
-        let settled = svc.mode == (Mode::Replicated { replicas: s.from }) && svc.update_state != Some(UpdateState::Updating);
+        let settled = svc.mode == (Mode::Replicated { replicas: s.from })
+            && svc.update_state != Some(UpdateState::Updating);
         let slots = slots_meant_to_run(snap, svc);
         if settled && slots > s.from {
-            missed.push(MissedScaleDown { service: s.service.clone(), name: s.name.clone(), replicas: s.from, slots });
+            missed.push(MissedScaleDown {
+                service: s.service.clone(),
+                name: s.name.clone(),
+                replicas: s.from,
+                slots,
+            });
         }
     }
     missed
@@ -212,8 +278,10 @@ fn expected_engine(p: &NodeProgress, obs: &Observation<'_>) -> Option<crate::mod
 /// The node is not Ready: if its engine runs and says it is not in the swarm (or holds another
 /// node ID), it must rejoin; otherwise keep waiting.
 fn rejoin_or_wait(p: &NodeProgress, obs: &Observation<'_>, what: &str) -> Verdict {
-    if let Some(local) = obs.agent.filter(|a| a.engine_active).and_then(|a| a.local_swarm.as_ref()) {
-        let stranger = local.state == LocalSwarmState::Inactive || (local.state == LocalSwarmState::Active && local.node_id != p.node.0);
+    if let Some(local) = obs.agent.filter(|a| a.engine_active).and_then(|a| a.local_swarm.as_ref())
+    {
+        let stranger = local.state == LocalSwarmState::Inactive
+            || (local.state == LocalSwarmState::Active && local.node_id != p.node.0);
         if stranger {
             return Verdict::Rejoin;
         }

@@ -58,7 +58,10 @@ pub enum Phase {
 impl Phase {
     /// The phase's name as reports, metrics and `status --output json` write it (`wait-ready`).
     pub fn name(self) -> String {
-        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{self:?}"))
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{self:?}"))
     }
 
     /// Whether the node's part is over.
@@ -104,7 +107,10 @@ impl Phase {
 
     /// Whether the engine's packages may have changed by this phase.
     pub fn engine_touched(self) -> bool {
-        matches!(self, Phase::Upgrade | Phase::Restart | Phase::WaitReady | Phase::Rejoin | Phase::Rollback)
+        matches!(
+            self,
+            Phase::Upgrade | Phase::Restart | Phase::WaitReady | Phase::Rejoin | Phase::Rollback
+        )
     }
 }
 
@@ -173,7 +179,12 @@ pub struct TransitionError {
 
 impl NodeProgress {
     /// A node that has not started, from its plan.
-    pub fn new(plan: &NodePlan, addr: String, labels: BTreeMap<String, String>, now: Timestamp) -> Self {
+    pub fn new(
+        plan: &NodePlan,
+        addr: String,
+        labels: BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> Self {
         NodeProgress {
             node: plan.node.clone(),
             hostname: plan.hostname.clone(),
@@ -194,9 +205,19 @@ impl NodeProgress {
         }
     }
 
-    fn go(&mut self, transition: &'static str, allowed: &[Phase], to: Phase, now: Timestamp) -> Result<(), TransitionError> {
+    fn go(
+        &mut self,
+        transition: &'static str,
+        allowed: &[Phase],
+        to: Phase,
+        now: Timestamp,
+    ) -> Result<(), TransitionError> {
         if !allowed.contains(&self.phase) {
-            return Err(TransitionError { node: self.hostname.clone(), transition, from: self.phase });
+            return Err(TransitionError {
+                node: self.hostname.clone(),
+                transition,
+                from: self.phase,
+            });
         }
         self.history.push(Span { phase: self.phase, start: self.phase_started, end: now });
         self.phase = to;
@@ -214,7 +235,18 @@ impl NodeProgress {
     /// Main path: a phase's work is done. Verification after a rollback ends in RolledBack.
     pub fn advance(&mut self, now: Timestamp) -> Result<(), TransitionError> {
         use Phase::*;
-        let allowed = [Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Reactivate, VerifyConverged];
+        let allowed = [
+            Prefetch,
+            Pause,
+            Surge,
+            Drain,
+            WaitMigrated,
+            Upgrade,
+            Restart,
+            WaitReady,
+            Reactivate,
+            VerifyConverged,
+        ];
         let next = match self.phase {
             VerifyConverged if self.rolled_back => RolledBack,
             p => p.successor().unwrap_or(Failed),
@@ -251,13 +283,18 @@ impl NodeProgress {
         ];
         let to = match self.phase {
             Prefetch | Pause | Surge | Drain | WaitMigrated => Restore,
-            Upgrade | Restart | WaitReady | Rejoin if !self.rolled_back && self.previous.is_some() => Rollback,
+            Upgrade | Restart | WaitReady | Rejoin
+                if !self.rolled_back && self.previous.is_some() =>
+            {
+                Rollback
+            }
             _ => Failed,
         };
         if self.reason.is_none() {
             self.reason = Some(reason);
         } else if to == Failed {
-            self.reason = Some(format!("{}; then: {reason}", self.reason.take().unwrap_or_default()));
+            self.reason =
+                Some(format!("{}; then: {reason}", self.reason.take().unwrap_or_default()));
         }
         self.go("fail", &allowed, to, now)
     }

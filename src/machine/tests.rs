@@ -38,7 +38,22 @@ fn main_path_visits_every_phase_in_order_and_records_history() {
         seen.push(p.phase);
     }
     use Phase::*;
-    assert_eq!(seen, vec![Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Reactivate, VerifyConverged, Done]);
+    assert_eq!(
+        seen,
+        vec![
+            Prefetch,
+            Pause,
+            Surge,
+            Drain,
+            WaitMigrated,
+            Upgrade,
+            Restart,
+            WaitReady,
+            Reactivate,
+            VerifyConverged,
+            Done
+        ]
+    );
     assert_eq!(p.history.len(), 11);
     assert_eq!(p.history[1], Span { phase: Prefetch, start: t(1), end: t(2) });
 }
@@ -110,7 +125,10 @@ fn rejoin_changes_the_node_id_and_keeps_the_old_one() {
     let mut p = at(Phase::WaitReady);
     p.needs_rejoin(t(1)).unwrap();
     p.rejoined(NodeId("n1-new".into()), t(2)).unwrap();
-    assert_eq!((p.phase, p.node.0.as_str(), p.rejoined_from.as_ref().unwrap().0.as_str()), (Phase::WaitReady, "n1-new", "n1"));
+    assert_eq!(
+        (p.phase, p.node.0.as_str(), p.rejoined_from.as_ref().unwrap().0.as_str()),
+        (Phase::WaitReady, "n1-new", "n1")
+    );
 }
 
 #[test]
@@ -127,9 +145,21 @@ fn restore_ends_restored_and_terminal_phases_accept_nothing() {
 fn every_active_phase_has_a_timeout_and_resume_resets_the_clock() {
     let s = Settings::default();
     use Phase::*;
-    for phase in
-        [Prefetch, Pause, Surge, Drain, WaitMigrated, Upgrade, Restart, WaitReady, Reactivate, VerifyConverged, Rollback, Rejoin, Restore]
-    {
+    for phase in [
+        Prefetch,
+        Pause,
+        Surge,
+        Drain,
+        WaitMigrated,
+        Upgrade,
+        Restart,
+        WaitReady,
+        Reactivate,
+        VerifyConverged,
+        Rollback,
+        Rejoin,
+        Restore,
+    ] {
         assert!(phase.timeout(&s.timeouts).is_some(), "{phase:?}");
     }
     let mut p = at(Phase::Restart);
@@ -143,7 +173,8 @@ fn every_active_phase_has_a_timeout_and_resume_resets_the_clock() {
 /// worker2 in VerifyConverged since t(0), with `web` surged from 4 to 5 and already scaled back
 /// in the spec, while the swarm still runs a fifth slot.
 fn verifying_with_a_missed_scale_down() -> (NodeProgress, crate::model::ClusterSnapshot) {
-    let mut snap: crate::model::ClusterSnapshot = serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap();
+    let mut snap: crate::model::ClusterSnapshot =
+        serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap();
     snap.tasks.push(crate::model::Task {
         id: "web.5".into(),
         service: crate::model::ServiceId("web-id".into()),
@@ -156,7 +187,13 @@ fn verifying_with_a_missed_scale_down() -> (NodeProgress, crate::model::ClusterS
     p.node = NodeId("worker2-id".into());
     p.hostname = "worker2".into();
     p.phase_started = t(0);
-    p.surge = vec![Surge { service: crate::model::ServiceId("web-id".into()), name: "web".into(), from: 4, to: 5, expected_on: vec![] }];
+    p.surge = vec![Surge {
+        service: crate::model::ServiceId("web-id".into()),
+        name: "web".into(),
+        from: 4,
+        to: 5,
+        expected_on: vec![],
+    }];
     (p, snap)
 }
 
@@ -165,7 +202,12 @@ fn a_surplus_that_outlasts_the_grace_is_a_missed_scale_down_written_again_at_mos
     use decide::{MissedScaleDown, RESCALE_AFTER, Verdict, evaluate};
     let (mut p, snap) = verifying_with_a_missed_scale_down();
     let packages = set();
-    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    let obs = decide::Observation {
+        snap: &snap,
+        agent: None,
+        packages: &packages,
+        engine_package: "docker-ce",
+    };
     let timeouts = Settings::default().timeouts;
     let grace = RESCALE_AFTER.as_secs() as i64;
     let missed = Verdict::Rescale(vec![MissedScaleDown {
@@ -175,7 +217,10 @@ fn a_surplus_that_outlasts_the_grace_is_a_missed_scale_down_written_again_at_mos
         slots: 5,
     }]);
     // The orchestrator normally reacts within a second: a young surplus is only waited for.
-    assert_eq!(evaluate(&p, &obs, &timeouts, t(grace - 1)), Verdict::Wait("Converging(\"service web: 5/4 replicas running\")".into()));
+    assert_eq!(
+        evaluate(&p, &obs, &timeouts, t(grace - 1)),
+        Verdict::Wait("Converging(\"service web: 5/4 replicas running\")".into())
+    );
     assert_eq!(evaluate(&p, &obs, &timeouts, t(grace)), missed);
     // Written again at t(grace): the next write waits another grace.
     p.rescaled_at = Some(t(grace));
@@ -195,22 +240,42 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
     // Still surged in the spec (our own scale-back has not landed): nothing to write again.
     let (p, mut snap) = verifying_with_a_missed_scale_down();
     snap.services[0].mode = crate::model::Mode::Replicated { replicas: 5 };
-    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    let obs = decide::Observation {
+        snap: &snap,
+        agent: None,
+        packages: &packages,
+        engine_package: "docker-ce",
+    };
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A rolling update in progress owns the service.
     let (p, mut snap) = verifying_with_a_missed_scale_down();
     snap.services[0].update_state = Some(crate::model::UpdateState::Updating);
-    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    let obs = decide::Observation {
+        snap: &snap,
+        agent: None,
+        packages: &packages,
+        engine_package: "docker-ce",
+    };
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A service this node did not surge is the operator's: it is reported, never written.
     let (mut p, snap) = verifying_with_a_missed_scale_down();
     p.surge.clear();
-    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    let obs = decide::Observation {
+        snap: &snap,
+        agent: None,
+        packages: &packages,
+        engine_package: "docker-ce",
+    };
     assert!(matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Wait(_)));
     // Once the swarm removes the surplus, verification goes on as usual.
     let (p, mut snap) = verifying_with_a_missed_scale_down();
     snap.tasks.last_mut().unwrap().desired = crate::model::TaskState::Remove;
-    let obs = decide::Observation { snap: &snap, agent: None, packages: &packages, engine_package: "docker-ce" };
+    let obs = decide::Observation {
+        snap: &snap,
+        agent: None,
+        packages: &packages,
+        engine_package: "docker-ce",
+    };
     assert_eq!(evaluate(&p, &obs, &timeouts, late), Verdict::Monitoring);
 }
 
@@ -221,16 +286,34 @@ fn the_deadline_fails_whatever_still_waits_and_passes_every_other_verdict() {
     let p = at(Phase::Upgrade);
     let late = p.phase_started.checked_add(timeouts.upgrade + Duration::from_secs(1)).unwrap();
     let early = p.phase_started.checked_add(timeouts.upgrade - Duration::from_secs(1)).unwrap();
-    for waiting in [Verdict::Wait("w".into()), Verdict::Postponed("busy: apt's lock".into()), Verdict::Monitoring] {
-        assert_eq!(deadline(&p, waiting.clone(), &timeouts, early), waiting, "before the limit it stands");
+    for waiting in [
+        Verdict::Wait("w".into()),
+        Verdict::Postponed("busy: apt's lock".into()),
+        Verdict::Monitoring,
+    ] {
+        assert_eq!(
+            deadline(&p, waiting.clone(), &timeouts, early),
+            waiting,
+            "before the limit it stands"
+        );
         assert!(matches!(deadline(&p, waiting, &timeouts, late), Verdict::Fail(_)));
     }
     let why = match deadline(&p, Verdict::Postponed("busy: apt's lock".into()), &timeouts, late) {
         Verdict::Fail(why) => why,
         other => panic!("{other:?}"),
     };
-    assert_eq!(why, format!("Upgrade on worker1 timed out after {}s: busy: apt's lock", timeouts.upgrade.as_secs()));
+    assert_eq!(
+        why,
+        format!(
+            "Upgrade on worker1 timed out after {}s: busy: apt's lock",
+            timeouts.upgrade.as_secs()
+        )
+    );
     for settled in [Verdict::Complete, Verdict::Fail("f".into()), Verdict::Rejoin] {
-        assert_eq!(deadline(&p, settled.clone(), &timeouts, late), settled, "a settled verdict is not overridden");
+        assert_eq!(
+            deadline(&p, settled.clone(), &timeouts, late),
+            settled,
+            "a settled verdict is not overridden"
+        );
     }
 }

@@ -335,8 +335,13 @@ pub enum LocalSwarmState {
 }
 
 impl LocalSwarmState {
-    const ALL: [LocalSwarmState; 5] =
-        [LocalSwarmState::Active, LocalSwarmState::Inactive, LocalSwarmState::Pending, LocalSwarmState::Error, LocalSwarmState::Locked];
+    const ALL: [LocalSwarmState; 5] = [
+        LocalSwarmState::Active,
+        LocalSwarmState::Inactive,
+        LocalSwarmState::Pending,
+        LocalSwarmState::Error,
+        LocalSwarmState::Locked,
+    ];
 
     /// The state as the Docker API and our wire write it (`active`, `locked`, …).
     pub fn name(self) -> &'static str {
@@ -409,13 +414,21 @@ impl ClusterSnapshot {
 
     /// Tasks running on a node.
     pub fn running_on<'a>(&'a self, node: &'a NodeId) -> impl Iterator<Item = &'a Task> + 'a {
-        self.tasks.iter().filter(move |t| t.node.as_ref() == Some(node) && t.state == TaskState::Running)
+        self.tasks
+            .iter()
+            .filter(move |t| t.node.as_ref() == Some(node) && t.state == TaskState::Running)
     }
 
     /// How many tasks of a service are running and meant to keep running.
     pub fn running_count(&self, service: &ServiceId) -> u64 {
-        self.tasks.iter().filter(|t| &t.service == service && t.state == TaskState::Running && t.desired == TaskState::Running).count()
-            as u64
+        self.tasks
+            .iter()
+            .filter(|t| {
+                &t.service == service
+                    && t.state == TaskState::Running
+                    && t.desired == TaskState::Running
+            })
+            .count() as u64
     }
 
     /// The agent's report for a node, if the agent answered.

@@ -45,9 +45,15 @@ impl Constraint {
             "node.platform.arch" => Some(node.platform.arch.clone()),
             k => {
                 if let Some(label) = k.strip_prefix("node.labels.") {
-                    node.labels.iter().find(|(n, _)| n.to_ascii_lowercase() == label).map(|(_, v)| v.clone())
+                    node.labels
+                        .iter()
+                        .find(|(n, _)| n.to_ascii_lowercase() == label)
+                        .map(|(_, v)| v.clone())
                 } else if let Some(label) = k.strip_prefix("engine.labels.") {
-                    node.engine_labels.iter().find(|(n, _)| n.to_ascii_lowercase() == label).map(|(_, v)| v.clone())
+                    node.engine_labels
+                        .iter()
+                        .find(|(n, _)| n.to_ascii_lowercase() == label)
+                        .map(|(_, v)| v.clone())
                 } else {
                     return false;
                 }

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::cluster::{Availability, ClusterSnapshot, Mode, NodeState, Service, Task, TaskState, UpdateState};
+use super::cluster::{
+    Availability, ClusterSnapshot, Mode, NodeState, Service, Task, TaskState, UpdateState,
+};
 use super::constraint::satisfies_all;
 
 /// A service's convergence.
@@ -24,22 +26,42 @@ pub enum Convergence {
 /// task on every Ready, non-drained node that satisfies its constraints.
 pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Convergence {
     match service.update_state {
-        Some(UpdateState::Paused) => return Convergence::Failed(format!("the update of service {} is paused", service.name)),
-        Some(UpdateState::RollbackStarted | UpdateState::RollbackPaused | UpdateState::RollbackCompleted) => {
-            return Convergence::Failed(format!("service {} was rolled back by the swarm", service.name));
+        Some(UpdateState::Paused) => {
+            return Convergence::Failed(format!("the update of service {} is paused", service.name));
         }
-        Some(UpdateState::Updating) => return Convergence::Converging(format!("service {} is updating", service.name)),
+        Some(
+            UpdateState::RollbackStarted
+            | UpdateState::RollbackPaused
+            | UpdateState::RollbackCompleted,
+        ) => {
+            return Convergence::Failed(format!(
+                "service {} was rolled back by the swarm",
+                service.name
+            ));
+        }
+        Some(UpdateState::Updating) => {
+            return Convergence::Converging(format!("service {} is updating", service.name));
+        }
         _ => {}
     }
     let tasks = live_tasks(snap, service);
     match service.mode {
         Mode::Replicated { replicas } => {
             let by_slot = kept_per_slot(&tasks);
-            let running = by_slot.values().filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running).count() as u64;
-            if running >= replicas && by_slot.values().filter(|t| t.desired == TaskState::Running).count() as u64 == replicas {
+            let running = by_slot
+                .values()
+                .filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running)
+                .count() as u64;
+            if running >= replicas
+                && by_slot.values().filter(|t| t.desired == TaskState::Running).count() as u64
+                    == replicas
+            {
                 Convergence::Converged
             } else {
-                Convergence::Converging(format!("service {}: {running}/{replicas} replicas running", service.name))
+                Convergence::Converging(format!(
+                    "service {}: {running}/{replicas} replicas running",
+                    service.name
+                ))
             }
         }
         Mode::Global => {
@@ -50,9 +72,11 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
                 .filter(|n| satisfies_all(&service.constraints, n));
             let mut missing = Vec::new();
             for n in eligible {
-                let ok = tasks
-                    .iter()
-                    .any(|t| t.node.as_ref() == Some(&n.id) && t.desired == TaskState::Running && t.state == TaskState::Running);
+                let ok = tasks.iter().any(|t| {
+                    t.node.as_ref() == Some(&n.id)
+                        && t.desired == TaskState::Running
+                        && t.state == TaskState::Running
+                });
                 if !ok {
                     missing.push(n.hostname.clone());
                 }
@@ -60,7 +84,11 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
             if missing.is_empty() {
                 Convergence::Converged
             } else {
-                Convergence::Converging(format!("service {}: no running task on {}", service.name, missing.join(", ")))
+                Convergence::Converging(format!(
+                    "service {}: no running task on {}",
+                    service.name,
+                    missing.join(", ")
+                ))
             }
         }
     }
@@ -68,7 +96,9 @@ pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Converg
 
 /// The service's tasks, less those on down nodes.
 fn live_tasks<'a>(snap: &'a ClusterSnapshot, service: &Service) -> Vec<&'a Task> {
-    let node_up = |t: &&Task| t.node.as_ref().and_then(|n| snap.node(n)).is_none_or(|n| n.state != NodeState::Down);
+    let node_up = |t: &&Task| {
+        t.node.as_ref().and_then(|n| snap.node(n)).is_none_or(|n| n.state != NodeState::Down)
+    };
     snap.tasks.iter().filter(|t| t.service == service.id).filter(node_up).collect()
 }
 
@@ -77,7 +107,9 @@ fn kept_per_slot<'a>(tasks: &[&'a Task]) -> BTreeMap<u64, &'a Task> {
     let mut by_slot: BTreeMap<u64, &Task> = BTreeMap::new();
     for t in tasks {
         let Some(slot) = t.slot else { continue };
-        let keep = by_slot.get(&slot).is_none_or(|k| (t.desired, std::cmp::Reverse(t.state)) < (k.desired, std::cmp::Reverse(k.state)));
+        let keep = by_slot.get(&slot).is_none_or(|k| {
+            (t.desired, std::cmp::Reverse(t.state)) < (k.desired, std::cmp::Reverse(k.state))
+        });
         if keep {
             by_slot.insert(slot, t);
         }
@@ -89,12 +121,18 @@ fn kept_per_slot<'a>(tasks: &[&'a Task]) -> BTreeMap<u64, &'a Task> {
 /// desired Running). More than the spec's replicas, for longer than the orchestrator takes to
 /// react, is a scale-down the swarm missed.
 pub fn slots_meant_to_run(snap: &ClusterSnapshot, service: &Service) -> u64 {
-    kept_per_slot(&live_tasks(snap, service)).values().filter(|t| t.desired == TaskState::Running).count() as u64
+    kept_per_slot(&live_tasks(snap, service))
+        .values()
+        .filter(|t| t.desired == TaskState::Running)
+        .count() as u64
 }
 
 /// The first service that has not converged, with the reason, or `None` when all have.
 pub fn first_unconverged(snap: &ClusterSnapshot) -> Option<Convergence> {
-    snap.services.iter().map(|s| service_convergence(snap, s)).find(|c| *c != Convergence::Converged)
+    snap.services
+        .iter()
+        .map(|s| service_convergence(snap, s))
+        .find(|c| *c != Convergence::Converged)
 }
 
 #[cfg(test)]
@@ -106,8 +144,22 @@ mod tests {
         serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap()
     }
 
-    fn task(id: &str, svc: &str, slot: Option<u64>, node: &str, state: TaskState, desired: TaskState) -> Task {
-        Task { id: id.into(), service: crate::model::ServiceId(svc.into()), slot, node: Some(NodeId(node.into())), state, desired }
+    fn task(
+        id: &str,
+        svc: &str,
+        slot: Option<u64>,
+        node: &str,
+        state: TaskState,
+        desired: TaskState,
+    ) -> Task {
+        Task {
+            id: id.into(),
+            service: crate::model::ServiceId(svc.into()),
+            slot,
+            node: Some(NodeId(node.into())),
+            state,
+            desired,
+        }
     }
 
     #[test]
@@ -120,7 +172,14 @@ mod tests {
         let mut s = snap();
         // solo.1 is being replaced: the old task shuts down, the new one is still starting.
         s.tasks.iter_mut().find(|t| t.id == "solo.1").unwrap().desired = TaskState::Shutdown;
-        s.tasks.push(task("solo.1b", "solo-id", Some(1), "worker2-id", TaskState::Starting, TaskState::Running));
+        s.tasks.push(task(
+            "solo.1b",
+            "solo-id",
+            Some(1),
+            "worker2-id",
+            TaskState::Starting,
+            TaskState::Running,
+        ));
         let solo = s.services[1].clone();
         assert!(matches!(service_convergence(&s, &solo), Convergence::Converging(_)));
         s.tasks.last_mut().unwrap().state = TaskState::Running;
@@ -132,14 +191,26 @@ mod tests {
         let mut s = snap();
         let global = s.services[2].clone();
         s.tasks.retain(|t| t.id != "agentcheck.worker2");
-        assert_eq!(service_convergence(&s, &global), Convergence::Converging("service agentcheck: no running task on worker2".into()));
-        s.nodes.iter_mut().find(|n| n.hostname == "worker2").unwrap().availability = crate::model::Availability::Drain;
-        assert_eq!(service_convergence(&s, &global), Convergence::Converged, "a drained node runs no global task");
+        assert_eq!(
+            service_convergence(&s, &global),
+            Convergence::Converging("service agentcheck: no running task on worker2".into())
+        );
+        s.nodes.iter_mut().find(|n| n.hostname == "worker2").unwrap().availability =
+            crate::model::Availability::Drain;
+        assert_eq!(
+            service_convergence(&s, &global),
+            Convergence::Converged,
+            "a drained node runs no global task"
+        );
         let mut s = snap();
-        s.nodes.iter_mut().find(|n| n.hostname == "worker1").unwrap().state = crate::model::NodeState::Down;
+        s.nodes.iter_mut().find(|n| n.hostname == "worker1").unwrap().state =
+            crate::model::NodeState::Down;
         s.tasks.iter_mut().find(|t| t.id == "web.1").unwrap().state = TaskState::Failed;
         let web = s.services[0].clone();
-        assert!(matches!(service_convergence(&s, &web), Convergence::Converging(_)), "the down node's task no longer counts");
+        assert!(
+            matches!(service_convergence(&s, &web), Convergence::Converging(_)),
+            "the down node's task no longer counts"
+        );
     }
 
     #[test]
@@ -147,11 +218,25 @@ mod tests {
         let mut s = snap();
         let web = s.services[0].clone();
         assert_eq!(slots_meant_to_run(&s, &web), 4);
-        s.tasks.push(task("web.5", "web-id", Some(5), "worker2-id", TaskState::Running, TaskState::Running));
+        s.tasks.push(task(
+            "web.5",
+            "web-id",
+            Some(5),
+            "worker2-id",
+            TaskState::Running,
+            TaskState::Running,
+        ));
         assert_eq!(slots_meant_to_run(&s, &web), 5);
-        assert_eq!(service_convergence(&s, &web), Convergence::Converging("service web: 5/4 replicas running".into()));
+        assert_eq!(
+            service_convergence(&s, &web),
+            Convergence::Converging("service web: 5/4 replicas running".into())
+        );
         s.tasks.last_mut().unwrap().desired = TaskState::Remove;
-        assert_eq!(slots_meant_to_run(&s, &web), 4, "a slot marked for removal is not meant to run");
+        assert_eq!(
+            slots_meant_to_run(&s, &web),
+            4,
+            "a slot marked for removal is not meant to run"
+        );
         assert_eq!(service_convergence(&s, &web), Convergence::Converged);
     }
 

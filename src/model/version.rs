@@ -60,7 +60,8 @@ impl FromStr for DebVersion {
         }
         let (epoch, rest) = match text.split_once(':') {
             Some((e, rest)) => {
-                let epoch = e.parse::<u32>().map_err(|_| err("the epoch before `:` is not a number"))?;
+                let epoch =
+                    e.parse::<u32>().map_err(|_| err("the epoch before `:` is not a number"))?;
                 (epoch, rest)
             }
             None => (0, text),
@@ -191,7 +192,12 @@ impl EngineVersion {
     /// Reads the leading `N.N.N` of a text; missing parts count as 0 and the rest is ignored.
     pub fn parse_lenient(text: &str) -> Self {
         let head: String = text.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-        EngineVersion(head.split('.').filter(|p| !p.is_empty()).map(|p| p.parse().unwrap_or(u32::MAX)).collect())
+        EngineVersion(
+            head.split('.')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().unwrap_or(u32::MAX))
+                .collect(),
+        )
     }
 
     /// The major version (`28` for `28.5.2`).

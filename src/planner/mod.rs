@@ -54,7 +54,10 @@ pub const STOP_LABEL: &str = "swarm-upgrade.stop";
 
 /// The host name of a node carrying [`STOP_LABEL`], if any.
 pub fn stop_requested(snap: &ClusterSnapshot) -> Option<&str> {
-    snap.nodes.iter().find(|n| n.labels.get(STOP_LABEL).is_some_and(|v| v != "false")).map(|n| n.hostname.as_str())
+    snap.nodes
+        .iter()
+        .find(|n| n.labels.get(STOP_LABEL).is_some_and(|v| v != "false"))
+        .map(|n| n.hostname.as_str())
 }
 
 /// The guards re-checked before each node of a running run: the cluster, the node, the services,
@@ -68,8 +71,11 @@ pub fn guard(
     node: &NodeId,
     packages: &PackageSet,
 ) -> Result<Vec<Surge>, Vec<Refusal>> {
-    let req =
-        PlanRequest { allow_downgrade: flags.allow_downgrade, allow_single_manager: flags.allow_single_manager, ..Default::default() };
+    let req = PlanRequest {
+        allow_downgrade: flags.allow_downgrade,
+        allow_single_manager: flags.allow_single_manager,
+        ..Default::default()
+    };
     let mut refusals = preflight::cluster_checks(snap, settings, &req);
     refusals.extend(preflight::node_checks(snap, settings, &req, node, packages));
     refusals.extend(preflight::service_checks(snap));
@@ -84,7 +90,11 @@ pub fn guard(
 }
 
 /// Plans a run, or lists every reason to refuse it.
-pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> Result<Plan, Vec<Refusal>> {
+pub fn plan(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    req: &PlanRequest,
+) -> Result<Plan, Vec<Refusal>> {
     let target = target::resolve(snap, settings, req).map_err(|r| vec![r])?;
     let mut refusals = Vec::new();
     // Without a full set, the node checks still run on the engine packages, so every reason
@@ -107,7 +117,8 @@ pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> R
     let mut nodes = Vec::new();
     for (id, predicted) in ordered.iter().zip(evacuation) {
         let node = snap.node(id).expect("ordered nodes come from the snapshot");
-        let result = placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), id).and(predicted);
+        let result =
+            placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), id).and(predicted);
         match result {
             Ok(ev) => nodes.push(NodePlan {
                 node: id.clone(),
@@ -115,7 +126,9 @@ pub fn plan(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> R
                 role: node.role,
                 leader: node.manager.as_ref().is_some_and(|m| m.leader),
                 engine_from: node.engine_version.clone(),
-                installed: snap.agent_report(id).and_then(|r| r.installed.get(&settings.engine_packages[0]).cloned()),
+                installed: snap
+                    .agent_report(id)
+                    .and_then(|r| r.installed.get(&settings.engine_packages[0]).cloned()),
                 availability: node.availability,
                 surge: if settings.surge { ev.surge } else { Vec::new() },
                 moves: ev.moves,

@@ -6,7 +6,11 @@ use crate::config::{NodeOrder, Settings};
 use crate::model::{ClusterSnapshot, DebVersion, NodeId, Role};
 
 /// Splits nodes into those to upgrade and those skipped (opt-in/opt-out labels, already at target).
-pub fn select(snap: &ClusterSnapshot, settings: &Settings, target: &DebVersion) -> (Vec<NodeId>, Vec<Skipped>) {
+pub fn select(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    target: &DebVersion,
+) -> (Vec<NodeId>, Vec<Skipped>) {
     let engine = &settings.engine_packages[0];
     let mut selected = Vec::new();
     let mut skipped = Vec::new();
@@ -53,6 +57,12 @@ pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>)
         _ => 1,
     };
     let is_leader = |n: &crate::model::Node| n.manager.as_ref().is_some_and(|m| m.leader);
-    nodes.sort_by(|a, b| (role_rank(a.role), is_leader(a), &a.hostname).cmp(&(role_rank(b.role), is_leader(b), &b.hostname)));
+    nodes.sort_by(|a, b| {
+        (role_rank(a.role), is_leader(a), &a.hostname).cmp(&(
+            role_rank(b.role),
+            is_leader(b),
+            &b.hostname,
+        ))
+    });
     nodes.into_iter().map(|n| n.id.clone()).collect()
 }

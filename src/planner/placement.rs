@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Refusal, Surge};
 use crate::model::constraint::satisfies_all;
-use crate::model::{Availability, ClusterSnapshot, Mode, Node, NodeId, NodeState, Resources, Service, ServiceId, TaskState};
+use crate::model::{
+    Availability, ClusterSnapshot, Mode, Node, NodeId, NodeState, Resources, Service, ServiceId,
+    TaskState,
+};
 
 /// What draining one node does to the services.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -88,7 +91,11 @@ impl Load {
         {
             return Some(format!("already runs {max} (max replicas per node)"));
         }
-        if let Some(p) = svc.host_ports.iter().find(|p| self.ports.contains(&(node.id.clone(), p.port, p.protocol.clone()))) {
+        if let Some(p) = svc
+            .host_ports
+            .iter()
+            .find(|p| self.ports.contains(&(node.id.clone(), p.port, p.protocol.clone())))
+        {
             return Some(format!("host port {}/{} already taken", p.port, p.protocol));
         }
         let used = self.reserved.get(&node.id).copied().unwrap_or_default();
@@ -105,20 +112,31 @@ impl Load {
 
 /// Simulates draining each node in turn (the earlier ones are back, empty, when the next starts)
 /// and says, per node, where its tasks go or why some cannot go anywhere.
-pub fn evacuate_in_order(snap: &ClusterSnapshot, order: &[NodeId]) -> Vec<Result<Evacuation, Vec<Refusal>>> {
+pub fn evacuate_in_order(
+    snap: &ClusterSnapshot,
+    order: &[NodeId],
+) -> Vec<Result<Evacuation, Vec<Refusal>>> {
     let mut load = Load::from_snapshot(snap);
     order.iter().map(|id| evacuate(snap, &mut load, id)).collect()
 }
 
 /// Evacuates one node in the simulated load; the load is changed only when every task found a place.
-pub fn evacuate(snap: &ClusterSnapshot, load: &mut Load, id: &NodeId) -> Result<Evacuation, Vec<Refusal>> {
+pub fn evacuate(
+    snap: &ClusterSnapshot,
+    load: &mut Load,
+    id: &NodeId,
+) -> Result<Evacuation, Vec<Refusal>> {
     let Some(host) = snap.node(id) else { return Ok(Evacuation::default()) };
     let mut trial = load.clone();
     let mut ev = Evacuation::default();
     let mut refusals = Vec::new();
     let mut surged: BTreeMap<ServiceId, (u64, Vec<String>)> = BTreeMap::new();
-    let mut tasks: Vec<(ServiceId, Option<u64>)> =
-        load.placed.iter().filter(|(n, _, _)| n == id).map(|(_, s, slot)| (s.clone(), *slot)).collect();
+    let mut tasks: Vec<(ServiceId, Option<u64>)> = load
+        .placed
+        .iter()
+        .filter(|(n, _, _)| n == id)
+        .map(|(_, s, slot)| (s.clone(), *slot))
+        .collect();
     tasks.sort();
     for (sid, slot) in tasks {
         let Some(svc) = snap.service(&sid) else { continue };
@@ -134,7 +152,9 @@ pub fn evacuate(snap: &ClusterSnapshot, load: &mut Load, id: &NodeId) -> Result<
             match trial.rejects(n, svc) {
                 Some(why) => reasons.push(format!("{}: {why}", n.hostname)),
                 None => {
-                    let key = |n: &Node| (trial.tasks_of(&n.id, &svc.id), trial.tasks_on(&n.id), n.hostname.clone());
+                    let key = |n: &Node| {
+                        (trial.tasks_of(&n.id, &svc.id), trial.tasks_on(&n.id), n.hostname.clone())
+                    };
                     if best.is_none_or(|b| key(n) < key(b)) {
                         best = Some(n);
                     }
@@ -173,7 +193,13 @@ pub fn evacuate(snap: &ClusterSnapshot, load: &mut Load, id: &NodeId) -> Result<
     for (sid, (extra, on)) in surged {
         let svc = snap.service(&sid).expect("surged services exist");
         if let Mode::Replicated { replicas } = svc.mode {
-            ev.surge.push(Surge { service: sid, name: svc.name.clone(), from: replicas, to: replicas + extra, expected_on: on });
+            ev.surge.push(Surge {
+                service: sid,
+                name: svc.name.clone(),
+                from: replicas,
+                to: replicas + extra,
+                expected_on: on,
+            });
         }
     }
     *load = trial;

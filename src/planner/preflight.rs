@@ -3,7 +3,9 @@
 use super::{PlanRequest, Refusal};
 use crate::config::Settings;
 use crate::model::convergence::{Convergence, service_convergence};
-use crate::model::{AgentStatus, ClusterSnapshot, NodeId, NodeState, PackageSet, Reachability, Role};
+use crate::model::{
+    AgentStatus, ClusterSnapshot, NodeId, NodeState, PackageSet, Reachability, Role,
+};
 
 fn at_node(node: &str, reason: String, fix: &str) -> Refusal {
     Refusal { node: Some(node.to_string()), service: None, reason, fix: fix.to_string() }
@@ -19,20 +21,33 @@ pub fn quorum_survives_one_down(snap: &ClusterSnapshot) -> bool {
     let total = snap.managers().count();
     let reachable = snap
         .managers()
-        .filter(|m| m.state == NodeState::Ready && m.manager.as_ref().is_some_and(|s| s.reachability == Reachability::Reachable))
+        .filter(|m| {
+            m.state == NodeState::Ready
+                && m.manager.as_ref().is_some_and(|s| s.reachability == Reachability::Reachable)
+        })
         .count();
     reachable >= 1 && reachable > quorum(total)
 }
 
 /// Checks that concern the whole cluster: an operator's stop label, node liveness, manager
 /// reachability and quorum.
-pub fn cluster_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> Vec<Refusal> {
+pub fn cluster_checks(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    req: &PlanRequest,
+) -> Vec<Refusal> {
     let mut out = Vec::new();
     if let Some(marked) = super::stop_requested(snap) {
         out.push(at_node(
             marked,
-            format!("an operator stopped upgrades: node {marked} carries the label {}", super::STOP_LABEL),
-            &format!("remove it when upgrades may go on: `docker node update --label-rm {} {marked}`", super::STOP_LABEL),
+            format!(
+                "an operator stopped upgrades: node {marked} carries the label {}",
+                super::STOP_LABEL
+            ),
+            &format!(
+                "remove it when upgrades may go on: `docker node update --label-rm {} {marked}`",
+                super::STOP_LABEL
+            ),
         ));
     }
     for n in &snap.nodes {
@@ -68,7 +83,10 @@ pub fn cluster_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReq
         out.push(Refusal {
             node: None,
             service: None,
-            reason: format!("restarting any manager would lose the Raft quorum ({total} managers, {} needed)", quorum(total)),
+            reason: format!(
+                "restarting any manager would lose the Raft quorum ({total} managers, {} needed)",
+                quorum(total)
+            ),
             fix: "run an odd number of managers (3 or 5) with all of them reachable".into(),
         });
     }
@@ -76,7 +94,13 @@ pub fn cluster_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReq
 }
 
 /// Checks for one node of the plan: its agent, its repository, its disk, and the version step.
-pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest, id: &NodeId, packages: &PackageSet) -> Vec<Refusal> {
+pub fn node_checks(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    req: &PlanRequest,
+    id: &NodeId,
+    packages: &PackageSet,
+) -> Vec<Refusal> {
     let mut out = Vec::new();
     let Some(node) = snap.node(id) else { return out };
     let host = &node.hostname;
@@ -126,7 +150,11 @@ pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReques
     if report.disk_free_bytes < settings.min_free_disk {
         out.push(at_node(
             host,
-            format!("{host} has {} MiB free for packages, {} MiB needed", report.disk_free_bytes >> 20, settings.min_free_disk >> 20),
+            format!(
+                "{host} has {} MiB free for packages, {} MiB needed",
+                report.disk_free_bytes >> 20,
+                settings.min_free_disk >> 20
+            ),
             "free space under /var/cache/apt (apt-get clean) or lower upgrade.min_free_disk",
         ));
     }
@@ -157,7 +185,11 @@ pub fn node_checks(snap: &ClusterSnapshot, settings: &Settings, req: &PlanReques
         ));
     }
     if node.role == Role::Manager && node.manager.is_none() {
-        out.push(at_node(host, format!("manager {host} reports no Raft status"), "check `docker node inspect` on it"));
+        out.push(at_node(
+            host,
+            format!("manager {host} reports no Raft status"),
+            "check `docker node inspect` on it",
+        ));
     }
     out
 }
@@ -172,7 +204,10 @@ pub fn service_checks(snap: &ClusterSnapshot) -> Vec<Refusal> {
                 node: None,
                 service: Some(s.name.clone()),
                 reason: why,
-                fix: format!("let service {} converge first (`docker service ps {}`), or fix it", s.name, s.name),
+                fix: format!(
+                    "let service {} converge first (`docker service ps {}`), or fix it",
+                    s.name, s.name
+                ),
             }),
         })
         .collect()

@@ -24,7 +24,11 @@ fn offered_everywhere(snap: &ClusterSnapshot, package: &str) -> Vec<DebVersion> 
 }
 
 /// The target: `--to`, else the configured exact version or policy.
-pub fn resolve(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -> Result<DebVersion, Refusal> {
+pub fn resolve(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    req: &PlanRequest,
+) -> Result<DebVersion, Refusal> {
     if let Some(v) = &req.to {
         return Ok(v.clone());
     }
@@ -38,12 +42,18 @@ pub fn resolve(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -
         )),
         TargetSetting::Latest => offered.last().cloned().ok_or_else(|| {
             refusal(
-                format!("policy `latest`: no version of {engine} is offered by every node's repository"),
+                format!(
+                    "policy `latest`: no version of {engine} is offered by every node's repository"
+                ),
                 "check the nodes' apt sources and run `apt-get update` there",
             )
         }),
         TargetSetting::LatestPatch => {
-            let lowest = snap.nodes.iter().filter_map(|n| snap.agent_report(&n.id)?.installed.get(engine)).min();
+            let lowest = snap
+                .nodes
+                .iter()
+                .filter_map(|n| snap.agent_report(&n.id)?.installed.get(engine))
+                .min();
             let Some(lowest) = lowest else {
                 return Err(refusal(
                     format!("policy `latest-patch`: no node reported an installed {engine}"),
@@ -66,7 +76,11 @@ pub fn resolve(snap: &ClusterSnapshot, settings: &Settings, req: &PlanRequest) -
 }
 
 /// Engine packages at the target; each companion at the newest version every repository offers.
-pub fn package_set(snap: &ClusterSnapshot, settings: &Settings, target: &DebVersion) -> Result<PackageSet, Refusal> {
+pub fn package_set(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    target: &DebVersion,
+) -> Result<PackageSet, Refusal> {
     let mut set = BTreeMap::new();
     for p in &settings.engine_packages {
         set.insert(p.clone(), target.clone());

@@ -1,6 +1,8 @@
 use super::*;
 use crate::config::{LabelMatch, NodeOrder, TargetSetting};
-use crate::model::{AgentStatus, Availability, Mode, NodeState, Reachability, Resources, TaskState};
+use crate::model::{
+    AgentStatus, Availability, Mode, NodeState, Reachability, Resources, TaskState,
+};
 
 const NEW: &str = "5:28.5.2-1~debian.13~trixie";
 
@@ -29,7 +31,11 @@ fn workers_first_then_managers_leader_last() {
     let p = plan(&fixture(), &Settings::default(), &to(NEW)).unwrap();
     assert_eq!(hosts(&p), ["worker1", "worker2", "manager2", "manager3", "manager1"]);
     assert!(p.nodes[4].leader);
-    assert_eq!(p.packages.get("containerd.io").unwrap().to_string(), "2.1.9-1", "companions take the newest offered");
+    assert_eq!(
+        p.packages.get("containerd.io").unwrap().to_string(),
+        "2.1.9-1",
+        "companions take the newest offered"
+    );
     let s = Settings { order: NodeOrder::ManagersFirst, ..Settings::default() };
     let p = plan(&fixture(), &s, &to(NEW)).unwrap();
     assert_eq!(hosts(&p), ["manager2", "manager3", "manager1", "worker1", "worker2"]);
@@ -50,11 +56,22 @@ fn surge_adds_one_replica_per_task_on_the_node_and_can_be_turned_off() {
 fn node_not_ready_and_unreachable_manager_are_named() {
     let mut snap = fixture();
     host_mut(&mut snap, "worker2").state = NodeState::Down;
-    host_mut(&mut snap, "manager3").manager.as_mut().unwrap().reachability = Reachability::Unreachable;
+    host_mut(&mut snap, "manager3").manager.as_mut().unwrap().reachability =
+        Reachability::Unreachable;
     let r = refusals(&snap, &Settings::default(), &to(NEW));
-    assert!(r.iter().any(|r| r.node.as_deref() == Some("worker2") && r.reason.contains("down, not Ready")), "{r:?}");
-    assert!(r.iter().any(|r| r.node.as_deref() == Some("manager3") && r.reason.contains("unreachable")), "{r:?}");
-    assert!(r.iter().any(|r| r.reason.contains("lose the Raft quorum")), "3 managers with one unreachable: {r:?}");
+    assert!(
+        r.iter()
+            .any(|r| r.node.as_deref() == Some("worker2") && r.reason.contains("down, not Ready")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter().any(|r| r.node.as_deref() == Some("manager3") && r.reason.contains("unreachable")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter().any(|r| r.reason.contains("lose the Raft quorum")),
+        "3 managers with one unreachable: {r:?}"
+    );
 }
 
 #[test]
@@ -73,10 +90,16 @@ fn two_managers_cannot_lose_one() {
 fn single_manager_needs_explicit_opt_in() {
     let mut snap = fixture();
     snap.nodes.retain(|n| !["manager2", "manager3"].contains(&n.hostname.as_str()));
-    snap.tasks.retain(|t| t.node.as_ref().is_none_or(|n| n.0 != "manager2-id" && n.0 != "manager3-id"));
+    snap.tasks
+        .retain(|t| t.node.as_ref().is_none_or(|n| n.0 != "manager2-id" && n.0 != "manager3-id"));
     snap.services.retain(|s| s.name != "web");
     let r = refusals(&snap, &Settings::default(), &to(NEW));
-    assert!(r.iter().any(|r| r.reason.contains("single manager") && r.fix.contains("--allow-single-manager")), "{r:?}");
+    assert!(
+        r.iter().any(
+            |r| r.reason.contains("single manager") && r.fix.contains("--allow-single-manager")
+        ),
+        "{r:?}"
+    );
     let req = PlanRequest { allow_single_manager: true, ..to(NEW) };
     assert!(plan(&snap, &Settings::default(), &req).is_ok());
 }
@@ -97,16 +120,24 @@ fn tasks_that_fit_nowhere_else_refuse_with_every_nodes_reason() {
     let r = refusals(&snap, &Settings::default(), &to(NEW));
     let first = &r[0];
     assert_eq!((first.node.as_deref(), first.service.as_deref()), (Some("worker1"), Some("web")));
-    assert!(first.reason.contains("manager1: already runs 1 (max replicas per node)"), "{}", first.reason);
+    assert!(
+        first.reason.contains("manager1: already runs 1 (max replicas per node)"),
+        "{}",
+        first.reason
+    );
 }
 
 #[test]
 fn host_port_constraint_and_reservation_clashes_refuse() {
     // solo pinned to worker1 by a constraint.
     let mut snap = fixture();
-    snap.services.iter_mut().find(|s| s.name == "solo").unwrap().constraints = vec!["node.hostname==worker1".into()];
+    snap.services.iter_mut().find(|s| s.name == "solo").unwrap().constraints =
+        vec!["node.hostname==worker1".into()];
     let r = refusals(&snap, &Settings::default(), &to(NEW));
-    assert!(r.iter().any(|r| r.service.as_deref() == Some("solo") && r.reason.contains("constraints")), "{r:?}");
+    assert!(
+        r.iter().any(|r| r.service.as_deref() == Some("solo") && r.reason.contains("constraints")),
+        "{r:?}"
+    );
 
     // solo publishes web's host port: wherever web runs, it cannot.
     let mut snap = fixture();
@@ -116,7 +147,8 @@ fn host_port_constraint_and_reservation_clashes_refuse() {
 
     // solo reserves more CPU than any other node has.
     let mut snap = fixture();
-    snap.services.iter_mut().find(|s| s.name == "solo").unwrap().reservations = Resources { nano_cpus: 2_000_000_000, memory_bytes: 0 };
+    snap.services.iter_mut().find(|s| s.name == "solo").unwrap().reservations =
+        Resources { nano_cpus: 2_000_000_000, memory_bytes: 0 };
     host_mut(&mut snap, "worker1").resources.nano_cpus = 4_000_000_000;
     for n in snap.nodes.iter_mut().filter(|n| n.hostname != "worker1") {
         n.resources.nano_cpus = 1_000_000_000;
@@ -137,18 +169,28 @@ fn drained_or_paused_nodes_take_no_tasks_and_keep_their_availability() {
     web.max_replicas_per_node = None;
     web.host_ports.clear();
     let p = plan(&snap, &Settings::default(), &to(NEW)).unwrap();
-    assert_eq!(p.nodes.iter().find(|n| n.hostname == "manager1").unwrap().availability, Availability::Drain);
+    assert_eq!(
+        p.nodes.iter().find(|n| n.hostname == "manager1").unwrap().availability,
+        Availability::Drain
+    );
 }
 
 #[test]
 fn downgrade_needs_its_flag_and_skew_is_bounded() {
     let r = refusals(&fixture(), &Settings::default(), &to("5:26.1.4-1~debian.13~trixie"));
-    assert!(r.iter().any(|r| r.reason.contains("below docker-ce") && r.fix.contains("--allow-downgrade")), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|r| r.reason.contains("below docker-ce") && r.fix.contains("--allow-downgrade")),
+        "{r:?}"
+    );
     let mut snap = fixture();
     for a in snap.agents.values_mut() {
         if let AgentStatus::Reachable(r) = a {
             for p in ["docker-ce", "docker-ce-cli"] {
-                r.available.get_mut(p).unwrap().push("5:26.1.4-1~debian.13~trixie".parse().unwrap());
+                r.available
+                    .get_mut(p)
+                    .unwrap()
+                    .push("5:26.1.4-1~debian.13~trixie".parse().unwrap());
             }
         }
     }
@@ -156,16 +198,23 @@ fn downgrade_needs_its_flag_and_skew_is_bounded() {
     assert!(plan(&snap, &Settings::default(), &req).is_ok());
 
     let mut snap = fixture();
-    host_mut(&mut snap, "worker2").engine_version = crate::model::EngineVersion::parse_lenient("20.10.24");
+    host_mut(&mut snap, "worker2").engine_version =
+        crate::model::EngineVersion::parse_lenient("20.10.24");
     let r = refusals(&snap, &Settings::default(), &to(NEW));
-    assert!(r.iter().any(|r| r.node.as_deref() == Some("worker2") && r.reason.contains("8 major versions apart")), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|r| r.node.as_deref() == Some("worker2")
+                && r.reason.contains("8 major versions apart")),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn agent_repository_version_and_disk_problems_name_the_node() {
     let mut snap = fixture();
     let id = |h: &str| crate::model::NodeId(format!("{h}-id"));
-    snap.agents.insert(id("worker2"), AgentStatus::Unreachable { error: "connection refused".into() });
+    snap.agents
+        .insert(id("worker2"), AgentStatus::Unreachable { error: "connection refused".into() });
     if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id("manager2")) {
         r.repository_error = Some("NO_PUBKEY 7EA0A9C3F273FCD8".into());
     }
@@ -177,15 +226,33 @@ fn agent_repository_version_and_disk_problems_name_the_node() {
     }
     let r = refusals(&snap, &Settings::default(), &to(NEW));
     assert!(
-        r.iter().any(|r| r.node.as_deref() == Some("worker1") && r.reason.contains("interrupted") && r.fix.contains("dpkg --configure -a")),
+        r.iter().any(|r| r.node.as_deref() == Some("worker1")
+            && r.reason.contains("interrupted")
+            && r.fix.contains("dpkg --configure -a")),
         "{r:?}"
     );
-    assert!(r.iter().any(|r| r.node.as_deref() == Some("worker2") && r.reason.contains("agent on worker2 is unreachable")), "{r:?}");
-    assert!(r.iter().any(|r| r.node.as_deref() == Some("manager2") && r.reason.contains("NO_PUBKEY")), "{r:?}");
-    assert!(r.iter().any(|r| r.node.as_deref() == Some("manager3") && r.reason.contains("100 MiB free")), "{r:?}");
+    assert!(
+        r.iter().any(|r| r.node.as_deref() == Some("worker2")
+            && r.reason.contains("agent on worker2 is unreachable")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter().any(|r| r.node.as_deref() == Some("manager2") && r.reason.contains("NO_PUBKEY")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|r| r.node.as_deref() == Some("manager3") && r.reason.contains("100 MiB free")),
+        "{r:?}"
+    );
 
     let r = refusals(&fixture(), &Settings::default(), &to("5:29.0.0-1~debian.13~trixie"));
-    assert!(r.iter().any(|r| r.reason.contains("5:29.0.0-1~debian.13~trixie is not in the repository on worker1")), "{r:?}");
+    assert!(
+        r.iter().any(|r| r
+            .reason
+            .contains("5:29.0.0-1~debian.13~trixie is not in the repository on worker1")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -194,24 +261,41 @@ fn unsettled_services_refuse() {
     snap.services[0].update_state = Some(crate::model::UpdateState::Paused);
     snap.tasks.iter_mut().find(|t| t.id == "solo.1").unwrap().state = TaskState::Starting;
     let r = refusals(&snap, &Settings::default(), &to(NEW));
-    assert!(r.iter().any(|r| r.service.as_deref() == Some("web") && r.reason.contains("paused")), "{r:?}");
-    assert!(r.iter().any(|r| r.service.as_deref() == Some("solo") && r.reason.contains("0/1 replicas running")), "{r:?}");
+    assert!(
+        r.iter().any(|r| r.service.as_deref() == Some("web") && r.reason.contains("paused")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|r| r.service.as_deref() == Some("solo")
+                && r.reason.contains("0/1 replicas running")),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn labels_and_nodes_at_target_are_skipped() {
     let mut snap = fixture();
     host_mut(&mut snap, "worker2").labels.insert("swarm-upgrade.skip".into(), "true".into());
-    if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&crate::model::NodeId("manager2-id".into())) {
+    if let Some(AgentStatus::Reachable(r)) =
+        snap.agents.get_mut(&crate::model::NodeId("manager2-id".into()))
+    {
         r.installed.insert("docker-ce".into(), NEW.parse().unwrap());
     }
     let p = plan(&snap, &Settings::default(), &to(NEW)).unwrap();
     assert_eq!(hosts(&p), ["worker1", "manager3", "manager1"]);
-    let skipped: Vec<_> = p.skipped.iter().map(|s| (s.hostname.as_str(), s.reason.as_str())).collect();
+    let skipped: Vec<_> =
+        p.skipped.iter().map(|s| (s.hostname.as_str(), s.reason.as_str())).collect();
     assert!(skipped.contains(&("worker2", "labelled swarm-upgrade.skip=true")), "{skipped:?}");
-    assert!(skipped.contains(&("manager2", "already at 5:28.5.2-1~debian.13~trixie")), "{skipped:?}");
+    assert!(
+        skipped.contains(&("manager2", "already at 5:28.5.2-1~debian.13~trixie")),
+        "{skipped:?}"
+    );
 
-    let s = Settings { include_label: Some(LabelMatch { key: "upgrade".into(), value: None }), ..Settings::default() };
+    let s = Settings {
+        include_label: Some(LabelMatch { key: "upgrade".into(), value: None }),
+        ..Settings::default()
+    };
     let mut snap = fixture();
     host_mut(&mut snap, "worker1").labels.insert("upgrade".into(), "yes".into());
     assert_eq!(hosts(&plan(&snap, &s, &to(NEW)).unwrap()), ["worker1"]);
@@ -223,7 +307,10 @@ fn target_policies_resolve_from_what_every_repository_offers() {
     let r = refusals(&fixture(), &Settings::default(), &req);
     assert!(r[0].reason.contains("no target version") && r[0].fix.contains("--to"), "{r:?}");
     let latest = Settings { target: TargetSetting::Latest, ..Settings::default() };
-    assert_eq!(plan(&fixture(), &latest, &req).unwrap().target.to_string(), "5:28.5.3-1~debian.13~trixie");
+    assert_eq!(
+        plan(&fixture(), &latest, &req).unwrap().target.to_string(),
+        "5:28.5.3-1~debian.13~trixie"
+    );
     let patch = Settings { target: TargetSetting::LatestPatch, ..Settings::default() };
     let p = plan(&fixture(), &patch, &req).unwrap();
     assert!(p.nodes.is_empty(), "nothing newer in 26.1: every node is at target");
@@ -239,12 +326,19 @@ fn target_policies_resolve_from_what_every_repository_offers() {
     for a in snap.agents.values_mut() {
         if let AgentStatus::Reachable(r) = a {
             for p in ["docker-ce", "docker-ce-cli"] {
-                r.available.get_mut(p).unwrap().push("5:26.1.9-1~debian.13~trixie".parse().unwrap());
+                r.available
+                    .get_mut(p)
+                    .unwrap()
+                    .push("5:26.1.9-1~debian.13~trixie".parse().unwrap());
             }
         }
     }
-    assert_eq!(plan(&snap, &patch, &req).unwrap().target.to_string(), "5:26.1.9-1~debian.13~trixie");
-    let exact = Settings { target: TargetSetting::Exact(NEW.parse().unwrap()), ..Settings::default() };
+    assert_eq!(
+        plan(&snap, &patch, &req).unwrap().target.to_string(),
+        "5:26.1.9-1~debian.13~trixie"
+    );
+    let exact =
+        Settings { target: TargetSetting::Exact(NEW.parse().unwrap()), ..Settings::default() };
     assert_eq!(plan(&fixture(), &exact, &req).unwrap().target.to_string(), NEW);
 }
 
@@ -252,13 +346,17 @@ fn target_policies_resolve_from_what_every_repository_offers() {
 fn an_operators_stop_label_refuses_and_false_does_not_count() {
     let mut snap = fixture();
     host_mut(&mut snap, "manager3").labels.insert(STOP_LABEL.into(), "false".into());
-    assert!(plan(&snap, &Settings::default(), &to(NEW)).is_ok(), "swarm-upgrade.stop=false is no stop");
+    assert!(
+        plan(&snap, &Settings::default(), &to(NEW)).is_ok(),
+        "swarm-upgrade.stop=false is no stop"
+    );
     host_mut(&mut snap, "manager3").labels.insert(STOP_LABEL.into(), "true".into());
     let r = refusals(&snap, &Settings::default(), &to(NEW));
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].node.as_deref(), Some("manager3"));
     assert!(
-        r[0].reason.contains("an operator stopped upgrades") && r[0].fix.contains("--label-rm swarm-upgrade.stop manager3"),
+        r[0].reason.contains("an operator stopped upgrades")
+            && r[0].fix.contains("--label-rm swarm-upgrade.stop manager3"),
         "{}",
         r[0]
     );

@@ -42,7 +42,9 @@ impl RunReport {
                 let before = n.previous.as_ref().and_then(|p| p.0.get(engine)).cloned();
                 let after = match n.phase {
                     Phase::Done => Some(run.target.clone()),
-                    _ if n.history.iter().any(|s| s.phase == Phase::Upgrade) && !n.rolled_back => None,
+                    _ if n.history.iter().any(|s| s.phase == Phase::Upgrade) && !n.rolled_back => {
+                        None
+                    }
                     _ => before.clone(),
                 };
                 NodeVersions { hostname: n.hostname.clone(), before, after }
@@ -53,7 +55,8 @@ impl RunReport {
 
     /// Reads a report, or a bare run record (`run --output json` prints one).
     pub fn read(path: &Path, engine: &str) -> Result<RunReport, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if let Ok(report) = serde_json::from_str::<RunReport>(&text) {
             return Ok(report);
         }
@@ -64,10 +67,12 @@ impl RunReport {
 
     /// Writes the report to `dir/<run id>.json`; returns the path.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join(format!("{}.json", self.run.id));
         let text = serde_json::to_string_pretty(self).expect("reports serialize");
-        std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(path)
     }
 }
@@ -99,7 +104,9 @@ pub struct LoadSecond {
 impl LoadTimeline {
     /// Reads a load report.
     pub fn read(path: &Path) -> Result<LoadTimeline, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a load report with a timeline ({e})", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a load report with a timeline ({e})", path.display()))
     }
 }

@@ -53,7 +53,8 @@ fn secs(from: Timestamp, to: Timestamp) -> f64 {
 
 /// A tick step that gives about eight to twelve ticks over `total` seconds.
 pub fn tick_step(total: f64) -> f64 {
-    const STEPS: [f64; 12] = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0];
+    const STEPS: [f64; 12] =
+        [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0];
     STEPS.iter().copied().find(|s| total / s <= 12.0).unwrap_or(3600.0)
 }
 
@@ -144,7 +145,9 @@ fn node_row(body: &mut String, scale: &Scale, report: &RunReport, n: &NodeProgre
 fn node_title(report: &RunReport, n: &NodeProgress) -> String {
     let ver = |v: Option<&DebVersion>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     match report.versions.iter().find(|v| v.hostname == n.hostname) {
-        Some(v) => format!("{}: {} to {}", n.hostname, ver(v.before.as_ref()), ver(v.after.as_ref())),
+        Some(v) => {
+            format!("{}: {} to {}", n.hostname, ver(v.before.as_ref()), ver(v.after.as_ref()))
+        }
         None => n.hostname.clone(),
     }
 }
@@ -152,7 +155,8 @@ fn node_title(report: &RunReport, n: &NodeProgress) -> String {
 /// The node's finished phases and, unless it is over, its current one up to the run's end;
 /// waiting (pending) is not drawn.
 fn drawn_spans(n: &NodeProgress, end: Timestamp) -> Vec<(Phase, Timestamp, Timestamp)> {
-    let mut spans: Vec<(Phase, Timestamp, Timestamp)> = n.history.iter().map(|s| (s.phase, s.start, s.end)).collect();
+    let mut spans: Vec<(Phase, Timestamp, Timestamp)> =
+        n.history.iter().map(|s| (s.phase, s.start, s.end)).collect();
     if !n.phase.is_terminal() && n.phase != Phase::Pending {
         spans.push((n.phase, n.phase_started, end.max(n.phase_started)));
     }
@@ -161,7 +165,14 @@ fn drawn_spans(n: &NodeProgress, end: Timestamp) -> Vec<(Phase, Timestamp, Times
 }
 
 /// One phase's bar, at least a pixel wide so that a short phase stays visible.
-fn phase_bar(body: &mut String, scale: &Scale, hostname: &str, phase: Phase, (start, stop): (Timestamp, Timestamp), y: f64) {
+fn phase_bar(
+    body: &mut String,
+    scale: &Scale,
+    hostname: &str,
+    phase: Phase,
+    (start, stop): (Timestamp, Timestamp),
+    y: f64,
+) {
     let (a, b) = (secs(scale.t0, start), secs(scale.t0, stop));
     let _ = writeln!(
         body,
@@ -190,13 +201,33 @@ fn drawn_phases(run: &RunRecord, end: Timestamp) -> Vec<Phase> {
 
 /// The load's row: a bar per second with failures, as high as its share of the worst second.
 fn load_row(body: &mut String, scale: &Scale, load: &LoadTimeline, y: f64) {
-    let offset = load.started_at.map(|s| if s >= scale.t0 { secs(scale.t0, s) } else { -secs(s, scale.t0) }).unwrap_or(0.0);
+    let offset = load
+        .started_at
+        .map(|s| if s >= scale.t0 { secs(scale.t0, s) } else { -secs(s, scale.t0) })
+        .unwrap_or(0.0);
     let worst = load.timeline.iter().map(|s| s.failed).max().unwrap_or(0).max(1);
-    let _ =
-        writeln!(body, r##"<text x="{:.1}" y="{:.1}" text-anchor="end" class="node">failed requests</text>"##, LEFT - 8.0, y + BAR - 4.0);
-    let _ = writeln!(body, r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="base"/>"##, WIDTH - RIGHT, y + BAR, y + BAR);
+    let _ = writeln!(
+        body,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" class="node">failed requests</text>"##,
+        LEFT - 8.0,
+        y + BAR - 4.0
+    );
+    let _ = writeln!(
+        body,
+        r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="base"/>"##,
+        WIDTH - RIGHT,
+        y + BAR,
+        y + BAR
+    );
     for sec in load.timeline.iter().filter(|s| s.failed > 0) {
-        failure_bar(body, scale, sec, offset + sec.second as f64, BAR * sec.failed as f64 / worst as f64, y);
+        failure_bar(
+            body,
+            scale,
+            sec,
+            offset + sec.second as f64,
+            BAR * sec.failed as f64 / worst as f64,
+            y,
+        );
     }
 }
 
@@ -221,7 +252,11 @@ fn load_totals(load: &LoadTimeline) -> (u64, u64) {
 
 /// The time axis at `axis_y`: a tick with its label every `tick_step`, and the axis' caption.
 fn time_axis(body: &mut String, scale: &Scale, axis_y: f64) {
-    let _ = writeln!(body, r##"<line x1="{LEFT}" x2="{:.1}" y1="{axis_y:.1}" y2="{axis_y:.1}" class="axis"/>"##, WIDTH - RIGHT);
+    let _ = writeln!(
+        body,
+        r##"<line x1="{LEFT}" x2="{:.1}" y1="{axis_y:.1}" y2="{axis_y:.1}" class="axis"/>"##,
+        WIDTH - RIGHT
+    );
     let step = tick_step(scale.total);
     let mut t = 0.0;
     // Adding the step (rather than multiplying) keeps the ticks' float values as they always were.
@@ -247,7 +282,8 @@ fn time_axis(body: &mut String, scale: &Scale, axis_y: f64) {
 
 /// The legend's colour and label pairs: the phases drawn, then the load's failures if drawn.
 fn legend_entries(phases: &[Phase], with_load: bool) -> Vec<(String, String)> {
-    let mut entries: Vec<(String, String)> = phases.iter().map(|p| (colour(*p).to_string(), name(*p))).collect();
+    let mut entries: Vec<(String, String)> =
+        phases.iter().map(|p| (colour(*p).to_string(), name(*p))).collect();
     if with_load {
         entries.push(("#e41a1c".into(), "failed requests (per second)".into()));
     }
@@ -281,7 +317,11 @@ fn document(report: &RunReport, height: f64, subtitle: &str, body: &str) -> Stri
     let run = &report.run;
     let outcome = run.outcome.map_or("in progress", |o| o.name());
     let title = format!("swarm-upgrade run {} to {}: {outcome}", run.id, run.target);
-    let reason = run.reason.as_deref().map(|r| format!(" ({})", r.chars().take(120).collect::<String>())).unwrap_or_default();
+    let reason = run
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({})", r.chars().take(120).collect::<String>()))
+        .unwrap_or_default();
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif">
 <title>{}</title>
@@ -325,11 +365,20 @@ mod tests {
     /// any change to the output is a change to this fixture, on purpose.
     #[test]
     fn drawing_matches_the_saved_fixtures() {
-        let report: RunReport = serde_json::from_str(include_str!("../../tests/fixtures/run/report.json")).unwrap();
-        let load: LoadTimeline = serde_json::from_str(include_str!("../../tests/fixtures/run/load.json")).unwrap();
-        assert_eq!(render(&report, Some(&load)), include_str!("../../tests/fixtures/run/report.svg"));
-        let partial: crate::run::RunRecord = serde_json::from_str(include_str!("../../tests/fixtures/run/partial.json")).unwrap();
-        assert_eq!(render(&RunReport::new(partial, "docker-ce"), None), include_str!("../../tests/fixtures/run/partial.svg"));
+        let report: RunReport =
+            serde_json::from_str(include_str!("../../tests/fixtures/run/report.json")).unwrap();
+        let load: LoadTimeline =
+            serde_json::from_str(include_str!("../../tests/fixtures/run/load.json")).unwrap();
+        assert_eq!(
+            render(&report, Some(&load)),
+            include_str!("../../tests/fixtures/run/report.svg")
+        );
+        let partial: crate::run::RunRecord =
+            serde_json::from_str(include_str!("../../tests/fixtures/run/partial.json")).unwrap();
+        assert_eq!(
+            render(&RunReport::new(partial, "docker-ce"), None),
+            include_str!("../../tests/fixtures/run/partial.svg")
+        );
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub enum AuthError {
 
 /// Reads O, OU and CN from a DER certificate.
 pub fn identity_of(der: &[u8]) -> Result<Caller, AuthError> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| AuthError::Unreadable(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| AuthError::Unreadable(e.to_string()))?;
     let subject = cert.subject();
     let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
         it.next().and_then(|a| a.as_str().ok()).map(str::to_string).unwrap_or_default()
@@ -79,7 +80,11 @@ pub fn authorize(leaf: Option<&[u8]>, own_cluster: &str) -> Result<Caller, AuthE
         return Err(AuthError::NotManager { node_id: caller.node_id, role: caller.role });
     }
     if caller.cluster != own_cluster {
-        return Err(AuthError::OtherCluster { node_id: caller.node_id, cluster: caller.cluster, ours: own_cluster.to_string() });
+        return Err(AuthError::OtherCluster {
+            node_id: caller.node_id,
+            cluster: caller.cluster,
+            ours: own_cluster.to_string(),
+        });
     }
     Ok(caller)
 }
@@ -123,8 +128,7 @@ mod tests {
 
     #[test]
     fn swarm_key_headers_are_removed_and_encrypted_keys_named() {
-        let swarm_key =
-            "-----BEGIN EC PRIVATE KEY-----\nkek-version: 0\nraft-dek: abc\n\nMHcCAQEEI\nAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n";
+        let swarm_key = "-----BEGIN EC PRIVATE KEY-----\nkek-version: 0\nraft-dek: abc\n\nMHcCAQEEI\nAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n";
         assert_eq!(
             strip_pem_headers("k", swarm_key).unwrap(),
             "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\nAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n"
@@ -132,8 +136,12 @@ mod tests {
         let plain = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
         assert_eq!(strip_pem_headers("c", plain).unwrap(), plain);
         let locked = "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\nkek-version: 3\n\nxyz\n-----END EC PRIVATE KEY-----\n";
-        let e = strip_pem_headers("/var/lib/docker/swarm/certificates/swarm-node.key", locked).unwrap_err();
-        assert!(e.to_string().contains("autolocked") && e.to_string().contains("agent.cert"), "{e}");
+        let e = strip_pem_headers("/var/lib/docker/swarm/certificates/swarm-node.key", locked)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("autolocked") && e.to_string().contains("agent.cert"),
+            "{e}"
+        );
         assert!(matches!(strip_pem_headers("x", "garbage"), Err(AuthError::BadPem { .. })));
     }
 

@@ -1,35 +1,56 @@
 //! Conversions between the wire messages and our own domain types, used by both sides.
 
 use super::pb;
-use crate::model::{AgentReport, DebVersion, LocalSwarm, LocalSwarmState, PackageSet, VersionError};
+use crate::model::{
+    AgentReport, DebVersion, LocalSwarm, LocalSwarmState, PackageSet, VersionError,
+};
 
 /// An order for `set`, fenced by the run and token of `op`.
 pub fn order(set: &PackageSet, run_id: &str, token: u64) -> pb::Order {
     pb::Order {
         fence: Some(pb::Fence { run_id: run_id.to_string(), token }),
-        packages: set.0.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
+        packages: set
+            .0
+            .iter()
+            .map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() })
+            .collect(),
     }
 }
 
 /// The wire's package list as our package set; a version that does not parse is refused.
 pub fn package_set(packages: &[pb::Package]) -> Result<PackageSet, VersionError> {
-    packages.iter().map(|p| p.version.parse::<DebVersion>().map(|v| (p.name.clone(), v))).collect::<Result<_, _>>().map(PackageSet)
+    packages
+        .iter()
+        .map(|p| p.version.parse::<DebVersion>().map(|v| (p.name.clone(), v)))
+        .collect::<Result<_, _>>()
+        .map(PackageSet)
 }
 
 /// Our report as the wire message.
 pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
     pb::NodeReport {
-        installed: r.installed.iter().map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() }).collect(),
+        installed: r
+            .installed
+            .iter()
+            .map(|(n, v)| pb::Package { name: n.clone(), version: v.to_string() })
+            .collect(),
         available: r
             .available
             .iter()
-            .map(|(n, vs)| pb::Available { name: n.clone(), versions: vs.iter().map(ToString::to_string).collect() })
+            .map(|(n, vs)| pb::Available {
+                name: n.clone(),
+                versions: vs.iter().map(ToString::to_string).collect(),
+            })
             .collect(),
         repository_error: r.repository_error.clone().unwrap_or_default(),
         disk_free_bytes: r.disk_free_bytes,
         engine_active: r.engine_active,
         local_node_id: r.local_swarm.as_ref().map(|l| l.node_id.clone()).unwrap_or_default(),
-        local_swarm_state: r.local_swarm.as_ref().map(|l| l.state.name().to_string()).unwrap_or_default(),
+        local_swarm_state: r
+            .local_swarm
+            .as_ref()
+            .map(|l| l.state.name().to_string())
+            .unwrap_or_default(),
         dpkg_interrupted: r.dpkg_interrupted.clone().unwrap_or_default(),
     }
 }
@@ -38,8 +59,16 @@ pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
 pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
     let state = LocalSwarmState::from_name(&r.local_swarm_state);
     AgentReport {
-        installed: r.installed.iter().filter_map(|p| Some((p.name.clone(), p.version.parse().ok()?))).collect(),
-        available: r.available.iter().map(|a| (a.name.clone(), a.versions.iter().filter_map(|v| v.parse().ok()).collect())).collect(),
+        installed: r
+            .installed
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.version.parse().ok()?)))
+            .collect(),
+        available: r
+            .available
+            .iter()
+            .map(|a| (a.name.clone(), a.versions.iter().filter_map(|v| v.parse().ok()).collect()))
+            .collect(),
         repository_error: Some(r.repository_error.clone()).filter(|e| !e.is_empty()),
         disk_free_bytes: r.disk_free_bytes,
         engine_active: r.engine_active,
@@ -54,11 +83,18 @@ mod tests {
 
     #[test]
     fn every_local_swarm_state_crosses_the_wire_by_its_name() {
-        for state in
-            [LocalSwarmState::Active, LocalSwarmState::Inactive, LocalSwarmState::Pending, LocalSwarmState::Error, LocalSwarmState::Locked]
-        {
+        for state in [
+            LocalSwarmState::Active,
+            LocalSwarmState::Inactive,
+            LocalSwarmState::Pending,
+            LocalSwarmState::Error,
+            LocalSwarmState::Locked,
+        ] {
             assert_eq!(serde_json::to_value(state).unwrap(), state.name());
-            let report = AgentReport { local_swarm: Some(LocalSwarm { node_id: "n1".into(), state }), ..Default::default() };
+            let report = AgentReport {
+                local_swarm: Some(LocalSwarm { node_id: "n1".into(), state }),
+                ..Default::default()
+            };
             assert_eq!(report_from_pb(&report_to_pb(&report)).local_swarm, report.local_swarm);
         }
     }

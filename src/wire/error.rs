@@ -71,7 +71,11 @@ impl NodeError {
     /// The words without the kind's prefix (what goes into a status message).
     fn text(&self) -> &str {
         match self {
-            NodeError::Busy(t) | NodeError::Failed(t) | NodeError::Invalid(t) | NodeError::Stale(t) | NodeError::Unauthorized(t) => t,
+            NodeError::Busy(t)
+            | NodeError::Failed(t)
+            | NodeError::Invalid(t)
+            | NodeError::Stale(t)
+            | NodeError::Unauthorized(t) => t,
         }
     }
 }
@@ -79,7 +83,9 @@ impl NodeError {
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Status {
         let mut status = Status::new(e.code(), e.text());
-        status.metadata_mut().insert(KIND_KEY, tonic::metadata::MetadataValue::from_static(e.kind()));
+        status
+            .metadata_mut()
+            .insert(KIND_KEY, tonic::metadata::MetadataValue::from_static(e.kind()));
         status
     }
 }
@@ -103,6 +109,10 @@ mod tests {
             let status = Status::from(e.clone());
             assert_eq!(NodeError::from_status(&status), Some(e));
         }
-        assert_eq!(NodeError::from_status(&Status::unavailable("connection refused")), None, "a transport failure names no kind");
+        assert_eq!(
+            NodeError::from_status(&Status::unavailable("connection refused")),
+            None,
+            "a transport failure names no kind"
+        );
     }
 }

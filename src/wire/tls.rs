@@ -23,12 +23,16 @@ pub struct TlsMaterial {
 
 impl std::fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsMaterial").field("cluster", &self.cluster).field("node_id", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("TlsMaterial")
+            .field("cluster", &self.cluster)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
 fn read(path: &Path) -> Result<String, AuthError> {
-    std::fs::read_to_string(path).map_err(|e| AuthError::BadPem { path: path.display().to_string(), why: e.to_string() })
+    std::fs::read_to_string(path)
+        .map_err(|e| AuthError::BadPem { path: path.display().to_string(), why: e.to_string() })
 }
 
 /// The files the settings name: certificate, key, CA.
@@ -65,7 +69,13 @@ pub fn load(settings: &AgentSettings) -> Result<TlsMaterial, AuthError> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
         .map_err(|e| AuthError::BadPem { path: cert.display().to_string(), why: e.to_string() })?;
     let me = identity_of(&pem.contents)?;
-    Ok(TlsMaterial { cert: cert_pem, key: key_pem, ca: ca_pem, cluster: me.cluster, node_id: me.node_id })
+    Ok(TlsMaterial {
+        cert: cert_pem,
+        key: key_pem,
+        ca: ca_pem,
+        cluster: me.cluster,
+        node_id: me.node_id,
+    })
 }
 
 #[cfg(test)]
@@ -78,7 +88,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut s = crate::config::Settings::default().agent;
         s.certificates_dir = dir.clone();
-        assert_eq!(awaited_swarm_certificates(&s), Some(dir.clone()), "a node not in a swarm has none");
+        assert_eq!(
+            awaited_swarm_certificates(&s),
+            Some(dir.clone()),
+            "a node not in a swarm has none"
+        );
         for f in ["swarm-node.crt", "swarm-node.key"] {
             std::fs::write(dir.join(f), "x").unwrap();
         }
@@ -87,7 +101,11 @@ mod tests {
         assert_eq!(awaited_swarm_certificates(&s), None);
         std::fs::remove_dir_all(&dir).unwrap();
         // An operator's own files are never waited for: a missing one is an error to report.
-        s.custom_tls = Some(crate::config::CustomTls { cert: dir.join("a"), key: dir.join("b"), ca: dir.join("c") });
+        s.custom_tls = Some(crate::config::CustomTls {
+            cert: dir.join("a"),
+            key: dir.join("b"),
+            ca: dir.join("c"),
+        });
         assert_eq!(awaited_swarm_certificates(&s), None);
     }
 }

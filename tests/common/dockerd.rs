@@ -16,8 +16,12 @@ pub struct Dockerd {
 }
 
 fn need(bin: &str, package: &str) {
-    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()));
-    assert!(found, "`{bin}` is not installed: run ./scripts/test.sh (it installs {package}) or `apt-get install {package}`");
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()));
+    assert!(
+        found,
+        "`{bin}` is not installed: run ./scripts/test.sh (it installs {package}) or `apt-get install {package}`"
+    );
 }
 
 impl Dockerd {
@@ -33,7 +37,10 @@ impl Dockerd {
     pub fn bare(tag: &str, netns: Option<&str>) -> Dockerd {
         need("dockerd", "docker.io");
         need("docker", "docker.io");
-        assert!(Path::new("/bin/busybox").exists(), "/bin/busybox is missing: run ./scripts/test.sh or `apt-get install busybox-static`");
+        assert!(
+            Path::new("/bin/busybox").exists(),
+            "/bin/busybox is missing: run ./scripts/test.sh or `apt-get install busybox-static`"
+        );
         let root = PathBuf::from(format!("/tmp/su-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
@@ -78,16 +85,33 @@ impl Dockerd {
         std::fs::create_dir_all(image.join("bin")).unwrap();
         std::fs::copy("/bin/busybox", image.join("bin/busybox")).unwrap();
         std::os::unix::fs::symlink("busybox", image.join("bin/sleep")).unwrap();
-        let mut tar = Command::new("tar").arg("-C").arg(&image).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
-        let import = Command::new("docker").args(["-H", &d.host, "import", "-", "su-busybox:1"]).stdin(tar.stdout.take().unwrap()).output();
+        let mut tar = Command::new("tar")
+            .arg("-C")
+            .arg(&image)
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let import = Command::new("docker")
+            .args(["-H", &d.host, "import", "-", "su-busybox:1"])
+            .stdin(tar.stdout.take().unwrap())
+            .output();
         let tar_ok = tar.wait().map(|s| s.success());
         let out = import.unwrap();
-        assert!(out.status.success() && tar_ok.unwrap_or(false), "image import: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && tar_ok.unwrap_or(false),
+            "image import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs the docker CLI against this engine; stdout, or stderr as the error.
     pub fn cli(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("docker").args(["-H", &self.host]).args(args).output().map_err(|e| e.to_string())?;
+        let out = Command::new("docker")
+            .args(["-H", &self.host])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
@@ -134,7 +158,11 @@ impl Drop for Dockerd {
 pub fn unmount_under(root: &Path) {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let prefix = root.to_string_lossy().to_string();
-    let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with(&prefix)).collect();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = Command::new("umount").args(["-l", p]).output();
@@ -167,7 +195,10 @@ impl NetPair {
             ip(&["netns", "add", n]);
             ip(&["-n", n, "link", "set", "lo", "up"]);
         }
-        ip(&["link", "add", &va, "netns", &names[0], "type", "veth", "peer", "name", &vb, "netns", &names[1]]);
+        ip(&[
+            "link", "add", &va, "netns", &names[0], "type", "veth", "peer", "name", &vb, "netns",
+            &names[1],
+        ]);
         ip(&["-n", &names[0], "addr", "add", "10.213.0.1/24", "dev", &va]);
         ip(&["-n", &names[1], "addr", "add", "10.213.0.2/24", "dev", &vb]);
         ip(&["-n", &names[0], "link", "set", &va, "up"]);

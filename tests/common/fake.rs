@@ -88,14 +88,23 @@ impl FakeCluster {
 
     fn fence(&self, host: &str, op: &OpKey) -> Result<(), PortError> {
         let mut f = self.fences.lock().unwrap();
-        f.entry(host.to_string()).or_default().admit(op.token).map_err(|e| PortError::Stale(e.to_string()))
+        f.entry(host.to_string())
+            .or_default()
+            .admit(op.token)
+            .map_err(|e| PortError::Stale(e.to_string()))
     }
 
     fn host_for(&self, target: &AgentTarget) -> Result<Host, PortError> {
         let w = self.w();
-        let h = w.host(&target.addr).cloned().ok_or_else(|| PortError::Unavailable(format!("no host at {}", target.addr)))?;
+        let h = w
+            .host(&target.addr)
+            .cloned()
+            .ok_or_else(|| PortError::Unavailable(format!("no host at {}", target.addr)))?;
         if !h.agent_up {
-            return Err(PortError::Unavailable(format!("agent on {} refused the connection", h.hostname)));
+            return Err(PortError::Unavailable(format!(
+                "agent on {} refused the connection",
+                h.hostname
+            )));
         }
         Ok(h)
     }
@@ -123,17 +132,29 @@ impl FakeCluster {
             w.wipe_on_restart = None;
         }
         let h = w.host(addr).unwrap().clone();
-        let id = w.nodes.iter().find(|n| n.hostname == hostname && Some(&n.id) == h.local_id.as_ref()).map(|n| n.id.clone());
-        let id = id.or_else(|| w.nodes.iter().find(|n| n.hostname == hostname).map(|n| n.id.clone()));
+        let id = w
+            .nodes
+            .iter()
+            .find(|n| n.hostname == hostname && Some(&n.id) == h.local_id.as_ref())
+            .map(|n| n.id.clone());
+        let id =
+            id.or_else(|| w.nodes.iter().find(|n| n.hostname == hostname).map(|n| n.id.clone()));
         if let Some(id) = id {
             w.node_mut(&id).unwrap().state = NodeState::Down;
-            for t in w.tasks.iter_mut().filter(|t| t.node.as_ref() == Some(&id) && t.state == TaskState::Running) {
+            for t in w
+                .tasks
+                .iter_mut()
+                .filter(|t| t.node.as_ref() == Some(&id) && t.state == TaskState::Running)
+            {
                 t.state = TaskState::Failed;
             }
         }
         w.log.push(format!("restart {hostname}"));
         if fails {
-            Err(PortError::Failed("job for docker.service failed (result: failed); see journalctl -u docker.service".into()))
+            Err(PortError::Failed(
+                "job for docker.service failed (result: failed); see journalctl -u docker.service"
+                    .into(),
+            ))
         } else {
             Ok(())
         }
@@ -147,10 +168,16 @@ impl Swarm for FakeCluster {
         Ok(w.snapshot(Timestamp::UNIX_EPOCH))
     }
 
-    async fn set_availability(&self, node: &NodeId, availability: Availability) -> Result<(), PortError> {
+    async fn set_availability(
+        &self,
+        node: &NodeId,
+        availability: Availability,
+    ) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let n = w.node_mut(node).ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            let n = w
+                .node_mut(node)
+                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
             n.availability = availability;
             let host = n.hostname.clone();
             w.log.push(format!("availability {host} {availability:?}"));
@@ -182,10 +209,16 @@ impl Swarm for FakeCluster {
         Ok(())
     }
 
-    async fn set_labels(&self, node: &NodeId, labels: &BTreeMap<String, String>) -> Result<(), PortError> {
+    async fn set_labels(
+        &self,
+        node: &NodeId,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let n = w.node_mut(node).ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            let n = w
+                .node_mut(node)
+                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
             n.labels = labels.clone();
         }
         self.counted().await;
@@ -195,9 +228,15 @@ impl Swarm for FakeCluster {
     async fn remove_node(&self, node: &NodeId) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let n = w.nodes.iter().find(|n| &n.id == node).ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            let n = w
+                .nodes
+                .iter()
+                .find(|n| &n.id == node)
+                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
             if n.state != NodeState::Down {
-                return Err(PortError::Failed(format!("node {node} is not down and can't be removed")));
+                return Err(PortError::Failed(format!(
+                    "node {node} is not down and can't be removed"
+                )));
             }
             w.nodes.retain(|n| &n.id != node);
             w.log.push(format!("remove {node}"));
@@ -229,18 +268,30 @@ impl Agents for FakeCluster {
         })
     }
 
-    async fn prefetch(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+    async fn prefetch(
+        &self,
+        node: &AgentTarget,
+        packages: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
         Self::check_available(&h, packages)?;
         if self.w().fail_prefetch_on.as_deref() == Some(h.hostname.as_str()) {
-            return Err(PortError::Failed("E: Failed to fetch docker-ce.deb  404  Not Found".into()));
+            return Err(PortError::Failed(
+                "E: Failed to fetch docker-ce.deb  404  Not Found".into(),
+            ));
         }
         self.counted().await;
         Ok(())
     }
 
-    async fn upgrade(&self, node: &AgentTarget, packages: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+    async fn upgrade(
+        &self,
+        node: &AgentTarget,
+        packages: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
         Self::check_available(&h, packages)?;
@@ -254,7 +305,10 @@ impl Agents for FakeCluster {
             }
             if w.fail_upgrade_on.as_deref() == Some(h.hostname.as_str()) {
                 w.log.push(format!("broken upgrade {}", h.hostname));
-                return Err(PortError::Failed(format!("agent on {}: E: Sub-process /usr/bin/dpkg returned an error code (1)", h.hostname)));
+                return Err(PortError::Failed(format!(
+                    "agent on {}: E: Sub-process /usr/bin/dpkg returned an error code (1)",
+                    h.hostname
+                )));
             }
             w.host_mut(&node.addr).unwrap().installed = packages.clone();
             w.log.push(format!("install {} {packages}", h.hostname));
@@ -271,7 +325,12 @@ impl Agents for FakeCluster {
         r
     }
 
-    async fn rollback(&self, node: &AgentTarget, previous: &PackageSet, op: &OpKey) -> Result<(), PortError> {
+    async fn rollback(
+        &self,
+        node: &AgentTarget,
+        previous: &PackageSet,
+        op: &OpKey,
+    ) -> Result<(), PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
         let r = {
@@ -284,16 +343,31 @@ impl Agents for FakeCluster {
         r
     }
 
-    async fn rejoin(&self, node: &AgentTarget, order: &JoinOrder, op: &OpKey) -> Result<NodeId, PortError> {
+    async fn rejoin(
+        &self,
+        node: &AgentTarget,
+        order: &JoinOrder,
+        op: &OpKey,
+    ) -> Result<NodeId, PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
         let id = {
             let mut w = self.w();
-            let role = if order.token.0.ends_with("Manager") { Role::Manager } else { Role::Worker };
-            let template = w.nodes.iter().find(|n| n.hostname == h.hostname).cloned().expect("the stale entry is there");
+            let role =
+                if order.token.0.ends_with("Manager") { Role::Manager } else { Role::Worker };
+            let template = w
+                .nodes
+                .iter()
+                .find(|n| n.hostname == h.hostname)
+                .cloned()
+                .expect("the stale entry is there");
             w.next_id += 1;
             let id = NodeId(format!("{}-rejoined-{}", h.hostname, w.next_id));
-            let engine = h.installed.get("docker-ce").map(|v| v.engine_version()).unwrap_or(template.engine_version.clone());
+            let engine = h
+                .installed
+                .get("docker-ce")
+                .map(|v| v.engine_version())
+                .unwrap_or(template.engine_version.clone());
             w.nodes.push(Node {
                 id: id.clone(),
                 role,
@@ -301,7 +375,10 @@ impl Agents for FakeCluster {
                 state: NodeState::Ready,
                 labels: BTreeMap::new(),
                 engine_version: engine,
-                manager: (role == Role::Manager).then_some(ManagerStatus { leader: false, reachability: Reachability::Reachable }),
+                manager: (role == Role::Manager).then_some(ManagerStatus {
+                    leader: false,
+                    reachability: Reachability::Reachable,
+                }),
                 ..template
             });
             w.host_mut(&node.addr).unwrap().local_id = Some(id.clone());
@@ -332,7 +409,9 @@ impl StateStore for FakeCluster {
         let mut lose = self.lose_every.lock().unwrap();
         lose.1 += 1;
         if lose.0 > 0 && lose.1.is_multiple_of(lose.0) {
-            return Err(PortError::Unavailable("raft: failed to process the request: node lost leader status".into()));
+            return Err(PortError::Unavailable(
+                "raft: failed to process the request: node lost leader status".into(),
+            ));
         }
         Ok(())
     }
@@ -346,13 +425,18 @@ pub struct TestClock {
 
 impl TestClock {
     pub fn new() -> Self {
-        TestClock { base: "2026-11-25T03:00:00Z".parse().unwrap(), start: tokio::time::Instant::now() }
+        TestClock {
+            base: "2026-11-25T03:00:00Z".parse().unwrap(),
+            start: tokio::time::Instant::now(),
+        }
     }
 }
 
 impl Clock for TestClock {
     fn now(&self) -> Timestamp {
-        self.base.checked_add(jiff::SignedDuration::try_from(self.start.elapsed()).unwrap()).unwrap()
+        self.base
+            .checked_add(jiff::SignedDuration::try_from(self.start.elapsed()).unwrap())
+            .unwrap()
     }
 
     async fn sleep(&self, d: Duration) {

@@ -34,9 +34,22 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
         1u64..5,
         any::<bool>(),
         prop::option::weighted(0.3, prop::sample::select(vec![8080u16, 8081])),
-        prop::option::weighted(0.3, prop::sample::select(vec!["node.role==worker", "node.role==manager", "node.labels.zone==a"])),
+        prop::option::weighted(
+            0.3,
+            prop::sample::select(vec![
+                "node.role==worker",
+                "node.role==manager",
+                "node.labels.zone==a",
+            ]),
+        ),
     )
-        .prop_map(|(global, replicas, max_one, port, constraint)| ServiceSpec { global, replicas, max_one, port, constraint })
+        .prop_map(|(global, replicas, max_one, port, constraint)| ServiceSpec {
+            global,
+            replicas,
+            max_one,
+            port,
+            constraint,
+        })
 }
 
 /// Any cluster, healthy or not (for the planner's refusals).
@@ -51,14 +64,25 @@ pub fn any_cluster() -> impl Strategy<Value = ClusterSpec> {
                 prop::collection::vec(service(), 0..4),
             )
         })
-        .prop_map(|(managers, workers, unreachable, down, services)| ClusterSpec { managers, workers, unreachable, down, services })
+        .prop_map(|(managers, workers, unreachable, down, services)| ClusterSpec {
+            managers,
+            workers,
+            unreachable,
+            down,
+            services,
+        })
 }
 
 /// A healthy cluster of 3 or 5 managers (for full runs).
 pub fn healthy_cluster() -> impl Strategy<Value = ClusterSpec> {
-    (prop::sample::select(vec![3usize, 5]), 0usize..3, prop::collection::vec(service(), 0..4)).prop_map(|(managers, workers, services)| {
-        ClusterSpec { managers, workers, unreachable: vec![false; managers], down: vec![false; managers + workers], services }
-    })
+    (prop::sample::select(vec![3usize, 5]), 0usize..3, prop::collection::vec(service(), 0..4))
+        .prop_map(|(managers, workers, services)| ClusterSpec {
+            managers,
+            workers,
+            unreachable: vec![false; managers],
+            down: vec![false; managers + workers],
+            services,
+        })
 }
 
 fn versions() -> BTreeMap<String, Vec<DebVersion>> {
@@ -76,7 +100,11 @@ pub fn build(spec: &ClusterSpec) -> World {
     let mut hosts = Vec::new();
     for i in 0..spec.managers + spec.workers {
         let manager = i < spec.managers;
-        let hostname = if manager { format!("manager{}", i + 1) } else { format!("worker{}", i - spec.managers + 1) };
+        let hostname = if manager {
+            format!("manager{}", i + 1)
+        } else {
+            format!("worker{}", i - spec.managers + 1)
+        };
         let id = NodeId(format!("{hostname}-id"));
         let addr = format!("10.0.0.{}", i + 10);
         let mut labels = BTreeMap::new();
@@ -92,7 +120,11 @@ pub fn build(spec: &ClusterSpec) -> World {
             addr: addr.clone(),
             manager: manager.then(|| ManagerStatus {
                 leader: i == 0,
-                reachability: if spec.unreachable[i] { Reachability::Unreachable } else { Reachability::Reachable },
+                reachability: if spec.unreachable[i] {
+                    Reachability::Unreachable
+                } else {
+                    Reachability::Reachable
+                },
             }),
             engine_version: v(OLD).engine_version(),
             labels,
@@ -126,7 +158,10 @@ pub fn build(spec: &ClusterSpec) -> World {
             mode: if s.global { Mode::Global } else { Mode::Replicated { replicas: s.replicas } },
             constraints: s.constraint.map(|c| vec![c.to_string()]).unwrap_or_default(),
             max_replicas_per_node: s.max_one.then_some(1),
-            host_ports: s.port.map(|p| vec![HostPort { port: p, protocol: "tcp".into() }]).unwrap_or_default(),
+            host_ports: s
+                .port
+                .map(|p| vec![HostPort { port: p, protocol: "tcp".into() }])
+                .unwrap_or_default(),
             reservations: Resources::default(),
             update_state: None,
         })
@@ -164,7 +199,10 @@ pub fn observed(world: &World) -> ClusterSnapshot {
                 repository_error: None,
                 disk_free_bytes: 20 << 30,
                 engine_active: h.engine_active,
-                local_swarm: Some(LocalSwarm { node_id: id.0.clone(), state: LocalSwarmState::Active }),
+                local_swarm: Some(LocalSwarm {
+                    node_id: id.0.clone(),
+                    state: LocalSwarmState::Active,
+                }),
                 dpkg_interrupted: None,
             }),
         );

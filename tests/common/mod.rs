@@ -102,7 +102,11 @@ pub async fn resume(
 pub fn assert_all_at(world: &World, version: &str, original: &BTreeMap<String, Availability>) {
     for h in &world.hosts {
         assert_eq!(h.installed.get("docker-ce"), Some(&v(version)), "{} packages", h.hostname);
-        let n = world.nodes.iter().find(|n| Some(&n.id) == h.local_id.as_ref()).expect("host has a node entry");
+        let n = world
+            .nodes
+            .iter()
+            .find(|n| Some(&n.id) == h.local_id.as_ref())
+            .expect("host has a node entry");
         assert_eq!(n.state, NodeState::Ready, "{} state", h.hostname);
         assert_eq!(n.engine_version, v(version).engine_version(), "{} engine", h.hostname);
         assert_eq!(Some(&n.availability), original.get(&h.hostname), "{} availability", h.hostname);

@@ -27,13 +27,15 @@ pub struct Image {
 /// systemd and D-Bus only.
 pub const SYSTEMD: Image = Image { packages: "systemd,systemd-sysv,dbus", tag: "su-node:1" };
 /// A node that runs its own engine (Debian's docker.io).
-pub const ENGINE: Image = Image { packages: "systemd,systemd-sysv,dbus,docker.io,iproute2", tag: "su-node-engine:1" };
+pub const ENGINE: Image =
+    Image { packages: "systemd,systemd-sysv,dbus,docker.io,iproute2", tag: "su-node-engine:1" };
 
 /// The cached root file system tarball, made on first use.
 pub fn rootfs_tar(image: Image) -> PathBuf {
     let packages = image.packages;
     let recipe = format!("debootstrap --variant=minbase --include={packages} {SUITE}");
-    let hash: u64 = recipe.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let hash: u64 =
+        recipe.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
     let tar = Path::new(CACHE).join(format!("node-{SUITE}-{hash:016x}.tar"));
     if tar.exists() {
         return tar;
@@ -53,9 +55,19 @@ pub fn rootfs_tar(image: Image) -> PathBuf {
         String::from_utf8_lossy(&out.stdout).lines().rev().take(5).collect::<Vec<_>>().join(" | ")
     );
     // Modules cannot be loaded in a container.
-    let _ = std::os::unix::fs::symlink("/dev/null", work.join("etc/systemd/system/systemd-modules-load.service"));
+    let _ = std::os::unix::fs::symlink(
+        "/dev/null",
+        work.join("etc/systemd/system/systemd-modules-load.service"),
+    );
     let partial = tar.with_extension("partial");
-    let status = Command::new("tar").arg("-C").arg(&work).args(["-cf"]).arg(&partial).arg(".").status().unwrap();
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&work)
+        .args(["-cf"])
+        .arg(&partial)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(status.success(), "tar of the root file system");
     std::fs::rename(&partial, &tar).unwrap();
     let _ = std::fs::remove_dir_all(&work);
@@ -77,7 +89,15 @@ impl<'a> Node<'a> {
         if engine.cli(&["image", "inspect", image.tag]).is_err() {
             let tar = std::fs::File::open(rootfs_tar(image)).unwrap();
             let out = Command::new("docker")
-                .args(["-H", &engine.host, "import", "--change", "CMD [\"/lib/systemd/systemd\"]", "-", image.tag])
+                .args([
+                    "-H",
+                    &engine.host,
+                    "import",
+                    "--change",
+                    "CMD [\"/lib/systemd/systemd\"]",
+                    "-",
+                    image.tag,
+                ])
                 .stdin(Stdio::from(tar))
                 .output()
                 .unwrap();
@@ -91,7 +111,20 @@ impl<'a> Node<'a> {
         let data = run.with_extension("docker");
         std::fs::create_dir_all(&data).unwrap();
         let data_volume = format!("{}:/var/lib/docker", data.display());
-        let mut args = vec!["run", "-d", "--name", name, "--hostname", name, "--network", "none", "-v", &volume, "-v", &data_volume];
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            name,
+            "--network",
+            "none",
+            "-v",
+            &volume,
+            "-v",
+            &data_volume,
+        ];
         args.extend(xtask::lab::SYSTEMD_NODE_FLAGS);
         args.push(image.tag);
         engine.cli(&args).expect("the node container starts");
@@ -102,7 +135,10 @@ impl<'a> Node<'a> {
             if state.contains("running") || state.contains("degraded") {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(90), "systemd did not come up in {name}: {state}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(90),
+                "systemd did not come up in {name}: {state}"
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
         node

@@ -89,7 +89,11 @@ impl World {
 
     /// The store document as it is now.
     pub fn store_doc(&self) -> StoreDoc {
-        if self.store_text.is_empty() { StoreDoc::default() } else { serde_json::from_str(&self.store_text).unwrap() }
+        if self.store_text.is_empty() {
+            StoreDoc::default()
+        } else {
+            serde_json::from_str(&self.store_text).unwrap()
+        }
     }
 
     /// One step of the cluster's life: restarted nodes come back, new tasks start, the
@@ -112,9 +116,17 @@ impl World {
                 }
             }
         }
-        let ready: Vec<NodeId> = self.nodes.iter().filter(|n| n.state == NodeState::Ready).map(|n| n.id.clone()).collect();
+        let ready: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Ready)
+            .map(|n| n.id.clone())
+            .collect();
         for t in &mut self.tasks {
-            if t.desired == TaskState::Running && t.state < TaskState::Running && t.node.as_ref().is_some_and(|n| ready.contains(n)) {
+            if t.desired == TaskState::Running
+                && t.state < TaskState::Running
+                && t.node.as_ref().is_some_and(|n| ready.contains(n))
+            {
                 t.state = TaskState::Running;
             }
         }
@@ -124,7 +136,11 @@ impl World {
                 let running = self
                     .tasks
                     .iter()
-                    .filter(|t| t.service == s.id && t.state == TaskState::Running && t.desired == TaskState::Running)
+                    .filter(|t| {
+                        t.service == s.id
+                            && t.state == TaskState::Running
+                            && t.desired == TaskState::Running
+                    })
                     .count() as u64;
                 let m = self.min_running.entry(s.id.clone()).or_insert(running);
                 *m = (*m).min(running);
@@ -163,14 +179,20 @@ impl World {
     }
 
     fn live(&self, svc: &ServiceId) -> Vec<usize> {
-        (0..self.tasks.len()).filter(|&i| &self.tasks[i].service == svc && self.tasks[i].desired == TaskState::Running).collect()
+        (0..self.tasks.len())
+            .filter(|&i| {
+                &self.tasks[i].service == svc && self.tasks[i].desired == TaskState::Running
+            })
+            .collect()
     }
 
     fn reconcile_replicated(&mut self, svc: &Service, replicas: u64) {
         // Scale down: not running first, then the highest slot.
         let mut live = self.live(&svc.id);
         if live.len() as u64 > replicas && !self.missed_scale_down.contains(&svc.id) {
-            live.sort_by_key(|&i| (self.tasks[i].state == TaskState::Running, std::cmp::Reverse(self.tasks[i].slot)));
+            live.sort_by_key(|&i| {
+                (self.tasks[i].state == TaskState::Running, std::cmp::Reverse(self.tasks[i].slot))
+            });
             for &i in live.iter().take(live.len() - replicas as usize) {
                 Self::shut_down(&mut self.tasks[i]);
             }
@@ -186,12 +208,21 @@ impl World {
         }
         // Missing slots get a new task.
         for slot in 1..=replicas {
-            let has = self.tasks.iter().any(|t| t.service == svc.id && t.slot == Some(slot) && t.desired == TaskState::Running);
+            let has = self.tasks.iter().any(|t| {
+                t.service == svc.id && t.slot == Some(slot) && t.desired == TaskState::Running
+            });
             if !has {
                 let node = self.place(svc);
                 let id = self.fresh_id(&format!("{}.{slot}.", svc.name));
                 let state = if node.is_some() { TaskState::Assigned } else { TaskState::Pending };
-                self.tasks.push(Task { id, service: svc.id.clone(), slot: Some(slot), node, state, desired: TaskState::Running });
+                self.tasks.push(Task {
+                    id,
+                    service: svc.id.clone(),
+                    slot: Some(slot),
+                    node,
+                    state,
+                    desired: TaskState::Running,
+                });
             }
         }
     }
@@ -200,11 +231,19 @@ impl World {
         let eligible: Vec<NodeId> = self
             .nodes
             .iter()
-            .filter(|n| n.state == NodeState::Ready && n.availability != Availability::Drain && satisfies_all(&svc.constraints, n))
+            .filter(|n| {
+                n.state == NodeState::Ready
+                    && n.availability != Availability::Drain
+                    && satisfies_all(&svc.constraints, n)
+            })
             .map(|n| n.id.clone())
             .collect();
         for n in eligible {
-            let has = self.tasks.iter().any(|t| t.service == svc.id && t.node.as_ref() == Some(&n) && t.desired == TaskState::Running);
+            let has = self.tasks.iter().any(|t| {
+                t.service == svc.id
+                    && t.node.as_ref() == Some(&n)
+                    && t.desired == TaskState::Running
+            });
             if !has {
                 let id = self.fresh_id(&format!("{}.", svc.name));
                 self.tasks.push(Task {
@@ -225,20 +264,30 @@ impl World {
         let on = |n: &NodeId, s: Option<&ServiceId>| {
             self.tasks
                 .iter()
-                .filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n) && s.is_none_or(|s| &t.service == s))
+                .filter(|t| {
+                    t.desired == TaskState::Running
+                        && t.node.as_ref() == Some(n)
+                        && s.is_none_or(|s| &t.service == s)
+                })
                 .count()
         };
         let port_taken = |n: &NodeId| {
-            self.tasks.iter().filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n)).any(|t| {
-                let other = self.services.iter().find(|s| s.id == t.service);
-                other.is_some_and(|o| o.host_ports.iter().any(|p| svc.host_ports.contains(p)))
-            })
+            self.tasks
+                .iter()
+                .filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n))
+                .any(|t| {
+                    let other = self.services.iter().find(|s| s.id == t.service);
+                    other.is_some_and(|o| o.host_ports.iter().any(|p| svc.host_ports.contains(p)))
+                })
         };
         self.nodes
             .iter()
             .filter(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
             .filter(|n| satisfies_all(&svc.constraints, n))
-            .filter(|n| svc.max_replicas_per_node.is_none_or(|m| m == 0 || (on(&n.id, Some(&svc.id)) as u64) < m))
+            .filter(|n| {
+                svc.max_replicas_per_node
+                    .is_none_or(|m| m == 0 || (on(&n.id, Some(&svc.id)) as u64) < m)
+            })
             .filter(|n| !port_taken(&n.id))
             .min_by_key(|n| (on(&n.id, Some(&svc.id)), on(&n.id, None), n.hostname.clone()))
             .map(|n| n.id.clone())

@@ -53,14 +53,17 @@ pub fn pick(madison: &str, suite: &str, upstream: &str) -> Option<String> {
         .lines()
         .filter_map(|l| {
             let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-            (cols.len() == 3 && cols[2].split_whitespace().any(|w| w.starts_with(&format!("{suite}/")))).then(|| cols[1].to_string())
+            (cols.len() == 3
+                && cols[2].split_whitespace().any(|w| w.starts_with(&format!("{suite}/"))))
+            .then(|| cols[1].to_string())
         })
         .find(|v| v.strip_prefix(upstream).is_some_and(|rest| rest.starts_with(['+', '~', '-'])))
 }
 
 /// Fetches and unpacks every source (cached).
 pub fn fetch() -> Result<Unpacked> {
-    let recipe: Vec<String> = SOURCES.iter().map(|s| format!("{}@{}={}", s.package, s.suite, s.upstream)).collect();
+    let recipe: Vec<String> =
+        SOURCES.iter().map(|s| format!("{}@{}={}", s.package, s.suite, s.upstream)).collect();
     let hash = cache::fnv(&[recipe.join(" ").as_bytes()]);
     let dir = cache::cached(&format!("debian-{hash:016x}"), |out| {
         let apt = out.join("apt");
@@ -88,19 +91,34 @@ pub fn fetch() -> Result<Unpacked> {
         };
         let mut update = Command::new("apt-get");
         opts(&mut update);
-        host::run(update.arg("update").arg("-q")).context("apt-get update of trixie and forky from the machine's mirror")?;
+        host::run(update.arg("update").arg("-q"))
+            .context("apt-get update of trixie and forky from the machine's mirror")?;
         for s in SOURCES {
             let mut madison = Command::new("apt-cache");
             opts(&mut madison);
             let listed = host::run(madison.args(["madison", s.package]))?;
             let Some(version) = pick(&listed, s.suite, s.upstream) else {
-                bail!("the mirror has no {} {} in {}; it lists:\n{listed}\nupdate debian::SOURCES", s.package, s.upstream, s.suite);
+                bail!(
+                    "the mirror has no {} {} in {}; it lists:\n{listed}\nupdate debian::SOURCES",
+                    s.package,
+                    s.upstream,
+                    s.suite
+                );
             };
             let mut download = Command::new("apt-get");
             opts(&mut download);
-            host::run(download.current_dir(apt.join("deb")).args(["download", "-q", &format!("{}={version}", s.package)]))?;
+            host::run(download.current_dir(apt.join("deb")).args([
+                "download",
+                "-q",
+                &format!("{}={version}", s.package),
+            ]))?;
             let deb = find_deb(&apt.join("deb"), s.package, &version)?;
-            host::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(out.join(format!("{}@{}", s.package, s.suite))))?;
+            host::run(
+                Command::new("dpkg-deb")
+                    .arg("-x")
+                    .arg(&deb)
+                    .arg(out.join(format!("{}@{}", s.package, s.suite))),
+            )?;
             std::fs::remove_file(deb)?;
         }
         std::fs::remove_dir_all(&apt)?;
@@ -113,14 +131,19 @@ fn find_deb(dir: &Path, package: &str, version: &str) -> Result<PathBuf> {
     let file_version = version.split_once(':').map_or(version, |(_, v)| v);
     let name = format!("{package}_{file_version}_amd64.deb");
     let path = dir.join(&name);
-    if path.exists() { Ok(path) } else { bail!("apt-get download left no {name} in {}", dir.display()) }
+    if path.exists() {
+        Ok(path)
+    } else {
+        bail!("apt-get download left no {name} in {}", dir.display())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::pick;
 
-    const MADISON: &str = " docker.io | 28.5.2+dfsg4-5 | http://mirror.invalid/debian forky/main amd64 Packages
+    const MADISON: &str =
+        " docker.io | 28.5.2+dfsg4-5 | http://mirror.invalid/debian forky/main amd64 Packages
  docker.io | 26.1.5+dfsg1-9+deb13u1+b1 | http://mirror.invalid/debian trixie/main amd64 Packages
 ";
 

@@ -104,7 +104,8 @@ impl Engine {
         let pid = pid.trim().to_string();
         let _ = Command::new("kill").arg(&pid).status();
         let t0 = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists() && t0.elapsed() < Duration::from_secs(30) {
+        while Path::new(&format!("/proc/{pid}")).exists() && t0.elapsed() < Duration::from_secs(30)
+        {
             std::thread::sleep(Duration::from_millis(200));
         }
         if Path::new(&format!("/proc/{pid}")).exists() {
@@ -126,8 +127,10 @@ impl Engine {
 
     /// `docker ARGS` with a file as stdin.
     pub fn docker_stdin(&self, args: &[&str], input: &Path) -> Result<String> {
-        let file = std::fs::File::open(input).with_context(|| format!("open {}", input.display()))?;
-        let mut child = self.cmd(args).stdin(file).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let file =
+            std::fs::File::open(input).with_context(|| format!("open {}", input.display()))?;
+        let mut child =
+            self.cmd(args).stdin(file).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let mut out = String::new();
         child.stdout.take().unwrap().read_to_string(&mut out)?;
         let mut err = String::new();
@@ -140,7 +143,8 @@ impl Engine {
 
     /// `docker exec NODE sh -c SCRIPT`: its stdout, trimmed.
     pub fn sh(&self, node: &str, script: &str) -> Result<String> {
-        self.docker(&["exec", node, "sh", "-c", script]).with_context(|| format!("on {node}: {script}"))
+        self.docker(&["exec", node, "sh", "-c", script])
+            .with_context(|| format!("on {node}: {script}"))
     }
 
     /// A `docker` command for the caller to run with inherited stdio.

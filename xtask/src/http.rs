@@ -29,7 +29,9 @@ pub async fn get(addr: &str, path: &str, limit: Duration) -> Outcome {
 
 async fn exchange(addr: &str, path: &str) -> Outcome {
     let Ok(mut s) = TcpStream::connect(addr).await else { return Outcome::Connect };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: swarm-upgrade-lab\r\n\r\n");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: swarm-upgrade-lab\r\n\r\n"
+    );
     if s.write_all(req.as_bytes()).await.is_err() {
         return Outcome::Broken;
     }
@@ -44,7 +46,12 @@ async fn exchange(addr: &str, path: &str) -> Outcome {
 pub fn parse(raw: &[u8]) -> Outcome {
     let text = String::from_utf8_lossy(raw);
     let Some((head, body)) = text.split_once("\r\n\r\n") else { return Outcome::Broken };
-    let status = head.lines().next().and_then(|l| l.strip_prefix("HTTP/1.")).and_then(|l| l.get(2..5)).and_then(|c| c.parse().ok());
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("HTTP/1."))
+        .and_then(|l| l.get(2..5))
+        .and_then(|c| c.parse().ok());
     match status {
         Some(code) => Outcome::Status(code, body.to_string()),
         None => Outcome::Broken,
@@ -64,7 +71,10 @@ mod tests {
     #[test]
     fn parses_status_and_body() {
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nhi"), Outcome::Status(200, "hi".into()));
-        assert_eq!(parse(b"HTTP/1.0 503 Service Unavailable\r\n\r\n"), Outcome::Status(503, String::new()));
+        assert_eq!(
+            parse(b"HTTP/1.0 503 Service Unavailable\r\n\r\n"),
+            Outcome::Status(503, String::new())
+        );
         assert_eq!(parse(b""), Outcome::Broken, "an empty reply");
         assert_eq!(parse(b"garbage\r\n\r\n"), Outcome::Broken);
     }

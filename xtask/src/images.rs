@@ -22,8 +22,13 @@ const NODE_PACKAGES: &str = "systemd,systemd-sysv,dbus,iproute2,ca-certificates,
 
 /// The node image's tag in the lab's engine; built and imported if missing.
 pub fn node_image(engine: &Engine, repo: &Repo) -> Result<String> {
-    let debs = [("containerd.io", repo::CONTAINERD[0].0), ("docker-ce-cli", repo::OLD), ("docker-ce", repo::OLD)];
-    let mut parts: Vec<Vec<u8>> = vec![include_str!("images.rs").into(), NODE_PACKAGES.into(), std::fs::read(&repo.key)?];
+    let debs = [
+        ("containerd.io", repo::CONTAINERD[0].0),
+        ("docker-ce-cli", repo::OLD),
+        ("docker-ce", repo::OLD),
+    ];
+    let mut parts: Vec<Vec<u8>> =
+        vec![include_str!("images.rs").into(), NODE_PACKAGES.into(), std::fs::read(&repo.key)?];
     for (p, v) in debs {
         parts.push(cache::file_hash(&repo.deb(p, v))?.to_le_bytes().to_vec());
     }
@@ -48,14 +53,21 @@ pub fn node_image(engine: &Engine, repo: &Repo) -> Result<String> {
                 std::fs::remove_file(root.join(n.trim_start_matches('/')))?;
             }
             // haproxy only runs on the balancer.
-            host::run(Command::new("chroot").arg(root).args(["systemctl", "disable", "haproxy.service"]))?;
+            host::run(Command::new("chroot").arg(root).args([
+                "systemctl",
+                "disable",
+                "haproxy.service",
+            ]))?;
             // Only the lab repository, configured as Docker's install guide does it.
             for f in ["etc/apt/sources.list.d/debian.sources", "etc/apt/sources.list"] {
                 cache::remove(&root.join(f));
             }
             std::fs::create_dir_all(root.join("etc/apt/keyrings"))?;
             std::fs::copy(&repo.key, root.join("etc/apt/keyrings/docker.asc"))?;
-            std::fs::write(root.join("etc/apt/sources.list.d/docker.list"), format!("{}\n", repo::SOURCES_LINE))?;
+            std::fs::write(
+                root.join("etc/apt/sources.list.d/docker.list"),
+                format!("{}\n", repo::SOURCES_LINE),
+            )?;
             for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
                 for e in std::fs::read_dir(root.join(dir))?.flatten() {
                     if e.path().is_file() {
@@ -66,7 +78,11 @@ pub fn node_image(engine: &Engine, repo: &Repo) -> Result<String> {
             Ok(())
         })
     })?;
-    let changes = ["CMD [\"/lib/systemd/systemd\"]", "ENV container=docker", "LABEL io.swarm-upgrade.lab.image=node"];
+    let changes = [
+        "CMD [\"/lib/systemd/systemd\"]",
+        "ENV container=docker",
+        "LABEL io.swarm-upgrade.lab.image=node",
+    ];
     import(engine, &tar, &tag, &changes)?;
     Ok(tag)
 }
@@ -85,20 +101,31 @@ pub fn bookworm_image(engine: &Engine) -> Result<String> {
     let tar = cache::cached(&format!("node-bookworm-{hash:016x}.tar"), |out| {
         systemd_node_tar(out, &base_tar("bookworm", BOOKWORM_PACKAGES)?, |_| Ok(()))
     })?;
-    let changes = ["CMD [\"/lib/systemd/systemd\"]", "ENV container=docker", "LABEL io.swarm-upgrade.lab.image=bookworm"];
+    let changes = [
+        "CMD [\"/lib/systemd/systemd\"]",
+        "ENV container=docker",
+        "LABEL io.swarm-upgrade.lab.image=bookworm",
+    ];
     import(engine, &tar, &tag, &changes)?;
     Ok(tag)
 }
 
 /// Writes to `out` the tree of `base` changed by `customize` (given the tree's root), made fit to
 /// boot systemd in a container: no kernel modules to load, and a machine id made at first boot.
-fn systemd_node_tar(out: &Path, base: &Path, customize: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+fn systemd_node_tar(
+    out: &Path,
+    base: &Path,
+    customize: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let root = out.with_extension("rootfs");
     cache::remove(&root);
     std::fs::create_dir_all(&root)?;
     host::run(Command::new("tar").arg("-C").arg(&root).arg("-xf").arg(base))?;
     customize(&root)?;
-    std::os::unix::fs::symlink("/dev/null", root.join("etc/systemd/system/systemd-modules-load.service"))?;
+    std::os::unix::fs::symlink(
+        "/dev/null",
+        root.join("etc/systemd/system/systemd-modules-load.service"),
+    )?;
     std::fs::write(root.join("etc/machine-id"), "")?;
     cache::remove(&root.join("var/lib/dbus/machine-id"));
     host::run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(out).arg("."))?;

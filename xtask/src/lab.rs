@@ -63,12 +63,18 @@ pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
         Some(d) => Ok(d.clone()),
         None => build_deb(),
     })?;
-    t.step("network and containers", || start_containers(&engine, &node_image, &web_image, &repo.root))?;
+    t.step("network and containers", || {
+        start_containers(&engine, &node_image, &web_image, &repo.root)
+    })?;
     t.step("systemd and engines up", || parallel(NODES, |n| wait_booted(&engine, n.name)))?;
     t.step("swarm", || form_swarm(&engine))?;
-    t.step("repository on every node", || parallel(NODES, |n| engine.sh(n.name, "apt-get update -q").map(drop)))?;
+    t.step("repository on every node", || {
+        parallel(NODES, |n| engine.sh(n.name, "apt-get update -q").map(drop))
+    })?;
     t.step("agent from the .deb", || parallel(NODES, |n| install_agent(&engine, n.name, &deb)))?;
-    t.step("workload image on every node", || parallel(NODES, |n| workload::load_image(&engine, n.name, &web_tar)))?;
+    t.step("workload image on every node", || {
+        parallel(NODES, |n| workload::load_image(&engine, n.name, &web_tar))
+    })?;
     t.step("workload converged", || {
         workload::deploy(&engine)?;
         workload::wait_converged(&engine, Duration::from_secs(120))
@@ -83,7 +89,10 @@ pub fn parallel(hosts: &[Host], f: impl Fn(&Host) -> Result<()> + Sync) -> Resul
         let handles: Vec<_> = hosts.iter().map(|h| (h.name, s.spawn(|| f(h)))).collect();
         let mut first = Ok(());
         for (name, h) in handles {
-            let r = h.join().map_err(|_| anyhow::anyhow!("{name}: panicked")).and_then(|r| r.with_context(|| name.to_string()));
+            let r = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("{name}: panicked"))
+                .and_then(|r| r.with_context(|| name.to_string()));
             if first.is_ok() {
                 first = r;
             }
@@ -138,7 +147,8 @@ pub fn down(purge: bool) -> Result<()> {
             bail!("lab down: still present: {}", left.join(", "));
         }
         if purge && !engine.private {
-            let images = engine.docker(&["images", "-q", "--filter", "label=io.swarm-upgrade.lab.image"])?;
+            let images =
+                engine.docker(&["images", "-q", "--filter", "label=io.swarm-upgrade.lab.image"])?;
             for id in images.lines() {
                 engine.docker(&["rmi", "-f", id])?;
             }
@@ -164,14 +174,19 @@ pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     for n in NODES {
         for unit in ["swarm-upgrade-agent", "docker", "containerd"] {
-            let log = engine.sh(n.name, &format!("journalctl -u {unit} --no-pager -o short-precise")).unwrap_or_else(|e| format!("{e:#}"));
+            let log = engine
+                .sh(n.name, &format!("journalctl -u {unit} --no-pager -o short-precise"))
+                .unwrap_or_else(|e| format!("{e:#}"));
             std::fs::write(dir.join(format!("{}-{unit}.log", n.name)), log)?;
         }
     }
-    let swarm = ["docker node ls", "docker service ls", "docker service ps --no-trunc web solo agentcheck"]
-        .iter()
-        .map(|c| format!("$ {c}\n{}\n", engine.sh(MANAGER, c).unwrap_or_else(|e| format!("{e:#}"))))
-        .collect::<String>();
+    let swarm =
+        ["docker node ls", "docker service ls", "docker service ps --no-trunc web solo agentcheck"]
+            .iter()
+            .map(|c| {
+                format!("$ {c}\n{}\n", engine.sh(MANAGER, c).unwrap_or_else(|e| format!("{e:#}")))
+            })
+            .collect::<String>();
     std::fs::write(dir.join("swarm.txt"), swarm)?;
     let balancer = engine.docker(&["logs", BALANCER.name]).unwrap_or_else(|e| format!("{e:#}"));
     std::fs::write(dir.join("balancer.log"), balancer)?;
@@ -183,11 +198,20 @@ pub fn build_deb() -> Result<PathBuf> {
     crate::host::ensure_packages(&[("dpkg-shlibdeps", "dpkg-dev")])?;
     if !crate::host::have("cargo-deb") {
         eprintln!("lab: installing cargo-deb (once)");
-        crate::host::run(std::process::Command::new("cargo").args(["install", "--locked", "cargo-deb", "--version", "3.6.0"]))?;
+        crate::host::run(std::process::Command::new("cargo").args([
+            "install",
+            "--locked",
+            "cargo-deb",
+            "--version",
+            "3.6.0",
+        ]))?;
     }
     let top = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("the workspace")?;
-    let out = crate::host::run(std::process::Command::new("cargo").current_dir(top).args(["deb", "--locked", "--quiet"]))?;
-    let path = out.lines().last().map(PathBuf::from).context("cargo deb printed no package path")?;
+    let out = crate::host::run(
+        std::process::Command::new("cargo").current_dir(top).args(["deb", "--locked", "--quiet"]),
+    )?;
+    let path =
+        out.lines().last().map(PathBuf::from).context("cargo deb printed no package path")?;
     if !path.is_file() {
         bail!("cargo deb printed {}, which is not a file", path.display());
     }
@@ -199,24 +223,61 @@ fn label_arg() -> String {
 }
 
 fn add_hosts() -> Vec<String> {
-    NODES.iter().chain([&BALANCER, &REPO]).flat_map(|h| ["--add-host".to_string(), format!("{}:{}", h.name, h.ip)]).collect()
+    NODES
+        .iter()
+        .chain([&BALANCER, &REPO])
+        .flat_map(|h| ["--add-host".to_string(), format!("{}:{}", h.name, h.ip)])
+        .collect()
 }
 
-fn start_containers(engine: &Engine, node_image: &str, web_image: &str, repo_root: &Path) -> Result<()> {
+fn start_containers(
+    engine: &Engine,
+    node_image: &str,
+    web_image: &str,
+    repo_root: &Path,
+) -> Result<()> {
     let label = label_arg();
-    engine.docker(&["network", "create", "--label", &label, "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK])?;
+    engine.docker(&[
+        "network",
+        "create",
+        "--label",
+        &label,
+        "--subnet",
+        SUBNET,
+        "--gateway",
+        GATEWAY,
+        NETWORK,
+    ])?;
     let repo_mount = format!("{}:/srv:ro", repo_root.display());
-    let mut args: Vec<String> =
-        ["run", "-d", "--name", REPO.name, "--hostname", REPO.name, "--label", &label, "--network", NETWORK, "--ip", REPO.ip]
-            .map(String::from)
-            .to_vec();
+    let mut args: Vec<String> = [
+        "run",
+        "-d",
+        "--name",
+        REPO.name,
+        "--hostname",
+        REPO.name,
+        "--label",
+        &label,
+        "--network",
+        NETWORK,
+        "--ip",
+        REPO.ip,
+    ]
+    .map(String::from)
+    .to_vec();
     args.extend(["-v".into(), repo_mount, web_image.into()]);
     args.extend(["/lab-web", "web", "files", "/srv", "80"].map(String::from));
     engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
 
     for n in NODES {
         for dir in ["docker", "containerd"] {
-            engine.docker(&["volume", "create", "--label", &label, &format!("swarm-upgrade-lab-{}-{dir}", n.name)])?;
+            engine.docker(&[
+                "volume",
+                "create",
+                "--label",
+                &label,
+                &format!("swarm-upgrade-lab-{}-{dir}", n.name),
+            ])?;
         }
         let mut a: Vec<String> = [
             "run",
@@ -242,7 +303,10 @@ fn start_containers(engine: &Engine, node_image: &str, web_image: &str, repo_roo
         .to_vec();
         a.extend(SYSTEMD_NODE_FLAGS.iter().map(|f| f.to_string()));
         a.extend(["-v".into(), format!("swarm-upgrade-lab-{}-docker:/var/lib/docker", n.name)]);
-        a.extend(["-v".into(), format!("swarm-upgrade-lab-{}-containerd:/var/lib/containerd", n.name)]);
+        a.extend([
+            "-v".into(),
+            format!("swarm-upgrade-lab-{}-containerd:/var/lib/containerd", n.name),
+        ]);
         a.extend(add_hosts());
         a.push(node_image.into());
         engine.docker(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -256,11 +320,31 @@ fn start_containers(engine: &Engine, node_image: &str, web_image: &str, repo_roo
     std::fs::create_dir_all(cfg.parent().unwrap())?;
     std::fs::write(&cfg, workload::haproxy_cfg())?;
     let cfg_mount = format!("{}:/etc/haproxy/lab.cfg:ro", cfg.display());
-    let mut b: Vec<String> =
-        ["run", "-d", "--name", BALANCER.name, "--hostname", BALANCER.name, "--label", &label, "--network", NETWORK, "--ip", BALANCER.ip]
-            .map(String::from)
-            .to_vec();
-    b.extend(["-v".into(), cfg_mount, node_image.into(), "haproxy".into(), "-db".into(), "-f".into(), "/etc/haproxy/lab.cfg".into()]);
+    let mut b: Vec<String> = [
+        "run",
+        "-d",
+        "--name",
+        BALANCER.name,
+        "--hostname",
+        BALANCER.name,
+        "--label",
+        &label,
+        "--network",
+        NETWORK,
+        "--ip",
+        BALANCER.ip,
+    ]
+    .map(String::from)
+    .to_vec();
+    b.extend([
+        "-v".into(),
+        cfg_mount,
+        node_image.into(),
+        "haproxy".into(),
+        "-db".into(),
+        "-f".into(),
+        "/etc/haproxy/lab.cfg".into(),
+    ]);
     engine.docker(&b.iter().map(String::as_str).collect::<Vec<_>>())?;
     Ok(())
 }
@@ -269,10 +353,14 @@ fn wait_booted(engine: &Engine, node: &str) -> Result<()> {
     let t0 = Instant::now();
     loop {
         let state = engine.sh(node, "systemctl is-system-running || true").unwrap_or_default();
-        let docker = engine.sh(node, "docker version --format '{{.Server.Version}}' 2>/dev/null || true").unwrap_or_default();
+        let docker = engine
+            .sh(node, "docker version --format '{{.Server.Version}}' 2>/dev/null || true")
+            .unwrap_or_default();
         if (state == "running" || state == "degraded") && !docker.is_empty() {
             if state == "degraded" {
-                let failed = engine.sh(node, "systemctl list-units --failed --plain --no-legend").unwrap_or_default();
+                let failed = engine
+                    .sh(node, "systemctl list-units --failed --plain --no-legend")
+                    .unwrap_or_default();
                 bail!("{node} booted degraded: {failed}");
             }
             return Ok(());
@@ -288,7 +376,10 @@ fn wait_booted(engine: &Engine, node: &str) -> Result<()> {
 
 fn form_swarm(engine: &Engine) -> Result<()> {
     let first = &NODES[0];
-    engine.sh(first.name, &format!("docker swarm init --advertise-addr {ip} --listen-addr {ip}:2377", ip = first.ip))?;
+    engine.sh(
+        first.name,
+        &format!("docker swarm init --advertise-addr {ip} --listen-addr {ip}:2377", ip = first.ip),
+    )?;
     let manager_token = engine.sh(first.name, "docker swarm join-token -q manager")?;
     let worker_token = engine.sh(first.name, "docker swarm join-token -q worker")?;
     for n in &NODES[1..] {
@@ -312,7 +403,11 @@ fn form_swarm(engine: &Engine) -> Result<()> {
 }
 
 fn install_agent(engine: &Engine, node: &str, deb: &Path) -> Result<()> {
-    engine.docker(&["cp", &deb.display().to_string(), &format!("{node}:/root/swarm-upgrade.deb")])?;
+    engine.docker(&[
+        "cp",
+        &deb.display().to_string(),
+        &format!("{node}:/root/swarm-upgrade.deb"),
+    ])?;
     engine.sh(node, "dpkg -i /root/swarm-upgrade.deb >/dev/null && rm /root/swarm-upgrade.deb")?;
     let t0 = Instant::now();
     loop {
@@ -321,7 +416,8 @@ fn install_agent(engine: &Engine, node: &str, deb: &Path) -> Result<()> {
             return Ok(());
         }
         if t0.elapsed() > Duration::from_secs(30) {
-            let log = engine.sh(node, "journalctl -u swarm-upgrade-agent --no-pager -n 20 || true")?;
+            let log =
+                engine.sh(node, "journalctl -u swarm-upgrade-agent --no-pager -n 20 || true")?;
             bail!("the agent on {node} does not listen on 7443 after 30 s:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -334,7 +430,9 @@ fn wait_balancer(limit: Duration) -> Result<()> {
     loop {
         let web = http::get_blocking(&balancer_web(), "/", Duration::from_secs(2));
         let solo = http::get_blocking(&balancer_solo(), "/", Duration::from_secs(2));
-        if matches!(web, http::Outcome::Status(200, _)) && matches!(solo, http::Outcome::Status(200, _)) {
+        if matches!(web, http::Outcome::Status(200, _))
+            && matches!(solo, http::Outcome::Status(200, _))
+        {
             ok_in_a_row += 1;
             if ok_in_a_row >= 10 {
                 return Ok(());

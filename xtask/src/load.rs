@@ -105,8 +105,10 @@ pub struct Report {
 /// Builds the report from the records (pure).
 pub fn report(targets: &[String], rate: u32, records: &[Record]) -> Report {
     let mut failures = Failures::default();
-    let mut per_target: Vec<TargetReport> =
-        targets.iter().map(|t| TargetReport { target: t.clone(), requests: 0, failed: 0, longest_gap_s: 0.0 }).collect();
+    let mut per_target: Vec<TargetReport> = targets
+        .iter()
+        .map(|t| TargetReport { target: t.clone(), requests: 0, failed: 0, longest_gap_s: 0.0 })
+        .collect();
     let mut ok_by_target: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut timeline: Vec<Second> = Vec::new();
     let mut ok_times: Vec<f64> = Vec::new();
@@ -184,7 +186,8 @@ pub async fn generate(opts: Options, stop: impl Future<Output = ()>) -> Report {
     let t0 = Instant::now();
     let started_at = jiff::Timestamp::now().to_string();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(opts.rate.max(1))));
+    let mut tick =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(opts.rate.max(1))));
     tokio::pin!(stop);
     let mut n = 0usize;
     loop {
@@ -230,7 +233,11 @@ pub struct Running {
 pub fn start(opts: Options) -> Running {
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(generate(opts, async {
             let _ = rx.await;
         }))
@@ -263,7 +270,12 @@ impl Report {
         ) + &self
             .targets
             .iter()
-            .map(|t| format!("; {}: {} of {} failed, longest gap {:.3} s", t.target, t.failed, t.requests, t.longest_gap_s))
+            .map(|t| {
+                format!(
+                    "; {}: {} of {} failed, longest gap {:.3} s",
+                    t.target, t.failed, t.requests, t.longest_gap_s
+                )
+            })
             .collect::<String>()
     }
 }
@@ -290,9 +302,15 @@ mod tests {
         ];
         let r = report(&["a/".into(), "b/".into()], 2, &records);
         assert_eq!((r.requests, r.succeeded, r.failed), (7, 3, 4));
-        assert_eq!(r.failures, Failures { connect: 1, timeout: 1, broken: 1, http: BTreeMap::from([(503, 1)]) });
+        assert_eq!(
+            r.failures,
+            Failures { connect: 1, timeout: 1, broken: 1, http: BTreeMap::from([(503, 1)]) }
+        );
         assert_eq!((r.longest_gap_s, r.longest_gap_at_s), (2.8, 0.1));
-        assert_eq!(r.targets[0], TargetReport { target: "a/".into(), requests: 4, failed: 2, longest_gap_s: 3.0 });
+        assert_eq!(
+            r.targets[0],
+            TargetReport { target: "a/".into(), requests: 4, failed: 2, longest_gap_s: 3.0 }
+        );
         assert_eq!(r.targets[1].longest_gap_s, 0.0, "one success only");
         assert_eq!(r.timeline.len(), 4);
         assert_eq!(r.timeline[1], Second { second: 1, sent: 2, ok: 0, failed: 2 });
@@ -311,9 +329,19 @@ mod tests {
         let addr = l.local_addr().unwrap().to_string();
         drop(l);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let opts = Options { targets: vec![format!("{addr}/")], rate: 20, timeout: Duration::from_secs(1) };
-        let r = rt.block_on(async { generate(opts, tokio::time::sleep(Duration::from_millis(1000))).await });
-        assert!((15..=22).contains(&r.requests), "about 20 requests in a second, got {}", r.requests);
+        let opts = Options {
+            targets: vec![format!("{addr}/")],
+            rate: 20,
+            timeout: Duration::from_secs(1),
+        };
+        let r = rt.block_on(async {
+            generate(opts, tokio::time::sleep(Duration::from_millis(1000))).await
+        });
+        assert!(
+            (15..=22).contains(&r.requests),
+            "about 20 requests in a second, got {}",
+            r.requests
+        );
         assert_eq!(r.failures.connect, r.requests, "every request refused");
     }
 

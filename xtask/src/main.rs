@@ -11,7 +11,10 @@ use xtask::engine::Engine;
 use xtask::{demo, lab, load, naive, web};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "swarm-upgrade's own tooling: the lab, the load generator, the demo (not shipped)")]
+#[command(
+    name = "cargo xtask",
+    about = "swarm-upgrade's own tooling: the lab, the load generator, the demo (not shipped)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Top,
@@ -129,9 +132,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Top::Web { command } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             match command {
-                Web::Serve { port, drain } => rt.block_on(web::serve(port, Duration::from_secs(drain)))?,
+                Web::Serve { port, drain } => {
+                    rt.block_on(web::serve(port, Duration::from_secs(drain)))?
+                }
                 Web::Files { root, port } => rt.block_on(web::serve_files(root, port))?,
-                Web::Check { port } => return Ok(if rt.block_on(web::check(port)) { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+                Web::Check { port } => {
+                    return Ok(if rt.block_on(web::check(port)) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    });
+                }
             }
         }
         Top::Lab { command } => match command {
@@ -164,7 +175,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 args.push(node);
                 args.extend(command);
-                let status = engine()?.command(&args.iter().map(String::as_str).collect::<Vec<_>>()).status()?;
+                let status = engine()?
+                    .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+                    .status()?;
                 return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));
             }
             Lab::Load { rate, duration, out, targets } => {
@@ -173,7 +186,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     targets
                 };
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
                 let report = rt.block_on(load::generate(load::Options { targets, rate, timeout: Duration::from_secs(5) }, async move {
                     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
                     let limit = tokio::time::sleep(Duration::from_secs(duration.unwrap_or(u64::MAX / 4)));
@@ -197,7 +213,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn status() -> Result<()> {
     let e = engine()?;
     println!("engine: {}{}", e.host, if e.private { " (the lab's private dockerd)" } else { "" });
-    println!("{}", e.docker(&["ps", "-a", "--filter", &format!("label={}", lab::LABEL), "--format", "table {{.Names}}\t{{.Status}}"])?);
+    println!(
+        "{}",
+        e.docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={}", lab::LABEL),
+            "--format",
+            "table {{.Names}}\t{{.Status}}"
+        ])?
+    );
     match e.sh(lab::MANAGER, "docker node ls && docker service ls") {
         Ok(s) => println!("{s}"),
         Err(err) => bail!("the swarm does not answer on {}: {err:#}", lab::MANAGER),

@@ -34,7 +34,11 @@ pub struct Outcome {
 
 /// A manager other than `node` to send swarm commands to (the node's own engine restarts).
 fn other_manager(node: &str) -> &'static str {
-    NODES.iter().find(|n| n.name.starts_with("manager") && n.name != node).map(|n| n.name).unwrap_or("manager1")
+    NODES
+        .iter()
+        .find(|n| n.name.starts_with("manager") && n.name != node)
+        .map(|n| n.name)
+        .unwrap_or("manager1")
 }
 
 /// Upgrades every node the naive way.
@@ -43,7 +47,10 @@ pub fn upgrade(engine: &Engine, to: &str, sleep: Duration) -> Result<Outcome> {
     let mut nodes = vec![];
     for n in NODES {
         let t = Instant::now();
-        eprintln!("naive: {}: drain, sleep {sleep:?}, apt-get install {to}, restart, activate", n.name);
+        eprintln!(
+            "naive: {}: drain, sleep {sleep:?}, apt-get install {to}, restart, activate",
+            n.name
+        );
         availability(engine, n.name, "drain")?;
         std::thread::sleep(sleep);
         engine.sh(
@@ -56,7 +63,12 @@ pub fn upgrade(engine: &Engine, to: &str, sleep: Duration) -> Result<Outcome> {
         availability(engine, n.name, "active")?;
         nodes.push(NodeTime { node: n.name.to_string(), seconds: t.elapsed().as_secs_f64() });
     }
-    Ok(Outcome { to: to.to_string(), sleep_s: sleep.as_secs_f64(), nodes, total_s: t0.elapsed().as_secs_f64() })
+    Ok(Outcome {
+        to: to.to_string(),
+        sleep_s: sleep.as_secs_f64(),
+        nodes,
+        total_s: t0.elapsed().as_secs_f64(),
+    })
 }
 
 /// `docker node update --availability drain|active`, retried while the managers elect a leader
@@ -64,9 +76,13 @@ pub fn upgrade(engine: &Engine, to: &str, sleep: Duration) -> Result<Outcome> {
 fn availability(engine: &Engine, node: &str, to: &str) -> Result<()> {
     let t0 = Instant::now();
     loop {
-        match engine.sh(other_manager(node), &format!("docker node update --availability {to} {node}")) {
+        match engine
+            .sh(other_manager(node), &format!("docker node update --availability {to} {node}"))
+        {
             Ok(_) => return Ok(()),
-            Err(e) if t0.elapsed() > Duration::from_secs(120) => bail!("setting {node} to {to}: {e:#}"),
+            Err(e) if t0.elapsed() > Duration::from_secs(120) => {
+                bail!("setting {node} to {to}: {e:#}")
+            }
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
     }

@@ -52,7 +52,9 @@ pub struct Repo {
 impl Repo {
     /// A package file from the pool, e.g. `docker-ce` at [`OLD`].
     pub fn deb(&self, package: &str, version: &str) -> PathBuf {
-        self.root.join("linux/debian/dists/trixie/pool/stable/amd64").join(file_name(package, version))
+        self.root
+            .join("linux/debian/dists/trixie/pool/stable/amd64")
+            .join(file_name(package, version))
     }
 }
 
@@ -63,7 +65,11 @@ fn file_name(package: &str, version: &str) -> String {
 
 /// Builds (or finds in the cache) the signed repository.
 pub fn build(debian: &Unpacked) -> Result<Repo> {
-    host::ensure_packages(&[("gpg", "gnupg"), ("dpkg-scanpackages", "dpkg-dev"), ("apt-ftparchive", "apt-utils")])?;
+    host::ensure_packages(&[
+        ("gpg", "gnupg"),
+        ("dpkg-scanpackages", "dpkg-dev"),
+        ("apt-ftparchive", "apt-utils"),
+    ])?;
     let key_home = signing_key()?;
     let key = key_home.join("docker.asc");
     let hash = cache::fnv(&[
@@ -107,9 +113,15 @@ fn signing_key() -> Result<PathBuf> {
 }
 
 fn gpg(home: &Path, args: &[&str]) -> Result<String> {
-    let out =
-        host::run(Command::new("gpg").arg("--homedir").arg(home).args(["--batch", "--pinentry-mode", "loopback", "--yes"]).args(args));
-    let _ = Command::new("gpgconf").arg("--homedir").arg(home).args(["--kill", "gpg-agent"]).status();
+    let out = host::run(
+        Command::new("gpg")
+            .arg("--homedir")
+            .arg(home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--yes"])
+            .args(args),
+    );
+    let _ =
+        Command::new("gpgconf").arg("--homedir").arg(home).args(["--kill", "gpg-agent"]).status();
     out
 }
 
@@ -141,7 +153,10 @@ fn index(base: &Path, key_home: &Path) -> Result<()> {
     let release = dists.join("Release");
     let r = release.to_str().context("path")?;
     gpg(key_home, &["--clearsign", "-o", dists.join("InRelease").to_str().context("path")?, r])?;
-    gpg(key_home, &["--armor", "--detach-sign", "-o", dists.join("Release.gpg").to_str().context("path")?, r])?;
+    gpg(
+        key_home,
+        &["--armor", "--detach-sign", "-o", dists.join("Release.gpg").to_str().context("path")?, r],
+    )?;
     Ok(())
 }
 
@@ -179,8 +194,9 @@ impl Staged {
     fn build(self, fields: &str, pool: &Path, package: &str, version: &str) -> Result<()> {
         let du = host::run(Command::new("du").args(["-sk", "--exclude=DEBIAN"]).arg(&self.dir))?;
         let size = du.split_whitespace().next().unwrap_or("0");
-        let mut control =
-            format!("Package: {package}\nVersion: {version}\nArchitecture: amd64\nMaintainer: {MAINTAINER}\nInstalled-Size: {size}\n");
+        let mut control = format!(
+            "Package: {package}\nVersion: {version}\nArchitecture: amd64\nMaintainer: {MAINTAINER}\nInstalled-Size: {size}\n"
+        );
         control.push_str(fields);
         self.write("DEBIAN/control", &control, 0o644)?;
         // Fast compression: the repository is served on the lab network only.
@@ -195,7 +211,13 @@ impl Staged {
     }
 }
 
-fn containerd_io(debian: &Unpacked, version: &str, suite: &str, stage: &Path, pool: &Path) -> Result<()> {
+fn containerd_io(
+    debian: &Unpacked,
+    version: &str,
+    suite: &str,
+    stage: &Path,
+    pool: &Path,
+) -> Result<()> {
     let s = Staged::new(stage, &format!("containerd.io-{version}"))?;
     let c = debian.tree("containerd", suite);
     for bin in ["containerd", "containerd-shim-runc-v2", "ctr"] {

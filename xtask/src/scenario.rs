@@ -22,7 +22,8 @@ pub fn reports(name: &str) -> PathBuf {
 
 /// Writes `value` as pretty JSON to `dir/file`.
 pub fn save(dir: &Path, file: &str, value: &impl Serialize) {
-    std::fs::write(dir.join(file), serde_json::to_string_pretty(value).expect("serializes")).expect("report written");
+    std::fs::write(dir.join(file), serde_json::to_string_pretty(value).expect("serializes"))
+        .expect("report written");
 }
 
 /// A lab for one test: taken down when dropped; on a failure every node's logs are saved to the
@@ -37,12 +38,23 @@ pub struct LabGuard {
 impl LabGuard {
     /// Brings the lab up for the test `name`.
     pub fn up(name: &str, tool: &Path) -> LabGuard {
-        let opts = lab::Options { tool: tool.to_path_buf(), deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from) };
+        let opts = lab::Options {
+            tool: tool.to_path_buf(),
+            deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from),
+        };
         let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| panic!("lab up: {e:#}"));
         eprintln!("{name}: lab up in {:.1} s", timings.total().as_secs_f64());
         let dir = reports(name);
-        let steps: Vec<(&str, f64)> = timings.0.iter().map(|(step, d)| (*step, (d.as_secs_f64() * 10.0).round() / 10.0)).collect();
-        save(&dir, "lab-up.json", &serde_json::json!({ "total_s": timings.total().as_secs_f64(), "steps": steps }));
+        let steps: Vec<(&str, f64)> = timings
+            .0
+            .iter()
+            .map(|(step, d)| (*step, (d.as_secs_f64() * 10.0).round() / 10.0))
+            .collect();
+        save(
+            &dir,
+            "lab-up.json",
+            &serde_json::json!({ "total_s": timings.total().as_secs_f64(), "steps": steps }),
+        );
         LabGuard { engine, reports: dir }
     }
 
@@ -56,7 +68,11 @@ impl LabGuard {
         let mut a = vec!["exec", node, "swarm-upgrade"];
         a.extend(args);
         let out = self.engine.command(&a).output().expect("docker exec");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
     }
 }
 
@@ -109,14 +125,34 @@ impl Sampler {
     /// Starts sampling; `floors` are (service, fewest running tasks allowed).
     pub fn start(engine: &Engine, floors: &[(&str, u32)]) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let (engine, floors, flag) = (engine.clone(), floors.iter().map(|(s, n)| (s.to_string(), *n)).collect::<Vec<_>>(), stop.clone());
+        let (engine, floors, flag) = (
+            engine.clone(),
+            floors.iter().map(|(s, n)| (s.to_string(), *n)).collect::<Vec<_>>(),
+            stop.clone(),
+        );
         let thread = std::thread::spawn(move || {
             let mut s = Samples::default();
             let t0 = std::time::Instant::now();
-            let managers: Vec<&str> = lab::NODES.iter().filter(|n| n.name.starts_with("manager")).map(|n| n.name).collect();
+            let managers: Vec<&str> = lab::NODES
+                .iter()
+                .filter(|n| n.name.starts_with("manager"))
+                .map(|n| n.name)
+                .collect();
             while !flag.load(Ordering::SeqCst) {
                 let answer = managers.iter().find_map(|m| {
-                    engine.docker(&["exec", m, "timeout", "2", "docker", "service", "ls", "--format", "{{.Name}} {{.Replicas}}"]).ok()
+                    engine
+                        .docker(&[
+                            "exec",
+                            m,
+                            "timeout",
+                            "2",
+                            "docker",
+                            "service",
+                            "ls",
+                            "--format",
+                            "{{.Name}} {{.Replicas}}",
+                        ])
+                        .ok()
                 });
                 match answer {
                     None => s.unanswered += 1,
@@ -132,7 +168,10 @@ impl Sampler {
                             let min = s.min_running.entry(service.clone()).or_insert(running);
                             *min = (*min).min(running);
                             if running < *floor {
-                                s.below_floor.push(format!("{:.1}s {service} {running}", t0.elapsed().as_secs_f64()));
+                                s.below_floor.push(format!(
+                                    "{:.1}s {service} {running}",
+                                    t0.elapsed().as_secs_f64()
+                                ));
                             }
                         }
                     }
@@ -169,7 +208,10 @@ pub fn phase_seconds(run: &serde_json::Value) -> Vec<(String, Vec<(String, f64)>
                                 .filter_map(|span| {
                                     let (a, b) = (ts(&span["start"])?, ts(&span["end"])?);
                                     let secs = b.duration_since(a).as_secs_f64();
-                                    Some((span["phase"].as_str().unwrap_or("?").to_string(), (secs * 10.0).round() / 10.0))
+                                    Some((
+                                        span["phase"].as_str().unwrap_or("?").to_string(),
+                                        (secs * 10.0).round() / 10.0,
+                                    ))
                                 })
                                 .collect()
                         })
@@ -196,7 +238,11 @@ impl Receiver {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind the receiver");
         listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}:{}/hook", crate::lab::GATEWAY, listener.local_addr().unwrap().port());
+        let url = format!(
+            "http://{}:{}/hook",
+            crate::lab::GATEWAY,
+            listener.local_addr().unwrap().port()
+        );
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -223,7 +269,9 @@ impl Receiver {
                         break None;
                     }
                 };
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
                 bodies.extend(body);
             }
             bodies

@@ -16,7 +16,11 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Serves on `0.0.0.0:port` until SIGTERM or SIGINT, then drains for `drain`.
 pub async fn serve(port: u16, drain: Duration) -> Result<()> {
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
-    let who = format!("task={} node={}\n", std::env::var("TASK").unwrap_or_default(), std::env::var("NODE").unwrap_or_default());
+    let who = format!(
+        "task={} node={}\n",
+        std::env::var("TASK").unwrap_or_default(),
+        std::env::var("NODE").unwrap_or_default()
+    );
     let who: Arc<str> = who.into();
     let draining = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -63,7 +67,9 @@ async fn request(conn: &mut TcpStream) -> std::io::Result<Option<(String, String
     let mut buf = vec![0u8; 8192];
     let mut len = 0;
     while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && len < buf.len() {
-        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf[len..])).await.map_err(std::io::Error::other)??;
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf[len..]))
+            .await
+            .map_err(std::io::Error::other)??;
         if n == 0 {
             return Ok(None);
         }
@@ -81,15 +87,20 @@ async fn answer(mut conn: TcpStream, who: &str, draining: bool) -> std::io::Resu
         ("/health", false) => ("200 OK", "ok\n"),
         _ => ("200 OK", who),
     };
-    let resp =
-        format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     conn.write_all(resp.as_bytes()).await?;
     conn.shutdown().await
 }
 
 /// The container health check: `/health` on the local port answers 200.
 pub async fn check(port: u16) -> bool {
-    matches!(crate::http::get(&format!("127.0.0.1:{port}"), "/health", Duration::from_secs(2)).await, crate::http::Outcome::Status(200, _))
+    matches!(
+        crate::http::get(&format!("127.0.0.1:{port}"), "/health", Duration::from_secs(2)).await,
+        crate::http::Outcome::Status(200, _)
+    )
 }
 
 /// Serves the files under `root` on `0.0.0.0:port` (GET and HEAD) until SIGTERM.
@@ -115,19 +126,28 @@ async fn file(mut conn: TcpStream, root: &std::path::Path) -> std::io::Result<()
     let Some((method, path)) = request(&mut conn).await? else { return Ok(()) };
     let path = percent_decode(path.split('?').next().unwrap_or("/"));
     let full = root.join(path.trim_start_matches('/'));
-    let found = if path.split('/').any(|p| p == "..") { None } else { tokio::fs::File::open(&full).await.ok() };
+    let found = if path.split('/').any(|p| p == "..") {
+        None
+    } else {
+        tokio::fs::File::open(&full).await.ok()
+    };
     let meta = match &found {
         Some(f) => f.metadata().await.ok().filter(|m| m.is_file()),
         None => None,
     };
     let (Some(mut f), Some(meta)) = (found, meta) else {
         let body = "not found\n";
-        let resp = format!("HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let resp = format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         conn.write_all(resp.as_bytes()).await?;
         return conn.shutdown().await;
     };
-    let head =
-        format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", meta.len());
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        meta.len()
+    );
     conn.write_all(head.as_bytes()).await?;
     if method != "HEAD" {
         tokio::io::copy(&mut f, &mut conn).await?;

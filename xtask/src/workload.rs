@@ -24,7 +24,17 @@ pub const SOLO_PORT: u16 = 81;
 /// Loads the workload image into one node's engine.
 pub fn load_image(engine: &Engine, node: &str, tar: &Path) -> Result<()> {
     engine.docker_stdin(
-        &["exec", "-i", node, "docker", "import", "--change", "CMD [\"/lab-web\", \"web\", \"serve\", \"8080\"]", "-", IMAGE],
+        &[
+            "exec",
+            "-i",
+            node,
+            "docker",
+            "import",
+            "--change",
+            "CMD [\"/lab-web\", \"web\", \"serve\", \"8080\"]",
+            "-",
+            IMAGE,
+        ],
         tar,
     )?;
     Ok(())
@@ -52,7 +62,17 @@ fn service_args(name: &str) -> Vec<String> {
     let mut a: Vec<String> = vec!["service".into(), "create".into(), "--name".into(), name.into()];
     a.extend(common.iter().map(|s| s.to_string()));
     let (extra, port): (&[&str], u16) = match name {
-        "web" => (&["--replicas", "4", "--replicas-max-per-node", "1", "--publish", "mode=host,published=8080,target=8080"], 8080),
+        "web" => (
+            &[
+                "--replicas",
+                "4",
+                "--replicas-max-per-node",
+                "1",
+                "--publish",
+                "mode=host,published=8080,target=8080",
+            ],
+            8080,
+        ),
         "solo" => (&["--replicas", "1", "--publish", "mode=host,published=8081,target=8081"], 8081),
         _ => (&["--mode", "global"], 9090),
     };
@@ -74,8 +94,20 @@ pub fn deploy(engine: &Engine) -> Result<()> {
 
 /// Running replicas of each service, as `docker service ls` shows them on `manager1`.
 pub fn replicas(engine: &Engine) -> Result<Vec<(String, String)>> {
-    let out = engine.docker(&["exec", MANAGER, "docker", "service", "ls", "--format", "{{.Name}} {{.Replicas}}"])?;
-    Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(n, r)| (n.to_string(), r.to_string())).collect())
+    let out = engine.docker(&[
+        "exec",
+        MANAGER,
+        "docker",
+        "service",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Replicas}}",
+    ])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, r)| (n.to_string(), r.to_string()))
+        .collect())
 }
 
 /// Waits until every service runs all its replicas.
@@ -83,7 +115,9 @@ pub fn wait_converged(engine: &Engine, limit: Duration) -> Result<()> {
     let t0 = Instant::now();
     loop {
         let now = replicas(engine).unwrap_or_default();
-        let done = SERVICES.iter().all(|(name, want)| now.iter().any(|(n, r)| n == name && r.starts_with(&format!("{want}/{want}"))));
+        let done = SERVICES.iter().all(|(name, want)| {
+            now.iter().any(|(n, r)| n == name && r.starts_with(&format!("{want}/{want}")))
+        });
         if done {
             return Ok(());
         }

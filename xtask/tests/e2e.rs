@@ -17,7 +17,10 @@ fn tool() -> &'static Path {
 }
 
 fn nodes(l: &LabGuard) -> Vec<(String, String, String)> {
-    let ls = l.sh(lab::MANAGER, "docker node ls --format '{{.Hostname}} {{.EngineVersion}} {{.Availability}}'");
+    let ls = l.sh(
+        lab::MANAGER,
+        "docker node ls --format '{{.Hostname}} {{.EngineVersion}} {{.Availability}}'",
+    );
     ls.lines()
         .map(|line| {
             let w: Vec<&str> = line.split_whitespace().collect();
@@ -46,7 +49,8 @@ fn rolling_upgrade_under_load_loses_no_request() {
     let sampler = Sampler::start(&l.engine, &[("solo", 1), ("web", 4)]);
     let scraper = scrape_coordinator(&l);
     let t0 = Instant::now();
-    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
+    let (code, out, err) =
+        l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
     let took = t0.elapsed();
     let samples = sampler.stop();
     let report = load.stop();
@@ -58,7 +62,8 @@ fn rolling_upgrade_under_load_loses_no_request() {
     save(&l.reports, "load.json", &report);
     save(&l.reports, "samples.json", &samples);
     assert_eq!(code, 0, "swarm-upgrade run failed:\n{err}");
-    let run: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("run record: {e}\n{out}"));
+    let run: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("run record: {e}\n{out}"));
 
     // Every node at target, at its original availability, packages held, services converged.
     let engines = nodes(&l);
@@ -67,11 +72,13 @@ fn rolling_upgrade_under_load_loses_no_request() {
         let held = l.sh(&host, "apt-mark showhold | sort | tr '\\n' ' '");
         assert_eq!(held, "containerd.io docker-ce docker-ce-cli", "{host}");
     }
-    xtask::workload::wait_converged(&l.engine, Duration::from_secs(5)).expect("converged at the end");
+    xtask::workload::wait_converged(&l.engine, Duration::from_secs(5))
+        .expect("converged at the end");
 
     // Zero failed requests, at least 50/s for the whole run.
     let per_node = phase_seconds(&run);
-    let mut summary = format!("swarm-upgrade run: {:.0} s; load: {}\n", took.as_secs_f64(), report.summary());
+    let mut summary =
+        format!("swarm-upgrade run: {:.0} s; load: {}\n", took.as_secs_f64(), report.summary());
     for (node, phases) in &per_node {
         let total: f64 = phases.iter().map(|(_, s)| s).sum();
         let each = phases.iter().map(|(p, s)| format!("{p} {s}")).collect::<Vec<_>>().join(", ");
@@ -96,11 +103,13 @@ fn rolling_upgrade_under_load_loses_no_request() {
     // The naive baseline on a fresh lab, under the same load.
     let l = LabGuard::up("naive-baseline", tool());
     let load = balancer_load();
-    let baseline = naive::upgrade(&l.engine, repo::NEW, Duration::from_secs(10)).expect("the naive baseline runs");
+    let baseline = naive::upgrade(&l.engine, repo::NEW, Duration::from_secs(10))
+        .expect("the naive baseline runs");
     let naive_load = load.stop();
     save(&l.reports, "naive.json", &baseline);
     save(&l.reports, "load.json", &naive_load);
-    summary += &format!("naive baseline: {:.0} s; load: {}\n", baseline.total_s, naive_load.summary());
+    summary +=
+        &format!("naive baseline: {:.0} s; load: {}\n", baseline.total_s, naive_load.summary());
     summary += &format!(
         "compared: swarm-upgrade {:.0} s, {} of {} requests failed; naive {:.0} s, {} of {} failed\n",
         took.as_secs_f64(),
@@ -161,8 +170,14 @@ fn scrape_coordinator(l: &LabGuard) -> std::thread::JoinHandle<(String, String)>
 /// after the run, an agent's /metrics, and the webhook's events (start, each node done, finish).
 fn observability(l: &LabGuard, (scraped, held): &(String, String), hooks: &[serde_json::Value]) {
     std::fs::write(l.reports.join("coordinator-metrics.txt"), scraped).unwrap();
-    assert!(held.contains("swarm_upgrade_current_phase{node="), "the running coordinator shows its lock and phases:\n{held}");
-    for want in ["swarm_upgrade_current_phase{node=\"manager1\"", "swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} "] {
+    assert!(
+        held.contains("swarm_upgrade_current_phase{node="),
+        "the running coordinator shows its lock and phases:\n{held}"
+    );
+    for want in [
+        "swarm_upgrade_current_phase{node=\"manager1\"",
+        "swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} ",
+    ] {
         assert!(scraped.contains(want), "{want} in the running coordinator's metrics:\n{scraped}");
     }
     let textfile = l.sh(lab::MANAGER, "cat /var/lib/swarm-upgrade/metrics/swarm-upgrade.prom");
@@ -177,13 +192,33 @@ fn observability(l: &LabGuard, (scraped, held): &(String, String), hooks: &[serd
     let agent = l.sh("worker1", "curl -sf http://127.0.0.1:9701/metrics");
     std::fs::write(l.reports.join("agent-metrics.txt"), &agent).unwrap();
     for op in ["prefetch", "upgrade", "restart", "describe"] {
-        let line = format!("swarm_upgrade_agent_operations_total{{operation=\"{op}\",result=\"ok\"}} ");
-        assert!(agent.lines().any(|l| l.starts_with(&line) && !l.ends_with(" 0")), "{line} in worker1's agent metrics:\n{agent}");
+        let line =
+            format!("swarm_upgrade_agent_operations_total{{operation=\"{op}\",result=\"ok\"}} ");
+        assert!(
+            agent.lines().any(|l| l.starts_with(&line) && !l.ends_with(" 0")),
+            "{line} in worker1's agent metrics:\n{agent}"
+        );
     }
     save(&l.reports, "webhook.json", &hooks);
-    let kinds: Vec<&str> = hooks.iter().map(|h| h["swarm_upgrade"]["event"].as_str().unwrap_or("?")).collect();
-    assert_eq!(kinds, ["run-started", "node-done", "node-done", "node-done", "node-done", "node-done", "run-finished"], "{hooks:?}");
-    assert!(hooks.iter().all(|h| h["text"].as_str().is_some_and(|t| t.starts_with("swarm-upgrade: "))), "Slack's text on every event");
+    let kinds: Vec<&str> =
+        hooks.iter().map(|h| h["swarm_upgrade"]["event"].as_str().unwrap_or("?")).collect();
+    assert_eq!(
+        kinds,
+        [
+            "run-started",
+            "node-done",
+            "node-done",
+            "node-done",
+            "node-done",
+            "node-done",
+            "run-finished"
+        ],
+        "{hooks:?}"
+    );
+    assert!(
+        hooks.iter().all(|h| h["text"].as_str().is_some_and(|t| t.starts_with("swarm-upgrade: "))),
+        "Slack's text on every event"
+    );
 }
 
 /// The run's own report (written by the coordinator on manager1) drawn by `swarm-upgrade report
@@ -192,15 +227,28 @@ fn timeline(l: &LabGuard, run: &serde_json::Value, load: &xtask::load::Report) {
     let id = run["id"].as_str().unwrap();
     save(&l.reports, "load-for-svg.json", load);
     l.engine
-        .docker(&["cp", &l.reports.join("load-for-svg.json").display().to_string(), &format!("{}:/root/load.json", lab::MANAGER)])
+        .docker(&[
+            "cp",
+            &l.reports.join("load-for-svg.json").display().to_string(),
+            &format!("{}:/root/load.json", lab::MANAGER),
+        ])
         .unwrap();
     let report = format!("/var/lib/swarm-upgrade/runs/{id}.json");
-    let svg = l.sh(lab::MANAGER, &format!("swarm-upgrade report {report} --svg --load /root/load.json"));
+    let svg =
+        l.sh(lab::MANAGER, &format!("swarm-upgrade report {report} --svg --load /root/load.json"));
     std::fs::write(l.reports.join("timeline.svg"), &svg).unwrap();
     for node in ["worker1", "worker2", "manager1", "manager2", "manager3"] {
-        assert!(svg.contains(&format!("class=\"node\"><title>{node}: 5:26.1.5")), "{node} has a row");
+        assert!(
+            svg.contains(&format!("class=\"node\"><title>{node}: 5:26.1.5")),
+            "{node} has a row"
+        );
     }
-    for part in ["time since the run started", ">restart</text>", ">verify-converged</text>", "failed requests (per second)"] {
+    for part in [
+        "time since the run started",
+        ">restart</text>",
+        ">verify-converged</text>",
+        "failed requests (per second)",
+    ] {
         assert!(svg.contains(part), "{part} in the timeline");
     }
     let text = l.sh(lab::MANAGER, &format!("swarm-upgrade report {report}"));
@@ -214,22 +262,34 @@ fn timeline(l: &LabGuard, run: &serde_json::Value, load: &xtask::load::Report) {
 fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let l = LabGuard::up("rollback", tool());
-    let installed = "dpkg-query -W -f '${Package}=${Version} ' docker-ce docker-ce-cli containerd.io";
+    let installed =
+        "dpkg-query -W -f '${Package}=${Version} ' docker-ce docker-ce-cli containerd.io";
     let before: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
     let load = balancer_load();
-    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::BROKEN]);
+    let (code, out, err) =
+        l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::BROKEN]);
     let report = load.stop();
     std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
     save(&l.reports, "load.json", &report);
-    let run: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("run record: {e}\n{out}\n{err}"));
+    let run: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("run record: {e}\n{out}\n{err}"));
     save(&l.reports, "run.json", &run);
     eprintln!("rollback: exit {code}; load: {}", report.summary());
 
     assert_eq!(code, 1, "{err}");
     let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: run ") && last.contains("worker1") && last.contains("docker.service"), "{last}");
-    let phases: Vec<(&str, &str)> =
-        run["nodes"].as_array().unwrap().iter().map(|n| (n["hostname"].as_str().unwrap(), n["phase"].as_str().unwrap())).collect();
+    assert!(
+        last.starts_with("error: run ")
+            && last.contains("worker1")
+            && last.contains("docker.service"),
+        "{last}"
+    );
+    let phases: Vec<(&str, &str)> = run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["hostname"].as_str().unwrap(), n["phase"].as_str().unwrap()))
+        .collect();
     assert_eq!(phases[0], ("worker1", "rolled-back"), "{phases:?}");
     assert!(phases[1..].iter().all(|(_, p)| *p == "pending"), "no other node touched: {phases:?}");
     // worker1 back at 26.1.5, Ready and Active; every node's packages as before.
@@ -238,8 +298,12 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     }
     let after: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
     assert_eq!(before, after);
-    assert_eq!(l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.Status.State}}'"), "ready");
-    xtask::workload::wait_converged(&l.engine, Duration::from_secs(60)).expect("converged after the rollback");
+    assert_eq!(
+        l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.Status.State}}'"),
+        "ready"
+    );
+    xtask::workload::wait_converged(&l.engine, Duration::from_secs(60))
+        .expect("converged after the rollback");
     assert_eq!(report.failed, 0, "{}", report.summary());
 }
 
@@ -248,7 +312,10 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
 /// packages and holds.
 fn fingerprint(l: &LabGuard) -> String {
     let m = lab::MANAGER;
-    let mut s = l.sh(m, "docker node ls --format '{{.Hostname}} {{.Availability}} {{.EngineVersion}}' | sort");
+    let mut s = l.sh(
+        m,
+        "docker node ls --format '{{.Hostname}} {{.Availability}} {{.EngineVersion}}' | sort",
+    );
     s += &l.sh(
         m,
         "for n in $(docker node ls -q); do docker node inspect $n --format '{{.Description.Hostname}} {{json .Spec.Labels}}'; done | sort",
@@ -296,7 +363,10 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     // 6. manager3's engine stopped: the quorum guard names it.
     l.sh("manager3", "systemctl stop docker.socket docker.service");
     let t0 = Instant::now();
-    while !l.sh(lab::MANAGER, "docker node inspect manager3 --format '{{.Status.State}}'").contains("down") {
+    while !l
+        .sh(lab::MANAGER, "docker node inspect manager3 --format '{{.Status.State}}'")
+        .contains("down")
+    {
         assert!(t0.elapsed() < Duration::from_secs(60), "manager3 never reported down");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -305,11 +375,15 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     assert!(err.contains("manager3"), "{err}");
     l.sh("manager3", "systemctl start docker");
     let t0 = Instant::now();
-    while !l.sh(lab::MANAGER, "docker node inspect manager3 --format '{{.Status.State}}'").contains("ready") {
+    while !l
+        .sh(lab::MANAGER, "docker node inspect manager3 --format '{{.Status.State}}'")
+        .contains("ready")
+    {
         assert!(t0.elapsed() < Duration::from_secs(60), "manager3 never came back");
         std::thread::sleep(Duration::from_millis(500));
     }
-    xtask::workload::wait_converged(&l.engine, Duration::from_secs(120)).expect("converged with manager3 back");
+    xtask::workload::wait_converged(&l.engine, Duration::from_secs(120))
+        .expect("converged with manager3 back");
     assert_eq!(fingerprint(&l), before);
 
     // 5. Two runs at once: one proceeds, the other is told who holds the lock.
@@ -352,7 +426,8 @@ const ORDER: &[&str] = &[
 ];
 
 /// Phases long enough to be caught by polling `status` (seconds, not milliseconds).
-const KILL_PHASES: &[&str] = &["prefetch", "wait-migrated", "upgrade", "restart", "verify-converged"];
+const KILL_PHASES: &[&str] =
+    &["prefetch", "wait-migrated", "upgrade", "restart", "verify-converged"];
 
 /// Polls the run record on `from` until node `node` is in `phase` (or past it), then SIGKILLs the
 /// coordinator on `coordinator_host`. Returns the phase it was killed in.
@@ -370,7 +445,8 @@ fn kill_coordinator_at(
         if coordinator.is_finished() {
             let out = coordinator.join().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
-            std::fs::write(l.reports.join(format!("{coordinator_host}-ended.log")), err.as_bytes()).unwrap();
+            std::fs::write(l.reports.join(format!("{coordinator_host}-ended.log")), err.as_bytes())
+                .unwrap();
             panic!(
                 "the coordinator on {coordinator_host} ended by itself (exit {:?}) before {node} reached {phase}:\n{err}",
                 out.status.code()
@@ -389,7 +465,8 @@ fn kill_coordinator_at(
         {
             l.sh(coordinator_host, "pkill -KILL -f '^swarm-upgrade (run|resume)'");
             let out = coordinator.join().unwrap();
-            std::fs::write(l.reports.join(format!("{coordinator_host}-killed.log")), &out.stderr).unwrap();
+            std::fs::write(l.reports.join(format!("{coordinator_host}-killed.log")), &out.stderr)
+                .unwrap();
             return (at, out);
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -406,32 +483,42 @@ fn kill_coordinator_at(
 #[test]
 fn a_killed_coordinator_is_resumed_on_another_manager() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let seed: u64 = std::env::var("LAB_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    let seed: u64 =
+        std::env::var("LAB_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        });
     let workers_and_followers = ["worker1", "worker2", "manager2", "manager3"];
     let node = workers_and_followers[(seed % 4) as usize];
     let phase = KILL_PHASES[((seed / 4) % KILL_PHASES.len() as u64) as usize];
-    eprintln!("crash-resume: seed {seed} (LAB_SEED={seed} replays): kill at {node} {phase}, then at manager1 restart");
+    eprintln!(
+        "crash-resume: seed {seed} (LAB_SEED={seed} replays): kill at {node} {phase}, then at manager1 restart"
+    );
     let l = LabGuard::up("crash-resume", tool());
     for m in ["manager1", "manager2", "manager3"] {
         l.sh(m, "mkdir -p /etc/swarm-upgrade/config.d && printf '[lock]\\nlease = \"45s\"\\n' > /etc/swarm-upgrade/config.d/50-lab.toml");
     }
     let load = balancer_load();
     // The first coordinator, on manager1 (the leader, upgraded last), killed at the seed's phase.
-    let first = l.engine.command(&["exec", "manager1", "swarm-upgrade", "run", "--to", repo::NEW]).output_in_background();
+    let first = l
+        .engine
+        .command(&["exec", "manager1", "swarm-upgrade", "run", "--to", repo::NEW])
+        .output_in_background();
     let (killed_at, first) = kill_coordinator_at(&l, first, "manager2", "manager1", node, phase);
     assert_ne!(first.status.code(), Some(0), "the first coordinator was killed");
     eprintln!("crash-resume: killed at {node} {killed_at}");
     // manager2 takes over, and is itself killed while manager1's engine restarts.
-    let second = l.engine.command(&["exec", "manager2", "swarm-upgrade", "resume", "--wait"]).output_in_background();
-    let (leader_at, _) = kill_coordinator_at(&l, second, "manager3", "manager2", "manager1", "restart");
+    let second = l
+        .engine
+        .command(&["exec", "manager2", "swarm-upgrade", "resume", "--wait"])
+        .output_in_background();
+    let (leader_at, _) =
+        kill_coordinator_at(&l, second, "manager3", "manager2", "manager1", "restart");
     eprintln!("crash-resume: killed again at manager1 {leader_at}");
     // manager3's timer finishes the run: once manager2's lease has expired, a scheduled run finds
     // the interrupted run and resumes it (an operator would use `resume`, as on manager2).
     wait_for_lease_expiry(&l, "manager3");
-    let (code, out, err) = l.swarm_upgrade("manager3", &["--output", "json", "run", "--scheduled", "--to", repo::NEW]);
+    let (code, out, err) =
+        l.swarm_upgrade("manager3", &["--output", "json", "run", "--scheduled", "--to", repo::NEW]);
     assert!(err.contains("was interrupted: the scheduled run resumes it"), "{err}");
     let report = load.stop();
     std::fs::write(l.reports.join("resume.log"), &err).unwrap();
@@ -442,7 +529,8 @@ fn a_killed_coordinator_is_resumed_on_another_manager() {
     for (host, version, availability) in nodes(&l) {
         assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
     }
-    xtask::workload::wait_converged(&l.engine, Duration::from_secs(5)).expect("converged at the end");
+    xtask::workload::wait_converged(&l.engine, Duration::from_secs(5))
+        .expect("converged at the end");
     eprintln!("crash-resume: load: {}", report.summary());
     assert_eq!(report.failed, 0, "{}", report.summary());
 }
@@ -454,7 +542,8 @@ fn wait_for_lease_expiry(l: &LabGuard, from: &str) {
         assert!(t0.elapsed() < Duration::from_secs(300), "the lease never expired");
         let (_, out, _) = l.swarm_upgrade(from, &["--output", "json", "status"]);
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let until = doc["lock"]["expires_at"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let until =
+            doc["lock"]["expires_at"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
         match until {
             Some(until) if until < jiff::Timestamp::now() => return,
             None if doc["lock"].is_null() && doc["run"].is_object() => return,
@@ -489,7 +578,8 @@ fn a_node_that_lost_its_swarm_state_rejoins() {
         "mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\\nExecStartPre=/bin/sh -c \"if [ -e /var/tmp/lab-wipe-swarm ]; then rm -f /var/tmp/lab-wipe-swarm; rm -rf /var/lib/docker/swarm; fi\"\\n' > /etc/systemd/system/docker.service.d/lab-wipe.conf && systemctl daemon-reload && touch /var/tmp/lab-wipe-swarm",
     );
     let load = balancer_load();
-    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
+    let (code, out, err) =
+        l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
     let report = load.stop();
     std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
     save(&l.reports, "load.json", &report);
@@ -497,14 +587,24 @@ fn a_node_that_lost_its_swarm_state_rejoins() {
     let run: serde_json::Value = serde_json::from_str(&out).unwrap();
     save(&l.reports, "run.json", &run);
     assert!(!l.sh("worker1", "ls /var/tmp").contains("lab-wipe-swarm"), "the hook fired");
-    let phases: Vec<String> =
-        run["nodes"][0]["history"].as_array().unwrap().iter().map(|s| s["phase"].as_str().unwrap().to_string()).collect();
+    let phases: Vec<String> = run["nodes"][0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["phase"].as_str().unwrap().to_string())
+        .collect();
     assert!(phases.iter().any(|p| p == "rejoin"), "worker1 took the rejoin branch: {phases:?}");
     let new_id = l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.ID}}'");
     assert_ne!(new_id, old_id, "worker1 joined again under a new ID");
     let all = l.sh(lab::MANAGER, "docker node ls -q | wc -l");
     assert_eq!(all, "5", "the stale entry is gone");
-    assert_eq!(l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{index .Spec.Labels \"lab.zone\"}}'"), "east");
+    assert_eq!(
+        l.sh(
+            lab::MANAGER,
+            "docker node inspect worker1 --format '{{index .Spec.Labels \"lab.zone\"}}'"
+        ),
+        "east"
+    );
     for (host, version, availability) in nodes(&l) {
         assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
     }
@@ -515,7 +615,13 @@ fn a_node_that_lost_its_swarm_state_rejoins() {
 /// A `[[windows]]` drop-in whose window starts `from` minutes from now and ends `to` minutes from
 /// now (UTC, every day), with the target set as a scheduled run needs it.
 fn schedule(from: i64, to: i64) -> String {
-    let at = |m: i64| jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_mins(m)).unwrap().strftime("%H:%M").to_string();
+    let at = |m: i64| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_mins(m))
+            .unwrap()
+            .strftime("%H:%M")
+            .to_string()
+    };
     format!(
         "[target]\nversion = \"{}\"\n\n[[windows]]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nstart = \"{}\"\nend = \"{}\"\ntimezone = \"UTC\"\n",
         repo::NEW,
@@ -531,11 +637,19 @@ fn start_scheduled_everywhere(l: &LabGuard) -> Vec<(String, String, String)> {
     // Each manager's journal position, so that only this start's lines are read afterwards.
     let cursors: Vec<String> = managers
         .iter()
-        .map(|m| l.sh(m, "journalctl --show-cursor -n 0 -o cat --no-pager").trim_start_matches("-- cursor: ").to_string())
+        .map(|m| {
+            l.sh(m, "journalctl --show-cursor -n 0 -o cat --no-pager")
+                .trim_start_matches("-- cursor: ")
+                .to_string()
+        })
         .collect();
     let started: Vec<_> = managers
         .iter()
-        .map(|m| l.engine.command(&["exec", m, "systemctl", "start", "--no-block", "swarm-upgrade.service"]).output_in_background())
+        .map(|m| {
+            l.engine
+                .command(&["exec", m, "systemctl", "start", "--no-block", "swarm-upgrade.service"])
+                .output_in_background()
+        })
         .collect();
     for s in started {
         assert!(s.join().unwrap().status.success());
@@ -584,7 +698,8 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
         std::fs::write(l.reports.join(format!("{m}-outside.log")), &journal).unwrap();
         assert_eq!(result, "success", "{m}: {journal}");
         assert!(
-            journal.contains("outside every maintenance window") && journal.contains("the scheduled run does nothing"),
+            journal.contains("outside every maintenance window")
+                && journal.contains("the scheduled run does nothing"),
             "{m}: {journal}"
         );
     }
@@ -599,7 +714,13 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
 
     // Inside the window (opened an hour ago, for two more): exactly one manager upgrades.
     for m in managers {
-        l.sh(m, &format!("printf '%s' '{}' > /etc/swarm-upgrade/config.d/60-schedule.toml", schedule(-60, 120)));
+        l.sh(
+            m,
+            &format!(
+                "printf '%s' '{}' > /etc/swarm-upgrade/config.d/60-schedule.toml",
+                schedule(-60, 120)
+            ),
+        );
     }
     let load = balancer_load();
     let ends = start_scheduled_everywhere(&l);
@@ -613,15 +734,25 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
             assert!(journal.contains("outcome=Succeeded"), "{m}: {journal}");
             upgraded.push(m.clone());
         } else {
-            assert!(journal.contains("locked by") || journal.contains("nothing to do"), "{m} says locked or done: {journal}");
+            assert!(
+                journal.contains("locked by") || journal.contains("nothing to do"),
+                "{m} says locked or done: {journal}"
+            );
         }
     }
     assert_eq!(upgraded.len(), 1, "exactly one manager upgraded the cluster: {upgraded:?}");
     // Its journal has the events' fields as journal fields: one run's node selected by RUN= and NODE=.
     let (m, _, journal) = ends.iter().find(|(m, _, _)| *m == upgraded[0]).unwrap();
-    let run_id = journal.lines().find_map(|l| l.split(" run=").nth(1)).and_then(|r| r.split_whitespace().next()).expect("a run id");
+    let run_id = journal
+        .lines()
+        .find_map(|l| l.split(" run=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a run id");
     let phases = l.sh(m, &format!("journalctl --no-pager -o cat -u swarm-upgrade.service RUN={run_id} NODE=worker1 PHASE=Drain"));
-    assert!(phases.starts_with("phase entered ") && phases.lines().count() == 1, "{m}: journal fields RUN, NODE, PHASE: {phases}");
+    assert!(
+        phases.starts_with("phase entered ") && phases.lines().count() == 1,
+        "{m}: journal fields RUN, NODE, PHASE: {phases}"
+    );
     let token = l.sh(m, &format!("journalctl --no-pager -o json -u swarm-upgrade.service RUN={run_id} PHASE=Drain NODE=worker1"));
     assert!(token.contains("\"TOKEN\":\"") && token.contains("\"PRIORITY\":\"6\""), "{m}: {token}");
     for (host, version, availability) in nodes(&l) {
@@ -642,7 +773,10 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let l = LabGuard::up("stop-label", tool());
     let on_a_terminal = format!("script -qefc 'swarm-upgrade run --to {}' /dev/null", repo::NEW);
-    let run = l.engine.command(&["exec", lab::MANAGER, "sh", "-c", &on_a_terminal]).output_in_background();
+    let run = l
+        .engine
+        .command(&["exec", lab::MANAGER, "sh", "-c", &on_a_terminal])
+        .output_in_background();
     let t0 = Instant::now();
     loop {
         assert!(t0.elapsed() < Duration::from_secs(300), "worker1 never started");
@@ -663,9 +797,16 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
     // The live progress: frames redrawn in place (cursor up, clear line), a bar, one line per
     // node with its phase and time; info log lines are held back on a terminal.
     assert!(err.contains("\x1b[6A\x1b[2Krun "), "a frame of 6 lines redrawn in place: {err:?}");
-    assert!(err.contains(&format!(" to {}  [", repo::NEW)) && err.contains("] 0/5 nodes"), "the bar: {err:?}");
+    assert!(
+        err.contains(&format!(" to {}  [", repo::NEW)) && err.contains("] 0/5 nodes"),
+        "the bar: {err:?}"
+    );
     assert!(err.contains("] 1/5 nodes"), "the bar moved once worker1 was done: {err:?}");
-    assert!(err.contains("\x1b[2K  worker1          drain for ") || err.contains("\x1b[2K  worker1          upgrade for "), "{err:?}");
+    assert!(
+        err.contains("\x1b[2K  worker1          drain for ")
+            || err.contains("\x1b[2K  worker1          upgrade for "),
+        "{err:?}"
+    );
     assert!(err.contains("\x1b[2K  worker1          done after "), "{err:?}");
     assert!(err.contains("\x1b[2K  worker2          waiting"), "{err:?}");
     assert!(!err.contains("phase entered"), "no info log lines on a terminal: {err:?}");
@@ -684,9 +825,19 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
     let before = fingerprint(&l);
     let (code, _, err) = l.swarm_upgrade(lab::MANAGER, &["run", "--to", repo::NEW]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("an operator stopped upgrades: node manager3 carries the label swarm-upgrade.stop"), "{err}");
-    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["run", "--scheduled", "--to", repo::NEW]);
+    assert!(
+        err.contains(
+            "an operator stopped upgrades: node manager3 carries the label swarm-upgrade.stop"
+        ),
+        "{err}"
+    );
+    let (code, out, err) =
+        l.swarm_upgrade(lab::MANAGER, &["run", "--scheduled", "--to", repo::NEW]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("upgrades are stopped by the label swarm-upgrade.stop on node manager3") && out.contains("does nothing"), "{out}");
+    assert!(
+        out.contains("upgrades are stopped by the label swarm-upgrade.stop on node manager3")
+            && out.contains("does nothing"),
+        "{out}"
+    );
     assert_eq!(fingerprint(&l), before, "a refused or quiet run changed the cluster");
 }

@@ -26,22 +26,45 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     let l = LabGuard::up("lab", Path::new(env!("CARGO_BIN_EXE_xtask")));
 
     // Five Ready nodes at 26.1.5, managers and workers as planned.
-    let nodes = l.sh(lab::MANAGER, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}} {{.EngineVersion}}'");
+    let nodes = l.sh(
+        lab::MANAGER,
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}} {{.EngineVersion}}'",
+    );
     assert_eq!(nodes.lines().count(), 5, "{nodes}");
     for line in nodes.lines() {
         assert!(line.contains(" Ready ") && line.ends_with(" 26.1.5+dfsg1"), "{line}");
-        assert_eq!(line.starts_with("manager"), line.contains("Leader") || line.contains("Reachable"), "{line}");
+        assert_eq!(
+            line.starts_with("manager"),
+            line.contains("Leader") || line.contains("Reachable"),
+            "{line}"
+        );
     }
     // The signed repository's three versions on every node, installed from the lab's .deb.
     lab::parallel(lab::NODES, |n| {
         let madison = l.engine.sh(n.name, "apt-cache madison docker-ce")?;
         for v in [repo::OLD, repo::NEW, repo::BROKEN] {
-            anyhow::ensure!(madison.contains(&format!("docker-ce | {v} | {}", repo::URL)), "{}: {v} missing from\n{madison}", n.name);
+            anyhow::ensure!(
+                madison.contains(&format!("docker-ce | {v} | {}", repo::URL)),
+                "{}: {v} missing from\n{madison}",
+                n.name
+            );
         }
-        let installed = l.engine.sh(n.name, "dpkg-query -W -f '${Version} ${db:Status-Abbrev}' docker-ce")?;
-        anyhow::ensure!(installed.starts_with(&format!("{} ii", repo::OLD)), "{}: docker-ce {installed}", n.name);
-        let agent = l.engine.sh(n.name, "systemctl is-active swarm-upgrade-agent; dpkg-query -W -f '${Status}' swarm-upgrade")?;
-        anyhow::ensure!(agent.starts_with("active") && agent.ends_with("install ok installed"), "{}: {agent}", n.name);
+        let installed =
+            l.engine.sh(n.name, "dpkg-query -W -f '${Version} ${db:Status-Abbrev}' docker-ce")?;
+        anyhow::ensure!(
+            installed.starts_with(&format!("{} ii", repo::OLD)),
+            "{}: docker-ce {installed}",
+            n.name
+        );
+        let agent = l.engine.sh(
+            n.name,
+            "systemctl is-active swarm-upgrade-agent; dpkg-query -W -f '${Status}' swarm-upgrade",
+        )?;
+        anyhow::ensure!(
+            agent.starts_with("active") && agent.ends_with("install ok installed"),
+            "{}: {agent}",
+            n.name
+        );
         Ok(())
     })
     .unwrap();
@@ -50,10 +73,16 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
         "worker1",
         "mv /etc/apt/keyrings/docker.asc /root/ && (apt-get update -q 2>&1 || true); mv /root/docker.asc /etc/apt/keyrings/",
     );
-    assert!(unsigned.contains("signature verification failed") || unsigned.contains("NO_PUBKEY"), "{unsigned}");
+    assert!(
+        unsigned.contains("signature verification failed") || unsigned.contains("NO_PUBKEY"),
+        "{unsigned}"
+    );
     // The agents answer the coordinator over mTLS: a live plan reaches all five.
     let plan = l.sh(lab::MANAGER, &format!("swarm-upgrade plan --to {}", repo::NEW));
-    assert!(plan.contains("Preflight: passed") && plan.contains("5. manager1 (manager, leader)"), "{plan}");
+    assert!(
+        plan.contains("Preflight: passed") && plan.contains("5. manager1 (manager, leader)"),
+        "{plan}"
+    );
 
     // A quiet lab loses nothing.
     let running = balancer_load();
@@ -75,8 +104,15 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
 
     // The broken version installs (its postinst swallows the failed restart) and dockerd fails.
     l.sh(lab::MANAGER, "docker node update --availability drain worker1");
-    assert_eq!(l.sh("worker1", &install(repo::BROKEN, repo::CONTAINERD[1].0)), "0", "the install itself succeeds");
-    let restart = l.sh("worker1", "systemctl restart docker 2>/dev/null; echo $?; journalctl -u docker -n 20 --no-pager");
+    assert_eq!(
+        l.sh("worker1", &install(repo::BROKEN, repo::CONTAINERD[1].0)),
+        "0",
+        "the install itself succeeds"
+    );
+    let restart = l.sh(
+        "worker1",
+        "systemctl restart docker 2>/dev/null; echo $?; journalctl -u docker -n 20 --no-pager",
+    );
     assert!(restart.starts_with('1'), "{restart}");
     assert!(restart.contains("broken on purpose"), "{restart}");
     // Put it back as it was, the way a rollback does.

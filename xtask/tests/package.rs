@@ -15,7 +15,9 @@ use xtask::scenario::LabGuard;
 use xtask::{lab, repo};
 
 fn deb() -> PathBuf {
-    std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from).unwrap_or_else(|| lab::build_deb().expect("cargo deb"))
+    std::env::var_os("SWARM_UPGRADE_DEB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| lab::build_deb().expect("cargo deb"))
 }
 
 fn show(l: &LabGuard, node: &str, unit: &str, props: &str) -> String {
@@ -26,7 +28,8 @@ fn show(l: &LabGuard, node: &str, unit: &str, props: &str) -> String {
 fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
     let deb = deb();
     // What the package holds.
-    let out = std::process::Command::new("dpkg-deb").arg("-c").arg(&deb).output().expect("dpkg-deb");
+    let out =
+        std::process::Command::new("dpkg-deb").arg("-c").arg(&deb).output().expect("dpkg-deb");
     let listing = String::from_utf8_lossy(&out.stdout);
     for path in [
         "usr/bin/swarm-upgrade",
@@ -41,7 +44,9 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
         "usr/share/swarm-upgrade/apt-guard.conf",
         "usr/lib/swarm-upgrade/apt-guard",
     ] {
-        let found = listing.lines().any(|l| l.ends_with(&format!(" {path}")) || l.ends_with(&format!(" ./{path}")));
+        let found = listing
+            .lines()
+            .any(|l| l.ends_with(&format!(" {path}")) || l.ends_with(&format!(" ./{path}")));
         assert!(found, "{path} is in the package:\n{listing}");
     }
 
@@ -83,8 +88,13 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
     assert!(completion.contains("swarm-upgrade"), "{completion}");
 
     // apt refuses a transaction that changes this package and the engine together.
-    assert_eq!(l.sh(node, "readlink /etc/apt/apt.conf.d/50swarm-upgrade"), "/usr/share/swarm-upgrade/apt-guard.conf");
-    l.engine.docker(&["cp", &deb.display().to_string(), &format!("{node}:/root/swarm-upgrade.deb")]).unwrap();
+    assert_eq!(
+        l.sh(node, "readlink /etc/apt/apt.conf.d/50swarm-upgrade"),
+        "/usr/share/swarm-upgrade/apt-guard.conf"
+    );
+    l.engine
+        .docker(&["cp", &deb.display().to_string(), &format!("{node}:/root/swarm-upgrade.deb")])
+        .unwrap();
     let together = l.sh(
         node,
         &format!(
@@ -92,7 +102,12 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
             v = repo::NEW
         ),
     );
-    assert!(together.contains("refusing one apt transaction that changes both swarm-upgrade and the Docker Engine"), "{together}");
+    assert!(
+        together.contains(
+            "refusing one apt transaction that changes both swarm-upgrade and the Docker Engine"
+        ),
+        "{together}"
+    );
     assert!(!together.ends_with("exit 0"), "{together}");
     let engine = l.sh(node, "dpkg-query -W -f '${Version}' docker-ce");
     assert_eq!(engine, repo::OLD, "the engine was not touched");
@@ -104,7 +119,9 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
     assert_eq!(alone, "0");
     let after = show(&l, node, "swarm-upgrade-agent", "MainPID,ActiveState,StatusText");
     assert!(
-        !after.contains(&pid) && after.contains("ActiveState=active") && after.contains("StatusText=serving on"),
+        !after.contains(&pid)
+            && after.contains("ActiveState=active")
+            && after.contains("StatusText=serving on"),
         "{pid} then\n{after}"
     );
 
@@ -120,19 +137,33 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
     assert!(lines[2].contains("No such file"), "{removed}");
     assert_eq!(lines[3], "/etc/swarm-upgrade/config.toml", "{removed}");
     assert!(lines[4].contains("No such file"), "the apt guard's link goes: {removed}");
-    let apt = l.sh(node, &format!("apt-get install -y -q --reinstall docker-ce-cli={} 2>&1; echo \"exit $?\"", repo::OLD));
-    assert!(apt.ends_with("exit 0") && !apt.contains("apt-guard"), "apt works after removal:\n{apt}");
+    let apt = l.sh(
+        node,
+        &format!(
+            "apt-get install -y -q --reinstall docker-ce-cli={} 2>&1; echo \"exit $?\"",
+            repo::OLD
+        ),
+    );
+    assert!(
+        apt.ends_with("exit 0") && !apt.contains("apt-guard"),
+        "apt works after removal:\n{apt}"
+    );
     let purged = l.sh(
         node,
         "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q swarm-upgrade >/dev/null 2>&1; echo $?; ls /etc/swarm-upgrade /var/lib/swarm-upgrade 2>&1 | grep -c 'No such file'; dpkg-query -W -f '${Status}' swarm-upgrade 2>&1 || true",
     );
     let lines: Vec<&str> = purged.lines().collect();
     assert_eq!(lines[..2], ["0", "2"], "{purged}");
-    assert!(lines.get(2).is_none_or(|s| !s.contains("installed") || s.contains("not-installed")), "{purged}");
+    assert!(
+        lines.get(2).is_none_or(|s| !s.contains("installed") || s.contains("not-installed")),
+        "{purged}"
+    );
     // And it installs again: enabled and READY.
     let again = l.sh(node, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/swarm-upgrade.deb >/dev/null 2>&1; echo $?; systemctl is-enabled swarm-upgrade-agent");
     assert_eq!(again, "0\nenabled");
-    assert!(show(&l, node, "swarm-upgrade-agent", "StatusText").starts_with("StatusText=serving on"));
+    assert!(
+        show(&l, node, "swarm-upgrade-agent", "StatusText").starts_with("StatusText=serving on")
+    );
 
     debian_12(&l, &deb);
 }
@@ -144,7 +175,18 @@ fn debian_12(l: &LabGuard, deb: &Path) {
     let image = xtask::images::bookworm_image(&l.engine).expect("the Debian 12 node image");
     let node = "bookworm";
     let label = format!("{}=package", lab::LABEL);
-    let mut args = vec!["run", "-d", "--name", node, "--hostname", node, "--label", &label, "--network", lab::NETWORK];
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        node,
+        "--hostname",
+        node,
+        "--label",
+        &label,
+        "--network",
+        lab::NETWORK,
+    ];
     args.extend(["--tmpfs", "/run", "--tmpfs", "/tmp", "--stop-signal", "SIGRTMIN+3"]);
     args.extend(lab::SYSTEMD_NODE_FLAGS);
     args.push(&image);
@@ -155,12 +197,21 @@ fn debian_12(l: &LabGuard, deb: &Path) {
     );
     assert!(booted == "running" || booted == "degraded", "systemd on Debian 12: {booted}");
     assert_eq!(l.sh(node, ". /etc/os-release; echo $VERSION_ID"), "12");
-    l.engine.docker(&["cp", &deb.display().to_string(), &format!("{node}:/root/swarm-upgrade.deb")]).unwrap();
+    l.engine
+        .docker(&["cp", &deb.display().to_string(), &format!("{node}:/root/swarm-upgrade.deb")])
+        .unwrap();
     let install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/swarm-upgrade.deb >/dev/null 2>&1; echo $?";
     assert_eq!(l.sh(node, install), "0", "installs on Debian 12");
     let waiting = "StatusText=waiting for this node's swarm certificates in /var/lib/docker/swarm/certificates";
     let agent = wait_status(l, node, waiting);
-    for want in ["Type=notify", "ActiveState=active", "SubState=running", "NRestarts=0", "WatchdogUSec=30s", "UnitFileState=enabled"] {
+    for want in [
+        "Type=notify",
+        "ActiveState=active",
+        "SubState=running",
+        "NRestarts=0",
+        "WatchdogUSec=30s",
+        "UnitFileState=enabled",
+    ] {
         assert!(agent.lines().any(|line| line == want), "Debian 12: {want} in\n{agent}");
     }
     assert_eq!(l.sh(node, "systemctl is-enabled swarm-upgrade.timer || true"), "disabled");
@@ -169,18 +220,32 @@ fn debian_12(l: &LabGuard, deb: &Path) {
         "cd /usr/lib/systemd/system && systemd-analyze verify --man=no swarm-upgrade-agent.service swarm-upgrade.service swarm-upgrade.timer 2>&1; echo \"exit $?\"",
     );
     assert_eq!(verify, "exit 0", "systemd-analyze verify on Debian 12 says:\n{verify}");
-    assert_eq!(l.sh(node, "readlink /etc/apt/apt.conf.d/50swarm-upgrade"), "/usr/share/swarm-upgrade/apt-guard.conf");
+    assert_eq!(
+        l.sh(node, "readlink /etc/apt/apt.conf.d/50swarm-upgrade"),
+        "/usr/share/swarm-upgrade/apt-guard.conf"
+    );
 
     // Given a swarm node's certificates (worker2's), it stops waiting for them and waits for the
     // local engine, which this node does not have; still no restart.
     let certs = l.reports.join("bookworm-certificates");
     let _ = std::fs::remove_dir_all(&certs);
-    l.engine.docker(&["cp", "worker2:/var/lib/docker/swarm/certificates", &certs.display().to_string()]).unwrap();
+    l.engine
+        .docker(&["cp", "worker2:/var/lib/docker/swarm/certificates", &certs.display().to_string()])
+        .unwrap();
     l.sh(node, "mkdir -p /var/lib/docker/swarm");
-    l.engine.docker(&["cp", &certs.display().to_string(), &format!("{node}:/var/lib/docker/swarm/certificates")]).unwrap();
+    l.engine
+        .docker(&[
+            "cp",
+            &certs.display().to_string(),
+            &format!("{node}:/var/lib/docker/swarm/certificates"),
+        ])
+        .unwrap();
     std::fs::remove_dir_all(&certs).unwrap();
     let engine = wait_status(l, node, "StatusText=waiting for the local Docker engine");
-    assert!(engine.lines().any(|line| line == "NRestarts=0") && engine.contains("ActiveState=active"), "{engine}");
+    assert!(
+        engine.lines().any(|line| line == "NRestarts=0") && engine.contains("ActiveState=active"),
+        "{engine}"
+    );
     l.sh(node, "rm -rf /var/lib/docker");
 
     // Upgrade over itself: restarted (a new PID), waiting again.
@@ -218,7 +283,10 @@ fn wait_status(l: &LabGuard, node: &str, status: &str) -> String {
         if agent.lines().any(|line| line.starts_with(status)) {
             return agent;
         }
-        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "{node}: no {status} after 30 s:\n{agent}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "{node}: no {status} after 30 s:\n{agent}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }

@@ -14,10 +14,19 @@ pub enum InstallMode {
 /// Options every apt-get run gets: no prompts, old conffiles kept, wait for the dpkg lock instead
 /// of failing at once (an unattended-upgrades run may hold it).
 fn common() -> Vec<String> {
-    ["-y", "-q", "-o", "Dpkg::Options::=--force-confold", "-o", "Dpkg::Options::=--force-confdef", "-o", "DPkg::Lock::Timeout=300"]
-        .into_iter()
-        .map(String::from)
-        .collect()
+    [
+        "-y",
+        "-q",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "DPkg::Lock::Timeout=300",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
 }
 
 fn pins(set: &PackageSet) -> Vec<String> {
@@ -59,11 +68,18 @@ pub fn hold(set: &PackageSet) -> Vec<String> {
 /// systemd would kill) can never kill dpkg in the middle of a transaction. `--wait --pipe`
 /// hands the output and exit status back to the agent while it lives.
 pub fn in_transient_unit(unit: &str, args: &[String]) -> Vec<String> {
-    let mut out: Vec<String> =
-        ["systemd-run", "--quiet", "--collect", "--wait", "--pipe", "--property=KillMode=mixed", "--setenv=DEBIAN_FRONTEND=noninteractive"]
-            .into_iter()
-            .map(String::from)
-            .collect();
+    let mut out: Vec<String> = [
+        "systemd-run",
+        "--quiet",
+        "--collect",
+        "--wait",
+        "--pipe",
+        "--property=KillMode=mixed",
+        "--setenv=DEBIAN_FRONTEND=noninteractive",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     out.push(format!("--unit={unit}"));
     out.push("--".into());
     out.extend(args.iter().cloned());
@@ -73,7 +89,8 @@ pub fn in_transient_unit(unit: &str, args: &[String]) -> Vec<String> {
 /// A transient unit name for an operation, unique per run and fencing token (so a retried order
 /// finds its unit again, and a new coordinator's order gets a new one).
 pub fn unit_name(op: &str, run_id: &str, token: u64) -> String {
-    let clean: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(32).collect();
+    let clean: String =
+        run_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(32).collect();
     format!("swarm-upgrade-{op}-{clean}-{token}.service")
 }
 
@@ -94,7 +111,10 @@ mod tests {
     fn install_pins_every_package_and_allows_downgrades_only_for_rollback() {
         let up = install(&set(), InstallMode::Upgrade);
         assert_eq!(&up[..2], ["apt-get", "install"]);
-        assert!(up.ends_with(&["containerd.io=2.1.9-1".to_string(), "docker-ce=5:28.5.2-1~debian.13~trixie".to_string()]));
+        assert!(up.ends_with(&[
+            "containerd.io=2.1.9-1".to_string(),
+            "docker-ce=5:28.5.2-1~debian.13~trixie".to_string()
+        ]));
         assert!(up.contains(&"Dpkg::Options::=--force-confold".to_string()));
         assert!(up.contains(&"DPkg::Lock::Timeout=300".to_string()));
         assert!(!up.contains(&"--allow-downgrades".to_string()));

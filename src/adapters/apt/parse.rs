@@ -12,7 +12,9 @@ pub fn madison(text: &str) -> BTreeMap<String, Vec<DebVersion>> {
     let mut out: BTreeMap<String, Vec<DebVersion>> = BTreeMap::new();
     for line in text.lines() {
         let mut cols = line.split('|').map(str::trim);
-        let (Some(pkg), Some(ver), Some(_source)) = (cols.next(), cols.next(), cols.next()) else { continue };
+        let (Some(pkg), Some(ver), Some(_source)) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
         let Ok(v) = ver.parse::<DebVersion>() else { continue };
         let vs = out.entry(pkg.to_string()).or_default();
         if !vs.contains(&v) {
@@ -125,15 +127,26 @@ impl std::fmt::Display for RepoProblem {
                 "repository {repo} is signed with key {key}, which the node lacks: install the key in the keyring named by its signed-by option"
             ),
             RepoProblem::NotSigned { repo } => {
-                write!(f, "repository {repo} is not signed: check its InRelease file and the signed-by keyring")
+                write!(
+                    f,
+                    "repository {repo} is not signed: check its InRelease file and the signed-by keyring"
+                )
             }
             RepoProblem::NoRelease { repo } => {
-                write!(f, "repository {repo} has no Release file: check the URL and suite in the sources list")
+                write!(
+                    f,
+                    "repository {repo} has no Release file: check the URL and suite in the sources list"
+                )
             }
             RepoProblem::WeakSecurity { repo } => {
-                write!(f, "repository {repo} provides only weak security information: its Release file lacks SHA256 hashes")
+                write!(
+                    f,
+                    "repository {repo} provides only weak security information: its Release file lacks SHA256 hashes"
+                )
             }
-            RepoProblem::Unreachable { detail } => write!(f, "repository unreachable: {detail}: check the node's network and proxy"),
+            RepoProblem::Unreachable { detail } => {
+                write!(f, "repository unreachable: {detail}: check the node's network and proxy")
+            }
             RepoProblem::Other { detail } => write!(f, "apt: {detail}"),
         }
     }
@@ -167,7 +180,10 @@ pub fn update_problems(text: &str) -> Vec<RepoProblem> {
             RepoProblem::NoRelease { repo }
         } else if msg.contains("weak security information") {
             RepoProblem::WeakSecurity { repo }
-        } else if msg.starts_with("Failed to fetch") || msg.contains("Could not resolve") || msg.contains("Connection failed") {
+        } else if msg.starts_with("Failed to fetch")
+            || msg.contains("Could not resolve")
+            || msg.contains("Connection failed")
+        {
             RepoProblem::Unreachable { detail: msg.to_string() }
         } else if msg.starts_with("Some index files failed to download") {
             continue;
@@ -182,7 +198,8 @@ pub fn update_problems(text: &str) -> Vec<RepoProblem> {
 /// What to show the operator when apt fails: dpkg's own `error processing package` lines (they
 /// name the package that failed), then apt's `E:` lines, joined.
 pub fn apt_errors(text: &str) -> Option<String> {
-    let dpkg = text.lines().map(str::trim).filter(|l| l.starts_with("dpkg: error processing package"));
+    let dpkg =
+        text.lines().map(str::trim).filter(|l| l.starts_with("dpkg: error processing package"));
     let apt = text.lines().filter_map(|l| l.trim().strip_prefix("E: "));
     let errors: Vec<&str> = dpkg.chain(apt).collect();
     (!errors.is_empty()).then(|| errors.join("; "))
@@ -193,7 +210,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/apt/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read_to_string(format!("{}/tests/fixtures/apt/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
     }
 
     #[test]
@@ -201,7 +219,11 @@ mod tests {
         let m = madison(&fixture("madison.txt"));
         let s = |p: &str| m[p].iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(s("docker.io"), ["20.10.24+dfsg1-1+deb12u1+b6"]);
-        assert_eq!(s("containerd"), ["1.6.20~ds1-1+deb12u2", "1.6.20~ds1-1+deb12u3"], "two suites, sorted");
+        assert_eq!(
+            s("containerd"),
+            ["1.6.20~ds1-1+deb12u2", "1.6.20~ds1-1+deb12u3"],
+            "two suites, sorted"
+        );
         assert_eq!(s("runc"), ["1.1.5+ds1-1+deb12u1"], "the same version from two suites, once");
     }
 
@@ -212,7 +234,9 @@ mod tests {
         let docker = rows.iter().find(|r| r.package == "docker.io").unwrap();
         assert_eq!(docker.version.as_ref().unwrap().to_string(), "20.10.24+dfsg1-1+deb12u1+b6");
         assert!(docker.is_installed() && !docker.is_held() && !docker.is_interrupted());
-        let odd = dpkg_query("docker-ce\t5:28.5.2-1~debian.13~trixie\thU \ncontainerd.io\t2.1.9-1\tiFR\n");
+        let odd = dpkg_query(
+            "docker-ce\t5:28.5.2-1~debian.13~trixie\thU \ncontainerd.io\t2.1.9-1\tiFR\n",
+        );
         assert!(odd[0].is_held() && odd[0].is_interrupted());
         assert!(odd[1].is_interrupted() && !odd[1].is_installed());
     }
@@ -220,24 +244,43 @@ mod tests {
     #[test]
     fn update_problems_name_the_repository_and_the_fix() {
         let p = update_problems(&fixture("update-missing-key.txt"));
-        assert_eq!(p, [RepoProblem::MissingKey { repo: "file:/srv/lab/repo trixie InRelease".into(), key: "E2D07D06D346C8AE".into() }]);
+        assert_eq!(
+            p,
+            [RepoProblem::MissingKey {
+                repo: "file:/srv/lab/repo trixie InRelease".into(),
+                key: "E2D07D06D346C8AE".into()
+            }]
+        );
         assert!(p[0].to_string().contains("signed-by"));
         assert_eq!(
             update_problems(&fixture("update-no-release.txt")),
             [RepoProblem::NoRelease { repo: "file:/srv/lab/repo trixie Release".into() }]
         );
-        assert!(matches!(update_problems(&fixture("update-weak-security.txt"))[..], [RepoProblem::WeakSecurity { .. }]));
-        assert!(update_problems("Hit:1 http://mirror.invalid/debian bookworm InRelease\nReading package lists...\n").is_empty());
+        assert!(matches!(
+            update_problems(&fixture("update-weak-security.txt"))[..],
+            [RepoProblem::WeakSecurity { .. }]
+        ));
+        assert!(
+            update_problems(
+                "Hit:1 http://mirror.invalid/debian bookworm InRelease\nReading package lists...\n"
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn apt_errors_keep_the_e_lines() {
-        assert_eq!(apt_errors(&fixture("install-missing-version.txt")).as_deref(), Some("Version '99.0' for 'docker.io' was not found"));
+        assert_eq!(
+            apt_errors(&fixture("install-missing-version.txt")).as_deref(),
+            Some("Version '99.0' for 'docker.io' was not found")
+        );
         assert_eq!(apt_errors("Reading package lists...\n"), None);
         let failed = "Setting up x (3.0) ...\ndpkg: error processing package x (--configure):\n installed x package post-installation script subprocess returned error exit status 1\nE: Sub-process /usr/bin/dpkg returned an error code (1)\n";
         assert_eq!(
             apt_errors(failed).as_deref(),
-            Some("dpkg: error processing package x (--configure):; Sub-process /usr/bin/dpkg returned an error code (1)")
+            Some(
+                "dpkg: error processing package x (--configure):; Sub-process /usr/bin/dpkg returned an error code (1)"
+            )
         );
     }
 }

@@ -23,7 +23,9 @@ impl AptError {
     /// Whether apt failed because another apt or dpkg holds a lock it needs (past
     /// `DPkg::Lock::Timeout`): nothing was changed, and the same command may pass later.
     pub fn is_busy(&self) -> bool {
-        ["Could not get lock ", "Unable to acquire the dpkg frontend lock", "Unable to lock "].iter().any(|m| self.detail.contains(m))
+        ["Could not get lock ", "Unable to acquire the dpkg frontend lock", "Unable to lock "]
+            .iter()
+            .any(|m| self.detail.contains(m))
     }
 }
 
@@ -55,7 +57,11 @@ pub fn run(args: &[String]) -> Result<Ran, AptError> {
         .stderr_capture()
         .unchecked()
         .run()
-        .map_err(|e| AptError { command: args.join(" "), status: "could not start".into(), detail: e.to_string() })?;
+        .map_err(|e| AptError {
+            command: args.join(" "),
+            status: "could not start".into(),
+            detail: e.to_string(),
+        })?;
     Ok(Ran {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -87,10 +93,17 @@ pub fn available(packages: &[String]) -> Result<BTreeMap<String, Vec<DebVersion>
 /// The packages dpkg knows, with their state; unknown packages are simply absent (dpkg-query
 /// exits 1 for them, which is not an error here).
 pub fn installed(packages: &[String]) -> Result<Vec<Installed>, AptError> {
-    let args = strings(&["dpkg-query", "-W", "-f=${Package}\t${Version}\t${db:Status-Abbrev}\n"], packages);
+    let args = strings(
+        &["dpkg-query", "-W", "-f=${Package}\t${Version}\t${db:Status-Abbrev}\n"],
+        packages,
+    );
     let ran = run(&args)?;
     if ran.code > 1 {
-        return Err(AptError { command: args.join(" "), status: format!("exit {}", ran.code), detail: ran.stderr.trim().to_string() });
+        return Err(AptError {
+            command: args.join(" "),
+            status: format!("exit {}", ran.code),
+            detail: ran.stderr.trim().to_string(),
+        });
     }
     Ok(parse::dpkg_query(&ran.stdout))
 }
@@ -113,7 +126,8 @@ pub struct Apt {
 
 /// Whether apt-get update found the lists locked by another apt.
 fn lists_locked(text: &str) -> bool {
-    text.contains("Could not get lock /var/lib/apt/lists/lock") || text.contains("Unable to lock directory /var/lib/apt/lists/")
+    text.contains("Could not get lock /var/lib/apt/lists/lock")
+        || text.contains("Unable to lock directory /var/lib/apt/lists/")
 }
 
 impl Apt {
@@ -131,7 +145,10 @@ impl Apt {
     }
 
     /// The versions the repositories offer.
-    pub fn available(&self, packages: &[String]) -> Result<BTreeMap<String, Vec<DebVersion>>, AptError> {
+    pub fn available(
+        &self,
+        packages: &[String],
+    ) -> Result<BTreeMap<String, Vec<DebVersion>>, AptError> {
         let ran = run_checked(&self.with_options(strings(&["apt-cache", "madison"], packages)))?;
         Ok(parse::madison(&ran.stdout))
     }
@@ -145,7 +162,8 @@ impl Apt {
         let _turn = LISTS.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
-            let ran = run(&self.with_options(vec!["apt-get".into(), "update".into(), "-q".into()]))?;
+            let ran =
+                run(&self.with_options(vec!["apt-get".into(), "update".into(), "-q".into()]))?;
             let text = format!("{}\n{}", ran.stdout, ran.stderr);
             if lists_locked(&text) && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(500));
@@ -157,25 +175,55 @@ impl Apt {
 
     /// The command line of a transaction: apt options added, and wrapped in a transient unit
     /// named after the order when `transient`.
-    pub fn transaction_args(&self, op: &str, args: Vec<String>, unit_key: (&str, u64)) -> Vec<String> {
+    pub fn transaction_args(
+        &self,
+        op: &str,
+        args: Vec<String>,
+        unit_key: (&str, u64),
+    ) -> Vec<String> {
         let args = self.with_options(args);
-        if self.transient { super::command::in_transient_unit(&super::command::unit_name(op, unit_key.0, unit_key.1), &args) } else { args }
+        if self.transient {
+            super::command::in_transient_unit(
+                &super::command::unit_name(op, unit_key.0, unit_key.1),
+                &args,
+            )
+        } else {
+            args
+        }
     }
 
-    fn transaction(&self, op: &str, args: Vec<String>, unit_key: (&str, u64)) -> Result<Ran, AptError> {
+    fn transaction(
+        &self,
+        op: &str,
+        args: Vec<String>,
+        unit_key: (&str, u64),
+    ) -> Result<Ran, AptError> {
         run_checked(&self.transaction_args(op, args, unit_key))
     }
 
     /// Downloads the exact set.
-    pub fn prefetch(&self, set: &crate::model::PackageSet, key: (&str, u64)) -> Result<(), AptError> {
+    pub fn prefetch(
+        &self,
+        set: &crate::model::PackageSet,
+        key: (&str, u64),
+    ) -> Result<(), AptError> {
         self.transaction("prefetch", super::command::prefetch(set), key).map(|_| ())
     }
 
     /// Installs the exact set in one transaction, refusing to start over an interrupted one, then
     /// holds it and checks dpkg's view.
-    pub fn install(&self, set: &crate::model::PackageSet, mode: super::command::InstallMode, key: (&str, u64)) -> Result<(), AptError> {
+    pub fn install(
+        &self,
+        set: &crate::model::PackageSet,
+        mode: super::command::InstallMode,
+        key: (&str, u64),
+    ) -> Result<(), AptError> {
         let names: Vec<String> = set.0.keys().cloned().collect();
-        let fail = |detail: String| AptError { command: "dpkg-query".into(), status: "check".into(), detail };
+        let fail = |detail: String| AptError {
+            command: "dpkg-query".into(),
+            status: "check".into(),
+            detail,
+        };
         if let Some(broken) = installed(&names)?.into_iter().find(Installed::is_interrupted) {
             return Err(fail(format!(
                 "{} was left mid-transaction by an interrupted dpkg (state {}{}); run `dpkg --configure -a` on the node and check it",
@@ -186,9 +234,13 @@ impl Apt {
         run_checked(&self.with_options(super::command::hold(set)))?;
         let now = installed(&names)?;
         for (p, v) in &set.0 {
-            let ok = now.iter().any(|i| &i.package == p && i.version.as_ref() == Some(v) && i.is_installed() && i.is_held());
+            let ok = now.iter().any(|i| {
+                &i.package == p && i.version.as_ref() == Some(v) && i.is_installed() && i.is_held()
+            });
             if !ok {
-                return Err(fail(format!("after the install, {p} is not installed and held at {v}: {now:?}")));
+                return Err(fail(format!(
+                    "after the install, {p} is not installed and held at {v}: {now:?}"
+                )));
             }
         }
         Ok(())
@@ -201,7 +253,11 @@ mod tests {
 
     #[test]
     fn a_held_lock_is_busy_and_a_broken_package_is_a_failure() {
-        let e = |detail: &str| super::AptError { command: "apt-get install".into(), status: "exit 100".into(), detail: detail.into() };
+        let e = |detail: &str| super::AptError {
+            command: "apt-get install".into(),
+            status: "exit 100".into(),
+            detail: detail.into(),
+        };
         let busy = [
             "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1424 (apt-get)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?",
             "E: Could not get lock /var/cache/apt/archives/lock. It is held by process 77 (apt-get)\nE: Unable to lock directory /var/cache/apt/archives/",
@@ -217,6 +273,8 @@ mod tests {
     fn a_locked_list_directory_is_waited_for() {
         let text = "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 1424 (apt-get)\nE: Unable to lock directory /var/lib/apt/lists/";
         assert!(super::lists_locked(text));
-        assert!(!super::lists_locked("E: The repository 'http://repo/linux/debian trixie Release' is not signed."));
+        assert!(!super::lists_locked(
+            "E: The repository 'http://repo/linux/debian trixie Release' is not signed."
+        ));
     }
 }

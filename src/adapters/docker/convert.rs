@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use bollard::models as b;
 
 use crate::model::{
-    Availability, ClusterSnapshot, EngineVersion, HostPort, ManagerStatus, Mode, Node, NodeId, NodeState, Platform, Reachability,
-    Resources, Role, Service, ServiceId, Task, TaskState, UpdateState,
+    Availability, ClusterSnapshot, EngineVersion, HostPort, ManagerStatus, Mode, Node, NodeId,
+    NodeState, Platform, Reachability, Resources, Role, Service, ServiceId, Task, TaskState,
+    UpdateState,
 };
 
 fn map<K: Ord + Clone, V: Clone>(m: Option<&std::collections::HashMap<K, V>>) -> BTreeMap<K, V> {
@@ -15,7 +16,11 @@ fn map<K: Ord + Clone, V: Clone>(m: Option<&std::collections::HashMap<K, V>>) ->
 }
 
 fn resources(r: Option<&b::ResourceObject>) -> Resources {
-    r.map(|r| Resources { nano_cpus: r.nano_cpus.unwrap_or(0), memory_bytes: r.memory_bytes.unwrap_or(0) }).unwrap_or_default()
+    r.map(|r| Resources {
+        nano_cpus: r.nano_cpus.unwrap_or(0),
+        memory_bytes: r.memory_bytes.unwrap_or(0),
+    })
+    .unwrap_or_default()
 }
 
 /// A node, or `None` when the engine sent one without an ID.
@@ -51,8 +56,12 @@ pub fn node(n: &b::Node) -> Option<Node> {
             _ => NodeState::Unknown,
         },
         addr: status.and_then(|s| s.addr.clone()).unwrap_or_default(),
-        manager: (role == Role::Manager).then(|| manager.unwrap_or(ManagerStatus { leader: false, reachability: Reachability::Unknown })),
-        engine_version: EngineVersion::parse_lenient(desc.and_then(|d| d.engine.as_ref()?.engine_version.as_deref()).unwrap_or("")),
+        manager: (role == Role::Manager).then(|| {
+            manager.unwrap_or(ManagerStatus { leader: false, reachability: Reachability::Unknown })
+        }),
+        engine_version: EngineVersion::parse_lenient(
+            desc.and_then(|d| d.engine.as_ref()?.engine_version.as_deref()).unwrap_or(""),
+        ),
         labels: map(spec.and_then(|s| s.labels.as_ref())),
         engine_labels: map(desc.and_then(|d| d.engine.as_ref()?.labels.as_ref())),
         platform: Platform {
@@ -71,7 +80,9 @@ pub fn service(s: &b::Service) -> Option<Service> {
     let mode = match mode {
         Some(m) if m.global.is_some() => Mode::Global,
         Some(m) if m.replicated_job.is_some() || m.global_job.is_some() => return None,
-        Some(m) => Mode::Replicated { replicas: m.replicated.as_ref().and_then(|r| r.replicas).unwrap_or(1).max(0) as u64 },
+        Some(m) => Mode::Replicated {
+            replicas: m.replicated.as_ref().and_then(|r| r.replicas).unwrap_or(1).max(0) as u64,
+        },
         None => Mode::Replicated { replicas: 1 },
     };
     let template = spec.task_template.as_ref();
@@ -99,7 +110,10 @@ pub fn service(s: &b::Service) -> Option<Service> {
         name: spec.name.clone().unwrap_or_default(),
         mode,
         constraints: placement.and_then(|p| p.constraints.clone()).unwrap_or_default(),
-        max_replicas_per_node: placement.and_then(|p| p.max_replicas).filter(|m| *m > 0).map(|m| m as u64),
+        max_replicas_per_node: placement
+            .and_then(|p| p.max_replicas)
+            .filter(|m| *m > 0)
+            .map(|m| m as u64),
         host_ports,
         reservations: resources(template.and_then(|t| t.resources.as_ref()?.reservations.as_ref())),
         update_state: s.update_status.as_ref().and_then(|u| match u.state? {
@@ -108,7 +122,9 @@ pub fn service(s: &b::Service) -> Option<Service> {
             b::ServiceUpdateStatusStateEnum::COMPLETED => Some(UpdateState::Completed),
             b::ServiceUpdateStatusStateEnum::ROLLBACK_STARTED => Some(UpdateState::RollbackStarted),
             b::ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED => Some(UpdateState::RollbackPaused),
-            b::ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED => Some(UpdateState::RollbackCompleted),
+            b::ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED => {
+                Some(UpdateState::RollbackCompleted)
+            }
             b::ServiceUpdateStatusStateEnum::EMPTY => None,
         }),
     })
@@ -147,9 +163,19 @@ pub fn task(t: &b::Task) -> Option<Task> {
 
 /// The whole snapshot (agent reports are added by the coordinator). Tasks of services that are
 /// not kept (jobs) are left out too.
-pub fn snapshot(swarm: &b::Swarm, nodes: &[b::Node], services: &[b::Service], tasks: &[b::Task], now: jiff::Timestamp) -> ClusterSnapshot {
+pub fn snapshot(
+    swarm: &b::Swarm,
+    nodes: &[b::Node],
+    services: &[b::Service],
+    tasks: &[b::Task],
+    now: jiff::Timestamp,
+) -> ClusterSnapshot {
     let services: Vec<Service> = services.iter().filter_map(service).collect();
-    let tasks = tasks.iter().filter_map(task).filter(|t| services.iter().any(|s| s.id == t.service)).collect();
+    let tasks = tasks
+        .iter()
+        .filter_map(task)
+        .filter(|t| services.iter().any(|s| s.id == t.service))
+        .collect();
     ClusterSnapshot {
         taken_at: now,
         cluster_id: swarm.id.clone().unwrap_or_default(),
@@ -184,8 +210,14 @@ mod tests {
         );
         assert_eq!(snap.cluster_id, "qhrx2xdvnzr6u2wrqo4nat5zr");
         let n = &snap.nodes[0];
-        assert_eq!((n.role, n.availability, n.state), (Role::Manager, Availability::Active, NodeState::Ready));
-        assert_eq!(n.manager, Some(ManagerStatus { leader: true, reachability: Reachability::Reachable }));
+        assert_eq!(
+            (n.role, n.availability, n.state),
+            (Role::Manager, Availability::Active, NodeState::Ready)
+        );
+        assert_eq!(
+            n.manager,
+            Some(ManagerStatus { leader: true, reachability: Reachability::Reachable })
+        );
         assert_eq!(n.engine_version.to_string(), "20.10.24");
         assert_eq!(n.addr, "127.0.0.1");
         assert!(n.resources.nano_cpus > 0 && n.resources.memory_bytes > 0);
@@ -199,7 +231,11 @@ mod tests {
         assert_eq!(snap.tasks.len(), 2);
         let t = snap.tasks.iter().find(|t| t.service == solo.id).unwrap();
         assert_eq!((t.slot, t.state, t.desired), (Some(1), TaskState::Running, TaskState::Running));
-        assert!(snap.tasks.iter().any(|t| t.service == glob.id && t.slot.is_none() && t.node.as_ref() == Some(&n.id)));
+        assert!(
+            snap.tasks.iter().any(|t| t.service == glob.id
+                && t.slot.is_none()
+                && t.node.as_ref() == Some(&n.id))
+        );
         assert_eq!(crate::model::convergence::first_unconverged(&snap), None);
     }
 }

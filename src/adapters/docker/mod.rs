@@ -42,8 +42,13 @@ pub fn out_of_sequence(e: &BollardError) -> bool {
 /// restarts) or with a gRPC Unavailable or deadline. The write did not land, or may land; either
 /// way it is retried after re-reading.
 pub fn leaderless(e: &BollardError) -> bool {
-    const SIGNS: [&str; 5] =
-        ["node lost leader status", "does not have a leader", "code = Unavailable", "code = DeadlineExceeded", "context deadline exceeded"];
+    const SIGNS: [&str; 5] = [
+        "node lost leader status",
+        "does not have a leader",
+        "code = Unavailable",
+        "code = DeadlineExceeded",
+        "context deadline exceeded",
+    ];
     matches!(e, BollardError::DockerResponseServerError { status_code: 500, message } if SIGNS.iter().any(|s| message.contains(s)))
 }
 
@@ -51,18 +56,20 @@ pub fn leaderless(e: &BollardError) -> bool {
 pub fn port_error(what: &str, e: BollardError) -> PortError {
     match e {
         ref e if out_of_sequence(e) => PortError::Conflict,
-        BollardError::DockerResponseServerError { status_code: 503, message } => PortError::Unavailable(format!(
-            "{what}: the swarm has no leader or this node is not a manager ({message}); check `docker node ls` on a manager"
-        )),
+        BollardError::DockerResponseServerError { status_code: 503, message } => {
+            PortError::Unavailable(format!(
+                "{what}: the swarm has no leader or this node is not a manager ({message}); check `docker node ls` on a manager"
+            ))
+        }
         ref e if leaderless(e) => PortError::Unavailable(format!(
             "{what}: the swarm is electing a leader ({e}); if this lasts, check `docker node ls` on a manager"
         )),
         BollardError::DockerResponseServerError { status_code, message } => {
             PortError::Failed(format!("{what}: HTTP {status_code}: {message}"))
         }
-        other => {
-            PortError::Unavailable(format!("{what}: cannot reach the Docker API ({other}); check that docker.service runs and DOCKER_HOST"))
-        }
+        other => PortError::Unavailable(format!(
+            "{what}: cannot reach the Docker API ({other}); check that docker.service runs and DOCKER_HOST"
+        )),
     }
 }
 
@@ -80,9 +87,14 @@ impl DockerSwarm {
     /// API version, so older engines (20.10 speaks 1.41) are understood.
     pub async fn connect() -> Result<Self, PortError> {
         let docker = Docker::connect_with_defaults().map_err(|e| {
-            PortError::Unavailable(format!("cannot connect to the Docker API: {e}; check DOCKER_HOST or /var/run/docker.sock"))
+            PortError::Unavailable(format!(
+                "cannot connect to the Docker API: {e}; check DOCKER_HOST or /var/run/docker.sock"
+            ))
         })?;
-        let docker = docker.negotiate_version().await.map_err(|e| port_error("negotiating the Docker API version", e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| port_error("negotiating the Docker API version", e))?;
         let raw = raw::Endpoint::from_env().map_err(PortError::Failed)?;
         Ok(DockerSwarm { docker, raw })
     }
@@ -98,15 +110,25 @@ impl DockerSwarm {
     }
 
     /// Applies `change` to a node's spec, re-reading and retrying when the write is out of sequence.
-    async fn update_node(&self, node: &NodeId, change: impl Fn(&mut b::NodeSpec)) -> Result<(), PortError> {
+    async fn update_node(
+        &self,
+        node: &NodeId,
+        change: impl Fn(&mut b::NodeSpec),
+    ) -> Result<(), PortError> {
         let attempt = || async {
             let current = self.docker.inspect_node(&node.0).await?;
             let version = current.version.and_then(|v| v.index).unwrap_or(0);
             let mut spec = current.spec.unwrap_or_default();
             change(&mut spec);
-            self.docker.update_node(&node.0, spec, UpdateNodeOptions { version: version as i64 }).await
+            self.docker
+                .update_node(&node.0, spec, UpdateNodeOptions { version: version as i64 })
+                .await
         };
-        attempt.retry(cas_backoff()).when(out_of_sequence).await.map_err(|e| port_error(&format!("updating node {node}"), e))
+        attempt
+            .retry(cas_backoff())
+            .when(out_of_sequence)
+            .await
+            .map_err(|e| port_error(&format!("updating node {node}"), e))
     }
 }
 
@@ -120,7 +142,11 @@ impl Swarm for DockerSwarm {
         Ok(convert::snapshot(&swarm, &nodes, &services, &tasks, jiff::Timestamp::now()))
     }
 
-    async fn set_availability(&self, node: &NodeId, availability: Availability) -> Result<(), PortError> {
+    async fn set_availability(
+        &self,
+        node: &NodeId,
+        availability: Availability,
+    ) -> Result<(), PortError> {
         let value = match availability {
             Availability::Active => b::NodeSpecAvailabilityEnum::ACTIVE,
             Availability::Pause => b::NodeSpecAvailabilityEnum::PAUSE,
@@ -131,16 +157,34 @@ impl Swarm for DockerSwarm {
 
     async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError> {
         let attempt = || async {
-            let (_, current) = self.raw.request("GET", &format!("/services/{}", service.0), None).await?;
-            let (spec, version) =
-                raw::scaled(&current, replicas).map_err(|message| BollardError::DockerResponseServerError { status_code: 400, message })?;
-            self.raw.request("POST", &format!("/services/{}/update?version={version}", service.0), Some(&spec)).await.map(|_| ())
+            let (_, current) =
+                self.raw.request("GET", &format!("/services/{}", service.0), None).await?;
+            let (spec, version) = raw::scaled(&current, replicas).map_err(|message| {
+                BollardError::DockerResponseServerError { status_code: 400, message }
+            })?;
+            self.raw
+                .request(
+                    "POST",
+                    &format!("/services/{}/update?version={version}", service.0),
+                    Some(&spec),
+                )
+                .await
+                .map(|_| ())
         };
-        attempt.retry(cas_backoff()).when(out_of_sequence).await.map_err(|e| port_error(&format!("scaling service {service}"), e))
+        attempt
+            .retry(cas_backoff())
+            .when(out_of_sequence)
+            .await
+            .map_err(|e| port_error(&format!("scaling service {service}"), e))
     }
 
-    async fn set_labels(&self, node: &NodeId, labels: &BTreeMap<String, String>) -> Result<(), PortError> {
-        let labels: std::collections::HashMap<String, String> = labels.clone().into_iter().collect();
+    async fn set_labels(
+        &self,
+        node: &NodeId,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), PortError> {
+        let labels: std::collections::HashMap<String, String> =
+            labels.clone().into_iter().collect();
         self.update_node(node, |spec| spec.labels = Some(labels.clone())).await
     }
 
@@ -152,13 +196,19 @@ impl Swarm for DockerSwarm {
     }
 
     async fn join_token(&self, role: Role) -> Result<Secret, PortError> {
-        let swarm = self.docker.inspect_swarm().await.map_err(|e| port_error("reading the join tokens", e))?;
+        let swarm = self
+            .docker
+            .inspect_swarm()
+            .await
+            .map_err(|e| port_error("reading the join tokens", e))?;
         let tokens = swarm.join_tokens.unwrap_or_default();
         let token = match role {
             Role::Manager => tokens.manager,
             Role::Worker => tokens.worker,
         };
-        token.map(Secret).ok_or_else(|| PortError::Failed("the swarm returned no join token: is this node a manager?".into()))
+        token.map(Secret).ok_or_else(|| {
+            PortError::Failed("the swarm returned no join token: is this node a manager?".into())
+        })
     }
 }
 
@@ -173,16 +223,30 @@ mod tests {
     #[test]
     fn an_election_is_a_wait_not_a_failure() {
         // What a follower's engine answered to swarm updates while the leader's engine restarted.
-        let lost = server(500, "rpc error: code = Unknown desc = raft: failed to process the request: node lost leader status");
-        assert!(matches!(port_error("writing", lost), PortError::Unavailable(m) if m.contains("electing a leader")));
+        let lost = server(
+            500,
+            "rpc error: code = Unknown desc = raft: failed to process the request: node lost leader status",
+        );
+        assert!(
+            matches!(port_error("writing", lost), PortError::Unavailable(m) if m.contains("electing a leader"))
+        );
         let no_leader = server(503, "The swarm does not have a leader.");
         assert!(matches!(port_error("reading", no_leader), PortError::Unavailable(_)));
         assert!(matches!(
-            port_error("writing", server(500, "rpc error: code = DeadlineExceeded desc = context deadline exceeded")),
+            port_error(
+                "writing",
+                server(500, "rpc error: code = DeadlineExceeded desc = context deadline exceeded")
+            ),
             PortError::Unavailable(_)
         ));
-        assert!(matches!(port_error("writing", server(500, "update out of sequence")), PortError::Conflict));
+        assert!(matches!(
+            port_error("writing", server(500, "update out of sequence")),
+            PortError::Conflict
+        ));
         assert!(matches!(port_error("writing", server(500, "invalid spec")), PortError::Failed(_)));
-        assert!(matches!(port_error("writing", server(400, "code = Unavailable")), PortError::Failed(_)));
+        assert!(matches!(
+            port_error("writing", server(400, "code = Unavailable")),
+            PortError::Failed(_)
+        ));
     }
 }

@@ -12,9 +12,15 @@ use super::port_error;
 use crate::ports::{PortError, Secret};
 
 /// Leaves and joins again; returns the node's new ID. The token is never logged.
-pub async fn rejoin(docker: &Docker, token: &Secret, managers: &[String]) -> Result<String, PortError> {
+pub async fn rejoin(
+    docker: &Docker,
+    token: &Secret,
+    managers: &[String],
+) -> Result<String, PortError> {
     if managers.is_empty() {
-        return Err(PortError::Failed("no manager address to join: the coordinator must pass at least one".into()));
+        return Err(PortError::Failed(
+            "no manager address to join: the coordinator must pass at least one".into(),
+        ));
     }
     let info = docker.info().await.map_err(|e| port_error("reading the local swarm state", e))?;
     let advertise = info.swarm.as_ref().and_then(|s| s.node_addr.clone()).filter(|a| !a.is_empty());
@@ -34,7 +40,8 @@ pub async fn rejoin(docker: &Docker, token: &Secret, managers: &[String]) -> Res
     };
     docker.join_swarm(request).await.map_err(|e| port_error("joining the swarm again", e))?;
     for _ in 0..60 {
-        let info = docker.info().await.map_err(|e| port_error("reading the local swarm state", e))?;
+        let info =
+            docker.info().await.map_err(|e| port_error("reading the local swarm state", e))?;
         let swarm = info.swarm.unwrap_or_default();
         let active = swarm.local_node_state.map(|s| s.to_string()) == Some("active".into());
         match swarm.node_id.filter(|id| !id.is_empty()) {
@@ -42,5 +49,7 @@ pub async fn rejoin(docker: &Docker, token: &Secret, managers: &[String]) -> Res
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
-    Err(PortError::Unavailable("joined, but the engine did not report an active swarm membership within 30 s".into()))
+    Err(PortError::Unavailable(
+        "joined, but the engine did not report an active swarm membership within 30 s".into(),
+    ))
 }

@@ -45,22 +45,30 @@ fn parse(text: Option<&String>) -> Result<StoreDoc, PortError> {
 
 impl StateStore for SwarmLabelStore {
     async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
-        let swarm = self.docker.inspect_swarm().await.map_err(|e| port_error("reading the swarm", e))?;
+        let swarm =
+            self.docker.inspect_swarm().await.map_err(|e| port_error("reading the swarm", e))?;
         let version = swarm.version.and_then(|v| v.index).unwrap_or(0);
-        let doc = parse(swarm.spec.as_ref().and_then(|s| s.labels.as_ref()).and_then(|l| l.get(STATE_LABEL)))?;
+        let doc = parse(
+            swarm.spec.as_ref().and_then(|s| s.labels.as_ref()).and_then(|l| l.get(STATE_LABEL)),
+        )?;
         Ok(Versioned { doc, version })
     }
 
     async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError> {
-        let swarm = self.docker.inspect_swarm().await.map_err(|e| port_error("reading the swarm", e))?;
+        let swarm =
+            self.docker.inspect_swarm().await.map_err(|e| port_error("reading the swarm", e))?;
         if swarm.version.and_then(|v| v.index) != Some(version) {
             return Err(PortError::Conflict);
         }
         let mut spec = swarm.spec.unwrap_or_default();
-        let text = serde_json::to_string(doc).map_err(|e| PortError::Failed(format!("encoding the state: {e}")))?;
+        let text = serde_json::to_string(doc)
+            .map_err(|e| PortError::Failed(format!("encoding the state: {e}")))?;
         spec.labels.get_or_insert_with(Default::default).insert(STATE_LABEL.to_string(), text);
         // The engine checks `version` again: a write between our read and this one is refused.
         let options = UpdateSwarmOptions { version: version as i64, ..Default::default() };
-        self.docker.update_swarm(spec, options).await.map_err(|e| port_error("writing the state to the swarm", e))
+        self.docker
+            .update_swarm(spec, options)
+            .await
+            .map_err(|e| port_error("writing the state to the swarm", e))
     }
 }
