@@ -37,10 +37,15 @@ fi
 deb=$(cargo deb --locked --quiet | tail -n 1)
 [ -f "$deb" ] || { echo "cargo deb did not build a package (it printed: $deb)" >&2; exit 1; }
 export SWARM_UPGRADE_DEB="$deb"
+# The gates first: formatting and lints fail in seconds, before the lab's long minutes.
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 # The rolling scenario's figures beside the naive baseline's (cargo hides a passing test's output).
 summary=target/lab/reports/rolling/summary.txt
 rm -f "$summary"
-cargo test --locked --workspace "$@"
+# --all-features: the live tests (root, dockerd, apt, systemd, vagrant) and the lab's tests too;
+# without it, `cargo test --workspace` is the pure suite.
+cargo test --locked --workspace --all-features "$@"
 if [ -f "$summary" ]; then
     echo "== the rolling scenario and the naive baseline (target/lab/reports/rolling/summary.txt) =="
     cat "$summary"

@@ -25,15 +25,14 @@ pub mod exit {
     pub const REFUSED: u8 = 3;
     /// Another coordinator holds the lock.
     pub const LOCKED: u8 = 4;
-    /// The command needs a part that is not built, or not proven enough to be enabled, yet.
-    pub const NOT_BUILT: u8 = 5;
+    // 5 is not used: it meant a part not built yet, and the other codes keep their numbers.
     /// The run stopped between nodes because an operator asked it to.
     pub const ABORTED: u8 = 6;
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (node rolled back or restored, cluster safe); 2 bad input \
 (arguments, configuration, snapshot); 3 refused by preflight (nothing changed); 4 locked by another coordinator; \
-5 not built or not enabled yet; 6 aborted by an operator.";
+6 aborted by an operator (5 is not used).";
 
 /// Upgrades the Docker Engine on every node of a Docker Swarm, one node at a time, with zero downtime.
 #[derive(Debug, Parser)]

@@ -104,14 +104,6 @@ impl Phase {
             Pending | Done | RolledBack | Restored | Failed => return None,
         })
     }
-
-    /// Whether the engine's packages may have changed by this phase.
-    pub fn engine_touched(self) -> bool {
-        matches!(
-            self,
-            Phase::Upgrade | Phase::Restart | Phase::WaitReady | Phase::Rejoin | Phase::Rollback
-        )
-    }
 }
 
 /// When a phase started and ended.

@@ -387,11 +387,6 @@ impl ClusterSnapshot {
         self.nodes.iter().find(|n| &n.id == id)
     }
 
-    /// The node with this host name.
-    pub fn node_by_hostname(&self, hostname: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.hostname == hostname)
-    }
-
     /// The service with this ID.
     pub fn service(&self, id: &ServiceId) -> Option<&Service> {
         self.services.iter().find(|s| &s.id == id)
@@ -410,13 +405,6 @@ impl ClusterSnapshot {
     /// Tasks the swarm wants running (desired state running or ready).
     pub fn live_tasks(&self) -> impl Iterator<Item = &Task> {
         self.tasks.iter().filter(|t| matches!(t.desired, TaskState::Running | TaskState::Ready))
-    }
-
-    /// Tasks running on a node.
-    pub fn running_on<'a>(&'a self, node: &'a NodeId) -> impl Iterator<Item = &'a Task> + 'a {
-        self.tasks
-            .iter()
-            .filter(move |t| t.node.as_ref() == Some(node) && t.state == TaskState::Running)
     }
 
     /// How many tasks of a service are running and meant to keep running.

@@ -27,7 +27,10 @@ pub enum Convergence {
 pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Convergence {
     match service.update_state {
         Some(UpdateState::Paused) => {
-            return Convergence::Failed(format!("the update of service {} is paused", service.name));
+            return Convergence::Failed(format!(
+                "the update of service {} is paused",
+                service.name
+            ));
         }
         Some(
             UpdateState::RollbackStarted
