@@ -29,15 +29,66 @@ pub struct Lock {
     pub target: DebVersion,
 }
 
+/// The layout of the store document this build reads and writes. 1: the first layout, which
+/// had no `schema` key; 2: the key added, nothing else changed.
+pub const SCHEMA: u32 = 2;
+
 /// Everything swarm-upgrade keeps in the store.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreDoc {
+    /// The document's layout ([`SCHEMA`] once written by this build).
+    pub schema: u32,
     /// The lock, if held (possibly expired).
     pub lock: Option<Lock>,
     /// The last fencing token ever issued.
     pub last_token: u64,
     /// The current or last run.
     pub run: Option<RunRecord>,
+}
+
+impl Default for StoreDoc {
+    fn default() -> Self {
+        StoreDoc { schema: SCHEMA, lock: None, last_token: 0, run: None }
+    }
+}
+
+/// A stored document this build cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// A newer swarm-upgrade wrote it: overwriting it would lose what that one keeps.
+    #[error(
+        "the stored state has layout {found}, newer than this swarm-upgrade's {SCHEMA}: a newer swarm-upgrade wrote it; upgrade the swarm-upgrade package on this manager to run or resume from here"
+    )]
+    Newer {
+        /// The document's layout.
+        found: u32,
+    },
+    /// Not a document of ours.
+    #[error("not swarm-upgrade's state: {0}")]
+    Malformed(String),
+}
+
+impl StoreDoc {
+    /// Reads a stored document of any layout up to [`SCHEMA`], upgraded to this one.
+    pub fn from_json(text: &str) -> Result<StoreDoc, SchemaError> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SchemaError::Malformed(e.to_string()))?;
+        let object =
+            value.as_object_mut().ok_or_else(|| SchemaError::Malformed("not an object".into()))?;
+        let found = match object.get("schema") {
+            None => 1,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| SchemaError::Malformed(format!("schema {v} is not a number")))?,
+        };
+        if found > SCHEMA {
+            return Err(SchemaError::Newer { found });
+        }
+        // 1 -> 2: only the key is new. Later layouts add their steps here, oldest first.
+        object.insert("schema".into(), SCHEMA.into());
+        serde_json::from_value(value).map_err(|e| SchemaError::Malformed(e.to_string()))
+    }
 }
 
 /// Why a lock operation was refused.
@@ -165,6 +216,38 @@ impl StoreDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_of_the_first_layout_is_read_and_upgraded() {
+        let v1 = include_str!("../tests/fixtures/store/v1-interrupted.json");
+        assert!(!v1.contains("schema"), "the fixture is of layout 1");
+        let doc = StoreDoc::from_json(v1).unwrap();
+        assert_eq!(doc.schema, SCHEMA);
+        assert_eq!(doc.lock.as_ref().map(|l| l.token), Some(1));
+        let run = doc.run.as_ref().unwrap();
+        assert_eq!((run.nodes.len(), run.nodes[0].phase), (5, crate::machine::Phase::Done));
+        let again = serde_json::to_string(&doc).unwrap();
+        assert_eq!(StoreDoc::from_json(&again).unwrap(), doc, "written back, it reads the same");
+    }
+
+    #[test]
+    fn a_newer_layout_or_a_foreign_document_is_refused() {
+        let newer =
+            format!(r#"{{"schema": {}, "lock": null, "last_token": 3, "run": null}}"#, SCHEMA + 1);
+        assert_eq!(StoreDoc::from_json(&newer), Err(SchemaError::Newer { found: SCHEMA + 1 }));
+        assert!(
+            StoreDoc::from_json(&newer)
+                .unwrap_err()
+                .to_string()
+                .contains("upgrade the swarm-upgrade package")
+        );
+        assert!(matches!(StoreDoc::from_json("[1]"), Err(SchemaError::Malformed(_))));
+        assert!(matches!(
+            StoreDoc::from_json(r#"{"schema": "two"}"#),
+            Err(SchemaError::Malformed(_))
+        ));
+        assert_eq!(StoreDoc::default().schema, SCHEMA, "a new document is written in this layout");
+    }
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()

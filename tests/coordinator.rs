@@ -541,3 +541,30 @@ async fn a_scheduled_run_does_not_retry_a_target_that_failed() {
     let rec = run(&c, &Settings::default(), &newer, "m/4").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
 }
+
+/// A run an older swarm-upgrade left interrupted (its store document of layout 1, without the
+/// `schema` key, captured from this very crash) is resumed to the end, and written back in the
+/// current layout.
+#[tokio::test(start_paused = true)]
+async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
+    let c = cluster();
+    let before = availabilities(&c.world.lock().unwrap());
+    c.crash_after(40);
+    let s = Settings::default();
+    let req = to(NEW);
+    tokio::select! {
+        _ = run(&c, &s, &req, "manager1/4242") => panic!("the run was not interrupted"),
+        _ = c.crashed() => {}
+    }
+    let v1 = include_str!("fixtures/store/v1-interrupted.json");
+    {
+        let mut w = c.world.lock().unwrap();
+        assert_eq!(swarm_upgrade::lock::StoreDoc::from_json(v1).unwrap(), w.store_doc());
+        w.store_text = v1.to_string();
+    }
+    let rec = resume(&c, &s, "manager2/2").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, NEW, &before);
+    assert!(w.store_text.contains(&format!("\"schema\":{}", swarm_upgrade::lock::SCHEMA)));
+}

@@ -10,7 +10,7 @@ use common::dockerd::Dockerd;
 use swarm_upgrade::adapters::docker::DockerSwarm;
 use swarm_upgrade::adapters::docker::raw::Endpoint;
 use swarm_upgrade::adapters::docker::store::{STATE_LABEL, SwarmLabelStore};
-use swarm_upgrade::lock::{LockError, StoreDoc};
+use swarm_upgrade::lock::{LockError, SCHEMA, StoreDoc};
 use swarm_upgrade::model::{Availability, Mode, NodeState, Role, TaskState};
 use swarm_upgrade::ports::{PortError, StateStore, Swarm};
 use swarm_upgrade::wire::error::NodeError;
@@ -162,6 +162,36 @@ async fn adapter_and_store_against_a_real_swarm() {
         Some(7)
     );
     assert!(info.spec.unwrap().labels.unwrap().contains_key(STATE_LABEL));
+    assert_eq!(store.load().await.unwrap().doc.last_token, 31);
+
+    // A document an older swarm-upgrade wrote (layout 1, no `schema` key: an interrupted run) is
+    // read and upgraded; one a newer swarm-upgrade wrote is refused, naming the fix.
+    let kept = store.load().await.unwrap().doc;
+    let put = |text: String| {
+        let docker = docker.clone();
+        async move {
+            let swarm = docker.inspect_swarm().await.unwrap();
+            let mut spec = swarm.spec.unwrap();
+            spec.labels.get_or_insert_with(Default::default).insert(STATE_LABEL.into(), text);
+            let version = swarm.version.unwrap().index.unwrap() as i64;
+            let options =
+                bollard::query_parameters::UpdateSwarmOptions { version, ..Default::default() };
+            docker.update_swarm(spec, options).await.unwrap();
+        }
+    };
+    put(include_str!("fixtures/store/v1-interrupted.json").into()).await;
+    let old = store.load().await.unwrap().doc;
+    assert_eq!((old.schema, old.run.unwrap().id.as_str()), (SCHEMA, "run-1"));
+    let mut newer = serde_json::to_value(&kept).unwrap();
+    newer["schema"] = (SCHEMA + 1).into();
+    put(newer.to_string()).await;
+    match store.load().await {
+        Err(PortError::Failed(m)) => {
+            assert!(m.contains("upgrade the swarm-upgrade package"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    put(serde_json::to_string(&kept).unwrap()).await;
     assert_eq!(store.load().await.unwrap().doc.last_token, 31);
 
     // Two coordinators race for the lock through the real store: exactly one wins.

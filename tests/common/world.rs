@@ -92,7 +92,7 @@ impl World {
         if self.store_text.is_empty() {
             StoreDoc::default()
         } else {
-            serde_json::from_str(&self.store_text).unwrap()
+            StoreDoc::from_json(&self.store_text).unwrap()
         }
     }
 

@@ -12,7 +12,7 @@ use bollard::Docker;
 use bollard::query_parameters::UpdateSwarmOptions;
 
 use super::port_error;
-use crate::lock::StoreDoc;
+use crate::lock::{SchemaError, StoreDoc};
 use crate::ports::{PortError, StateStore, Versioned};
 
 /// The swarm label that holds the document (JSON).
@@ -35,10 +35,11 @@ fn parse(text: Option<&String>) -> Result<StoreDoc, PortError> {
     match text {
         None => Ok(StoreDoc::default()),
         Some(t) if t.is_empty() => Ok(StoreDoc::default()),
-        Some(t) => serde_json::from_str(t).map_err(|e| {
-            PortError::Failed(format!(
-                "the swarm label {STATE_LABEL} does not hold swarm-upgrade's state ({e}); look at it with `docker swarm inspect`, and remove it with `docker swarm update --label-rm {STATE_LABEL}` only if no run is in progress"
-            ))
+        Some(t) => StoreDoc::from_json(t).map_err(|e| match e {
+            SchemaError::Newer { .. } => PortError::Failed(e.to_string()),
+            SchemaError::Malformed(why) => PortError::Failed(format!(
+                "the swarm label {STATE_LABEL} does not hold swarm-upgrade's state ({why}); look at it with `docker swarm inspect`, and remove it with `docker swarm update --label-rm {STATE_LABEL}` only if no run is in progress"
+            )),
         }),
     }
 }
