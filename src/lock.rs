@@ -30,7 +30,7 @@ pub struct Lock {
 }
 
 /// The layout of the store document this build reads and writes. 1: the first layout, which
-/// had no `schema` key; 2: the key added, nothing else changed.
+/// had no `schema` key; 2: the key added, and the optional `halt` of a finished run.
 pub const SCHEMA: u32 = 2;
 
 /// Everything swarm-upgrade keeps in the store.
@@ -85,7 +85,8 @@ impl StoreDoc {
         if found > SCHEMA {
             return Err(SchemaError::Newer { found });
         }
-        // 1 -> 2: only the key is new. Later layouts add their steps here, oldest first.
+        // 1 -> 2: the key is new, and `halt` is optional. Later layouts add their steps here,
+        // oldest first.
         object.insert("schema".into(), SCHEMA.into());
         serde_json::from_value(value).map_err(|e| SchemaError::Malformed(e.to_string()))
     }

@@ -32,6 +32,35 @@ impl Outcome {
     }
 }
 
+/// Why a run ended, as a kind: what code acts on (the run's `reason` says it for people).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Halt {
+    /// Every node upgraded.
+    Completed,
+    /// A node failed: rolled back, restored, or left for an operator.
+    NodeFailed,
+    /// An operator's `abort`, between nodes.
+    Aborted,
+    /// An operator's stop label on a node, between nodes.
+    StopLabel,
+    /// The guards before a node refused it, with the cluster as it then was.
+    Guard,
+    /// The cluster could not be observed before a node.
+    Unobservable,
+}
+
+impl Halt {
+    /// The outcome this kind of end is.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Halt::Completed => Outcome::Succeeded,
+            Halt::Aborted | Halt::StopLabel => Outcome::Aborted,
+            Halt::NodeFailed | Halt::Guard | Halt::Unobservable => Outcome::Failed,
+        }
+    }
+}
+
 /// A run: its target, its nodes in order, and how far each got.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -53,6 +82,9 @@ pub struct RunRecord {
     pub abort_requested: bool,
     /// How it ended, once it has.
     pub outcome: Option<Outcome>,
+    /// Why, as a kind (absent in runs recorded before the kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt: Option<Halt>,
     /// Why it ended that way.
     pub reason: Option<String>,
     /// When it ended.
@@ -66,8 +98,8 @@ pub enum RunStep {
     Continue(usize),
     /// Check the guards for the node at this index, then start it.
     Start(usize),
-    /// The run is over.
-    Finish(Outcome, String),
+    /// The run is over: why, as a kind and for people.
+    Finish(Halt, String),
 }
 
 impl RunRecord {
@@ -97,6 +129,7 @@ impl RunRecord {
             flags,
             abort_requested: false,
             outcome: None,
+            halt: None,
             reason: None,
             finished_at: None,
         }
@@ -118,13 +151,13 @@ impl RunRecord {
                         _ => "needs an operator (left drained)",
                     };
                     return RunStep::Finish(
-                        Outcome::Failed,
+                        Halt::NodeFailed,
                         format!("node {} {what}: {why}", n.hostname),
                     );
                 }
                 Phase::Pending if self.abort_requested => {
                     return RunStep::Finish(
-                        Outcome::Aborted,
+                        Halt::Aborted,
                         format!("aborted by an operator before node {}", n.hostname),
                     );
                 }
@@ -133,14 +166,15 @@ impl RunRecord {
             }
         }
         RunStep::Finish(
-            Outcome::Succeeded,
+            Halt::Completed,
             format!("all {} nodes at {}", self.nodes.len(), self.target),
         )
     }
 
     /// Records the end of the run.
-    pub fn finish(&mut self, outcome: Outcome, reason: String, now: Timestamp) {
-        self.outcome = Some(outcome);
+    pub fn finish(&mut self, halt: Halt, reason: String, now: Timestamp) {
+        self.outcome = Some(halt.outcome());
+        self.halt = Some(halt);
         self.reason = Some(reason);
         self.finished_at = Some(now);
     }
@@ -200,7 +234,7 @@ mod tests {
         for n in &mut r.nodes {
             n.phase = Phase::Done;
         }
-        assert!(matches!(r.next_step(), RunStep::Finish(Outcome::Succeeded, _)));
+        assert!(matches!(r.next_step(), RunStep::Finish(Halt::Completed, _)));
     }
 
     #[test]
@@ -211,7 +245,7 @@ mod tests {
         assert_eq!(r.next_step(), RunStep::Continue(0), "the current node is finished first");
         r.nodes[0].phase = Phase::Done;
         match r.next_step() {
-            RunStep::Finish(Outcome::Aborted, why) => {
+            RunStep::Finish(Halt::Aborted, why) => {
                 assert!(why.contains("before node worker2"), "{why}")
             }
             other => panic!("{other:?}"),
@@ -231,7 +265,7 @@ mod tests {
         r.nodes[0].phase = Phase::RolledBack;
         r.nodes[0].reason = Some("docker.service failed".into());
         match r.next_step() {
-            RunStep::Finish(Outcome::Failed, why) => {
+            RunStep::Finish(Halt::NodeFailed, why) => {
                 assert_eq!(
                     why,
                     "node worker1 was rolled back to its previous packages and is back in service: docker.service failed"

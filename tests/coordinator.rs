@@ -7,7 +7,7 @@ use common::*;
 use swarm_upgrade::config::Settings;
 use swarm_upgrade::coordinator::CoordinatorError;
 use swarm_upgrade::machine::Phase;
-use swarm_upgrade::run::Outcome;
+use swarm_upgrade::run::{Halt, Outcome};
 
 fn cluster() -> FakeCluster {
     FakeCluster::new(world_from(&fixture()))
@@ -82,6 +82,7 @@ async fn broken_engine_rolls_the_first_node_back_and_halts() {
     let before = availabilities(&c.world.lock().unwrap());
     let rec = run(&c, &Settings::default(), &to(BROKEN), "m/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Failed));
+    assert_eq!(rec.halt, Some(Halt::NodeFailed));
     let reason = rec.reason.clone().unwrap();
     assert!(
         reason.starts_with("node worker1 was rolled back to its previous packages"),
@@ -256,6 +257,7 @@ async fn a_stop_label_on_any_node_stops_the_run_before_its_next_node() {
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     labeller.await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Aborted));
+    assert_eq!(rec.halt, Some(Halt::StopLabel));
     let reason = rec.reason.unwrap();
     assert!(
         reason.contains("label swarm-upgrade.stop on node manager3")
@@ -334,6 +336,7 @@ async fn abort_stops_after_the_current_node() {
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     aborter.await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Aborted));
+    assert_eq!(rec.halt, Some(Halt::Aborted));
     assert_eq!(rec.nodes[0].phase, Phase::Done, "the node in progress was finished");
     assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending));
 }

@@ -17,7 +17,7 @@ use swarm_upgrade::model::{
     Availability, NodeState, Reachability, Role, convergence::first_unconverged,
 };
 use swarm_upgrade::planner::{guard, plan};
-use swarm_upgrade::run::{Outcome, RunFlags};
+use swarm_upgrade::run::{Halt, Outcome, RunFlags};
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 256, max_global_rejects: 100_000, ..ProptestConfig::default() }
@@ -171,8 +171,7 @@ fn check_end(
     before: &std::collections::BTreeMap<String, Availability>,
 ) -> Result<(), String> {
     use swarm_upgrade::machine::Phase;
-    let halted_by_guard = rec.outcome == Some(Outcome::Failed)
-        && rec.reason.as_deref().is_some_and(|r| r.starts_with("stopped before node"));
+    let halted_by_guard = rec.outcome == Some(Outcome::Failed) && rec.halt == Some(Halt::Guard);
     if rec.outcome != Some(Outcome::Succeeded) && !halted_by_guard {
         return Err(format!("run ended {:?}: {:?}", rec.outcome, rec.reason));
     }

@@ -7,7 +7,7 @@ use crate::machine::{Phase, elapsed};
 use crate::metrics;
 use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
 use crate::ports::{Agents, Clock, StateStore, Swarm};
-use crate::run::{Outcome, RunRecord, RunStep};
+use crate::run::{Halt, RunRecord, RunStep};
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// Drives the run held with `token` to its end.
@@ -25,13 +25,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             doc.check(token, now)?;
             let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
             match run.next_step() {
-                RunStep::Finish(outcome, reason) => {
-                    return self.finish(token, outcome, reason).await;
-                }
+                RunStep::Finish(halt, reason) => return self.finish(token, halt, reason).await,
                 RunStep::Start(i) => {
                     let surge = match self.guard(&run, i).await {
                         Ok(surge) => surge,
-                        Err((outcome, why)) => return self.finish(token, outcome, why).await,
+                        Err((halt, why)) => return self.finish(token, halt, why).await,
                     };
                     tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
                     metrics::set_phase(&run.nodes[i].hostname, &Phase::Prefetch.name());
@@ -47,17 +45,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Re-checks the guards against the cluster as it is now, before a node starts; returns the
-    /// node's surge, or how and why the run must stop here (an operator's stop label: aborted).
-    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, (Outcome, String)> {
+    /// node's surge, or how and why the run must stop here.
+    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, (Halt, String)> {
         let host = &run.nodes[i].hostname;
-        let failed = |why: String| (Outcome::Failed, why);
-        let snap = self
-            .observe_all()
-            .await
-            .map_err(|e| failed(format!("cannot observe the cluster before node {host}: {e}")))?;
+        let snap = self.observe_all().await.map_err(|e| {
+            (Halt::Unobservable, format!("cannot observe the cluster before node {host}: {e}"))
+        })?;
         if let Some(marked) = stop_requested(&snap) {
             return Err((
-                Outcome::Aborted,
+                Halt::StopLabel,
                 format!(
                     "stopped before node {host} by the label {STOP_LABEL} on node {marked}: remove it (`docker node update --label-rm {STOP_LABEL} {marked}`), then `swarm-upgrade run` again"
                 ),
@@ -66,7 +62,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages).map_err(
             |refusals| {
                 let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-                failed(format!("stopped before node {host}: {}", reasons.join("; ")))
+                (Halt::Guard, format!("stopped before node {host}: {}", reasons.join("; ")))
             },
         )
     }
@@ -74,9 +70,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     async fn finish(
         &self,
         token: u64,
-        outcome: Outcome,
+        halt: Halt,
         reason: String,
     ) -> Result<RunRecord, CoordinatorError> {
+        let outcome = halt.outcome();
         let now = self.ports.clock.now();
         let record = self
             .update(|doc| {
@@ -90,7 +87,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 }
                 doc.check(token, now)?;
                 let run = doc.run.as_mut().ok_or(CoordinatorError::NothingToResume)?;
-                run.finish(outcome, reason.clone(), now);
+                run.finish(halt, reason.clone(), now);
                 let record = run.clone();
                 doc.release(token);
                 Ok(record)
