@@ -6,10 +6,12 @@ pub mod constraint;
 pub mod convergence;
 pub mod packages;
 pub mod plan;
+pub mod report;
 pub mod version;
 
 pub use cluster::*;
 pub use packages::PackageSet;
+pub use report::*;
 pub use version::{DebVersion, EngineVersion, VersionError};
 
 #[cfg(test)]

@@ -1,0 +1,98 @@
+//! What each node's agent reports about its node: packages, repository, disk, engine and the
+//! engine's own view of its swarm membership.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::DebVersion;
+
+/// What a node's agent reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// The agent answered.
+    Reachable(AgentReport),
+    /// The agent did not answer.
+    Unreachable {
+        /// Why it could not be reached.
+        error: String,
+    },
+}
+
+/// A node's packages, repository and engine, as its agent sees them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// Installed versions of the configured packages.
+    #[serde(default)]
+    pub installed: BTreeMap<String, DebVersion>,
+    /// Versions the node's apt repositories offer, per package.
+    #[serde(default)]
+    pub available: BTreeMap<String, Vec<DebVersion>>,
+    /// Why the repository cannot be used (unreachable, bad signature), if it cannot.
+    #[serde(default)]
+    pub repository_error: Option<String>,
+    /// Free disk space for packages, in bytes.
+    #[serde(default)]
+    pub disk_free_bytes: u64,
+    /// Whether `docker.service` is active.
+    #[serde(default)]
+    pub engine_active: bool,
+    /// The engine's own view of its swarm membership.
+    #[serde(default)]
+    pub local_swarm: Option<LocalSwarm>,
+    /// Packages dpkg left mid-transaction (an interrupted install), if any.
+    #[serde(default)]
+    pub dpkg_interrupted: Option<String>,
+}
+
+/// A node's swarm membership as its own engine reports it (`docker info`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalSwarm {
+    /// The node ID the engine holds (empty when not in a swarm).
+    pub node_id: String,
+    /// `active`, `inactive`, `pending`, `error` or `locked`.
+    pub state: LocalSwarmState,
+}
+
+/// The engine's local swarm state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalSwarmState {
+    /// A member.
+    Active,
+    /// Not in a swarm.
+    Inactive,
+    /// Joining.
+    Pending,
+    /// In error.
+    Error,
+    /// Autolocked, waiting for the unlock key.
+    Locked,
+}
+
+impl LocalSwarmState {
+    const ALL: [LocalSwarmState; 5] = [
+        LocalSwarmState::Active,
+        LocalSwarmState::Inactive,
+        LocalSwarmState::Pending,
+        LocalSwarmState::Error,
+        LocalSwarmState::Locked,
+    ];
+
+    /// The state as the Docker API and our wire write it (`active`, `locked`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalSwarmState::Active => "active",
+            LocalSwarmState::Inactive => "inactive",
+            LocalSwarmState::Pending => "pending",
+            LocalSwarmState::Error => "error",
+            LocalSwarmState::Locked => "locked",
+        }
+    }
+
+    /// The state a name stands for, if any.
+    pub fn from_name(name: &str) -> Option<LocalSwarmState> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
