@@ -17,6 +17,7 @@ use swarm_upgrade::model::{
     Availability, NodeState, Reachability, Role, convergence::first_unconverged,
 };
 use swarm_upgrade::planner::{guard, plan};
+use swarm_upgrade::ports::{Clock, PortError, StateStore, Versioned, update_doc};
 use swarm_upgrade::run::{Halt, Outcome, RunFlags};
 
 fn config() -> ProptestConfig {
@@ -74,44 +75,121 @@ proptest! {
         }
     }
 
-    /// Two coordinators interleave reads, compare-and-swap writes and the passing of time; at no
-    /// moment do both believe they hold a usable lock.
+    /// Two coordinators take, renew and release the lock through the project's own
+    /// read-modify-write (`ports::update_doc`) on a compare-and-swap store, their reads and writes
+    /// interleaved at random and time passing between their steps; at no moment do both believe
+    /// they hold a usable lock, and no fencing token is issued twice.
     #[test]
-    fn racing_coordinators_never_both_hold_the_lock(steps in prop::collection::vec((0usize..2, 0u8..4, 0u64..40), 1..80)) {
-        let lease = Duration::from_secs(30);
-        let target = v(NEW);
-        let mut store = (StoreDoc::default(), 0u64);
-        let mut now = Timestamp::from_second(1_800_000_000).unwrap();
-        let mut read: [Option<(StoreDoc, u64)>; 2] = [None, None];
-        let mut held: [Option<(u64, Timestamp)>; 2] = [None, None];
-        for (who, action, secs) in steps {
-            match action {
-                0 => read[who] = Some(store.clone()),
-                1 | 2 => {
-                    let Some((mut doc, version)) = read[who].take() else { continue };
-                    let wanted = match held[who] {
-                        None => doc.acquire(&format!("c{who}"), "r", &target, lease, now).map(Some),
-                        Some((t, _)) if action == 1 => doc.renew(t, lease, now).map(|_| Some(t)),
-                        Some((t, _)) => { doc.release(t); Ok(None) }
-                    };
-                    match wanted {
-                        Ok(token) if version == store.1 => {
-                            let expires = doc.lock.as_ref().map(|l| l.expires_at);
-                            store = (doc, version + 1);
-                            held[who] = token.zip(expires);
-                        }
-                        Ok(_) => {} // lost the compare-and-swap: nothing changed
-                        Err(_) => held[who] = None,
-                    }
-                }
-                _ => now += jiff::SignedDuration::from_secs(secs as i64),
-            }
-            let believers = held.iter().flatten().filter(|(_, until)| now + swarm_upgrade::lock::LEASE_MARGIN < *until).count();
-            prop_assert!(believers <= 1, "both coordinators believe they hold the lock at {now}: {held:?}");
-            let tokens: Vec<u64> = held.iter().flatten().map(|(t, _)| *t).collect();
-            prop_assert!(tokens.len() < 2 || tokens[0] != tokens[1], "a fencing token was issued twice");
+    fn racing_coordinators_never_both_hold_the_lock(
+        steps in prop::collection::vec((0usize..2, 0u8..4, 0u64..40), 1..80),
+        turns in prop::collection::vec(any::<bool>(), 0..400),
+    ) {
+        let outcome = runtime().block_on(race(steps, turns));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
+/// A compare-and-swap store whose every read and write first yields, as many times as the next
+/// turn says, so that the two coordinators' reads and writes interleave at random.
+struct RacyStore {
+    state: std::sync::Mutex<(StoreDoc, u64)>,
+    turns: std::sync::Mutex<std::collections::VecDeque<bool>>,
+}
+
+impl RacyStore {
+    async fn turn(&self) {
+        let yield_now = self.turns.lock().unwrap().pop_front().unwrap_or(false);
+        if yield_now {
+            tokio::task::yield_now().await;
         }
     }
+}
+
+impl StateStore for RacyStore {
+    async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
+        self.turn().await;
+        let s = self.state.lock().unwrap();
+        Ok(Versioned { doc: s.0.clone(), version: s.1 })
+    }
+
+    async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError> {
+        self.turn().await;
+        let mut s = self.state.lock().unwrap();
+        if s.1 != version {
+            return Err(PortError::Conflict);
+        }
+        *s = (doc.clone(), version + 1);
+        Ok(())
+    }
+}
+
+/// What each coordinator believes it holds: its token and the lease's end.
+type Beliefs = std::sync::Mutex<[Option<(u64, Timestamp)>; 2]>;
+
+/// Runs each coordinator's steps (0 and 1: renew, or acquire when it holds nothing; 2: release;
+/// 3: time passes) concurrently; the first broken invariant, if any.
+async fn race(steps: Vec<(usize, u8, u64)>, turns: Vec<bool>) -> Result<(), String> {
+    let store = RacyStore {
+        state: std::sync::Mutex::new((StoreDoc::default(), 0)),
+        turns: std::sync::Mutex::new(turns.into()),
+    };
+    let clock = TestClock::new();
+    let held: Beliefs = std::sync::Mutex::new([None, None]);
+    let issued = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let coordinator = |who: usize| {
+        let mine: Vec<(u8, u64)> =
+            steps.iter().filter(|s| s.0 == who).map(|s| (s.1, s.2)).collect();
+        let (store, clock, held, issued) = (&store, &clock, &held, &issued);
+        async move {
+            for (action, secs) in mine {
+                if action == 3 {
+                    clock.sleep(Duration::from_secs(secs)).await;
+                    continue;
+                }
+                let mine = held.lock().unwrap()[who];
+                let now = clock.now();
+                let result = update_doc(store, clock, |doc| {
+                    let token = match mine {
+                        None => doc.acquire(&format!("c{who}"), "r", &v(NEW), LEASE, now)?,
+                        Some((t, _)) if action < 2 => doc.renew(t, LEASE, now).map(|_| t)?,
+                        Some((t, _)) => {
+                            doc.release(t);
+                            return Ok::<_, CoordinatorError>(None);
+                        }
+                    };
+                    Ok(Some((token, doc.lock.as_ref().unwrap().expires_at)))
+                })
+                .await;
+                let belief = result.unwrap_or(None);
+                if let (None, Some((t, _))) = (mine, belief)
+                    && !issued.lock().unwrap().insert(t)
+                {
+                    return Err(format!("the fencing token {t} was issued twice"));
+                }
+                held.lock().unwrap()[who] = belief;
+                check(held, clock.now())?;
+            }
+            Ok(())
+        }
+    };
+    let (a, b) = tokio::join!(coordinator(0), coordinator(1));
+    a.and(b)
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Both coordinators believe they hold a usable lock at `now`.
+fn check(held: &Beliefs, now: Timestamp) -> Result<(), String> {
+    let held = held.lock().unwrap();
+    let believers = held
+        .iter()
+        .flatten()
+        .filter(|(_, until)| now + swarm_upgrade::lock::LEASE_MARGIN < *until)
+        .count();
+    if believers > 1 {
+        return Err(format!("both coordinators believe they hold the lock at {now}: {held:?}"));
+    }
+    Ok(())
 }
 
 proptest! {
