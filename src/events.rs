@@ -82,7 +82,7 @@ impl Event {
     }
 
     /// The webhook's JSON body: Slack's `text`, and the event itself for other receivers.
-    pub fn payload(&self) -> serde_json::Value {
+    pub(crate) fn payload(&self) -> serde_json::Value {
         serde_json::json!({ "text": self.text(), "username": "swarm-upgrade", "swarm_upgrade": self })
     }
 }

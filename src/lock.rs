@@ -173,7 +173,7 @@ impl StoreDoc {
     }
 
     /// Refuses when someone holds an unexpired lock (what `acquire` checks first).
-    pub fn check_free(&self, now: Timestamp) -> Result<(), LockError> {
+    pub(crate) fn check_free(&self, now: Timestamp) -> Result<(), LockError> {
         match &self.lock {
             Some(l) if !l.expired(now) => Err(LockError::Held {
                 holder: l.holder.clone(),
@@ -209,7 +209,7 @@ impl StoreDoc {
     }
 
     /// Breaks any lock (operator's `unlock --force`); returns what was broken. The token counter stays.
-    pub fn break_lock(&mut self) -> Option<Lock> {
+    pub(crate) fn break_lock(&mut self) -> Option<Lock> {
         self.lock.take()
     }
 }

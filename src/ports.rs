@@ -51,7 +51,7 @@ impl PortError {
     }
 
     /// Whether the same call may succeed later: nothing was changed, and waiting may help.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(self, PortError::Unavailable(_) | PortError::Busy(_))
     }
 }
@@ -196,7 +196,7 @@ impl Clock for SystemClock {
 
 /// Conflicts are expected (an `abort`, a key rotation moving the swarm's version); give up only
 /// when the store keeps moving for this many attempts.
-pub const CAS_ATTEMPTS: u32 = 30;
+pub(crate) const CAS_ATTEMPTS: u32 = 30;
 
 /// Read-modify-write of the store with compare-and-swap: `f` is applied to the freshest document
 /// and written back at the version it was read at; on a conflict the document is read again and
@@ -239,10 +239,10 @@ pub async fn update_doc<S: StateStore, C: Clock, T, E: From<PortError>>(
 
 /// How long the store may be unavailable (a manager's engine restarting, a leader election)
 /// before a read or write gives up.
-pub const STORE_PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const STORE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Reads the store, riding out up to [`STORE_PATIENCE`] of unavailability.
-pub async fn load_doc<S: StateStore, C: Clock>(
+pub(crate) async fn load_doc<S: StateStore, C: Clock>(
     store: &S,
     clock: &C,
 ) -> Result<Versioned<StoreDoc>, PortError> {

@@ -137,7 +137,7 @@ impl RunRecord {
 
     /// Decides the next step: go on with the node in progress; halt after a node that did not
     /// finish Done; stop between nodes when an abort was asked; otherwise start the next node.
-    pub fn next_step(&self) -> RunStep {
+    pub(crate) fn next_step(&self) -> RunStep {
         for (i, n) in self.nodes.iter().enumerate() {
             match n.phase {
                 Phase::Done => continue,
@@ -186,7 +186,7 @@ impl RunRecord {
 
     /// Why a scheduled run must not retry `target`: this run, to the same target, failed. A
     /// timer would otherwise roll the same node back at every window; an operator looks first.
-    pub fn refuses_scheduled_retry(&self, target: &DebVersion) -> Option<Refusal> {
+    pub(crate) fn refuses_scheduled_retry(&self, target: &DebVersion) -> Option<Refusal> {
         if self.outcome != Some(Outcome::Failed) || &self.target != target {
             return None;
         }

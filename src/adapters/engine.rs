@@ -34,22 +34,10 @@ pub enum EngineCheckError {
         /// The file.
         path: String,
     },
-    /// Not enough free disk.
-    #[error(
-        "{free_mib} MiB free under {dir}, {needed_mib} MiB needed for the packages; free space (apt-get clean) or lower upgrade.min_free_disk"
-    )]
-    Disk {
-        /// Where.
-        dir: String,
-        /// Free MiB.
-        free_mib: u64,
-        /// Needed MiB.
-        needed_mib: u64,
-    },
 }
 
 /// Checks the text of daemon.json (`None`: no file, which is fine).
-pub fn check_daemon_json(path: &Path, text: Option<&str>) -> Result<(), EngineCheckError> {
+pub(crate) fn check_daemon_json(path: &Path, text: Option<&str>) -> Result<(), EngineCheckError> {
     let Some(text) = text else { return Ok(()) };
     let path_s = path.display().to_string();
     if text.trim().is_empty() {
@@ -68,19 +56,6 @@ pub fn check_daemon_json(path: &Path, text: Option<&str>) -> Result<(), EngineCh
         return Err(EngineCheckError::LiveRestore { path: path_s });
     }
     Ok(())
-}
-
-/// Checks that `free` bytes under `dir` cover `needed`.
-pub fn check_disk(dir: &Path, free: u64, needed: u64) -> Result<(), EngineCheckError> {
-    if free >= needed {
-        Ok(())
-    } else {
-        Err(EngineCheckError::Disk {
-            dir: dir.display().to_string(),
-            free_mib: free >> 20,
-            needed_mib: needed >> 20,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -106,15 +81,5 @@ mod tests {
             check_daemon_json(p, Some("[]")),
             Err(EngineCheckError::NotAnObject { .. })
         ));
-    }
-
-    #[test]
-    fn disk_must_hold_the_packages() {
-        assert!(check_disk(Path::new("/var/cache/apt"), 2 << 30, 1 << 30).is_ok());
-        let e = check_disk(Path::new("/var/cache/apt"), 100 << 20, 1 << 30).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "100 MiB free under /var/cache/apt, 1024 MiB needed for the packages; free space (apt-get clean) or lower upgrade.min_free_disk"
-        );
     }
 }

@@ -72,7 +72,7 @@ fn failed(e: impl std::fmt::Display) -> NodeError {
 }
 
 /// Free bytes under `dir`, from `df` (`--output=avail -B1`).
-pub fn free_bytes(dir: &str) -> Result<u64, String> {
+pub(crate) fn free_bytes(dir: &str) -> Result<u64, String> {
     let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()])
         .map_err(|e| e.to_string())?;
     parse_df(&ran.stdout)
@@ -80,7 +80,7 @@ pub fn free_bytes(dir: &str) -> Result<u64, String> {
 }
 
 /// Parses `df --output=avail -B1` output.
-pub fn parse_df(text: &str) -> Option<u64> {
+pub(crate) fn parse_df(text: &str) -> Option<u64> {
     text.lines().nth(1)?.trim().parse().ok()
 }
 

@@ -271,7 +271,7 @@ pub async fn serve<B: NodeBackend>(
 
 /// [`serve`] for a service that outlives one server (its fence and completed orders are kept
 /// when the server restarts with new certificates).
-pub async fn serve_shared<B: NodeBackend>(
+pub(crate) async fn serve_shared<B: NodeBackend>(
     service: Arc<AgentService<B>>,
     listener: tokio::net::TcpListener,
     tls: Option<tonic::transport::ServerTlsConfig>,

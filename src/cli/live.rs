@@ -84,7 +84,7 @@ impl<'a> From<&'a StoreDoc> for StatusReport<'a> {
 }
 
 /// The status for people.
-pub fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
+pub(crate) fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
     let mut s = String::new();
     match &doc.lock {
         None => s.push_str("Lock: free\n"),

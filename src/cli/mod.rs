@@ -18,16 +18,16 @@ pub mod exit {
     /// The command did what was asked.
     pub const OK: u8 = 0;
     /// The run ended failed (a node rolled back or was restored); the cluster is safe.
-    pub const RUN_FAILED: u8 = 1;
+    pub(crate) const RUN_FAILED: u8 = 1;
     /// Bad input: arguments, configuration, or a snapshot file.
-    pub const BAD_INPUT: u8 = 2;
+    pub(crate) const BAD_INPUT: u8 = 2;
     /// Preflight refused; nothing was changed.
-    pub const REFUSED: u8 = 3;
+    pub(crate) const REFUSED: u8 = 3;
     /// Another coordinator holds the lock.
-    pub const LOCKED: u8 = 4;
+    pub(crate) const LOCKED: u8 = 4;
     // 5 is not used: it meant a part not built yet, and the other codes keep their numbers.
     /// The run stopped between nodes because an operator asked it to.
-    pub const ABORTED: u8 = 6;
+    pub(crate) const ABORTED: u8 = 6;
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (node rolled back or restored, cluster safe); 2 bad input \

@@ -69,7 +69,7 @@ fn json<T: Serialize>(v: &T) -> String {
 }
 
 /// Reads a snapshot file; errors name the file, the place and the fix.
-pub fn read_snapshot(file: &Path) -> Result<ClusterSnapshot, Failure> {
+pub(crate) fn read_snapshot(file: &Path) -> Result<ClusterSnapshot, Failure> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         Failure::new(
             exit::BAD_INPUT,
@@ -93,7 +93,7 @@ pub fn read_snapshot(file: &Path) -> Result<ClusterSnapshot, Failure> {
 }
 
 /// The refusal as one message: every reason, each with its fix.
-pub fn refusal_message(refusals: &[Refusal]) -> String {
+pub(crate) fn refusal_message(refusals: &[Refusal]) -> String {
     let mut m = format!(
         "preflight refused the run ({} reason{}); nothing was changed:",
         refusals.len(),

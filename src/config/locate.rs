@@ -3,7 +3,7 @@
 use toml::de::{DeTable, DeValue};
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
@@ -12,7 +12,7 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// The dotted key (`timeouts.ready`, `windows[0].days`) whose value covers byte `offset` of
 /// `text`; none when `text` is not valid TOML or the offset is in no value.
-pub fn key_at(text: &str, offset: usize) -> Option<String> {
+pub(crate) fn key_at(text: &str, offset: usize) -> Option<String> {
     let document = DeTable::parse(text).ok()?;
     key_in(document.get_ref(), offset, "")
 }

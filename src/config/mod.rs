@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::DebVersion;
 use fragments::Fragment;
-pub use window::{Window, window_open};
+pub use window::Window;
 
 /// The default configuration file.
-pub const DEFAULT_PATH: &str = "/etc/swarm-upgrade/config.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/swarm-upgrade/config.toml";
 
 /// What to upgrade to when `--to` is not given.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -283,7 +283,7 @@ fn apply_file(settings: &mut Settings, path: &Path) -> Result<(), ConfigError> {
 }
 
 /// Parses one file's text; errors carry the line and column, and a refused value its key.
-pub fn parse_fragment(text: &str, path: &Path) -> Result<Fragment, ConfigError> {
+pub(crate) fn parse_fragment(text: &str, path: &Path) -> Result<Fragment, ConfigError> {
     toml::from_str::<Fragment>(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         let (line, column) = locate::line_column(text, offset);

@@ -40,7 +40,7 @@ fn day_names<S: serde::Serializer>(days: &[Weekday], s: S) -> Result<S::Ok, S::E
 }
 
 /// The days of a window configured without any.
-pub const EVERY_DAY: [Weekday; 7] = [
+pub(crate) const EVERY_DAY: [Weekday; 7] = [
     Weekday::Monday,
     Weekday::Tuesday,
     Weekday::Wednesday,
@@ -51,12 +51,12 @@ pub const EVERY_DAY: [Weekday; 7] = [
 ];
 
 /// Whether a run may proceed at `now`: no windows configured means always.
-pub fn window_open(windows: &[Window], now: Timestamp) -> bool {
+pub(crate) fn window_open(windows: &[Window], now: Timestamp) -> bool {
     windows.is_empty() || windows.iter().any(|w| w.contains(now))
 }
 
 /// Parses a day name such as `mon` or `Monday`.
-pub fn parse_day(text: &str) -> Option<Weekday> {
+pub(crate) fn parse_day(text: &str) -> Option<Weekday> {
     let t = text.trim().to_ascii_lowercase();
     let day = match t.get(..3)? {
         "mon" => Weekday::Monday,

@@ -124,7 +124,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
     }
 
     /// The cluster with every node's agent report.
-    pub async fn observe_all(&self) -> Result<ClusterSnapshot, PortError> {
+    pub(crate) async fn observe_all(&self) -> Result<ClusterSnapshot, PortError> {
         let mut snap = self.ports.swarm.snapshot().await?;
         for n in snap.nodes.clone() {
             let target = AgentTarget {

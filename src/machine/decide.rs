@@ -54,7 +54,7 @@ pub struct MissedScaleDown {
 
 /// How long a surplus may last before it counts as a missed scale-down, and the time between two
 /// writes of the same scale. The orchestrator reacts within a second when it does not miss it.
-pub const RESCALE_AFTER: Duration = Duration::from_secs(20);
+pub(crate) const RESCALE_AFTER: Duration = Duration::from_secs(20);
 
 /// What the coordinator observed for one node.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +70,10 @@ pub struct Observation<'a> {
 }
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
-pub fn evaluate(
+/// (The coordinator applies the two halves itself, the deadline to whatever verdict its step
+/// reached.)
+#[cfg(test)]
+pub(crate) fn evaluate(
     p: &NodeProgress,
     obs: &Observation<'_>,
     timeouts: &Timeouts,
@@ -109,7 +112,7 @@ pub fn deadline(
 }
 
 /// What the observation says of the current phase, before its time limit is applied.
-pub fn condition(
+pub(crate) fn condition(
     p: &NodeProgress,
     obs: &Observation<'_>,
     timeouts: &Timeouts,

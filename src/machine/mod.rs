@@ -70,7 +70,7 @@ impl Phase {
     }
 
     /// The next phase on the main path.
-    pub fn successor(self) -> Option<Phase> {
+    pub(crate) fn successor(self) -> Option<Phase> {
         use Phase::*;
         Some(match self {
             Prefetch => Pause,
@@ -225,7 +225,7 @@ impl NodeProgress {
     }
 
     /// Main path: a phase's work is done. Verification after a rollback ends in RolledBack.
-    pub fn advance(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+    pub(crate) fn advance(&mut self, now: Timestamp) -> Result<(), TransitionError> {
         use Phase::*;
         let allowed = [
             Prefetch,
@@ -247,7 +247,7 @@ impl NodeProgress {
     }
 
     /// Prefetch records the installed package set, so a failed upgrade can always roll back to it.
-    pub fn record_previous(&mut self, previous: PackageSet) {
+    pub(crate) fn record_previous(&mut self, previous: PackageSet) {
         if self.previous.is_none() {
             self.previous = Some(previous);
         }
@@ -299,7 +299,7 @@ impl NodeProgress {
     }
 
     /// WaitReady -> Rejoin: the engine runs at the expected version but the node is not in the swarm.
-    pub fn needs_rejoin(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+    pub(crate) fn needs_rejoin(&mut self, now: Timestamp) -> Result<(), TransitionError> {
         self.go("needs_rejoin", &[Phase::WaitReady], Phase::Rejoin, now)
     }
 
@@ -326,7 +326,7 @@ impl NodeProgress {
     }
 
     /// Whether the current phase has run out of time.
-    pub fn timed_out(&self, timeouts: &Timeouts, now: Timestamp) -> bool {
+    pub(crate) fn timed_out(&self, timeouts: &Timeouts, now: Timestamp) -> bool {
         match self.phase.timeout(timeouts) {
             Some(limit) => elapsed(self.phase_started, now) > limit,
             None => false,

@@ -313,13 +313,8 @@ impl ClusterSnapshot {
         self.nodes.iter().filter(|n| n.role == Role::Manager)
     }
 
-    /// Tasks the swarm wants running (desired state running or ready).
-    pub fn live_tasks(&self) -> impl Iterator<Item = &Task> {
-        self.tasks.iter().filter(|t| matches!(t.desired, TaskState::Running | TaskState::Ready))
-    }
-
     /// How many tasks of a service are running and meant to keep running.
-    pub fn running_count(&self, service: &ServiceId) -> u64 {
+    pub(crate) fn running_count(&self, service: &ServiceId) -> u64 {
         self.tasks
             .iter()
             .filter(|t| {

@@ -24,7 +24,7 @@ pub enum Convergence {
 /// Judges one service. Per replica slot only the task with the lowest desired state counts (the
 /// one the swarm means to keep); tasks on down nodes are ignored; a global service needs a running
 /// task on every Ready, non-drained node that satisfies its constraints.
-pub fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Convergence {
+pub(crate) fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Convergence {
     match service.update_state {
         Some(UpdateState::Paused) => {
             return Convergence::Failed(format!(
@@ -123,7 +123,7 @@ fn kept_per_slot<'a>(tasks: &[&'a Task]) -> BTreeMap<u64, &'a Task> {
 /// How many replica slots of a service the swarm means to keep running (their kept task is
 /// desired Running). More than the spec's replicas, for longer than the orchestrator takes to
 /// react, is a scale-down the swarm missed.
-pub fn slots_meant_to_run(snap: &ClusterSnapshot, service: &Service) -> u64 {
+pub(crate) fn slots_meant_to_run(snap: &ClusterSnapshot, service: &Service) -> u64 {
     kept_per_slot(&live_tasks(snap, service))
         .values()
         .filter(|t| t.desired == TaskState::Running)

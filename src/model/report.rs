@@ -92,7 +92,7 @@ impl LocalSwarmState {
     }
 
     /// The state a name stands for, if any.
-    pub fn from_name(name: &str) -> Option<LocalSwarmState> {
+    pub(crate) fn from_name(name: &str) -> Option<LocalSwarmState> {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 }

@@ -29,11 +29,6 @@ pub struct VersionError {
 }
 
 impl DebVersion {
-    /// The epoch (the number before `:`, 0 when absent).
-    pub fn epoch(&self) -> u32 {
-        self.epoch
-    }
-
     /// The upstream part, between the epoch and the last `-`.
     pub fn upstream(&self) -> &str {
         &self.upstream
@@ -190,7 +185,7 @@ pub struct EngineVersion(Vec<u32>);
 
 impl EngineVersion {
     /// Reads the leading `N.N.N` of a text; missing parts count as 0 and the rest is ignored.
-    pub fn parse_lenient(text: &str) -> Self {
+    pub(crate) fn parse_lenient(text: &str) -> Self {
         let head: String = text.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
         EngineVersion(
             head.split('.')
@@ -201,12 +196,12 @@ impl EngineVersion {
     }
 
     /// The major version (`28` for `28.5.2`).
-    pub fn major(&self) -> u32 {
+    pub(crate) fn major(&self) -> u32 {
         self.0.first().copied().unwrap_or(0)
     }
 
     /// The minor version (`5` for `28.5.2`).
-    pub fn minor(&self) -> u32 {
+    pub(crate) fn minor(&self) -> u32 {
         self.0.get(1).copied().unwrap_or(0)
     }
 }

@@ -50,10 +50,10 @@ pub struct Plan {
 
 /// The node label an operator sets on any node to stop every run before its next node
 /// (`docker node update --label-add swarm-upgrade.stop=true manager1`); `false` does not count.
-pub const STOP_LABEL: &str = "swarm-upgrade.stop";
+pub(crate) const STOP_LABEL: &str = "swarm-upgrade.stop";
 
 /// The host name of a node carrying [`STOP_LABEL`], if any.
-pub fn stop_requested(snap: &ClusterSnapshot) -> Option<&str> {
+pub(crate) fn stop_requested(snap: &ClusterSnapshot) -> Option<&str> {
     snap.nodes
         .iter()
         .find(|n| n.labels.get(STOP_LABEL).is_some_and(|v| v != "false"))

@@ -34,7 +34,7 @@ pub struct Load {
 
 impl Load {
     /// The load of every task the swarm wants running.
-    pub fn from_snapshot(snap: &ClusterSnapshot) -> Load {
+    pub(crate) fn from_snapshot(snap: &ClusterSnapshot) -> Load {
         let mut load = Load::default();
         for t in snap.tasks.iter().filter(|t| t.desired == TaskState::Running) {
             let (Some(node), Some(svc)) = (&t.node, snap.service(&t.service)) else { continue };
@@ -76,7 +76,7 @@ impl Load {
     }
 
     /// Why `node` cannot take one more task of `svc`, or `None` if it can.
-    pub fn rejects(&self, node: &Node, svc: &Service) -> Option<String> {
+    pub(crate) fn rejects(&self, node: &Node, svc: &Service) -> Option<String> {
         if node.state != NodeState::Ready {
             return Some("not Ready".into());
         }
@@ -112,7 +112,7 @@ impl Load {
 
 /// Simulates draining each node in turn (the earlier ones are back, empty, when the next starts)
 /// and says, per node, where its tasks go or why some cannot go anywhere.
-pub fn evacuate_in_order(
+pub(crate) fn evacuate_in_order(
     snap: &ClusterSnapshot,
     order: &[NodeId],
 ) -> Vec<Result<Evacuation, Vec<Refusal>>> {
@@ -121,7 +121,7 @@ pub fn evacuate_in_order(
 }
 
 /// Evacuates one node in the simulated load; the load is changed only when every task found a place.
-pub fn evacuate(
+pub(crate) fn evacuate(
     snap: &ClusterSnapshot,
     load: &mut Load,
     id: &NodeId,

@@ -17,7 +17,7 @@ pub fn quorum(total: usize) -> usize {
 }
 
 /// Whether taking one reachable manager down keeps quorum.
-pub fn quorum_survives_one_down(snap: &ClusterSnapshot) -> bool {
+pub(crate) fn quorum_survives_one_down(snap: &ClusterSnapshot) -> bool {
     let total = snap.managers().count();
     let reachable = snap
         .managers()
@@ -31,7 +31,7 @@ pub fn quorum_survives_one_down(snap: &ClusterSnapshot) -> bool {
 
 /// Checks that concern the whole cluster: an operator's stop label, node liveness, manager
 /// reachability and quorum.
-pub fn cluster_checks(
+pub(crate) fn cluster_checks(
     snap: &ClusterSnapshot,
     settings: &Settings,
     req: &PlanRequest,
@@ -94,7 +94,7 @@ pub fn cluster_checks(
 }
 
 /// Checks for one node of the plan: its agent, its repository, its disk, and the version step.
-pub fn node_checks(
+pub(crate) fn node_checks(
     snap: &ClusterSnapshot,
     settings: &Settings,
     req: &PlanRequest,
@@ -195,7 +195,7 @@ pub fn node_checks(
 }
 
 /// Services must be settled before the run: verification after each node could never pass otherwise.
-pub fn service_checks(snap: &ClusterSnapshot) -> Vec<Refusal> {
+pub(crate) fn service_checks(snap: &ClusterSnapshot) -> Vec<Refusal> {
     snap.services
         .iter()
         .filter_map(|s| match service_convergence(snap, s) {

@@ -76,7 +76,7 @@ pub fn resolve(
 }
 
 /// Engine packages at the target; each companion at the newest version every repository offers.
-pub fn package_set(
+pub(crate) fn package_set(
     snap: &ClusterSnapshot,
     settings: &Settings,
     target: &DebVersion,

@@ -19,7 +19,7 @@ const BAR: f64 = 18.0;
 const TOP: f64 = 70.0;
 
 /// The colour of a phase's bars.
-pub fn colour(phase: Phase) -> &'static str {
+pub(crate) fn colour(phase: Phase) -> &'static str {
     match phase {
         Phase::Pending => "#d9d9d9",
         Phase::Prefetch => "#9ecae1",
@@ -52,7 +52,7 @@ fn secs(from: Timestamp, to: Timestamp) -> f64 {
 }
 
 /// A tick step that gives about eight to twelve ticks over `total` seconds.
-pub fn tick_step(total: f64) -> f64 {
+pub(crate) fn tick_step(total: f64) -> f64 {
     const STEPS: [f64; 12] =
         [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0];
     STEPS.iter().copied().find(|s| total / s <= 12.0).unwrap_or(3600.0)

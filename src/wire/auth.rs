@@ -59,7 +59,7 @@ pub enum AuthError {
 }
 
 /// Reads O, OU and CN from a DER certificate.
-pub fn identity_of(der: &[u8]) -> Result<Caller, AuthError> {
+pub(crate) fn identity_of(der: &[u8]) -> Result<Caller, AuthError> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| AuthError::Unreadable(e.to_string()))?;
     let subject = cert.subject();

@@ -18,7 +18,7 @@ pub fn order(set: &PackageSet, run_id: &str, token: u64) -> pb::Order {
 }
 
 /// The wire's package list as our package set; a version that does not parse is refused.
-pub fn package_set(packages: &[pb::Package]) -> Result<PackageSet, VersionError> {
+pub(crate) fn package_set(packages: &[pb::Package]) -> Result<PackageSet, VersionError> {
     packages
         .iter()
         .map(|p| p.version.parse::<DebVersion>().map(|v| (p.name.clone(), v)))
@@ -27,7 +27,7 @@ pub fn package_set(packages: &[pb::Package]) -> Result<PackageSet, VersionError>
 }
 
 /// Our report as the wire message.
-pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
+pub(crate) fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
     pb::NodeReport {
         installed: r
             .installed
@@ -56,7 +56,7 @@ pub fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
 }
 
 /// The wire message as our report.
-pub fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
+pub(crate) fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
     let state = LocalSwarmState::from_name(&r.local_swarm_state);
     AgentReport {
         installed: r

@@ -5,7 +5,7 @@
 use tonic::{Code, Status};
 
 /// The metadata key that carries a [`NodeError`]'s kind.
-pub const KIND_KEY: &str = "swarm-upgrade-error";
+pub(crate) const KIND_KEY: &str = "swarm-upgrade-error";
 
 /// An order's failure on a node, by what the coordinator must do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +55,7 @@ impl NodeError {
 
     /// The error as the client reads it back from a status, when the status is one (`None`: a
     /// transport failure, or an agent that names no kind).
-    pub fn from_status(status: &Status) -> Option<NodeError> {
+    pub(crate) fn from_status(status: &Status) -> Option<NodeError> {
         let kind = status.metadata().get(KIND_KEY)?.to_str().ok()?;
         let text = status.message().to_string();
         Some(match kind {

@@ -53,7 +53,7 @@ pub fn stamp(settings: &AgentSettings) -> Option<Vec<std::time::SystemTime>> {
 
 /// The swarm's certificate directory, when the material is to come from it (no `custom_tls`) and
 /// is not there yet: the node has not joined a swarm.
-pub fn awaited_swarm_certificates(settings: &AgentSettings) -> Option<std::path::PathBuf> {
+pub(crate) fn awaited_swarm_certificates(settings: &AgentSettings) -> Option<std::path::PathBuf> {
     if settings.custom_tls.is_some() {
         return None;
     }

@@ -67,7 +67,7 @@ pub fn hold(set: &PackageSet) -> Vec<String> {
 /// Runs `args` in a transient systemd unit, so a restart or crash of the agent (whose cgroup
 /// systemd would kill) can never kill dpkg in the middle of a transaction. `--wait --pipe`
 /// hands the output and exit status back to the agent while it lives.
-pub fn in_transient_unit(unit: &str, args: &[String]) -> Vec<String> {
+pub(crate) fn in_transient_unit(unit: &str, args: &[String]) -> Vec<String> {
     let mut out: Vec<String> = [
         "systemd-run",
         "--quiet",
@@ -88,7 +88,7 @@ pub fn in_transient_unit(unit: &str, args: &[String]) -> Vec<String> {
 
 /// A transient unit name for an operation, unique per run and fencing token (so a retried order
 /// finds its unit again, and a new coordinator's order gets a new one).
-pub fn unit_name(op: &str, run_id: &str, token: u64) -> String {
+pub(crate) fn unit_name(op: &str, run_id: &str, token: u64) -> String {
     let clean: String =
         run_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(32).collect();
     format!("swarm-upgrade-{op}-{clean}-{token}.service")

@@ -50,7 +50,7 @@ impl Installed {
     }
 
     /// Held by `apt-mark hold`.
-    pub fn is_held(&self) -> bool {
+    pub(crate) fn is_held(&self) -> bool {
         self.desired == 'h'
     }
 
@@ -61,7 +61,7 @@ impl Installed {
 }
 
 /// `dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' P...`.
-pub fn dpkg_query(text: &str) -> Vec<Installed> {
+pub(crate) fn dpkg_query(text: &str) -> Vec<Installed> {
     text.lines()
         .filter_map(|line| {
             let mut cols = line.split('\t');
@@ -158,7 +158,7 @@ fn quoted(line: &str) -> String {
 }
 
 /// The problems `apt-get update` reported (empty when the update was clean).
-pub fn update_problems(text: &str) -> Vec<RepoProblem> {
+pub(crate) fn update_problems(text: &str) -> Vec<RepoProblem> {
     let mut out = Vec::new();
     let mut keys: BTreeMap<String, String> = BTreeMap::new();
     for line in text.lines().map(str::trim) {
@@ -197,7 +197,7 @@ pub fn update_problems(text: &str) -> Vec<RepoProblem> {
 
 /// What to show the operator when apt fails: dpkg's own `error processing package` lines (they
 /// name the package that failed), then apt's `E:` lines, joined.
-pub fn apt_errors(text: &str) -> Option<String> {
+pub(crate) fn apt_errors(text: &str) -> Option<String> {
     let dpkg =
         text.lines().map(str::trim).filter(|l| l.starts_with("dpkg: error processing package"));
     let apt = text.lines().filter_map(|l| l.trim().strip_prefix("E: "));

@@ -32,7 +32,7 @@ pub struct DockerSwarm {
 }
 
 /// Whether an engine error says a write lost against a newer version.
-pub fn out_of_sequence(e: &BollardError) -> bool {
+pub(crate) fn out_of_sequence(e: &BollardError) -> bool {
     matches!(e, BollardError::DockerResponseServerError { status_code: 500, message } if message.contains("update out of sequence"))
 }
 
@@ -41,7 +41,7 @@ pub fn out_of_sequence(e: &BollardError) -> bool {
 /// (measured in the lab: every swarm write on a follower for about 7 s after the leader's engine
 /// restarts) or with a gRPC Unavailable or deadline. The write did not land, or may land; either
 /// way it is retried after re-reading.
-pub fn leaderless(e: &BollardError) -> bool {
+pub(crate) fn leaderless(e: &BollardError) -> bool {
     const SIGNS: [&str; 5] = [
         "node lost leader status",
         "does not have a leader",
@@ -53,7 +53,7 @@ pub fn leaderless(e: &BollardError) -> bool {
 }
 
 /// Maps an engine error into a port error that says what failed and what to check.
-pub fn port_error(what: &str, e: BollardError) -> PortError {
+pub(crate) fn port_error(what: &str, e: BollardError) -> PortError {
     match e {
         ref e if out_of_sequence(e) => PortError::Conflict,
         BollardError::DockerResponseServerError { status_code: 503, message } => {

@@ -22,7 +22,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// From `DOCKER_HOST`, else the local socket. TLS endpoints are not supported for raw requests.
-    pub fn from_env() -> Result<Endpoint, String> {
+    pub(crate) fn from_env() -> Result<Endpoint, String> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         if let Some(path) = host.strip_prefix("unix://") {
@@ -96,7 +96,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The service's spec with only the replica count changed, and the version index it was read at.
-pub fn scaled(service: &Value, replicas: u64) -> Result<(Value, u64), String> {
+pub(crate) fn scaled(service: &Value, replicas: u64) -> Result<(Value, u64), String> {
     let version = service
         .pointer("/Version/Index")
         .and_then(Value::as_u64)
