@@ -2,7 +2,7 @@
 //! counts and availabilities, exact package sets), so a coordinator that resumes simply repeats
 //! the action of the phase it finds.
 
-use super::{Coordinator, CoordinatorError};
+use super::{Coordinator, CoordinatorError, agent_target};
 use crate::machine::{NodeProgress, Phase};
 use crate::model::{Availability, Mode, NodeId, PackageSet};
 use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
@@ -25,11 +25,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<Acted, PortError> {
         let swarm = self.ports.swarm;
         let agents = self.ports.agents;
-        let target = AgentTarget {
-            hostname: p.hostname.clone(),
-            addr: p.addr.clone(),
-            node_id: p.node.0.clone(),
-        };
+        let target = agent_target(&p.hostname, &p.addr, &p.node);
         match p.phase {
             Phase::Prefetch => agents.prefetch(&target, packages, op).await?,
             Phase::Pause => {

@@ -75,6 +75,11 @@ fn list(r: &[Refusal]) -> String {
         .join("\n")
 }
 
+/// Where a node's agent answers: its address, named by its node ID (its certificate's name).
+fn agent_target(hostname: &str, addr: &str, node: &crate::model::NodeId) -> AgentTarget {
+    AgentTarget { hostname: hostname.to_string(), addr: addr.to_string(), node_id: node.0.clone() }
+}
+
 /// A coordinator for one run.
 pub struct Coordinator<'a, S, A, St, C> {
     ports: Ports<'a, S, A, St, C>,
@@ -127,11 +132,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
     pub(crate) async fn observe_all(&self) -> Result<ClusterSnapshot, PortError> {
         let mut snap = self.ports.swarm.snapshot().await?;
         for n in snap.nodes.clone() {
-            let target = AgentTarget {
-                hostname: n.hostname.clone(),
-                addr: n.addr.clone(),
-                node_id: n.id.0.clone(),
-            };
+            let target = agent_target(&n.hostname, &n.addr, &n.id);
             let status = match self.ports.agents.describe(&target).await {
                 Ok(r) => AgentStatus::Reachable(r),
                 Err(e) => AgentStatus::Unreachable { error: e.to_string() },

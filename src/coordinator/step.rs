@@ -2,14 +2,14 @@
 //! with the phase's deadline applied in one place ([`deadline`]), and one handler per verdict.
 
 use super::act::Acted;
-use super::{Coordinator, CoordinatorError};
+use super::{Coordinator, CoordinatorError, agent_target};
 use crate::events::Event;
 use crate::lock::LockError;
 use crate::machine::decide::{MissedScaleDown, Observation, Verdict, condition, deadline};
 use crate::machine::{NodeProgress, Phase, elapsed};
 use crate::metrics;
-use crate::model::{AgentReport, AgentStatus, DebVersion, NodeId, PackageSet};
-use crate::ports::{AgentTarget, Agents, Clock, OpKey, PortError, StateStore, Swarm};
+use crate::model::{AgentReport, DebVersion, NodeId, PackageSet};
+use crate::ports::{Agents, Clock, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
 
 /// The action already carried out by this coordinator: (node index, phase, node ID).
@@ -107,19 +107,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Ok(s) => s,
             Err(e) => return (Verdict::Postponed(format!("cannot observe the swarm: {e}")), None),
         };
-        let target = AgentTarget {
-            hostname: p.hostname.clone(),
-            addr: p.addr.clone(),
-            node_id: p.node.0.clone(),
-        };
-        let report = match self.ports.agents.describe(&target).await {
-            Ok(r) => AgentStatus::Reachable(r),
-            Err(e) => AgentStatus::Unreachable { error: e.to_string() },
-        };
-        let agent = match &report {
-            AgentStatus::Reachable(r) => Some(r),
-            AgentStatus::Unreachable { .. } => None,
-        };
+        let report = self.ports.agents.describe(&agent_target(&p.hostname, &p.addr, &p.node)).await;
+        let agent = report.as_ref().ok();
         let engine_package = &self.settings.engine_packages[0];
         let obs = Observation { snap: &snap, agent, packages: &run.packages, engine_package };
         let now = self.ports.clock.now();
