@@ -4,8 +4,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{NodeProgress, Phase};
-use crate::model::plan::Refusal;
 pub use crate::model::plan::RunFlags;
+use crate::model::plan::{Refusal, RefusalKind};
 use crate::model::{ClusterSnapshot, DebVersion, PackageSet};
 use crate::planner::Plan;
 
@@ -192,6 +192,7 @@ impl RunRecord {
         }
         let when = self.finished_at.map(|t| format!(" at {t}")).unwrap_or_default();
         Some(Refusal {
+            kind: RefusalKind::FailedBefore,
             node: None,
             service: None,
             reason: format!(

@@ -6,9 +6,50 @@ use serde::{Deserialize, Serialize};
 
 use super::{Availability, DebVersion, EngineVersion, NodeId, Role, ServiceId};
 
+/// What kind of reason refuses a run: what code and `--output json` readers act on (the
+/// refusal's `reason` and `fix` say it for people).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusalKind {
+    /// An operator's stop label on a node.
+    StopLabel,
+    /// A node is not Ready.
+    NodeNotReady,
+    /// A manager is unreachable by the other managers.
+    ManagerUnreachable,
+    /// A single-manager swarm without the opt-in.
+    SingleManager,
+    /// Restarting any manager would lose the quorum.
+    Quorum,
+    /// A manager reports no Raft status.
+    NoRaftStatus,
+    /// A node's agent did not answer, or no report was taken.
+    AgentUnreachable,
+    /// dpkg was left mid-transaction on a node.
+    DpkgInterrupted,
+    /// A node's apt repository cannot be used.
+    RepositoryBroken,
+    /// A package version is not offered, or no target could be resolved.
+    VersionUnavailable,
+    /// Not enough free disk for the packages.
+    DiskLow,
+    /// The target is below what is installed, without the opt-in.
+    Downgrade,
+    /// Too many major versions between the engine and the target.
+    MajorSkew,
+    /// A service has not converged.
+    ServiceUnsettled,
+    /// A node's tasks could not run elsewhere while it is drained.
+    CannotEvacuate,
+    /// A scheduled run does not retry a target whose last run failed.
+    FailedBefore,
+}
+
 /// A reason to refuse the run: what, where, and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
+    /// What kind of reason.
+    pub kind: RefusalKind,
     /// The node concerned, by host name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,

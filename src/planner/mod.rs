@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::model::plan::RunFlags;
-pub use crate::model::plan::{NodePlan, Refusal, Surge};
+pub use crate::model::plan::{NodePlan, Refusal, RefusalKind, Surge};
 use crate::model::{ClusterSnapshot, DebVersion, NodeId, PackageSet};
 
 /// What the operator asked for on the command line.

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Refusal, Surge};
+use super::{Refusal, RefusalKind, Surge};
 use crate::model::constraint::satisfies_all;
 use crate::model::{
     Availability, ClusterSnapshot, Mode, Node, NodeId, NodeState, Resources, Service, ServiceId,
@@ -170,6 +170,7 @@ pub(crate) fn evacuate(
                 e.1.push(dest.hostname.clone());
             }
             None => refusals.push(Refusal {
+                kind: RefusalKind::CannotEvacuate,
                 node: Some(host.hostname.clone()),
                 service: Some(svc.name.clone()),
                 reason: format!(

@@ -1,14 +1,14 @@
 //! Preflight: every reason the run must not start (or, between nodes, must not go on).
 
-use super::{PlanRequest, Refusal};
+use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::Settings;
 use crate::model::convergence::{Convergence, service_convergence};
 use crate::model::{
     AgentStatus, ClusterSnapshot, NodeId, NodeState, PackageSet, Reachability, Role,
 };
 
-fn at_node(node: &str, reason: String, fix: &str) -> Refusal {
-    Refusal { node: Some(node.to_string()), service: None, reason, fix: fix.to_string() }
+fn at_node(kind: RefusalKind, node: &str, reason: String, fix: &str) -> Refusal {
+    Refusal { kind, node: Some(node.to_string()), service: None, reason, fix: fix.to_string() }
 }
 
 /// Managers needed for quorum out of `total`.
@@ -39,6 +39,7 @@ pub(crate) fn cluster_checks(
     let mut out = Vec::new();
     if let Some(marked) = super::stop_requested(snap) {
         out.push(at_node(
+            RefusalKind::StopLabel,
             marked,
             format!(
                 "an operator stopped upgrades: node {marked} carries the label {}",
@@ -53,6 +54,7 @@ pub(crate) fn cluster_checks(
     for n in &snap.nodes {
         if n.state != NodeState::Ready {
             out.push(at_node(
+                RefusalKind::NodeNotReady,
                 &n.hostname,
                 format!("node {} is {}, not Ready", n.hostname, format!("{:?}", n.state).to_lowercase()),
                 "bring the node back (check its docker.service), or remove it with `docker node rm` if it is gone for good",
@@ -63,6 +65,7 @@ pub(crate) fn cluster_checks(
         let reach = m.manager.as_ref().map(|s| s.reachability).unwrap_or(Reachability::Unknown);
         if reach != Reachability::Reachable {
             out.push(at_node(
+                RefusalKind::ManagerUnreachable,
                 &m.hostname,
                 format!("manager {} is unreachable by the other managers", m.hostname),
                 "restore it (check docker.service and ports 2377/7946 on it) before upgrading; restarting another manager now could cost the quorum",
@@ -74,6 +77,7 @@ pub(crate) fn cluster_checks(
         if !(settings.allow_single_manager || req.allow_single_manager) {
             let m = snap.managers().next().expect("one manager");
             out.push(at_node(
+                RefusalKind::SingleManager,
                 &m.hostname,
                 "the swarm has a single manager: its control plane is down while that manager's engine restarts".into(),
                 "add managers (3 or 5), or accept the outage with --allow-single-manager or upgrade.allow_single_manager = true",
@@ -81,6 +85,7 @@ pub(crate) fn cluster_checks(
         }
     } else if total > 1 && !quorum_survives_one_down(snap) {
         out.push(Refusal {
+            kind: RefusalKind::Quorum,
             node: None,
             service: None,
             reason: format!(
@@ -108,6 +113,7 @@ pub(crate) fn node_checks(
         Some(AgentStatus::Reachable(r)) => r,
         Some(AgentStatus::Unreachable { error }) => {
             out.push(at_node(
+                RefusalKind::AgentUnreachable,
                 host,
                 format!("the agent on {host} is unreachable: {error}"),
                 "check `systemctl status swarm-upgrade-agent` on that node and the agent port",
@@ -116,6 +122,7 @@ pub(crate) fn node_checks(
         }
         None => {
             out.push(at_node(
+                RefusalKind::AgentUnreachable,
                 host,
                 format!("no agent report for {host}"),
                 "install and start swarm-upgrade-agent on that node (or take a new snapshot)",
@@ -125,6 +132,7 @@ pub(crate) fn node_checks(
     };
     if let Some(what) = &report.dpkg_interrupted {
         out.push(at_node(
+            RefusalKind::DpkgInterrupted,
             host,
             format!("dpkg on {host} was interrupted mid-transaction ({what})"),
             "run `dpkg --configure -a` on that node and check the packages before upgrading",
@@ -132,6 +140,7 @@ pub(crate) fn node_checks(
     }
     if let Some(e) = &report.repository_error {
         out.push(at_node(
+            RefusalKind::RepositoryBroken,
             host,
             format!("the apt repository on {host} cannot be used: {e}"),
             "check its sources list, signing key and network, then `apt-get update` there",
@@ -141,6 +150,7 @@ pub(crate) fn node_checks(
         let offered = report.available.get(pkg).is_some_and(|vs| vs.contains(version));
         if !offered && report.repository_error.is_none() {
             out.push(at_node(
+                RefusalKind::VersionUnavailable,
                 host,
                 format!("{pkg} {version} is not in the repository on {host}"),
                 "pick a version from `apt-cache madison` on that node, or run `apt-get update` there",
@@ -149,6 +159,7 @@ pub(crate) fn node_checks(
     }
     if report.disk_free_bytes < settings.min_free_disk {
         out.push(at_node(
+            RefusalKind::DiskLow,
             host,
             format!(
                 "{host} has {} MiB free for packages, {} MiB needed",
@@ -165,6 +176,7 @@ pub(crate) fn node_checks(
         && !(settings.allow_downgrade || req.allow_downgrade)
     {
         out.push(at_node(
+            RefusalKind::Downgrade,
             host,
             format!("target {target} is below {engine} {installed} installed on {host}"),
             "pass --allow-downgrade if a downgrade is really meant",
@@ -173,6 +185,7 @@ pub(crate) fn node_checks(
     let (from, to) = (node.engine_version.major(), target.engine_version().major());
     if from.abs_diff(to) > settings.max_major_skew {
         out.push(at_node(
+            RefusalKind::MajorSkew,
             host,
             format!(
                 "{host} runs engine {} and the target is {}: {} major versions apart, at most {} allowed",
@@ -186,6 +199,7 @@ pub(crate) fn node_checks(
     }
     if node.role == Role::Manager && node.manager.is_none() {
         out.push(at_node(
+            RefusalKind::NoRaftStatus,
             host,
             format!("manager {host} reports no Raft status"),
             "check `docker node inspect` on it",
@@ -201,6 +215,7 @@ pub(crate) fn service_checks(snap: &ClusterSnapshot) -> Vec<Refusal> {
         .filter_map(|s| match service_convergence(snap, s) {
             Convergence::Converged => None,
             Convergence::Converging(why) | Convergence::Failed(why) => Some(Refusal {
+                kind: RefusalKind::ServiceUnsettled,
                 node: None,
                 service: Some(s.name.clone()),
                 reason: why,

@@ -2,12 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use super::{PlanRequest, Refusal};
+use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::{Settings, TargetSetting};
 use crate::model::{ClusterSnapshot, DebVersion, PackageSet};
 
 fn refusal(reason: String, fix: &str) -> Refusal {
-    Refusal { node: None, service: None, reason, fix: fix.to_string() }
+    Refusal {
+        kind: RefusalKind::VersionUnavailable,
+        node: None,
+        service: None,
+        reason,
+        fix: fix.to_string(),
+    }
 }
 
 /// Versions of `package` that every reporting agent's repository offers.

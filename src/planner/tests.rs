@@ -246,6 +246,17 @@ fn agent_repository_version_and_disk_problems_name_the_node() {
         "{r:?}"
     );
 
+    let kinds: Vec<(Option<&str>, RefusalKind)> =
+        r.iter().map(|r| (r.node.as_deref(), r.kind)).collect();
+    for want in [
+        (Some("worker1"), RefusalKind::DpkgInterrupted),
+        (Some("worker2"), RefusalKind::AgentUnreachable),
+        (Some("manager2"), RefusalKind::RepositoryBroken),
+        (Some("manager3"), RefusalKind::DiskLow),
+    ] {
+        assert!(kinds.contains(&want), "{want:?} in {kinds:?}");
+    }
+
     let r = refusals(&fixture(), &Settings::default(), &to("5:29.0.0-1~debian.13~trixie"));
     assert!(
         r.iter().any(|r| r
@@ -253,6 +264,16 @@ fn agent_repository_version_and_disk_problems_name_the_node() {
             .contains("5:29.0.0-1~debian.13~trixie is not in the repository on worker1")),
         "{r:?}"
     );
+    let missing = r.iter().filter(|r| r.kind == RefusalKind::VersionUnavailable).count();
+    let skew = r.iter().filter(|r| r.kind == RefusalKind::MajorSkew).count();
+    assert_eq!((missing, skew, r.len()), (10, 5, 15), "two packages on five nodes, 3 majors apart");
+}
+
+#[test]
+fn refusal_kinds_are_written_in_kebab_case() {
+    let r = &refusals(&fixture(), &Settings::default(), &to("5:29.0.0-1~debian.13~trixie"))[0];
+    let json = serde_json::to_value(r).unwrap();
+    assert_eq!(json["kind"], "version-unavailable", "{json}");
 }
 
 #[test]
