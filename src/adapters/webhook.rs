@@ -1,49 +1,63 @@
 //! The webhook: events POSTed as Slack-compatible JSON, in order, each retried with backoff, on a
 //! task of its own so that a slow or absent receiver never holds up the run.
+//!
+//! HTTP is reqwest's: it honours `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` (Slack from behind an
+//! operator's proxy), speaks TLS with rustls over ring like the agent's gRPC, and trusts the
+//! system's CA certificates.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use reqwest::Url;
 
 use crate::events::{Event, Sink};
 
-/// A parsed `http://` or `https://` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
-    /// TLS or not.
-    pub tls: bool,
-    /// Host name or address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Path and query.
-    pub path: String,
+/// Why a webhook could not be started or an event not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The configured URL is not one we can POST to.
+    #[error("{url}: {why}")]
+    BadUrl {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The HTTP client could not be built (for https, usually: no CA certificates).
+    #[error(
+        "cannot set up the webhook's HTTP client: {} (an https webhook needs the system's CA \
+         certificates: install ca-certificates)",
+        chain(.0)
+    )]
+    Client(#[source] reqwest::Error),
+    /// No answer: connecting, TLS, the proxy, or the receiver's silence.
+    #[error("{}", chain(.0))]
+    Send(#[source] reqwest::Error),
+    /// The receiver answered, but not with a 2xx.
+    #[error("the receiver answered {0}")]
+    Status(reqwest::StatusCode),
 }
 
-/// Parses a webhook URL.
-pub fn parse(url: &str) -> Result<Url, String> {
-    let (tls, rest) = match url.split_once("://") {
-        Some(("http", r)) => (false, r),
-        Some(("https", r)) => (true, r),
-        _ => return Err(format!("{url}: a webhook must be an http:// or https:// URL")),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-            h.trim_start_matches('[').trim_end_matches(']'),
-            p.parse().map_err(|_| format!("{url}: bad port {p}"))?,
-        ),
-        _ => (authority, if tls { 443 } else { 80 }),
-    };
-    if host.is_empty() {
-        return Err(format!("{url}: no host"));
+/// An error and its causes on one line: reqwest's own text alone ("error sending request") does
+/// not say what went wrong.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
     }
-    Ok(Url { tls, host: host.to_string(), port, path: path.to_string() })
+    text
+}
+
+/// Parses a webhook URL: `http://` or `https://` with a host.
+pub fn parse(url: &str) -> Result<Url, WebhookError> {
+    let bad = |why: String| WebhookError::BadUrl { url: url.to_string(), why };
+    let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("a webhook must be an http:// or https:// URL".into()));
+    }
+    Ok(parsed)
 }
 
 /// The sending task: the sink the coordinator sends to, and the task to wait for at the end.
@@ -55,14 +69,14 @@ pub struct Webhook {
 
 impl Webhook {
     /// Starts sending to `url` in the background.
-    pub fn start(url: &str) -> Result<Webhook, String> {
-        let url = Arc::new(parse(url)?);
-        let tls = if url.tls { Some(Arc::new(client_config()?)) } else { None };
+    pub fn start(url: &str) -> Result<Webhook, WebhookError> {
+        let url = parse(url)?;
+        let client = client(url.scheme() == "https")?;
         let (sink, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
         let task = tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 let body = event.payload().to_string();
-                let send = || post(&url, tls.clone(), &body);
+                let send = || post(&client, &url, &body);
                 let backoff = ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(500))
                     .with_max_delay(Duration::from_secs(10))
@@ -88,99 +102,58 @@ impl Webhook {
     }
 }
 
-fn client_config() -> Result<tokio_rustls::rustls::ClientConfig, String> {
-    use tokio_rustls::rustls;
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(
-            "no CA certificates found for the https webhook: install ca-certificates".into()
-        );
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+/// The client: proxies from the environment, the system's CAs for https.
+fn client(https: bool) -> Result<reqwest::Client, WebhookError> {
+    // reqwest's own provider would be aws-lc-rs (a C build, a second crypto library): ring is the
+    // one the agent's TLS already uses. Err means one is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let builder = reqwest::Client::builder()
+        .user_agent("swarm-upgrade")
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(20))
+        // Events come minutes apart: a kept-alive connection would only be found closed.
+        .pool_max_idle_per_host(0)
+        // A redirect is a misconfigured URL, reported as such rather than followed.
+        .redirect(reqwest::redirect::Policy::none());
+    // A plain-http receiver needs no CA certificates: a host without ca-certificates still sends.
+    let builder = if https { builder } else { builder.tls_certs_only([]) };
+    builder.build().map_err(WebhookError::Client)
 }
 
 /// One POST; Ok on a 2xx answer.
-async fn post(
-    url: &Url,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    body: &str,
-) -> Result<(), String> {
-    let limit = Duration::from_secs(10);
-    let tcp =
-        tokio::time::timeout(limit, tokio::net::TcpStream::connect((url.host.as_str(), url.port)))
-            .await
-            .map_err(|_| format!("connecting to {}:{} timed out", url.host, url.port))?
-            .map_err(|e| format!("cannot connect to {}:{}: {e}", url.host, url.port))?;
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: swarm-upgrade\r\nConnection: close\r\n\r\n",
-        url.path,
-        url.host,
-        body.len()
-    );
-    let answer = match tls {
-        None => tokio::time::timeout(limit, exchange(tcp, &head, body)).await,
-        Some(config) => {
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(url.host.clone())
-                .map_err(|e| e.to_string())?;
-            let stream = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS with {}: {e}", url.host))?;
-            tokio::time::timeout(limit, exchange(stream, &head, body)).await
-        }
+async fn post(client: &reqwest::Client, url: &Url, body: &str) -> Result<(), WebhookError> {
+    let answer = client
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(WebhookError::Send)?;
+    match answer.status() {
+        status if status.is_success() => Ok(()),
+        status => Err(WebhookError::Status(status)),
     }
-    .map_err(|_| "the receiver did not answer in 10 s".to_string())?
-    .map_err(|e| format!("webhook exchange: {e}"))?;
-    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(format!("the receiver answered {}", answer.lines().next().unwrap_or("")))
-    }
-}
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    head: &str,
-    body: &str,
-) -> std::io::Result<String> {
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body.as_bytes()).await?;
-    s.flush().await?;
-    let mut buf = vec![0u8; 512];
-    let n = s.read(&mut buf).await?;
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     #[test]
     fn urls_parse_with_their_default_ports() {
+        let slack = parse("https://hooks.slack.com/services/T/B/x").unwrap();
         assert_eq!(
-            parse("https://hooks.slack.com/services/T/B/x").unwrap(),
-            Url {
-                tls: true,
-                host: "hooks.slack.com".into(),
-                port: 443,
-                path: "/services/T/B/x".into()
-            }
+            (slack.scheme(), slack.host_str(), slack.port_or_known_default(), slack.path()),
+            ("https", Some("hooks.slack.com"), Some(443), "/services/T/B/x")
         );
+        let plain = parse("http://10.0.0.1:8080/hook").unwrap();
         assert_eq!(
-            parse("http://10.0.0.1:8080/hook").unwrap(),
-            Url { tls: false, host: "10.0.0.1".into(), port: 8080, path: "/hook".into() }
+            (plain.scheme(), plain.host_str(), plain.port_or_known_default(), plain.path()),
+            ("http", Some("10.0.0.1"), Some(8080), "/hook")
         );
-        assert_eq!(parse("http://receiver").unwrap().path, "/");
+        assert_eq!(parse("http://receiver").unwrap().path(), "/");
         assert!(parse("ftp://x").is_err());
         assert!(parse("http://:80/").is_err());
     }
@@ -234,5 +207,15 @@ mod tests {
         assert_eq!(events[0]["swarm_upgrade"]["event"], "node-done");
         assert_eq!(events[0]["text"], "swarm-upgrade: worker1 done in 30s (run r)");
         assert_eq!(events[1]["swarm_upgrade"]["event"], "run-finished");
+    }
+
+    /// A failed attempt's warning says where and why, not only reqwest's "error sending request".
+    #[tokio::test]
+    async fn a_failure_names_the_receiver_and_the_cause() {
+        let e = WebhookError::Status(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.to_string(), "the receiver answered 500 Internal Server Error");
+        let url = parse("http://127.0.0.1:1/hook").unwrap();
+        let e = post(&client(false).unwrap(), &url, "{}").await.unwrap_err().to_string();
+        assert!(e.contains("127.0.0.1:1") && e.contains("refused"), "{e}");
     }
 }
