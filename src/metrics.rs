@@ -1,156 +1,184 @@
-//! Prometheus metrics of the agent and the coordinator: a small in-process registry rendered in
-//! the text exposition format and served on `GET /metrics`. A coordinator is a batch job, so it
-//! also leaves its final figures in a file for node_exporter's textfile collector.
+//! Prometheus metrics of the agent and the coordinator: prometheus-client's registry, rendered in
+//! the classic text format (0.0.4) and served on `GET /metrics` by hyper. A coordinator is a batch
+//! job, so it also leaves its final figures in a file for node_exporter's textfile collector.
+//!
+//! The classic format rather than OpenMetrics because the textfile collector reads only that one,
+//! and one rendering serves both.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Mutex, OnceLock};
 
-/// Runs by outcome (coordinator).
-pub const RUNS: &str = "swarm_upgrade_runs_total";
-/// Time each node spent in each phase (coordinator).
-pub const PHASE_SECONDS: &str = "swarm_upgrade_node_phase_duration_seconds";
-/// The phase each node is in: 1 for its current phase (coordinator).
-pub const CURRENT_PHASE: &str = "swarm_upgrade_current_phase";
-/// Whether this coordinator holds the cluster-wide lock (coordinator).
-pub const LOCK_HELD: &str = "swarm_upgrade_lock_held";
-/// Nodes rolled back to their previous packages (coordinator).
-pub const ROLLBACKS: &str = "swarm_upgrade_rollbacks_total";
-/// Agent operations by operation and result (agent).
-pub const AGENT_OPS: &str = "swarm_upgrade_agent_operations_total";
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::{counter, gauge, histogram};
+use prometheus_client::registry::Registry;
 
-const HELP: &[(&str, &str, &str)] = &[
-    (RUNS, "counter", "Runs ended, by outcome."),
-    (PHASE_SECONDS, "histogram", "Seconds a node spent in a phase of its upgrade."),
-    (CURRENT_PHASE, "gauge", "1 for the phase each node of the run is in."),
-    (LOCK_HELD, "gauge", "1 while this coordinator holds the cluster-wide lock."),
-    (ROLLBACKS, "counter", "Nodes rolled back to their previous packages."),
+/// A counter, by the name it is exposed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Counter(pub &'static str);
+
+/// A gauge, by the name it is exposed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Gauge(pub &'static str);
+
+/// A histogram (buckets [`PHASE_BUCKETS`]), by the name it is exposed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Histogram(pub &'static str);
+
+/// Runs by outcome (coordinator).
+pub const RUNS: Counter = Counter("swarm_upgrade_runs_total");
+/// Time each node spent in each phase (coordinator).
+pub const PHASE_SECONDS: Histogram = Histogram("swarm_upgrade_node_phase_duration_seconds");
+/// The phase each node is in: 1 for its current phase (coordinator).
+pub const CURRENT_PHASE: Gauge = Gauge("swarm_upgrade_current_phase");
+/// Whether this coordinator holds the cluster-wide lock (coordinator).
+pub const LOCK_HELD: Gauge = Gauge("swarm_upgrade_lock_held");
+/// Nodes rolled back to their previous packages (coordinator).
+pub const ROLLBACKS: Counter = Counter("swarm_upgrade_rollbacks_total");
+/// Agent operations by operation and result (agent).
+pub const AGENT_OPS: Counter = Counter("swarm_upgrade_agent_operations_total");
+
+// Help texts without their full stop: the registry adds it.
+const COUNTERS: &[(Counter, &str)] = &[
+    (RUNS, "Runs ended, by outcome"),
+    (ROLLBACKS, "Nodes rolled back to their previous packages"),
     (
         AGENT_OPS,
-        "counter",
-        "Operations this agent carried out, by operation and result (ok, or the kind of failure: busy, failed, invalid, stale, unauthorized).",
+        "Operations this agent carried out, by operation and result (ok, or the kind of failure: busy, failed, invalid, stale, unauthorized)",
     ),
 ];
+const GAUGES: &[(Gauge, &str)] = &[
+    (CURRENT_PHASE, "1 for the phase each node of the run is in"),
+    (LOCK_HELD, "1 while this coordinator holds the cluster-wide lock"),
+];
+const HISTOGRAMS: &[(Histogram, &str)] =
+    &[(PHASE_SECONDS, "Seconds a node spent in a phase of its upgrade")];
 
 /// Upper bounds of the phase duration histogram, in seconds.
 pub const PHASE_BUCKETS: [f64; 12] =
     [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
-type Key = (&'static str, String);
+/// Label pairs in the order given; every metric is a family, so a series shows only once touched.
+type Labels = Vec<(String, String)>;
+type Histograms = Family<Labels, histogram::Histogram, fn() -> histogram::Histogram>;
 
-#[derive(Default)]
-struct Registry {
-    values: BTreeMap<Key, f64>,
-    histograms: BTreeMap<Key, (Vec<u64>, f64, u64)>,
+struct Metrics {
+    registry: Registry,
+    counters: HashMap<Counter, Family<Labels, counter::Counter>>,
+    gauges: HashMap<Gauge, Family<Labels, gauge::Gauge>>,
+    histograms: HashMap<Histogram, Histograms>,
+    /// Each node's phase in [`CURRENT_PHASE`], so that entering the next one clears it.
+    phases: Mutex<HashMap<String, String>>,
 }
 
-fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    static R: OnceLock<Mutex<Registry>> = OnceLock::new();
-    R.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(register)
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))).collect::<Vec<_>>().join(",")
+fn register() -> Metrics {
+    let mut registry = Registry::default();
+    let mut counters = HashMap::new();
+    for (c, help) in COUNTERS {
+        // prometheus-client appends `_total` to a counter's name itself.
+        let family = Family::default();
+        registry.register(c.0.strip_suffix("_total").unwrap_or(c.0), *help, family.clone());
+        counters.insert(*c, family);
+    }
+    let mut gauges = HashMap::new();
+    for (g, help) in GAUGES {
+        let family = Family::default();
+        registry.register(g.0, *help, family.clone());
+        gauges.insert(*g, family);
+    }
+    let mut histograms = HashMap::new();
+    for (h, help) in HISTOGRAMS {
+        let family: Histograms =
+            Family::new_with_constructor(|| histogram::Histogram::new(PHASE_BUCKETS));
+        registry.register(h.0, *help, family.clone());
+        histograms.insert(*h, family);
+    }
+    Metrics { registry, counters, gauges, histograms, phases: Mutex::default() }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Adds one to a counter.
-pub fn inc(name: &'static str, pairs: &[(&str, &str)]) {
-    *registry().values.entry((name, labels(pairs))).or_default() += 1.0;
+pub fn inc(name: Counter, pairs: &[(&str, &str)]) {
+    metrics().counters[&name].get_or_create(&labels(pairs)).inc();
 }
 
 /// Sets a gauge.
-pub fn set(name: &'static str, pairs: &[(&str, &str)], value: f64) {
-    registry().values.insert((name, labels(pairs)), value);
+pub fn set(name: Gauge, pairs: &[(&str, &str)], value: i64) {
+    metrics().gauges[&name].get_or_create(&labels(pairs)).set(value);
 }
 
 /// Sets the one-hot current phase of `node`.
 pub fn set_phase(node: &str, phase: &str) {
-    let mut r = registry();
-    let prefix = labels(&[("node", node)]) + ",";
-    r.values.retain(|(n, l), _| !(*n == CURRENT_PHASE && l.starts_with(&prefix)));
-    r.values.insert((CURRENT_PHASE, labels(&[("node", node), ("phase", phase)])), 1.0);
+    let m = metrics();
+    let family = &m.gauges[&CURRENT_PHASE];
+    let mut phases = m.phases.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(was) = phases.insert(node.to_string(), phase.to_string()) {
+        family.remove(&labels(&[("node", node), ("phase", &was)]));
+    }
+    family.get_or_create(&labels(&[("node", node), ("phase", phase)])).set(1);
 }
 
 /// Records one observation in a histogram.
-pub fn observe(name: &'static str, pairs: &[(&str, &str)], value: f64) {
-    let mut r = registry();
-    let h = r
-        .histograms
-        .entry((name, labels(pairs)))
-        .or_insert_with(|| (vec![0; PHASE_BUCKETS.len()], 0.0, 0));
-    for (i, bound) in PHASE_BUCKETS.iter().enumerate() {
-        if value <= *bound {
-            h.0[i] += 1;
-        }
-    }
-    h.1 += value;
-    h.2 += 1;
+pub fn observe(name: Histogram, pairs: &[(&str, &str)], value: f64) {
+    metrics().histograms[&name].get_or_create(&labels(pairs)).observe(value);
 }
 
 /// Everything recorded, in the text exposition format.
 pub fn render() -> String {
-    let r = registry();
     let mut out = String::new();
-    for (name, kind, help) in HELP {
-        let values: Vec<_> = r.values.iter().filter(|((n, _), _)| n == name).collect();
-        let hists: Vec<_> = r.histograms.iter().filter(|((n, _), _)| n == name).collect();
-        if values.is_empty() && hists.is_empty() {
-            continue;
-        }
-        out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
-        for ((_, l), v) in values {
-            out += &if l.is_empty() {
-                format!("{name} {v}\n")
-            } else {
-                format!("{name}{{{l}}} {v}\n")
-            };
-        }
-        for ((_, l), (buckets, sum, count)) in hists {
-            let sep = if l.is_empty() { "" } else { "," };
-            for (bound, c) in PHASE_BUCKETS.iter().zip(buckets) {
-                out += &format!("{name}_bucket{{{l}{sep}le=\"{bound}\"}} {c}\n");
-            }
-            out += &format!("{name}_bucket{{{l}{sep}le=\"+Inf\"}} {count}\n");
-            let braces = if l.is_empty() { String::new() } else { format!("{{{l}}}") };
-            out += &format!("{name}_sum{braces} {sum}\n{name}_count{braces} {count}\n");
-        }
-    }
+    // Writing to a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &metrics().registry);
     out
 }
 
 /// Serves `GET /metrics` on `addr` in the background; any other path answers 404.
 pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics on http://{addr}/metrics");
     tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else { continue };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                let n =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) =
-                    if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
-                        ("200 OK", render())
-                    } else {
-                        ("404 Not Found", "only /metrics is served here\n".to_string())
-                    };
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(reply.as_bytes()).await;
-                let _ = conn.shutdown().await;
-            });
+            let Ok((conn, _)) = listener.accept().await else { continue };
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    // A scraper that never finishes its request does not keep a task for long.
+                    .header_read_timeout(std::time::Duration::from_secs(5))
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(conn),
+                        hyper::service::service_fn(answer),
+                    ),
+            );
         }
     });
     Ok(())
+}
+
+/// The answer to one request: the metrics for `GET /metrics`, 404 for anything else.
+async fn answer<B>(request: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, body) = if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        (StatusCode::OK, render())
+    } else {
+        (StatusCode::NOT_FOUND, "only /metrics is served here\n".to_string())
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
+    );
+    Ok(response)
 }
 
 /// Writes the figures for node_exporter's textfile collector (atomically, by rename).
@@ -175,6 +203,8 @@ mod tests {
         set_phase("worker1", "upgrade");
         observe(PHASE_SECONDS, &[("phase", "restart")], 4.2);
         observe(PHASE_SECONDS, &[("phase", "restart")], 40.0);
+        set(LOCK_HELD, &[], 1);
+        inc(AGENT_OPS, &[("operation", "x\"y"), ("result", "ok")]);
         let text = render();
         assert!(text.contains("# TYPE swarm_upgrade_agent_operations_total counter\n"), "{text}");
         assert!(
@@ -199,6 +229,46 @@ mod tests {
             text.contains("swarm_upgrade_node_phase_duration_seconds_count{phase=\"restart\"} 2\n"),
             "{text}"
         );
-        assert_eq!(labels(&[("a", "x\"y")]), "a=\"x\\\"y\"");
+        assert!(text.contains("swarm_upgrade_lock_held 1\n"), "no braces without labels: {text}");
+        assert!(text.contains("{operation=\"x\\\"y\",result=\"ok\"} 1\n"), "escaped: {text}");
+        for (name, help) in [
+            (AGENT_OPS.0, COUNTERS[2].1),
+            (CURRENT_PHASE.0, GAUGES[0].1),
+            (PHASE_SECONDS.0, HISTOGRAMS[0].1),
+        ] {
+            assert!(text.contains(&format!("# HELP {name} {help}.\n")), "{name}: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_get_metrics_is_served() {
+        let get = |uri: &str| Request::get(uri).body(()).unwrap();
+        let ok = answer(get("/metrics")).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()[hyper::header::CONTENT_TYPE], prometheus_text::CONTENT_TYPE);
+        assert_eq!(answer(get("/metrics?x=1")).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(answer(get("/")).await.unwrap().status(), StatusCode::NOT_FOUND);
+        let post = Request::post("/metrics").body(()).unwrap();
+        assert_eq!(answer(post).await.unwrap().status(), StatusCode::NOT_FOUND);
+    }
+
+    /// Over a real socket, as Prometheus and curl scrape it.
+    #[tokio::test]
+    async fn metrics_are_served_over_http() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        serve(addr).await.unwrap();
+        set(LOCK_HELD, &[], 1);
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = String::new();
+        conn.read_to_string(&mut got).await.unwrap();
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(
+            got.contains("\r\n\r\n# HELP ") && got.contains("\nswarm_upgrade_lock_held 1\n"),
+            "{got}"
+        );
     }
 }

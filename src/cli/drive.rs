@@ -147,7 +147,7 @@ fn coordinate(
         Ok::<_, Failure>(result)
     });
     // A run is a batch job: its last figures stay for node_exporter's textfile collector.
-    crate::metrics::set(crate::metrics::LOCK_HELD, &[], 0.0);
+    crate::metrics::set(crate::metrics::LOCK_HELD, &[], 0);
     if matches!(result, Ok(Ok(_))) {
         let path = settings.agent.state_dir.join("metrics/swarm-upgrade.prom");
         if let Err(e) = crate::metrics::write_textfile(&path) {

@@ -14,7 +14,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     pub(crate) async fn drive(&self, token: u64) -> Result<RunRecord, CoordinatorError> {
         let mut acted: ActedKey = None;
         let mut renewed = self.ports.clock.now();
-        metrics::set(metrics::LOCK_HELD, &[], 1.0);
+        metrics::set(metrics::LOCK_HELD, &[], 1);
         loop {
             let now = self.ports.clock.now();
             if elapsed(renewed, now) >= self.settings.lease / 3 {
@@ -94,7 +94,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             })
             .await?;
         tracing::info!(run = %record.id, outcome = ?outcome, %reason, "run finished");
-        metrics::set(metrics::LOCK_HELD, &[], 0.0);
+        metrics::set(metrics::LOCK_HELD, &[], 0);
         let outcome_name = outcome.name().to_string();
         metrics::inc(metrics::RUNS, &[("outcome", &outcome_name)]);
         self.emit(Event::RunFinished {
