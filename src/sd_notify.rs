@@ -1,50 +1,42 @@
-//! systemd's notify protocol (sd_notify(3)) without libsystemd: one datagram per message to the
-//! socket in `$NOTIFY_SOCKET`. Outside a `Type=notify` unit every call does nothing.
+//! systemd's notify protocol (sd_notify(3)), through the `sd-notify` crate (no libsystemd): the
+//! agent's readiness, status line, stop and watchdog. Outside a `Type=notify` unit every call does
+//! nothing. The crate connects to `$NOTIFY_SOCKET` as a path, so an abstract socket (`@name`) is
+//! not reached; systemd hands its services a path (`/run/systemd/notify`).
 
-use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-/// Sends `state` (e.g. `READY=1\nSTATUS=listening`); false when not under systemd or it failed.
-pub fn notify(state: &str) -> bool {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return false };
-    let Ok(socket) = UnixDatagram::unbound() else { return false };
-    let path = path.to_string_lossy().into_owned();
-    let sent = match path.strip_prefix('@') {
-        Some(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-                .and_then(|a| socket.send_to_addr(state.as_bytes(), &a))
-        }
-        None => socket.send_to(state.as_bytes(), &path),
-    };
-    sent.is_ok()
+use sd_notify::NotifyState;
+
+/// Sends `states`; false when not under systemd or it failed.
+fn notify(states: &[NotifyState]) -> bool {
+    // The crate answers Ok when there is no socket: callers are told nothing was sent.
+    std::env::var_os("NOTIFY_SOCKET").is_some() && sd_notify::notify(states).is_ok()
 }
 
 /// Tells systemd the service is up, with a status line `systemctl status` shows.
 pub fn ready(status: &str) -> bool {
-    notify(&format!("READY=1\nSTATUS={status}"))
+    notify(&[NotifyState::Ready, NotifyState::Status(status)])
 }
 
 /// Updates the status line.
 pub fn status(status: &str) -> bool {
-    notify(&format!("STATUS={status}"))
+    notify(&[NotifyState::Status(status)])
+}
+
+/// Tells systemd the service is stopping, and why in the status line.
+pub fn stopping(status: &str) -> bool {
+    notify(&[NotifyState::Stopping, NotifyState::Status(status)])
 }
 
 /// How often to ping the watchdog: half of `WatchdogSec=` when it is set for this process.
 pub fn watchdog_interval() -> Option<Duration> {
-    interval_from(
-        std::env::var("WATCHDOG_USEC").ok().as_deref(),
-        std::env::var("WATCHDOG_PID").ok().as_deref(),
-        std::process::id(),
-    )
+    half(sd_notify::watchdog_enabled())
 }
 
-fn interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
-    if pid.is_some_and(|p| p.parse::<u32>().ok() != Some(me)) {
-        return None;
-    }
-    let usec: u64 = usec?.parse().ok().filter(|u| *u > 0)?;
-    Some(Duration::from_micros(usec / 2))
+/// Half the watchdog's timeout, as sd_watchdog_enabled(3) advises, so that a ping a little late
+/// is not yet a restart; none for a zero timeout (the crate passes `WATCHDOG_USEC=0` on, and an interval of zero would panic).
+fn half(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.filter(|t| !t.is_zero()).map(|t| t / 2)
 }
 
 /// Pings the watchdog from the async runtime for as long as it runs: a wedged runtime stops the
@@ -55,7 +47,7 @@ pub fn spawn_watchdog() {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                notify("WATCHDOG=1");
+                notify(&[NotifyState::Watchdog]);
             }
         });
     }
@@ -63,15 +55,32 @@ pub fn spawn_watchdog() {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixDatagram;
+
     use super::*;
 
     #[test]
     fn the_watchdog_is_pinged_at_half_its_timeout_and_only_by_its_process() {
-        assert_eq!(interval_from(Some("30000000"), None, 7), Some(Duration::from_secs(15)));
-        assert_eq!(interval_from(Some("30000000"), Some("7"), 7), Some(Duration::from_secs(15)));
-        assert_eq!(interval_from(Some("30000000"), Some("8"), 7), None);
-        assert_eq!(interval_from(Some("0"), None, 7), None);
-        assert_eq!(interval_from(None, None, 7), None);
+        let me = std::process::id().to_string();
+        let interval = |usec: Option<&str>, pid: Option<&str>| {
+            // SAFETY: no other test in this binary reads or writes WATCHDOG_USEC or WATCHDOG_PID.
+            unsafe {
+                match usec {
+                    Some(u) => std::env::set_var("WATCHDOG_USEC", u),
+                    None => std::env::remove_var("WATCHDOG_USEC"),
+                }
+                match pid {
+                    Some(p) => std::env::set_var("WATCHDOG_PID", p),
+                    None => std::env::remove_var("WATCHDOG_PID"),
+                }
+            }
+            watchdog_interval()
+        };
+        assert_eq!(interval(Some("30000000"), None), Some(Duration::from_secs(15)));
+        assert_eq!(interval(Some("30000000"), Some(&me)), Some(Duration::from_secs(15)));
+        assert_eq!(interval(Some("30000000"), Some("1")), None);
+        assert_eq!(interval(Some("0"), None), None);
+        assert_eq!(interval(None, None), None);
     }
 
     #[test]
@@ -86,7 +95,11 @@ mod tests {
         assert!(ready("listening on 7443"));
         let mut buf = [0u8; 128];
         let n = server.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1\nSTATUS=listening on 7443");
+        // The crate ends every assignment with a newline, the last one too.
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=listening on 7443\n");
+        assert!(stopping("bye"));
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1\nSTATUS=bye\n");
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
         assert!(!status("gone"), "without NOTIFY_SOCKET nothing is sent");
         let _ = std::fs::remove_dir_all(&dir);

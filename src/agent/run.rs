@@ -140,7 +140,7 @@ async fn shutdown() {
         _ = int.recv() => {}
     }
     tracing::info!("stopping: calls in flight finish first (a second signal forces)");
-    crate::sd_notify::notify("STOPPING=1\nSTATUS=stopping: calls in flight finish first");
+    crate::sd_notify::stopping("stopping: calls in flight finish first");
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
