@@ -172,7 +172,7 @@ impl Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let drives = matches!(cli.command, Command::Run { .. } | Command::Resume { .. });
-    crate::telemetry::init(false, cli.verbose, drives && !cli.verbose && live_progress(cli.output));
+    crate::telemetry::init(cli.verbose, drives && !cli.verbose && live_progress(cli.output));
     match dispatch(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
