@@ -72,11 +72,11 @@ fn failed(e: impl std::fmt::Display) -> NodeError {
 }
 
 /// Free bytes under `dir`, from `df` (`--output=avail -B1`).
-pub(crate) fn free_bytes(dir: &str) -> Result<u64, String> {
-    let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()])
-        .map_err(|e| e.to_string())?;
-    parse_df(&ran.stdout)
-        .ok_or_else(|| format!("cannot read free space of {dir} from df: {}", ran.stdout.trim()))
+pub(crate) fn free_bytes(dir: &str) -> Result<u64, NodeError> {
+    let ran = runner::run(&["df".into(), "--output=avail".into(), "-B1".into(), dir.into()])?;
+    parse_df(&ran.stdout).ok_or_else(|| {
+        NodeError::Failed(format!("cannot read free space of {dir} from df: {}", ran.stdout.trim()))
+    })
 }
 
 /// Parses `df --output=avail -B1` output.
@@ -97,7 +97,7 @@ impl NodeBackend for HostBackend {
             .filter(parse::Installed::is_installed)
             .filter_map(|i| Some((i.package, i.version?)))
             .collect();
-        let disk_free_bytes = free_bytes("/var/cache/apt").map_err(NodeError::Failed)?;
+        let disk_free_bytes = free_bytes("/var/cache/apt")?;
         let info = self.runtime.block_on(self.docker.info());
         let (engine_active, local_swarm) = match info {
             Err(_) => (false, None),

@@ -1,6 +1,7 @@
 //! `swarm-upgrade agent`: serve the agent on this node until a signal. The first SIGTERM or
 //! SIGINT stops accepting calls and lets calls in flight finish; a second one forces the exit.
 
+use super::error::AgentError;
 use super::host::HostBackend;
 use super::service::{AgentService, serve, serve_reloading};
 use crate::adapters::docker::DockerSwarm;
@@ -8,7 +9,7 @@ use crate::config::Settings;
 use crate::wire::tls;
 
 /// Runs the agent.
-pub async fn run(settings: &Settings) -> Result<(), String> {
+pub async fn run(settings: &Settings) -> Result<(), AgentError> {
     crate::sd_notify::spawn_watchdog();
     if !settings.agent.insecure {
         let certificates = || async {
@@ -35,15 +36,12 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         tracing::warn!(
             "agent.insecure is set: plaintext gRPC, ANY caller that reaches the port is obeyed; for labs only"
         );
-        let info = docker
-            .info()
-            .await
-            .map_err(|e| format!("cannot read the local engine's swarm state: {e}"))?;
+        let info = docker.info().await.map_err(|e| AgentError::Engine(e.to_string()))?;
         let swarm = info.swarm.unwrap_or_default();
         let cluster = swarm.cluster.and_then(|c| c.id).unwrap_or_default();
         (None, cluster, swarm.node_id.unwrap_or_default())
     } else {
-        let m = tls::load(&settings.agent).map_err(|e| e.to_string())?;
+        let m = tls::load(&settings.agent)?;
         let config = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key))
             .client_ca_root(tonic::transport::Certificate::from_pem(&m.ca));
@@ -69,23 +67,23 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     }
     let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
     let state = &settings.agent.state_dir;
-    std::fs::create_dir_all(state)
-        .map_err(|e| format!("cannot create {}: {e} (agent.state_dir)", state.display()))?;
+    std::fs::create_dir_all(state).map_err(|e| AgentError::State {
+        what: "create",
+        path: state.display().to_string(),
+        why: e.to_string(),
+    })?;
     let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure)
         .with_fence_file(state.join("fence.json"))?;
     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.agent.port));
     tracing::info!(node = %node_id, cluster = %cluster, port = settings.agent.port, "agent listening");
     if settings.agent.insecure {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)")
-        })?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| AgentError::listen(addr, e))?;
         crate::sd_notify::ready(&format!("serving on {addr} in PLAINTEXT (agent.insecure)"));
-        return serve(service, listener, None, shutdown())
-            .await
-            .map_err(|e| format!("the agent's server failed: {e}"));
+        return Ok(serve(service, listener, None, shutdown()).await?);
     }
     let agent = settings.agent.clone();
-    let load = || tls::load(&agent).map_err(|e| e.to_string());
+    let load = || tls::load(&agent);
     let stamp = || tls::stamp(&agent);
     serve_reloading(
         std::sync::Arc::new(service),

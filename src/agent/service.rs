@@ -10,9 +10,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Fence;
+use super::error::AgentError;
 use crate::model::{AgentReport, PackageSet};
 use crate::ports::{OpKey, Secret};
-use crate::wire::auth::{Caller, authorize};
+use crate::wire::auth::{AuthError, Caller, authorize};
 use crate::wire::convert::{package_set, report_to_pb};
 use crate::wire::error::NodeError;
 use crate::wire::pb;
@@ -63,17 +64,17 @@ impl<B: NodeBackend> AgentService<B> {
 
     /// Keeps the newest fencing token in `file`, so an agent restart does not let a coordinator
     /// that lost the lock back in. An unreadable file is an error: guessing 0 would undo fencing.
-    pub fn with_fence_file(mut self, file: impl Into<std::path::PathBuf>) -> Result<Self, String> {
+    pub fn with_fence_file(
+        mut self,
+        file: impl Into<std::path::PathBuf>,
+    ) -> Result<Self, AgentError> {
         let file = file.into();
+        let path = file.display().to_string();
         let fence = match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                format!(
-                    "{}: not a fence record ({e}); remove it only if no run is in progress",
-                    file.display()
-                )
-            })?,
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| AgentError::FenceRecord { path, why: e.to_string() })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Fence::default(),
-            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+            Err(e) => return Err(AgentError::State { what: "read", path, why: e.to_string() }),
         };
         self.fence = Mutex::new(fence);
         self.fence_file = Some(file);
@@ -294,11 +295,11 @@ pub(crate) async fn serve_shared<B: NodeBackend>(
 pub async fn serve_reloading<B: NodeBackend>(
     service: Arc<AgentService<B>>,
     addr: std::net::SocketAddr,
-    load: impl Fn() -> Result<crate::wire::tls::TlsMaterial, String>,
+    load: impl Fn() -> Result<crate::wire::tls::TlsMaterial, AuthError>,
     stamp: impl Fn() -> Option<Vec<std::time::SystemTime>>,
     every: std::time::Duration,
     stop: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), AgentError> {
     tokio::pin!(stop);
     loop {
         let material = load()?;
@@ -306,9 +307,8 @@ pub async fn serve_reloading<B: NodeBackend>(
         let tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(&material.cert, &material.key))
             .client_ca_root(tonic::transport::Certificate::from_pem(&material.ca));
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            format!("cannot listen on {addr}: {e}; is another agent running? (agent.port)")
-        })?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| AgentError::listen(addr, e))?;
         crate::sd_notify::ready(&format!("serving on {addr} with mutual TLS"));
         let (rotated_tx, rotated_rx) = tokio::sync::oneshot::channel::<()>();
         let server = serve_shared(service.clone(), listener, Some(tls), async {
@@ -318,13 +318,13 @@ pub async fn serve_reloading<B: NodeBackend>(
         let mut tick = tokio::time::interval(every);
         let reload = loop {
             tokio::select! {
-                r = &mut server => return r.map_err(|e| format!("the agent's server failed: {e}")),
+                r = &mut server => return Ok(r?),
                 _ = &mut stop => break false,
                 _ = tick.tick() => if stamp() != seen { break true },
             }
         };
         let _ = rotated_tx.send(());
-        server.await.map_err(|e| format!("the agent's server failed: {e}"))?;
+        server.await?;
         if !reload {
             return Ok(());
         }

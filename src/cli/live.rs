@@ -216,7 +216,7 @@ pub fn unlock(output: Output) -> Result<(), Failure> {
 pub fn agent(settings: &crate::config::Settings) -> Result<(), Failure> {
     runtime()?
         .block_on(crate::agent::run::run(settings))
-        .map_err(|e| Failure::new(exit::RUN_FAILED, e))
+        .map_err(|e| Failure::new(exit::RUN_FAILED, e.to_string()))
 }
 
 /// A live `plan`: the swarm through the Docker API, every node's agent over gRPC.
