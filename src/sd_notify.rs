@@ -18,11 +18,6 @@ pub fn ready(status: &str) -> bool {
     notify(&[NotifyState::Ready, NotifyState::Status(status)])
 }
 
-/// Updates the status line.
-pub fn status(status: &str) -> bool {
-    notify(&[NotifyState::Status(status)])
-}
-
 /// Tells systemd the service is stopping, and why in the status line.
 pub fn stopping(status: &str) -> bool {
     notify(&[NotifyState::Stopping, NotifyState::Status(status)])
@@ -101,7 +96,7 @@ mod tests {
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"STOPPING=1\nSTATUS=bye\n");
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-        assert!(!status("gone"), "without NOTIFY_SOCKET nothing is sent");
+        assert!(!ready("gone"), "without NOTIFY_SOCKET nothing is sent");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
