@@ -85,6 +85,9 @@ impl StoreDoc {
         if found > SCHEMA {
             return Err(SchemaError::Newer { found });
         }
+        if found == 0 {
+            return Err(SchemaError::Malformed("schema 0 is no layout".into()));
+        }
         // 1 -> 2: the key is new, and `halt` is optional. Later layouts add their steps here,
         // oldest first.
         object.insert("schema".into(), SCHEMA.into());

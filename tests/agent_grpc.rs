@@ -300,6 +300,24 @@ async fn the_fencing_token_survives_an_agent_restart() {
         let _ = stop.send(());
         server.await.unwrap().unwrap();
     }
+    // A token that cannot be recorded is not admitted: the order is busy, and the next order
+    // with a lower token is judged against what was recorded, not refused as stale.
+    let dir = std::env::temp_dir().join(format!("su-fence-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let service = AgentService::new(Recorder::default(), "cluster-a", false)
+        .with_fence_file(dir.join("fence.json"))
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
+    let mut m = client(port, &swarm_ca, &manager).await.unwrap();
+    for token in [9, 8] {
+        let e = m.prefetch(order(token)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "token {token}: {e}");
+        assert!(e.message().contains("cannot record the fencing token"), "{e}");
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+
     std::fs::write(&file, "garbage").unwrap();
     let e = AgentService::new(Recorder::default(), "cluster-a", false)
         .with_fence_file(&file)

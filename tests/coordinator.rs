@@ -571,3 +571,21 @@ async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
     assert_all_at(&w, NEW, &before);
     assert!(w.store_text.contains(&format!("\"schema\":{}", swarm_upgrade::lock::SCHEMA)));
 }
+
+/// An agent that refuses our token as stale while the store says we still hold the lock (it saw a
+/// higher token elsewhere) fails that node, which is restored untouched, and the run halts with
+/// the agent's words, the lock released; it is not taken for a lost lock.
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_saw_a_higher_token_fails_its_node_not_the_lock() {
+    let c = cluster();
+    let before = availabilities(&c.world.lock().unwrap());
+    c.agent_saw_token("worker1", 99);
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!((rec.outcome, rec.halt), (Some(Outcome::Failed), Some(Halt::NodeFailed)));
+    assert_eq!(rec.nodes[0].phase, Phase::Restored);
+    let reason = rec.reason.unwrap();
+    assert!(reason.contains("stale fencing token 1"), "{reason}");
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, OLD, &before);
+    assert!(w.store_doc().lock.is_none(), "the lock is released");
+}

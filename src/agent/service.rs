@@ -97,12 +97,13 @@ impl<B: NodeBackend> AgentService<B> {
             NodeError::Invalid("the order carries no fence (run id and token)".into())
         })?;
         let mut fence = self.fence.lock().expect("fence lock");
-        let before = fence.clone();
-        fence.admit(f.token).map_err(|e| NodeError::Stale(e.to_string()))?;
-        if let (Some(file), true) = (&self.fence_file, *fence != before) {
-            // Written before the order is carried out: a crash after it cannot forget the token.
+        let mut admitted = fence.clone();
+        admitted.admit(f.token).map_err(|e| NodeError::Stale(e.to_string()))?;
+        if let (Some(file), true) = (&self.fence_file, admitted != *fence) {
+            // Written before the order is carried out, and before the token counts here: a crash
+            // after it cannot forget the token, and a failed write leaves nothing admitted.
             let tmp = file.with_extension("tmp");
-            let text = serde_json::to_string(&*fence).expect("fences serialize");
+            let text = serde_json::to_string(&admitted).expect("fences serialize");
             std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, file)).map_err(|e| {
                 NodeError::Busy(format!(
                     "cannot record the fencing token in {}: {e}",
@@ -110,6 +111,7 @@ impl<B: NodeBackend> AgentService<B> {
                 ))
             })?;
         }
+        *fence = admitted;
         Ok((f.run_id.clone(), f.token))
     }
 

@@ -4,7 +4,6 @@
 use super::act::Acted;
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::events::Event;
-use crate::lock::LockError;
 use crate::machine::decide::{MissedScaleDown, Observation, Verdict, condition, deadline};
 use crate::machine::{NodeProgress, Phase, elapsed};
 use crate::metrics;
@@ -88,8 +87,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 Acting::Verdict(Verdict::Postponed(e.to_string()))
             }
             Err(PortError::Stale(e)) => {
+                // Lost lock, or an agent that saw a higher token elsewhere (a store removed by
+                // hand, a node that joined another swarm): only the store can tell which.
                 tracing::warn!(node = %p.hostname, error = %e, "the agent refused our token as stale");
-                return Err(LockError::Lost { ours: token }.into());
+                self.load_retrying().await?.doc.check(token, self.ports.clock.now())?;
+                Acting::Verdict(Verdict::Fail(format!("{:?} on {}: {e}", p.phase, p.hostname)))
             }
             Err(e) => {
                 Acting::Verdict(Verdict::Fail(format!("{:?} on {}: {e}", p.phase, p.hostname)))

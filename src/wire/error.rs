@@ -10,8 +10,9 @@ pub(crate) const KIND_KEY: &str = "swarm-upgrade-error";
 /// An order's failure on a node, by what the coordinator must do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeError {
-    /// Something on the node is busy (apt's lock held by another apt, the order's own unit still
-    /// running): nothing was changed; try the same order again later.
+    /// Something on the node is busy (apt's lock held by another apt): the order did not get
+    /// through; the same order, repeated later, is carried out again (orders are exact and
+    /// idempotent).
     #[error("busy: {0}")]
     Busy(String),
     /// The order was carried out and failed (a broken package, an engine that does not start):

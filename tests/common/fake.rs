@@ -43,6 +43,13 @@ impl FakeCluster {
         }
     }
 
+    /// The agent on `host` has seen fencing token `token` (another swarm's coordinator, or a store
+    /// removed by hand and started over).
+    pub fn agent_saw_token(&self, host: &str, token: u64) {
+        let mut f = self.fences.lock().unwrap();
+        f.entry(host.to_string()).or_default().admit(token).unwrap();
+    }
+
     /// From now on every `n`-th store write lands but answers as if the swarm had lost its leader.
     pub fn lose_answers(&self, n: usize) {
         *self.lose_every.lock().unwrap() = (n, 0);

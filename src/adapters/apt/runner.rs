@@ -21,7 +21,9 @@ pub struct AptError {
 
 impl AptError {
     /// Whether apt failed because another apt or dpkg holds a lock it needs (past
-    /// `DPkg::Lock::Timeout`): nothing was changed, and the same command may pass later.
+    /// `DPkg::Lock::Timeout`): the command did not run, and may pass later. (A whole install is
+    /// more than one command: after the transaction, `apt-mark hold` may be the one that found
+    /// the lock; repeating the exact set is harmless.)
     pub fn is_busy(&self) -> bool {
         ["Could not get lock ", "Unable to acquire the dpkg frontend lock", "Unable to lock "]
             .iter()
