@@ -108,6 +108,10 @@ pub struct OpKey {
     pub run_id: String,
     /// The coordinator's fencing token.
     pub token: u64,
+    /// How long the order may take: the rest of its phase's time limit. The agent bounds its own
+    /// work by it (a transient unit's runtime, a systemd job's wait), so nothing it starts
+    /// outlives the coordinator's patience. `None`: no limit from the caller.
+    pub limit: Option<Duration>,
 }
 
 /// Orders for a node that must join the swarm again.

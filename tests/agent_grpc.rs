@@ -62,11 +62,11 @@ impl NodeBackend for Recorder {
         self.calls.lock().unwrap().push(format!("prefetch {set}"));
         Ok(())
     }
-    fn upgrade(&self, set: &PackageSet, _: &OpKey) -> Result<(), NodeError> {
-        self.calls.lock().unwrap().push(format!("upgrade {set}"));
+    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
+        self.calls.lock().unwrap().push(format!("upgrade {set} within {:?}", op.limit));
         Ok(())
     }
-    fn restart_engine(&self) -> Result<(), NodeError> {
+    fn restart_engine(&self, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
         self.calls.lock().unwrap().push("restart".into());
         Err(NodeError::Failed("job for docker.service failed (result: failed)".into()))
     }
@@ -216,11 +216,15 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
         node_id: "worker1-id".into(),
     };
     assert_eq!(agents.describe(&target).await.unwrap().disk_free_bytes, 42);
-    let op = |token| OpKey { run_id: "run-2".into(), token };
+    let op = |token| OpKey { run_id: "run-2".into(), token, limit: None };
     let set = PackageSet(
         [("docker-ce".to_string(), "5:28.5.2-1~debian.13~trixie".parse().unwrap())].into(),
     );
-    agents.upgrade(&target, &set, &op(7)).await.unwrap();
+    // The order's time limit travels as gRPC's deadline; the agent keeps a margin to answer.
+    let limited = OpKey { limit: Some(std::time::Duration::from_secs(60)), ..op(7) };
+    agents.upgrade(&target, &set, &limited).await.unwrap();
+    let upgraded = calls.lock().unwrap().last().cloned().unwrap();
+    assert!(upgraded.ends_with("within Some(55s)"), "{upgraded}");
     match agents.restart_engine(&target, &op(7)).await {
         Err(PortError::Failed(m)) => {
             assert!(m.starts_with("agent on worker1: job for docker.service failed"), "{m}")

@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use swarm_upgrade::adapters::apt::command::InstallMode;
 use swarm_upgrade::adapters::apt::runner::{Apt, installed};
 use swarm_upgrade::model::PackageSet;
+use swarm_upgrade::ports::OpKey;
 use swarm_upgrade::wire::error::NodeError;
 
 const ENGINE: &str = "su-upgrade-test-engine";
@@ -48,6 +50,11 @@ impl Drop for Cleanup {
         let _ = Command::new("apt-mark").args(["unhold", ENGINE, COMPANION]).output();
         let _ = Command::new("dpkg").args(["--purge", "--force-all", ENGINE, COMPANION]).output();
     }
+}
+
+/// The order a test's transaction runs under.
+fn key(limit: Option<Duration>) -> OpKey {
+    OpKey { run_id: "t".into(), token: 1, limit }
 }
 
 fn set(engine: &str, companion: &str) -> PackageSet {
@@ -141,15 +148,15 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     );
 
     // The first install, then the upgrade: prefetched first, exact versions, held.
-    apt.install(&set("1.0", "1.0"), InstallMode::Upgrade, ("t", 1)).unwrap();
-    apt.prefetch(&set("2.0", "2.0"), ("t", 1)).unwrap();
+    apt.install(&set("1.0", "1.0"), InstallMode::Upgrade, &key(None)).unwrap();
+    apt.prefetch(&set("2.0", "2.0"), &key(None)).unwrap();
     // (A file: repository is read in place, so nothing lands in the cache; what matters is that
     // the download-only transaction changed nothing.)
     assert_eq!(
         versions(),
         [(COMPANION.into(), "1.0".into(), 'h', 'i'), (ENGINE.into(), "1.0".into(), 'h', 'i')]
     );
-    apt.install(&set("2.0", "2.0"), InstallMode::Upgrade, ("t", 1)).unwrap();
+    apt.install(&set("2.0", "2.0"), InstallMode::Upgrade, &key(None)).unwrap();
     assert_eq!(
         versions(),
         [(COMPANION.into(), "2.0".into(), 'h', 'i'), (ENGINE.into(), "2.0".into(), 'h', 'i')]
@@ -157,7 +164,7 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
 
     // Another apt holding dpkg's lock past our lock timeout: busy, nothing changed.
     let e = hold_the_lock_while(&dir, &apt, || {
-        apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap_err()
+        apt.install(&set("1.0", "1.0"), InstallMode::Rollback, &key(None)).unwrap_err()
     });
     assert!(e.is_busy(), "{e}");
     assert!(matches!(NodeError::from(e), NodeError::Busy(_)));
@@ -165,10 +172,25 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     let now: Vec<_> = versions().into_iter().map(|(p, v, _, status)| (p, v, status)).collect();
     assert_eq!(now, [(COMPANION.into(), "2.0".into(), 'i'), (ENGINE.into(), "2.0".into(), 'i')]);
 
+    // An order that outlives its time limit (a maintainer script or a repository that hangs,
+    // here a pre-invoke hook) is killed, says so, and changes nothing.
+    let hang = Apt {
+        options: [apt.options.clone(), vec!["DPkg::Pre-Invoke::=sleep 30".into()]].concat(),
+        ..apt.clone()
+    };
+    let e = hang
+        .install(&set("1.0", "1.0"), InstallMode::Rollback, &key(Some(Duration::from_secs(2))))
+        .unwrap_err();
+    assert_eq!(e.status, "killed after 2s", "{e}");
+    assert!(e.detail.contains("time limit"), "{e}");
+    assert!(matches!(NodeError::from(e), NodeError::Failed(_)));
+    let now: Vec<_> = versions().into_iter().map(|(p, v, _, status)| (p, v, status)).collect();
+    assert_eq!(now, [(COMPANION.into(), "2.0".into(), 'i'), (ENGINE.into(), "2.0".into(), 'i')]);
+
     // An upgrade never downgrades; a rollback does.
-    let e = apt.install(&set("1.0", "1.0"), InstallMode::Upgrade, ("t", 1)).unwrap_err();
+    let e = apt.install(&set("1.0", "1.0"), InstallMode::Upgrade, &key(None)).unwrap_err();
     assert!(e.detail.contains("downgraded"), "{e}");
-    apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap();
+    apt.install(&set("1.0", "1.0"), InstallMode::Rollback, &key(None)).unwrap();
     assert_eq!(
         versions(),
         [(COMPANION.into(), "1.0".into(), 'h', 'i'), (ENGINE.into(), "1.0".into(), 'h', 'i')]
@@ -176,7 +198,7 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
 
     // A package whose configuration fails leaves dpkg mid-transaction: the install fails with
     // dpkg's words, and the next transaction refuses to start over it.
-    let e = apt.install(&set("3.0", "2.0"), InstallMode::Upgrade, ("t", 1)).unwrap_err();
+    let e = apt.install(&set("3.0", "2.0"), InstallMode::Upgrade, &key(None)).unwrap_err();
     assert!(e.detail.contains("su-upgrade-test-engine"), "{e}");
     assert!(
         matches!(NodeError::from(e), NodeError::Failed(_)),
@@ -186,7 +208,7 @@ fn installs_exact_sets_refuses_silent_downgrades_rolls_back_and_detects_interrup
     let what = swarm_upgrade::agent::host::interrupted(&rows)
         .expect("the agent reports the interrupted package");
     assert!(what.starts_with("su-upgrade-test-engine ("), "{what}");
-    let e = apt.install(&set("1.0", "1.0"), InstallMode::Rollback, ("t", 1)).unwrap_err();
+    let e = apt.install(&set("1.0", "1.0"), InstallMode::Rollback, &key(None)).unwrap_err();
     assert!(
         e.detail.contains("interrupted dpkg") && e.detail.contains("dpkg --configure -a"),
         "{e}"

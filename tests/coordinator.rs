@@ -96,6 +96,41 @@ async fn broken_engine_rolls_the_first_node_back_and_halts() {
     assert!(w.store_doc().lock.is_none());
 }
 
+/// An agent that never answers (an engine that never becomes ready, a paused node) is given up at
+/// the phase's time limit, which the order also carried to the agent; the node is rolled back
+/// and the run halts naming it.
+#[tokio::test(start_paused = true)]
+async fn an_action_that_never_returns_fails_at_the_phase_limit() {
+    let c = cluster();
+    c.world.lock().unwrap().hang_restart_on = Some("worker1".into());
+    let before = availabilities(&c.world.lock().unwrap());
+    // (Time is virtual here: an hour passes at once when nothing else can happen.)
+    let rec = tokio::time::timeout(
+        std::time::Duration::from_secs(3600),
+        run(&c, &Settings::default(), &to(NEW), "m/1"),
+    )
+    .await
+    .expect("the run ends instead of waiting for the agent forever")
+    .unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed), "{:?}", rec.reason);
+    assert_eq!(rec.halt, Some(Halt::NodeFailed));
+    let reason = rec.reason.clone().unwrap();
+    assert!(
+        reason.contains("Restart on worker1 timed out after 180s")
+            && reason.contains("the restart action on worker1 did not finish"),
+        "{reason}"
+    );
+    assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, OLD, &before);
+    let first = w.log.iter().find(|l| l.starts_with("ordered a restart of worker1")).unwrap();
+    assert_eq!(
+        first, "ordered a restart of worker1 within Some(180s)",
+        "the limit reached the agent"
+    );
+    assert!(w.store_doc().lock.is_none());
+}
+
 /// A busy apt lock and a broken package reach the coordinator as different kinds with different
 /// consequences: a busy node is asked again until the phase's time limit (nothing was changed),
 /// a broken package rolls the node back and halts the run at once.

@@ -430,7 +430,7 @@ impl swarm_upgrade::agent::service::NodeBackend for NoWork {
     ) -> Result<(), NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
-    fn restart_engine(&self) -> Result<(), NodeError> {
+    fn restart_engine(&self, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
     fn rollback(

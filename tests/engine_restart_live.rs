@@ -2,7 +2,8 @@
 //! docker.io. Through the agent's own code path (daemon.json check, docker.service restarted over
 //! the node's D-Bus and awaited to its job's result, then dockerd must answer): a bad daemon.json
 //! is refused before anything restarts; a restart gives a new dockerd that answers; an engine
-//! that cannot start is reported as the failed job it is.
+//! that cannot start is reported as the failed job it is; one that never becomes ready is given
+//! up at the order's limit, its job cancelled.
 
 mod common;
 
@@ -13,6 +14,7 @@ use common::dockerd::Dockerd;
 use common::node::{ENGINE, Node};
 use swarm_upgrade::agent::host::HostBackend;
 use swarm_upgrade::agent::service::NodeBackend;
+use swarm_upgrade::ports::OpKey;
 use swarm_upgrade::wire::error::NodeError;
 
 fn main_pid(node: &Node<'_>) -> String {
@@ -21,8 +23,14 @@ fn main_pid(node: &Node<'_>) -> String {
 
 /// The restart, its failure as the text an operator reads (a failure, never a busy node).
 async fn restart(backend: &Arc<HostBackend>) -> Result<(), String> {
+    restart_within(backend, None).await
+}
+
+/// The restart under an order's time limit.
+async fn restart_within(backend: &Arc<HostBackend>, limit: Option<Duration>) -> Result<(), String> {
     let b = backend.clone();
-    tokio::task::spawn_blocking(move || b.restart_engine()).await.unwrap().map_err(|e| {
+    let op = OpKey { run_id: "run-1".into(), token: 1, limit };
+    tokio::task::spawn_blocking(move || b.restart_engine(&op)).await.unwrap().map_err(|e| {
         assert!(matches!(e, NodeError::Failed(_)), "{e:?}");
         e.to_string()
     })
@@ -75,5 +83,19 @@ async fn the_agents_engine_restart_on_a_real_node() {
     let e = restart(&backend).await.unwrap_err();
     assert!(e.contains("docker.service") && e.contains("failed"), "{e}");
     assert_ne!(node.exec("systemctl is-active docker.service").as_deref(), Ok("active"));
+
+    // An engine that never becomes ready (here: a start that hangs before dockerd runs) under an
+    // order's limit: the restart gives up at the limit and cancels its job, so nothing stays
+    // queued behind it; once the cause is gone, the next restart works.
+    node.exec(
+        "rm /etc/docker/daemon.json && mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\\nExecStartPre=/bin/sleep 600\\n' > /etc/systemd/system/docker.service.d/hang.conf && systemctl daemon-reload",
+    )
+    .unwrap();
+    let e = restart_within(&backend, Some(Duration::from_secs(3))).await.unwrap_err();
+    assert!(e.contains("timed out after 3s and was cancelled"), "{e}");
+    assert_eq!(node.exec("systemctl list-jobs --no-legend").unwrap().trim(), "", "no job left");
+    node.exec("rm -r /etc/systemd/system/docker.service.d && systemctl daemon-reload").unwrap();
+    restart(&backend).await.unwrap();
+    docker.ping().await.unwrap();
     let _ = std::fs::remove_file(&check_file);
 }

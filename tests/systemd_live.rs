@@ -12,6 +12,7 @@ use swarm_upgrade::adapters::apt::command::{self, InstallMode};
 use swarm_upgrade::adapters::apt::runner::Apt;
 use swarm_upgrade::adapters::systemd::{Systemd, UnitError};
 use swarm_upgrade::model::PackageSet;
+use swarm_upgrade::ports::OpKey;
 
 const UNITS: &str = r#"
 cat > /etc/systemd/system/su-ok.service <<'U'
@@ -63,6 +64,8 @@ async fn restarts_are_awaited_to_their_jobs_result() {
         e,
         UnitError::Timeout { unit: "su-slow.service".into(), after: Some(Duration::from_secs(2)) }
     );
+    // Our limit cancels the job: nothing stays queued behind it.
+    assert_eq!(node.exec("systemctl list-jobs --no-legend").unwrap().trim(), "");
 
     // The transient unit our apt transactions run in: the command line exactly as the agent
     // builds it, executed under this node's real systemd-run (so an agent restart cannot kill
@@ -107,7 +110,7 @@ async fn restarts_are_awaited_to_their_jobs_result() {
     let argv = apt.transaction_args(
         "install",
         command::install(&set("1.0"), InstallMode::Upgrade),
-        ("run-1", 3),
+        &OpKey { run_id: "run-1".into(), token: 3, limit: None },
     );
     assert_eq!(argv[0], "systemd-run");
     let mut exec = vec!["exec", "node1"];
@@ -121,10 +124,35 @@ async fn restarts_are_awaited_to_their_jobs_result() {
     let argv = apt.transaction_args(
         "install",
         command::install(&set("9.9"), InstallMode::Upgrade),
-        ("run-1", 4),
+        &OpKey { run_id: "run-1".into(), token: 4, limit: None },
     );
     let mut exec = vec!["exec", "node1"];
     exec.extend(argv.iter().map(String::as_str));
     let e = engine.cli(&exec).unwrap_err();
     assert!(e.contains("Version '9.9' for 'su-transient-test' was not found"), "{e}");
+
+    // An order's time limit becomes the unit's runtime limit: systemd ends a transaction that
+    // hangs (here a pre-invoke hook) and the unit is gone; nothing was installed.
+    let hang = Apt {
+        options: [apt.options.clone(), vec!["DPkg::Pre-Invoke::=sleep 300".into()]].concat(),
+        ..apt.clone()
+    };
+    let argv = hang.transaction_args(
+        "install",
+        command::install(&set("1.0"), InstallMode::Rollback),
+        &OpKey { run_id: "run-1".into(), token: 5, limit: Some(Duration::from_secs(3)) },
+    );
+    assert!(argv.iter().any(|a| a == "--property=RuntimeMaxSec=3000ms"), "{argv:?}");
+    node.exec("dpkg --purge su-transient-test").unwrap();
+    let mut exec = vec!["exec", "node1"];
+    exec.extend(argv.iter().map(String::as_str));
+    engine.cli(&exec).unwrap_err();
+    let status = node
+        .exec("dpkg-query -W -f='${db:Status-Abbrev}' su-transient-test 2>/dev/null || true")
+        .unwrap();
+    assert!(!status.starts_with("ii"), "nothing was installed: {status}");
+    assert!(
+        node.exec("systemctl list-units --all --no-legend 'swarm-upgrade-*'").unwrap().is_empty(),
+        "the unit was ended and collected"
+    );
 }

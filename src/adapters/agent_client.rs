@@ -14,6 +14,23 @@ use crate::wire::error::NodeError;
 use crate::wire::pb::{self, agent_client::AgentClient};
 use crate::wire::tls::TlsMaterial;
 
+/// How often an idle or busy connection is pinged, and how long a ping may go unanswered.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// The longest a description may take: an agent refreshes the node's package lists, waiting up to
+/// two minutes for another apt that holds them.
+const DESCRIBE_LIMIT: Duration = Duration::from_secs(150);
+
+/// A request that the server gives up on (and says so) once `limit` has passed: tonic sends it as
+/// the `grpc-timeout` header, which the agent also reads to bound its own work.
+fn limited<T>(message: T, limit: Option<Duration>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Some(limit) = limit {
+        req.set_timeout(limit.max(Duration::from_secs(1)));
+    }
+    req
+}
+
 /// Agents reached over gRPC on `port`.
 #[derive(Clone, Debug)]
 pub struct GrpcAgents {
@@ -40,7 +57,12 @@ impl GrpcAgents {
         };
         let mut endpoint = Channel::from_shared(url.clone())
             .map_err(|e| unreachable(&e))?
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            // A node that stops answering without closing the connection (paused, cut off) is
+            // noticed within seconds, not at the end of a 15-minute order.
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .keep_alive_while_idle(true);
         if let Some(t) = &self.tls {
             let tls = ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(&t.ca))
@@ -72,8 +94,8 @@ fn status(node: &AgentTarget, s: Status) -> PortError {
     }
 }
 
-fn order(set: &PackageSet, op: &OpKey) -> pb::Order {
-    crate::wire::convert::order(set, &op.run_id, op.token)
+fn order(set: &PackageSet, op: &OpKey) -> tonic::Request<pb::Order> {
+    limited(crate::wire::convert::order(set, &op.run_id, op.token), op.limit)
 }
 
 /// Reads a progress stream to its end; the last message or the failure.
@@ -98,7 +120,10 @@ impl Agents for GrpcAgents {
     async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError> {
         let mut c = self.client(node).await?;
         let r = c
-            .describe(pb::DescribeRequest { packages: self.packages.clone() })
+            .describe(limited(
+                pb::DescribeRequest { packages: self.packages.clone() },
+                Some(DESCRIBE_LIMIT),
+            ))
             .await
             .map_err(|s| status(node, s))?;
         Ok(report_from_pb(&r.into_inner()))
@@ -151,7 +176,7 @@ impl Agents for GrpcAgents {
             join_token: join.token.0.clone(),
             managers: join.managers.clone(),
         };
-        let r = c.rejoin(req).await.map_err(|s| status(node, s))?;
+        let r = c.rejoin(limited(req, op.limit)).await.map_err(|s| status(node, s))?;
         Ok(NodeId(r.into_inner().node_id))
     }
 }

@@ -38,6 +38,14 @@ trait Unit {
     fn sub_state(&self) -> zbus::Result<String>;
 }
 
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Job",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Job {
+    fn cancel(&self) -> zbus::Result<()>;
+}
+
 /// Why a unit operation failed, as systemd reports the job's result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
@@ -47,8 +55,8 @@ pub enum UnitError {
         /// The unit.
         unit: String,
     },
-    /// systemd's own job timeout hit (result `timeout`), or ours.
-    #[error("{unit}: the restart job timed out{}", .after.map(|d| format!(" after {}s", d.as_secs())).unwrap_or_default())]
+    /// systemd's own job timeout hit (result `timeout`), or ours (the job is then cancelled).
+    #[error("{unit}: the restart job timed out{}", .after.map(|d| format!(" after {}s and was cancelled; see `journalctl -u {unit}`", d.as_secs())).unwrap_or_default())]
     Timeout {
         /// The unit.
         unit: String,
@@ -128,9 +136,29 @@ impl Systemd {
             }
             Err(UnitError::Bus("the JobRemoved stream ended".into()))
         };
-        tokio::time::timeout(limit, wait)
-            .await
-            .map_err(|_| UnitError::Timeout { unit: unit.to_string(), after: Some(limit) })?
+        match tokio::time::timeout(limit, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                // A job left queued would keep the unit starting (docker.service waits forever:
+                // TimeoutStartSec=0) and block the rollback's own restart behind it.
+                self.cancel(&job).await;
+                Err(UnitError::Timeout { unit: unit.to_string(), after: Some(limit) })
+            }
+        }
+    }
+
+    /// Cancels `job`; one that ended meanwhile is fine (it is gone, which is all we ask).
+    async fn cancel(&self, job: &OwnedObjectPath) {
+        let proxy = match JobProxy::builder(&self.conn).path(job.clone()) {
+            Ok(b) => b.build().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = match proxy {
+            Ok(p) => p.cancel().await,
+            Err(e) => Err(e),
+        } {
+            tracing::debug!(job = %job.as_str(), error = %e, "cancelling the job (it may have ended)");
+        }
     }
 
     /// `ActiveState` and `SubState` of `unit`, e.g. `("active", "running")`.

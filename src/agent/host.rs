@@ -122,14 +122,15 @@ impl NodeBackend for HostBackend {
     }
 
     fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
-        Ok(self.apt.prefetch(set, (&op.run_id, op.token))?)
+        Ok(self.apt.prefetch(set, op)?)
     }
 
     fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
-        Ok(self.apt.install(set, InstallMode::Upgrade, (&op.run_id, op.token))?)
+        Ok(self.apt.install(set, InstallMode::Upgrade, op)?)
     }
 
-    fn restart_engine(&self) -> Result<(), NodeError> {
+    fn restart_engine(&self, op: &OpKey) -> Result<(), NodeError> {
+        let limit = op.limit.map_or(self.restart_limit, |l| l.min(self.restart_limit));
         let text = std::fs::read_to_string(&self.daemon_json).ok();
         check_daemon_json(&self.daemon_json, text.as_deref()).map_err(failed)?;
         self.runtime.block_on(async {
@@ -140,7 +141,7 @@ impl NodeBackend for HostBackend {
             .map_err(failed)?;
             // A unit past its start limit refuses restarts until its failed state is cleared.
             let _ = systemd.reset_failed("docker.service").await;
-            systemd.restart("docker.service", self.restart_limit).await.map_err(failed)?;
+            systemd.restart("docker.service", limit).await.map_err(failed)?;
             self.docker.ping().await.map_err(|e| {
                 NodeError::Failed(format!(
                     "docker.service restarted but dockerd does not answer: {e}"
@@ -151,8 +152,11 @@ impl NodeBackend for HostBackend {
     }
 
     fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
-        self.apt.install(previous, InstallMode::Rollback, (&op.run_id, op.token))?;
-        self.restart_engine()
+        let started = std::time::Instant::now();
+        self.apt.install(previous, InstallMode::Rollback, op)?;
+        // The restart gets what is left of the order's time.
+        let left = op.limit.map(|l| l.saturating_sub(started.elapsed()));
+        self.restart_engine(&OpKey { limit: left, ..op.clone() })
     }
 
     fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError> {

@@ -26,8 +26,8 @@ pub trait NodeBackend: Send + Sync + 'static {
     fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Installs the set in one transaction and holds it.
     fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
-    /// Restarts docker.service and waits for the job's result.
-    fn restart_engine(&self) -> Result<(), NodeError>;
+    /// Restarts docker.service and waits for the job's result (at most `op.limit`).
+    fn restart_engine(&self, op: &OpKey) -> Result<(), NodeError>;
     /// Reinstalls `previous` and restarts the engine.
     fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Leaves the swarm and joins again; returns the new node ID.
@@ -166,10 +166,11 @@ impl<B: NodeBackend> AgentService<B> {
         work: impl FnOnce(&B, &PackageSet, &OpKey) -> Result<String, NodeError> + Send + 'static,
     ) -> Result<Response<ProgressStream>, Status> {
         self.caller(&req)?;
+        let limit = crate::wire::deadline::of(&req);
         let order = req.into_inner();
         let (run, token) = self.admit(order.fence.as_ref())?;
         let set = package_set(&order.packages).map_err(|e| NodeError::Invalid(e.to_string()))?;
-        let key = OpKey { run_id: run.clone(), token };
+        let key = OpKey { run_id: run.clone(), token, limit };
         Ok(Response::new(self.order(op, run, token, move |b| work(b, &set, &key))))
     }
 }
@@ -221,8 +222,8 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         &self,
         req: Request<pb::Order>,
     ) -> Result<Response<ProgressStream>, Status> {
-        self.package_order(req, "restart", |b, _, _| {
-            b.restart_engine().map(|_| "docker.service restarted".to_string())
+        self.package_order(req, "restart", |b, _, op| {
+            b.restart_engine(op).map(|_| "docker.service restarted".to_string())
         })
     }
 
@@ -280,7 +281,11 @@ pub(crate) async fn serve_shared<B: NodeBackend>(
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let mut builder = tonic::transport::Server::builder();
+    // A coordinator that vanished mid-order (its manager cut off) is noticed, and its calls end.
+    let keepalive = std::time::Duration::from_secs(10);
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

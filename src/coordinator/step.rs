@@ -1,6 +1,8 @@
 //! One step of the node in progress: its phase's action (once), one observation, one verdict
 //! with the phase's deadline applied in one place ([`deadline`]), and one handler per verdict.
 
+use std::time::Duration;
+
 use super::act::Acted;
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::events::Event;
@@ -75,8 +77,14 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         if *acted == key {
             return Ok(Acting::Done);
         }
-        let op = OpKey { run_id: run.id.clone(), token };
-        Ok(match self.with_lease(token, self.act(p, &run.packages, &op)).await? {
+        let now = self.ports.clock.now();
+        let left = p
+            .phase
+            .timeout(&self.settings.timeouts)
+            .map(|t| t.saturating_sub(elapsed(p.phase_started, now)));
+        let op = OpKey { run_id: run.id.clone(), token, limit: left };
+        let action = self.bounded(left, self.act(p, &run.packages, &op), p);
+        Ok(match self.with_lease(token, action).await? {
             Ok(Acted::Done) => {
                 *acted = key;
                 Acting::Done
@@ -97,6 +105,27 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 Acting::Verdict(Verdict::Fail(format!("{:?} on {}: {e}", p.phase, p.hostname)))
             }
         })
+    }
+
+    /// `action`, given up once the phase's time `left` has passed (plus a second, so that the
+    /// verdict that follows finds the phase past its limit and fails it): an agent that never
+    /// answers, a paused node or a hung repository must not hold the run and its lock. The
+    /// abandoned order is bounded on the node by the same limit (see [`OpKey::limit`]).
+    async fn bounded<T>(
+        &self,
+        left: Option<Duration>,
+        action: impl Future<Output = Result<T, PortError>>,
+        p: &NodeProgress,
+    ) -> Result<T, PortError> {
+        let Some(left) = left else { return action.await };
+        tokio::select! {
+            r = action => r,
+            () = self.ports.clock.sleep(left + Duration::from_secs(1)) => Err(PortError::Unavailable(format!(
+                "the {} action on {} did not finish within the phase's time limit",
+                p.phase.name(),
+                p.hostname
+            ))),
+        }
     }
 
     /// The swarm and the node's agent now, judged (the deadline not yet applied).

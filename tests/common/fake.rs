@@ -327,6 +327,14 @@ impl Agents for FakeCluster {
     async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
+        let hang = {
+            let mut w = self.w();
+            w.log.push(format!("ordered a restart of {} within {:?}", h.hostname, op.limit));
+            w.hang_restart_on.take_if(|on| *on == h.hostname).is_some()
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
         let r = Self::restart(&mut self.w(), &node.addr);
         self.counted().await;
         r

@@ -62,6 +62,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         fail_prefetch_on: None,
         busy_upgrades: 0,
         fail_upgrade_on: None,
+        hang_restart_on: None,
         min_running: BTreeMap::new(),
         floor: BTreeMap::new(),
         highest_token: BTreeMap::new(),

@@ -43,6 +43,8 @@ pub struct World {
     pub busy_upgrades: u32,
     /// A host whose upgrade fails like a broken package (dpkg returns an error).
     pub fail_upgrade_on: Option<String>,
+    /// The first engine restart on this host never answers (an engine that never becomes ready).
+    pub hang_restart_on: Option<String>,
     /// A host whose swarm state is wiped at its next engine restart.
     pub wipe_on_restart: Option<String>,
     /// Lowest running count seen per replicated service (checked against `floor`).

@@ -67,7 +67,13 @@ pub fn hold(set: &PackageSet) -> Vec<String> {
 /// Runs `args` in a transient systemd unit, so a restart or crash of the agent (whose cgroup
 /// systemd would kill) can never kill dpkg in the middle of a transaction. `--wait --pipe`
 /// hands the output and exit status back to the agent while it lives.
-pub(crate) fn in_transient_unit(unit: &str, args: &[String]) -> Vec<String> {
+/// With a `limit`, systemd ends the unit once it has run that long (`RuntimeMaxSec`): nothing an
+/// order starts outlives the coordinator's patience.
+pub(crate) fn in_transient_unit(
+    unit: &str,
+    args: &[String],
+    limit: Option<std::time::Duration>,
+) -> Vec<String> {
     let mut out: Vec<String> = [
         "systemd-run",
         "--quiet",
@@ -81,6 +87,9 @@ pub(crate) fn in_transient_unit(unit: &str, args: &[String]) -> Vec<String> {
     .map(String::from)
     .collect();
     out.push(format!("--unit={unit}"));
+    if let Some(limit) = limit {
+        out.push(format!("--property=RuntimeMaxSec={}ms", limit.as_millis().max(1)));
+    }
     out.push("--".into());
     out.extend(args.iter().cloned());
     out
@@ -127,10 +136,13 @@ mod tests {
     fn transient_units_are_named_per_run_and_token() {
         let u = unit_name("install", "run 2026/11/25", 7);
         assert_eq!(u, "swarm-upgrade-install-run20261125-7.service");
-        let cmd = in_transient_unit(&u, &install(&set(), InstallMode::Upgrade));
+        let cmd = in_transient_unit(&u, &install(&set(), InstallMode::Upgrade), None);
         assert_eq!(cmd[0], "systemd-run");
         let sep = cmd.iter().position(|a| a == "--").unwrap();
         assert_eq!(cmd[sep + 1], "apt-get");
         assert!(cmd[..sep].contains(&format!("--unit={u}")));
+        assert!(!cmd.iter().any(|a| a.contains("RuntimeMaxSec")));
+        let limited = in_transient_unit(&u, &[], Some(std::time::Duration::from_secs(90)));
+        assert!(limited.contains(&"--property=RuntimeMaxSec=90000ms".to_string()), "{limited:?}");
     }
 }

@@ -2,9 +2,11 @@
 //! agent calls these from a blocking task.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::parse::{self, Installed, RepoProblem};
 use crate::model::DebVersion;
+use crate::ports::OpKey;
 use crate::wire::error::NodeError;
 
 /// A failed apt or dpkg command.
@@ -51,19 +53,37 @@ pub struct Ran {
 
 /// Runs `args` (program first) without failing on a non-zero exit.
 pub fn run(args: &[String]) -> Result<Ran, AptError> {
+    run_within(args, None)
+}
+
+/// Runs `args` like [`run`], killed once `limit` has passed (`None`: no limit), which is then
+/// the error.
+pub fn run_within(args: &[String], limit: Option<Duration>) -> Result<Ran, AptError> {
     let (program, rest) = args.split_first().expect("a command has a program");
-    let out = duct::cmd(program, rest)
+    let error =
+        |status: String, detail: String| AptError { command: args.join(" "), status, detail };
+    let handle = duct::cmd(program, rest)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("LC_ALL", "C")
         .stdout_capture()
         .stderr_capture()
         .unchecked()
-        .run()
-        .map_err(|e| AptError {
-            command: args.join(" "),
-            status: "could not start".into(),
-            detail: e.to_string(),
-        })?;
+        .start()
+        .map_err(|e| error("could not start".into(), e.to_string()))?;
+    let started = Instant::now();
+    let out = loop {
+        if let Some(out) = handle.try_wait().map_err(|e| error("lost".into(), e.to_string()))? {
+            break out;
+        }
+        if let Some(limit) = limit.filter(|l| started.elapsed() >= *l) {
+            let _ = handle.kill();
+            return Err(error(
+                format!("killed after {}s", limit.as_secs()),
+                "it did not finish within the order's time limit".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     Ok(Ran {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -73,7 +93,12 @@ pub fn run(args: &[String]) -> Result<Ran, AptError> {
 
 /// Runs `args` and fails with apt's own error lines when it exits non-zero.
 pub fn run_checked(args: &[String]) -> Result<Ran, AptError> {
-    let ran = run(args)?;
+    run_checked_within(args, None)
+}
+
+/// [`run_checked`] within `limit`.
+pub fn run_checked_within(args: &[String], limit: Option<Duration>) -> Result<Ran, AptError> {
+    let ran = run_within(args, limit)?;
     if ran.code == 0 {
         return Ok(ran);
     }
@@ -176,39 +201,37 @@ impl Apt {
     }
 
     /// The command line of a transaction: apt options added, and wrapped in a transient unit
-    /// named after the order when `transient`.
-    pub fn transaction_args(
-        &self,
-        op: &str,
-        args: Vec<String>,
-        unit_key: (&str, u64),
-    ) -> Vec<String> {
+    /// named after the order (and limited to its time) when `transient`.
+    pub fn transaction_args(&self, op: &str, args: Vec<String>, key: &OpKey) -> Vec<String> {
         let args = self.with_options(args);
         if self.transient {
-            super::command::in_transient_unit(
-                &super::command::unit_name(op, unit_key.0, unit_key.1),
-                &args,
-            )
+            let unit = super::command::unit_name(op, &key.run_id, key.token);
+            super::command::in_transient_unit(&unit, &args, key.limit)
         } else {
             args
         }
     }
 
-    fn transaction(
-        &self,
-        op: &str,
-        args: Vec<String>,
-        unit_key: (&str, u64),
-    ) -> Result<Ran, AptError> {
-        run_checked(&self.transaction_args(op, args, unit_key))
+    /// Runs a transaction within the order's limit. In a transient unit, systemd ends it at the
+    /// limit (`RuntimeMaxSec`) and `systemd-run` reports that; the wait here is a backstop.
+    fn transaction(&self, op: &str, args: Vec<String>, key: &OpKey) -> Result<Ran, AptError> {
+        let backstop =
+            key.limit.map(|l| if self.transient { l + Duration::from_secs(15) } else { l });
+        let started = Instant::now();
+        run_checked_within(&self.transaction_args(op, args, key), backstop).map_err(|mut e| {
+            if let Some(limit) = key.limit.filter(|l| started.elapsed() >= *l) {
+                e.detail = format!(
+                    "{}; it ran into the order's time limit ({}s): the repository or a maintainer script may hang, see `journalctl -u 'swarm-upgrade-*'` on the node",
+                    e.detail,
+                    limit.as_secs()
+                );
+            }
+            e
+        })
     }
 
     /// Downloads the exact set.
-    pub fn prefetch(
-        &self,
-        set: &crate::model::PackageSet,
-        key: (&str, u64),
-    ) -> Result<(), AptError> {
+    pub fn prefetch(&self, set: &crate::model::PackageSet, key: &OpKey) -> Result<(), AptError> {
         self.transaction("prefetch", super::command::prefetch(set), key).map(|_| ())
     }
 
@@ -218,7 +241,7 @@ impl Apt {
         &self,
         set: &crate::model::PackageSet,
         mode: super::command::InstallMode,
-        key: (&str, u64),
+        key: &OpKey,
     ) -> Result<(), AptError> {
         let names: Vec<String> = set.0.keys().cloned().collect();
         let fail = |detail: String| AptError {
