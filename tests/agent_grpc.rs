@@ -10,7 +10,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
 use swarm_upgrade::adapters::agent_client::GrpcAgents;
-use swarm_upgrade::agent::service::{AgentService, NodeBackend, serve};
+use swarm_upgrade::agent::service::{AgentService, Managers, NodeBackend, serve};
 use swarm_upgrade::model::{AgentReport, PackageSet};
 use swarm_upgrade::ports::{AgentTarget, Agents, OpKey, PortError, Secret};
 use swarm_upgrade::wire::error::NodeError;
@@ -47,11 +47,29 @@ fn node_cert(ca: &Ca, cluster: &str, role: &str, node: &str) -> (String, String)
     (cert.pem(), key.serialize_pem())
 }
 
-#[derive(Default)]
 struct Recorder {
     calls: Arc<Mutex<Vec<String>>>,
     /// How many rollbacks from now find apt's lock held.
     busy_rollbacks: Arc<Mutex<u32>>,
+    /// The swarm's managers as the node's engine sees them (`None`: it cannot say).
+    managers: Arc<Mutex<Option<Managers>>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            calls: Arc::default(),
+            busy_rollbacks: Arc::default(),
+            managers: Arc::new(Mutex::new(Some(managers(&["manager1-id"])))),
+        }
+    }
+}
+
+fn managers(ids: &[&str]) -> Managers {
+    Managers {
+        ids: ids.iter().map(|s| s.to_string()).collect(),
+        addrs: ["10.0.0.1:2377".to_string()].into(),
+    }
 }
 
 impl NodeBackend for Recorder {
@@ -86,6 +104,9 @@ impl NodeBackend for Recorder {
     }
     fn node_id(&self) -> String {
         "worker1-id".into()
+    }
+    fn managers(&self) -> Option<Managers> {
+        self.managers.lock().unwrap().clone()
     }
 }
 
@@ -392,4 +413,123 @@ async fn a_rotated_certificate_is_picked_up_without_a_restart() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Another swarm's root CA.
+fn other_swarm_ca() -> Ca {
+    ca("swarm-ca")
+}
+
+/// An order naming these packages.
+fn order_of(token: u64, names: &[&str]) -> Order {
+    Order {
+        fence: Some(Fence { run_id: "run-1".into(), token }),
+        packages: names
+            .iter()
+            .map(|n| pb::Package { name: n.to_string(), version: "1.0".into() })
+            .collect(),
+    }
+}
+
+/// A manager certificate is not enough: the caller must be among the swarm's managers as the
+/// node's engine sees them now (the last view is kept while the engine cannot say); and orders
+/// name only the node's configured packages, never an apt option.
+#[tokio::test]
+async fn only_current_managers_are_obeyed_and_only_for_our_packages() {
+    let swarm_ca = ca("swarm-ca");
+    let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
+    let backend = Recorder::default();
+    let (calls, view) = (backend.calls.clone(), backend.managers.clone());
+    let service = AgentService::new(backend, "cluster-a", false)
+        .with_packages(["docker-ce".to_string(), "containerd.io".to_string()]);
+    service.trust_ca(&swarm_ca.cert_pem);
+    let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
+    let manager1 = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
+    // Demoted or removed: its certificate still says swarm-manager for up to 90 days.
+    let former = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager2-id");
+    let mut m = client(port, &swarm_ca, &manager1).await.unwrap();
+    let mut f = client(port, &swarm_ca, &former).await.unwrap();
+    m.health(pb::HealthRequest {}).await.unwrap();
+    let refused = |e: tonic::Status| {
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+        assert!(
+            e.message().contains(
+                "manager2-id holds a manager certificate but is not among the swarm's managers now"
+            ),
+            "{e}"
+        );
+    };
+    refused(f.health(pb::HealthRequest {}).await.unwrap_err());
+    refused(f.upgrade(order(3)).await.unwrap_err());
+
+    // The engine restarting cannot say: its last view still decides.
+    *view.lock().unwrap() = None;
+    m.health(pb::HealthRequest {}).await.unwrap();
+    refused(f.health(pb::HealthRequest {}).await.unwrap_err());
+    // manager2 promoted again: obeyed once the engine says so.
+    *view.lock().unwrap() = Some(managers(&["manager1-id", "manager2-id"]));
+    f.health(pb::HealthRequest {}).await.unwrap();
+
+    // Package names: an apt option, or a package that is not ours, is refused before anything.
+    let invalid = |e: tonic::Status, needle: &str| {
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(e.message().contains(needle), "{needle}: {e}");
+    };
+    invalid(
+        m.upgrade(order_of(4, &["docker-ce", "-oAPT::Get::Foo=1"])).await.unwrap_err(),
+        "\"-oAPT::Get::Foo=1\" is not a Debian package name",
+    );
+    invalid(
+        m.prefetch(order_of(4, &["vim"])).await.unwrap_err(),
+        "package vim is not one this agent upgrades (containerd.io, docker-ce)",
+    );
+    invalid(
+        m.describe(pb::DescribeRequest { packages: vec!["--option=x".into()] }).await.unwrap_err(),
+        "is not a Debian package name",
+    );
+    assert!(calls.lock().unwrap().is_empty(), "nothing was carried out: {:?}", calls.lock());
+    let done =
+        last(m.upgrade(order_of(4, &["docker-ce", "containerd.io"])).await.unwrap().into_inner())
+            .await
+            .unwrap();
+    assert!(done.done, "{done:?}");
+
+    // One order with a huge token would make every real coordinator stale from then on.
+    invalid(
+        m.upgrade(order_of(u64::MAX, &["docker-ce"])).await.unwrap_err(),
+        "refused as implausible",
+    );
+
+    // Rejoin: only into the swarm whose CA this node trusts, at its known managers' addresses.
+    let join = |ca_pem: &str, managers: &[&str]| pb::JoinOrder {
+        fence: Some(Fence { run_id: "run-1".into(), token: 4 }),
+        join_token: format!(
+            "SWMTKN-1-{}-{}",
+            swarm_upgrade::wire::join::ca_digest(ca_pem),
+            "1".repeat(25)
+        ),
+        managers: managers.iter().map(|m| m.to_string()).collect(),
+    };
+    invalid(
+        m.rejoin(join(&other_swarm_ca().cert_pem, &["10.0.0.1:2377"])).await.unwrap_err(),
+        "belongs to a swarm with another root CA",
+    );
+    invalid(
+        m.rejoin(join(&swarm_ca.cert_pem, &["203.0.113.9:2377"])).await.unwrap_err(),
+        "203.0.113.9:2377 is not a manager address of this node's swarm",
+    );
+    let joined = m.rejoin(join(&swarm_ca.cert_pem, &["10.0.0.1:2377"])).await.unwrap();
+    assert_eq!(joined.into_inner().node_id, "new-id");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+
+    // A fresh agent whose engine cannot say yet: asked to try again, not obeyed blindly.
+    let backend = Recorder::default();
+    *backend.managers.lock().unwrap() = None;
+    let (port, stop, server) =
+        start(AgentService::new(backend, "cluster-a", false), &agent_cert, &swarm_ca).await;
+    let e = client(port, &swarm_ca, &manager1).await.unwrap().health(pb::HealthRequest {}).await;
+    assert_eq!(e.unwrap_err().code(), tonic::Code::Unavailable);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }

@@ -281,8 +281,11 @@ async fn adapter_and_store_against_a_real_swarm() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service =
-        swarm_upgrade::agent::service::AgentService::new(NoWork, snap.cluster_id.clone(), false);
+    let service = swarm_upgrade::agent::service::AgentService::new(
+        NoWork(me.node_id.clone()),
+        snap.cluster_id.clone(),
+        false,
+    );
     let server =
         tokio::spawn(swarm_upgrade::agent::service::serve(service, listener, Some(tls), async {
             let _ = stopped.await;
@@ -409,8 +412,8 @@ async fn adapter_and_store_against_a_real_swarm() {
     std::fs::remove_file(&cfg).unwrap();
 }
 
-/// A backend for identity checks only: it does no node work.
-struct NoWork;
+/// A backend for identity checks only: it does no node work; its swarm's one manager is named.
+struct NoWork(String);
 
 impl swarm_upgrade::agent::service::NodeBackend for NoWork {
     fn describe(&self, _: &[String]) -> Result<swarm_upgrade::model::AgentReport, NodeError> {
@@ -445,5 +448,11 @@ impl swarm_upgrade::agent::service::NodeBackend for NoWork {
     }
     fn node_id(&self) -> String {
         "real-swarm-node".into()
+    }
+    fn managers(&self) -> Option<swarm_upgrade::agent::service::Managers> {
+        Some(swarm_upgrade::agent::service::Managers {
+            ids: [self.0.clone()].into(),
+            addrs: Default::default(),
+        })
     }
 }

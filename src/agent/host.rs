@@ -8,7 +8,7 @@
 
 use bollard::Docker;
 
-use super::service::NodeBackend;
+use super::service::{Managers, NodeBackend};
 use crate::adapters::apt::command::InstallMode;
 use crate::adapters::apt::{parse, runner};
 use crate::adapters::engine::check_daemon_json;
@@ -167,6 +167,22 @@ impl NodeBackend for HostBackend {
 
     fn node_id(&self) -> String {
         self.node_id.clone()
+    }
+
+    fn managers(&self) -> Option<Managers> {
+        let info = self.runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.docker.info()).await
+        });
+        let swarm = info.ok()?.ok()?.swarm?;
+        if swarm.local_node_state != Some(bollard::models::LocalNodeState::ACTIVE) {
+            return None;
+        }
+        let peers = swarm.remote_managers.unwrap_or_default();
+        let managers = Managers {
+            ids: peers.iter().filter_map(|p| p.node_id.clone()).collect(),
+            addrs: peers.iter().filter_map(|p| p.addr.clone()).collect(),
+        };
+        (!managers.ids.is_empty()).then_some(managers)
     }
 }
 

@@ -73,6 +73,7 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
         why: e.to_string(),
     })?;
     let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure)
+        .with_packages(packages)
         .with_fence_file(state.join("fence.json"))?;
     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.agent.port));
     tracing::info!(node = %node_id, cluster = %cluster, port = settings.agent.port, "agent listening");

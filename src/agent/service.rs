@@ -34,7 +34,23 @@ pub trait NodeBackend: Send + Sync + 'static {
     fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError>;
     /// This node's ID.
     fn node_id(&self) -> String;
+    /// The swarm's managers as the local engine sees them now; `None` when it cannot say (the
+    /// engine restarting, or the node out of its swarm).
+    fn managers(&self) -> Option<Managers>;
 }
+
+/// The swarm's current managers, as one node's engine sees them (`docker info`'s
+/// `Swarm.RemoteManagers`, which workers see too).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Managers {
+    /// Their node IDs: the CN of their certificates.
+    pub ids: std::collections::BTreeSet<String>,
+    /// Their swarm addresses (`ip:2377`).
+    pub addrs: std::collections::BTreeSet<String>,
+}
+
+/// How long an authorization waits for the local engine's view before it uses the last one.
+const MANAGERS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type DoneKey = (&'static str, String, u64);
 
@@ -46,6 +62,13 @@ pub struct AgentService<B> {
     fence: Mutex<Fence>,
     fence_file: Option<std::path::PathBuf>,
     done: Arc<Mutex<BTreeMap<DoneKey, Result<String, NodeError>>>>,
+    /// The packages orders may name (empty: any well-formed name).
+    packages: std::collections::BTreeSet<String>,
+    /// The swarm's managers when the engine last said: kept, so that orders given while the
+    /// engine itself restarts (the Restart phase, a rollback) are still checked.
+    managers: Mutex<Option<Managers>>,
+    /// The root CA this node trusts (PEM): a join order must lead into its swarm.
+    trusted_ca: Mutex<Option<String>>,
 }
 
 impl<B: NodeBackend> AgentService<B> {
@@ -59,7 +82,58 @@ impl<B: NodeBackend> AgentService<B> {
             fence: Mutex::default(),
             fence_file: None,
             done: Arc::default(),
+            packages: Default::default(),
+            managers: Mutex::default(),
+            trusted_ca: Mutex::default(),
         }
+    }
+
+    /// Trusts `ca_pem` as the swarm's root CA from now on (the agent's TLS material, reloaded
+    /// when the swarm rotates its CA).
+    pub fn trust_ca(&self, ca_pem: &str) {
+        *self.trusted_ca.lock().expect("ca lock") = Some(ca_pem.to_string());
+    }
+
+    /// A join order leads only into the swarm whose CA this node trusts, at addresses of its
+    /// managers (as the node last saw them): never into another swarm, whatever a caller sends.
+    fn check_join(&self, order: &pb::JoinOrder) -> Result<(), Status> {
+        let Some(ca) = self.trusted_ca.lock().expect("ca lock").clone() else {
+            return Ok(()); // Plaintext labs: no CA, and any caller is obeyed anyway.
+        };
+        let known = self.managers.lock().expect("managers lock").clone().unwrap_or_default();
+        crate::wire::join::check(&order.join_token, &ca, &order.managers, &known.addrs)
+            .map_err(|e| NodeError::Invalid(e.to_string()).into())
+    }
+
+    /// Obeys only orders and descriptions that name these packages (the node's configured engine
+    /// and companion packages): a caller cannot make the agent install anything else.
+    pub fn with_packages(mut self, packages: impl IntoIterator<Item = String>) -> Self {
+        self.packages = packages.into_iter().collect();
+        self
+    }
+
+    /// Refuses a name that is not a Debian package name (an apt option, say) or not ours.
+    fn check_packages<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n String>,
+    ) -> Result<(), Status> {
+        for name in names {
+            if !crate::model::is_package_name(name) {
+                return Err(NodeError::Invalid(format!(
+                    "{name:?} is not a Debian package name: refused"
+                ))
+                .into());
+            }
+            if !self.packages.is_empty() && !self.packages.contains(name) {
+                let ours: Vec<&str> = self.packages.iter().map(String::as_str).collect();
+                return Err(NodeError::Invalid(format!(
+                    "package {name} is not one this agent upgrades ({}): make packages.engine and packages.companions the same on the coordinator's manager and on this node",
+                    ours.join(", ")
+                ))
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the newest fencing token in `file`, so an agent restart does not let a coordinator
@@ -81,15 +155,47 @@ impl<B: NodeBackend> AgentService<B> {
         Ok(self)
     }
 
-    fn caller<T>(&self, req: &Request<T>) -> Result<Option<Caller>, Status> {
+    /// The caller, if its certificate names a manager of our swarm and the swarm still counts it
+    /// among its managers: a manager demoted or removed keeps its certificate for up to 90 days.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Option<Caller>, Status> {
         let certs = req.peer_certs();
         let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
-        match (leaf, self.insecure) {
-            (None, true) => Ok(None),
+        let caller = match (leaf, self.insecure) {
+            (None, true) => return Ok(None),
             (leaf, _) => authorize(leaf, &self.cluster)
-                .map(Some)
-                .map_err(|e| NodeError::Unauthorized(e.to_string()).into()),
+                .map_err(|e| NodeError::Unauthorized(e.to_string()))?,
+        };
+        let managers = self.current_managers().await.ok_or_else(|| {
+            NodeError::Busy(
+                "this node cannot see its swarm's managers yet (its engine does not answer, or it is out of its swarm): ask again".into(),
+            )
+        })?;
+        if !managers.ids.contains(&caller.node_id) {
+            return Err(NodeError::Unauthorized(format!(
+                "caller {} holds a manager certificate but is not among the swarm's managers now (demoted or removed): refused",
+                caller.node_id
+            ))
+            .into());
         }
+        Ok(Some(caller))
+    }
+
+    /// The managers as the local engine sees them now, or as it last did.
+    async fn current_managers(&self) -> Option<Managers> {
+        let backend = self.backend.clone();
+        let fresh = tokio::time::timeout(
+            MANAGERS_WAIT,
+            tokio::task::spawn_blocking(move || backend.managers()),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+        let mut cached = self.managers.lock().expect("managers lock");
+        if fresh.is_some() {
+            *cached = fresh;
+        }
+        cached.clone()
     }
 
     fn admit(&self, fence: Option<&pb::Fence>) -> Result<(String, u64), Status> {
@@ -98,7 +204,10 @@ impl<B: NodeBackend> AgentService<B> {
         })?;
         let mut fence = self.fence.lock().expect("fence lock");
         let mut admitted = fence.clone();
-        admitted.admit(f.token).map_err(|e| NodeError::Stale(e.to_string()))?;
+        admitted.admit(f.token).map_err(|e| match e {
+            super::FenceError::Stale { .. } => NodeError::Stale(e.to_string()),
+            super::FenceError::TooFar { .. } => NodeError::Invalid(e.to_string()),
+        })?;
         if let (Some(file), true) = (&self.fence_file, admitted != *fence) {
             // Written before the order is carried out, and before the token counts here: a crash
             // after it cannot forget the token, and a failed write leaves nothing admitted.
@@ -159,17 +268,18 @@ impl<B: NodeBackend> AgentService<B> {
 impl<B: NodeBackend> AgentService<B> {
     /// The path every package order takes: authorize the caller, admit its fence, read its
     /// package set, then carry out `work` once per (operation, run, token).
-    fn package_order(
+    async fn package_order(
         &self,
         req: Request<pb::Order>,
         op: &'static str,
         work: impl FnOnce(&B, &PackageSet, &OpKey) -> Result<String, NodeError> + Send + 'static,
     ) -> Result<Response<ProgressStream>, Status> {
-        self.caller(&req)?;
+        self.caller(&req).await?;
         let limit = crate::wire::deadline::of(&req);
         let order = req.into_inner();
         let (run, token) = self.admit(order.fence.as_ref())?;
         let set = package_set(&order.packages).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        self.check_packages(set.0.keys())?;
         let key = OpKey { run_id: run.clone(), token, limit };
         Ok(Response::new(self.order(op, run, token, move |b| work(b, &set, &key))))
     }
@@ -195,8 +305,9 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         &self,
         req: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::NodeReport>, Status> {
-        self.caller(&req)?;
+        self.caller(&req).await?;
         let packages = req.into_inner().packages;
+        self.check_packages(&packages)?;
         let backend = self.backend.clone();
         let report = tokio::task::spawn_blocking(move || backend.describe(&packages))
             .await
@@ -210,12 +321,14 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         self.package_order(req, "prefetch", |b, set, op| {
             b.prefetch(set, op).map(|_| format!("downloaded {set}"))
         })
+        .await
     }
 
     async fn upgrade(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
         self.package_order(req, "upgrade", |b, set, op| {
             b.upgrade(set, op).map(|_| format!("installed {set}"))
         })
+        .await
     }
 
     async fn restart_engine(
@@ -225,20 +338,23 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         self.package_order(req, "restart", |b, _, op| {
             b.restart_engine(op).map(|_| "docker.service restarted".to_string())
         })
+        .await
     }
 
     async fn rollback(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
         self.package_order(req, "rollback", |b, set, op| {
             b.rollback(set, op).map(|_| format!("rolled back to {set}"))
         })
+        .await
     }
 
     async fn rejoin(
         &self,
         req: Request<pb::JoinOrder>,
     ) -> Result<Response<pb::RejoinReply>, Status> {
-        self.caller(&req)?;
+        self.caller(&req).await?;
         let order = req.into_inner();
+        self.check_join(&order)?;
         self.admit(order.fence.as_ref())?;
         let (token, managers) = (Secret(order.join_token), order.managers);
         let backend = self.backend.clone();
@@ -254,7 +370,7 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         &self,
         req: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthReply>, Status> {
-        self.caller(&req)?;
+        self.caller(&req).await?;
         Ok(Response::new(pb::HealthReply {
             node_id: self.backend.node_id(),
             cluster_id: self.cluster.clone(),
@@ -310,6 +426,7 @@ pub async fn serve_reloading<B: NodeBackend>(
     tokio::pin!(stop);
     loop {
         let material = load()?;
+        service.trust_ca(&material.ca);
         let seen = stamp();
         let tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(&material.cert, &material.key))
@@ -327,7 +444,9 @@ pub async fn serve_reloading<B: NodeBackend>(
             tokio::select! {
                 r = &mut server => return Ok(r?),
                 _ = &mut stop => break false,
-                _ = tick.tick() => if stamp() != seen { break true },
+                // Files that changed but do not load (a node whose swarm state was just wiped,
+                // waiting to rejoin) leave the server as it is: it must still take that order.
+                _ = tick.tick() => if stamp() != seen && load().is_ok() { break true },
             }
         };
         let _ = rotated_tx.send(());

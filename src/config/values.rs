@@ -144,10 +144,7 @@ impl<'de> Deserialize<'de> for PackageName {
 impl TryFrom<String> for PackageName {
     type Error = ValueError;
     fn try_from(n: String) -> Result<Self, ValueError> {
-        let ok = n.len() >= 2
-            && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-        if !ok {
+        if !crate::model::is_package_name(&n) {
             return Err(ValueError::new(
                 &n,
                 "not a Debian package name (lower-case letters, digits, `+`, `-`, `.`)",

@@ -10,7 +10,7 @@ pub mod report;
 pub mod version;
 
 pub use cluster::*;
-pub use packages::PackageSet;
+pub use packages::{PackageSet, is_package_name};
 pub use report::*;
 pub use version::{DebVersion, EngineVersion, VersionError};
 

@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use super::version::DebVersion;
 
+/// Whether `name` is a Debian package name (Debian policy 5.6.1: lower-case letters, digits,
+/// `+`, `-` and `.`, at least two characters, starting with a letter or digit). Anything else,
+/// an option such as `-o...` above all, must never reach apt's command line.
+pub fn is_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
 /// Package name to exact version; installed as one apt transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
