@@ -29,8 +29,10 @@ pub enum AgentError {
     /// The local engine's swarm state (plaintext mode reads the node's identity from it).
     #[error("cannot read the local engine's swarm state: {0}")]
     Engine(String),
-    /// The agent's port is taken or not allowed.
-    #[error("cannot listen on {addr}: {why}; is another agent running? (agent.port)")]
+    /// The agent's address is not this node's, or its port is taken or not allowed.
+    #[error(
+        "cannot listen on {addr}: {why}; is another agent running, or is agent.listen not an address of this node? (agent.listen, agent.port)"
+    )]
     Listen {
         /// The address.
         addr: std::net::SocketAddr,

@@ -75,8 +75,8 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
     let service = AgentService::new(backend, cluster.clone(), settings.agent.insecure)
         .with_packages(packages)
         .with_fence_file(state.join("fence.json"))?;
-    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.agent.port));
-    tracing::info!(node = %node_id, cluster = %cluster, port = settings.agent.port, "agent listening");
+    let addr = std::net::SocketAddr::new(settings.agent.listen, settings.agent.port);
+    tracing::info!(node = %node_id, cluster = %cluster, port = settings.agent.port, address = %settings.agent.listen, "agent listening");
     if settings.agent.insecure {
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|e| AgentError::listen(addr, e))?;

@@ -124,6 +124,8 @@ pub struct WindowFragment {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentFragment {
+    /// IP address the agent listens on (`0.0.0.0`: every address).
+    pub listen: Option<ListenIp>,
     /// TCP port the agent listens on.
     pub port: Option<Port>,
     /// Directory of the swarm's node certificates (the default identity).
@@ -152,7 +154,7 @@ pub struct NotifyFragment {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsFragment {
-    /// Where the agent serves /metrics (`host:port`); empty means not at all.
+    /// Where the agent serves /metrics (`ip:port`); empty means not at all.
     pub agent: Option<ListenAddr>,
     /// Where a running coordinator serves /metrics; empty means not at all.
     pub coordinator: Option<ListenAddr>,

@@ -198,6 +198,7 @@ fn window(i: usize, w: WindowFragment, path: &str) -> Result<Window, ConfigError
 
 /// `[agent]`: operator TLS material comes as all three files or none.
 fn apply_agent(a: &mut AgentSettings, f: AgentFragment, path: &str) -> Result<(), ConfigError> {
+    set(&mut a.listen, f.listen.map(|l| l.0));
     set(&mut a.port, f.port.map(|p| p.0));
     set(&mut a.certificates_dir, f.certificates_dir.map(PathBuf::from));
     set(&mut a.insecure, f.insecure);

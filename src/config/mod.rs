@@ -89,6 +89,9 @@ pub struct Timeouts {
 /// How the coordinator reaches agents and how agents prove who they are.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AgentSettings {
+    /// The address the agent binds. Only an IP, not `ip:port`: the port is the same on every
+    /// node (coordinators dial it), the address is each node's own.
+    pub listen: std::net::IpAddr,
     /// TCP port.
     pub port: u16,
     /// The swarm's node certificates (default identity).
@@ -184,6 +187,7 @@ impl Default for Settings {
             lease: Duration::from_secs(60),
             windows: Vec::new(),
             agent: AgentSettings {
+                listen: std::net::Ipv4Addr::UNSPECIFIED.into(),
                 port: 7443,
                 certificates_dir: PathBuf::from("/var/lib/docker/swarm/certificates"),
                 custom_tls: None,
@@ -191,8 +195,10 @@ impl Default for Settings {
                 state_dir: PathBuf::from("/var/lib/swarm-upgrade"),
             },
             webhook: None,
-            agent_metrics: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9701))),
-            coordinator_metrics: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9702))),
+            // Loopback: /metrics answers anyone who reaches it, without TLS. Serving it to other
+            // hosts (a Prometheus elsewhere) is the operator's choice, made in a drop-in.
+            agent_metrics: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9701))),
+            coordinator_metrics: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9702))),
         }
     }
 }

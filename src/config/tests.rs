@@ -74,6 +74,8 @@ fn invalid_values_name_the_key_and_the_fix() {
         ("[[windows]]\nstart = \"01:00\"\nend = \"02:00\"\ntimezone = \"Mars/Base\"\n", "IANA"),
         ("[notify]\nwebhook = \"ftp://x\"\n", "http://"),
         ("[metrics]\nagent = \"localhost:9701\"\n", "host:port with an IP address"),
+        ("[agent]\nlisten = \"eth0\"\n", "`agent.listen` = \"eth0\": must be an IP address"),
+        ("[agent]\nlisten = \"0.0.0.0:7443\"\n", "the port is agent.port"),
     ];
     for (text, expect) in cases {
         let d = tempdir("invalid");
@@ -117,6 +119,40 @@ fn refused_values_name_line_column_and_key() {
     assert!(e.starts_with("c.toml:2:8: invalid value: integer `70000`, expected u16"), "{e}");
 }
 
+/// /metrics answers without authentication: by default only on loopback. The agent's gRPC port,
+/// which coordinators on other nodes dial, stays on every address; a drop-in narrows or widens each.
+#[test]
+fn metrics_default_to_loopback_and_drop_ins_set_the_addresses() {
+    let s = Settings::default();
+    assert_eq!(s.agent_metrics, Some("127.0.0.1:9701".parse().unwrap()));
+    assert_eq!(s.coordinator_metrics, Some("127.0.0.1:9702".parse().unwrap()));
+    assert!(s.agent.listen.is_unspecified());
+    let d = tempdir("listen");
+    let main = write(&d, "config.toml", "[agent]\nport = 9443\n");
+    write(
+        &d,
+        "config.d/50-net.toml",
+        "[agent]\nlisten = \"::1\"\n[metrics]\nagent = \"0.0.0.0:9701\"\ncoordinator = \"\"\n",
+    );
+    let s = load(Some(&main)).unwrap();
+    assert_eq!(s.agent.listen, std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+    assert_eq!(s.agent.port, 9443, "the main file's port is kept");
+    assert_eq!(s.agent_metrics, Some("0.0.0.0:9701".parse().unwrap()));
+    assert_eq!(s.coordinator_metrics, None);
+}
+
+/// A refused listen address is placed at its value, named by its key, with what to write.
+#[test]
+fn a_bad_listen_address_names_line_column_key_and_fix() {
+    let e = parse_fragment("[agent]\nport = 7443\nlisten = \"eth0\"\n", Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "c.toml:3:10: `agent.listen` = \"eth0\": must be an IP address of this node (e.g. \"10.0.0.5\"), or \"0.0.0.0\" (\"::\" with IPv6) for all; the port is agent.port"
+    );
+}
+
 #[test]
 fn explicit_missing_file_is_an_error() {
     let e = load(Some(Path::new("/nonexistent/swarm-upgrade.toml"))).unwrap_err().to_string();
@@ -148,6 +184,7 @@ start = "22:00"
 end = "04:00"
 timezone = "Europe/Berlin"
 [agent]
+listen = "10.0.0.5"
 port = 9443
 cert = "/c.pem"
 key = "/k.pem"
@@ -166,6 +203,7 @@ webhook = "https://hooks.example.invalid/x"
     assert_eq!(s.exclude_label, None);
     assert_eq!(s.windows.len(), 1);
     assert_eq!(s.windows[0].days.len(), 2);
+    assert_eq!(s.agent.listen, std::net::IpAddr::from([10, 0, 0, 5]));
     assert_eq!(s.agent.port, 9443);
     assert!(s.agent.custom_tls.is_some());
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use jiff::civil::{Time, Weekday};
@@ -320,6 +320,23 @@ impl TryFrom<String> for Webhook {
     }
 }
 
+/// The IP address the agent binds (its port is `agent.port`, which the coordinator dials).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ListenIp(pub IpAddr);
+
+impl TryFrom<String> for ListenIp {
+    type Error = ValueError;
+    fn try_from(text: String) -> Result<Self, ValueError> {
+        text.parse().map(ListenIp).map_err(|_| {
+            ValueError::new(
+                &text,
+                "must be an IP address of this node (e.g. \"10.0.0.5\"), or \"0.0.0.0\" (\"::\" with IPv6) for all; the port is agent.port",
+            )
+        })
+    }
+}
+
 /// Where to serve /metrics, `ip:port`; empty means not at all.
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "String")]
@@ -334,7 +351,7 @@ impl TryFrom<String> for ListenAddr {
         text.parse().map(|a| ListenAddr(Some(a))).map_err(|_| {
             ValueError::new(
                 &text,
-                "must be host:port with an IP address (e.g. \"0.0.0.0:9701\"), or empty for none",
+                "must be host:port with an IP address (e.g. \"127.0.0.1:9701\", or \"0.0.0.0:9701\" for all addresses), or empty for none",
             )
         })
     }
