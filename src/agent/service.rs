@@ -211,9 +211,8 @@ impl<B: NodeBackend> AgentService<B> {
         if let (Some(file), true) = (&self.fence_file, admitted != *fence) {
             // Written before the order is carried out, and before the token counts here: a crash
             // after it cannot forget the token, and a failed write leaves nothing admitted.
-            let tmp = file.with_extension("tmp");
             let text = serde_json::to_string(&admitted).expect("fences serialize");
-            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, file)).map_err(|e| {
+            super::durable::replace(file, text.as_bytes()).map_err(|e| {
                 NodeError::Busy(format!(
                     "cannot record the fencing token in {}: {e}",
                     file.display()
