@@ -2,7 +2,8 @@
 //! like swarm node certificates (`O=<cluster>, OU=swarm-manager|swarm-worker, CN=<node id>`,
 //! ECDSA P-256, DNS SANs role and node id): a manager of the same swarm is obeyed; a worker, a
 //! manager of another cluster and a certificate from another swarm's CA are refused; a stale
-//! fencing token is refused; a repeated order is not carried out twice.
+//! fencing token is refused; a repeated order is not carried out twice; an order whose run ID is
+//! no safe file name is refused.
 
 use std::sync::{Arc, Mutex};
 
@@ -349,6 +350,42 @@ async fn the_fencing_token_survives_an_agent_restart() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("not a fence record"), "{e}");
+    std::fs::remove_file(&file).unwrap();
+}
+
+/// A run ID names files and units on the node, and comes from a store any manager can write: one
+/// that is no safe name is refused as an invalid order, before its token counts or is recorded.
+#[tokio::test]
+async fn an_order_whose_run_id_is_no_safe_name_is_refused_before_it_is_fenced() {
+    let swarm_ca = ca("swarm-ca");
+    let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
+    let manager = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
+    let file = std::env::temp_dir().join(format!("su-fence-runid-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let backend = Recorder::default();
+    let calls = backend.calls.clone();
+    let service = AgentService::new(backend, "cluster-a", false).with_fence_file(&file).unwrap();
+    let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
+    let mut m = client(port, &swarm_ca, &manager).await.unwrap();
+    for bad in ["../../etc/cron.d/x", "", ".hidden", "a b"] {
+        let mut o = order(9);
+        o.fence.as_mut().unwrap().run_id = bad.into();
+        let e = m.upgrade(o).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}: {e}");
+        assert!(e.message().contains(&format!("run ID {bad:?} ")), "{e}");
+        let join = pb::JoinOrder {
+            fence: Some(Fence { run_id: bad.into(), token: 9 }),
+            ..Default::default()
+        };
+        assert_eq!(m.rejoin(join).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+    assert!(calls.lock().unwrap().is_empty(), "nothing was carried out");
+    assert!(!file.exists(), "token 9 was not recorded");
+    // Nor did it count: an order with a lower token and a valid run ID is obeyed.
+    last(m.prefetch(order(3)).await.unwrap().into_inner()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"highest\":3}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
     std::fs::remove_file(&file).unwrap();
 }
 

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::Fence;
 use super::error::AgentError;
-use crate::model::{AgentReport, PackageSet};
+use crate::model::{AgentReport, PackageSet, check_run_id};
 use crate::ports::{OpKey, Secret};
 use crate::wire::auth::{AuthError, Caller, authorize};
 use crate::wire::convert::{package_set, report_to_pb};
@@ -201,6 +201,13 @@ impl<B: NodeBackend> AgentService<B> {
     fn admit(&self, fence: Option<&pb::Fence>) -> Result<(String, u64), Status> {
         let f = fence.ok_or_else(|| {
             NodeError::Invalid("the order carries no fence (run id and token)".into())
+        })?;
+        // Checked before the token counts: the run ID names this order's transient units, and a
+        // coordinator resuming a run from the store sends whatever a manager wrote there.
+        check_run_id(&f.run_id).map_err(|e| {
+            NodeError::Invalid(format!(
+                "{e}; the order is refused: swarm-upgrade makes valid run IDs, so look at the run in the swarm's store (`swarm-upgrade status`)"
+            ))
         })?;
         let mut fence = self.fence.lock().expect("fence lock");
         let mut admitted = fence.clone();

@@ -46,7 +46,7 @@ pub fn run(
         );
         return Ok(());
     }
-    let run_id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), holder().replace('/', "-"));
+    let run_id = crate::model::new_run_id(&now.strftime("%Y%m%dT%H%M%SZ").to_string(), &holder());
     let request = crate::planner::PlanRequest {
         scheduled: mode == RunMode::Scheduled,
         ..super::plan::request(target)

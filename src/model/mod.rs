@@ -7,11 +7,13 @@ pub mod convergence;
 pub mod packages;
 pub mod plan;
 pub mod report;
+pub mod run_id;
 pub mod version;
 
 pub use cluster::*;
 pub use packages::{PackageSet, is_package_name};
 pub use report::*;
+pub use run_id::{RunIdError, check_run_id, new_run_id};
 pub use version::{DebVersion, EngineVersion, VersionError};
 
 #[cfg(test)]

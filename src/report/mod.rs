@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::Phase;
-use crate::model::DebVersion;
+use crate::model::{DebVersion, check_run_id};
 use crate::run::RunRecord;
 
 /// What a run leaves behind: the run record (nodes, phases with their start and end, outcome,
@@ -65,8 +65,15 @@ impl RunReport {
         })
     }
 
-    /// Writes the report to `dir/<run id>.json`; returns the path.
+    /// Writes the report to `dir/<run id>.json`; returns the path. A run ID that is not one (the
+    /// store it came from is any manager's to write) is refused, not cleaned into another name.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, String> {
+        check_run_id(&self.run.id).map_err(|e| {
+            format!(
+                "{e}; no report is written to {} under it: swarm-upgrade makes valid run IDs, so find what else wrote this run into the swarm's store (`swarm-upgrade status --output json` shows it)",
+                dir.display()
+            )
+        })?;
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join(format!("{}.json", self.run.id));
@@ -108,5 +115,42 @@ impl LoadTimeline {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a load report with a timeline ({e})", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str) -> RunReport {
+        let mut run: RunRecord =
+            serde_json::from_str(include_str!("../../tests/fixtures/run/partial.json")).unwrap();
+        run.id = id.to_string();
+        RunReport::new(run, "docker-ce")
+    }
+
+    /// The report is named after its run; a run ID that is no safe file name (it comes from the
+    /// store, any manager's to write) writes nothing, and the refusal names it.
+    #[test]
+    fn reports_are_written_under_valid_run_ids_only() {
+        let dir = std::env::temp_dir().join(format!("swarm-upgrade-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let runs = dir.join("runs");
+        let path = report("20261125T060000Z-manager1-42").write(&runs).unwrap();
+        assert_eq!(path, runs.join("20261125T060000Z-manager1-42.json"));
+        assert_eq!(
+            RunReport::read(&path, "docker-ce").unwrap().run.id,
+            "20261125T060000Z-manager1-42"
+        );
+        for bad in ["../escaped", "..", "", ".hidden"] {
+            let e = report(bad).write(&runs).unwrap_err();
+            assert!(e.starts_with(&format!("run ID {bad:?} ")), "{e}");
+            assert!(e.contains("no report is written"), "{e}");
+        }
+        let mut left: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.extend(std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().file_name()));
+        assert_eq!(left, ["runs", "20261125T060000Z-manager1-42.json"], "nothing else was written");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
