@@ -207,7 +207,7 @@ impl Default for Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration file {path}: {source}; check the path given to --config")]
+    #[error("cannot read configuration file {path}: {source}; {}", read_fix(.source))]
     Read {
         /// The file.
         path: PathBuf,
@@ -302,6 +302,16 @@ pub(crate) fn parse_fragment(text: &str, path: &Path) -> Result<Fragment, Config
             None => ConfigError::Syntax { path, line, column, fix: syntax_fix(&message), message },
         }
     })
+}
+
+/// What to do about a file that cannot be read.
+fn read_fix(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        // The package installs config.toml 0640 root:root: it may hold the webhook URL.
+        "only root may read it (it may hold the webhook URL): run swarm-upgrade as root"
+    } else {
+        "check the path given to --config"
+    }
 }
 
 /// What to do about an error of TOML's or serde's own, from its wording.

@@ -157,6 +157,22 @@ fn a_bad_listen_address_names_line_column_key_and_fix() {
 fn explicit_missing_file_is_an_error() {
     let e = load(Some(Path::new("/nonexistent/swarm-upgrade.toml"))).unwrap_err().to_string();
     assert!(e.contains("cannot read configuration file /nonexistent/swarm-upgrade.toml"), "{e}");
+    assert!(e.ends_with("check the path given to --config"), "{e}");
+}
+
+/// The package installs config.toml 0640 root:root: a user who may not read it is told why.
+#[test]
+fn an_unreadable_file_says_to_run_as_root() {
+    let e = ConfigError::Read {
+        path: PathBuf::from(DEFAULT_PATH),
+        source: std::io::ErrorKind::PermissionDenied.into(),
+    };
+    let e = e.to_string();
+    assert!(
+        e.starts_with("cannot read configuration file /etc/swarm-upgrade/config.toml: "),
+        "{e}"
+    );
+    assert!(e.ends_with("run swarm-upgrade as root"), "{e}");
 }
 
 #[test]

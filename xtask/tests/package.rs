@@ -49,6 +49,14 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
             .any(|l| l.ends_with(&format!(" {path}")) || l.ends_with(&format!(" ./{path}")));
         assert!(found, "{path} is in the package:\n{listing}");
     }
+    // The configuration may hold the webhook URL: root's alone to read.
+    // (dpkg-deb lists the owner as cargo-deb writes it: `0/0`.)
+    let config = listing.lines().find(|l| l.ends_with("etc/swarm-upgrade/config.toml")).unwrap();
+    let fields: Vec<&str> = config.split_whitespace().collect();
+    assert!(
+        fields[0] == "-rw-r-----" && ["0/0", "root/root"].contains(&fields[1]),
+        "config.toml is 0640 root:root: {config}"
+    );
 
     let l = LabGuard::up("package", Path::new(env!("CARGO_BIN_EXE_xtask")));
     // On every node the agent is a notify service that said READY, with a watchdog; the timer is off.
@@ -71,6 +79,8 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
     })
     .unwrap();
     let node = "worker2";
+    let mode = l.sh(node, "stat -c '%a %U:%G' /etc/swarm-upgrade/config.toml");
+    assert_eq!(mode, "640 root:root", "the installed configuration keeps the package's mode");
     // The agent logs to the journal with its events' fields as journal fields.
     let listening = l.sh(node, "journalctl --no-pager -o cat -u swarm-upgrade-agent PORT=7443");
     assert!(listening.starts_with("agent listening node="), "{listening}");
