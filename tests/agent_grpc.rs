@@ -570,3 +570,45 @@ async fn only_current_managers_are_obeyed_and_only_for_our_packages() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// A coordinator whose certificate rotates mid-run calls with the new one from its next call
+/// (here: a node promoted to manager, whose worker certificate is replaced by a manager's).
+#[tokio::test]
+async fn the_coordinator_calls_with_its_rotated_certificate() {
+    let swarm_ca = ca("swarm-ca");
+    let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
+    let service = AgentService::new(Recorder::default(), "cluster-a", false);
+    let (port, stop, server) = start(service, &agent_cert, &swarm_ca).await;
+    let dir = std::env::temp_dir().join(format!("su-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |cert: &(String, String)| {
+        std::fs::write(dir.join("node.crt"), &cert.0).unwrap();
+        std::fs::write(dir.join("node.key"), &cert.1).unwrap();
+        std::fs::write(dir.join("ca.crt"), &swarm_ca.cert_pem).unwrap();
+    };
+    write(&node_cert(&swarm_ca, "cluster-a", "swarm-worker", "manager1-id"));
+    let mut settings = swarm_upgrade::config::Settings::default().agent;
+    settings.custom_tls = Some(swarm_upgrade::config::CustomTls {
+        cert: dir.join("node.crt"),
+        key: dir.join("node.key"),
+        ca: dir.join("ca.crt"),
+    });
+    let material = swarm_upgrade::wire::tls::load(&settings).unwrap();
+    let agents =
+        GrpcAgents::new(Some(material), port, vec!["docker-ce".into()]).reloading(&settings);
+    let target = AgentTarget {
+        hostname: "worker1".into(),
+        addr: "127.0.0.1".into(),
+        node_id: "worker1-id".into(),
+    };
+    match agents.describe(&target).await {
+        Err(PortError::Failed(m)) => assert!(m.contains("not a swarm-manager"), "{m}"),
+        other => panic!("a worker's certificate is refused: {other:?}"),
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id"));
+    assert_eq!(agents.describe(&target).await.unwrap().disk_free_bytes, 42);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

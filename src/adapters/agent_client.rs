@@ -2,11 +2,13 @@
 //! manager of the swarm (its own node certificate), naming the agent by its node ID (the DNS SAN
 //! of swarm node certificates).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Status};
 
+use crate::config::AgentSettings;
 use crate::model::{AgentReport, NodeId, PackageSet};
 use crate::ports::{AgentTarget, Agents, JoinOrder, OpKey, PortError};
 use crate::wire::convert::report_from_pb;
@@ -31,10 +33,18 @@ fn limited<T>(message: T, limit: Option<Duration>) -> tonic::Request<T> {
     req
 }
 
+/// Where the TLS material was read from, and when its files last changed.
+#[derive(Debug)]
+struct Source {
+    settings: AgentSettings,
+    stamp: Option<Vec<std::time::SystemTime>>,
+}
+
 /// Agents reached over gRPC on `port`.
 #[derive(Clone, Debug)]
 pub struct GrpcAgents {
-    tls: Option<TlsMaterial>,
+    tls: Arc<Mutex<Option<TlsMaterial>>>,
+    source: Option<Arc<Mutex<Source>>>,
     port: u16,
     /// Packages to describe.
     packages: Vec<String>,
@@ -43,11 +53,45 @@ pub struct GrpcAgents {
 impl GrpcAgents {
     /// Agents on `port`, with mutual TLS (`None`: plaintext, labs only).
     pub fn new(tls: Option<TlsMaterial>, port: u16, packages: Vec<String>) -> Self {
-        GrpcAgents { tls, port, packages }
+        GrpcAgents { tls: Arc::new(Mutex::new(tls)), source: None, port, packages }
+    }
+
+    /// Re-reads the TLS material from where `settings` name it whenever its files change: swarm
+    /// node certificates rotate (every 90 days by default, at once on a CA rotation), and a run
+    /// that kept the old ones would fail every later call.
+    pub fn reloading(mut self, settings: &AgentSettings) -> Self {
+        let stamp = crate::wire::tls::stamp(settings);
+        self.source = Some(Arc::new(Mutex::new(Source { settings: settings.clone(), stamp })));
+        self
+    }
+
+    /// The TLS material to call with now (reloaded if its files changed and load).
+    fn material(&self) -> Option<TlsMaterial> {
+        if let Some(source) = &self.source {
+            let mut source = source.lock().expect("tls source lock");
+            let stamp = crate::wire::tls::stamp(&source.settings);
+            if stamp != source.stamp {
+                match crate::wire::tls::load(&source.settings) {
+                    Ok(m) => {
+                        tracing::info!(
+                            "this manager's certificates changed: calling agents with the new ones"
+                        );
+                        *self.tls.lock().expect("tls lock") = Some(m);
+                        source.stamp = stamp;
+                    }
+                    // Half-written files: the old material until they load.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the certificates changed but do not load yet")
+                    }
+                }
+            }
+        }
+        self.tls.lock().expect("tls lock").clone()
     }
 
     async fn client(&self, node: &AgentTarget) -> Result<AgentClient<Channel>, PortError> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let tls = self.material();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}:{}", node.addr, self.port);
         let unreachable = |e: &dyn std::fmt::Display| {
             PortError::Unavailable(format!(
@@ -63,7 +107,7 @@ impl GrpcAgents {
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE)
             .keep_alive_while_idle(true);
-        if let Some(t) = &self.tls {
+        if let Some(t) = &tls {
             let tls = ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(&t.ca))
                 .identity(Identity::from_pem(&t.cert, &t.key))

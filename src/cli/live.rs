@@ -260,7 +260,9 @@ pub(super) fn agents(
     };
     let packages =
         settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
-    Ok(crate::adapters::agent_client::GrpcAgents::new(tls, settings.agent.port, packages))
+    let reload = tls.is_some();
+    let agents = crate::adapters::agent_client::GrpcAgents::new(tls, settings.agent.port, packages);
+    Ok(if reload { agents.reloading(&settings.agent) } else { agents })
 }
 
 /// This coordinator's name in the lock: `host/pid`.
