@@ -1,7 +1,15 @@
-//! Engine checks made on a node before its engine is restarted: the daemon configuration must
-//! parse and be compatible with swarm mode, and the disk must hold the packages.
+//! Engine checks made on a node: the daemon configuration must parse, be compatible with swarm
+//! mode and (where the installed dockerd can say, `dockerd --validate`) be accepted by dockerd.
+//! The agent makes them when it describes its node, so preflight refuses a node whose engine
+//! would not start again, and once more right before it restarts the engine.
 
 use std::path::Path;
+use std::time::Duration;
+
+use crate::model::EngineConfigProblem;
+
+/// How long `dockerd --validate` may take (it answers in a tenth of a second).
+const VALIDATE_LIMIT: Duration = Duration::from_secs(20);
 
 /// A reason not to restart the engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +66,117 @@ pub(crate) fn check_daemon_json(path: &Path, text: Option<&str>) -> Result<(), E
     Ok(())
 }
 
+impl EngineCheckError {
+    /// The problem as the agent reports it: the file, the option at fault, what is wrong.
+    pub(crate) fn problem(&self) -> EngineConfigProblem {
+        let (file, keys, detail) = match self {
+            EngineCheckError::DaemonJson { path, line, column, message } => {
+                (path, vec![], format!("line {line}, column {column}: not valid JSON ({message})"))
+            }
+            EngineCheckError::NotAnObject { path } => {
+                (path, vec![], "not a JSON object of daemon options".to_string())
+            }
+            EngineCheckError::LiveRestore { path } => (
+                path,
+                vec!["live-restore".to_string()],
+                "\"live-restore\": true is not supported in swarm mode (dockerd refuses to start its swarm with it)".to_string(),
+            ),
+        };
+        EngineConfigProblem { file: file.clone(), keys, detail }
+    }
+}
+
+/// What `dockerd --validate --config-file FILE` said of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// dockerd accepts it.
+    Accepted,
+    /// dockerd refuses it, in its own words.
+    Refused(String),
+    /// This dockerd cannot tell (older than 23, missing, or silent), and why.
+    Unknown(String),
+}
+
+/// Reads dockerd's answer to `--validate` from its exit code and output.
+pub(crate) fn read_validation(code: i32, stdout: &str, stderr: &str) -> Validation {
+    let said = if stderr.trim().is_empty() { stdout.trim() } else { stderr.trim() };
+    if code == 0 {
+        Validation::Accepted
+    } else if said.contains("unknown flag: --validate") {
+        Validation::Unknown("this dockerd has no --validate (it came with Docker 23)".into())
+    } else {
+        Validation::Refused(said.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// The options dockerd named as unknown, from its refusal ("the following directives don't match
+/// any configuration option: a, b").
+pub(crate) fn unknown_options(said: &str) -> Vec<String> {
+    const AT: &str = "don't match any configuration option: ";
+    match said.find(AT) {
+        Some(i) => said[i + AT.len()..].split(", ").map(|k| k.trim().to_string()).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Asks `dockerd` whether it accepts `file`; a dockerd that cannot be run cannot tell.
+pub fn validate(dockerd: &Path, file: &Path) -> Validation {
+    let cmd =
+        duct::cmd(dockerd, ["--validate".as_ref(), "--config-file".as_ref(), file.as_os_str()])
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+    let handle = match cmd.start() {
+        Ok(h) => h,
+        Err(e) => return Validation::Unknown(format!("cannot run {}: {e}", dockerd.display())),
+    };
+    match handle.wait_timeout(VALIDATE_LIMIT) {
+        Ok(Some(out)) => read_validation(
+            out.status.code().unwrap_or(-1),
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+        ),
+        Ok(None) => {
+            let _ = handle.kill();
+            Validation::Unknown(format!("dockerd --validate did not answer in {VALIDATE_LIMIT:?}"))
+        }
+        Err(e) => Validation::Unknown(format!("dockerd --validate: {e}")),
+    }
+}
+
+/// Why dockerd would not start with the configuration in `file`, if it would not: our own checks
+/// first (they know swarm mode, which `--validate` does not), then `dockerd` itself. No file is
+/// dockerd's defaults, which are fine.
+pub fn engine_config_problem(file: &Path, dockerd: &Path) -> Option<EngineConfigProblem> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            return Some(EngineConfigProblem {
+                file: file.display().to_string(),
+                keys: vec![],
+                detail: format!("cannot be read: {e}"),
+            });
+        }
+    };
+    if let Err(e) = check_daemon_json(file, Some(&text)) {
+        return Some(e.problem());
+    }
+    match validate(dockerd, file) {
+        Validation::Accepted => None,
+        Validation::Unknown(why) => {
+            tracing::debug!(file = %file.display(), why, "dockerd did not validate the configuration");
+            None
+        }
+        Validation::Refused(said) => Some(EngineConfigProblem {
+            file: file.display().to_string(),
+            keys: unknown_options(&said),
+            detail: format!("dockerd --validate: {said}"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +200,59 @@ mod tests {
             check_daemon_json(p, Some("[]")),
             Err(EngineCheckError::NotAnObject { .. })
         ));
+    }
+
+    #[test]
+    fn each_check_error_names_its_file_and_option() {
+        let p = Path::new("/etc/docker/daemon.json");
+        let live = check_daemon_json(p, Some(r#"{"live-restore": true}"#)).unwrap_err().problem();
+        assert_eq!(
+            (live.file.as_str(), live.keys.as_slice()),
+            (p.to_str().unwrap(), &["live-restore".to_string()][..])
+        );
+        let bad = check_daemon_json(p, Some("{,}")).unwrap_err().problem();
+        assert!(
+            bad.keys.is_empty() && bad.detail.starts_with("line 1, column 2: not valid JSON"),
+            "{bad:?}"
+        );
+    }
+
+    /// Captured from dockerd 26.1.5 and 28.5.2 (Debian's docker.io, the lab's engines) and from
+    /// 20.10.24 (bookworm's), which has no --validate.
+    #[test]
+    fn dockerds_answers_to_validate_are_read() {
+        assert_eq!(read_validation(0, "", "configuration OK\n"), Validation::Accepted);
+        let unknown = "unable to configure the Docker daemon with file /etc/docker/daemon.json: the following directives don't match any configuration option: other-bad, no-such-option\n";
+        let Validation::Refused(said) = read_validation(1, "", unknown) else { panic!() };
+        assert_eq!(said, unknown.trim());
+        assert_eq!(unknown_options(&said), ["other-bad", "no-such-option"]);
+        let level = "unable to configure the Docker daemon with file /etc/docker/daemon.json: merged configuration validation from file and command line flags failed: invalid logging level: nope\n";
+        let Validation::Refused(said) = read_validation(1, "", level) else { panic!() };
+        assert!(said.ends_with("invalid logging level: nope") && unknown_options(&said).is_empty());
+        let old = "Status: unknown flag: --validate\nSee 'dockerd --help'., Code: 125\n";
+        assert!(matches!(read_validation(1, "", old), Validation::Unknown(_)));
+    }
+
+    #[test]
+    fn the_file_is_checked_before_dockerd_is_asked_and_no_file_is_fine() {
+        let dir = std::env::temp_dir().join(format!("su-engine-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, no_dockerd) = (dir.join("daemon.json"), Path::new("/nonexistent/dockerd"));
+        assert_eq!(engine_config_problem(&file, no_dockerd), None);
+        std::fs::write(&file, r#"{"live-restore": true}"#).unwrap();
+        let p = engine_config_problem(&file, no_dockerd).unwrap();
+        assert_eq!(p.keys, ["live-restore"]);
+        std::fs::write(&file, r#"{"no-such-option": true}"#).unwrap();
+        assert_eq!(engine_config_problem(&file, no_dockerd), None, "no dockerd: cannot tell");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_dockerd_that_cannot_be_run_cannot_tell() {
+        let v = validate(Path::new("/nonexistent/dockerd"), Path::new("/etc/docker/daemon.json"));
+        assert!(
+            matches!(&v, Validation::Unknown(why) if why.contains("/nonexistent/dockerd")),
+            "{v:?}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The node backend on a real host: `describe` (apt lists refreshed and repository problems
-//! reported, dpkg, free disk under the apt cache, the local engine and its swarm state); the
+//! reported, dpkg, free disk under the apt cache, the local engine and its swarm state, and
+//! whether dockerd would start with its configuration file as it is now); the
 //! package work of prefetch, upgrade and rollback (exact sets, one transaction, held, in a
 //! transient unit under systemd); the engine restart (daemon.json checked first, docker.service
 //! restarted through systemd's D-Bus API and awaited to its job's result, then dockerd must
@@ -11,7 +12,7 @@ use bollard::Docker;
 use super::service::{Managers, NodeBackend};
 use crate::adapters::apt::command::InstallMode;
 use crate::adapters::apt::{parse, runner};
-use crate::adapters::engine::check_daemon_json;
+use crate::adapters::engine::{check_daemon_json, engine_config_problem};
 use crate::adapters::systemd::Systemd;
 use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet};
 use crate::ports::{OpKey, Secret};
@@ -19,6 +20,8 @@ use crate::wire::error::NodeError;
 
 /// Where dockerd reads its configuration.
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// The installed engine, found on `PATH` (docker-ce installs it in /usr/bin, Debian in /usr/sbin).
+const DOCKERD: &str = "dockerd";
 
 /// The real host.
 pub struct HostBackend {
@@ -27,6 +30,8 @@ pub struct HostBackend {
     bus: Option<String>,
     /// dockerd's configuration file.
     daemon_json: std::path::PathBuf,
+    /// The dockerd that validates it.
+    dockerd: std::path::PathBuf,
     restart_limit: std::time::Duration,
     docker: Docker,
     runtime: tokio::runtime::Handle,
@@ -40,6 +45,7 @@ impl HostBackend {
             apt: runner::Apt::host(),
             bus: None,
             daemon_json: DAEMON_JSON.into(),
+            dockerd: DOCKERD.into(),
             restart_limit,
             docker,
             runtime: tokio::runtime::Handle::current(),
@@ -118,6 +124,7 @@ impl NodeBackend for HostBackend {
             engine_active,
             local_swarm,
             dpkg_interrupted,
+            engine_config: engine_config_problem(&self.daemon_json, &self.dockerd),
         })
     }
 

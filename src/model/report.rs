@@ -1,5 +1,5 @@
-//! What each node's agent reports about its node: packages, repository, disk, engine and the
-//! engine's own view of its swarm membership.
+//! What each node's agent reports about its node: packages, repository, disk, engine (its
+//! configuration included) and the engine's own view of its swarm membership.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +44,24 @@ pub struct AgentReport {
     /// Packages dpkg left mid-transaction (an interrupted install), if any.
     #[serde(default)]
     pub dpkg_interrupted: Option<String>,
+    /// Why dockerd would not start with its configuration as it is on disk now, if it would not
+    /// (`None` too from an agent too old to check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_config: Option<EngineConfigProblem>,
+}
+
+/// A reason dockerd would refuse to start with its configuration file. The file may have been
+/// written after the engine last started, so the running engine says nothing of it; the upgrade's
+/// own restart (docker-ce's postinst restarts dockerd) would be the first to meet it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineConfigProblem {
+    /// The configuration file (`/etc/docker/daemon.json`).
+    pub file: String,
+    /// The options at fault, when the check could tell (`live-restore`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// What is wrong: our own check's words, or dockerd's own (`dockerd --validate`).
+    pub detail: String,
 }
 
 /// A node's swarm membership as its own engine reports it (`docker info`).

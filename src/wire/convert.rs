@@ -2,7 +2,8 @@
 
 use super::pb;
 use crate::model::{
-    AgentReport, DebVersion, LocalSwarm, LocalSwarmState, PackageSet, VersionError,
+    AgentReport, DebVersion, EngineConfigProblem, LocalSwarm, LocalSwarmState, PackageSet,
+    VersionError,
 };
 
 /// An order for `set`, fenced by the run and token of `op`.
@@ -52,6 +53,11 @@ pub(crate) fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
             .map(|l| l.state.name().to_string())
             .unwrap_or_default(),
         dpkg_interrupted: r.dpkg_interrupted.clone().unwrap_or_default(),
+        engine_config: r.engine_config.as_ref().map(|p| pb::EngineConfigProblem {
+            file: p.file.clone(),
+            keys: p.keys.clone(),
+            detail: p.detail.clone(),
+        }),
     }
 }
 
@@ -74,6 +80,12 @@ pub(crate) fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
         engine_active: r.engine_active,
         local_swarm: state.map(|state| LocalSwarm { node_id: r.local_node_id.clone(), state }),
         dpkg_interrupted: Some(r.dpkg_interrupted.clone()).filter(|d| !d.is_empty()),
+        // An older agent sends none: no problem it could see.
+        engine_config: r.engine_config.as_ref().map(|p| EngineConfigProblem {
+            file: p.file.clone(),
+            keys: p.keys.clone(),
+            detail: p.detail.clone(),
+        }),
     }
 }
 
@@ -97,5 +109,25 @@ mod tests {
             };
             assert_eq!(report_from_pb(&report_to_pb(&report)).local_swarm, report.local_swarm);
         }
+    }
+
+    #[test]
+    fn an_engine_configuration_problem_crosses_the_wire_and_an_older_agent_reports_none() {
+        let report = AgentReport {
+            engine_config: Some(EngineConfigProblem {
+                file: "/etc/docker/daemon.json".into(),
+                keys: vec!["live-restore".into()],
+                detail: "\"live-restore\": true is not supported in swarm mode".into(),
+            }),
+            dpkg_interrupted: Some("docker-ce (iF )".into()),
+            ..Default::default()
+        };
+        assert_eq!(report_from_pb(&report_to_pb(&report)), report);
+        assert_eq!(report_from_pb(&report_to_pb(&AgentReport::default())).engine_config, None);
+        // An agent built before the field existed: its bytes simply lack field 9.
+        let old = pb::NodeReport { engine_active: true, ..Default::default() };
+        let bytes = prost::Message::encode_to_vec(&old);
+        let read: pb::NodeReport = prost::Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(report_from_pb(&read).engine_config, None);
     }
 }

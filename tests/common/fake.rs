@@ -272,6 +272,7 @@ impl Agents for FakeCluster {
             engine_active: h.engine_active,
             local_swarm,
             dpkg_interrupted: None,
+            engine_config: None,
         })
     }
 

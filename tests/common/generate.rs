@@ -204,6 +204,7 @@ pub fn observed(world: &World) -> ClusterSnapshot {
                     state: LocalSwarmState::Active,
                 }),
                 dpkg_interrupted: None,
+                engine_config: None,
             }),
         );
     }
