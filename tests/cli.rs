@@ -112,6 +112,35 @@ fn a_snapshot_that_fails_preflight_is_refused_with_node_and_fix() {
 }
 
 #[test]
+fn an_engine_configuration_an_agent_reports_is_refused_for_people_and_programs() {
+    let mut snap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
+    snap["agents"]["worker1-id"]["engine_config"] = serde_json::json!({
+        "file": "/etc/docker/daemon.json",
+        "keys": ["live-restore"],
+        "detail": "\"live-restore\": true is not supported in swarm mode",
+    });
+    let file = temp("engine-config.json", &snap.to_string());
+    let o = bin(&["plan", "--snapshot", file.to_str().unwrap(), "--to", NEW]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = stderr(&o);
+    assert!(
+        e.contains("[worker1] dockerd on worker1 would not start with /etc/docker/daemon.json"),
+        "{e}"
+    );
+    assert!(
+        e.contains("fix: remove \"live-restore\" from /etc/docker/daemon.json on worker1"),
+        "{e}"
+    );
+    let o = bin(&["plan", "--snapshot", file.to_str().unwrap(), "--to", NEW, "--output", "json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "refused");
+    assert_eq!(v["refusals"][0]["kind"], "engine-config", "{v}");
+    assert_eq!(v["refusals"][0]["node"], "worker1", "{v}");
+}
+
+#[test]
 fn a_malformed_snapshot_is_bad_input() {
     let file = temp("broken.json", "{\"nodes\": [}");
     let o = bin(&["plan", "--snapshot", file.to_str().unwrap(), "--to", NEW]);

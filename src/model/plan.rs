@@ -27,6 +27,8 @@ pub enum RefusalKind {
     AgentUnreachable,
     /// dpkg was left mid-transaction on a node.
     DpkgInterrupted,
+    /// dockerd on a node would refuse its configuration file when the upgrade restarts it.
+    EngineConfig,
     /// A node's apt repository cannot be used.
     RepositoryBroken,
     /// A package version is not offered, or no target could be resolved.

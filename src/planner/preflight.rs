@@ -4,7 +4,8 @@ use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::Settings;
 use crate::model::convergence::{Convergence, service_convergence};
 use crate::model::{
-    AgentStatus, ClusterSnapshot, NodeId, NodeState, PackageSet, Reachability, Role,
+    AgentStatus, ClusterSnapshot, EngineConfigProblem, NodeId, NodeState, PackageSet, Reachability,
+    Role,
 };
 
 fn at_node(kind: RefusalKind, node: &str, reason: String, fix: &str) -> Refusal {
@@ -98,7 +99,20 @@ pub(crate) fn cluster_checks(
     out
 }
 
-/// Checks for one node of the plan: its agent, its repository, its disk, and the version step.
+/// What to do about a configuration dockerd would refuse on `host`.
+fn engine_config_fix(p: &EngineConfigProblem, host: &str) -> String {
+    let file = &p.file;
+    if p.keys.is_empty() {
+        return format!(
+            "correct {file} on {host} (`dockerd --validate --config-file {file}` there checks it; Docker 23 and later)"
+        );
+    }
+    let keys: Vec<String> = p.keys.iter().map(|k| format!("\"{k}\"")).collect();
+    format!("remove {} from {file} on {host}", keys.join(", "))
+}
+
+/// Checks for one node of the plan: its agent, its engine's configuration, its repository, its
+/// disk, and the version step.
 pub(crate) fn node_checks(
     snap: &ClusterSnapshot,
     settings: &Settings,
@@ -136,6 +150,16 @@ pub(crate) fn node_checks(
             host,
             format!("dpkg on {host} was interrupted mid-transaction ({what})"),
             "run `dpkg --configure -a` on that node and check the packages before upgrading",
+        ));
+    }
+    // docker-ce's postinst restarts dockerd during the install, long before our own restart
+    // could check the file: a configuration dockerd refuses would leave the node without an engine.
+    if let Some(p) = &report.engine_config {
+        out.push(at_node(
+            RefusalKind::EngineConfig,
+            host,
+            format!("dockerd on {host} would not start with {}: {}", p.file, p.detail),
+            &engine_config_fix(p, host),
         ));
     }
     if let Some(e) = &report.repository_error {

@@ -269,6 +269,56 @@ fn agent_repository_version_and_disk_problems_name_the_node() {
     assert_eq!((missing, skew, r.len()), (10, 5, 15), "two packages on five nodes, 3 majors apart");
 }
 
+fn with_live_restore(snap: &mut ClusterSnapshot, host: &str) {
+    let id = crate::model::NodeId(format!("{host}-id"));
+    let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id) else { panic!("{host}") };
+    r.engine_config = Some(crate::model::EngineConfigProblem {
+        file: "/etc/docker/daemon.json".into(),
+        keys: vec!["live-restore".into()],
+        detail: "\"live-restore\": true is not supported in swarm mode".into(),
+    });
+}
+
+#[test]
+fn an_engine_configuration_dockerd_would_refuse_is_refused_by_plan_and_guard() {
+    let mut snap = fixture();
+    with_live_restore(&mut snap, "worker1");
+    let r = refusals(&snap, &Settings::default(), &to(NEW));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0].kind, r[0].node.as_deref()), (RefusalKind::EngineConfig, Some("worker1")));
+    assert!(
+        r[0].reason.contains("dockerd on worker1 would not start with /etc/docker/daemon.json")
+    );
+    assert_eq!(r[0].fix, "remove \"live-restore\" from /etc/docker/daemon.json on worker1");
+    assert_eq!(serde_json::to_value(&r[0]).unwrap()["kind"], "engine-config");
+
+    // Written after the plan was accepted: the guard before that node refuses it too, and only it.
+    let p = plan(&fixture(), &Settings::default(), &to(NEW)).unwrap();
+    let flags = RunFlags::default();
+    let guard_at = |h: &str| {
+        let n = p.nodes.iter().find(|n| n.hostname == h).unwrap();
+        guard(&snap, &Settings::default(), &flags, &n.node, &p.packages)
+    };
+    let refused = guard_at("worker1").expect_err("the guard refuses worker1");
+    assert_eq!(refused.iter().map(|r| r.kind).collect::<Vec<_>>(), [RefusalKind::EngineConfig]);
+    assert!(guard_at("worker2").is_ok());
+
+    // Without a key (dockerd's own words), the fix names the file and how to check it.
+    let id = crate::model::NodeId("worker1-id".into());
+    if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id) {
+        r.engine_config = Some(crate::model::EngineConfigProblem {
+            file: "/etc/docker/daemon.json".into(),
+            keys: vec![],
+            detail: "dockerd --validate: unable to configure the Docker daemon with file /etc/docker/daemon.json: invalid logging level: nope".into(),
+        });
+    }
+    let r = refusals(&snap, &Settings::default(), &to(NEW));
+    assert!(r[0].reason.ends_with("invalid logging level: nope"), "{r:?}");
+    assert!(
+        r[0].fix.starts_with("correct /etc/docker/daemon.json on worker1 (`dockerd --validate")
+    );
+}
+
 #[test]
 fn refusal_kinds_are_written_in_kebab_case() {
     let r = &refusals(&fixture(), &Settings::default(), &to("5:29.0.0-1~debian.13~trixie"))[0];
