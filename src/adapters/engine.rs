@@ -104,6 +104,8 @@ pub(crate) fn read_validation(code: i32, stdout: &str, stderr: &str) -> Validati
         Validation::Accepted
     } else if said.contains("unknown flag: --validate") {
         Validation::Unknown("this dockerd has no --validate (it came with Docker 23)".into())
+    } else if said.is_empty() {
+        Validation::Refused(format!("exit {code}, without a word"))
     } else {
         Validation::Refused(said.lines().map(str::trim).collect::<Vec<_>>().join(" "))
     }
@@ -119,10 +121,14 @@ pub(crate) fn unknown_options(said: &str) -> Vec<String> {
     }
 }
 
-/// Asks `dockerd` whether it accepts `file`; a dockerd that cannot be run cannot tell.
+/// Asks `dockerd` whether it accepts `file`; a dockerd that cannot be run cannot tell. A bare
+/// name is looked up on `PATH`.
 pub fn validate(dockerd: &Path, file: &Path) -> Validation {
+    // As an OsStr, not a Path: duct runs a one-part relative Path from the current directory
+    // (`./dockerd`), where the agent, started in /, finds none.
+    let program = dockerd.as_os_str();
     let cmd =
-        duct::cmd(dockerd, ["--validate".as_ref(), "--config-file".as_ref(), file.as_os_str()])
+        duct::cmd(program, ["--validate".as_ref(), "--config-file".as_ref(), file.as_os_str()])
             .stdin_null()
             .stdout_capture()
             .stderr_capture()
@@ -245,6 +251,17 @@ mod tests {
         std::fs::write(&file, r#"{"no-such-option": true}"#).unwrap();
         assert_eq!(engine_config_problem(&file, no_dockerd), None, "no dockerd: cannot tell");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bare_name_is_looked_up_on_path() {
+        // `true` and `false` stand in for dockerd: both ignore the arguments.
+        let file = Path::new("/etc/docker/daemon.json");
+        assert_eq!(validate(Path::new("true"), file), Validation::Accepted);
+        assert_eq!(
+            validate(Path::new("false"), file),
+            Validation::Refused("exit 1, without a word".into())
+        );
     }
 
     #[test]
