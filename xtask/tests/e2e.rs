@@ -331,9 +331,10 @@ fn fingerprint(l: &LabGuard) -> String {
     s
 }
 
-/// Scenarios 9, 7, 6 and 5 on one lab: bad input, an unreachable agent and a stopped manager are
-/// refused with one clear message and change nothing; then two runs started together on two
-/// managers: exactly one proceeds (and completes), the other says who holds the lock.
+/// Scenarios 9, 7, 6 and 5 on one lab: bad input, an engine configuration dockerd would refuse
+/// (issue 13), an unreachable agent and a stopped manager are refused with one clear message and
+/// change nothing; then two runs started together on two managers: exactly one proceeds (and
+/// completes), the other says who holds the lock.
 #[test]
 fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -356,6 +357,23 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     refused(&["run", "--to", repo::NEW], 2, &["50-bad.toml:2:", "expected a boolean"]);
     l.sh(lab::MANAGER, "rm /etc/swarm-upgrade/config.d/50-bad.toml");
     refused(&["run", "--to", "5:20.10.0-1~debian.13~trixie"], 3, &["--allow-downgrade"]);
+    // A daemon.json written after worker1's engine started, which dockerd would refuse when
+    // docker-ce's postinst restarts it: the agent reports it, plan and run refuse naming the node
+    // and the option. Then an option only dockerd itself knows is wrong (`dockerd --validate`).
+    l.sh(
+        "worker1",
+        r#"mkdir -p /etc/docker && echo '{"live-restore": true}' > /etc/docker/daemon.json"#,
+    );
+    for cmd in ["plan", "run"] {
+        refused(
+            &[cmd, "--to", repo::NEW],
+            3,
+            &["worker1", "live-restore", "/etc/docker/daemon.json"],
+        );
+    }
+    l.sh("worker1", r#"echo '{"no-such-option": true}' > /etc/docker/daemon.json"#);
+    refused(&["plan", "--to", repo::NEW], 3, &["worker1", "no-such-option", "dockerd --validate"]);
+    l.sh("worker1", "rm /etc/docker/daemon.json");
     // 7. The agent on worker2 stopped.
     l.sh("worker2", "systemctl stop swarm-upgrade-agent");
     refused(&["run", "--to", repo::NEW], 3, &["worker2"]);
