@@ -27,10 +27,56 @@ pub struct Lock {
     pub expires_at: Timestamp,
     /// The run's target.
     pub target: DebVersion,
+    /// The holder's lease in seconds (absent in documents of older builds): how long a
+    /// contender must see the lock unchanged before it may take over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+}
+
+/// A lock as one contender saw it, and since when by the contender's own monotonic clock. Wall
+/// clocks of managers differ (a clock minutes ahead would see every live lease as run out), so a
+/// takeover is decided only on what the contender itself saw: the same lock, unrenewed, for a
+/// whole lease and a margin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sighting {
+    token: u64,
+    expires_at: Timestamp,
+    lease: Option<Duration>,
+    since: Duration,
+}
+
+impl Sighting {
+    /// `lock` seen at monotonic time `mono`; an earlier sighting of the very same lock (not
+    /// renewed since) keeps its start.
+    pub fn of(lock: &Lock, earlier: Option<Sighting>, mono: Duration) -> Sighting {
+        match earlier.filter(|e| e.is_of(lock)) {
+            Some(e) => e,
+            None => Sighting {
+                token: lock.token,
+                expires_at: lock.expires_at,
+                lease: lock.lease_seconds.map(Duration::from_secs),
+                since: mono,
+            },
+        }
+    }
+
+    /// Whether `lock` is the one sighted, unrenewed.
+    pub fn is_of(&self, lock: &Lock) -> bool {
+        self.token == lock.token && self.expires_at == lock.expires_at
+    }
+
+    /// How long the contender still has to watch (zero: the holder had a whole lease, the
+    /// longer of its own and `lease`, plus [`LEASE_MARGIN`], and did not renew).
+    pub fn left(&self, lease: Duration, mono: Duration) -> Duration {
+        let watch = self.lease.map_or(lease, |l| l.max(lease)) + LEASE_MARGIN;
+        watch.saturating_sub(mono.saturating_sub(self.since))
+    }
 }
 
 /// The layout of the store document this build reads and writes. 1: the first layout, which
-/// had no `schema` key; 2: the key added, and the optional `halt` of a finished run.
+/// had no `schema` key; 2: the key added, and the optional `halt` of a finished run. (The lock's
+/// optional `lease_seconds` came later within 2: older builds ignore it, and without it a
+/// contender watches for its own lease.)
 pub const SCHEMA: u32 = 2;
 
 /// Everything swarm-upgrade keeps in the store.
@@ -122,8 +168,18 @@ pub enum LockError {
     },
 }
 
-/// How much earlier than its expiry a holder stops trusting its lease (clock skew between managers).
+/// How much earlier than its expiry a holder stops trusting its lease, and how much longer than
+/// a lease a contender watches a lock before taking it over.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+fn held(l: &Lock) -> LockError {
+    LockError::Held {
+        holder: l.holder.clone(),
+        run_id: l.run_id.clone(),
+        since: l.acquired_at,
+        until: l.expires_at,
+    }
+}
 
 fn plus(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
@@ -143,9 +199,10 @@ impl Lock {
 }
 
 impl StoreDoc {
-    /// Takes the lock if free or expired; returns the new fencing token. A lock this same holder
-    /// already took for this run (its write landed but the answer was lost in a leader election,
-    /// and the write is being retried) is returned as it is.
+    /// Takes the lock if free, or if `lapsed` shows its holder let it lapse (the contender saw
+    /// this very lock unrenewed for a whole lease, at monotonic time `mono`); returns the new
+    /// fencing token. A lock this same holder already took for this run (its write landed but the
+    /// answer was lost in a leader election, and the write is being retried) is returned as it is.
     pub fn acquire(
         &mut self,
         holder: &str,
@@ -153,6 +210,7 @@ impl StoreDoc {
         target: &DebVersion,
         lease: Duration,
         now: Timestamp,
+        lapsed: Option<(&Sighting, Duration)>,
     ) -> Result<u64, LockError> {
         if let Some(l) = self
             .lock
@@ -161,7 +219,12 @@ impl StoreDoc {
         {
             return Ok(l.token);
         }
-        self.check_free(now)?;
+        if let Some(l) = &self.lock {
+            let gone = lapsed.is_some_and(|(s, mono)| s.is_of(l) && s.left(lease, mono).is_zero());
+            if !gone {
+                return Err(held(l));
+            }
+        }
         let token = self.last_token + 1;
         self.last_token = token;
         self.lock = Some(Lock {
@@ -171,19 +234,17 @@ impl StoreDoc {
             acquired_at: now,
             expires_at: plus(now, lease),
             target: target.clone(),
+            lease_seconds: Some(lease.as_secs()),
         });
         Ok(token)
     }
 
-    /// Refuses when someone holds an unexpired lock (what `acquire` checks first).
+    /// Refuses when someone holds a lock whose lease has not run out by our clock (what a new
+    /// run checks first, to name the holder; `acquire` itself refuses any lock it did not watch
+    /// lapse).
     pub(crate) fn check_free(&self, now: Timestamp) -> Result<(), LockError> {
         match &self.lock {
-            Some(l) if !l.expired(now) => Err(LockError::Held {
-                holder: l.holder.clone(),
-                run_id: l.run_id.clone(),
-                since: l.acquired_at,
-                until: l.expires_at,
-            }),
+            Some(l) if !l.expired(now) => Err(held(l)),
             _ => Ok(()),
         }
     }
@@ -264,36 +325,54 @@ mod tests {
     #[test]
     fn held_lock_refuses_and_names_its_holder() {
         let mut d = StoreDoc::default();
-        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0)), Ok(1));
-        let e = d.acquire("manager2/20", "r2", &v(), Duration::from_secs(60), t(30)).unwrap_err();
+        assert_eq!(
+            d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0), None),
+            Ok(1)
+        );
+        let e =
+            d.acquire("manager2/20", "r2", &v(), Duration::from_secs(60), t(30), None).unwrap_err();
         assert!(e.to_string().starts_with("locked by manager1/10 since "), "{e}");
     }
 
     #[test]
     fn a_retried_acquire_by_the_same_holder_gets_the_same_token() {
         let mut d = StoreDoc::default();
-        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0)), Ok(1));
-        assert_eq!(d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(1)), Ok(1));
+        assert_eq!(
+            d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(0), None),
+            Ok(1)
+        );
+        assert_eq!(
+            d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(1), None),
+            Ok(1)
+        );
         assert!(
-            d.acquire("manager1/10", "r2", &v(), Duration::from_secs(60), t(1)).is_err(),
+            d.acquire("manager1/10", "r2", &v(), Duration::from_secs(60), t(1), None).is_err(),
             "another run of the same process"
         );
         assert!(
-            d.acquire("manager1/11", "r1", &v(), Duration::from_secs(60), t(1)).is_err(),
+            d.acquire("manager1/11", "r1", &v(), Duration::from_secs(60), t(1), None).is_err(),
             "another process"
         );
-        assert_eq!(
-            d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(60)),
-            Ok(2),
-            "expired: a new token"
+        assert!(
+            d.acquire("manager1/10", "r1", &v(), Duration::from_secs(60), t(60), None).is_err(),
+            "expired by the wall clock is not enough: nobody watched it lapse"
         );
     }
 
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     #[test]
-    fn take_over_after_expiry_gets_a_new_token() {
+    fn take_over_after_a_watched_lapse_gets_a_new_token() {
         let mut d = StoreDoc::default();
-        d.acquire("a", "r1", &v(), Duration::from_secs(60), t(0)).unwrap();
-        assert_eq!(d.acquire("b", "r1", &v(), Duration::from_secs(60), t(60)), Ok(2));
+        d.acquire("a", "r1", &v(), LEASE, t(0), None).unwrap();
+        let seen = Sighting::of(d.lock.as_ref().unwrap(), None, secs(100));
+        assert_eq!(seen.left(LEASE, secs(130)), secs(35));
+        assert!(d.acquire("b", "r1", &v(), LEASE, t(60), Some((&seen, secs(164)))).is_err());
+        assert_eq!(d.acquire("b", "r1", &v(), LEASE, t(60), Some((&seen, secs(165)))), Ok(2));
         assert_eq!(d.renew(1, Duration::from_secs(60), t(61)), Err(LockError::Lost { ours: 1 }));
         assert!(d.renew(2, Duration::from_secs(60), t(61)).is_ok());
         assert_eq!(d.lock.as_ref().unwrap().expires_at, t(121));
@@ -302,20 +381,51 @@ mod tests {
     #[test]
     fn tokens_are_never_reused_after_release_or_break() {
         let mut d = StoreDoc::default();
-        let a = d.acquire("a", "r1", &v(), Duration::from_secs(60), t(0)).unwrap();
+        let a = d.acquire("a", "r1", &v(), Duration::from_secs(60), t(0), None).unwrap();
         d.release(a);
-        let b = d.acquire("b", "r2", &v(), Duration::from_secs(60), t(1)).unwrap();
+        let b = d.acquire("b", "r2", &v(), Duration::from_secs(60), t(1), None).unwrap();
         assert!(d.break_lock().is_some());
-        let c = d.acquire("c", "r3", &v(), Duration::from_secs(60), t(2)).unwrap();
+        let c = d.acquire("c", "r3", &v(), Duration::from_secs(60), t(2), None).unwrap();
         assert!(a < b && b < c);
         d.release(b);
         assert!(d.lock.is_some(), "a stale token cannot release the current lock");
     }
 
+    /// A contender whose wall clock runs ten minutes ahead sees every live lease as run out; what
+    /// it saw itself decides: the holder renewed, so the watch starts again and no takeover.
+    #[test]
+    fn a_contender_with_a_clock_minutes_ahead_does_not_take_over_a_live_lock() {
+        let mut d = StoreDoc::default();
+        d.acquire("a", "r1", &v(), LEASE, t(0), None).unwrap();
+        let ahead = t(600);
+        assert!(d.lock.as_ref().unwrap().expired(ahead), "by its clock the lease ran out");
+        let first = Sighting::of(d.lock.as_ref().unwrap(), None, secs(0));
+        d.renew(1, LEASE, t(20)).unwrap();
+        let again = Sighting::of(d.lock.as_ref().unwrap(), Some(first.clone()), secs(70));
+        assert_ne!(again, first, "a renewal restarts the watch");
+        let e = d.acquire("b", "r1", &v(), LEASE, ahead, Some((&again, secs(70)))).unwrap_err();
+        assert!(matches!(e, LockError::Held { .. }), "{e}");
+        assert_eq!(d.lock.as_ref().unwrap().token, 1);
+        // An old sighting of a lock since renewed proves nothing either.
+        assert!(d.acquire("b", "r1", &v(), LEASE, ahead, Some((&first, secs(999)))).is_err());
+    }
+
+    #[test]
+    fn the_holders_longer_lease_is_waited_for() {
+        let mut d = StoreDoc::default();
+        d.acquire("a", "r1", &v(), secs(300), t(0), None).unwrap();
+        let seen = Sighting::of(d.lock.as_ref().unwrap(), None, secs(0));
+        assert_eq!(seen.left(LEASE, secs(65)), secs(240), "the holder's 300 s, not our 60 s");
+        // A lock written by an older build names no lease: ours is used.
+        d.lock.as_mut().unwrap().lease_seconds = None;
+        let seen = Sighting::of(d.lock.as_ref().unwrap(), None, secs(0));
+        assert_eq!(seen.left(LEASE, secs(65)), Duration::ZERO);
+    }
+
     #[test]
     fn lease_is_unusable_within_the_margin() {
         let mut d = StoreDoc::default();
-        d.acquire("a", "r", &v(), Duration::from_secs(60), t(0)).unwrap();
+        d.acquire("a", "r", &v(), Duration::from_secs(60), t(0), None).unwrap();
         let l = d.lock.as_ref().unwrap();
         assert!(l.usable(t(54)));
         assert!(!l.usable(t(55)));

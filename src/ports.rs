@@ -180,6 +180,9 @@ pub trait StateStore {
 pub trait Clock {
     /// Now.
     fn now(&self) -> Timestamp;
+    /// Time since some fixed start of this process, never going back: what a lease takeover is
+    /// judged on (wall clocks of managers differ, and jump).
+    fn mono(&self) -> Duration;
     /// Waits.
     async fn sleep(&self, d: Duration);
 }
@@ -191,6 +194,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+
+    fn mono(&self) -> Duration {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed()
     }
 
     async fn sleep(&self, d: Duration) {

@@ -199,8 +199,8 @@ async fn adapter_and_store_against_a_real_swarm() {
     let now = jiff::Timestamp::now();
     let lease = std::time::Duration::from_secs(60);
     let (a, b) = tokio::join!(
-        update(&store, |d| d.acquire("manager1/1", "ra", &target, lease, now)),
-        update(&store, |d| d.acquire("manager2/2", "rb", &target, lease, now)),
+        update(&store, |d| d.acquire("manager1/1", "ra", &target, lease, now, None)),
+        update(&store, |d| d.acquire("manager2/2", "rb", &target, lease, now, None)),
     );
     let results = [a.0, b.0];
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
@@ -238,7 +238,7 @@ async fn adapter_and_store_against_a_real_swarm() {
     let (code, out, _) = bin(&["abort"]);
     assert_eq!((code, out.trim()), (Some(0), "no run in progress; nothing to abort"));
     // The same commands for programs (`--output json`).
-    update(&store, |d| d.acquire("manager3/3", "rc", &target, lease, jiff::Timestamp::now()))
+    update(&store, |d| d.acquire("manager3/3", "rc", &target, lease, jiff::Timestamp::now(), None))
         .await
         .0
         .unwrap();

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use proptest::prelude::*;
 use swarm_upgrade::config::Settings;
 use swarm_upgrade::coordinator::CoordinatorError;
-use swarm_upgrade::lock::StoreDoc;
+use swarm_upgrade::lock::{Sighting, StoreDoc};
 use swarm_upgrade::model::{
     Availability, NodeState, Reachability, Role, convergence::first_unconverged,
 };
@@ -77,14 +77,16 @@ proptest! {
 
     /// Two coordinators take, renew and release the lock through the project's own
     /// read-modify-write (`ports::update_doc`) on a compare-and-swap store, their reads and writes
-    /// interleaved at random and time passing between their steps; at no moment do both believe
-    /// they hold a usable lock, and no fencing token is issued twice.
+    /// interleaved at random and time passing between their steps, the second one's wall clock up
+    /// to 15 minutes ahead; at no moment do both believe they hold a usable lock (each by its own
+    /// clock), and no fencing token is issued twice.
     #[test]
     fn racing_coordinators_never_both_hold_the_lock(
         steps in prop::collection::vec((0usize..2, 0u8..4, 0u64..40), 1..80),
         turns in prop::collection::vec(any::<bool>(), 0..400),
+        skew in 0u64..900,
     ) {
-        let outcome = runtime().block_on(race(steps, turns));
+        let outcome = runtime().block_on(race(steps, turns, skew));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }
@@ -123,24 +125,28 @@ impl StateStore for RacyStore {
     }
 }
 
-/// What each coordinator believes it holds: its token and the lease's end.
+/// What each coordinator believes it holds: its token and the lease's end (by its own clock).
 type Beliefs = std::sync::Mutex<[Option<(u64, Timestamp)>; 2]>;
 
 /// Runs each coordinator's steps (0 and 1: renew, or acquire when it holds nothing; 2: release;
-/// 3: time passes) concurrently; the first broken invariant, if any.
-async fn race(steps: Vec<(usize, u8, u64)>, turns: Vec<bool>) -> Result<(), String> {
+/// 3: time passes) concurrently, the second one's wall clock `skew` seconds ahead of the first's;
+/// the first broken invariant, if any.
+async fn race(steps: Vec<(usize, u8, u64)>, turns: Vec<bool>, skew: u64) -> Result<(), String> {
     let store = RacyStore {
         state: std::sync::Mutex::new((StoreDoc::default(), 0)),
         turns: std::sync::Mutex::new(turns.into()),
     };
-    let clock = TestClock::new();
+    let clocks = [TestClock::new(), TestClock::ahead(Duration::from_secs(skew))];
     let held: Beliefs = std::sync::Mutex::new([None, None]);
     let issued = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let coordinator = |who: usize| {
         let mine: Vec<(u8, u64)> =
             steps.iter().filter(|s| s.0 == who).map(|s| (s.1, s.2)).collect();
-        let (store, clock, held, issued) = (&store, &clock, &held, &issued);
+        let (store, clocks, held, issued) = (&store, &clocks, &held, &issued);
+        let clock = &clocks[who];
         async move {
+            // What this coordinator saw of the other's lock, by its own monotonic clock.
+            let mut seen: Option<Sighting> = None;
             for (action, secs) in mine {
                 if action == 3 {
                     clock.sleep(Duration::from_secs(secs)).await;
@@ -150,7 +156,12 @@ async fn race(steps: Vec<(usize, u8, u64)>, turns: Vec<bool>) -> Result<(), Stri
                 let now = clock.now();
                 let result = update_doc(store, clock, |doc| {
                     let token = match mine {
-                        None => doc.acquire(&format!("c{who}"), "r", &v(NEW), LEASE, now)?,
+                        None => {
+                            let mono = clock.mono();
+                            seen = doc.lock.as_ref().map(|l| Sighting::of(l, seen.take(), mono));
+                            let lapsed = seen.as_ref().map(|s| (s, mono));
+                            doc.acquire(&format!("c{who}"), "r", &v(NEW), LEASE, now, lapsed)?
+                        }
                         Some((t, _)) if action < 2 => doc.renew(t, LEASE, now).map(|_| t)?,
                         Some((t, _)) => {
                             doc.release(t);
@@ -167,7 +178,7 @@ async fn race(steps: Vec<(usize, u8, u64)>, turns: Vec<bool>) -> Result<(), Stri
                     return Err(format!("the fencing token {t} was issued twice"));
                 }
                 held.lock().unwrap()[who] = belief;
-                check(held, clock.now())?;
+                check(held, [clocks[0].now(), clocks[1].now()])?;
             }
             Ok(())
         }
@@ -178,16 +189,18 @@ async fn race(steps: Vec<(usize, u8, u64)>, turns: Vec<bool>) -> Result<(), Stri
 
 const LEASE: Duration = Duration::from_secs(30);
 
-/// Both coordinators believe they hold a usable lock at `now`.
-fn check(held: &Beliefs, now: Timestamp) -> Result<(), String> {
+/// Both coordinators believe they hold a usable lock now, each by its own clock (`now`).
+fn check(held: &Beliefs, now: [Timestamp; 2]) -> Result<(), String> {
     let held = held.lock().unwrap();
     let believers = held
         .iter()
-        .flatten()
-        .filter(|(_, until)| now + swarm_upgrade::lock::LEASE_MARGIN < *until)
+        .zip(now)
+        .filter(|(b, now)| {
+            b.is_some_and(|(_, until)| *now + swarm_upgrade::lock::LEASE_MARGIN < until)
+        })
         .count();
     if believers > 1 {
-        return Err(format!("both coordinators believe they hold the lock at {now}: {held:?}"));
+        return Err(format!("both coordinators believe they hold the lock at {now:?}: {held:?}"));
     }
     Ok(())
 }

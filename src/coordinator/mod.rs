@@ -12,7 +12,7 @@ mod store;
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::lock::LockError;
+use crate::lock::{LEASE_MARGIN, LockError, Sighting};
 use crate::machine::TransitionError;
 use crate::model::{AgentStatus, ClusterSnapshot};
 use crate::planner::{self, PlanRequest, Refusal};
@@ -198,8 +198,14 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         let token = self
             .update(|doc| {
                 // A live holder is reported as such; an unfinished run without one must be resumed.
-                let token =
-                    doc.acquire(&self.holder, run_id, &plan.target, self.settings.lease, now)?;
+                let token = doc.acquire(
+                    &self.holder,
+                    run_id,
+                    &plan.target,
+                    self.settings.lease,
+                    now,
+                    None,
+                )?;
                 // (A retry of this very write finds its own run: it landed, its answer was lost.)
                 if let Some(run) = doc.run.as_ref().filter(|r| !r.finished() && r.id != run_id) {
                     return Err(CoordinatorError::Unfinished(run.id.clone()));
@@ -213,10 +219,20 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         self.drive(token).await
     }
 
-    /// Takes over an unfinished run once its lock is free or expired (waiting for that if `wait`).
+    /// Takes over an unfinished run once its lock is free, or once this coordinator has watched
+    /// it lapse: unrenewed for a whole lease and a margin by its own monotonic clock, whatever the
+    /// wall clocks say. Without `wait`, a lock whose lease has run out by our clock is watched
+    /// (at most a lease); one that is renewed meanwhile, or is not run out, is reported as held.
     pub async fn resume(&self, wait: bool) -> Result<RunRecord, CoordinatorError> {
+        let mut sighting: Option<Sighting> = None;
         loop {
             let now = self.ports.clock.now();
+            let mono = self.ports.clock.mono();
+            let seen = self.load_retrying().await?.doc.lock;
+            let earlier = sighting.take();
+            let renewed = matches!((&earlier, &seen), (Some(e), Some(l)) if !e.is_of(l));
+            sighting = seen.as_ref().map(|l| Sighting::of(l, earlier, mono));
+            let lapsed = sighting.as_ref().map(|s| (s, mono));
             let outcome = self
                 .update(|doc| {
                     let run = doc
@@ -225,8 +241,14 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
                         .filter(|r| !r.finished())
                         .ok_or(CoordinatorError::NothingToResume)?;
                     let (run_id, target) = (run.id.clone(), run.target.clone());
-                    let token =
-                        doc.acquire(&self.holder, &run_id, &target, self.settings.lease, now)?;
+                    let token = doc.acquire(
+                        &self.holder,
+                        &run_id,
+                        &target,
+                        self.settings.lease,
+                        now,
+                        lapsed,
+                    )?;
                     let run = doc.run.as_mut().expect("checked above");
                     if let Some(n) = run.nodes.iter_mut().find(|n| {
                         !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending
@@ -242,9 +264,18 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
                     self.emit_start(&run, true);
                     return self.drive(token).await;
                 }
-                Err(CoordinatorError::Lock(LockError::Held { until, .. })) if wait => {
-                    let left = crate::machine::elapsed(now, until);
-                    self.ports.clock.sleep(left + Duration::from_secs(1)).await;
+                Err(CoordinatorError::Lock(LockError::Held { until, .. }))
+                    if wait || (until <= now && !renewed) =>
+                {
+                    let left = sighting.as_ref().map_or(Duration::ZERO, |s| {
+                        s.left(self.settings.lease, self.ports.clock.mono())
+                    });
+                    tracing::info!(
+                        seconds = left.as_secs(),
+                        "the lock is held: watching it for a whole lease before taking over"
+                    );
+                    // Looked at again every few seconds: a renewal ends the watch at once.
+                    self.ports.clock.sleep(left.clamp(self.poll, LEASE_MARGIN)).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -446,6 +446,13 @@ impl TestClock {
             start: tokio::time::Instant::now(),
         }
     }
+
+    /// A clock whose wall time runs `by` ahead of [`TestClock::new`]'s (another manager's).
+    #[allow(dead_code)]
+    pub fn ahead(by: Duration) -> Self {
+        let clock = TestClock::new();
+        TestClock { base: clock.base + jiff::SignedDuration::try_from(by).unwrap(), ..clock }
+    }
 }
 
 impl Clock for TestClock {
@@ -457,5 +464,9 @@ impl Clock for TestClock {
 
     async fn sleep(&self, d: Duration) {
         tokio::time::sleep(d).await
+    }
+
+    fn mono(&self) -> Duration {
+        self.start.elapsed()
     }
 }
