@@ -68,6 +68,13 @@ pub trait Swarm {
     ) -> Result<(), PortError>;
     /// Sets a replicated service's replica count (absolute, so repeating it is harmless).
     async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError>;
+    /// Sets one label of a node (`None`: removes it), leaving its other labels as they are now.
+    async fn set_label(
+        &self,
+        node: &NodeId,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), PortError>;
     /// Replaces a node's labels.
     async fn set_labels(
         &self,

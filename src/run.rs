@@ -148,7 +148,7 @@ impl RunRecord {
                             "was rolled back to its previous packages and is back in service"
                         }
                         Phase::Restored => "was restored without upgrading",
-                        _ => "needs an operator (left drained)",
+                        _ => "needs a person (its recovery: `swarm-upgrade status`)",
                     };
                     return RunStep::Finish(
                         Halt::NodeFailed,

@@ -131,6 +131,59 @@ async fn an_action_that_never_returns_fails_at_the_phase_limit() {
     assert!(w.store_doc().lock.is_none());
 }
 
+/// A node that can be neither upgraded nor rolled back is left failed, but nothing else of the
+/// run stays behind: its surged services are scaled back, the availability it is owed is written
+/// on the node (a label), and the run record says what to do. Once an operator has repaired the
+/// engine, `run` gives the node back its availability and finishes the cluster.
+#[tokio::test(start_paused = true)]
+async fn a_node_left_failed_is_handed_back_and_a_later_run_returns_it_to_service() {
+    let c = cluster();
+    c.world.lock().unwrap().fail_rollback_on = Some("worker1".into());
+    let before = availabilities(&c.world.lock().unwrap());
+    let replicas =
+        |w: &World| -> Vec<_> { w.services.iter().map(|s| (s.name.clone(), s.mode)).collect() };
+    let services_before = replicas(&c.world.lock().unwrap());
+    let rec = run(&c, &Settings::default(), &to(BROKEN), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed));
+    assert_eq!(rec.nodes[0].phase, Phase::Failed, "{:?}", rec.nodes[0].reason);
+    assert!(rec.reason.as_deref().unwrap().contains("needs a person"), "{:?}", rec.reason);
+    let recovery = rec.nodes[0].recovery.clone().expect("a recovery is recorded");
+    assert!(recovery.contains("docker node update --availability active --label-rm swarm-upgrade.restore-availability worker1"), "{recovery}");
+    {
+        let w = c.world.lock().unwrap();
+        assert_eq!(replicas(&w), services_before, "the surge was undone");
+        let worker1 = w.nodes.iter().find(|n| n.hostname == "worker1").unwrap();
+        assert_eq!(worker1.availability, swarm_upgrade::model::Availability::Drain);
+        assert_eq!(
+            worker1.labels.get("swarm-upgrade.restore-availability").map(String::as_str),
+            Some("active")
+        );
+        assert!(w.store_doc().lock.is_none());
+    }
+
+    // The operator repairs the engine by hand (the node is Ready, still drained).
+    {
+        let mut w = c.world.lock().unwrap();
+        w.fail_rollback_on = None;
+        w.broken = None;
+        // (The packages it had: worker2's, which the halted run never reached.)
+        let old = w.hosts.iter().find(|h| h.hostname == "worker2").unwrap().installed.clone();
+        let h = w.hosts.iter_mut().find(|h| h.hostname == "worker1").unwrap();
+        h.installed = old;
+        h.engine_active = true;
+        h.down_ticks = 1;
+        w.settle(4);
+    }
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/2").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    assert_all_at(&w, NEW, &before);
+    assert!(
+        w.nodes.iter().all(|n| !n.labels.contains_key("swarm-upgrade.restore-availability")),
+        "the debt is settled"
+    );
+}
+
 /// A busy apt lock and a broken package reach the coordinator as different kinds with different
 /// consequences: a busy node is asked again until the phase's time limit (nothing was changed),
 /// a broken package rolls the node back and halts the run at once.

@@ -124,6 +124,9 @@ pub(crate) fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
             n.reason.as_deref().unwrap_or("")
         );
     }
+    for n in run.nodes.iter().filter_map(|n| n.recovery.as_ref()) {
+        let _ = writeln!(s, "\n{n}");
+    }
     s
 }
 

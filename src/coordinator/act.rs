@@ -4,7 +4,7 @@
 
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::machine::{NodeProgress, Phase};
-use crate::model::{Availability, Mode, NodeId, PackageSet};
+use crate::model::{Availability, Mode, NodeId, PackageSet, RESTORE_LABEL};
 use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
 
 /// What an action produced that the machine must record.
@@ -50,7 +50,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 agents.rollback(&target, previous, op).await?
             }
             Phase::Rejoin => return self.rejoin(p, &target, op).await,
-            Phase::Reactivate => swarm.set_availability(&p.node, p.original_availability).await?,
+            Phase::Reactivate => {
+                swarm.set_availability(&p.node, p.original_availability).await?;
+                self.settle_debt(p).await?;
+            }
             Phase::VerifyConverged => self.unsurge(p).await?,
             Phase::Restore => {
                 self.unsurge(p).await?;
@@ -58,6 +61,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 if snap.node(&p.node).is_some_and(|n| n.availability != p.original_availability) {
                     swarm.set_availability(&p.node, p.original_availability).await?;
                 }
+                self.settle_debt(p).await?;
             }
             Phase::WaitMigrated
             | Phase::WaitReady
@@ -68,6 +72,16 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             | Phase::Failed => {}
         }
         Ok(Acted::Done)
+    }
+
+    /// The node has its availability back: an earlier run's note that it was owed (the
+    /// [`RESTORE_LABEL`]) is removed.
+    async fn settle_debt(&self, p: &NodeProgress) -> Result<(), PortError> {
+        let snap = self.ports.swarm.snapshot().await?;
+        if snap.node(&p.node).is_some_and(|n| n.labels.contains_key(RESTORE_LABEL)) {
+            self.ports.swarm.set_label(&p.node, RESTORE_LABEL, None).await?;
+        }
+        Ok(())
     }
 
     /// Scales surged services back to their replica count, writing only those that differ.
@@ -125,6 +139,41 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             node: p.hostname.clone(),
             reason: reason.clone(),
         });
-        self.update_node(token, i, p.phase, |n| Ok(n.fail(reason.clone(), now)?)).await.map(drop)
+        let after =
+            self.update_node(token, i, p.phase, |n| Ok(n.fail(reason.clone(), now)?)).await?;
+        if after == Phase::Failed {
+            self.leave_behind(token, i).await?;
+        }
+        Ok(())
+    }
+
+    /// Node `i` failed and the machine cannot bring it back: undo what needs no node (the
+    /// surge), hand back explicitly what cannot be undone (its availability: a label on the node
+    /// that says what it was, which a later run gives back), and write down its recovery. Each
+    /// part is best effort: the swarm may be the reason the node failed.
+    async fn leave_behind(&self, token: u64, i: usize) -> Result<(), CoordinatorError> {
+        let doc = self.load_retrying().await?.doc;
+        let Some(p) = doc.run.as_ref().map(|r| r.nodes[i].clone()) else { return Ok(()) };
+        if let Err(e) = self.unsurge(&p).await {
+            tracing::warn!(node = %p.hostname, error = %e, "scaling the surged services back failed");
+        }
+        let now_availability = match self.ports.swarm.snapshot().await {
+            Ok(snap) => snap.node(&p.node).map(|n| n.availability),
+            Err(_) => None,
+        };
+        if now_availability.is_some_and(|a| a != p.original_availability) {
+            let was = p.original_availability.name();
+            if let Err(e) = self.ports.swarm.set_label(&p.node, RESTORE_LABEL, Some(was)).await {
+                tracing::warn!(node = %p.hostname, error = %e, "labelling the node with the availability it is owed failed");
+            }
+        }
+        let steps = crate::machine::recovery::steps(&p, now_availability);
+        tracing::error!(node = %p.hostname, recovery = %steps, "node left failed");
+        self.update_node(token, i, Phase::Failed, |n| {
+            n.recovery = Some(steps.clone());
+            Ok(())
+        })
+        .await
+        .map(drop)
     }
 }

@@ -2,6 +2,7 @@
 //! start from; `now` is always passed in. What a phase waits for is decided in [`decide`].
 
 pub mod decide;
+pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -153,6 +154,10 @@ pub struct NodeProgress {
     pub rescaled_at: Option<Timestamp>,
     /// Why the node failed, rolled back or was restored.
     pub reason: Option<String>,
+    /// For a node left failed: its state and the exact steps that bring it back (see
+    /// [`recovery::steps`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
     /// Finished phases.
     pub history: Vec<Span>,
 }
@@ -193,6 +198,7 @@ impl NodeProgress {
             converged_since: None,
             rescaled_at: None,
             reason: None,
+            recovery: None,
             history: Vec::new(),
         }
     }

@@ -55,6 +55,29 @@ pub enum Availability {
     Drain,
 }
 
+impl Availability {
+    /// The word Docker uses (`docker node update --availability WORD`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+
+    /// The availability Docker's `word` names.
+    pub fn from_name(word: &str) -> Option<Availability> {
+        [Availability::Active, Availability::Pause, Availability::Drain]
+            .into_iter()
+            .find(|a| a.name() == word)
+    }
+}
+
+/// The label swarm-upgrade sets on a node it had to leave out of service (a failed upgrade it
+/// could not undo): the availability the node had before, which a later run gives back. It tells
+/// "swarm-upgrade left it drained" apart from "an operator drained it" without guessing.
+pub const RESTORE_LABEL: &str = "swarm-upgrade.restore-availability";
+
 /// A node's state as the managers see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -134,6 +157,19 @@ pub struct Node {
     /// Resources the node offers to tasks.
     #[serde(default)]
     pub resources: Resources,
+}
+
+impl Node {
+    /// The availability swarm-upgrade owes this node (its [`RESTORE_LABEL`]), if it left it out
+    /// of service.
+    pub fn availability_to_restore(&self) -> Option<Availability> {
+        self.labels.get(RESTORE_LABEL).and_then(|w| Availability::from_name(w))
+    }
+
+    /// The availability the node had before swarm-upgrade touched it: the one owed, or its own.
+    pub fn availability_before_us(&self) -> Availability {
+        self.availability_to_restore().unwrap_or(self.availability)
+    }
 }
 
 /// A node's platform.

@@ -113,12 +113,13 @@ pub fn plan(
     // The swarm does not move tasks back or forth as a simulation predicts (a replacement left
     // pending lands on the node again once it is reactivated), so each node must be evacuable
     // both from the placement as it is now and after the predicted moves of the nodes before it.
-    let evacuation = placement::evacuate_in_order(snap, &ordered);
+    let after = order::owed(snap);
+    let evacuation = placement::evacuate_in_order(&after, &ordered);
     let mut nodes = Vec::new();
     for (id, predicted) in ordered.iter().zip(evacuation) {
         let node = snap.node(id).expect("ordered nodes come from the snapshot");
-        let result =
-            placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), id).and(predicted);
+        let result = placement::evacuate(&after, &mut placement::Load::from_snapshot(&after), id)
+            .and(predicted);
         match result {
             Ok(ev) => nodes.push(NodePlan {
                 node: id.clone(),
@@ -129,7 +130,8 @@ pub fn plan(
                 installed: snap
                     .agent_report(id)
                     .and_then(|r| r.installed.get(&settings.engine_packages[0]).cloned()),
-                availability: node.availability,
+                // A node an earlier run left drained goes back to what it was before that run.
+                availability: node.availability_before_us(),
                 surge: if settings.surge { ev.surge } else { Vec::new() },
                 moves: ev.moves,
                 global_stops: ev.global_stops,

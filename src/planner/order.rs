@@ -32,7 +32,9 @@ pub fn select(
             Some(installed) => installed == target,
             None => n.engine_version == target.engine_version(),
         };
-        if at_target {
+        // A node an earlier run left out of service takes part even at the target, to be given
+        // back its availability (and checked) by the machine's own phases.
+        if at_target && n.availability_to_restore().is_none() {
             skipped.push(skip(format!("already at {target}")));
             continue;
         }
@@ -48,8 +50,9 @@ fn label_text(key: &str, value: &Option<String>) -> String {
     }
 }
 
-/// Orders the selected nodes: by role as configured, then by host name; the leader is the last
-/// manager, so leadership moves once, at the end.
+/// Orders the selected nodes: those an earlier run left out of service first, then by role as
+/// configured, then by host name; the leader is the last manager, so leadership moves once, at
+/// the end.
 pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>) -> Vec<NodeId> {
     let mut nodes: Vec<_> = selected.iter().filter_map(|id| snap.node(id)).collect();
     let role_rank = |r: Role| match (settings.order, r) {
@@ -57,12 +60,31 @@ pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>)
         _ => 1,
     };
     let is_leader = |n: &crate::model::Node| n.manager.as_ref().is_some_and(|m| m.leader);
+    // Nodes an earlier run left out of service go first: the others' evacuations count on them
+    // being back (see `owed`).
+    let not_owed = |n: &crate::model::Node| n.availability_to_restore().is_none();
     nodes.sort_by(|a, b| {
-        (role_rank(a.role), is_leader(a), &a.hostname).cmp(&(
+        (not_owed(a), role_rank(a.role), is_leader(a), &a.hostname).cmp(&(
+            not_owed(b),
             role_rank(b.role),
             is_leader(b),
             &b.hostname,
         ))
     });
     nodes.into_iter().map(|n| n.id.clone()).collect()
+}
+
+/// The cluster as the nodes after the owed ones will find it: those given back the availability
+/// they are owed ([`crate::model::RESTORE_LABEL`]), which [`order`] puts first. Drained and
+/// without tasks, they move nothing themselves; the guard before each later node checks the
+/// swarm as it really is then.
+pub fn owed(snap: &ClusterSnapshot) -> std::borrow::Cow<'_, ClusterSnapshot> {
+    if snap.nodes.iter().all(|n| n.availability_to_restore().is_none()) {
+        return std::borrow::Cow::Borrowed(snap);
+    }
+    let mut after = snap.clone();
+    for n in &mut after.nodes {
+        n.availability = n.availability_before_us();
+    }
+    std::borrow::Cow::Owned(after)
 }

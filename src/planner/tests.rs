@@ -432,3 +432,35 @@ fn an_operators_stop_label_refuses_and_false_does_not_count() {
         r[0]
     );
 }
+
+/// A node an earlier run left drained (its restore label) goes first, even at the target, and is
+/// planned back to what it was; the others' evacuations count on it being back.
+#[test]
+fn a_node_owed_its_availability_goes_first_and_is_given_it_back() {
+    let mut snap = fixture();
+    let worker2 = host_mut(&mut snap, "worker2");
+    worker2.availability = Availability::Drain;
+    worker2.labels.insert(crate::model::RESTORE_LABEL.into(), "active".into());
+    let id = worker2.id.clone();
+    // Drained: its tasks run elsewhere, each on a node that had none of its service.
+    let others: Vec<_> = snap.nodes.iter().filter(|n| n.id != id).map(|n| n.id.clone()).collect();
+    for i in 0..snap.tasks.len() {
+        if snap.tasks[i].node.as_ref() == Some(&id) {
+            let service = snap.tasks[i].service.clone();
+            let free = others.iter().find(|n| {
+                !snap.tasks.iter().any(|t| t.service == service && t.node.as_ref() == Some(n))
+            });
+            snap.tasks[i].node = free.cloned();
+        }
+    }
+    if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id) {
+        r.installed.insert("docker-ce".into(), NEW.parse().unwrap());
+    }
+    let p = plan(&snap, &Settings::default(), &to(NEW)).unwrap();
+    assert_eq!(hosts(&p)[0], "worker2", "{:?}", hosts(&p));
+    assert_eq!(p.nodes[0].availability, Availability::Active);
+    // Without the label it is an operator's drain: at the target, it is left alone.
+    host_mut(&mut snap, "worker2").labels.clear();
+    let r = refusals(&snap, &Settings::default(), &to(NEW));
+    assert!(r.iter().any(|r| r.reason.contains("worker2: availability drain")), "{r:?}");
+}

@@ -216,6 +216,27 @@ impl Swarm for FakeCluster {
         Ok(())
     }
 
+    async fn set_label(
+        &self,
+        node: &NodeId,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        {
+            let mut w = self.w();
+            let n = w
+                .node_mut(node)
+                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            match value {
+                Some(v) => n.labels.insert(key.to_string(), v.to_string()),
+                None => n.labels.remove(key),
+            };
+            w.log.push(format!("label {node} {key}={value:?}"));
+        }
+        self.counted().await;
+        Ok(())
+    }
+
     async fn set_labels(
         &self,
         node: &NodeId,
@@ -351,6 +372,13 @@ impl Agents for FakeCluster {
         self.fence(&h.hostname, op)?;
         let r = {
             let mut w = self.w();
+            if w.fail_rollback_on.as_deref() == Some(h.hostname.as_str()) {
+                w.log.push(format!("broken rollback {}", h.hostname));
+                return Err(PortError::Failed(format!(
+                    "agent on {}: E: Version '{previous}' was not found",
+                    h.hostname
+                )));
+            }
             w.host_mut(&node.addr).unwrap().installed = previous.clone();
             w.log.push(format!("rollback {} {previous}", h.hostname));
             Self::restart(&mut w, &node.addr)

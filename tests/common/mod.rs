@@ -63,6 +63,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         busy_upgrades: 0,
         fail_upgrade_on: None,
         hang_restart_on: None,
+        fail_rollback_on: None,
         min_running: BTreeMap::new(),
         floor: BTreeMap::new(),
         highest_token: BTreeMap::new(),

@@ -45,6 +45,8 @@ pub struct World {
     pub fail_upgrade_on: Option<String>,
     /// The first engine restart on this host never answers (an engine that never becomes ready).
     pub hang_restart_on: Option<String>,
+    /// A host whose rollback fails (its previous packages cannot be installed again).
+    pub fail_rollback_on: Option<String>,
     /// A host whose swarm state is wiped at its next engine restart.
     pub wipe_on_restart: Option<String>,
     /// Lowest running count seen per replicated service (checked against `floor`).
@@ -208,12 +210,19 @@ impl World {
                 self.tasks[i].state = TaskState::Assigned;
             }
         }
-        // Missing slots get a new task.
-        for slot in 1..=replicas {
-            let has = self.tasks.iter().any(|t| {
-                t.service == svc.id && t.slot == Some(slot) && t.desired == TaskState::Running
-            });
-            if !has {
+        // Missing slots get a new task: as swarmkit counts slots (a scale-down does not renumber
+        // the ones kept), the lowest free numbers until there are `replicas`.
+        let mut kept: BTreeSet<u64> = self
+            .tasks
+            .iter()
+            .filter(|t| t.service == svc.id && t.desired == TaskState::Running)
+            .filter_map(|t| t.slot)
+            .collect();
+        for slot in 1.. {
+            if kept.len() as u64 >= replicas {
+                break;
+            }
+            if kept.insert(slot) {
                 let node = self.place(svc);
                 let id = self.fresh_id(&format!("{}.{slot}.", svc.name));
                 let state = if node.is_some() { TaskState::Assigned } else { TaskState::Pending };

@@ -188,6 +188,23 @@ impl Swarm for DockerSwarm {
         self.update_node(node, |spec| spec.labels = Some(labels.clone())).await
     }
 
+    async fn set_label(
+        &self,
+        node: &NodeId,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        // Inside the read-modify-write: an operator's label written meanwhile is kept.
+        self.update_node(node, |spec| {
+            let labels = spec.labels.get_or_insert_default();
+            match value {
+                Some(v) => labels.insert(key.to_string(), v.to_string()),
+                None => labels.remove(key),
+            };
+        })
+        .await
+    }
+
     async fn remove_node(&self, node: &NodeId) -> Result<(), PortError> {
         self.docker
             .delete_node(&node.0, Some(DeleteNodeOptions { force: true }))
