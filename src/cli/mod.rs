@@ -17,7 +17,8 @@ use crate::model::DebVersion;
 pub mod exit {
     /// The command did what was asked.
     pub const OK: u8 = 0;
-    /// The run ended failed (a node rolled back or was restored); the cluster is safe.
+    /// The run ended failed: a node rolled back or was restored, or was left for a person with
+    /// its recovery in the run record.
     pub(crate) const RUN_FAILED: u8 = 1;
     /// Bad input: arguments, configuration, or a snapshot file.
     pub(crate) const BAD_INPUT: u8 = 2;
@@ -30,7 +31,7 @@ pub mod exit {
     pub(crate) const ABORTED: u8 = 6;
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (node rolled back or restored, cluster safe); 2 bad input \
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (a node rolled back or restored, or left for a person with its recovery in `status`); 2 bad input \
 (arguments, configuration, snapshot); 3 refused by preflight (nothing changed); 4 locked by another coordinator; \
 6 aborted by an operator (5 is not used).";
 
