@@ -258,6 +258,7 @@ fn timeline(l: &LabGuard, run: &serde_json::Value, load: &xtask::load::Report) {
 /// Scenario 3: the broken 28.5.3. The first node's engine fails to start; its agent reinstalls the
 /// previous set and restarts; the node returns Ready and Active; the run halts as failed with a
 /// reason naming the node and the failing unit; no other node was touched; no request failed.
+/// Then, on the same lab, an agent lost mid-upgrade (issue 13's scenario c, below).
 #[test]
 fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -304,6 +305,112 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     );
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(60))
         .expect("converged after the rollback");
+    assert_eq!(report.failed, 0, "{}", report.summary());
+    an_agent_lost_mid_upgrade_is_given_up_and_its_node_handed_back(&l);
+}
+
+/// Polls `status` on the manager until `node` is in `phase`; panics if `run` ends first.
+fn wait_for_phase(
+    l: &LabGuard,
+    run: &std::thread::JoinHandle<std::process::Output>,
+    node: &str,
+    phase: &str,
+) {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(300), "{node} never reached {phase}");
+        assert!(!run.is_finished(), "the run ended before {node} reached {phase}");
+        let (_, out, _) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "status"]);
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let at = doc["run"]["nodes"]
+            .as_array()
+            .and_then(|ns| ns.iter().find(|n| n["hostname"] == node))
+            .and_then(|n| n["phase"].as_str().map(String::from));
+        if at.as_deref() == Some(phase) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Issue 13 (c), on the rollback scenario's lab: worker1's node container is paused while its
+/// upgrade runs (apt waits in a pre-invoke hook, a stand-in for a mirror that hangs), so its agent
+/// stops answering without closing anything. The coordinator gives up at each phase's limit (40 s
+/// here, a drop-in), the node is left failed with nothing else of the run behind (surge scaled
+/// back, the availability it is owed labelled on it, its recovery in `status`), and once the node
+/// is back, `swarm-upgrade run` gives it its availability back and finishes the cluster. No
+/// request fails.
+fn an_agent_lost_mid_upgrade_is_given_up_and_its_node_handed_back(l: &LabGuard) {
+    l.sh(
+        lab::MANAGER,
+        "mkdir -p /etc/swarm-upgrade/config.d && printf '[timeouts]\\nupgrade = \"40s\"\\nrollback = \"40s\"\\n' > /etc/swarm-upgrade/config.d/50-deadlines.toml",
+    );
+    l.sh(
+        "worker1",
+        "echo 'DPkg::Pre-Invoke { \"sleep 300\"; };' > /etc/apt/apt.conf.d/99-lab-hang",
+    );
+    let replicas = "for s in $(docker service ls -q); do docker service inspect --format '{{.Spec.Name}} {{.Spec.Mode.Replicated.Replicas}}' $s; done";
+    let services_before = l.sh(lab::MANAGER, replicas);
+    let load = balancer_load();
+    let t0 = Instant::now();
+    let first = l
+        .engine
+        .command(&["exec", lab::MANAGER, "swarm-upgrade", "run", "--to", repo::NEW])
+        .output_in_background();
+    wait_for_phase(l, &first, "worker1", "upgrade");
+    std::thread::sleep(Duration::from_secs(3));
+    l.engine.docker(&["pause", "worker1"]).unwrap();
+    let out = first.join().unwrap();
+    let took = t0.elapsed();
+    l.engine.docker(&["unpause", "worker1"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    std::fs::write(l.reports.join("unreachable-coordinator.log"), &err).unwrap();
+    eprintln!("unreachable agent: the run ended after {}s", took.as_secs());
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("worker1") && last.contains("needs a person"), "{last}");
+    let (_, status, _) = l.swarm_upgrade(lab::MANAGER, &["status"]);
+    std::fs::write(l.reports.join("unreachable-status.txt"), &status).unwrap();
+    assert!(
+        status.contains("worker1 needs a person")
+            && status.contains("--label-rm swarm-upgrade.restore-availability worker1"),
+        "{status}"
+    );
+    let owed = "docker node inspect worker1 --format '{{.Spec.Availability}} {{index .Spec.Labels \"swarm-upgrade.restore-availability\"}}'";
+    assert_eq!(l.sh(lab::MANAGER, owed), "drain active");
+    assert_eq!(l.sh(lab::MANAGER, replicas), services_before, "the surge was scaled back");
+
+    // The operator's recovery: the hang is gone, the node is Ready, nothing was left half-done
+    // by dpkg; then `run` again.
+    l.sh("worker1", "rm /etc/apt/apt.conf.d/99-lab-hang");
+    let t0 = Instant::now();
+    while l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.Status.State}}'") != "ready"
+    {
+        assert!(t0.elapsed() < Duration::from_secs(120), "worker1 never came back");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(l.sh("worker1", "dpkg --audit"), "", "no interrupted transaction");
+    // (systemd's watchdog restarted worker1's agent after the pause: `plan` says when it is back.)
+    let t0 = Instant::now();
+    while l.swarm_upgrade(lab::MANAGER, &["plan", "--to", repo::NEW]).0 != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "plan never passed after the recovery");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let (code, _, err) = l.swarm_upgrade(lab::MANAGER, &["run", "--to", repo::NEW]);
+    std::fs::write(l.reports.join("recovery-coordinator.log"), &err).unwrap();
+    let report = load.stop();
+    save(&l.reports, "unreachable-load.json", &report);
+    assert_eq!(code, 0, "{err}");
+    for (host, version, availability) in nodes(l) {
+        assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
+    }
+    let settled = l.sh(lab::MANAGER, owed);
+    assert!(
+        settled == "active" || settled == "active <no value>",
+        "the debt is settled: {settled}"
+    );
+    l.sh(lab::MANAGER, "rm /etc/swarm-upgrade/config.d/50-deadlines.toml");
+    eprintln!("unreachable agent: load: {}", report.summary());
     assert_eq!(report.failed, 0, "{}", report.summary());
 }
 
