@@ -500,9 +500,12 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     assert!(err.contains("manager3"), "{err}");
     l.sh("manager3", "systemctl start docker");
     let t0 = Instant::now();
-    while !l
-        .sh(lab::MANAGER, "docker node inspect manager3 --format '{{.Status.State}}'")
-        .contains("ready")
+    // Ready (heartbeats) comes before Raft counts it reachable again; preflight needs both (once,
+    // both racing runs were refused with manager3 still unreachable).
+    while l.sh(
+        lab::MANAGER,
+        "docker node inspect manager3 --format '{{.Status.State}} {{.ManagerStatus.Reachability}}'",
+    ) != "ready reachable"
     {
         assert!(t0.elapsed() < Duration::from_secs(60), "manager3 never came back");
         std::thread::sleep(Duration::from_millis(500));
