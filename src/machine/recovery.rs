@@ -22,8 +22,8 @@ pub fn steps(p: &NodeProgress, availability: Option<Availability>) -> String {
         Some(now) => format!("state: availability {} as before; surged services scaled back", now.name()),
         None => "state: the node is not in the swarm's view; surged services scaled back".into(),
     });
-    let touched = p.history.iter().any(|s| matches!(s.phase, Phase::Upgrade | Phase::Rollback))
-        || matches!(p.phase, Phase::Failed) && p.rolled_back;
+    // (A rollback, done or not, has its own span: the history alone says whether apt ran.)
+    let touched = p.history.iter().any(|s| matches!(s.phase, Phase::Upgrade | Phase::Rollback));
     out.push(format!(
         "1. on {host}: `systemctl status docker` and `journalctl -u docker -n 200`; if dpkg reports an interrupted transaction, `dpkg --configure -a`"
     ));

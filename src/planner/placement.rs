@@ -81,7 +81,7 @@ impl Load {
             return Some("not Ready".into());
         }
         if node.availability != Availability::Active {
-            return Some(format!("availability {:?}", node.availability).to_lowercase());
+            return Some(format!("availability {}", node.availability.name()));
         }
         if !satisfies_all(&svc.constraints, node) {
             return Some(format!("constraints {:?} not met", svc.constraints));
