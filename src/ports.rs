@@ -50,28 +50,36 @@ impl PortError {
         }
     }
 
-    /// Whether the same call may succeed later: nothing was changed, and waiting may help.
+    /// Whether the same call may succeed later: nothing was changed, and waiting (or, for a
+    /// fenced write that lost, reading again and deciding again) may help.
     pub(crate) fn is_transient(&self) -> bool {
-        matches!(self, PortError::Unavailable(_) | PortError::Busy(_))
+        matches!(self, PortError::Unavailable(_) | PortError::Busy(_) | PortError::Conflict)
     }
 }
 
 /// The swarm, through a manager's Docker API.
+///
+/// Writes are fenced: each carries `at`, the version index of the object in the snapshot the
+/// write was decided on ([`crate::model::Node::version`], [`crate::model::Service::version`]),
+/// and is refused with [`PortError::Conflict`], changing nothing, if the object moved on since;
+/// the caller then reads again and decides again.
 pub trait Swarm {
     /// Nodes, services and tasks as they are now (agent reports left empty).
     async fn snapshot(&self) -> Result<ClusterSnapshot, PortError>;
-    /// Sets a node's availability (read-modify-write of its spec at its version).
+    /// Sets a node's availability.
     async fn set_availability(
         &self,
         node: &NodeId,
+        at: u64,
         availability: Availability,
     ) -> Result<(), PortError>;
     /// Sets a replicated service's replica count (absolute, so repeating it is harmless).
-    async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError>;
-    /// Sets one label of a node (`None`: removes it), leaving its other labels as they are now.
+    async fn scale(&self, service: &ServiceId, at: u64, replicas: u64) -> Result<(), PortError>;
+    /// Sets one label of a node (`None`: removes it), leaving its other labels as they were at `at`.
     async fn set_label(
         &self,
         node: &NodeId,
+        at: u64,
         key: &str,
         value: Option<&str>,
     ) -> Result<(), PortError>;
@@ -79,6 +87,7 @@ pub trait Swarm {
     async fn set_labels(
         &self,
         node: &NodeId,
+        at: u64,
         labels: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), PortError>;
     /// Removes a node entry that is down (the stale entry of a node that rejoined).

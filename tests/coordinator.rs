@@ -7,6 +7,7 @@ use common::*;
 use swarm_upgrade::config::Settings;
 use swarm_upgrade::coordinator::{Coordinator, CoordinatorError, Ports};
 use swarm_upgrade::machine::Phase;
+use swarm_upgrade::model::Availability;
 use swarm_upgrade::run::{Halt, Outcome};
 
 fn cluster() -> FakeCluster {
@@ -316,6 +317,40 @@ async fn a_manager_with_a_clock_minutes_ahead_does_not_take_over_a_live_run() {
     let e = b.unwrap_err();
     assert!(e.to_string().starts_with("locked by manager1/11"), "{e}");
     assert_eq!(c.world.lock().unwrap().store_doc().last_token, 1, "no other token was issued");
+}
+
+/// Node writes are fenced by the version they were decided on: a coordinator whose lease
+/// lapsed and whose node a successor then drained cannot write over the successor's drain. Its
+/// write is refused by the swarm, and it finds the lock lost when it reads again.
+#[tokio::test(start_paused = true)]
+async fn a_deposed_coordinators_write_is_refused_and_it_stops() {
+    let c = cluster();
+    c.world.lock().unwrap().rival_before_write_on = Some("worker1".into());
+    let e = run(&c, &Settings::default(), &to(NEW), "manager1/11").await.unwrap_err();
+    assert!(matches!(e, CoordinatorError::Lock(_)), "{e}");
+    let w = c.world.lock().unwrap();
+    let worker1 = w.nodes.iter().find(|n| n.hostname == "worker1").unwrap();
+    assert_eq!(worker1.availability, Availability::Drain, "the successor's drain stands");
+    let after: Vec<_> = w.log.iter().skip_while(|l| !l.starts_with("rival took")).skip(1).collect();
+    assert!(after[0].starts_with("refused write to worker1"), "{:?}", w.log);
+    assert_eq!(after.len(), 1, "nothing written after the takeover: {:?}", w.log);
+}
+
+/// An operator's write between the coordinator's reading and its write (a label added) makes
+/// the write refused, not lost: the coordinator reads again, decides again, and the operator's
+/// label is kept.
+#[tokio::test(start_paused = true)]
+async fn a_write_that_lost_to_an_operators_is_decided_again() {
+    let c = cluster();
+    c.world.lock().unwrap().operator_before_write_on = Some("worker1".into());
+    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/11").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    let worker1 = w.nodes.iter().find(|n| n.hostname == "worker1").unwrap();
+    assert_eq!(worker1.labels.get("ops").map(String::as_str), Some("1"));
+    assert_eq!(worker1.availability, Availability::Active);
+    let refused = w.log.iter().position(|l| l.starts_with("refused write to worker1")).unwrap();
+    assert_eq!(w.log[refused + 1], "availability worker1 Pause", "{:?}", w.log);
 }
 
 #[tokio::test(start_paused = true)]

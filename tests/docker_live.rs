@@ -1,6 +1,7 @@
 //! The Docker adapter and the Raft-backed store against a real dockerd in a real (one-node)
-//! swarm: snapshot, drain and reactivate under concurrent writers, scaling, and the lock's
-//! compare-and-swap under two writers and under a swarm version that moves on its own.
+//! swarm: snapshot, node and service writes fenced by the version they were decided on (refused
+//! by the engine once the object moved on), scaling, and the lock's compare-and-swap under two
+//! writers and under a swarm version that moves on its own.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::dockerd::Dockerd;
 use swarm_upgrade::adapters::docker::DockerSwarm;
 use swarm_upgrade::adapters::docker::raw::Endpoint;
 use swarm_upgrade::adapters::docker::store::{STATE_LABEL, SwarmLabelStore};
-use swarm_upgrade::lock::{LockError, SCHEMA, StoreDoc};
+use swarm_upgrade::lock::{LEASE_MARGIN, LockError, SCHEMA, Sighting, StoreDoc};
 use swarm_upgrade::model::{Availability, Mode, NodeState, Role, TaskState};
 use swarm_upgrade::ports::{PortError, StateStore, Swarm};
 use swarm_upgrade::wire::error::NodeError;
@@ -27,6 +28,27 @@ async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> 
         }
     }
     panic!("the store never accepted the write");
+}
+
+/// One look of a contender whose wall clock runs ten minutes ahead: it sights the lock (an
+/// earlier sighting of the same, unrenewed lock keeps its start) and tries to take it.
+async fn contend(
+    store: &SwarmLabelStore,
+    target: &swarm_upgrade::model::DebVersion,
+    earlier: Option<Sighting>,
+    start: std::time::Instant,
+) -> (Sighting, Result<u64, LockError>) {
+    let short = std::time::Duration::from_secs(2);
+    let mono = start.elapsed();
+    let seen = store.load().await.unwrap().doc.lock.expect("a lock is held");
+    let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600);
+    assert!(seen.expired(ahead), "by the contender's clock the lease has run out");
+    let sighting = Sighting::of(&seen, earlier, mono);
+    let (took, _) = update(store, |d| {
+        d.acquire("manager2/42", "rd", target, short, ahead, Some((&sighting, mono)))
+    })
+    .await;
+    (sighting, took)
 }
 
 async fn wait_for(
@@ -79,48 +101,56 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert!(node.manager.as_ref().unwrap().leader);
     let solo = snap.services.iter().find(|s| s.name == "solo").unwrap().clone();
 
-    // Drain and reactivate while other writers hammer the same node spec: every write is
-    // re-read and retried on "update out of sequence", none is lost.
-    let labels: Vec<_> =
-        (0..4).map(|i| BTreeMap::from([(format!("writer{i}"), "x".to_string())])).collect();
-    let (drain, l0, l1, l2, l3) = tokio::join!(
-        swarm.set_availability(&node.id, Availability::Drain),
-        swarm.set_labels(&node.id, &labels[0]),
-        swarm.set_labels(&node.id, &labels[1]),
-        swarm.set_labels(&node.id, &labels[2]),
-        swarm.set_labels(&node.id, &labels[3]),
+    // Writes are fenced by the version they were decided on. An operator's write between our
+    // reading and our write (a label) makes the engine refuse ours, changing nothing; decided
+    // again on a fresh reading, it lands and keeps the operator's label.
+    let at = node.version;
+    assert!(at > 0, "the engine reports the node's version");
+    d.cli(&["node", "update", "--label-add", "ops=1", &node.id.0]).unwrap();
+    assert_eq!(
+        swarm.set_availability(&node.id, at, Availability::Drain).await,
+        Err(PortError::Conflict)
     );
-    for r in [drain, l0, l1, l2, l3] {
-        r.unwrap();
-    }
+    assert_eq!(swarm.snapshot().await.unwrap().nodes[0].availability, Availability::Active);
+    let fresh = swarm.snapshot().await.unwrap().nodes[0].clone();
+    assert!(fresh.version > at);
+    swarm.set_availability(&node.id, fresh.version, Availability::Drain).await.unwrap();
     let snap = swarm.snapshot().await.unwrap();
+    assert_eq!(snap.nodes[0].availability, Availability::Drain);
+    assert_eq!(snap.nodes[0].labels, BTreeMap::from([("ops".to_string(), "1".to_string())]));
+    // The same for labels: a write decided before the drain is refused.
     assert_eq!(
-        snap.nodes[0].availability,
-        Availability::Drain,
-        "the drain survived the concurrent label writes"
+        swarm.set_label(&node.id, fresh.version, "late", Some("x")).await,
+        Err(PortError::Conflict)
     );
-    assert_eq!(
-        snap.nodes[0].labels.len(),
-        1,
-        "labels are replaced wholesale: {:?}",
-        snap.nodes[0].labels
-    );
+    let drained = swarm.snapshot().await.unwrap().nodes[0].clone();
+    swarm.set_label(&node.id, drained.version, "ops", None).await.unwrap();
     wait_for(&swarm, "solo stopped by the drain", |s| {
         !s.tasks.iter().any(|t| t.state == TaskState::Running)
     })
     .await;
-    swarm.set_availability(&node.id, Availability::Active).await.unwrap();
+    let now = swarm.snapshot().await.unwrap().nodes[0].clone();
+    assert!(now.labels.is_empty(), "{:?}", now.labels);
+    swarm.set_availability(&node.id, now.version, Availability::Active).await.unwrap();
     wait_for(&swarm, "solo running again", |s| {
         s.tasks.iter().any(|t| t.state == TaskState::Running && t.desired == TaskState::Running)
     })
     .await;
 
+    // Services too: a scale decided on a reading older than an operator's update is refused.
     // Scale is absolute, so repeating it is harmless.
-    swarm.scale(&solo.id, 2).await.unwrap();
-    swarm.scale(&solo.id, 2).await.unwrap();
+    let at = swarm.snapshot().await.unwrap().service(&solo.id).unwrap().version;
+    d.cli(&["service", "update", "-q", "--detach", "--label-add", "ops=1", "solo"]).unwrap();
+    assert_eq!(swarm.scale(&solo.id, at, 2).await, Err(PortError::Conflict));
+    let version = |s: &swarm_upgrade::model::ClusterSnapshot| s.service(&solo.id).unwrap().version;
+    let snap = swarm.snapshot().await.unwrap();
+    assert_eq!(snap.service(&solo.id).unwrap().mode, Mode::Replicated { replicas: 1 });
+    swarm.scale(&solo.id, version(&snap), 2).await.unwrap();
+    let snap = swarm.snapshot().await.unwrap();
+    swarm.scale(&solo.id, version(&snap), 2).await.unwrap();
     let snap = swarm.snapshot().await.unwrap();
     assert_eq!(snap.service(&solo.id).unwrap().mode, Mode::Replicated { replicas: 2 });
-    swarm.scale(&solo.id, 1).await.unwrap();
+    swarm.scale(&solo.id, version(&snap), 1).await.unwrap();
     assert!(swarm.join_token(Role::Worker).await.unwrap().0.starts_with("SWMTKN-1-"));
 
     // Two writers on the compare-and-swap store: 2 x 15 increments, no write lost.
@@ -261,6 +291,30 @@ async fn adapter_and_store_against_a_real_swarm() {
     let aborted: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!((code, aborted["run"].clone()), (Some(0), serde_json::Value::Null), "{out}");
+
+    // A contender whose wall clock runs ten minutes ahead, through the real store: the holder's
+    // lease looks run out by that clock, yet the contender takes over only once it has watched
+    // the lock unrenewed for a whole lease plus the margin on its own monotonic clock, and a
+    // renewal starts its watch again.
+    let short = std::time::Duration::from_secs(2);
+    let now = jiff::Timestamp::now;
+    let holder =
+        update(&store, |d| d.acquire("manager1/41", "rd", &target, short, now(), None)).await.0;
+    let holder = holder.unwrap();
+    let start = std::time::Instant::now();
+    let (first, took) = contend(&store, &target, None, start).await;
+    assert!(matches!(took, Err(LockError::Held { .. })), "{took:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    update(&store, |d| d.renew(holder, short, now())).await.0.unwrap();
+    // Past a whole watch since the first sighting, but the lock was renewed meanwhile.
+    tokio::time::sleep(short + LEASE_MARGIN + std::time::Duration::from_millis(500)).await;
+    let (second, took) = contend(&store, &target, Some(first), start).await;
+    assert!(matches!(took, Err(LockError::Held { .. })), "renewed: {took:?}");
+    // The holder is gone (no renewal): a whole watch later the contender takes over.
+    tokio::time::sleep(short + LEASE_MARGIN + std::time::Duration::from_millis(500)).await;
+    let (_, took) = contend(&store, &target, Some(second), start).await;
+    assert_eq!(took, Ok(holder + 1));
+    update(&store, |d| d.release(holder + 1)).await;
     // The agent's default identity is the swarm's own node certificate: the real files, key
     // headers and all, serve mutual TLS, and the manager's certificate passes authorization.
     let dir = d.certificates();

@@ -56,7 +56,8 @@ async fn a_stranger_rejoins_with_its_labels_and_the_stale_entry_goes() {
     .await;
     let old = NodeId(b.cli(&["info", "--format", "{{.Swarm.NodeID}}"]).unwrap());
     let labels = BTreeMap::from([("zone".to_string(), "b".to_string())]);
-    swarm.set_labels(&old, &labels).await.unwrap();
+    let at = swarm.snapshot().await.unwrap().node(&old).unwrap().version;
+    swarm.set_labels(&old, at, &labels).await.unwrap();
 
     // The worker loses its swarm state: the managers still list it, the engine knows nothing.
     b.cli(&["swarm", "leave", "--force"]).unwrap();
@@ -68,7 +69,8 @@ async fn a_stranger_rejoins_with_its_labels_and_the_stale_entry_goes() {
     let new = NodeId(rejoin(&b_docker, &token, &["10.213.0.1:2377".to_string()]).await.unwrap());
     assert_ne!(new, old);
     // Coordinator side: labels to the new entry, the stale one removed.
-    swarm.set_labels(&new, &labels).await.unwrap();
+    let at = swarm.snapshot().await.unwrap().node(&new).unwrap().version;
+    swarm.set_labels(&new, at, &labels).await.unwrap();
     wait_for(&swarm, "the stale entry down", |s| {
         s.node(&old).is_some_and(|n| n.state == NodeState::Down)
     })

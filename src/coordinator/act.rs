@@ -1,10 +1,17 @@
 //! The action each phase takes when it is entered. Every action is idempotent (absolute replica
 //! counts and availabilities, exact package sets), so a coordinator that resumes simply repeats
 //! the action of the phase it finds.
+//!
+//! Swarm writes are fenced ([`Swarm`]): each is decided on a snapshot read *before* the lock is
+//! confirmed ([`Coordinator::decide_on`]) and carries the version of the object in it. A
+//! coordinator that lost its lock after that confirmation (stalled past its lease) cannot undo a
+//! successor's work: if the successor wrote the object, the swarm refuses ours; if it had not yet,
+//! the successor reads the object after taking the lock and sees ours (or its own write, decided
+//! on the same version as ours, is the one refused).
 
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::machine::{NodeProgress, Phase};
-use crate::model::{Availability, Mode, NodeId, PackageSet, RESTORE_LABEL};
+use crate::model::{Availability, ClusterSnapshot, Mode, NodeId, PackageSet, RESTORE_LABEL};
 use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
 
 /// What an action produced that the machine must record.
@@ -23,7 +30,6 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         packages: &PackageSet,
         op: &OpKey,
     ) -> Result<Acted, PortError> {
-        let swarm = self.ports.swarm;
         let agents = self.ports.agents;
         let target = agent_target(&p.hostname, &p.addr, &p.node);
         match p.phase {
@@ -31,15 +37,17 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Phase::Pause => {
                 // An operator's drain stays a drain; only an active node is paused.
                 if p.original_availability == Availability::Active {
-                    swarm.set_availability(&p.node, Availability::Pause).await?;
+                    self.make_available(p, Availability::Pause, op.token).await?;
                 }
             }
             Phase::Surge => {
+                let snap = self.decide_on(op.token).await?;
                 for s in &p.surge {
-                    swarm.scale(&s.service, s.to).await?;
+                    let at = snap.service(&s.service).map_or(0, |svc| svc.version);
+                    self.ports.swarm.scale(&s.service, at, s.to).await?;
                 }
             }
-            Phase::Drain => swarm.set_availability(&p.node, Availability::Drain).await?,
+            Phase::Drain => self.make_available(p, Availability::Drain, op.token).await?,
             Phase::Upgrade => agents.upgrade(&target, packages, op).await?,
             Phase::Restart => agents.restart_engine(&target, op).await?,
             Phase::Rollback => {
@@ -51,18 +59,18 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             }
             Phase::Rejoin => return self.rejoin(p, &target, op).await,
             Phase::Reactivate => {
-                swarm.set_availability(&p.node, p.original_availability).await?;
-                self.settle_debt(p).await?;
+                self.make_available(p, p.original_availability, op.token).await?;
+                self.settle_debt(p, op.token).await?;
             }
-            Phase::VerifyConverged => self.unsurge(p).await?,
             Phase::Restore => {
-                self.unsurge(p).await?;
-                let snap = swarm.snapshot().await?;
-                if snap.node(&p.node).is_some_and(|n| n.availability != p.original_availability) {
-                    swarm.set_availability(&p.node, p.original_availability).await?;
+                self.unsurge(p, op.token).await?;
+                // A node no longer listed has no availability to give back.
+                if self.decide_on(op.token).await?.node(&p.node).is_some() {
+                    self.make_available(p, p.original_availability, op.token).await?;
                 }
-                self.settle_debt(p).await?;
+                self.settle_debt(p, op.token).await?;
             }
+            Phase::VerifyConverged => self.unsurge(p, op.token).await?,
             Phase::WaitMigrated
             | Phase::WaitReady
             | Phase::Pending
@@ -74,26 +82,58 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(Acted::Done)
     }
 
+    /// The swarm as it is now, read before the lock held with `token` is confirmed: the reading
+    /// a fenced write is decided on (see the module's documentation). A lost lock is
+    /// [`PortError::Stale`], which the caller takes to the store.
+    pub(crate) async fn decide_on(&self, token: u64) -> Result<ClusterSnapshot, PortError> {
+        let snap = self.ports.swarm.snapshot().await?;
+        let doc = self
+            .load_retrying()
+            .await
+            .map_err(|e| PortError::Unavailable(format!("cannot confirm the lock: {e}")))?;
+        doc.doc
+            .check(token, self.ports.clock.now())
+            .map_err(|e| PortError::Stale(format!("the lock is no longer ours: {e}")))?;
+        Ok(snap)
+    }
+
+    /// Sets `p`'s node to `availability` unless it already is.
+    async fn make_available(
+        &self,
+        p: &NodeProgress,
+        availability: Availability,
+        token: u64,
+    ) -> Result<(), PortError> {
+        let snap = self.decide_on(token).await?;
+        let node = snap.node(&p.node).ok_or_else(|| {
+            PortError::Failed(format!("{} is no longer in the swarm", p.hostname))
+        })?;
+        if node.availability != availability {
+            self.ports.swarm.set_availability(&p.node, node.version, availability).await?;
+        }
+        Ok(())
+    }
+
     /// The node has its availability back: an earlier run's note that it was owed (the
     /// [`RESTORE_LABEL`]) is removed.
-    async fn settle_debt(&self, p: &NodeProgress) -> Result<(), PortError> {
-        let snap = self.ports.swarm.snapshot().await?;
-        if snap.node(&p.node).is_some_and(|n| n.labels.contains_key(RESTORE_LABEL)) {
-            self.ports.swarm.set_label(&p.node, RESTORE_LABEL, None).await?;
+    async fn settle_debt(&self, p: &NodeProgress, token: u64) -> Result<(), PortError> {
+        let snap = self.decide_on(token).await?;
+        if let Some(n) = snap.node(&p.node).filter(|n| n.labels.contains_key(RESTORE_LABEL)) {
+            self.ports.swarm.set_label(&p.node, n.version, RESTORE_LABEL, None).await?;
         }
         Ok(())
     }
 
     /// Scales surged services back to their replica count, writing only those that differ.
-    async fn unsurge(&self, p: &NodeProgress) -> Result<(), PortError> {
+    async fn unsurge(&self, p: &NodeProgress, token: u64) -> Result<(), PortError> {
         if p.surge.is_empty() {
             return Ok(());
         }
-        let snap = self.ports.swarm.snapshot().await?;
+        let snap = self.decide_on(token).await?;
         for s in &p.surge {
-            let current = snap.service(&s.service).map(|svc| svc.mode);
-            if current != Some(Mode::Replicated { replicas: s.from }) {
-                self.ports.swarm.scale(&s.service, s.from).await?;
+            let Some(svc) = snap.service(&s.service) else { continue };
+            if svc.mode != (Mode::Replicated { replicas: s.from }) {
+                self.ports.swarm.scale(&s.service, svc.version, s.from).await?;
             }
         }
         Ok(())
@@ -116,7 +156,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             .collect();
         let token = self.ports.swarm.join_token(p.role).await?;
         let new_id = self.ports.agents.rejoin(target, &JoinOrder { token, managers }, op).await?;
-        self.ports.swarm.set_labels(&new_id, &p.labels).await?;
+        let now = self.decide_on(op.token).await?;
+        let at = now.node(&new_id).map(|n| n.version).ok_or_else(|| {
+            PortError::Unavailable(format!("{} joined as {new_id}, not listed yet", p.hostname))
+        })?;
+        self.ports.swarm.set_labels(&new_id, at, &p.labels).await?;
         if new_id != p.node && snap.node(&p.node).is_some() {
             self.ports.swarm.remove_node(&p.node).await?;
         }
@@ -154,16 +198,19 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     async fn leave_behind(&self, token: u64, i: usize) -> Result<(), CoordinatorError> {
         let doc = self.load_retrying().await?.doc;
         let Some(p) = doc.run.as_ref().map(|r| r.nodes[i].clone()) else { return Ok(()) };
-        if let Err(e) = self.unsurge(&p).await {
+        if let Err(e) = self.unsurge(&p, token).await {
             tracing::warn!(node = %p.hostname, error = %e, "scaling the surged services back failed");
         }
-        let now_availability = match self.ports.swarm.snapshot().await {
-            Ok(snap) => snap.node(&p.node).map(|n| n.availability),
+        let node = match self.decide_on(token).await {
+            Ok(snap) => snap.node(&p.node).cloned(),
             Err(_) => None,
         };
-        if now_availability.is_some_and(|a| a != p.original_availability) {
+        let now_availability = node.as_ref().map(|n| n.availability);
+        if let Some(n) = node.filter(|n| n.availability != p.original_availability) {
             let was = p.original_availability.name();
-            if let Err(e) = self.ports.swarm.set_label(&p.node, RESTORE_LABEL, Some(was)).await {
+            if let Err(e) =
+                self.ports.swarm.set_label(&p.node, n.version, RESTORE_LABEL, Some(was)).await
+            {
                 tracing::warn!(node = %p.hostname, error = %e, "labelling the node with the availability it is owed failed");
             }
         }

@@ -241,6 +241,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         missed: &[MissedScaleDown],
         now: jiff::Timestamp,
     ) -> Result<(), CoordinatorError> {
+        let snap = self.decide_on(token).await;
         for m in missed {
             tracing::warn!(
                 node = %p.hostname,
@@ -251,7 +252,14 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 m.replicas,
                 m.replicas
             );
-            if let Err(e) = self.ports.swarm.scale(&m.service, m.replicas).await {
+            let write = match &snap {
+                Ok(snap) => {
+                    let at = snap.service(&m.service).map_or(0, |s| s.version);
+                    self.ports.swarm.scale(&m.service, at, m.replicas).await
+                }
+                Err(e) => Err(e.clone()),
+            };
+            if let Err(e) = write {
                 tracing::warn!(node = %p.hostname, service = %m.name, error = %e, "writing the scale again failed; waiting");
             }
         }

@@ -157,6 +157,10 @@ pub struct Node {
     /// Resources the node offers to tasks.
     #[serde(default)]
     pub resources: Resources,
+    /// The swarm's version index of the node's spec when it was read: a write decided on this
+    /// reading carries it, and the swarm refuses the write if anyone changed the node since.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Node {
@@ -252,6 +256,9 @@ pub struct Service {
     /// State of the last update, if any.
     #[serde(default)]
     pub update_state: Option<UpdateState>,
+    /// The swarm's version index of the service's spec when it was read (see [`Node::version`]).
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A task's observed or desired state.

@@ -21,5 +21,6 @@ pub fn node(name: &str, role: Role) -> Node {
         engine_labels: BTreeMap::new(),
         platform: Platform { os: "linux".into(), arch: "x86_64".into() },
         resources: Resources { nano_cpus: 2_000_000_000, memory_bytes: 4 << 30 },
+        version: 1,
     }
 }

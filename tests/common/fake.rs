@@ -178,29 +178,35 @@ impl Swarm for FakeCluster {
     async fn set_availability(
         &self,
         node: &NodeId,
+        at: u64,
         availability: Availability,
     ) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let n = w
+            let host = w
                 .node_mut(node)
-                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
-            n.availability = availability;
-            let host = n.hostname.clone();
+                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?
+                .hostname
+                .clone();
+            if w.rival_before_write_on.as_ref() == Some(&host) {
+                w.rival_before_write_on = None;
+                w.rival_takes_over(node);
+            }
+            if w.operator_before_write_on.as_ref() == Some(&host) {
+                w.operator_before_write_on = None;
+                w.operator_labels(node);
+            }
+            w.node_at(node, at)?.availability = availability;
             w.log.push(format!("availability {host} {availability:?}"));
         }
         self.counted().await;
         Ok(())
     }
 
-    async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError> {
+    async fn scale(&self, service: &ServiceId, at: u64, replicas: u64) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let s = w
-                .services
-                .iter_mut()
-                .find(|s| &s.id == service)
-                .ok_or_else(|| PortError::Failed(format!("service {service} not found")))?;
+            let s = w.service_at(service, at)?;
             let down = matches!(s.mode, Mode::Replicated { replicas: r } if replicas < r);
             s.mode = Mode::Replicated { replicas };
             let name = s.name.clone();
@@ -219,14 +225,13 @@ impl Swarm for FakeCluster {
     async fn set_label(
         &self,
         node: &NodeId,
+        at: u64,
         key: &str,
         value: Option<&str>,
     ) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let n = w
-                .node_mut(node)
-                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
+            let n = w.node_at(node, at)?;
             match value {
                 Some(v) => n.labels.insert(key.to_string(), v.to_string()),
                 None => n.labels.remove(key),
@@ -240,14 +245,12 @@ impl Swarm for FakeCluster {
     async fn set_labels(
         &self,
         node: &NodeId,
+        at: u64,
         labels: &BTreeMap<String, String>,
     ) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            let n = w
-                .node_mut(node)
-                .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?;
-            n.labels = labels.clone();
+            w.node_at(node, at)?.labels = labels.clone();
         }
         self.counted().await;
         Ok(())

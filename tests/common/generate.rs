@@ -131,6 +131,7 @@ pub fn build(spec: &ClusterSpec) -> World {
             engine_labels: BTreeMap::new(),
             platform: Platform { os: "linux".into(), arch: "x86_64".into() },
             resources: Resources { nano_cpus: 2_000_000_000, memory_bytes: 4 << 30 },
+            version: 1,
         });
         let installed = PackageSet(BTreeMap::from([
             ("docker-ce".to_string(), v(OLD)),
@@ -164,6 +165,7 @@ pub fn build(spec: &ClusterSpec) -> World {
                 .unwrap_or_default(),
             reservations: Resources::default(),
             update_state: None,
+            version: 1,
         })
         .collect();
     let mut world = super::world_from(&ClusterSnapshot {

@@ -69,6 +69,9 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         highest_token: BTreeMap::new(),
         miss_next_scale_down: false,
         missed_scale_down: Default::default(),
+        index: 1000,
+        rival_before_write_on: None,
+        operator_before_write_on: None,
         log: Vec::new(),
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use swarm_upgrade::lock::StoreDoc;
 use swarm_upgrade::model::constraint::satisfies_all;
 use swarm_upgrade::model::*;
+use swarm_upgrade::ports::PortError;
 
 /// One machine: its packages, engine and agent. Its swarm entry is found by `local_id`.
 #[derive(Clone, Debug)]
@@ -58,6 +59,13 @@ pub struct World {
     pub miss_next_scale_down: bool,
     /// Services whose last scale-down was missed: their surplus stays until their next update.
     pub missed_scale_down: BTreeSet<ServiceId>,
+    /// The swarm's last version index: every node or service write takes the next one.
+    pub index: u64,
+    /// Just before our next availability write to this host, another coordinator takes the lock
+    /// (as if ours had stalled past its lease) and drains the node itself.
+    pub rival_before_write_on: Option<String>,
+    /// Just before our next availability write to this host, an operator labels the node.
+    pub operator_before_write_on: Option<String>,
     pub log: Vec<String>,
 }
 
@@ -92,6 +100,75 @@ impl World {
     }
 
     /// The store document as it is now.
+    /// The next version index (swarmkit's Raft index: one counter for every object).
+    pub fn next_index(&mut self) -> u64 {
+        self.index += 1;
+        self.index
+    }
+
+    /// Node `id` for a write decided at version `at`: swarmkit's check on every spec update
+    /// ("update out of sequence" when the node moved on), the refusal logged; the node takes
+    /// the next version index.
+    pub fn node_at(&mut self, id: &NodeId, at: u64) -> Result<&mut Node, PortError> {
+        let current = self
+            .node_mut(id)
+            .ok_or_else(|| PortError::Failed(format!("node {id} not found")))?
+            .version;
+        if current != at {
+            self.log.push(format!("refused write to {id} decided at {at}, now at {current}"));
+            return Err(PortError::Conflict);
+        }
+        let index = self.next_index();
+        let n = self.node_mut(id).unwrap();
+        n.version = index;
+        Ok(n)
+    }
+
+    /// Service `id` for a write decided at version `at` (see [`World::node_at`]).
+    pub fn service_at(&mut self, id: &ServiceId, at: u64) -> Result<&mut Service, PortError> {
+        let index = self.index + 1;
+        let s = self
+            .services
+            .iter_mut()
+            .find(|s| &s.id == id)
+            .ok_or_else(|| PortError::Failed(format!("service {id} not found")))?;
+        if s.version != at {
+            let msg = format!("refused write to {id} decided at {at}, now at {}", s.version);
+            self.log.push(msg);
+            return Err(PortError::Conflict);
+        }
+        s.version = index;
+        self.index = index;
+        Ok(self.services.iter_mut().find(|s| &s.id == id).unwrap())
+    }
+
+    /// Another coordinator takes the lock (as if ours had lapsed) and drains node `id` itself.
+    pub fn rival_takes_over(&mut self, id: &NodeId) {
+        let mut doc = self.store_doc();
+        doc.last_token += 1;
+        let lock = doc.lock.as_mut().expect("a lock is held");
+        lock.token = doc.last_token;
+        lock.holder = "rival".into();
+        self.store_text = serde_json::to_string(&doc).unwrap();
+        self.store_version += 1;
+        let index = self.next_index();
+        let n = self.node_mut(id).unwrap();
+        n.availability = Availability::Drain;
+        n.version = index;
+        let host = n.hostname.clone();
+        self.log.push(format!("rival took the lock and drained {host}"));
+    }
+
+    /// An operator labels node `id` (`docker node update --label-add ops=1`).
+    pub fn operator_labels(&mut self, id: &NodeId) {
+        let index = self.next_index();
+        let n = self.node_mut(id).unwrap();
+        n.labels.insert("ops".into(), "1".into());
+        n.version = index;
+        let host = n.hostname.clone();
+        self.log.push(format!("operator labelled {host}"));
+    }
+
     pub fn store_doc(&self) -> StoreDoc {
         if self.store_text.is_empty() {
             StoreDoc::default()

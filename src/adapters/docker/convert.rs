@@ -23,6 +23,11 @@ fn resources(r: Option<&b::ResourceObject>) -> Resources {
     .unwrap_or_default()
 }
 
+/// An object's version index (0 when the engine sent none: a write at 0 is refused).
+fn version(v: Option<&b::ObjectVersion>) -> u64 {
+    v.and_then(|v| v.index).unwrap_or(0)
+}
+
 /// A node, or `None` when the engine sent one without an ID.
 pub fn node(n: &b::Node) -> Option<Node> {
     let spec = n.spec.as_ref();
@@ -69,6 +74,7 @@ pub fn node(n: &b::Node) -> Option<Node> {
             arch: desc.and_then(|d| d.platform.as_ref()?.architecture.clone()).unwrap_or_default(),
         },
         resources: resources(desc.and_then(|d| d.resources.as_ref())),
+        version: version(n.version.as_ref()),
     })
 }
 
@@ -127,6 +133,7 @@ pub fn service(s: &b::Service) -> Option<Service> {
             }
             b::ServiceUpdateStatusStateEnum::EMPTY => None,
         }),
+        version: version(s.version.as_ref()),
     })
 }
 

@@ -1,8 +1,10 @@
 //! The swarm through a manager's Docker API (bollard).
 //!
-//! Every node or service write is a read-modify-write of the whole inspected spec at the version
-//! index it was read at, since the engine replaces the spec wholesale; a write that lost against
-//! another ("update out of sequence", HTTP 500) is retried after re-reading. Node specs go back
+//! Every node or service write is fenced: it carries the version index of the reading it was
+//! decided on (`at`), and the engine refuses it ("update out of sequence", HTTP 500, here
+//! [`PortError::Conflict`]) if anyone wrote the object since, a coordinator that took the lock
+//! over included. It is not retried here: the caller reads again and decides again. The spec
+//! sent is the whole inspected one (the engine replaces specs wholesale). Node specs go back
 //! through bollard's typed model (checked to round-trip against engine 26 in the lab); service
 //! specs do not round-trip (bollard drops the health check, see `raw.rs`), so services are scaled
 //! on the engine's own JSON.
@@ -12,14 +14,11 @@ pub mod raw;
 pub mod rejoin;
 pub mod store;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use backon::{ExponentialBuilder, Retryable};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models as b;
 use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions};
+use std::collections::BTreeMap;
 
 use crate::model::{Availability, ClusterSnapshot, NodeId, Role, ServiceId};
 use crate::ports::{PortError, Secret, Swarm};
@@ -73,15 +72,6 @@ pub(crate) fn port_error(what: &str, e: BollardError) -> PortError {
     }
 }
 
-/// Retries for writes that lost a compare-and-swap: quick, a handful of times.
-fn cas_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(20))
-        .with_max_delay(Duration::from_secs(1))
-        .with_max_times(15)
-        .with_jitter()
-}
-
 impl DockerSwarm {
     /// Connects as the docker CLI does (`DOCKER_HOST`, else the local socket) and negotiates the
     /// API version, so older engines (20.10 speaks 1.41) are understood.
@@ -109,26 +99,20 @@ impl DockerSwarm {
         &self.docker
     }
 
-    /// Applies `change` to a node's spec, re-reading and retrying when the write is out of sequence.
+    /// Applies `change` to a node's spec, written at version `at` (refused if the node moved on).
     async fn update_node(
         &self,
         node: &NodeId,
+        at: u64,
         change: impl Fn(&mut b::NodeSpec),
     ) -> Result<(), PortError> {
-        let attempt = || async {
+        let attempt = async {
             let current = self.docker.inspect_node(&node.0).await?;
-            let version = current.version.and_then(|v| v.index).unwrap_or(0);
             let mut spec = current.spec.unwrap_or_default();
             change(&mut spec);
-            self.docker
-                .update_node(&node.0, spec, UpdateNodeOptions { version: version as i64 })
-                .await
+            self.docker.update_node(&node.0, spec, UpdateNodeOptions { version: at as i64 }).await
         };
-        attempt
-            .retry(cas_backoff())
-            .when(out_of_sequence)
-            .await
-            .map_err(|e| port_error(&format!("updating node {node}"), e))
+        attempt.await.map_err(|e| port_error(&format!("updating node {node}"), e))
     }
 }
 
@@ -145,6 +129,7 @@ impl Swarm for DockerSwarm {
     async fn set_availability(
         &self,
         node: &NodeId,
+        at: u64,
         availability: Availability,
     ) -> Result<(), PortError> {
         let value = match availability {
@@ -152,50 +137,47 @@ impl Swarm for DockerSwarm {
             Availability::Pause => b::NodeSpecAvailabilityEnum::PAUSE,
             Availability::Drain => b::NodeSpecAvailabilityEnum::DRAIN,
         };
-        self.update_node(node, |spec| spec.availability = Some(value)).await
+        self.update_node(node, at, |spec| spec.availability = Some(value)).await
     }
 
-    async fn scale(&self, service: &ServiceId, replicas: u64) -> Result<(), PortError> {
-        let attempt = || async {
+    async fn scale(&self, service: &ServiceId, at: u64, replicas: u64) -> Result<(), PortError> {
+        let attempt = async {
             let (_, current) =
                 self.raw.request("GET", &format!("/services/{}", service.0), None).await?;
-            let (spec, version) = raw::scaled(&current, replicas).map_err(|message| {
+            let (spec, _) = raw::scaled(&current, replicas).map_err(|message| {
                 BollardError::DockerResponseServerError { status_code: 400, message }
             })?;
             self.raw
                 .request(
                     "POST",
-                    &format!("/services/{}/update?version={version}", service.0),
+                    &format!("/services/{}/update?version={at}", service.0),
                     Some(&spec),
                 )
                 .await
                 .map(|_| ())
         };
-        attempt
-            .retry(cas_backoff())
-            .when(out_of_sequence)
-            .await
-            .map_err(|e| port_error(&format!("scaling service {service}"), e))
+        attempt.await.map_err(|e| port_error(&format!("scaling service {service}"), e))
     }
 
     async fn set_labels(
         &self,
         node: &NodeId,
+        at: u64,
         labels: &BTreeMap<String, String>,
     ) -> Result<(), PortError> {
         let labels: std::collections::HashMap<String, String> =
             labels.clone().into_iter().collect();
-        self.update_node(node, |spec| spec.labels = Some(labels.clone())).await
+        self.update_node(node, at, |spec| spec.labels = Some(labels.clone())).await
     }
 
     async fn set_label(
         &self,
         node: &NodeId,
+        at: u64,
         key: &str,
         value: Option<&str>,
     ) -> Result<(), PortError> {
-        // Inside the read-modify-write: an operator's label written meanwhile is kept.
-        self.update_node(node, |spec| {
+        self.update_node(node, at, |spec| {
             let labels = spec.labels.get_or_insert_default();
             match value {
                 Some(v) => labels.insert(key.to_string(), v.to_string()),
