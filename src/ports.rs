@@ -94,6 +94,8 @@ pub trait Swarm {
     async fn remove_node(&self, node: &NodeId) -> Result<(), PortError>;
     /// The join token for a role. Never log it.
     async fn join_token(&self, role: Role) -> Result<Secret, PortError>;
+    /// The swarm's current unlock key (`None`: the swarm is not autolocked). Never log it.
+    async fn unlock_key(&self) -> Result<Option<crate::model::UnlockKey>, PortError>;
 }
 
 /// A secret string that does not print itself.

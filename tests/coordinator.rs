@@ -7,7 +7,8 @@ use common::*;
 use swarm_upgrade::config::Settings;
 use swarm_upgrade::coordinator::{Coordinator, CoordinatorError, Ports};
 use swarm_upgrade::machine::Phase;
-use swarm_upgrade::model::Availability;
+use swarm_upgrade::model::plan::RefusalKind;
+use swarm_upgrade::model::{Availability, UnlockKey};
 use swarm_upgrade::run::{Halt, Outcome};
 
 fn cluster() -> FakeCluster {
@@ -351,6 +352,44 @@ async fn a_write_that_lost_to_an_operators_is_decided_again() {
     assert_eq!(worker1.availability, Availability::Active);
     let refused = w.log.iter().position(|l| l.starts_with("refused write to worker1")).unwrap();
     assert_eq!(w.log[refused + 1], "availability worker1 Pause", "{:?}", w.log);
+}
+
+/// An autolocked swarm is upgraded only with its current unlock key: without one, or with a
+/// key that is not the current one, the run is refused before anything changes.
+#[tokio::test(start_paused = true)]
+async fn an_autolocked_swarm_is_upgraded_only_with_its_current_unlock_key() {
+    let key = |k: &str| UnlockKey::parse(&format!("SWMKEY-1-{k}")).unwrap();
+    let c = cluster();
+    c.world.lock().unwrap().unlock_key = Some(key("Y3VycmVudGtleQ"));
+    let s = Settings::default();
+    for (given, says) in
+        [(None, "no unlock key was given"), (Some(key("b2xka2V5")), "not the swarm's current one")]
+    {
+        let clock = TestClock::new();
+        let ports = Ports { swarm: &c, agents: &c, store: &c, clock: &clock };
+        let e = Coordinator::new(ports, &s, "m/1")
+            .with_unlock_key(given)
+            .run(&to(NEW), "run-1")
+            .await
+            .unwrap_err();
+        match &e {
+            CoordinatorError::Refused(r) => assert!(
+                r.iter().any(|r| r.kind == RefusalKind::Autolocked && r.reason.contains(says)),
+                "{r:?}"
+            ),
+            other => panic!("{other}"),
+        }
+        let w = c.world.lock().unwrap();
+        assert!(w.log.is_empty() && w.store_text.is_empty(), "nothing changed: {:?}", w.log);
+    }
+    let clock = TestClock::new();
+    let ports = Ports { swarm: &c, agents: &c, store: &c, clock: &clock };
+    let rec = Coordinator::new(ports, &s, "m/1")
+        .with_unlock_key(Some(key("Y3VycmVudGtleQ")))
+        .run(&to(NEW), "run-1")
+        .await
+        .unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
 }
 
 #[tokio::test(start_paused = true)]

@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::dockerd::Dockerd;
 use common::node::{ENGINE, Node};
+use swarm_upgrade::adapters::docker::DockerSwarm;
+use swarm_upgrade::adapters::docker::raw::Endpoint;
 use swarm_upgrade::agent::host::HostBackend;
 use swarm_upgrade::agent::service::NodeBackend;
+use swarm_upgrade::model::{Autolock, UnlockKey};
 use swarm_upgrade::ports::OpKey;
+use swarm_upgrade::ports::Swarm;
 use swarm_upgrade::wire::error::NodeError;
 
 fn main_pid(node: &Node<'_>) -> String {
@@ -97,5 +101,67 @@ async fn the_agents_engine_restart_on_a_real_node() {
     node.exec("rm -r /etc/systemd/system/docker.service.d && systemctl daemon-reload").unwrap();
     restart(&backend).await.unwrap();
     docker.ping().await.unwrap();
+
+    autolocked_manager(&node, &docker, &backend, &check_file).await;
     let _ = std::fs::remove_file(&check_file);
+}
+
+/// An autolocked swarm's manager: the swarm says it is autolocked and gives its key; a restart
+/// leaves the engine locked, which an agent without the key reports (the order fails) and an
+/// agent with it unlocks and checks; the manager's encrypted node key decrypts with it into the
+/// TLS identity, and without it is refused, naming the setting.
+async fn autolocked_manager(
+    node: &Node<'_>,
+    docker: &bollard::Docker,
+    keyless: &Arc<HostBackend>,
+    check_file: &std::path::Path,
+) {
+    let state = || node.exec("docker info --format '{{.Swarm.LocalNodeState}}'").unwrap();
+    node.exec(
+        "docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null",
+    )
+    .unwrap();
+    let printed = node
+        .exec("docker swarm update --autolock=true >/dev/null && docker swarm unlock-key -q")
+        .unwrap();
+    let key = UnlockKey::parse(&printed).unwrap();
+    let raw = Endpoint::Unix(node.run.join("docker.sock"));
+    let swarm = DockerSwarm::new(docker.clone(), raw.clone());
+    assert_eq!(swarm.snapshot().await.unwrap().autolock, Autolock::NoKey);
+    assert_eq!(swarm.unlock_key().await.unwrap(), Some(key.clone()));
+
+    let e = restart(keyless).await.unwrap_err();
+    assert!(e.contains("came back locked") && e.contains("agent.unlock_key_file"), "{e}");
+    assert_eq!(state(), "locked");
+
+    let keyed = Arc::new(
+        HostBackend::new(docker.clone(), "node1".into(), Duration::from_secs(120))
+            .with_node_paths(node.system_bus(), check_file.to_path_buf())
+            .with_unlock_key(Some(key.clone()), raw),
+    );
+    restart(&keyed).await.unwrap();
+    assert_eq!(state(), "active", "unlocked by the agent");
+
+    // The node's own TLS material, copied out of the node as it is on its disk.
+    let dir = node.run.with_extension("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["swarm-node.crt", "swarm-node.key", "swarm-root-ca.crt"] {
+        let text = node.exec(&format!("cat /var/lib/docker/swarm/certificates/{f}")).unwrap();
+        std::fs::write(dir.join(f), text + "\n").unwrap();
+    }
+    let key_pem = std::fs::read_to_string(dir.join("swarm-node.key")).unwrap();
+    assert!(key_pem.contains("BEGIN ENCRYPTED PRIVATE KEY"), "{key_pem}");
+    let mut agent = swarm_upgrade::config::Settings::default().agent;
+    agent.certificates_dir = dir.clone();
+    let e = swarm_upgrade::wire::tls::load(&agent).unwrap_err();
+    assert!(e.to_string().contains("agent.unlock_key_file"), "{e}");
+    let key_file = dir.join("unlock.key");
+    std::fs::write(&key_file, key.as_str()).unwrap();
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .unwrap();
+    agent.unlock_key_file = Some(key_file);
+    let material = swarm_upgrade::wire::tls::load(&agent).unwrap();
+    assert!(material.key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(material.node_id, node.exec("docker info --format '{{.Swarm.NodeID}}'").unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,19 +7,26 @@
 //! answer). Each part is tested on real tools; the whole restart on a real node is the lab's to
 //! prove (issues 4 and 5). Rejoin: `adapters::docker::rejoin` on the local engine.
 
+use std::time::{Duration, Instant};
+
 use bollard::Docker;
+use bollard::models::LocalNodeState;
 
 use super::service::{Managers, NodeBackend};
 use crate::adapters::apt::command::InstallMode;
 use crate::adapters::apt::{parse, runner};
+use crate::adapters::docker::autolock;
+use crate::adapters::docker::raw::Endpoint;
 use crate::adapters::engine::{check_daemon_json, engine_config_problem};
 use crate::adapters::systemd::Systemd;
-use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet};
+use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet, UnlockKey};
 use crate::ports::{OpKey, Secret};
 use crate::wire::error::NodeError;
 
 /// Where dockerd reads its configuration.
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// The longest wait for a restarted engine's swarm state to settle, and again after unlocking.
+const UNLOCK_LIMIT: Duration = Duration::from_secs(60);
 /// The installed engine, found on `PATH` (docker-ce installs it in /usr/bin, Debian in /usr/sbin).
 const DOCKERD: &str = "dockerd";
 
@@ -36,6 +43,8 @@ pub struct HostBackend {
     docker: Docker,
     runtime: tokio::runtime::Handle,
     node_id: String,
+    /// The swarm's unlock key (an autolocked swarm's manager), and where to send it.
+    unlock: Option<(UnlockKey, Endpoint)>,
 }
 
 impl HostBackend {
@@ -50,6 +59,56 @@ impl HostBackend {
             docker,
             runtime: tokio::runtime::Handle::current(),
             node_id,
+            unlock: None,
+        }
+    }
+
+    /// Unlocks the engine with `key` through `raw` (the same engine) when it comes back locked
+    /// after a restart this agent caused (an autolocked swarm's manager).
+    pub fn with_unlock_key(mut self, key: Option<UnlockKey>, raw: Endpoint) -> Self {
+        self.unlock = key.map(|k| (k, raw));
+        self
+    }
+
+    /// The local engine's swarm state, once it is past `pending` (or `None` at `deadline`).
+    async fn settled_state(&self, deadline: Instant) -> Option<LocalNodeState> {
+        loop {
+            let state = match self.docker.info().await {
+                Ok(info) => info.swarm.and_then(|s| s.local_node_state),
+                Err(_) => None,
+            };
+            match state {
+                Some(LocalNodeState::PENDING) | Some(LocalNodeState::EMPTY) | None => {}
+                settled => return settled,
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// After an engine start this agent caused: a manager of an autolocked swarm comes back
+    /// locked, out of the swarm, until it is given the unlock key. It is unlocked here and
+    /// checked to be a member again; without a key, the order fails saying so.
+    async fn unlock_if_locked(&self, limit: Duration) -> Result<(), NodeError> {
+        let deadline = Instant::now() + limit.min(UNLOCK_LIMIT);
+        if self.settled_state(deadline).await != Some(LocalNodeState::LOCKED) {
+            return Ok(());
+        }
+        let Some((key, raw)) = &self.unlock else {
+            return Err(NodeError::Failed(
+                "the engine came back locked (the swarm is autolocked) and this agent has no unlock key: `docker swarm unlock` on this node, and set agent.unlock_key_file in its configuration".into(),
+            ));
+        };
+        tracing::info!("the engine came back locked (autolock): unlocking it");
+        autolock::unlock(raw, key).await.map_err(failed)?;
+        match self.settled_state(deadline).await {
+            Some(LocalNodeState::ACTIVE) => Ok(()),
+            other => Err(NodeError::Failed(format!(
+                "the engine was unlocked but its swarm state is {}, not active; see `docker info` on this node",
+                other.map_or("unknown".to_string(), |s| s.to_string())
+            ))),
         }
     }
 
@@ -133,7 +192,11 @@ impl NodeBackend for HostBackend {
     }
 
     fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
-        Ok(self.apt.install(set, InstallMode::Upgrade, op)?)
+        let started = Instant::now();
+        self.apt.install(set, InstallMode::Upgrade, op)?;
+        // docker-ce's maintainer scripts restart the engine inside the transaction.
+        let left = op.limit.map_or(UNLOCK_LIMIT, |l| l.saturating_sub(started.elapsed()));
+        self.runtime.block_on(self.unlock_if_locked(left))
     }
 
     fn restart_engine(&self, op: &OpKey) -> Result<(), NodeError> {
@@ -154,7 +217,7 @@ impl NodeBackend for HostBackend {
                     "docker.service restarted but dockerd does not answer: {e}"
                 ))
             })?;
-            Ok(())
+            self.unlock_if_locked(limit).await
         })
     }
 

@@ -5,7 +5,9 @@ use super::error::AgentError;
 use super::host::HostBackend;
 use super::service::{AgentService, serve, serve_reloading};
 use crate::adapters::docker::DockerSwarm;
+use crate::adapters::docker::raw::Endpoint;
 use crate::config::Settings;
+use crate::wire::auth::AuthError;
 use crate::wire::tls;
 
 /// Runs the agent.
@@ -65,7 +67,11 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
             tracing::warn!(%addr, error = %e, "cannot serve metrics (metrics.agent)");
         }
     }
-    let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart);
+    let unlock_key = crate::config::unlock_key(&settings.agent)
+        .map_err(|e| AuthError::UnlockKey(e.to_string()))?;
+    let raw = Endpoint::from_env().map_err(AgentError::Engine)?;
+    let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart)
+        .with_unlock_key(unlock_key, raw);
     let state = &settings.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|e| AgentError::State {
         what: "create",

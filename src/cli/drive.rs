@@ -125,7 +125,8 @@ fn coordinate(
         let progress = super::live_progress(output).then(|| super::progress::spawn(store.clone()));
         let agents = agents(settings)?;
         let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
-        let mut coordinator = Coordinator::new(ports, settings, holder());
+        let mut coordinator =
+            Coordinator::new(ports, settings, holder()).with_unlock_key(super::live::unlock_key(settings)?);
         let webhook = match settings.webhook.as_deref().map(crate::adapters::webhook::Webhook::start).transpose() {
             Ok(w) => w,
             Err(e) => return Err(Failure::new(exit::BAD_INPUT, format!("notify.webhook: {e}"))),

@@ -43,7 +43,11 @@ pub fn snapshot(settings: &crate::config::Settings, out: Option<&Path>) -> Resul
             store: &store,
             clock: &crate::ports::SystemClock,
         };
-        Coordinator::new(ports, settings, holder()).observe_all().await.map_err(port)
+        Coordinator::new(ports, settings, holder())
+            .with_unlock_key(unlock_key(settings)?)
+            .observe_all()
+            .await
+            .map_err(port)
     })?;
     let text = serde_json::to_string_pretty(&snap).expect("snapshots serialize");
     match out {
@@ -238,7 +242,8 @@ pub fn plan(
             store: &store,
             clock: &crate::ports::SystemClock,
         };
-        let coordinator = Coordinator::new(ports, settings, holder());
+        let coordinator =
+            Coordinator::new(ports, settings, holder()).with_unlock_key(unlock_key(settings)?);
         match coordinator.plan(&super::plan::request(target)).await {
             Ok(plan) => Ok(Ok(plan)),
             Err(CoordinatorError::Refused(r)) => Ok(Err(r)),
@@ -266,6 +271,14 @@ pub(super) fn agents(
     let reload = tls.is_some();
     let agents = crate::adapters::agent_client::GrpcAgents::new(tls, settings.agent.port, packages);
     Ok(if reload { agents.reloading(&settings.agent) } else { agents })
+}
+
+/// The swarm's unlock key, if given (its environment variable, else its file).
+pub(super) fn unlock_key(
+    settings: &crate::config::Settings,
+) -> Result<Option<crate::model::UnlockKey>, Failure> {
+    crate::config::unlock_key(&settings.agent)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
 }
 
 /// This coordinator's name in the lock: `host/pid`.

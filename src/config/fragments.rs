@@ -140,6 +140,8 @@ pub struct AgentFragment {
     pub insecure: Option<bool>,
     /// Where the agent keeps state that must survive its restarts (the fencing token).
     pub state_dir: Option<String>,
+    /// A file holding the swarm's unlock key (an autolocked swarm); empty means none.
+    pub unlock_key_file: Option<String>,
 }
 
 /// `[notify]`

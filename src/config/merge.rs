@@ -203,6 +203,9 @@ fn apply_agent(a: &mut AgentSettings, f: AgentFragment, path: &str) -> Result<()
     set(&mut a.certificates_dir, f.certificates_dir.map(PathBuf::from));
     set(&mut a.insecure, f.insecure);
     set(&mut a.state_dir, f.state_dir.map(PathBuf::from));
+    if let Some(file) = f.unlock_key_file {
+        a.unlock_key_file = (!file.is_empty()).then(|| PathBuf::from(file));
+    }
     match (f.cert, f.key, f.ca) {
         (None, None, None) => {}
         (Some(cert), Some(key), Some(ca)) => {

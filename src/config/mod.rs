@@ -102,6 +102,9 @@ pub struct AgentSettings {
     pub insecure: bool,
     /// State that must survive agent restarts.
     pub state_dir: PathBuf,
+    /// The file holding the swarm's unlock key, for an autolocked swarm (see [`unlock_key`];
+    /// the environment variable [`UNLOCK_KEY_ENV`] takes precedence).
+    pub unlock_key_file: Option<PathBuf>,
 }
 
 /// Operator-provided TLS material.
@@ -193,6 +196,7 @@ impl Default for Settings {
                 custom_tls: None,
                 insecure: false,
                 state_dir: PathBuf::from("/var/lib/swarm-upgrade"),
+                unlock_key_file: None,
             },
             webhook: None,
             // Loopback: /metrics answers anyone who reaches it, without TLS. Serving it to other
@@ -326,6 +330,9 @@ fn syntax_fix(message: &str) -> &'static str {
 }
 
 mod merge;
+mod unlock;
+
+pub use unlock::{UNLOCK_KEY_ENV, UnlockKeySourceError, unlock_key};
 
 #[cfg(test)]
 mod tests;

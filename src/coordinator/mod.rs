@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::config::Settings;
 use crate::lock::{LEASE_MARGIN, LockError, Sighting};
 use crate::machine::TransitionError;
-use crate::model::{AgentStatus, ClusterSnapshot};
+use crate::model::{AgentStatus, Autolock, ClusterSnapshot};
 use crate::planner::{self, PlanRequest, Refusal};
 use crate::ports::{AgentTarget, Agents, Clock, PortError, StateStore, Swarm};
 use crate::run::{RunFlags, RunRecord};
@@ -88,6 +88,8 @@ pub struct Coordinator<'a, S, A, St, C> {
     /// How often conditions are polled.
     pub poll: Duration,
     events: Option<crate::events::Sink>,
+    /// The swarm's unlock key, when it was given (an autolocked swarm).
+    unlock_key: Option<crate::model::UnlockKey>,
 }
 
 impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St, C> {
@@ -103,7 +105,16 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             holder: holder.into(),
             poll: Duration::from_secs(1),
             events: None,
+            unlock_key: None,
         }
+    }
+
+    /// The swarm's unlock key, which an autolocked swarm needs before anything is upgraded (the
+    /// agents on its managers unlock their restarted engines with the same key, from their own
+    /// configuration).
+    pub fn with_unlock_key(mut self, key: Option<crate::model::UnlockKey>) -> Self {
+        self.unlock_key = key;
+        self
     }
 
     /// Sends the run's events (start, each node done, failures, rollbacks, the end) to `sink`.
@@ -138,6 +149,15 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
                 Err(e) => AgentStatus::Unreachable { error: e.to_string() },
             };
             snap.agents.insert(n.id.clone(), status);
+        }
+        if snap.autolock != Autolock::Off {
+            snap.autolock = match &self.unlock_key {
+                None => Autolock::NoKey,
+                Some(given) if self.ports.swarm.unlock_key().await?.as_ref() == Some(given) => {
+                    Autolock::Keyed
+                }
+                Some(_) => Autolock::WrongKey,
+            };
         }
         Ok(snap)
     }

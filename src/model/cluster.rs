@@ -333,6 +333,25 @@ pub struct ClusterSnapshot {
     /// Agent reports, by node.
     #[serde(default)]
     pub agents: BTreeMap<NodeId, AgentStatus>,
+    /// Whether the swarm is autolocked, and whether swarm-upgrade holds its unlock key.
+    #[serde(default)]
+    pub autolock: Autolock,
+}
+
+/// The swarm's autolock (`docker swarm update --autolock=true`: a restarted manager's engine stays
+/// locked until it is given the unlock key), and the unlock key swarm-upgrade was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Autolock {
+    /// Off: managers start unlocked.
+    #[default]
+    Off,
+    /// On, and the key given is the swarm's current one.
+    Keyed,
+    /// On, and no key was given.
+    NoKey,
+    /// On, and the key given is not the swarm's current one.
+    WrongKey,
 }
 
 impl ClusterSnapshot {

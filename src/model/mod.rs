@@ -8,12 +8,14 @@ pub mod packages;
 pub mod plan;
 pub mod report;
 pub mod run_id;
+pub mod unlock_key;
 pub mod version;
 
 pub use cluster::*;
 pub use packages::{PackageSet, is_package_name};
 pub use report::*;
 pub use run_id::{RunIdError, check_run_id, new_run_id};
+pub use unlock_key::{UnlockKey, UnlockKeyError};
 pub use version::{DebVersion, EngineVersion, VersionError};
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub enum RefusalKind {
     CannotEvacuate,
     /// A scheduled run does not retry a target whose last run failed.
     FailedBefore,
+    /// The swarm is autolocked and the unlock key given is missing or not the current one.
+    Autolocked,
 }
 
 /// A reason to refuse the run: what, where, and what to do.

@@ -4,12 +4,35 @@ use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::Settings;
 use crate::model::convergence::{Convergence, service_convergence};
 use crate::model::{
-    AgentStatus, ClusterSnapshot, EngineConfigProblem, NodeId, NodeState, PackageSet, Reachability,
-    Role,
+    AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, NodeId, NodeState, PackageSet,
+    Reachability, Role,
 };
 
 fn at_node(kind: RefusalKind, node: &str, reason: String, fix: &str) -> Refusal {
     Refusal { kind, node: Some(node.to_string()), service: None, reason, fix: fix.to_string() }
+}
+
+/// An autolocked swarm is upgraded only with its current unlock key: without it, every manager
+/// whose engine restarts stays locked, out of the swarm, until a person unlocks it.
+fn autolock(state: Autolock) -> Option<Refusal> {
+    let (reason, fix) = match state {
+        Autolock::Off | Autolock::Keyed => return None,
+        Autolock::NoKey => (
+            "the swarm is autolocked and no unlock key was given: each manager's engine would come back locked after its restart",
+            "give the key in a file only root can read, named by agent.unlock_key_file on every manager (`docker swarm unlock-key -q > /etc/swarm-upgrade/unlock.key; chmod 600 /etc/swarm-upgrade/unlock.key`), or in SWARM_UPGRADE_UNLOCK_KEY for this command",
+        ),
+        Autolock::WrongKey => (
+            "the unlock key given is not the swarm's current one (it was rotated, or belongs to another swarm)",
+            "replace it with what `docker swarm unlock-key -q` prints on a manager now",
+        ),
+    };
+    Some(Refusal {
+        kind: RefusalKind::Autolocked,
+        node: None,
+        service: None,
+        reason: reason.into(),
+        fix: fix.into(),
+    })
 }
 
 /// Managers needed for quorum out of `total`.
@@ -52,6 +75,7 @@ pub(crate) fn cluster_checks(
             ),
         ));
     }
+    out.extend(autolock(snap.autolock));
     for n in &snap.nodes {
         if n.state != NodeState::Ready {
             out.push(at_node(

@@ -43,11 +43,29 @@ pub enum AuthError {
         /// Ours.
         ours: String,
     },
-    /// Our key is encrypted (the swarm is autolocked).
+    /// Our key is encrypted (the swarm is autolocked) and no unlock key was given.
     #[error(
-        "{0} is encrypted (the swarm is autolocked): set agent.cert, agent.key and agent.ca in the configuration to certificates of your own"
+        "{0} is encrypted (the swarm is autolocked): give the swarm's unlock key in agent.unlock_key_file (a file only root can read) or SWARM_UPGRADE_UNLOCK_KEY, or set agent.cert, agent.key and agent.ca to certificates of your own"
     )]
     EncryptedKey(String),
+    /// Our key is encrypted and the unlock key given does not decrypt it.
+    #[error(
+        "{0} does not decrypt with the unlock key given: it is not this swarm's current key; give what `docker swarm unlock-key -q` prints on a manager now"
+    )]
+    WrongUnlockKey(String),
+    /// Our key is encrypted in a form we do not read.
+    #[error(
+        "{path} is encrypted in a form swarm-upgrade does not read ({why}); set agent.cert, agent.key and agent.ca to certificates of your own"
+    )]
+    UnreadableKey {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The unlock key given cannot be used.
+    #[error("{0}")]
+    UnlockKey(String),
     /// A PEM file is malformed.
     #[error("{path}: not a PEM file ({why})")]
     BadPem {
@@ -92,9 +110,19 @@ pub fn authorize(leaf: Option<&[u8]>, own_cluster: &str) -> Result<Caller, AuthE
 /// Removes RFC 1421 headers (such as the swarm's `kek-version:` and `raft-dek:`) from PEM
 /// blocks, which common PEM readers refuse; an encrypted key is reported as such.
 pub fn strip_pem_headers(path: &str, pem: &str) -> Result<String, AuthError> {
-    if pem.contains("Proc-Type: 4,ENCRYPTED") || pem.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+    if is_encrypted(pem) {
         return Err(AuthError::EncryptedKey(path.to_string()));
     }
+    remove_headers(path, pem)
+}
+
+/// Whether a PEM key is encrypted (an autolocked swarm's manager key).
+pub(crate) fn is_encrypted(pem: &str) -> bool {
+    pem.contains("Proc-Type: 4,ENCRYPTED") || pem.contains("BEGIN ENCRYPTED PRIVATE KEY")
+}
+
+/// The PEM blocks of `pem` without their RFC 1421 headers.
+pub(crate) fn remove_headers(path: &str, pem: &str) -> Result<String, AuthError> {
     if !pem.contains("-----BEGIN ") {
         return Err(AuthError::BadPem { path: path.to_string(), why: "no BEGIN line".into() });
     }

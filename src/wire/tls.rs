@@ -1,9 +1,11 @@
 //! The agent's and the coordinator's TLS material: by default the swarm's own node certificate,
-//! key and root CA; operator-provided files when the swarm is autolocked (its keys encrypted).
+//! key and root CA (a manager's key decrypted with the unlock key when the swarm is autolocked);
+//! operator-provided files when configured.
 
 use std::path::Path;
 
-use super::auth::{AuthError, identity_of, strip_pem_headers};
+use super::auth::{AuthError, identity_of, is_encrypted, strip_pem_headers};
+use super::locked::decrypt_node_key;
 use crate::config::AgentSettings;
 
 /// Certificate, key and CA as PEM, and the cluster ID the certificate names.
@@ -60,11 +62,23 @@ pub(crate) fn awaited_swarm_certificates(settings: &AgentSettings) -> Option<std
     paths(settings).iter().any(|p| !p.exists()).then(|| settings.certificates_dir.clone())
 }
 
+/// The key in clear PEM: an autolocked swarm's encrypted manager key is decrypted with the
+/// unlock key given (see [`crate::config::unlock_key`]).
+fn clear_key(settings: &AgentSettings, path: &str, pem: &str) -> Result<String, AuthError> {
+    if !is_encrypted(pem) {
+        return strip_pem_headers(path, pem);
+    }
+    match crate::config::unlock_key(settings).map_err(|e| AuthError::UnlockKey(e.to_string()))? {
+        Some(key) => decrypt_node_key(path, pem, &key),
+        None => Err(AuthError::EncryptedKey(path.to_string())),
+    }
+}
+
 /// Loads the material the settings name.
 pub fn load(settings: &AgentSettings) -> Result<TlsMaterial, AuthError> {
     let [cert, key, ca] = paths(settings);
     let cert_pem = read(&cert)?;
-    let key_pem = strip_pem_headers(&key.display().to_string(), &read(&key)?)?;
+    let key_pem = clear_key(settings, &key.display().to_string(), &read(&key)?)?;
     let ca_pem = read(&ca)?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
         .map_err(|e| AuthError::BadPem { path: cert.display().to_string(), why: e.to_string() })?;

@@ -256,6 +256,10 @@ impl Swarm for FakeCluster {
         Ok(())
     }
 
+    async fn unlock_key(&self) -> Result<Option<UnlockKey>, PortError> {
+        Ok(self.w().unlock_key.clone())
+    }
+
     async fn remove_node(&self, node: &NodeId) -> Result<(), PortError> {
         {
             let mut w = self.w();

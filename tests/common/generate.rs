@@ -175,6 +175,7 @@ pub fn build(spec: &ClusterSpec) -> World {
         services,
         tasks: Vec::new(),
         agents: BTreeMap::new(),
+        autolock: Autolock::Off,
     });
     for (h, host) in world.hosts.iter_mut().zip(hosts) {
         *h = host;

@@ -72,6 +72,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         index: 1000,
         rival_before_write_on: None,
         operator_before_write_on: None,
+        unlock_key: None,
         log: Vec::new(),
     }
 }

@@ -66,6 +66,8 @@ pub struct World {
     pub rival_before_write_on: Option<String>,
     /// Just before our next availability write to this host, an operator labels the node.
     pub operator_before_write_on: Option<String>,
+    /// The swarm's current unlock key when it is autolocked.
+    pub unlock_key: Option<UnlockKey>,
     pub log: Vec<String>,
 }
 
@@ -96,6 +98,7 @@ impl World {
             services: self.services.clone(),
             tasks: self.tasks.clone(),
             agents: BTreeMap::new(),
+            autolock: if self.unlock_key.is_some() { Autolock::NoKey } else { Autolock::Off },
         }
     }
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use bollard::models as b;
 
 use crate::model::{
-    Availability, ClusterSnapshot, EngineVersion, HostPort, ManagerStatus, Mode, Node, NodeId,
-    NodeState, Platform, Reachability, Resources, Role, Service, ServiceId, Task, TaskState,
-    UpdateState,
+    Autolock, Availability, ClusterSnapshot, EngineVersion, HostPort, ManagerStatus, Mode, Node,
+    NodeId, NodeState, Platform, Reachability, Resources, Role, Service, ServiceId, Task,
+    TaskState, UpdateState,
 };
 
 fn map<K: Ord + Clone, V: Clone>(m: Option<&std::collections::HashMap<K, V>>) -> BTreeMap<K, V> {
@@ -190,6 +190,17 @@ pub fn snapshot(
         services,
         tasks,
         agents: BTreeMap::new(),
+        // Whether we hold the key is the coordinator's to say.
+        autolock: if swarm
+            .spec
+            .as_ref()
+            .and_then(|s| s.encryption_config.as_ref()?.auto_lock_managers)
+            .unwrap_or(false)
+        {
+            Autolock::NoKey
+        } else {
+            Autolock::Off
+        },
     }
 }
 

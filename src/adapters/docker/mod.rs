@@ -9,6 +9,7 @@
 //! specs do not round-trip (bollard drops the health check, see `raw.rs`), so services are scaled
 //! on the engine's own JSON.
 
+pub mod autolock;
 pub mod convert;
 pub mod raw;
 pub mod rejoin;
@@ -20,7 +21,7 @@ use bollard::models as b;
 use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions};
 use std::collections::BTreeMap;
 
-use crate::model::{Availability, ClusterSnapshot, NodeId, Role, ServiceId};
+use crate::model::{Availability, ClusterSnapshot, NodeId, Role, ServiceId, UnlockKey};
 use crate::ports::{PortError, Secret, Swarm};
 
 /// A manager's Docker API.
@@ -192,6 +193,10 @@ impl Swarm for DockerSwarm {
             .delete_node(&node.0, Some(DeleteNodeOptions { force: true }))
             .await
             .map_err(|e| port_error(&format!("removing node {node}"), e))
+    }
+
+    async fn unlock_key(&self) -> Result<Option<UnlockKey>, PortError> {
+        autolock::current_key(&self.raw).await
     }
 
     async fn join_token(&self, role: Role) -> Result<Secret, PortError> {
