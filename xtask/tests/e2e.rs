@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use xtask::scenario::{LabGuard, Receiver, Sampler, balancer_load, phase_seconds, save};
 use xtask::{lab, naive, repo};
 
+mod agent_identity;
+
 static LAB: Mutex<()> = Mutex::new(());
 
 fn tool() -> &'static Path {
@@ -440,7 +442,8 @@ fn fingerprint(l: &LabGuard) -> String {
 
 /// Scenarios 9, 7, 6 and 5 on one lab: bad input, an engine configuration dockerd would refuse
 /// (issue 13), an unreachable agent and a stopped manager are refused with one clear message and
-/// change nothing; then two runs started together on two managers: exactly one proceeds (and
+/// change nothing; agents refuse what is not an order of a current manager (issue 13 item 4,
+/// `agent_identity`); then two runs started together on two managers: exactly one proceeds (and
 /// completes), the other says who holds the lock.
 #[test]
 fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
@@ -510,6 +513,8 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
         assert!(t0.elapsed() < Duration::from_secs(60), "manager3 never came back");
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Issue 13 item 4: only current managers are obeyed (manager3 demoted, removed, back).
+    agent_identity::agents_obey_only_the_swarms_current_managers(&l);
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(120))
         .expect("converged with manager3 back");
     assert_eq!(fingerprint(&l), before);
