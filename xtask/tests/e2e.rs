@@ -845,6 +845,9 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
         assert!(!next.is_empty() && next != "n/a", "{m}: the timer has a next elapse: {next}");
     }
 
+    // Issue 13 (d): the swarm autolocked; refused without its key, upgraded with it.
+    autolocked_without_and_with_its_key(&l, &managers);
+
     // Inside the window (opened an hour ago, for two more): exactly one manager upgrades.
     for m in managers {
         l.sh(
@@ -891,8 +894,63 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
     for (host, version, availability) in nodes(&l) {
         assert_eq!((version.as_str(), availability.as_str()), ("28.5.2+dfsg4", "Active"), "{host}");
     }
+    // Every manager came back locked from its engine restarts and was unlocked by its agent.
+    for m in managers {
+        let state = l.sh(m, "docker info --format '{{.Swarm.LocalNodeState}}'");
+        assert_eq!(state, "active", "{m}");
+        let unlocked = l.sh(m, "journalctl --no-pager -o cat -u swarm-upgrade-agent | grep -c 'came back locked' || true");
+        assert!(unlocked.parse::<u32>().unwrap_or(0) >= 1, "{m}: its agent unlocked it");
+    }
+    let autolock = l.sh(
+        lab::MANAGER,
+        "docker info --format '{{.Swarm.Cluster.Spec.EncryptionConfig.AutoLockManagers}}'",
+    );
+    assert_eq!(autolock, "true", "the swarm is still autolocked");
     eprintln!("scheduled: {} upgraded the cluster; load: {}", upgraded[0], report.summary());
     assert_eq!(report.failed, 0, "{}", report.summary());
+}
+
+/// Issue 13 (d): `docker swarm update --autolock=true`. Without the unlock key, and with a key
+/// that is not the swarm's, `plan` is refused naming the fix and nothing changes. Then the key is
+/// put on every manager (a root-only file named in a drop-in) and the agents restarted: they
+/// decrypt their managers' encrypted node keys with it, and will unlock their engines after the
+/// restarts of the upgrade that follows.
+fn autolocked_without_and_with_its_key(l: &LabGuard, managers: &[&str]) {
+    let m = lab::MANAGER;
+    let key =
+        l.sh(m, "docker swarm update --autolock=true >/dev/null && docker swarm unlock-key -q");
+    assert!(key.starts_with("SWMKEY-1-"), "{key}");
+    let t0 = Instant::now();
+    for n in managers {
+        while !l
+            .sh(n, "cat /var/lib/docker/swarm/certificates/swarm-node.key")
+            .contains("ENCRYPTED")
+        {
+            assert!(t0.elapsed() < Duration::from_secs(60), "{n}'s node key was never encrypted");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let before = fingerprint(l);
+    let (code, _, err) = l.swarm_upgrade(m, &["plan", "--to", repo::NEW]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("autolocked") && err.contains("agent.unlock_key_file"), "{err}");
+    let wrong = "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let out = l.sh(
+        m,
+        &format!(
+            "SWARM_UPGRADE_UNLOCK_KEY={wrong} swarm-upgrade plan --to {} 2>&1; echo \"exit $?\"",
+            repo::NEW
+        ),
+    );
+    assert!(out.contains("not this swarm's current key") && !out.ends_with("exit 0"), "{out}");
+    assert_eq!(fingerprint(l), before, "refused: nothing changed");
+    for n in managers {
+        l.sh(n, &format!(
+            "mkdir -p /etc/swarm-upgrade/config.d && umask 077 && echo '{key}' > /etc/swarm-upgrade/unlock.key && printf '[agent]\\nunlock_key_file = \"/etc/swarm-upgrade/unlock.key\"\\n' > /etc/swarm-upgrade/config.d/60-unlock.toml && systemctl restart swarm-upgrade-agent"
+        ));
+    }
+    let (code, out, err) = l.swarm_upgrade(m, &["plan", "--to", repo::NEW]);
+    assert_eq!(code, 0, "with the key the plan passes:\n{out}{err}");
 }
 
 /// Issue 6, the operator's stop switch: the label `swarm-upgrade.stop` set on any node while the
