@@ -35,24 +35,46 @@ fn the_lab_engines_refuse_a_bad_option_in_their_own_words() {
     let good =
         daemon_json("lab", "good.json", r#"{"log-level": "info", "log-driver": "journald"}"#);
     let live = daemon_json("lab", "live.json", r#"{"live-restore": true}"#);
+    let hosts = daemon_json("lab", "hosts.json", r#"{"hosts": ["unix:///run/other.sock"]}"#);
     for suite in ["trixie", "forky"] {
         let dockerd = debian.tree("docker.io", suite).join("usr/sbin/dockerd");
         assert!(major(&dockerd) >= 23, "{suite}'s dockerd has --validate");
-        let p = engine_config_problem(&unknown, &dockerd).expect("an unknown option is refused");
+        let p =
+            engine_config_problem(&unknown, &dockerd, &[]).expect("an unknown option is refused");
         assert_eq!(p.keys, ["no-such-option"], "{suite}: {p:?}");
         assert!(
             p.detail.starts_with("dockerd --validate: unable to configure the Docker daemon")
                 && p.detail.contains(&unknown.display().to_string()),
             "{suite}: dockerd's own words: {p:?}"
         );
-        let p = engine_config_problem(&level, &dockerd).expect("a bad value is refused");
+        let p = engine_config_problem(&level, &dockerd, &[]).expect("a bad value is refused");
         assert!(p.keys.is_empty() && p.detail.ends_with("invalid logging level: nope"), "{p:?}");
-        assert_eq!(engine_config_problem(&good, &dockerd), None, "{suite}");
+        assert_eq!(engine_config_problem(&good, &dockerd, &[]), None, "{suite}");
         // dockerd --validate accepts live-restore (it does not know the node is in a swarm): our
         // own check is what refuses it.
-        assert_eq!(validate(&dockerd, &live), Validation::Accepted, "{suite}");
-        let p = engine_config_problem(&live, &dockerd).expect("live-restore is refused");
+        assert_eq!(validate(&dockerd, Some(&live), &[]), Validation::Accepted, "{suite}");
+        let p = engine_config_problem(&live, &dockerd, &[]).expect("live-restore is refused");
         assert_eq!(p.keys, ["live-restore"], "{suite}");
+        // The unit's ExecStart flags (a drop-in's) are checked with the file: Docker's own unit
+        // line passes; a flag it does not know, or a setting given both as a flag and in the
+        // file (`hosts`, a classic: `-H fd://` in the unit, "hosts" in daemon.json), is refused,
+        // named as the unit's.
+        let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let unit = flags(&["-H", "fd://", "--containerd=/run/containerd/containerd.sock"]);
+        assert_eq!(engine_config_problem(&good, &dockerd, &unit), None, "{suite}");
+        let mut bad = unit.clone();
+        bad.push("--no-such-flag".into());
+        let p = engine_config_problem(&good, &dockerd, &bad).expect("an unknown flag is refused");
+        assert_eq!(p.file, "docker.service", "{suite}: {p:?}");
+        assert!(
+            p.detail.contains("unknown flag: --no-such-flag") && !p.detail.contains("Usage"),
+            "{p:?}"
+        );
+        let p = engine_config_problem(&hosts, &dockerd, &unit).expect("hosts twice is refused");
+        assert!(
+            p.detail.contains("specified both as a flag and in the configuration file"),
+            "{p:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(unknown.parent().unwrap());
 }
@@ -61,16 +83,21 @@ fn the_lab_engines_refuse_a_bad_option_in_their_own_words() {
 fn a_dockerd_without_validate_cannot_tell_and_the_file_is_still_checked() {
     let dockerd = Path::new("/usr/sbin/dockerd");
     let unknown = daemon_json("host", "unknown.json", r#"{"no-such-option": true}"#);
-    match validate(dockerd, &unknown) {
+    match validate(dockerd, Some(&unknown), &[]) {
         Validation::Unknown(why) => {
             assert!(major(dockerd) < 23, "{why}");
-            assert_eq!(engine_config_problem(&unknown, dockerd), None, "cannot tell: no problem");
+            assert_eq!(
+                engine_config_problem(&unknown, dockerd, &[]),
+                None,
+                "cannot tell: no problem"
+            );
         }
         Validation::Refused(said) => assert!(major(dockerd) >= 23, "{said}"),
         Validation::Accepted => panic!("{} accepted an unknown option", dockerd.display()),
     }
     let live = daemon_json("host", "live.json", r#"{"live-restore": true}"#);
-    let p = engine_config_problem(&live, dockerd).expect("live-restore is refused by our check");
+    let p =
+        engine_config_problem(&live, dockerd, &[]).expect("live-restore is refused by our check");
     assert_eq!(p.keys, ["live-restore"]);
     let _ = std::fs::remove_dir_all(live.parent().unwrap());
 }

@@ -60,4 +60,5 @@ fn the_man_page_documents_every_command_and_the_exit_codes() {
         assert!(man.contains(&format!("swarm\\-upgrade\\-{command}(1)")), "{command} is listed");
     }
     assert!(man.contains("Exit codes"), "the exit codes are documented");
+    assert!(man.contains("SWARM_UPGRADE_UNLOCK_KEY"), "the unlock key's variable is documented");
 }

@@ -1,6 +1,6 @@
 //! The systemd adapter against a real systemd in a node container, through its D-Bus system bus:
-//! a restart awaited to its job's result (done, failed, dependency), our own time limit, unit
-//! state, and reset-failed.
+//! a restart awaited to its job's result (done, failed, dependency), our own time limit, a stop
+//! that replaces a pending start, a runtime mask, unit state, and reset-failed.
 
 mod common;
 
@@ -50,7 +50,7 @@ async fn restarts_are_awaited_to_their_jobs_result() {
     assert_eq!(systemd.state("su-ok.service").await.unwrap(), ("active".into(), "running".into()));
 
     let e = systemd.restart("su-fail.service", Duration::from_secs(30)).await.unwrap_err();
-    assert_eq!(e, UnitError::Failed { unit: "su-fail.service".into() });
+    assert_eq!(e, UnitError::Failed { unit: "su-fail.service".into(), job: "restart" });
     assert!(e.to_string().contains("journalctl -u su-fail.service"));
     assert_eq!(systemd.state("su-fail.service").await.unwrap().0, "failed");
     systemd.reset_failed("su-fail.service").await.unwrap();
@@ -62,10 +62,39 @@ async fn restarts_are_awaited_to_their_jobs_result() {
     let e = systemd.restart("su-slow.service", Duration::from_secs(2)).await.unwrap_err();
     assert_eq!(
         e,
-        UnitError::Timeout { unit: "su-slow.service".into(), after: Some(Duration::from_secs(2)) }
+        UnitError::Timeout {
+            unit: "su-slow.service".into(),
+            job: "restart",
+            after: Some(Duration::from_secs(2)),
+        }
     );
     // Our limit cancels the job: nothing stays queued behind it.
     assert_eq!(node.exec("systemctl list-jobs --no-legend").unwrap().trim(), "");
+
+    // A start that never finishes (a oneshot stands in for an engine that never becomes ready),
+    // queued by someone else (a maintainer script's restart): our stop replaces its job.
+    node.exec("systemctl --no-block start su-slow.service").unwrap();
+    assert!(node.exec("systemctl list-jobs --no-legend").unwrap().contains("su-slow.service"));
+    systemd.stop("su-slow.service", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(node.exec("systemctl list-jobs --no-legend").unwrap().trim(), "");
+    // Its start was ended (a oneshot killed by the stop's SIGTERM counts as failed).
+    let (state, _) = systemd.state("su-slow.service").await.unwrap();
+    assert!(state == "inactive" || state == "failed", "{state}");
+    systemd.reset_failed("su-slow.service").await.unwrap();
+    // Masked for the time being, nothing starts it (as `systemctl mask --runtime`); unmasked, it
+    // starts again.
+    // (A package's unit, as docker.service is: a unit file in /etc would take precedence over a
+    // runtime mask, which `file_state` then shows.)
+    node.exec("printf '[Service]\nExecStart=/bin/sleep infinity\n' > /lib/systemd/system/su-pkg.service && systemctl daemon-reload").unwrap();
+    systemd.mask_for_now("su-pkg.service").await.unwrap();
+    assert_eq!(systemd.file_state("su-pkg.service").await.unwrap(), "masked-runtime");
+    let refused = node.exec("systemctl restart su-pkg.service").unwrap_err();
+    assert!(refused.contains("masked"), "{refused}");
+    systemd.unmask_for_now("su-pkg.service").await.unwrap();
+    systemd.restart("su-pkg.service", Duration::from_secs(30)).await.unwrap();
+    systemd.mask_for_now("su-ok.service").await.unwrap();
+    assert_ne!(systemd.file_state("su-ok.service").await.unwrap(), "masked-runtime");
+    systemd.unmask_for_now("su-ok.service").await.unwrap();
 
     // The transient unit our apt transactions run in: the command line exactly as the agent
     // builds it, executed under this node's real systemd-run (so an agent restart cannot kill

@@ -106,6 +106,10 @@ pub(crate) fn read_validation(code: i32, stdout: &str, stderr: &str) -> Validati
         Validation::Unknown("this dockerd has no --validate (it came with Docker 23)".into())
     } else if said.is_empty() {
         Validation::Refused(format!("exit {code}, without a word"))
+    } else if let Some(flag) = said.find("unknown flag: ") {
+        // A flag it does not know: its words, without the usage text that follows them.
+        let rest = &said[flag..];
+        Validation::Refused(rest.lines().next().unwrap_or(rest).trim().to_string())
     } else {
         Validation::Refused(said.lines().map(str::trim).collect::<Vec<_>>().join(" "))
     }
@@ -121,18 +125,20 @@ pub(crate) fn unknown_options(said: &str) -> Vec<String> {
     }
 }
 
-/// Asks `dockerd` whether it accepts `file`; a dockerd that cannot be run cannot tell. A bare
-/// name is looked up on `PATH`.
-pub fn validate(dockerd: &Path, file: &Path) -> Validation {
+/// Asks `dockerd` whether it would start with `flags` (docker.service's `ExecStart`, its drop-ins
+/// applied) and the configuration `file` (`None`: none; dockerd's own default then): unknown
+/// flags, bad values and a setting given both as a flag and in the file are refused. A dockerd
+/// that cannot be run cannot tell. A bare name is looked up on `PATH`.
+pub fn validate(dockerd: &Path, file: Option<&Path>, flags: &[String]) -> Validation {
     // As an OsStr, not a Path: duct runs a one-part relative Path from the current directory
     // (`./dockerd`), where the agent, started in /, finds none.
     let program = dockerd.as_os_str();
-    let cmd =
-        duct::cmd(program, ["--validate".as_ref(), "--config-file".as_ref(), file.as_os_str()])
-            .stdin_null()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked();
+    let mut args: Vec<std::ffi::OsString> = vec!["--validate".into()];
+    if let Some(file) = file.filter(|_| !flags.iter().any(|f| f.starts_with("--config-file"))) {
+        args.extend(["--config-file".into(), file.as_os_str().to_owned()]);
+    }
+    args.extend(flags.iter().map(Into::into));
+    let cmd = duct::cmd(program, args).stdin_null().stdout_capture().stderr_capture().unchecked();
     let handle = match cmd.start() {
         Ok(h) => h,
         Err(e) => return Validation::Unknown(format!("cannot run {}: {e}", dockerd.display())),
@@ -151,13 +157,17 @@ pub fn validate(dockerd: &Path, file: &Path) -> Validation {
     }
 }
 
-/// Why dockerd would not start with the configuration in `file`, if it would not: our own checks
-/// first (they know swarm mode, which `--validate` does not), then `dockerd` itself. No file is
-/// dockerd's defaults, which are fine.
-pub fn engine_config_problem(file: &Path, dockerd: &Path) -> Option<EngineConfigProblem> {
+/// Why dockerd would not start with the configuration in `file` and the unit's `flags`, if it
+/// would not: our own checks first (they know swarm mode, which `--validate` does not), then
+/// `dockerd` itself. No file is dockerd's defaults, which are fine.
+pub fn engine_config_problem(
+    file: &Path,
+    dockerd: &Path,
+    flags: &[String],
+) -> Option<EngineConfigProblem> {
     let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             return Some(EngineConfigProblem {
                 file: file.display().to_string(),
@@ -166,20 +176,44 @@ pub fn engine_config_problem(file: &Path, dockerd: &Path) -> Option<EngineConfig
             });
         }
     };
-    if let Err(e) = check_daemon_json(file, Some(&text)) {
+    if let Err(e) = check_daemon_json(file, text.as_deref()) {
         return Some(e.problem());
     }
-    match validate(dockerd, file) {
+    match validate(dockerd, text.is_some().then_some(file), flags) {
         Validation::Accepted => None,
         Validation::Unknown(why) => {
             tracing::debug!(file = %file.display(), why, "dockerd did not validate the configuration");
             None
+        }
+        Validation::Refused(said) if !flags.is_empty() && said.contains("flag") => {
+            Some(EngineConfigProblem {
+                file: ENGINE_UNIT.into(),
+                keys: unknown_options(&said),
+                detail: format!(
+                    "dockerd --validate with its unit's ExecStart flags ({}): {said}; `systemctl cat {ENGINE_UNIT}` shows the drop-in that sets them",
+                    flags.join(" ")
+                ),
+            })
         }
         Validation::Refused(said) => Some(EngineConfigProblem {
             file: file.display().to_string(),
             keys: unknown_options(&said),
             detail: format!("dockerd --validate: {said}"),
         }),
+    }
+}
+
+/// The engine's unit, whose `ExecStart` flags are checked with the configuration.
+const ENGINE_UNIT: &str = "docker.service";
+
+/// The flags of an `ExecStart` command line, when it runs dockerd itself (a wrapper script's
+/// cannot be checked).
+pub fn dockerd_flags(argv: &[String]) -> Vec<String> {
+    match argv.split_first() {
+        Some((program, flags)) if Path::new(program).file_name() == Some("dockerd".as_ref()) => {
+            flags.to_vec()
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -237,6 +271,27 @@ mod tests {
         assert!(said.ends_with("invalid logging level: nope") && unknown_options(&said).is_empty());
         let old = "Status: unknown flag: --validate\nSee 'dockerd --help'., Code: 125\n";
         assert!(matches!(read_validation(1, "", old), Validation::Unknown(_)));
+        // A unit's flag it does not know: the flag, not the usage text after it.
+        let flag = "Status: unknown flag: --no-such-flag\nSee 'dockerd --help'.\n\nUsage:\tdockerd [OPTIONS]\n\nA self-sufficient runtime for containers.\n";
+        assert_eq!(
+            read_validation(1, "", flag),
+            Validation::Refused("unknown flag: --no-such-flag".into())
+        );
+        let both = "unable to configure the Docker daemon with file /etc/docker/daemon.json: the following directives are specified both as a flag and in the configuration file: hosts: (from flag: [fd://], from file: [unix:///x.sock])\n";
+        assert_eq!(read_validation(1, "", both), Validation::Refused(both.trim().into()));
+    }
+
+    #[test]
+    fn only_dockerds_own_command_line_is_checked() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dockerd_flags(&argv(&["/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/c.sock"])),
+            argv(&["-H", "fd://", "--containerd=/run/c.sock"])
+        );
+        assert!(
+            dockerd_flags(&argv(&["/usr/local/bin/start-docker.sh", "-H", "fd://"])).is_empty()
+        );
+        assert!(dockerd_flags(&[]).is_empty());
     }
 
     #[test]
@@ -244,29 +299,33 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("su-engine-check-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (file, no_dockerd) = (dir.join("daemon.json"), Path::new("/nonexistent/dockerd"));
-        assert_eq!(engine_config_problem(&file, no_dockerd), None);
+        assert_eq!(engine_config_problem(&file, no_dockerd, &[]), None);
         std::fs::write(&file, r#"{"live-restore": true}"#).unwrap();
-        let p = engine_config_problem(&file, no_dockerd).unwrap();
+        let p = engine_config_problem(&file, no_dockerd, &[]).unwrap();
         assert_eq!(p.keys, ["live-restore"]);
         std::fs::write(&file, r#"{"no-such-option": true}"#).unwrap();
-        assert_eq!(engine_config_problem(&file, no_dockerd), None, "no dockerd: cannot tell");
+        assert_eq!(engine_config_problem(&file, no_dockerd, &[]), None, "no dockerd: cannot tell");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_bare_name_is_looked_up_on_path() {
         // `true` and `false` stand in for dockerd: both ignore the arguments.
-        let file = Path::new("/etc/docker/daemon.json");
-        assert_eq!(validate(Path::new("true"), file), Validation::Accepted);
+        let file = Some(Path::new("/etc/docker/daemon.json"));
+        assert_eq!(validate(Path::new("true"), file, &[]), Validation::Accepted);
         assert_eq!(
-            validate(Path::new("false"), file),
+            validate(Path::new("false"), file, &[]),
             Validation::Refused("exit 1, without a word".into())
         );
     }
 
     #[test]
     fn a_dockerd_that_cannot_be_run_cannot_tell() {
-        let v = validate(Path::new("/nonexistent/dockerd"), Path::new("/etc/docker/daemon.json"));
+        let v = validate(
+            Path::new("/nonexistent/dockerd"),
+            Some(Path::new("/etc/docker/daemon.json")),
+            &[],
+        );
         assert!(
             matches!(&v, Validation::Unknown(why) if why.contains("/nonexistent/dockerd")),
             "{v:?}"

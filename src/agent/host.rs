@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::models::LocalNodeState;
 
+use super::mask;
 use super::service::{Managers, NodeBackend};
 use crate::adapters::apt::command::InstallMode;
 use crate::adapters::apt::{parse, runner};
 use crate::adapters::docker::autolock;
 use crate::adapters::docker::raw::Endpoint;
-use crate::adapters::engine::{check_daemon_json, engine_config_problem};
+use crate::adapters::engine::{check_daemon_json, dockerd_flags, engine_config_problem};
 use crate::adapters::systemd::Systemd;
 use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet, UnlockKey};
 use crate::ports::{OpKey, Secret};
@@ -25,6 +26,8 @@ use crate::wire::error::NodeError;
 
 /// Where dockerd reads its configuration.
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// The engine's unit.
+const ENGINE_UNIT: &str = "docker.service";
 /// The longest wait for a restarted engine's swarm state to settle, and again after unlocking.
 const UNLOCK_LIMIT: Duration = Duration::from_secs(60);
 /// The installed engine, found on `PATH` (docker-ce installs it in /usr/bin, Debian in /usr/sbin).
@@ -70,12 +73,40 @@ impl HostBackend {
         self
     }
 
-    /// The local engine's swarm state, once it is past `pending` (or `None` at `deadline`).
+    /// The flags the engine is started with (docker.service's `ExecStart`, its drop-ins
+    /// applied); none when systemd cannot say.
+    async fn engine_flags(&self) -> Vec<String> {
+        let argv = match self.systemd().await {
+            Ok(systemd) => systemd.exec_start(ENGINE_UNIT).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match argv {
+            Ok(argv) => dockerd_flags(&argv),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read docker.service's ExecStart");
+                Vec::new()
+            }
+        }
+    }
+
+    /// systemd, on this host's bus or the one given.
+    async fn systemd(&self) -> Result<Systemd, NodeError> {
+        match &self.bus {
+            Some(address) => Systemd::at(address).await,
+            None => Systemd::system().await,
+        }
+        .map_err(failed)
+    }
+
+    /// The local engine's swarm state, once it is past `pending` (`None` at `deadline`, or at
+    /// once when the engine does not answer: an engine that did not start is the next phase's to
+    /// judge, not this wait's).
     async fn settled_state(&self, deadline: Instant) -> Option<LocalNodeState> {
         loop {
-            let state = match self.docker.info().await {
-                Ok(info) => info.swarm.and_then(|s| s.local_node_state),
-                Err(_) => None,
+            let left = deadline.saturating_duration_since(Instant::now());
+            let state = match tokio::time::timeout(left, self.docker.info()).await {
+                Ok(Ok(info)) => info.swarm.and_then(|s| s.local_node_state),
+                Ok(Err(_)) | Err(_) => return None,
             };
             match state {
                 Some(LocalNodeState::PENDING) | Some(LocalNodeState::EMPTY) | None => {}
@@ -183,7 +214,11 @@ impl NodeBackend for HostBackend {
             engine_active,
             local_swarm,
             dpkg_interrupted,
-            engine_config: engine_config_problem(&self.daemon_json, &self.dockerd),
+            engine_config: engine_config_problem(
+                &self.daemon_json,
+                &self.dockerd,
+                &self.runtime.block_on(self.engine_flags()),
+            ),
         })
     }
 
@@ -204,14 +239,12 @@ impl NodeBackend for HostBackend {
         let text = std::fs::read_to_string(&self.daemon_json).ok();
         check_daemon_json(&self.daemon_json, text.as_deref()).map_err(failed)?;
         self.runtime.block_on(async {
-            let systemd = match &self.bus {
-                Some(address) => Systemd::at(address).await,
-                None => Systemd::system().await,
-            }
-            .map_err(failed)?;
-            // A unit past its start limit refuses restarts until its failed state is cleared.
-            let _ = systemd.reset_failed("docker.service").await;
-            systemd.restart("docker.service", limit).await.map_err(failed)?;
+            let systemd = self.systemd().await?;
+            // A unit past its start limit refuses restarts until its failed state is cleared
+            // (the socket too: activations refused while the engine was masked fail it).
+            let _ = systemd.reset_failed(ENGINE_UNIT).await;
+            let _ = systemd.reset_failed("docker.socket").await;
+            systemd.restart(ENGINE_UNIT, limit).await.map_err(failed)?;
             self.docker.ping().await.map_err(|e| {
                 NodeError::Failed(format!(
                     "docker.service restarted but dockerd does not answer: {e}"
@@ -222,11 +255,29 @@ impl NodeBackend for HostBackend {
     }
 
     fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
-        let started = std::time::Instant::now();
-        self.apt.install(previous, InstallMode::Rollback, op)?;
-        // The restart gets what is left of the order's time.
-        let left = op.limit.map(|l| l.saturating_sub(started.elapsed()));
-        self.restart_engine(&OpKey { limit: left, ..op.clone() })
+        let started = Instant::now();
+        // Each step gets what is left of the order's time.
+        let left =
+            || OpKey { limit: op.limit.map(|l| l.saturating_sub(started.elapsed())), ..op.clone() };
+        // An upgrade cut short at its limit can leave the new engine's start pending (docker-ce's
+        // postinst restarts it inside the transaction, and an engine that never becomes ready
+        // holds that job: TimeoutStartSec=0) and dpkg half-way. The engine is stopped (its
+        // pending job replaced) and masked while the packages go back, so no maintainer script
+        // starts the broken engine again and hangs once more; the restart below starts the
+        // previous one.
+        let systemd = self.runtime.block_on(self.systemd())?;
+        let stop = left().limit.unwrap_or(self.restart_limit).min(self.restart_limit);
+        self.runtime.block_on(systemd.stop(ENGINE_UNIT, stop)).map_err(failed)?;
+        self.runtime.block_on(mask::hold(&systemd)).map_err(failed)?;
+        let names: Vec<String> = previous.0.keys().cloned().collect();
+        let packages = self
+            .apt
+            .finish_interrupted(&names, &left())
+            .and_then(|()| self.apt.install(previous, InstallMode::Rollback, &left()));
+        let unmasked = self.runtime.block_on(mask::release(&systemd));
+        packages?;
+        unmasked.map_err(failed)?;
+        self.restart_engine(&left())
     }
 
     fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError> {

@@ -5,6 +5,7 @@
 mod durable;
 pub mod error;
 pub mod host;
+mod mask;
 pub mod run;
 pub mod service;
 

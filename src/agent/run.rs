@@ -3,6 +3,7 @@
 
 use super::error::AgentError;
 use super::host::HostBackend;
+use super::mask;
 use super::service::{AgentService, serve, serve_reloading};
 use crate::adapters::docker::DockerSwarm;
 use crate::adapters::docker::raw::Endpoint;
@@ -67,6 +68,7 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
             tracing::warn!(%addr, error = %e, "cannot serve metrics (metrics.agent)");
         }
     }
+    mask::release_left_over().await;
     let unlock_key = crate::config::unlock_key(&settings.agent)
         .map_err(|e| AuthError::UnlockKey(e.to_string()))?;
     let raw = Endpoint::from_env().map_err(AgentError::Engine)?;

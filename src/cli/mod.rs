@@ -33,7 +33,11 @@ pub mod exit {
 
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (a node rolled back or restored, or left for a person with its recovery in `status`); 2 bad input \
 (arguments, configuration, snapshot); 3 refused by preflight (nothing changed); 4 locked by another coordinator; \
-6 aborted by an operator (5 is not used).";
+6 aborted by an operator (5 is not used).
+
+Environment: SWARM_UPGRADE_UNLOCK_KEY, an autolocked swarm's unlock key (`docker swarm unlock-key -q`; \
+instead of the file agent.unlock_key_file; never give it as an argument); DOCKER_HOST, the manager's \
+Docker API (default: the local socket).";
 
 /// Upgrades the Docker Engine on every node of a Docker Swarm, one node at a time, with zero downtime.
 #[derive(Debug, Parser)]

@@ -126,6 +126,11 @@ pub(crate) fn cluster_checks(
 /// What to do about a configuration dockerd would refuse on `host`.
 fn engine_config_fix(p: &EngineConfigProblem, host: &str) -> String {
     let file = &p.file;
+    if file.ends_with(".service") {
+        return format!(
+            "correct the flags in {file}'s drop-ins on {host} (`systemctl cat {file}` shows them; `systemctl edit {file}` changes them), or move the setting into daemon.json only"
+        );
+    }
     if p.keys.is_empty() {
         return format!(
             "correct {file} on {host} (`dockerd --validate --config-file {file}` there checks it; Docker 23 and later)"

@@ -317,6 +317,21 @@ fn an_engine_configuration_dockerd_would_refuse_is_refused_by_plan_and_guard() {
     assert!(
         r[0].fix.starts_with("correct /etc/docker/daemon.json on worker1 (`dockerd --validate")
     );
+
+    // A drop-in's flag dockerd refuses: the unit is named, and where its drop-ins are.
+    if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id) {
+        r.engine_config = Some(crate::model::EngineConfigProblem {
+            file: "docker.service".into(),
+            keys: vec![],
+            detail: "dockerd --validate with its unit's ExecStart flags (-H fd:// --no-such-flag): unknown flag: --no-such-flag".into(),
+        });
+    }
+    let r = refusals(&snap, &Settings::default(), &to(NEW));
+    assert!(
+        r[0].reason.starts_with("dockerd on worker1 would not start with docker.service"),
+        "{r:?}"
+    );
+    assert!(r[0].fix.contains("`systemctl cat docker.service`"), "{r:?}");
 }
 
 #[test]

@@ -18,6 +18,9 @@ pub const OLD: &str = "5:26.1.5-1~debian.13~trixie";
 pub const NEW: &str = "5:28.5.2-1~debian.13~trixie";
 /// A release whose dockerd fails to start, for rollback tests.
 pub const BROKEN: &str = "5:28.5.3-1~debian.13~trixie";
+/// A release whose dockerd never becomes ready (it never tells systemd it started), for tests
+/// of what waits on it: docker-ce's own postinst restart, inside the install, hangs with it.
+pub const HANGS: &str = "5:28.5.4-1~debian.13~trixie";
 /// Where the lab repository lives on the `repo` node (as Docker's install guide configures it).
 pub const URL: &str = "http://repo/linux/debian";
 /// The apt sources line on every node (Docker's install guide: keyring + signed-by).
@@ -27,13 +30,25 @@ pub const SOURCES_LINE: &str = "deb [arch=amd64 signed-by=/etc/apt/keyrings/dock
 struct Engine {
     version: &'static str,
     suite: &'static str,
-    broken: bool,
+    broken: Broken,
+}
+
+/// How a lab release is broken on purpose.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    /// Not at all.
+    No,
+    /// Its dockerd exits at once.
+    Exits,
+    /// Its dockerd runs but never becomes ready.
+    Hangs,
 }
 
 const ENGINES: &[Engine] = &[
-    Engine { version: OLD, suite: "trixie", broken: false },
-    Engine { version: NEW, suite: "forky", broken: false },
-    Engine { version: BROKEN, suite: "forky", broken: true },
+    Engine { version: OLD, suite: "trixie", broken: Broken::No },
+    Engine { version: NEW, suite: "forky", broken: Broken::No },
+    Engine { version: BROKEN, suite: "forky", broken: Broken::Exits },
+    Engine { version: HANGS, suite: "forky", broken: Broken::Hangs },
 ];
 
 /// containerd.io keeps its own version numbers, as in Docker's repository: (version, suite).
@@ -245,14 +260,22 @@ Description: Docker CLI: the open-source application container engine (swarm-upg
 fn docker_ce(debian: &Unpacked, e: &Engine, stage: &Path, pool: &Path) -> Result<()> {
     let s = Staged::new(stage, &format!("docker-ce-{}", e.version))?;
     let d = debian.tree("docker.io", e.suite);
-    if e.broken {
-        let script = format!(
-            "#!/bin/sh\necho \"dockerd {}: this lab build is broken on purpose (swarm-upgrade rollback tests) and does not start\" >&2\nexit 1\n",
-            e.version
-        );
-        s.write("usr/bin/dockerd", &script, 0o755)?;
-    } else {
-        s.copy(&d.join("usr/sbin/dockerd"), "usr/bin/dockerd")?;
+    match e.broken {
+        Broken::Exits => {
+            let script = format!(
+                "#!/bin/sh\necho \"dockerd {}: this lab build is broken on purpose (swarm-upgrade rollback tests) and does not start\" >&2\nexit 1\n",
+                e.version
+            );
+            s.write("usr/bin/dockerd", &script, 0o755)?;
+        }
+        Broken::Hangs => {
+            let script = format!(
+                "#!/bin/sh\necho \"dockerd {}: this lab build is broken on purpose (swarm-upgrade timeout tests) and never becomes ready\" >&2\nexec sleep infinity\n",
+                e.version
+            );
+            s.write("usr/bin/dockerd", &script, 0o755)?;
+        }
+        Broken::No => s.copy(&d.join("usr/sbin/dockerd"), "usr/bin/dockerd")?,
     }
     s.copy(&d.join("usr/sbin/docker-proxy"), "usr/bin/docker-proxy")?;
     s.copy(&debian.tree("tini", "trixie").join("usr/bin/tini-static"), "usr/bin/docker-init")?;
@@ -270,7 +293,11 @@ Conflicts: docker (<< 1.5~), docker-engine, docker.io\nReplaces: docker-engine\n
         "Description: Docker: the open-source application container engine (swarm-upgrade lab build)\n Debian's docker.io {} binaries from {}, laid out as Docker's docker-ce package.{}\n",
         e.version,
         e.suite,
-        if e.broken { "\n Broken on purpose: its dockerd exits at once." } else { "" }
+        match e.broken {
+            Broken::No => "",
+            Broken::Exits => "\n Broken on purpose: its dockerd exits at once.",
+            Broken::Hangs => "\n Broken on purpose: its dockerd never becomes ready.",
+        }
     );
     s.build(&fields, pool, "docker-ce", e.version)
 }

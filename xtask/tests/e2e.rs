@@ -308,7 +308,67 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(60))
         .expect("converged after the rollback");
     assert_eq!(report.failed, 0, "{}", report.summary());
+    an_engine_that_never_becomes_ready_is_given_up_and_rolled_back(&l);
     an_agent_lost_mid_upgrade_is_given_up_and_its_node_handed_back(&l);
+}
+
+/// Issue 13 (b), on the rollback scenario's lab: 28.5.4's dockerd never becomes ready. docker-ce's
+/// own postinst restarts the engine inside the install, and that restart hangs (docker.service has
+/// TimeoutStartSec=0). The upgrade is given up at its 40 s limit (the install's transient unit
+/// ended by systemd, its pending engine start left behind); the rollback stops the engine,
+/// masks it while dpkg finishes the interrupted transaction and the previous packages go back,
+/// and restarts the previous engine. worker1 ends Ready and Active at 26.1.5, every surge undone,
+/// no systemd job left, the engine not masked; the run halts naming worker1 well within the
+/// configured limits. No request fails.
+fn an_engine_that_never_becomes_ready_is_given_up_and_rolled_back(l: &LabGuard) {
+    l.sh(
+        lab::MANAGER,
+        "mkdir -p /etc/swarm-upgrade/config.d && printf '[timeouts]\nupgrade = \"40s\"\nrollback = \"120s\"\n' > /etc/swarm-upgrade/config.d/50-deadlines.toml",
+    );
+    let installed =
+        "dpkg-query -W -f '${Package}=${Version} ' docker-ce docker-ce-cli containerd.io";
+    let before: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
+    let replicas = "for s in $(docker service ls -q); do docker service inspect --format '{{.Spec.Name}} {{.Spec.Mode.Replicated.Replicas}}' $s; done";
+    let services_before = l.sh(lab::MANAGER, replicas);
+    let load = balancer_load();
+    let t0 = Instant::now();
+    let (code, out, err) =
+        l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::HANGS]);
+    let took = t0.elapsed();
+    let report = load.stop();
+    std::fs::write(l.reports.join("hangs-coordinator.log"), &err).unwrap();
+    save(&l.reports, "hangs-load.json", &report);
+    eprintln!(
+        "never ready: exit {code} after {:.0} s; load: {}",
+        took.as_secs_f64(),
+        report.summary()
+    );
+    assert_eq!(code, 1, "{err}");
+    let run: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("run record: {e}\n{out}\n{err}"));
+    save(&l.reports, "hangs-run.json", &run);
+    let worker1 = &run["nodes"][0];
+    assert_eq!(
+        (worker1["hostname"].as_str(), worker1["phase"].as_str()),
+        (Some("worker1"), Some("rolled-back")),
+        "{run}"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("worker1"), "{last}");
+    // 40 s of upgrade, then the rollback: nothing waited past the configured limits.
+    assert!(took < Duration::from_secs(40 + 120 + 60), "{took:?}");
+    for (host, version, availability) in nodes(l) {
+        assert_eq!((version.as_str(), availability.as_str()), ("26.1.5+dfsg1", "Active"), "{host}");
+    }
+    let after: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
+    assert_eq!(before, after);
+    assert_eq!(l.sh(lab::MANAGER, replicas), services_before, "every surge undone");
+    assert_eq!(l.sh("worker1", "systemctl list-jobs --no-legend"), "", "no job left behind");
+    assert_eq!(l.sh("worker1", "systemctl is-enabled docker.service || true"), "enabled");
+    assert_eq!(l.sh("worker1", "dpkg --audit"), "", "dpkg finished every transaction");
+    xtask::workload::wait_converged(&l.engine, Duration::from_secs(60))
+        .expect("converged after the rollback");
+    assert_eq!(report.failed, 0, "{}", report.summary());
 }
 
 /// Polls `status` on the manager until `node` is in `phase`; panics if `run` ends first.
@@ -484,6 +544,26 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     l.sh("worker1", r#"echo '{"no-such-option": true}' > /etc/docker/daemon.json"#);
     refused(&["plan", "--to", repo::NEW], 3, &["worker1", "no-such-option", "dockerd --validate"]);
     l.sh("worker1", "rm /etc/docker/daemon.json");
+    // A docker.service drop-in whose flag dockerd would refuse at its next start (loaded, the
+    // engine not restarted): the unit is named, with where its drop-ins are.
+    l.sh(
+        "worker2",
+        "mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock --no-such-flag\n' > /etc/systemd/system/docker.service.d/50-lab-flag.conf && systemctl daemon-reload",
+    );
+    refused(
+        &["plan", "--to", repo::NEW],
+        3,
+        &[
+            "worker2",
+            "docker.service",
+            "unknown flag: --no-such-flag",
+            "systemctl cat docker.service",
+        ],
+    );
+    l.sh(
+        "worker2",
+        "rm /etc/systemd/system/docker.service.d/50-lab-flag.conf && systemctl daemon-reload",
+    );
     // 7. The agent on worker2 stopped.
     l.sh("worker2", "systemctl stop swarm-upgrade-agent");
     refused(&["run", "--to", repo::NEW], 3, &["worker2"]);

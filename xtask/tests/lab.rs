@@ -1,5 +1,5 @@
 //! The lab, whole, on real parts (issue 4): `up` on this machine gives five Ready nodes at
-//! docker-ce 26.1.5 with the signed repository's three versions, the real agent from the `.deb`,
+//! docker-ce 26.1.5 with the signed repository's four versions, the real agent from the `.deb`,
 //! the converged workload and a balancer that answers; a quiet lab loses no request; one node
 //! upgraded by hand works; the broken version leaves dockerd failed;
 //! `down` leaves nothing behind. (The naive baseline runs in tests/e2e.rs beside ours.)
@@ -39,10 +39,10 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
             "{line}"
         );
     }
-    // The signed repository's three versions on every node, installed from the lab's .deb.
+    // The signed repository's four versions on every node, installed from the lab's .deb.
     lab::parallel(lab::NODES, |n| {
         let madison = l.engine.sh(n.name, "apt-cache madison docker-ce")?;
-        for v in [repo::OLD, repo::NEW, repo::BROKEN] {
+        for v in [repo::OLD, repo::NEW, repo::BROKEN, repo::HANGS] {
             anyhow::ensure!(
                 madison.contains(&format!("docker-ce | {v} | {}", repo::URL)),
                 "{}: {v} missing from\n{madison}",

@@ -68,7 +68,9 @@ pub fn hold(set: &PackageSet) -> Vec<String> {
 /// systemd would kill) can never kill dpkg in the middle of a transaction. `--wait --pipe`
 /// hands the output and exit status back to the agent while it lives.
 /// With a `limit`, systemd ends the unit once it has run that long (`RuntimeMaxSec`): nothing an
-/// order starts outlives the coordinator's patience.
+/// order starts outlives the coordinator's patience. Its processes then get 5 s after SIGTERM
+/// before SIGKILL (`TimeoutStopSec`, 90 s by default): a dpkg stuck in a maintainer script would
+/// otherwise hold dpkg's lock well past the limit, and the rollback that follows needs it.
 pub(crate) fn in_transient_unit(
     unit: &str,
     args: &[String],
@@ -89,6 +91,7 @@ pub(crate) fn in_transient_unit(
     out.push(format!("--unit={unit}"));
     if let Some(limit) = limit {
         out.push(format!("--property=RuntimeMaxSec={}ms", limit.as_millis().max(1)));
+        out.push("--property=TimeoutStopSec=5s".into());
     }
     out.push("--".into());
     out.extend(args.iter().cloned());

@@ -235,6 +235,18 @@ impl Apt {
         self.transaction("prefetch", super::command::prefetch(set), key).map(|_| ())
     }
 
+    /// Finishes what an interrupted dpkg left half-way among `names` (`dpkg --configure -a`), if
+    /// anything: a transaction cut short at an order's limit (a maintainer script that hung) must
+    /// be finished before apt installs anything again. The caller keeps the scripts' service
+    /// restarts from hanging again (the rollback masks the engine meanwhile).
+    pub fn finish_interrupted(&self, names: &[String], key: &OpKey) -> Result<(), AptError> {
+        if installed(names)?.iter().any(Installed::is_interrupted) {
+            let args = vec!["dpkg".to_string(), "--configure".into(), "-a".into()];
+            self.transaction("configure", args, key)?;
+        }
+        Ok(())
+    }
+
     /// Installs the exact set in one transaction, refusing to start over an interrupted one, then
     /// holds it and checks dpkg's view.
     pub fn install(
