@@ -203,6 +203,24 @@ pub fn engine_config_problem(
     }
 }
 
+/// The engine's own unit files edited in place (`altered`: what `dpkg --verify` reports of the
+/// engine package): an upgrade replaces them with the new package's, and the edits are lost
+/// without a word when the engine restarts.
+pub fn edited_units(
+    altered: &[crate::adapters::apt::parse::Altered],
+) -> Option<EngineConfigProblem> {
+    let unit = altered.iter().find(|a| {
+        !a.conffile
+            && (a.path.ends_with("/systemd/system/docker.service")
+                || a.path.ends_with("/systemd/system/docker.socket"))
+    })?;
+    Some(EngineConfigProblem {
+        file: unit.path.clone(),
+        keys: vec![],
+        detail: "edited since the package installed it: the upgrade replaces it with the new package's unit, and the edits would be lost at the engine's restart".into(),
+    })
+}
+
 /// The engine's unit, whose `ExecStart` flags are checked with the configuration.
 const ENGINE_UNIT: &str = "docker.service";
 
@@ -279,6 +297,20 @@ mod tests {
         );
         let both = "unable to configure the Docker daemon with file /etc/docker/daemon.json: the following directives are specified both as a flag and in the configuration file: hosts: (from flag: [fd://], from file: [unix:///x.sock])\n";
         assert_eq!(read_validation(1, "", both), Validation::Refused(both.trim().into()));
+    }
+
+    #[test]
+    fn only_the_engines_own_unit_files_edited_in_place_are_a_problem() {
+        use crate::adapters::apt::parse::Altered;
+        let a = |path: &str, conffile| Altered { path: path.into(), conffile };
+        assert_eq!(
+            edited_units(&[a("/etc/default/docker", true), a("/usr/bin/docker-proxy", false)]),
+            None
+        );
+        let p = edited_units(&[a("/usr/lib/systemd/system/docker.service", false)]).unwrap();
+        assert_eq!(p.file, "/usr/lib/systemd/system/docker.service");
+        assert!(p.detail.contains("the upgrade replaces it"), "{p:?}");
+        assert!(edited_units(&[a("/lib/systemd/system/docker.socket", false)]).is_some());
     }
 
     #[test]

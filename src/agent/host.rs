@@ -18,9 +18,13 @@ use crate::adapters::apt::command::InstallMode;
 use crate::adapters::apt::{parse, runner};
 use crate::adapters::docker::autolock;
 use crate::adapters::docker::raw::Endpoint;
-use crate::adapters::engine::{check_daemon_json, dockerd_flags, engine_config_problem};
+use crate::adapters::engine::{
+    check_daemon_json, dockerd_flags, edited_units, engine_config_problem,
+};
 use crate::adapters::systemd::Systemd;
-use crate::model::{AgentReport, LocalSwarm, LocalSwarmState, PackageSet, UnlockKey};
+use crate::model::{
+    AgentReport, EngineConfigProblem, LocalSwarm, LocalSwarmState, PackageSet, UnlockKey,
+};
 use crate::ports::{OpKey, Secret};
 use crate::wire::error::NodeError;
 
@@ -87,6 +91,23 @@ impl HostBackend {
                 Vec::new()
             }
         }
+    }
+
+    /// Why the engine would not start again as it should: its configuration file and unit flags
+    /// (dockerd's own check), else its package's unit files edited in place (the engine package
+    /// is the first of `packages`).
+    fn engine_config(&self, packages: &[String]) -> Option<EngineConfigProblem> {
+        let flags = self.runtime.block_on(self.engine_flags());
+        engine_config_problem(&self.daemon_json, &self.dockerd, &flags).or_else(|| {
+            let package = packages.first()?;
+            match runner::altered(package) {
+                Ok(altered) => edited_units(&altered),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot verify the engine package's files");
+                    None
+                }
+            }
+        })
     }
 
     /// systemd, on this host's bus or the one given.
@@ -214,11 +235,7 @@ impl NodeBackend for HostBackend {
             engine_active,
             local_swarm,
             dpkg_interrupted,
-            engine_config: engine_config_problem(
-                &self.daemon_json,
-                &self.dockerd,
-                &self.runtime.block_on(self.engine_flags()),
-            ),
+            engine_config: self.engine_config(packages),
         })
     }
 

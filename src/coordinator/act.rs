@@ -149,10 +149,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         op: &OpKey,
     ) -> Result<Acted, PortError> {
         let snap = self.ports.swarm.snapshot().await?;
+        // Each manager's Raft address as the swarm reports it (its own listen port), else the
+        // node's address at the swarm's default port.
         let managers: Vec<String> = snap
             .managers()
             .filter(|m| m.id != p.node && !m.addr.is_empty())
-            .map(|m| format!("{}:2377", m.addr))
+            .map(|m| match m.manager.as_ref().filter(|s| !s.addr.is_empty()) {
+                Some(s) => s.addr.clone(),
+                None => format!("{}:2377", m.addr),
+            })
             .collect();
         let token = self.ports.swarm.join_token(p.role).await?;
         let new_id = self.ports.agents.rejoin(target, &JoinOrder { token, managers }, op).await?;

@@ -111,6 +111,10 @@ pub struct ManagerStatus {
     pub leader: bool,
     /// Whether the other managers reach it.
     pub reachability: Reachability,
+    /// Where the other managers reach it (`ip:port`, the swarm's listen port); empty when not
+    /// known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub addr: String,
 }
 
 /// CPU and memory, in the swarm's units.

@@ -14,8 +14,11 @@ pub fn node(name: &str, role: Role) -> Node {
         availability: Availability::Active,
         state: NodeState::Ready,
         addr: String::new(),
-        manager: (role == Role::Manager)
-            .then_some(ManagerStatus { leader: false, reachability: Reachability::Reachable }),
+        manager: (role == Role::Manager).then_some(ManagerStatus {
+            leader: false,
+            reachability: Reachability::Reachable,
+            addr: String::new(),
+        }),
         engine_version: EngineVersion::parse_lenient("26.1.5"),
         labels: BTreeMap::new(),
         engine_labels: BTreeMap::new(),

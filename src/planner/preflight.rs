@@ -126,6 +126,11 @@ pub(crate) fn cluster_checks(
 /// What to do about a configuration dockerd would refuse on `host`.
 fn engine_config_fix(p: &EngineConfigProblem, host: &str) -> String {
     let file = &p.file;
+    if p.detail.starts_with("edited since the package installed it") {
+        return format!(
+            "move the edits of {file} on {host} into a drop-in (`systemctl edit docker.service`), then restore the package's file (`apt-get install --reinstall` of the installed docker-ce)"
+        );
+    }
     if file.ends_with(".service") {
         return format!(
             "correct the flags in {file}'s drop-ins on {host} (`systemctl cat {file}` shows them; `systemctl edit {file}` changes them), or move the setting into daemon.json only"

@@ -332,6 +332,22 @@ fn an_engine_configuration_dockerd_would_refuse_is_refused_by_plan_and_guard() {
         "{r:?}"
     );
     assert!(r[0].fix.contains("`systemctl cat docker.service`"), "{r:?}");
+
+    // The package's own unit edited in place: the upgrade would replace it.
+    if let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id) {
+        r.engine_config = Some(crate::model::EngineConfigProblem {
+            file: "/usr/lib/systemd/system/docker.service".into(),
+            keys: vec![],
+            detail: "edited since the package installed it: the upgrade replaces it with the new package's unit, and the edits would be lost at the engine's restart".into(),
+        });
+    }
+    let r = refusals(&snap, &Settings::default(), &to(NEW));
+    assert!(
+        r[0].fix.starts_with(
+            "move the edits of /usr/lib/systemd/system/docker.service on worker1 into a drop-in"
+        ),
+        "{r:?}"
+    );
 }
 
 #[test]

@@ -429,6 +429,7 @@ impl Agents for FakeCluster {
                 manager: (role == Role::Manager).then_some(ManagerStatus {
                     leader: false,
                     reachability: Reachability::Reachable,
+                    addr: format!("{}:2377", node.addr),
                 }),
                 ..template
             });

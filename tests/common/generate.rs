@@ -125,6 +125,7 @@ pub fn build(spec: &ClusterSpec) -> World {
                 } else {
                     Reachability::Reachable
                 },
+                addr: format!("{addr}:2377"),
             }),
             engine_version: v(OLD).engine_version(),
             labels,

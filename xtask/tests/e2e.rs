@@ -564,6 +564,26 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
         "worker2",
         "rm /etc/systemd/system/docker.service.d/50-lab-flag.conf && systemctl daemon-reload",
     );
+    // The package's own unit edited in place: the upgrade would replace it, edits and all.
+    let unit = "$(dpkg -L docker-ce | grep 'systemd/system/docker.service$')";
+    l.sh(
+        "worker2",
+        &format!("cp {unit} /root/docker.service.orig && echo '# an edit in place' >> {unit}"),
+    );
+    refused(
+        &["plan", "--to", repo::NEW],
+        3,
+        &[
+            "worker2",
+            "/usr/lib/systemd/system/docker.service",
+            "edited since the package installed it",
+            "systemctl edit docker.service",
+        ],
+    );
+    l.sh(
+        "worker2",
+        &format!("cp /root/docker.service.orig {unit} && rm /root/docker.service.orig"),
+    );
     // 7. The agent on worker2 stopped.
     l.sh("worker2", "systemctl stop swarm-upgrade-agent");
     refused(&["run", "--to", repo::NEW], 3, &["worker2"]);

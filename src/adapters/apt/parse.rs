@@ -158,6 +158,25 @@ fn quoted(line: &str) -> String {
 }
 
 /// The problems `apt-get update` reported (empty when the update was clean).
+/// A file of a package that is no longer as the package installed it (`dpkg --verify`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Altered {
+    /// The file.
+    pub path: String,
+    /// A conffile (dpkg keeps an operator's version on upgrade; other files are replaced).
+    pub conffile: bool,
+}
+
+/// The files `dpkg --verify` reports changed or missing: lines of nine check characters (`5`:
+/// checksum) or `missing`, a space, `c` for a conffile or a space, a space, the path.
+pub(crate) fn verify(text: &str) -> Vec<Altered> {
+    text.lines()
+        .filter(|l| l.len() > 12 && l.is_char_boundary(12))
+        .map(|l| Altered { path: l[12..].trim().to_string(), conffile: &l[10..11] == "c" })
+        .filter(|a| a.path.starts_with('/'))
+        .collect()
+}
+
 pub(crate) fn update_problems(text: &str) -> Vec<RepoProblem> {
     let mut out = Vec::new();
     let mut keys: BTreeMap<String, String> = BTreeMap::new();
@@ -282,5 +301,20 @@ mod tests {
                 "dpkg: error processing package x (--configure):; Sub-process /usr/bin/dpkg returned an error code (1)"
             )
         );
+    }
+
+    /// Captured from dpkg 1.21 (bookworm) and from a lab node's docker-ce with its unit edited.
+    #[test]
+    fn dpkg_verify_names_the_files_changed_and_whether_they_are_conffiles() {
+        let text = "missing   c /etc/debuginfod/elfutils.urls\n??5??????   /usr/lib/systemd/system/docker.service\nmissing     /usr/lib/node_modules/npm/.npmrc\n";
+        assert_eq!(
+            verify(text),
+            [
+                Altered { path: "/etc/debuginfod/elfutils.urls".into(), conffile: true },
+                Altered { path: "/usr/lib/systemd/system/docker.service".into(), conffile: false },
+                Altered { path: "/usr/lib/node_modules/npm/.npmrc".into(), conffile: false },
+            ]
+        );
+        assert!(verify("").is_empty());
     }
 }

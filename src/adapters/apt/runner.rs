@@ -117,6 +117,13 @@ pub fn available(packages: &[String]) -> Result<BTreeMap<String, Vec<DebVersion>
     Ok(parse::madison(&ran.stdout))
 }
 
+/// The files of `package` that are no longer as it installed them (`dpkg --verify`; nothing for
+/// a package that is not installed).
+pub fn altered(package: &str) -> Result<Vec<parse::Altered>, AptError> {
+    let ran = run(&strings(&["dpkg", "--verify"], &[package.to_string()]))?;
+    Ok(parse::verify(&ran.stdout))
+}
+
 /// The packages dpkg knows, with their state; unknown packages are simply absent (dpkg-query
 /// exits 1 for them, which is not an error here).
 pub fn installed(packages: &[String]) -> Result<Vec<Installed>, AptError> {

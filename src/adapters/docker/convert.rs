@@ -44,6 +44,7 @@ pub fn node(n: &b::Node) -> Option<Node> {
             Some(b::Reachability::UNREACHABLE) => Reachability::Unreachable,
             _ => Reachability::Unknown,
         },
+        addr: m.addr.clone().unwrap_or_default(),
     });
     Some(Node {
         id: NodeId(n.id.clone()?),
@@ -62,7 +63,11 @@ pub fn node(n: &b::Node) -> Option<Node> {
         },
         addr: status.and_then(|s| s.addr.clone()).unwrap_or_default(),
         manager: (role == Role::Manager).then(|| {
-            manager.unwrap_or(ManagerStatus { leader: false, reachability: Reachability::Unknown })
+            manager.unwrap_or(ManagerStatus {
+                leader: false,
+                reachability: Reachability::Unknown,
+                addr: String::new(),
+            })
         }),
         engine_version: EngineVersion::parse_lenient(
             desc.and_then(|d| d.engine.as_ref()?.engine_version.as_deref()).unwrap_or(""),
@@ -234,7 +239,11 @@ mod tests {
         );
         assert_eq!(
             n.manager,
-            Some(ManagerStatus { leader: true, reachability: Reachability::Reachable })
+            Some(ManagerStatus {
+                leader: true,
+                reachability: Reachability::Reachable,
+                addr: "127.0.0.1:2377".into()
+            })
         );
         assert_eq!(n.engine_version.to_string(), "20.10.24");
         assert_eq!(n.addr, "127.0.0.1");
