@@ -224,11 +224,16 @@ pub fn edited_units(
 /// The engine's unit, whose `ExecStart` flags are checked with the configuration.
 const ENGINE_UNIT: &str = "docker.service";
 
-/// The flags of an `ExecStart` command line, when it runs dockerd itself (a wrapper script's
-/// cannot be checked).
+/// The flags of an `ExecStart` command line, when it runs dockerd itself and they can be read
+/// as they are: a wrapper script's cannot be checked, nor a line with variables systemd expands
+/// from the unit's environment (Debian's docker.io: `-H fd:// $DOCKER_OPTS`, from
+/// /etc/default/docker), which systemd reports unexpanded.
 pub fn dockerd_flags(argv: &[String]) -> Vec<String> {
     match argv.split_first() {
-        Some((program, flags)) if Path::new(program).file_name() == Some("dockerd".as_ref()) => {
+        Some((program, flags))
+            if Path::new(program).file_name() == Some("dockerd".as_ref())
+                && !flags.iter().any(|f| f.contains('$') || f.contains('%')) =>
+        {
             flags.to_vec()
         }
         _ => Vec::new(),
@@ -324,6 +329,9 @@ mod tests {
             dockerd_flags(&argv(&["/usr/local/bin/start-docker.sh", "-H", "fd://"])).is_empty()
         );
         assert!(dockerd_flags(&[]).is_empty());
+        // Debian's docker.io unit, as systemd reports its ExecStart (unexpanded).
+        let debian = argv(&["/usr/sbin/dockerd", "-H", "fd://", "$DOCKER_OPTS"]);
+        assert!(dockerd_flags(&debian).is_empty());
     }
 
     #[test]

@@ -34,6 +34,8 @@ const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 const ENGINE_UNIT: &str = "docker.service";
 /// The longest wait for a restarted engine's swarm state to settle, and again after unlocking.
 const UNLOCK_LIMIT: Duration = Duration::from_secs(60);
+/// The shortest: an engine just restarted answers `docker info` within it.
+const UNLOCK_MIN: Duration = Duration::from_secs(10);
 /// The installed engine, found on `PATH` (docker-ce installs it in /usr/bin, Debian in /usr/sbin).
 const DOCKERD: &str = "dockerd";
 
@@ -144,7 +146,9 @@ impl HostBackend {
     /// locked, out of the swarm, until it is given the unlock key. It is unlocked here and
     /// checked to be a member again; without a key, the order fails saying so.
     async fn unlock_if_locked(&self, limit: Duration) -> Result<(), NodeError> {
-        let deadline = Instant::now() + limit.min(UNLOCK_LIMIT);
+        // At least a few seconds even when the order's time is nearly spent: a locked manager
+        // passed off as done would stay out of the swarm.
+        let deadline = Instant::now() + limit.clamp(UNLOCK_MIN, UNLOCK_LIMIT);
         if self.settled_state(deadline).await != Some(LocalNodeState::LOCKED) {
             return Ok(());
         }
@@ -278,23 +282,35 @@ impl NodeBackend for HostBackend {
             || OpKey { limit: op.limit.map(|l| l.saturating_sub(started.elapsed())), ..op.clone() };
         // An upgrade cut short at its limit can leave the new engine's start pending (docker-ce's
         // postinst restarts it inside the transaction, and an engine that never becomes ready
-        // holds that job: TimeoutStartSec=0) and dpkg half-way. The engine is stopped (its
-        // pending job replaced) and masked while the packages go back, so no maintainer script
-        // starts the broken engine again and hangs once more; the restart below starts the
-        // previous one.
+        // holds that job: TimeoutStartSec=0) and dpkg half-way. The engine is masked (first, so
+        // that nothing, a client on docker.sock included, starts it again in between) and
+        // stopped (its pending job replaced) while the packages go back, so no maintainer script
+        // starts the broken engine and hangs once more; the restart below starts the previous one.
         let systemd = self.runtime.block_on(self.systemd())?;
         let stop = left().limit.unwrap_or(self.restart_limit).min(self.restart_limit);
-        self.runtime.block_on(systemd.stop(ENGINE_UNIT, stop)).map_err(failed)?;
-        self.runtime.block_on(mask::hold(&systemd)).map_err(failed)?;
         let names: Vec<String> = previous.0.keys().cloned().collect();
-        let packages = self
-            .apt
-            .finish_interrupted(&names, &left())
-            .and_then(|()| self.apt.install(previous, InstallMode::Rollback, &left()));
-        let unmasked = self.runtime.block_on(mask::release(&systemd));
-        packages?;
-        unmasked.map_err(failed)?;
-        self.restart_engine(&left())
+        let result = self
+            .runtime
+            .block_on(async {
+                mask::hold(&systemd).await?;
+                systemd.stop(ENGINE_UNIT, stop).await
+            })
+            .map_err(failed)
+            .and_then(|()| Ok(self.apt.finish_interrupted(&names, &left())?))
+            .and_then(|()| Ok(self.apt.install(previous, InstallMode::Rollback, &left())?));
+        // Lifted whatever happened (a mask half made, its reload failed, included).
+        let unmasked = self.runtime.block_on(mask::release(&systemd)).map_err(failed);
+        match result.and(unmasked) {
+            Ok(()) => self.restart_engine(&left()),
+            Err(e) => {
+                // The engine was stopped for nothing: what is installed is started again (best
+                // effort), so a rollback that failed does not leave the node worse than it was.
+                if let Err(again) = self.restart_engine(&left()) {
+                    tracing::warn!(error = %again, "restarting the engine after a failed rollback failed too");
+                }
+                Err(e)
+            }
+        }
     }
 
     fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError> {

@@ -14,6 +14,8 @@ use crate::wire::tls;
 /// Runs the agent.
 pub async fn run(settings: &Settings) -> Result<(), AgentError> {
     crate::sd_notify::spawn_watchdog();
+    // Before anything waits for the engine: a mask left by a rollback cut short keeps it down.
+    mask::release_left_over().await;
     if !settings.agent.insecure {
         let certificates = || async {
             match tls::awaited_swarm_certificates(&settings.agent) {
@@ -68,7 +70,6 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
             tracing::warn!(%addr, error = %e, "cannot serve metrics (metrics.agent)");
         }
     }
-    mask::release_left_over().await;
     let unlock_key = crate::config::unlock_key(&settings.agent)
         .map_err(|e| AuthError::UnlockKey(e.to_string()))?;
     let raw = Endpoint::from_env().map_err(AgentError::Engine)?;

@@ -14,6 +14,10 @@ use crate::machine::{NodeProgress, Phase};
 use crate::model::{Availability, ClusterSnapshot, Mode, NodeId, PackageSet, RESTORE_LABEL};
 use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
 
+/// How often the steps after a rejoin are tried (a poll apart) before they are left to the
+/// operator.
+const REJOIN_FOLLOW_UP_TRIES: u32 = 30;
+
 /// What an action produced that the machine must record.
 pub(crate) enum Acted {
     /// Nothing to record.
@@ -161,15 +165,58 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             .collect();
         let token = self.ports.swarm.join_token(p.role).await?;
         let new_id = self.ports.agents.rejoin(target, &JoinOrder { token, managers }, op).await?;
-        let now = self.decide_on(op.token).await?;
-        let at = now.node(&new_id).map(|n| n.version).ok_or_else(|| {
-            PortError::Unavailable(format!("{} joined as {new_id}, not listed yet", p.hostname))
-        })?;
-        self.ports.swarm.set_labels(&new_id, at, &p.labels).await?;
-        if new_id != p.node && snap.node(&p.node).is_some() {
-            self.ports.swarm.remove_node(&p.node).await?;
+        // From here on the node is in the swarm again: nothing may send it to join once more
+        // (a postponed action is repeated whole), so what follows is retried here, then left
+        // to the operator with a warning.
+        let stale = (new_id != p.node && snap.node(&p.node).is_some()).then_some(&p.node);
+        for attempt in 1..=REJOIN_FOLLOW_UP_TRIES {
+            match self.carry_over(p, &new_id, stale, op.token).await {
+                Ok(()) => break,
+                Err(PortError::Stale(e)) => return Err(PortError::Stale(e)),
+                Err(e) if attempt == REJOIN_FOLLOW_UP_TRIES => tracing::error!(
+                    node = %p.hostname, new_id = %new_id, error = %e,
+                    "rejoined, but its labels could not be carried over or its stale entry removed: `docker node update --label-add` them and `docker node rm` the old entry by hand"
+                ),
+                Err(_) => self.ports.clock.sleep(self.poll).await,
+            }
         }
         Ok(Acted::Rejoined(new_id))
+    }
+
+    /// After a rejoin: the node's labels onto its new entry (fenced, on a fresh reading: a
+    /// just-joined node's entry is rewritten several times), and its stale entry removed.
+    async fn carry_over(
+        &self,
+        p: &NodeProgress,
+        new_id: &NodeId,
+        stale: Option<&NodeId>,
+        token: u64,
+    ) -> Result<(), PortError> {
+        let now = self.decide_on(token).await?;
+        let node = now.node(new_id).ok_or_else(|| {
+            PortError::Unavailable(format!("{} joined as {new_id}, not listed yet", p.hostname))
+        })?;
+        if node.labels != p.labels {
+            self.ports.swarm.set_labels(new_id, node.version, &p.labels).await?;
+        }
+        if let Some(old) = stale.filter(|old| now.node(old).is_some()) {
+            self.ports.swarm.remove_node(old).await?;
+        }
+        Ok(())
+    }
+
+    /// What a node left failed is owed: its surge scaled back, and the availability it had
+    /// written on it ([`RESTORE_LABEL`]) when it no longer has it.
+    async fn hand_back(&self, p: &NodeProgress, token: u64) -> Result<(), PortError> {
+        self.unsurge(p, token).await?;
+        let snap = self.decide_on(token).await?;
+        if let Some(n) = snap.node(&p.node).filter(|n| n.availability != p.original_availability) {
+            let was = p.original_availability.name();
+            if n.labels.get(RESTORE_LABEL).map(String::as_str) != Some(was) {
+                self.ports.swarm.set_label(&p.node, n.version, RESTORE_LABEL, Some(was)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Records a failure on node `i` (`p`, of run `run_id`) and lets the machine pick the recovery.
@@ -203,22 +250,22 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     async fn leave_behind(&self, token: u64, i: usize) -> Result<(), CoordinatorError> {
         let doc = self.load_retrying().await?.doc;
         let Some(p) = doc.run.as_ref().map(|r| r.nodes[i].clone()) else { return Ok(()) };
-        if let Err(e) = self.unsurge(&p, token).await {
-            tracing::warn!(node = %p.hostname, error = %e, "scaling the surged services back failed");
-        }
-        let node = match self.decide_on(token).await {
-            Ok(snap) => snap.node(&p.node).cloned(),
-            Err(_) => None,
-        };
-        let now_availability = node.as_ref().map(|n| n.availability);
-        if let Some(n) = node.filter(|n| n.availability != p.original_availability) {
-            let was = p.original_availability.name();
-            if let Err(e) =
-                self.ports.swarm.set_label(&p.node, n.version, RESTORE_LABEL, Some(was)).await
-            {
-                tracing::warn!(node = %p.hostname, error = %e, "labelling the node with the availability it is owed failed");
+        // A failing node's entry changes often (Ready, Down): a fenced write that lost is
+        // decided again, a few times.
+        for attempt in 1..=REJOIN_FOLLOW_UP_TRIES.min(5) {
+            match self.hand_back(&p, token).await {
+                Ok(()) => break,
+                Err(e) if attempt == 5 || !e.is_transient() => {
+                    tracing::warn!(node = %p.hostname, error = %e, "scaling the surged services back or labelling the availability owed failed");
+                    break;
+                }
+                Err(_) => self.ports.clock.sleep(self.poll).await,
             }
         }
+        let now_availability = match self.ports.swarm.snapshot().await {
+            Ok(snap) => snap.node(&p.node).map(|n| n.availability),
+            Err(_) => None,
+        };
         let steps = crate::machine::recovery::steps(&p, now_availability);
         tracing::error!(node = %p.hostname, recovery = %steps, "node left failed");
         self.update_node(token, i, Phase::Failed, |n| {

@@ -19,7 +19,7 @@ fn autolock(state: Autolock) -> Option<Refusal> {
         Autolock::Off | Autolock::Keyed => return None,
         Autolock::NoKey => (
             "the swarm is autolocked and no unlock key was given: each manager's engine would come back locked after its restart",
-            "give the key in a file only root can read, named by agent.unlock_key_file on every manager (`docker swarm unlock-key -q > /etc/swarm-upgrade/unlock.key; chmod 600 /etc/swarm-upgrade/unlock.key`), or in SWARM_UPGRADE_UNLOCK_KEY for this command",
+            "give the key in a file only root can read, named by agent.unlock_key_file, on every manager (`docker swarm unlock-key -q > /etc/swarm-upgrade/unlock.key; chmod 600 /etc/swarm-upgrade/unlock.key`), then restart their agents (`systemctl restart swarm-upgrade-agent`): each unlocks its own engine after a restart",
         ),
         Autolock::WrongKey => (
             "the unlock key given is not the swarm's current one (it was rotated, or belongs to another swarm)",

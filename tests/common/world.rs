@@ -102,7 +102,6 @@ impl World {
         }
     }
 
-    /// The store document as it is now.
     /// The next version index (swarmkit's Raft index: one counter for every object).
     pub fn next_index(&mut self) -> u64 {
         self.index += 1;
@@ -172,6 +171,7 @@ impl World {
         self.log.push(format!("operator labelled {host}"));
     }
 
+    /// The store document as it is now.
     pub fn store_doc(&self) -> StoreDoc {
         if self.store_text.is_empty() {
             StoreDoc::default()

@@ -530,6 +530,8 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     // A daemon.json written after worker1's engine started, which dockerd would refuse when
     // docker-ce's postinst restarts it: the agent reports it, plan and run refuse naming the node
     // and the option. Then an option only dockerd itself knows is wrong (`dockerd --validate`).
+    // The services are under load meanwhile: refusing disturbs nothing.
+    let load = balancer_load();
     l.sh(
         "worker1",
         r#"mkdir -p /etc/docker && echo '{"live-restore": true}' > /etc/docker/daemon.json"#,
@@ -584,6 +586,9 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
         "worker2",
         &format!("cp /root/docker.service.orig {unit} && rm /root/docker.service.orig"),
     );
+    let report = load.stop();
+    save(&l.reports, "engine-config-load.json", &report);
+    assert_eq!(report.failed, 0, "{}", report.summary());
     // 7. The agent on worker2 stopped.
     l.sh("worker2", "systemctl stop swarm-upgrade-agent");
     refused(&["run", "--to", repo::NEW], 3, &["worker2"]);

@@ -157,7 +157,6 @@ fn quoted(line: &str) -> String {
     line.split('\'').nth(1).unwrap_or(line).to_string()
 }
 
-/// The problems `apt-get update` reported (empty when the update was clean).
 /// A file of a package that is no longer as the package installed it (`dpkg --verify`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Altered {
@@ -177,6 +176,7 @@ pub(crate) fn verify(text: &str) -> Vec<Altered> {
         .collect()
 }
 
+/// The problems `apt-get update` reported (empty when the update was clean).
 pub(crate) fn update_problems(text: &str) -> Vec<RepoProblem> {
     let mut out = Vec::new();
     let mut keys: BTreeMap<String, String> = BTreeMap::new();

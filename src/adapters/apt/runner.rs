@@ -247,11 +247,25 @@ impl Apt {
     /// be finished before apt installs anything again. The caller keeps the scripts' service
     /// restarts from hanging again (the rollback masks the engine meanwhile).
     pub fn finish_interrupted(&self, names: &[String], key: &OpKey) -> Result<(), AptError> {
-        if installed(names)?.iter().any(Installed::is_interrupted) {
-            let args = vec!["dpkg".to_string(), "--configure".into(), "-a".into()];
-            self.transaction("configure", args, key)?;
+        if !installed(names)?.iter().any(Installed::is_interrupted) {
+            return Ok(());
         }
-        Ok(())
+        // dpkg has no lock timeout of its own: the transaction that was cut short may still be
+        // ending (its unit's stop timeout), so a held lock is waited out within the order's time.
+        let started = Instant::now();
+        loop {
+            let left = key.limit.map(|l| l.saturating_sub(started.elapsed()));
+            let args = vec!["dpkg".to_string(), "--configure".into(), "-a".into()];
+            match self.transaction("configure", args, &OpKey { limit: left, ..key.clone() }) {
+                Err(e)
+                    if e.detail.contains("locked by another process")
+                        && left.is_none_or(|l| l > Duration::from_secs(2)) =>
+                {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     /// Installs the exact set in one transaction, refusing to start over an interrupted one, then
