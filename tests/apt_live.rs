@@ -25,6 +25,18 @@ fn reads_installed_and_available_versions_from_the_real_tools() {
     );
 }
 
+/// A package's files checked against dpkg's own md5sums list, as dpkg installed them: dpkg's
+/// own binary and the md5sums list of apt (arch-qualified or not) are found and match; a
+/// package that is not installed has nothing to check.
+#[test]
+fn files_as_installed_match_dpkgs_checksums() {
+    let dpkg = runner::altered("dpkg", |p| p == "/usr/bin/dpkg").unwrap();
+    assert!(dpkg.is_empty(), "{dpkg:?}");
+    let apt = runner::altered("apt", |p| p.starts_with("/usr/bin/")).unwrap();
+    assert!(apt.is_empty(), "{apt:?}");
+    assert!(runner::altered("no-such-package-swarm-upgrade", |_| true).unwrap().is_empty());
+}
+
 #[test]
 fn a_missing_version_fails_with_apts_own_words() {
     let args: Vec<String> = [

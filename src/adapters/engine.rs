@@ -203,17 +203,19 @@ pub fn engine_config_problem(
     }
 }
 
-/// The engine's own unit files edited in place (`altered`: what `dpkg --verify` reports of the
-/// engine package): an upgrade replaces them with the new package's, and the edits are lost
-/// without a word when the engine restarts.
+/// Whether `path` is one of the engine's own unit files.
+pub fn is_engine_unit(path: &str) -> bool {
+    path.ends_with("/systemd/system/docker.service")
+        || path.ends_with("/systemd/system/docker.socket")
+}
+
+/// The engine's own unit files edited in place (`altered`: the engine package's files no longer
+/// as it installed them): an upgrade replaces them with the new package's, and the edits are
+/// lost without a word when the engine restarts.
 pub fn edited_units(
     altered: &[crate::adapters::apt::parse::Altered],
 ) -> Option<EngineConfigProblem> {
-    let unit = altered.iter().find(|a| {
-        !a.conffile
-            && (a.path.ends_with("/systemd/system/docker.service")
-                || a.path.ends_with("/systemd/system/docker.socket"))
-    })?;
+    let unit = altered.iter().find(|a| !a.conffile && is_engine_unit(&a.path))?;
     Some(EngineConfigProblem {
         file: unit.path.clone(),
         keys: vec![],

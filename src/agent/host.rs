@@ -19,7 +19,7 @@ use crate::adapters::apt::{parse, runner};
 use crate::adapters::docker::autolock;
 use crate::adapters::docker::raw::Endpoint;
 use crate::adapters::engine::{
-    check_daemon_json, dockerd_flags, edited_units, engine_config_problem,
+    check_daemon_json, dockerd_flags, edited_units, engine_config_problem, is_engine_unit,
 };
 use crate::adapters::systemd::Systemd;
 use crate::model::{
@@ -102,7 +102,7 @@ impl HostBackend {
         let flags = self.runtime.block_on(self.engine_flags());
         engine_config_problem(&self.daemon_json, &self.dockerd, &flags).or_else(|| {
             let package = packages.first()?;
-            match runner::altered(package) {
+            match runner::altered(package, is_engine_unit) {
                 Ok(altered) => edited_units(&altered),
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot verify the engine package's files");

@@ -157,7 +157,7 @@ fn quoted(line: &str) -> String {
     line.split('\'').nth(1).unwrap_or(line).to_string()
 }
 
-/// A file of a package that is no longer as the package installed it (`dpkg --verify`).
+/// A file of a package that is no longer as the package installed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Altered {
     /// The file.
@@ -166,13 +166,12 @@ pub struct Altered {
     pub conffile: bool,
 }
 
-/// The files `dpkg --verify` reports changed or missing: lines of nine check characters (`5`:
-/// checksum) or `missing`, a space, `c` for a conffile or a space, a space, the path.
-pub(crate) fn verify(text: &str) -> Vec<Altered> {
+/// The entries of a package's md5sums list (`/var/lib/dpkg/info/PACKAGE.md5sums`: a checksum,
+/// two spaces, the path without its leading `/`): (checksum, absolute path).
+pub(crate) fn md5sums(text: &str) -> Vec<(String, String)> {
     text.lines()
-        .filter(|l| l.len() > 12 && l.is_char_boundary(12))
-        .map(|l| Altered { path: l[12..].trim().to_string(), conffile: &l[10..11] == "c" })
-        .filter(|a| a.path.starts_with('/'))
+        .filter_map(|l| l.split_once("  "))
+        .map(|(sum, path)| (sum.trim().to_string(), format!("/{}", path.trim())))
         .collect()
 }
 
@@ -303,18 +302,20 @@ mod tests {
         );
     }
 
-    /// Captured from dpkg 1.21 (bookworm) and from a lab node's docker-ce with its unit edited.
+    /// The layout of dpkg's md5sums lists (docker-ce's, from a lab node).
     #[test]
-    fn dpkg_verify_names_the_files_changed_and_whether_they_are_conffiles() {
-        let text = "missing   c /etc/debuginfod/elfutils.urls\n??5??????   /usr/lib/systemd/system/docker.service\nmissing     /usr/lib/node_modules/npm/.npmrc\n";
+    fn md5sums_lists_are_read_with_absolute_paths() {
+        let text = "3c6d1f5d0c1fd4dbb04fbb8f1bd2a3d5  usr/bin/dockerd\nb2f0a1f62a87a1fbe6a1c1b0a4c6d7e8  usr/lib/systemd/system/docker.service\n";
         assert_eq!(
-            verify(text),
+            md5sums(text),
             [
-                Altered { path: "/etc/debuginfod/elfutils.urls".into(), conffile: true },
-                Altered { path: "/usr/lib/systemd/system/docker.service".into(), conffile: false },
-                Altered { path: "/usr/lib/node_modules/npm/.npmrc".into(), conffile: false },
+                ("3c6d1f5d0c1fd4dbb04fbb8f1bd2a3d5".to_string(), "/usr/bin/dockerd".to_string()),
+                (
+                    "b2f0a1f62a87a1fbe6a1c1b0a4c6d7e8".to_string(),
+                    "/usr/lib/systemd/system/docker.service".to_string()
+                ),
             ]
         );
-        assert!(verify("").is_empty());
+        assert!(md5sums("").is_empty());
     }
 }
