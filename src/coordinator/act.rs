@@ -18,6 +18,10 @@ use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, Stat
 /// operator.
 const REJOIN_FOLLOW_UP_TRIES: u32 = 30;
 
+/// How often a failed node's hand-back (surge scaled back, availability owed labelled) is tried
+/// when a fenced write loses.
+const HAND_BACK_TRIES: u32 = 5;
+
 /// What an action produced that the machine must record.
 pub(crate) enum Acted {
     /// Nothing to record.
@@ -252,10 +256,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let Some(p) = doc.run.as_ref().map(|r| r.nodes[i].clone()) else { return Ok(()) };
         // A failing node's entry changes often (Ready, Down): a fenced write that lost is
         // decided again, a few times.
-        for attempt in 1..=REJOIN_FOLLOW_UP_TRIES.min(5) {
+        for attempt in 1..=HAND_BACK_TRIES {
             match self.hand_back(&p, token).await {
                 Ok(()) => break,
-                Err(e) if attempt == 5 || !e.is_transient() => {
+                Err(e) if attempt == HAND_BACK_TRIES || !e.is_transient() => {
                     tracing::warn!(node = %p.hostname, error = %e, "scaling the surged services back or labelling the availability owed failed");
                     break;
                 }
