@@ -1,5 +1,7 @@
 //! Swarm placement constraints (`node.role==worker`, `node.labels.zone!=a`) evaluated against a node.
 
+use std::collections::BTreeMap;
+
 use super::cluster::{Node, Role};
 
 /// One parsed constraint.
@@ -34,26 +36,23 @@ impl Constraint {
 
     /// Whether the node satisfies it. Unknown keys never match, as in swarmkit.
     pub fn matches(&self, node: &Node) -> bool {
-        let actual: Option<String> = match self.key.as_str() {
-            "node.id" => Some(node.id.0.clone()),
-            "node.hostname" => Some(node.hostname.clone()),
+        fn label<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+            labels.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        }
+        let actual: Option<&str> = match self.key.as_str() {
+            "node.id" => Some(&node.id.0),
+            "node.hostname" => Some(&node.hostname),
             "node.role" => Some(match node.role {
-                Role::Manager => "manager".into(),
-                Role::Worker => "worker".into(),
+                Role::Manager => "manager",
+                Role::Worker => "worker",
             }),
-            "node.platform.os" => Some(node.platform.os.clone()),
-            "node.platform.arch" => Some(node.platform.arch.clone()),
+            "node.platform.os" => Some(&node.platform.os),
+            "node.platform.arch" => Some(&node.platform.arch),
             k => {
-                if let Some(label) = k.strip_prefix("node.labels.") {
-                    node.labels
-                        .iter()
-                        .find(|(n, _)| n.to_ascii_lowercase() == label)
-                        .map(|(_, v)| v.clone())
-                } else if let Some(label) = k.strip_prefix("engine.labels.") {
-                    node.engine_labels
-                        .iter()
-                        .find(|(n, _)| n.to_ascii_lowercase() == label)
-                        .map(|(_, v)| v.clone())
+                if let Some(name) = k.strip_prefix("node.labels.") {
+                    label(&node.labels, name)
+                } else if let Some(name) = k.strip_prefix("engine.labels.") {
+                    label(&node.engine_labels, name)
                 } else {
                     return false;
                 }

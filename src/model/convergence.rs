@@ -1,11 +1,12 @@
 //! Whether a service has converged, judged as the docker CLI's progress display does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::cluster::{
-    Availability, ClusterSnapshot, Mode, NodeState, Service, Task, TaskState, UpdateState,
+    Availability, ClusterSnapshot, Mode, NodeId, NodeState, Service, ServiceId, Task, TaskState,
+    UpdateState,
 };
 use super::constraint::satisfies_all;
 
@@ -21,10 +22,47 @@ pub enum Convergence {
     Failed(String),
 }
 
+/// The snapshot's tasks by service, less those on down nodes: judging every service costs one
+/// pass over the tasks, not one per service.
+pub(crate) struct LiveTasks<'a> {
+    by_service: HashMap<&'a ServiceId, Vec<&'a Task>>,
+}
+
+impl<'a> LiveTasks<'a> {
+    /// Groups the snapshot's tasks.
+    pub(crate) fn new(snap: &'a ClusterSnapshot) -> Self {
+        let down: HashSet<&NodeId> =
+            snap.nodes.iter().filter(|n| n.state == NodeState::Down).map(|n| &n.id).collect();
+        let mut by_service: HashMap<&ServiceId, Vec<&Task>> = HashMap::new();
+        for t in snap.tasks.iter().filter(|t| t.node.as_ref().is_none_or(|n| !down.contains(n))) {
+            by_service.entry(&t.service).or_default().push(t);
+        }
+        LiveTasks { by_service }
+    }
+
+    fn of(&self, service: &Service) -> &[&'a Task] {
+        self.by_service.get(&service.id).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// Judges one service. Per replica slot only the task with the lowest desired state counts (the
 /// one the swarm means to keep); tasks on down nodes are ignored; a global service needs a running
 /// task on every Ready, non-drained node that satisfies its constraints.
+#[cfg(test)]
 pub(crate) fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Convergence {
+    judge(snap, &LiveTasks::new(snap), service)
+}
+
+/// Judges every service, in the snapshot's order.
+pub(crate) fn every_service(
+    snap: &ClusterSnapshot,
+) -> impl Iterator<Item = (&Service, Convergence)> {
+    let live = LiveTasks::new(snap);
+    snap.services.iter().map(move |s| (s, judge(snap, &live, s)))
+}
+
+/// Judges one service with the snapshot's tasks already grouped.
+fn judge(snap: &ClusterSnapshot, live: &LiveTasks, service: &Service) -> Convergence {
     match service.update_state {
         Some(UpdateState::Paused) => {
             return Convergence::Failed(format!(
@@ -47,10 +85,10 @@ pub(crate) fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> 
         }
         _ => {}
     }
-    let tasks = live_tasks(snap, service);
+    let tasks = live.of(service);
     match service.mode {
         Mode::Replicated { replicas } => {
-            let by_slot = kept_per_slot(&tasks);
+            let by_slot = kept_per_slot(tasks);
             let running = by_slot
                 .values()
                 .filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running)
@@ -68,22 +106,19 @@ pub(crate) fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> 
             }
         }
         Mode::Global => {
-            let eligible = snap
+            let running: HashSet<&NodeId> = tasks
+                .iter()
+                .filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running)
+                .filter_map(|t| t.node.as_ref())
+                .collect();
+            let missing: Vec<&str> = snap
                 .nodes
                 .iter()
                 .filter(|n| n.state == NodeState::Ready && n.availability != Availability::Drain)
-                .filter(|n| satisfies_all(&service.constraints, n));
-            let mut missing = Vec::new();
-            for n in eligible {
-                let ok = tasks.iter().any(|t| {
-                    t.node.as_ref() == Some(&n.id)
-                        && t.desired == TaskState::Running
-                        && t.state == TaskState::Running
-                });
-                if !ok {
-                    missing.push(n.hostname.clone());
-                }
-            }
+                .filter(|n| satisfies_all(&service.constraints, n))
+                .filter(|n| !running.contains(&n.id))
+                .map(|n| n.hostname.as_str())
+                .collect();
             if missing.is_empty() {
                 Convergence::Converged
             } else {
@@ -95,14 +130,6 @@ pub(crate) fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> 
             }
         }
     }
-}
-
-/// The service's tasks, less those on down nodes.
-fn live_tasks<'a>(snap: &'a ClusterSnapshot, service: &Service) -> Vec<&'a Task> {
-    let node_up = |t: &&Task| {
-        t.node.as_ref().and_then(|n| snap.node(n)).is_none_or(|n| n.state != NodeState::Down)
-    };
-    snap.tasks.iter().filter(|t| t.service == service.id).filter(node_up).collect()
 }
 
 /// The kept task per replica slot: lowest desired state, then the newest observed state.
@@ -124,7 +151,7 @@ fn kept_per_slot<'a>(tasks: &[&'a Task]) -> BTreeMap<u64, &'a Task> {
 /// desired Running). More than the spec's replicas, for longer than the orchestrator takes to
 /// react, is a scale-down the swarm missed.
 pub(crate) fn slots_meant_to_run(snap: &ClusterSnapshot, service: &Service) -> u64 {
-    kept_per_slot(&live_tasks(snap, service))
+    kept_per_slot(LiveTasks::new(snap).of(service))
         .values()
         .filter(|t| t.desired == TaskState::Running)
         .count() as u64
@@ -132,10 +159,7 @@ pub(crate) fn slots_meant_to_run(snap: &ClusterSnapshot, service: &Service) -> u
 
 /// The first service that has not converged, with the reason, or `None` when all have.
 pub fn first_unconverged(snap: &ClusterSnapshot) -> Option<Convergence> {
-    snap.services
-        .iter()
-        .map(|s| service_convergence(snap, s))
-        .find(|c| *c != Convergence::Converged)
+    every_service(snap).map(|(_, c)| c).find(|c| *c != Convergence::Converged)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The planner: from a cluster snapshot and settings, a preflight verdict, the node order and each
 //! node's actions. Pure: no I/O, no clock (the snapshot carries its time).
 
+mod index;
 pub mod order;
 pub mod placement;
 pub mod preflight;
@@ -77,9 +78,12 @@ pub fn guard(
         ..Default::default()
     };
     let mut refusals = preflight::cluster_checks(snap, settings, &req);
-    refusals.extend(preflight::node_checks(snap, settings, &req, node, packages));
+    if let Some(n) = snap.node(node) {
+        refusals.extend(preflight::node_checks(snap, settings, &req, n, packages));
+    }
     refusals.extend(preflight::service_checks(snap));
-    match placement::evacuate(snap, &mut placement::Load::from_snapshot(snap), node) {
+    let ix = index::Index::new(snap);
+    match placement::evacuate(&ix, &mut placement::Load::from_snapshot(&ix), node) {
         Ok(ev) if refusals.is_empty() => Ok(if settings.surge { ev.surge } else { Vec::new() }),
         Ok(_) => Err(refusals),
         Err(r) => {
@@ -106,20 +110,24 @@ pub fn plan(
     let (selected, skipped) = order::select(snap, settings, &target);
     let ordered = order::order(snap, settings, selected);
     refusals.extend(preflight::cluster_checks(snap, settings, req));
+    let ix = index::Index::new(snap);
+    let node_of =
+        |id: &NodeId| &snap.nodes[ix.node(id).expect("ordered nodes come from the snapshot")];
     for id in &ordered {
-        refusals.extend(preflight::node_checks(snap, settings, req, id, &packages));
+        refusals.extend(preflight::node_checks(snap, settings, req, node_of(id), &packages));
     }
     refusals.extend(preflight::service_checks(snap));
     // The swarm does not move tasks back or forth as a simulation predicts (a replacement left
     // pending lands on the node again once it is reactivated), so each node must be evacuable
     // both from the placement as it is now and after the predicted moves of the nodes before it.
     let after = order::owed(snap);
-    let evacuation = placement::evacuate_in_order(&after, &ordered);
+    let after_ix = index::Index::new(&after);
+    let evacuation = placement::evacuate_in_order(&after_ix, &ordered);
+    let mut now = placement::Load::from_snapshot(&after_ix);
     let mut nodes = Vec::new();
     for (id, predicted) in ordered.iter().zip(evacuation) {
-        let node = snap.node(id).expect("ordered nodes come from the snapshot");
-        let result = placement::evacuate(&after, &mut placement::Load::from_snapshot(&after), id)
-            .and(predicted);
+        let node = node_of(id);
+        let result = placement::evacuate_alone(&after_ix, &mut now, id).and(predicted);
         match result {
             Ok(ev) => nodes.push(NodePlan {
                 node: id.clone(),

@@ -54,7 +54,8 @@ fn label_text(key: &str, value: &Option<String>) -> String {
 /// configured, then by host name; the leader is the last manager, so leadership moves once, at
 /// the end.
 pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>) -> Vec<NodeId> {
-    let mut nodes: Vec<_> = selected.iter().filter_map(|id| snap.node(id)).collect();
+    let chosen: std::collections::HashSet<&NodeId> = selected.iter().collect();
+    let mut nodes: Vec<_> = snap.nodes.iter().filter(|n| chosen.contains(&n.id)).collect();
     let role_rank = |r: Role| match (settings.order, r) {
         (NodeOrder::WorkersFirst, Role::Worker) | (NodeOrder::ManagersFirst, Role::Manager) => 0,
         _ => 1,

@@ -2,14 +2,18 @@
 //! availability, constraints, max replicas per node, host-mode ports, reservations) over the nodes
 //! in upgrade order. Greedy, and so conservative: it may refuse a cluster a perfect packing could
 //! serve, never the other way round.
+//!
+//! Each task goes to the acceptable node with the fewest tasks of its service, then the fewest
+//! tasks, then the first host name. The load keeps the schedulable nodes ordered by (tasks, host
+//! name), so the search usually stops at the first nodes it looks at: evacuating a node costs
+//! about its own tasks times a few candidates, not times every node and task of the cluster.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::index::Index;
 use super::{Refusal, RefusalKind, Surge};
-use crate::model::constraint::satisfies_all;
 use crate::model::{
-    Availability, ClusterSnapshot, Mode, Node, NodeId, NodeState, Resources, Service, ServiceId,
-    TaskState,
+    Availability, Mode, NodeId, NodeState, Resources, Service, ServiceId, TaskState,
 };
 
 /// What draining one node does to the services.
@@ -23,186 +27,326 @@ pub struct Evacuation {
     pub global_stops: Vec<String>,
 }
 
-/// Which tasks sit where, with their ports and reservations.
+/// A task of service `.0` (a position in the snapshot) in replica slot `.1`.
+type Placed = (usize, Option<u64>);
+
+/// Which tasks sit where, with their ports and reservations, by node and service position.
 #[derive(Clone, Debug, Default)]
 pub struct Load {
-    placed: Vec<(NodeId, ServiceId, Option<u64>)>,
-    count: BTreeMap<(NodeId, ServiceId), u64>,
-    ports: BTreeSet<(NodeId, u16, String)>,
-    reserved: BTreeMap<NodeId, Resources>,
+    /// Per node, its tasks.
+    placed: Vec<Vec<Placed>>,
+    /// Per service, how many tasks each node runs.
+    of: Vec<HashMap<usize, u64>>,
+    /// Per node, how many tasks it runs.
+    on: Vec<u64>,
+    /// Host ports taken, as (node, port, protocol), with how many tasks hold each.
+    ports: HashMap<(usize, u16, String), u32>,
+    /// Per node, the resources its tasks reserve.
+    reserved: Vec<Resources>,
+    /// The nodes that take tasks (Ready and active), as (tasks, rank in host-name order).
+    open: BTreeSet<(u64, usize)>,
+    /// Whether each node takes tasks.
+    schedulable: Vec<bool>,
+}
+
+/// Why a node cannot take one more task of a service.
+enum Reject {
+    NotReady,
+    Availability(Availability),
+    Constraints,
+    MaxReplicas(u64),
+    Port(u16, String),
+    Cpu,
+    Memory,
+}
+
+impl Reject {
+    fn describe(&self, svc: &Service) -> String {
+        match self {
+            Reject::NotReady => "not Ready".into(),
+            Reject::Availability(a) => format!("availability {}", a.name()),
+            Reject::Constraints => format!("constraints {:?} not met", svc.constraints),
+            Reject::MaxReplicas(max) => format!("already runs {max} (max replicas per node)"),
+            Reject::Port(port, protocol) => format!("host port {port}/{protocol} already taken"),
+            Reject::Cpu => "not enough CPU left to reserve".into(),
+            Reject::Memory => "not enough memory left to reserve".into(),
+        }
+    }
+}
+
+/// One change to the load, kept so a failed evacuation can be undone.
+enum Change {
+    Added(usize, Placed),
+    Removed(usize, Placed),
 }
 
 impl Load {
     /// The load of every task the swarm wants running.
-    pub(crate) fn from_snapshot(snap: &ClusterSnapshot) -> Load {
-        let mut load = Load::default();
+    pub(crate) fn from_snapshot(ix: &Index) -> Load {
+        let snap = ix.snap;
+        let nodes = snap.nodes.len();
+        let schedulable: Vec<bool> = snap
+            .nodes
+            .iter()
+            .map(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
+            .collect();
+        let mut load = Load {
+            placed: vec![Vec::new(); nodes],
+            of: vec![HashMap::new(); snap.services.len()],
+            on: vec![0; nodes],
+            reserved: vec![Resources::default(); nodes],
+            open: (0..nodes).filter(|&n| schedulable[n]).map(|n| (0, ix.rank[n])).collect(),
+            schedulable,
+            ..Load::default()
+        };
         for t in snap.tasks.iter().filter(|t| t.desired == TaskState::Running) {
-            let (Some(node), Some(svc)) = (&t.node, snap.service(&t.service)) else { continue };
-            load.add(node, svc, t.slot);
+            let node = t.node.as_ref().and_then(|n| ix.node(n));
+            let (Some(node), Some(svc)) = (node, ix.service(&t.service)) else { continue };
+            load.add(ix, node, (svc, t.slot));
         }
         load
     }
 
-    fn add(&mut self, node: &NodeId, svc: &Service, slot: Option<u64>) {
-        self.placed.push((node.clone(), svc.id.clone(), slot));
-        *self.count.entry((node.clone(), svc.id.clone())).or_default() += 1;
-        for p in &svc.host_ports {
-            self.ports.insert((node.clone(), p.port, p.protocol.clone()));
+    fn set_on(&mut self, ix: &Index, node: usize, tasks: u64) {
+        if self.schedulable[node] {
+            self.open.remove(&(self.on[node], ix.rank[node]));
+            self.open.insert((tasks, ix.rank[node]));
         }
-        let r = self.reserved.entry(node.clone()).or_default();
+        self.on[node] = tasks;
+    }
+
+    fn add(&mut self, ix: &Index, node: usize, (s, slot): Placed) {
+        let svc = &ix.snap.services[s];
+        self.placed[node].push((s, slot));
+        *self.of[s].entry(node).or_default() += 1;
+        self.set_on(ix, node, self.on[node] + 1);
+        for p in &svc.host_ports {
+            *self.ports.entry((node, p.port, p.protocol.clone())).or_default() += 1;
+        }
+        let r = &mut self.reserved[node];
         r.nano_cpus += svc.reservations.nano_cpus;
         r.memory_bytes += svc.reservations.memory_bytes;
     }
 
-    fn remove(&mut self, node: &NodeId, svc: &Service, slot: Option<u64>) {
-        self.placed.retain(|p| *p != (node.clone(), svc.id.clone(), slot));
-        if let Some(c) = self.count.get_mut(&(node.clone(), svc.id.clone())) {
-            *c = c.saturating_sub(1);
+    fn remove(&mut self, ix: &Index, node: usize, (s, slot): Placed) {
+        let svc = &ix.snap.services[s];
+        if let Some(at) = self.placed[node].iter().position(|p| *p == (s, slot)) {
+            self.placed[node].remove(at);
+        }
+        if let Some(c) = self.of[s].get_mut(&node) {
+            *c -= 1;
+            if *c == 0 {
+                self.of[s].remove(&node);
+            }
+            self.set_on(ix, node, self.on[node] - 1);
         }
         for p in &svc.host_ports {
-            self.ports.remove(&(node.clone(), p.port, p.protocol.clone()));
+            let key = (node, p.port, p.protocol.clone());
+            if let Some(holders) = self.ports.get_mut(&key) {
+                *holders -= 1;
+                if *holders == 0 {
+                    self.ports.remove(&key);
+                }
+            }
         }
-        let r = self.reserved.entry(node.clone()).or_default();
+        let r = &mut self.reserved[node];
         r.nano_cpus -= svc.reservations.nano_cpus;
         r.memory_bytes -= svc.reservations.memory_bytes;
     }
 
-    fn tasks_of(&self, node: &NodeId, svc: &ServiceId) -> u64 {
-        self.count.get(&(node.clone(), svc.clone())).copied().unwrap_or(0)
+    fn undo(&mut self, ix: &Index, changes: Vec<Change>) {
+        for change in changes.into_iter().rev() {
+            match change {
+                Change::Added(node, task) => self.remove(ix, node, task),
+                Change::Removed(node, task) => self.add(ix, node, task),
+            }
+        }
     }
 
-    fn tasks_on(&self, node: &NodeId) -> u64 {
-        self.count.iter().filter(|((n, _), _)| n == node).map(|(_, c)| c).sum()
+    fn tasks_of(&self, node: usize, s: usize) -> u64 {
+        self.of[s].get(&node).copied().unwrap_or(0)
     }
 
-    /// Why `node` cannot take one more task of `svc`, or `None` if it can.
-    pub(crate) fn rejects(&self, node: &Node, svc: &Service) -> Option<String> {
+    /// Why node `n` cannot take one more task of service `s`, or `None` if it can.
+    fn why_not(&self, ix: &Index, n: usize, s: usize) -> Option<Reject> {
+        let (node, svc) = (&ix.snap.nodes[n], &ix.snap.services[s]);
         if node.state != NodeState::Ready {
-            return Some("not Ready".into());
+            return Some(Reject::NotReady);
         }
         if node.availability != Availability::Active {
-            return Some(format!("availability {}", node.availability.name()));
+            return Some(Reject::Availability(node.availability));
         }
-        if !satisfies_all(&svc.constraints, node) {
-            return Some(format!("constraints {:?} not met", svc.constraints));
+        if !ix.satisfies(s, n) {
+            return Some(Reject::Constraints);
         }
         if let Some(max) = svc.max_replicas_per_node.filter(|m| *m > 0)
-            && self.tasks_of(&node.id, &svc.id) >= max
+            && self.tasks_of(n, s) >= max
         {
-            return Some(format!("already runs {max} (max replicas per node)"));
+            return Some(Reject::MaxReplicas(max));
         }
         if let Some(p) = svc
             .host_ports
             .iter()
-            .find(|p| self.ports.contains(&(node.id.clone(), p.port, p.protocol.clone())))
+            .find(|p| self.ports.contains_key(&(n, p.port, p.protocol.clone())))
         {
-            return Some(format!("host port {}/{} already taken", p.port, p.protocol));
+            return Some(Reject::Port(p.port, p.protocol.clone()));
         }
-        let used = self.reserved.get(&node.id).copied().unwrap_or_default();
+        let used = self.reserved[n];
         let r = svc.reservations;
         if r.nano_cpus > 0 && used.nano_cpus + r.nano_cpus > node.resources.nano_cpus {
-            return Some("not enough CPU left to reserve".into());
+            return Some(Reject::Cpu);
         }
         if r.memory_bytes > 0 && used.memory_bytes + r.memory_bytes > node.resources.memory_bytes {
-            return Some("not enough memory left to reserve".into());
+            return Some(Reject::Memory);
         }
         None
+    }
+
+    /// Where a task of service `s` leaving node `from` goes: the acceptable node with the fewest
+    /// tasks of `s`, then the fewest tasks, then the first host name. Nodes without a task of `s`
+    /// are looked at in (tasks, host name) order, so the first acceptable one is the best of them;
+    /// only when there is none are the nodes that already run `s` compared.
+    fn best(&self, ix: &Index, s: usize, from: usize) -> Option<usize> {
+        let fits = |n: usize| n != from && self.why_not(ix, n, s).is_none();
+        let free = self
+            .open
+            .iter()
+            .map(|&(_, rank)| ix.by_rank[rank])
+            .find(|&n| self.tasks_of(n, s) == 0 && fits(n));
+        free.or_else(|| {
+            self.of[s]
+                .keys()
+                .copied()
+                .filter(|&n| fits(n))
+                .min_by_key(|&n| (self.tasks_of(n, s), self.on[n], ix.rank[n]))
+        })
     }
 }
 
 /// Simulates draining each node in turn (the earlier ones are back, empty, when the next starts)
 /// and says, per node, where its tasks go or why some cannot go anywhere.
 pub(crate) fn evacuate_in_order(
-    snap: &ClusterSnapshot,
+    ix: &Index,
     order: &[NodeId],
 ) -> Vec<Result<Evacuation, Vec<Refusal>>> {
-    let mut load = Load::from_snapshot(snap);
-    order.iter().map(|id| evacuate(snap, &mut load, id)).collect()
+    let mut load = Load::from_snapshot(ix);
+    order.iter().map(|id| evacuate(ix, &mut load, id)).collect()
 }
 
 /// Evacuates one node in the simulated load; the load is changed only when every task found a place.
 pub(crate) fn evacuate(
-    snap: &ClusterSnapshot,
+    ix: &Index,
     load: &mut Load,
     id: &NodeId,
 ) -> Result<Evacuation, Vec<Refusal>> {
-    let Some(host) = snap.node(id) else { return Ok(Evacuation::default()) };
-    let mut trial = load.clone();
+    let mut changes = Vec::new();
+    let result = move_tasks(ix, load, id, &mut changes);
+    if result.is_err() {
+        load.undo(ix, changes);
+    }
+    result
+}
+
+/// Evacuates one node from the load as it is, and leaves the load as it was.
+pub(crate) fn evacuate_alone(
+    ix: &Index,
+    load: &mut Load,
+    id: &NodeId,
+) -> Result<Evacuation, Vec<Refusal>> {
+    let mut changes = Vec::new();
+    let result = move_tasks(ix, load, id, &mut changes);
+    load.undo(ix, changes);
+    result
+}
+
+/// Moves every task off node `id`, recording each change.
+fn move_tasks(
+    ix: &Index,
+    load: &mut Load,
+    id: &NodeId,
+    changes: &mut Vec<Change>,
+) -> Result<Evacuation, Vec<Refusal>> {
+    let Some(h) = ix.node(id) else { return Ok(Evacuation::default()) };
+    let snap = ix.snap;
     let mut ev = Evacuation::default();
     let mut refusals = Vec::new();
-    let mut surged: BTreeMap<ServiceId, (u64, Vec<String>)> = BTreeMap::new();
-    let mut tasks: Vec<(ServiceId, Option<u64>)> = load
-        .placed
-        .iter()
-        .filter(|(n, _, _)| n == id)
-        .map(|(_, s, slot)| (s.clone(), *slot))
-        .collect();
-    tasks.sort();
-    for (sid, slot) in tasks {
-        let Some(svc) = snap.service(&sid) else { continue };
+    let mut surged: BTreeMap<(&ServiceId, usize), (u64, Vec<String>)> = BTreeMap::new();
+    let mut tasks = load.placed[h].clone();
+    tasks.sort_by(|a, b| (&snap.services[a.0].id, a.1).cmp(&(&snap.services[b.0].id, b.1)));
+    for (s, slot) in tasks {
+        let svc = &snap.services[s];
         if svc.mode == Mode::Global {
             ev.global_stops.push(svc.name.clone());
             continue;
         }
         // The task leaves the node being upgraded; the node itself takes nothing while paused.
-        trial.remove(id, svc, slot);
-        let mut reasons = Vec::new();
-        let mut best: Option<&Node> = None;
-        for n in snap.nodes.iter().filter(|n| &n.id != id) {
-            match trial.rejects(n, svc) {
-                Some(why) => reasons.push(format!("{}: {why}", n.hostname)),
-                None => {
-                    let key = |n: &Node| {
-                        (trial.tasks_of(&n.id, &svc.id), trial.tasks_on(&n.id), n.hostname.clone())
-                    };
-                    if best.is_none_or(|b| key(n) < key(b)) {
-                        best = Some(n);
-                    }
-                }
-            }
-        }
-        match best {
+        load.remove(ix, h, (s, slot));
+        changes.push(Change::Removed(h, (s, slot)));
+        match load.best(ix, s, h) {
             Some(dest) => {
-                trial.add(&dest.id, svc, slot);
-                ev.moves.push(format!("{}.{} -> {}", svc.name, slot.unwrap_or(0), dest.hostname));
-                let e = surged.entry(svc.id.clone()).or_default();
+                load.add(ix, dest, (s, slot));
+                changes.push(Change::Added(dest, (s, slot)));
+                let to = &snap.nodes[dest].hostname;
+                ev.moves.push(format!("{}.{} -> {to}", svc.name, slot.unwrap_or(0)));
+                let e = surged.entry((&svc.id, s)).or_default();
                 e.0 += 1;
-                e.1.push(dest.hostname.clone());
+                e.1.push(to.clone());
             }
-            None => refusals.push(Refusal {
-                kind: RefusalKind::CannotEvacuate,
-                node: Some(host.hostname.clone()),
-                service: Some(svc.name.clone()),
-                reason: format!(
-                    "task {}.{} on {} cannot run anywhere else while {} is drained: {}",
-                    svc.name,
-                    slot.unwrap_or(0),
-                    host.hostname,
-                    host.hostname,
-                    if reasons.is_empty() { "there is no other node".to_string() } else { reasons.join("; ") }
-                ),
-                fix: format!(
-                    "add a node that can take it, relax the constraints, max replicas per node, host ports or reservations of {}, or exclude {} with the exclude label",
-                    svc.name, host.hostname
-                ),
-            }),
+            None => refusals.push(stuck(ix, load, h, s, slot)),
         }
     }
     if !refusals.is_empty() {
         return Err(refusals);
     }
-    for (sid, (extra, on)) in surged {
-        let svc = snap.service(&sid).expect("surged services exist");
-        if let Mode::Replicated { replicas } = svc.mode {
-            ev.surge.push(Surge {
-                service: sid,
+    ev.surge = surged
+        .into_iter()
+        .filter_map(|((_, s), (extra, on))| {
+            let svc = &snap.services[s];
+            let Mode::Replicated { replicas } = svc.mode else { return None };
+            Some(Surge {
+                service: svc.id.clone(),
                 name: svc.name.clone(),
                 from: replicas,
                 to: replicas + extra,
                 expected_on: on,
-            });
-        }
-    }
-    *load = trial;
+            })
+        })
+        .collect();
     Ok(ev)
 }
+
+/// The refusal for a task of service `s` on node `h` that no other node can take, with every
+/// other node's reason.
+fn stuck(ix: &Index, load: &Load, h: usize, s: usize, slot: Option<u64>) -> Refusal {
+    let (host, svc) = (&ix.snap.nodes[h].hostname, &ix.snap.services[s]);
+    let reasons: Vec<String> = (0..ix.snap.nodes.len())
+        .filter(|&n| n != h)
+        .filter_map(|n| {
+            let why = load.why_not(ix, n, s)?;
+            Some(format!("{}: {}", ix.snap.nodes[n].hostname, why.describe(svc)))
+        })
+        .collect();
+    Refusal {
+        kind: RefusalKind::CannotEvacuate,
+        node: Some(host.clone()),
+        service: Some(svc.name.clone()),
+        reason: format!(
+            "task {}.{} on {host} cannot run anywhere else while {host} is drained: {}",
+            svc.name,
+            slot.unwrap_or(0),
+            if reasons.is_empty() {
+                "there is no other node".to_string()
+            } else {
+                reasons.join("; ")
+            }
+        ),
+        fix: format!(
+            "add a node that can take it, relax the constraints, max replicas per node, host ports or reservations of {}, or exclude {host} with the exclude label",
+            svc.name
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "placement_tests.rs"]
+mod tests;

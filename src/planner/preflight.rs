@@ -2,9 +2,9 @@
 
 use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::Settings;
-use crate::model::convergence::{Convergence, service_convergence};
+use crate::model::convergence::{Convergence, every_service};
 use crate::model::{
-    AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, NodeId, NodeState, PackageSet,
+    AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, Node, NodeState, PackageSet,
     Reachability, Role,
 };
 
@@ -151,13 +151,12 @@ pub(crate) fn node_checks(
     snap: &ClusterSnapshot,
     settings: &Settings,
     req: &PlanRequest,
-    id: &NodeId,
+    node: &Node,
     packages: &PackageSet,
 ) -> Vec<Refusal> {
     let mut out = Vec::new();
-    let Some(node) = snap.node(id) else { return out };
     let host = &node.hostname;
-    let report = match snap.agents.get(id) {
+    let report = match snap.agents.get(&node.id) {
         Some(AgentStatus::Reachable(r)) => r,
         Some(AgentStatus::Unreachable { error }) => {
             out.push(at_node(
@@ -268,9 +267,8 @@ pub(crate) fn node_checks(
 
 /// Services must be settled before the run: verification after each node could never pass otherwise.
 pub(crate) fn service_checks(snap: &ClusterSnapshot) -> Vec<Refusal> {
-    snap.services
-        .iter()
-        .filter_map(|s| match service_convergence(snap, s) {
+    every_service(snap)
+        .filter_map(|(s, c)| match c {
             Convergence::Converged => None,
             Convergence::Converging(why) | Convergence::Failed(why) => Some(Refusal {
                 kind: RefusalKind::ServiceUnsettled,

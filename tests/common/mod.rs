@@ -3,6 +3,7 @@
 
 pub mod dockerd;
 pub mod fake;
+pub mod fleet;
 pub mod generate;
 pub mod node;
 pub mod world;
