@@ -141,10 +141,24 @@ pub struct JoinOrder {
     pub managers: Vec<String>,
 }
 
+/// Whether a describe first refreshes the node's package lists (`apt-get update`, which a dead
+/// mirror among the node's sources can make last minutes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lists {
+    /// Refresh them: preflight does, once per node per run.
+    Refresh,
+    /// Read them as the last refresh left them: every later look (guards, polls).
+    AsTheyAre,
+}
+
+/// How long an agent may take to describe its node (a refresh behind a dead mirror takes minutes
+/// at worst): the coordinator gives up on it then, and the agent client bounds its call by it.
+pub const DESCRIBE_LIMIT: Duration = Duration::from_secs(150);
+
 /// The agents on the nodes.
 pub trait Agents {
     /// Installed and available versions, repository health, disk, engine and swarm state.
-    async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError>;
+    async fn describe(&self, node: &AgentTarget, lists: Lists) -> Result<AgentReport, PortError>;
     /// Downloads the exact package set without installing it.
     async fn prefetch(
         &self,

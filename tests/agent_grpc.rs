@@ -13,7 +13,7 @@ use rcgen::{
 use swarm_upgrade::adapters::agent_client::GrpcAgents;
 use swarm_upgrade::agent::service::{AgentService, Managers, NodeBackend, serve};
 use swarm_upgrade::model::{AgentReport, PackageSet};
-use swarm_upgrade::ports::{AgentTarget, Agents, OpKey, PortError, Secret};
+use swarm_upgrade::ports::{AgentTarget, Agents, Lists, OpKey, PortError, Secret};
 use swarm_upgrade::wire::error::NodeError;
 use swarm_upgrade::wire::pb::agent_client::AgentClient;
 use swarm_upgrade::wire::pb::{self, Fence, Order};
@@ -74,7 +74,8 @@ fn managers(ids: &[&str]) -> Managers {
 }
 
 impl NodeBackend for Recorder {
-    fn describe(&self, _: &[String]) -> Result<AgentReport, NodeError> {
+    fn describe(&self, _: &[String], refresh: bool) -> Result<AgentReport, NodeError> {
+        self.calls.lock().unwrap().push(format!("describe refresh={refresh}"));
         Ok(AgentReport { engine_active: true, disk_free_bytes: 42, ..Default::default() })
     }
     fn prefetch(&self, set: &PackageSet, _: &OpKey) -> Result<(), NodeError> {
@@ -163,7 +164,7 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     let health = m.health(pb::HealthRequest {}).await.unwrap().into_inner();
     assert_eq!((health.node_id.as_str(), health.cluster_id.as_str()), ("worker1-id", "cluster-a"));
     assert_eq!(
-        m.describe(pb::DescribeRequest { packages: vec![] })
+        m.describe(pb::DescribeRequest { packages: vec![], refresh: false })
             .await
             .unwrap()
             .into_inner()
@@ -237,7 +238,14 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
         addr: "127.0.0.1".into(),
         node_id: "worker1-id".into(),
     };
-    assert_eq!(agents.describe(&target).await.unwrap().disk_free_bytes, 42);
+    calls.lock().unwrap().retain(|c| !c.starts_with("describe"));
+    assert_eq!(agents.describe(&target, Lists::AsTheyAre).await.unwrap().disk_free_bytes, 42);
+    agents.describe(&target, Lists::Refresh).await.unwrap();
+    assert_eq!(
+        calls.lock().unwrap().drain(..).filter(|c| c.starts_with("describe")).collect::<Vec<_>>(),
+        ["describe refresh=false", "describe refresh=true"],
+        "whether to refresh the lists reaches the agent"
+    );
     let op = |token| OpKey { run_id: "run-2".into(), token, limit: None };
     let set = PackageSet(
         [("docker-ce".to_string(), "5:28.5.2-1~debian.13~trixie".parse().unwrap())].into(),
@@ -268,7 +276,7 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
         other => panic!("{other:?}"),
     }
     let closed = GrpcAgents::new(Some(material), free_port(), vec![]);
-    match closed.describe(&target).await {
+    match closed.describe(&target, Lists::AsTheyAre).await {
         Err(PortError::Unavailable(m)) => {
             assert!(
                 m.contains("agent on worker1")
@@ -521,7 +529,9 @@ async fn only_current_managers_are_obeyed_and_only_for_our_packages() {
         "package vim is not one this agent upgrades (containerd.io, docker-ce)",
     );
     invalid(
-        m.describe(pb::DescribeRequest { packages: vec!["--option=x".into()] }).await.unwrap_err(),
+        m.describe(pb::DescribeRequest { packages: vec!["--option=x".into()], refresh: false })
+            .await
+            .unwrap_err(),
         "is not a Debian package name",
     );
     assert!(calls.lock().unwrap().is_empty(), "nothing was carried out: {:?}", calls.lock());
@@ -601,13 +611,13 @@ async fn the_coordinator_calls_with_its_rotated_certificate() {
         addr: "127.0.0.1".into(),
         node_id: "worker1-id".into(),
     };
-    match agents.describe(&target).await {
+    match agents.describe(&target, Lists::AsTheyAre).await {
         Err(PortError::Failed(m)) => assert!(m.contains("not a swarm-manager"), "{m}"),
         other => panic!("a worker's certificate is refused: {other:?}"),
     }
     std::thread::sleep(std::time::Duration::from_millis(20));
     write(&node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id"));
-    assert_eq!(agents.describe(&target).await.unwrap().disk_free_bytes, 42);
+    assert_eq!(agents.describe(&target, Lists::AsTheyAre).await.unwrap().disk_free_bytes, 42);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = stop.send(());
     server.await.unwrap().unwrap();

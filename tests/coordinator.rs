@@ -774,3 +774,42 @@ async fn an_agent_that_saw_a_higher_token_fails_its_node_not_the_lock() {
     assert_all_at(&w, OLD, &before);
     assert!(w.store_doc().lock.is_none(), "the lock is released");
 }
+
+/// Observation costs O(1) per node per poll: each agent refreshes its lists once (preflight), and
+/// is asked again only for its own turn (the guard before it, the polls while it is upgraded),
+/// never while another node is upgraded, whatever the cluster's size.
+#[tokio::test(start_paused = true)]
+async fn each_agent_is_asked_only_in_preflight_and_on_its_own_turn() {
+    let c = FakeCluster::new(world_from(&fleet::fleet(12)));
+    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    for h in &w.hosts {
+        let asked: Vec<_> = w.describes.iter().filter(|d| d.host == h.hostname).collect();
+        let refreshed: Vec<_> = asked.iter().filter(|d| d.refresh).collect();
+        assert_eq!(refreshed.len(), 1, "{}: lists refreshed once, in preflight", h.hostname);
+        assert_eq!(refreshed[0].current, None, "{}: before the run started", h.hostname);
+        let elsewhere: Vec<_> = asked
+            .iter()
+            .filter(|d| !d.refresh && d.current.as_ref() != Some(&h.hostname))
+            .collect();
+        assert!(
+            elsewhere.is_empty(),
+            "{} asked during another node's turn: {elsewhere:?}",
+            h.hostname
+        );
+    }
+}
+
+/// Agents that take longer than the lease to answer (a dead mirror among a node's sources) do not
+/// cost the lock: the lease is renewed across observations as across actions.
+#[tokio::test(start_paused = true)]
+async fn agents_slower_than_the_lease_do_not_cost_the_lock() {
+    let c = cluster();
+    let before = availabilities(&c.world.lock().unwrap());
+    let settings = Settings::default();
+    c.world.lock().unwrap().describe_takes = settings.lease + settings.lease / 2;
+    let rec = run(&c, &settings, &to(NEW), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    assert_all_at(&c.world.lock().unwrap(), NEW, &before);
+}

@@ -470,7 +470,11 @@ async fn adapter_and_store_against_a_real_swarm() {
 struct NoWork(String);
 
 impl swarm_upgrade::agent::service::NodeBackend for NoWork {
-    fn describe(&self, _: &[String]) -> Result<swarm_upgrade::model::AgentReport, NodeError> {
+    fn describe(
+        &self,
+        _: &[String],
+        _: bool,
+    ) -> Result<swarm_upgrade::model::AgentReport, NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
     fn prefetch(

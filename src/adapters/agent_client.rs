@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 
 use crate::config::AgentSettings;
 use crate::model::{AgentReport, NodeId, PackageSet};
-use crate::ports::{AgentTarget, Agents, JoinOrder, OpKey, PortError};
+use crate::ports::{AgentTarget, Agents, DESCRIBE_LIMIT, JoinOrder, Lists, OpKey, PortError};
 use crate::wire::convert::report_from_pb;
 use crate::wire::error::NodeError;
 use crate::wire::pb::{self, agent_client::AgentClient};
@@ -18,10 +18,6 @@ use crate::wire::tls::TlsMaterial;
 
 /// How often an idle or busy connection is pinged, and how long a ping may go unanswered.
 const KEEPALIVE: Duration = Duration::from_secs(10);
-
-/// The longest a description may take: an agent refreshes the node's package lists, waiting up to
-/// two minutes for another apt that holds them.
-const DESCRIBE_LIMIT: Duration = Duration::from_secs(150);
 
 /// A request that the server gives up on (and says so) once `limit` has passed: tonic sends it as
 /// the `grpc-timeout` header, which the agent also reads to bound its own work.
@@ -161,11 +157,14 @@ async fn finish(
 }
 
 impl Agents for GrpcAgents {
-    async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError> {
+    async fn describe(&self, node: &AgentTarget, lists: Lists) -> Result<AgentReport, PortError> {
         let mut c = self.client(node).await?;
         let r = c
             .describe(limited(
-                pb::DescribeRequest { packages: self.packages.clone() },
+                pb::DescribeRequest {
+                    packages: self.packages.clone(),
+                    refresh: lists == Lists::Refresh,
+                },
                 Some(DESCRIBE_LIMIT),
             ))
             .await

@@ -15,6 +15,7 @@ use bollard::models::LocalNodeState;
 use super::mask;
 use super::service::{Managers, NodeBackend};
 use crate::adapters::apt::command::InstallMode;
+use crate::adapters::apt::parse::RepoProblem;
 use crate::adapters::apt::{parse, runner};
 use crate::adapters::docker::autolock;
 use crate::adapters::docker::raw::Endpoint;
@@ -54,6 +55,8 @@ pub struct HostBackend {
     node_id: String,
     /// The swarm's unlock key (an autolocked swarm's manager), and where to send it.
     unlock: Option<(UnlockKey, Endpoint)>,
+    /// What the last refresh of the package lists found wrong.
+    refreshed: LastRefresh<Vec<RepoProblem>>,
 }
 
 impl HostBackend {
@@ -69,6 +72,7 @@ impl HostBackend {
             runtime: tokio::runtime::Handle::current(),
             node_id,
             unlock: None,
+            refreshed: LastRefresh::default(),
         }
     }
 
@@ -205,9 +209,32 @@ pub(crate) fn parse_df(text: &str) -> Option<u64> {
     text.lines().nth(1)?.trim().parse().ok()
 }
 
+/// The outcome of the last refresh of something slow (the package lists: a coordinator refreshes
+/// them once per node per run, as a refresh takes minutes when one of the node's sources is dead).
+#[derive(Default)]
+pub(crate) struct LastRefresh<T>(std::sync::Mutex<Option<T>>);
+
+impl<T: Clone> LastRefresh<T> {
+    /// `refresh()`'s outcome, called when asked to or never done yet; otherwise the last one.
+    /// Not held while refreshing: a look meanwhile gets the last outcome at once.
+    pub(crate) fn get<E>(
+        &self,
+        asked: bool,
+        refresh: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let last = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !asked && let Some(outcome) = last().clone() {
+            return Ok(outcome);
+        }
+        let outcome = refresh()?;
+        *last() = Some(outcome.clone());
+        Ok(outcome)
+    }
+}
+
 impl NodeBackend for HostBackend {
-    fn describe(&self, packages: &[String]) -> Result<AgentReport, NodeError> {
-        let problems = self.apt.update()?;
+    fn describe(&self, packages: &[String], refresh: bool) -> Result<AgentReport, NodeError> {
+        let problems = self.refreshed.get(refresh, || self.apt.update())?;
         let repository_error = (!problems.is_empty())
             .then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
         let available = self.apt.available(packages)?;
@@ -342,6 +369,25 @@ impl NodeBackend for HostBackend {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_refreshed_when_asked_or_never_done() {
+        let last = LastRefresh::default();
+        let runs = std::cell::Cell::new(0);
+        let refresh = || -> Result<u32, ()> {
+            runs.set(runs.get() + 1);
+            Ok(runs.get())
+        };
+        assert_eq!(last.get(false, refresh), Ok(1), "never done: refreshed");
+        assert_eq!(last.get(false, refresh), Ok(1), "the last outcome");
+        assert_eq!(last.get(true, refresh), Ok(2), "asked: refreshed");
+        assert_eq!(last.get(false, || Err(())), Ok(2));
+        assert_eq!(last.get(true, || Err::<u32, _>(())), Err(()));
+        assert_eq!(last.get(false, refresh), Ok(2), "a failed refresh keeps the last outcome");
+        assert_eq!(runs.get(), 2);
+    }
+
     #[test]
     fn df_output_is_read() {
         assert_eq!(super::parse_df("    Avail\n75776749568\n"), Some(75_776_749_568));

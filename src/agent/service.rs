@@ -21,7 +21,7 @@ use crate::wire::pb;
 /// The node-local work behind the service. Blocking: called from blocking tasks.
 pub trait NodeBackend: Send + Sync + 'static {
     /// Installed and available versions, repository health, disk, engine and swarm state.
-    fn describe(&self, packages: &[String]) -> Result<AgentReport, NodeError>;
+    fn describe(&self, packages: &[String], refresh: bool) -> Result<AgentReport, NodeError>;
     /// Downloads the set. `op` names the order (its transient unit is named after it).
     fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Installs the set in one transaction and holds it.
@@ -312,10 +312,10 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         req: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::NodeReport>, Status> {
         self.caller(&req).await?;
-        let packages = req.into_inner().packages;
+        let pb::DescribeRequest { packages, refresh } = req.into_inner();
         self.check_packages(&packages)?;
         let backend = self.backend.clone();
-        let report = tokio::task::spawn_blocking(move || backend.describe(&packages))
+        let report = tokio::task::spawn_blocking(move || backend.describe(&packages, refresh))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         count("describe", &report);

@@ -3,33 +3,36 @@
 use super::step::ActedKey;
 use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
-use crate::machine::{Phase, elapsed};
+use crate::machine::Phase;
 use crate::metrics;
 use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
 use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, RunRecord, RunStep};
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
-    /// Drives the run held with `token` to its end.
+    /// Drives the run held with `token` to its end, renewing the lease every third of it all the
+    /// while (observations, actions and waits alike): losing the lock abandons the run here. The
+    /// last write, which releases the lock, is made once the renewals have stopped.
     pub(crate) async fn drive(&self, token: u64) -> Result<RunRecord, CoordinatorError> {
-        let mut acted: ActedKey = None;
-        let mut renewed = self.ports.clock.now();
         metrics::set(metrics::LOCK_HELD, &[], 1);
+        let (halt, reason) = self.with_lease(token, self.drive_held(token)).await??;
+        self.finish(token, halt, reason).await
+    }
+
+    /// The loop of [`Self::drive`], under the lease, up to how and why the run ends.
+    async fn drive_held(&self, token: u64) -> Result<(Halt, String), CoordinatorError> {
+        let mut acted: ActedKey = None;
         loop {
             let now = self.ports.clock.now();
-            if elapsed(renewed, now) >= self.settings.lease / 3 {
-                self.renew(token).await?;
-                renewed = now;
-            }
             let doc = self.load_retrying().await?.doc;
             doc.check(token, now)?;
             let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
             match run.next_step() {
-                RunStep::Finish(halt, reason) => return self.finish(token, halt, reason).await,
+                RunStep::Finish(halt, reason) => return Ok((halt, reason)),
                 RunStep::Start(i) => {
                     let surge = match self.guard(&run, i).await {
                         Ok(surge) => surge,
-                        Err((halt, why)) => return self.finish(token, halt, why).await,
+                        Err(end) => return Ok(end),
                     };
                     tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
                     metrics::set_phase(&run.nodes[i].hostname, &Phase::Prefetch.name());
@@ -48,7 +51,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// node's surge, or how and why the run must stop here.
     async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, (Halt, String)> {
         let host = &run.nodes[i].hostname;
-        let snap = self.observe_all().await.map_err(|e| {
+        let snap = self.observe_one(&run.nodes[i].node).await.map_err(|e| {
             (Halt::Unobservable, format!("cannot observe the cluster before node {host}: {e}"))
         })?;
         if let Some(marked) = stop_requested(&snap) {

@@ -14,9 +14,13 @@ use std::time::Duration;
 use crate::config::Settings;
 use crate::lock::{LEASE_MARGIN, LockError, Sighting};
 use crate::machine::TransitionError;
-use crate::model::{AgentStatus, Autolock, ClusterSnapshot};
+use futures_util::{StreamExt, stream};
+
+use crate::model::{AgentStatus, Autolock, ClusterSnapshot, Node, NodeId};
 use crate::planner::{self, PlanRequest, Refusal};
-use crate::ports::{AgentTarget, Agents, Clock, PortError, StateStore, Swarm};
+use crate::ports::{
+    AgentTarget, Agents, Clock, DESCRIBE_LIMIT, Lists, PortError, StateStore, Swarm,
+};
 use crate::run::{RunFlags, RunRecord};
 
 /// The ports a coordinator acts through.
@@ -74,6 +78,9 @@ fn list(r: &[Refusal]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// How many agents preflight asks at once.
+const OBSERVE_AT_ONCE: usize = 16;
 
 /// Where a node's agent answers: its address, named by its node ID (its certificate's name).
 fn agent_target(hostname: &str, addr: &str, node: &crate::model::NodeId) -> AgentTarget {
@@ -139,17 +146,48 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         });
     }
 
-    /// The cluster with every node's agent report.
+    /// The cluster with every node's agent report, each node's package lists refreshed (once per
+    /// node per run): [`OBSERVE_AT_ONCE`] agents asked at a time, each given [`DESCRIBE_LIMIT`].
     pub(crate) async fn observe_all(&self) -> Result<ClusterSnapshot, PortError> {
         let mut snap = self.ports.swarm.snapshot().await?;
-        for n in snap.nodes.clone() {
-            let target = agent_target(&n.hostname, &n.addr, &n.id);
-            let status = match self.ports.agents.describe(&target).await {
+        let reports: Vec<_> = stream::iter(&snap.nodes)
+            .map(|n| async move { (n.id.clone(), self.agent_status(n, Lists::Refresh).await) })
+            .buffer_unordered(OBSERVE_AT_ONCE)
+            .collect()
+            .await;
+        snap.agents.extend(reports);
+        self.judge_autolock(&mut snap).await?;
+        Ok(snap)
+    }
+
+    /// The cluster with only `node`'s agent report, its lists as they are: what the guard before
+    /// that node needs, whatever the cluster's size.
+    pub(crate) async fn observe_one(&self, node: &NodeId) -> Result<ClusterSnapshot, PortError> {
+        let mut snap = self.ports.swarm.snapshot().await?;
+        if let Some(n) = snap.node(node) {
+            let status = self.agent_status(n, Lists::AsTheyAre).await;
+            snap.agents.insert(node.clone(), status);
+        }
+        self.judge_autolock(&mut snap).await?;
+        Ok(snap)
+    }
+
+    /// A node's agent's report, or why there is none (an agent silent for [`DESCRIBE_LIMIT`]).
+    async fn agent_status(&self, n: &Node, lists: Lists) -> AgentStatus {
+        let target = agent_target(&n.hostname, &n.addr, &n.id);
+        tokio::select! {
+            r = self.ports.agents.describe(&target, lists) => match r {
                 Ok(r) => AgentStatus::Reachable(r),
                 Err(e) => AgentStatus::Unreachable { error: e.to_string() },
-            };
-            snap.agents.insert(n.id.clone(), status);
+            },
+            () = self.ports.clock.sleep(DESCRIBE_LIMIT) => AgentStatus::Unreachable {
+                error: format!("the agent on {} did not answer within {} s", n.hostname, DESCRIBE_LIMIT.as_secs()),
+            },
         }
+    }
+
+    /// Whether the swarm is autolocked, and whether the key given is its current one.
+    async fn judge_autolock(&self, snap: &mut ClusterSnapshot) -> Result<(), PortError> {
         if snap.autolock != Autolock::Off {
             snap.autolock = match &self.unlock_key {
                 None => Autolock::NoKey,
@@ -159,7 +197,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
                 Some(_) => Autolock::WrongKey,
             };
         }
-        Ok(snap)
+        Ok(())
     }
 
     /// Plans without changing anything.

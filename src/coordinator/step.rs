@@ -10,7 +10,7 @@ use crate::machine::decide::{MissedScaleDown, Observation, Verdict, condition, d
 use crate::machine::{NodeProgress, Phase, elapsed};
 use crate::metrics;
 use crate::model::{AgentReport, DebVersion, NodeId, PackageSet};
-use crate::ports::{Agents, Clock, OpKey, PortError, StateStore, Swarm};
+use crate::ports::{Agents, Clock, Lists, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
 
 /// The action already carried out by this coordinator: (node index, phase, node ID).
@@ -84,7 +84,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             .map(|t| t.saturating_sub(elapsed(p.phase_started, now)));
         let op = OpKey { run_id: run.id.clone(), token, limit: left };
         let action = self.bounded(left, self.act(p, &run.packages, &op), p);
-        Ok(match self.with_lease(token, action).await? {
+        Ok(match action.await {
             Ok(Acted::Done) => {
                 *acted = key;
                 Acting::Done
@@ -138,7 +138,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Ok(s) => s,
             Err(e) => return (Verdict::Postponed(format!("cannot observe the swarm: {e}")), None),
         };
-        let report = self.ports.agents.describe(&agent_target(&p.hostname, &p.addr, &p.node)).await;
+        let target = agent_target(&p.hostname, &p.addr, &p.node);
+        let report = self.ports.agents.describe(&target, Lists::AsTheyAre).await;
         let agent = report.as_ref().ok();
         let engine_package = &self.settings.engine_packages[0];
         let obs = Observation { snap: &snap, agent, packages: &run.packages, engine_package };

@@ -286,8 +286,20 @@ impl Swarm for FakeCluster {
 }
 
 impl Agents for FakeCluster {
-    async fn describe(&self, node: &AgentTarget) -> Result<AgentReport, PortError> {
+    async fn describe(&self, node: &AgentTarget, lists: Lists) -> Result<AgentReport, PortError> {
         let h = self.host_for(node)?;
+        let takes = self.w().describe_takes;
+        tokio::time::sleep(takes).await;
+        {
+            let mut w = self.w();
+            let current = w.current_node();
+            let refresh = lists == Lists::Refresh;
+            w.describes.push(super::world::Described {
+                host: h.hostname.clone(),
+                refresh,
+                current,
+            });
+        }
         let local_swarm = Some(match &h.local_id {
             Some(id) => LocalSwarm { node_id: id.0.clone(), state: LocalSwarmState::Active },
             None => LocalSwarm { node_id: String::new(), state: LocalSwarmState::Inactive },

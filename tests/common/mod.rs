@@ -74,6 +74,9 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         rival_before_write_on: None,
         operator_before_write_on: None,
         unlock_key: None,
+        describes: Vec::new(),
+        current_at: None,
+        describe_takes: std::time::Duration::ZERO,
         log: Vec::new(),
     }
 }

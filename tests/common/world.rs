@@ -11,6 +11,17 @@ use swarm_upgrade::model::constraint::satisfies_all;
 use swarm_upgrade::model::*;
 use swarm_upgrade::ports::PortError;
 
+/// One describe asked of an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Described {
+    /// The host asked.
+    pub host: String,
+    /// Whether it refreshed its package lists.
+    pub refresh: bool,
+    /// The run's current node then (the first not finished), if a run was in the store.
+    pub current: Option<String>,
+}
+
 /// One machine: its packages, engine and agent. Its swarm entry is found by `local_id`.
 #[derive(Clone, Debug)]
 pub struct Host {
@@ -68,6 +79,12 @@ pub struct World {
     pub operator_before_write_on: Option<String>,
     /// The swarm's current unlock key when it is autolocked.
     pub unlock_key: Option<UnlockKey>,
+    /// Every describe asked of an agent, in order.
+    pub describes: Vec<Described>,
+    /// The run's current node at a store version (see [`World::current_node`]).
+    pub current_at: Option<(u64, Option<String>)>,
+    /// How long each describe takes (a node whose apt sources include a dead mirror).
+    pub describe_takes: std::time::Duration,
     pub log: Vec<String>,
 }
 
@@ -169,6 +186,20 @@ impl World {
         n.version = index;
         let host = n.hostname.clone();
         self.log.push(format!("operator labelled {host}"));
+    }
+
+    /// The run's current node (the first not finished), if a run is in the store.
+    pub fn current_node(&mut self) -> Option<String> {
+        match &self.current_at {
+            Some((version, current)) if *version == self.store_version => current.clone(),
+            _ => {
+                let current = self.store_doc().run.and_then(|r| {
+                    r.nodes.into_iter().find(|n| !n.phase.is_terminal()).map(|n| n.hostname)
+                });
+                self.current_at = Some((self.store_version, current.clone()));
+                current
+            }
+        }
     }
 
     /// The store document as it is now.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use swarm_upgrade::adapters::agent_client::GrpcAgents;
 use swarm_upgrade::model::PackageSet;
-use swarm_upgrade::ports::{AgentTarget, Agents, JoinOrder, OpKey, PortError, Secret};
+use swarm_upgrade::ports::{AgentTarget, Agents, JoinOrder, Lists, OpKey, PortError, Secret};
 use swarm_upgrade::wire::join::{ca_digest, token_digest};
 use swarm_upgrade::wire::tls::TlsMaterial;
 use xtask::lab;
@@ -95,14 +95,17 @@ impl Said {
 fn demoted_and_removed_managers_are_refused(l: &LabGuard, worker1: &AgentTarget, said: &mut Said) {
     let old_id = target(l, "manager3").node_id;
     let as_old_manager3 = agents(material(l, "manager3"));
-    block_on(as_old_manager3.describe(worker1)).expect("manager3's certificate obeyed");
+    block_on(as_old_manager3.describe(worker1, Lists::AsTheyAre))
+        .expect("manager3's certificate obeyed");
     said.note(&format!("manager3 ({old_id}) while a manager"), "obeyed (Describe)");
     l.sh(lab::MANAGER, "docker node demote manager3");
     let managers = "docker info --format '{{range .Swarm.RemoteManagers}}{{.NodeID}} {{end}}'";
     wait("worker1 no longer counts manager3 as a manager", || {
         !l.sh("worker1", managers).contains(&old_id)
     });
-    let refused = |when: &str, said: &mut Said| match block_on(as_old_manager3.describe(worker1)) {
+    let refused = |when: &str, said: &mut Said| match block_on(
+        as_old_manager3.describe(worker1, Lists::AsTheyAre),
+    ) {
         Err(PortError::Failed(m)) if m.contains("not among the swarm's managers now") => {
             said.note(&format!("manager3's old certificate {when}"), &m)
         }
@@ -136,7 +139,7 @@ fn demoted_and_removed_managers_are_refused(l: &LabGuard, worker1: &AgentTarget,
     let manager3 = target(l, "manager3");
     let manager1 = agents(material(l, "manager1"));
     wait("manager3's agent serves its new certificate", || {
-        block_on(manager1.describe(&manager3)).is_ok()
+        block_on(manager1.describe(&manager3, Lists::AsTheyAre)).is_ok()
     });
     said.note(&format!("manager3 back as {}", manager3.node_id), "its agent answers");
 }
