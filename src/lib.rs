@@ -26,5 +26,6 @@ pub mod ports;
 pub mod report;
 pub mod run;
 pub mod sd_notify;
+pub mod store_layout;
 pub mod telemetry;
 pub mod wire;

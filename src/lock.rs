@@ -76,8 +76,9 @@ impl Sighting {
 /// The layout of the store document this build reads and writes. 1: the first layout, which
 /// had no `schema` key; 2: the key added, and the optional `halt` of a finished run. (The lock's
 /// optional `lease_seconds` came later within 2: older builds ignore it, and without it a
-/// contender watches for its own lease.)
-pub const SCHEMA: u32 = 2;
+/// contender watches for its own lease.) 3: stored as a header and the run's nodes in shards
+/// (see [`crate::store_layout`]); the document read is the same.
+pub const SCHEMA: u32 = 3;
 
 /// Everything swarm-upgrade keeps in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,8 +135,8 @@ impl StoreDoc {
         if found == 0 {
             return Err(SchemaError::Malformed("schema 0 is no layout".into()));
         }
-        // 1 -> 2: the key is new, and `halt` is optional. Later layouts add their steps here,
-        // oldest first.
+        // 1 -> 2: the key is new, and `halt` is optional. 2 -> 3: the same document, stored
+        // in parts (joined before it gets here). Later layouts add their steps here, oldest first.
         object.insert("schema".into(), SCHEMA.into());
         serde_json::from_value(value).map_err(|e| SchemaError::Malformed(e.to_string()))
     }

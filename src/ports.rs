@@ -191,13 +191,45 @@ pub trait Agents {
     ) -> Result<NodeId, PortError>;
 }
 
-/// A document with the version index it was read at.
+/// Where a stored document was read, part by part (see [`crate::store_layout`]): a write
+/// rewrites only the parts it changed, each only if it is still as it was read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreVersion {
+    /// The version index of the object holding the header (a store kept whole: the document's).
+    pub header: u64,
+    /// The header's text as read.
+    pub header_text: String,
+    /// The run whose shards were read.
+    pub run: Option<String>,
+    /// Each shard as read, by number.
+    pub shards: std::collections::BTreeMap<usize, ShardAt>,
+}
+
+impl StoreVersion {
+    /// The version of a store kept whole, at version index `index`.
+    pub fn whole(index: u64) -> Self {
+        StoreVersion { header: index, ..StoreVersion::default() }
+    }
+}
+
+/// One shard as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardAt {
+    /// The ID of the object holding it.
+    pub id: String,
+    /// Its version index.
+    pub index: u64,
+    /// Its text.
+    pub text: String,
+}
+
+/// A document with where it was read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned<T> {
     /// The document.
     pub doc: T,
-    /// Version index for compare-and-swap.
-    pub version: u64,
+    /// What a write of it must find unchanged (compare-and-swap).
+    pub version: StoreVersion,
 }
 
 /// The compare-and-swap store in the swarm's Raft log.
@@ -205,7 +237,7 @@ pub trait StateStore {
     /// Reads the document and its version.
     async fn load(&self) -> Result<Versioned<StoreDoc>, PortError>;
     /// Writes it if the version is still `version`; [`PortError::Conflict`] otherwise.
-    async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError>;
+    async fn save(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError>;
 }
 
 /// Time, so tests can control it.
@@ -256,7 +288,7 @@ pub async fn update_doc<S: StateStore, C: Clock, T, E: From<PortError>>(
     loop {
         let mut current = load_doc(store, clock).await?;
         let out = f(&mut current.doc)?;
-        match store.save(&current.doc, current.version).await {
+        match store.save(&current.doc, &current.version).await {
             Ok(()) => return Ok(out),
             Err(PortError::Conflict) if conflicts < CAS_ATTEMPTS => {
                 conflicts += 1;
@@ -330,10 +362,10 @@ mod tests {
     impl StateStore for Flaky {
         async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
             let s = self.state.lock().unwrap();
-            Ok(Versioned { doc: s.0.clone(), version: s.1 })
+            Ok(Versioned { doc: s.0.clone(), version: StoreVersion::whole(s.1) })
         }
 
-        async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError> {
+        async fn save(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError> {
             let mut s = self.state.lock().unwrap();
             if s.2 > 0 {
                 s.2 -= 1;
@@ -344,7 +376,7 @@ mod tests {
                 s.0.last_token += 100;
                 s.1 += 1;
             }
-            if version != s.1 {
+            if version.header != s.1 {
                 return Err(PortError::Conflict);
             }
             s.0 = doc.clone();

@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 use common::dockerd::Dockerd;
 use swarm_upgrade::adapters::docker::DockerSwarm;
 use swarm_upgrade::adapters::docker::raw::Endpoint;
-use swarm_upgrade::adapters::docker::store::{STATE_LABEL, SwarmLabelStore};
+use swarm_upgrade::adapters::docker::store::{RUN_LABEL, STATE_LABEL, SwarmLabelStore};
 use swarm_upgrade::lock::{LEASE_MARGIN, LockError, SCHEMA, Sighting, StoreDoc};
+use swarm_upgrade::machine::Phase;
+use swarm_upgrade::model::NodeId;
 use swarm_upgrade::model::{Availability, Mode, NodeState, Role, TaskState};
 use swarm_upgrade::ports::{PortError, StateStore, Swarm};
+use swarm_upgrade::store_layout::{SHARD_NODES, WRITE_BUDGET};
 use swarm_upgrade::wire::error::NodeError;
 
 /// Read-modify-write with compare-and-swap, as the coordinator does it.
@@ -21,7 +24,7 @@ async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> 
     for conflicts in 0..100 {
         let mut current = store.load().await.unwrap();
         let out = f(&mut current.doc);
-        match store.save(&current.doc, current.version).await {
+        match store.save(&current.doc, &current.version).await {
             Ok(()) => return (out, conflicts),
             Err(PortError::Conflict) => continue,
             Err(e) => panic!("{e}"),
@@ -184,7 +187,7 @@ async fn adapter_and_store_against_a_real_swarm() {
     d.cli(&["swarm", "update", "--task-history-limit", "7"]).unwrap();
     let mut doc = stale.doc.clone();
     doc.last_token += 1;
-    assert_eq!(store.save(&doc, stale.version).await, Err(PortError::Conflict));
+    assert_eq!(store.save(&doc, &stale.version).await, Err(PortError::Conflict));
     update(&store, |d| d.last_token += 1).await;
     let info = docker.inspect_swarm().await.unwrap();
     assert_eq!(
@@ -464,6 +467,111 @@ async fn adapter_and_store_against_a_real_swarm() {
     assert!(status.success(), "the agent stops cleanly on SIGTERM: {status:?}\n{log}");
     assert!(log.contains("agent listening"), "{log}");
     std::fs::remove_file(&cfg).unwrap();
+
+    a_fleet_sized_record(&store, &docker, &bin).await;
+}
+
+/// The binary run with arguments: exit code, stdout, stderr.
+type Bin<'a> = dyn Fn(&[&str]) -> (Option<i32>, String, String) + 'a;
+
+/// The shard configs of a run, as (ID, version index, bytes of labels).
+async fn shards_of(docker: &bollard::Docker, run: &str) -> Vec<(String, u64, usize)> {
+    let filter = format!("{RUN_LABEL}={run}");
+    let options = bollard::query_parameters::ListConfigsOptions {
+        filters: Some([("label".to_string(), vec![filter])].into()),
+    };
+    let mut out: Vec<_> = docker
+        .list_configs(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let labels = c.spec.unwrap().labels.unwrap();
+            let bytes = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+            (c.id.unwrap(), c.version.unwrap().index.unwrap(), bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A 2,500-node run record through the real store: every write within the budget, read back
+/// whole (by the binary too), resumed from by another coordinator with only the header and one
+/// shard rewritten, and its shards removed when the next run starts.
+async fn a_fleet_sized_record(store: &SwarmLabelStore, docker: &bollard::Docker, bin: &Bin<'_>) {
+    let mut run = StoreDoc::from_json(include_str!("fixtures/store/v1-interrupted.json"))
+        .unwrap()
+        .run
+        .unwrap();
+    let like = run.nodes.clone();
+    run.id = "fleet-2500".into();
+    run.nodes = (0..2500)
+        .map(|i| {
+            let mut n = like[i % like.len()].clone();
+            n.hostname = format!("worker{i:04}");
+            n.node = NodeId(format!("{i:025}"));
+            n
+        })
+        .collect();
+    // Its coordinator is gone (the lock broken), as after a crash and `unlock --force`.
+    update(store, |d| {
+        d.lock = None;
+        d.run = Some(run.clone());
+    })
+    .await;
+    let written = shards_of(docker, "fleet-2500").await;
+    assert_eq!(written.len(), 2500usize.div_ceil(SHARD_NODES));
+    let largest = written.iter().map(|s| s.2).max().unwrap();
+    let swarm = docker.inspect_swarm().await.unwrap();
+    let header = swarm.spec.unwrap().labels.unwrap()[STATE_LABEL].len();
+    assert!(largest <= WRITE_BUDGET && header <= WRITE_BUDGET, "{largest} and {header} bytes");
+    eprintln!(
+        "2,500-node record: header {header} bytes, {} shards, the largest {largest} bytes",
+        written.len()
+    );
+    let read = store.load().await.unwrap().doc;
+    assert_eq!(read.run.as_ref().unwrap(), &run, "read back whole");
+    let (code, out, err) = bin(&["status", "--output", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["run"]["nodes"].as_array().map(Vec::len), Some(2500));
+
+    // Another coordinator resumes it: the lock and the node in progress are written, nothing else.
+    let target = run.target.clone();
+    let now = jiff::Timestamp::now();
+    let resume = |d: &mut StoreDoc| {
+        let token = d.acquire(
+            "manager2/2",
+            "fleet-2500",
+            &target,
+            std::time::Duration::from_secs(60),
+            now,
+            None,
+        );
+        let r = d.run.as_mut().unwrap();
+        let n = r.nodes.iter_mut().find(|n| !n.phase.is_terminal() && n.phase != Phase::Pending);
+        n.expect("the record has a node in progress").resumed(now);
+        token
+    };
+    let mut expected = read.clone();
+    let token = resume(&mut expected).unwrap();
+    assert_eq!(update(store, resume).await.0, Ok(token));
+    let after = shards_of(docker, "fleet-2500").await;
+    let rewritten: Vec<_> = written.iter().zip(&after).filter(|(a, b)| a.1 != b.1).collect();
+    assert_eq!(rewritten.len(), 1, "one shard rewritten: {rewritten:?}");
+    assert_eq!(store.load().await.unwrap().doc, expected);
+
+    // The next run's first write removes this one's shards.
+    update(store, |d| {
+        let r = d.run.as_mut().unwrap();
+        r.id = "next".into();
+        r.nodes.truncate(3);
+        d.lock = None;
+    })
+    .await;
+    assert!(shards_of(docker, "fleet-2500").await.is_empty(), "the old run's shards are gone");
+    assert_eq!(shards_of(docker, "next").await.len(), 1);
+    assert_eq!(store.load().await.unwrap().doc.run.unwrap().nodes.len(), 3);
 }
 
 /// A backend for identity checks only: it does no node work; its swarm's one manager is named.

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["machine"],
     &["run"],
     &["lock"],
-    &["ports", "report", "events", "metrics", "journal", "sd_notify"],
+    &["ports", "store_layout", "report", "events", "metrics", "journal", "sd_notify"],
     &["telemetry", "wire"],
     &["adapters"],
     &["coordinator", "agent"],

@@ -17,7 +17,7 @@ use swarm_upgrade::model::{
     Availability, NodeState, Reachability, Role, convergence::first_unconverged,
 };
 use swarm_upgrade::planner::{guard, plan};
-use swarm_upgrade::ports::{Clock, PortError, StateStore, Versioned, update_doc};
+use swarm_upgrade::ports::{Clock, PortError, StateStore, StoreVersion, Versioned, update_doc};
 use swarm_upgrade::run::{Halt, Outcome, RunFlags};
 
 fn config() -> ProptestConfig {
@@ -111,16 +111,16 @@ impl StateStore for RacyStore {
     async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
         self.turn().await;
         let s = self.state.lock().unwrap();
-        Ok(Versioned { doc: s.0.clone(), version: s.1 })
+        Ok(Versioned { doc: s.0.clone(), version: StoreVersion::whole(s.1) })
     }
 
-    async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError> {
+    async fn save(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError> {
         self.turn().await;
         let mut s = self.state.lock().unwrap();
-        if s.1 != version {
+        if s.1 != version.header {
             return Err(PortError::Conflict);
         }
-        *s = (doc.clone(), version + 1);
+        *s = (doc.clone(), version.header + 1);
         Ok(())
     }
 }

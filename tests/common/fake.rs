@@ -457,14 +457,30 @@ impl Agents for FakeCluster {
 impl StateStore for FakeCluster {
     async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
         let w = self.w();
-        Ok(Versioned { doc: w.store_doc(), version: w.store_version })
+        Ok(Versioned { doc: w.store_doc(), version: StoreVersion::whole(w.store_version) })
     }
 
-    async fn save(&self, doc: &StoreDoc, version: u64) -> Result<(), PortError> {
+    async fn save(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError> {
         {
             let mut w = self.w();
-            if version != w.store_version {
+            if version.header != w.store_version {
                 return Err(PortError::Conflict);
+            }
+            if w.count_writes {
+                // Laid out as the swarm adapter lays it out, counting what each write rewrites.
+                let layout = swarm_upgrade::store_layout::split(doc);
+                let last = w.last_layout.take();
+                let new_run = last.as_ref().is_none_or(|l| l.run != layout.run);
+                let was = |k: usize| last.as_ref().and_then(|l| l.shards.get(k));
+                let mut parts: Vec<usize> = (0..layout.shards.len())
+                    .filter(|&k| new_run || was(k) != Some(&layout.shards[k]))
+                    .map(|k| layout.shards[k].len())
+                    .collect();
+                if last.as_ref().is_none_or(|l| l.header != layout.header) {
+                    parts.push(layout.header.len());
+                }
+                w.store_writes.push(parts);
+                w.last_layout = Some(layout);
             }
             w.store_text = serde_json::to_string(doc).unwrap();
             w.store_version += 1;

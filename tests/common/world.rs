@@ -46,6 +46,13 @@ pub struct World {
     pub tasks: Vec<Task>,
     pub next_id: u64,
     pub store_text: String,
+    /// Whether store writes are laid out as the swarm adapter lays them out and counted in
+    /// `store_writes` (the scale benchmark; costly for property tests).
+    pub count_writes: bool,
+    /// The last write's layout, when counted.
+    pub last_layout: Option<swarm_upgrade::store_layout::Layout>,
+    /// The size of every part each counted store write rewrote (changed shards, the header).
+    pub store_writes: Vec<Vec<usize>>,
     pub store_version: u64,
     /// An engine package version whose engine fails to start.
     pub broken: Option<DebVersion>,
