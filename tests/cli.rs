@@ -1,5 +1,7 @@
 //! The real binary: offline planning, and one clear message with a distinct exit code for bad input.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -204,4 +206,26 @@ fn unlock_needs_force() {
     let o = bin(&["unlock"]);
     assert_eq!(o.status.code(), Some(2), "unlock needs --force");
     assert!(stderr(&o).contains("--force"));
+}
+
+/// A reader that stops early (`swarm-upgrade plan | head`) ends the output, not the command: no
+/// panic, and the command's own exit code (here: a fleet's plan, far longer than a pipe holds).
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    let snap = serde_json::to_string(&common::fleet::fleet(1000)).unwrap();
+    let file = temp("fleet.json", &snap);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-upgrade"))
+        .args(["plan", "--snapshot", file.to_str().unwrap(), "--to", NEW])
+        .env("SWARM_UPGRADE_CONFIG", empty_config())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("Target: "));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }

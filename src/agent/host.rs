@@ -211,23 +211,41 @@ pub(crate) fn parse_df(text: &str) -> Option<u64> {
 
 /// The outcome of the last refresh of something slow (the package lists: a coordinator refreshes
 /// them once per node per run, as a refresh takes minutes when one of the node's sources is dead).
-#[derive(Default)]
-pub(crate) struct LastRefresh<T>(std::sync::Mutex<Option<T>>);
+pub(crate) struct LastRefresh<T> {
+    /// The last outcome, and when its refresh ended.
+    last: std::sync::Mutex<Option<(Instant, T)>>,
+    /// Held while refreshing: refreshes take turns.
+    turn: std::sync::Mutex<()>,
+}
+
+impl<T> Default for LastRefresh<T> {
+    fn default() -> Self {
+        LastRefresh { last: std::sync::Mutex::new(None), turn: std::sync::Mutex::new(()) }
+    }
+}
 
 impl<T: Clone> LastRefresh<T> {
-    /// `refresh()`'s outcome, called when asked to or never done yet; otherwise the last one.
-    /// Not held while refreshing: a look meanwhile gets the last outcome at once.
+    /// `refresh()`'s outcome when asked to refresh (or never done yet); otherwise the last one,
+    /// at once, even while a refresh runs. Asks that come while a refresh runs (the coordinators
+    /// of several managers starting together) wait for it and share its outcome.
     pub(crate) fn get<E>(
         &self,
         asked: bool,
         refresh: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
-        let last = || self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !asked && let Some(outcome) = last().clone() {
+        let last = || self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let asked_at = Instant::now();
+        if !asked && let Some((_, outcome)) = last().clone() {
+            return Ok(outcome);
+        }
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((ended, outcome)) = last().clone()
+            && (ended >= asked_at || !asked)
+        {
             return Ok(outcome);
         }
         let outcome = refresh()?;
-        *last() = Some(outcome.clone());
+        *last() = Some((Instant::now(), outcome.clone()));
         Ok(outcome)
     }
 }
@@ -386,6 +404,25 @@ mod tests {
         assert_eq!(last.get(true, || Err::<u32, _>(())), Err(()));
         assert_eq!(last.get(false, refresh), Ok(2), "a failed refresh keeps the last outcome");
         assert_eq!(runs.get(), 2);
+    }
+
+    #[test]
+    fn asks_that_come_during_a_refresh_share_it() {
+        let last = std::sync::Arc::new(LastRefresh::<u32>::default());
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ask = |delay: u64| {
+            let (last, runs) = (last.clone(), runs.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(delay));
+                last.get(true, || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok::<_, ()>(runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+                })
+            })
+        };
+        let (first, second) = (ask(0), ask(100));
+        assert_eq!((first.join().unwrap(), second.join().unwrap()), (Ok(1), Ok(1)));
+        assert_eq!(ask(0).join().unwrap(), Ok(2), "an ask after it ended refreshes again");
     }
 
     #[test]

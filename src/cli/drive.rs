@@ -32,7 +32,7 @@ pub fn run(
         );
         if mode == RunMode::Scheduled {
             // A catch-up start after downtime (Persistent=true) can fall outside the window.
-            println!("{why}: the scheduled run does nothing");
+            outln!("{why}: the scheduled run does nothing");
             return Ok(());
         }
         return Err(Failure::new(
@@ -41,7 +41,7 @@ pub fn run(
         ));
     }
     if mode == RunMode::Scheduled && !runtime()?.block_on(is_manager())? {
-        println!(
+        outln!(
             "this node is not a swarm manager: scheduled runs start on managers only; nothing to do"
         );
         return Ok(());
@@ -62,7 +62,7 @@ pub fn run(
     ) = (mode, &result)
     {
         // The timer starts on every manager: one upgrades, the others say so and end.
-        println!(
+        outln!(
             "another manager is upgrading the cluster (locked by {holder} since {since}): this one does nothing"
         );
         return Err(Failure::new(exit::LOCKED, format!("locked by {holder} since {since}")));
@@ -173,12 +173,12 @@ fn present_run(
             return super::plan::present(Err(refusals), output);
         }
         Err(CoordinatorError::NothingToDo(target)) => {
-            println!("nothing to do: every selected node is already at {target}");
+            outln!("nothing to do: every selected node is already at {target}");
             return Ok(());
         }
         Err(e @ CoordinatorError::Stopped(_)) => {
             // Only a scheduled run gets here; an operator's `run` is refused by preflight.
-            println!("{e}: the scheduled run does nothing");
+            outln!("{e}: the scheduled run does nothing");
             return Ok(());
         }
         Err(e @ (CoordinatorError::Lock(_) | CoordinatorError::Unfinished(_))) => {
@@ -199,9 +199,9 @@ fn present_run(
     let doc = StoreDoc { run: Some(record.clone()), ..StoreDoc::default() };
     match output {
         Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&record).expect("runs serialize"))
+            outln!("{}", serde_json::to_string_pretty(&record).expect("runs serialize"))
         }
-        Output::Text => print!("{}", render_status(&doc, jiff::Timestamp::now())),
+        Output::Text => out!("{}", render_status(&doc, jiff::Timestamp::now())),
     }
     let reason = record.reason.clone().unwrap_or_default();
     match record.outcome {

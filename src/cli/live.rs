@@ -55,7 +55,7 @@ pub fn snapshot(settings: &crate::config::Settings, out: Option<&Path>) -> Resul
             Failure::new(exit::BAD_INPUT, format!("cannot write {}: {e}", path.display()))
         }),
         None => {
-            println!("{text}");
+            outln!("{text}");
             Ok(())
         }
     }
@@ -65,11 +65,11 @@ pub fn snapshot(settings: &crate::config::Settings, out: Option<&Path>) -> Resul
 pub fn status(output: Output) -> Result<(), Failure> {
     let doc = runtime()?.block_on(async { connect().await?.1.load().await.map_err(port) })?.doc;
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&StatusReport::from(&doc)).expect("status serializes")
         ),
-        Output::Text => print!("{}", render_status(&doc, jiff::Timestamp::now())),
+        Output::Text => out!("{}", render_status(&doc, jiff::Timestamp::now())),
     }
     Ok(())
 }
@@ -189,9 +189,9 @@ pub fn abort(output: Output) -> Result<(), Failure> {
     })?;
     match output {
         Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"))
+            outln!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"))
         }
-        Output::Text => println!("{}", report.message),
+        Output::Text => outln!("{}", report.message),
     }
     Ok(())
 }
@@ -212,9 +212,9 @@ pub fn unlock(output: Output) -> Result<(), Failure> {
     match output {
         Output::Json => {
             let report = serde_json::json!({ "broken": broken, "message": message });
-            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+            outln!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
         }
-        Output::Text => println!("{message}"),
+        Output::Text => outln!("{message}"),
     }
     Ok(())
 }

@@ -1,6 +1,17 @@
 //! The command line: parses arguments, loads the configuration, runs a command, and turns the
 //! result into output and an exit code.
 
+/// `print!` to standard output, except that a reader that went away (`swarm-upgrade plan | head`)
+/// only ends the output: the command goes on to its own exit code.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_out(&format!($($arg)*)) };
+}
+
+/// `println!` as [`out!`] does it.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::write_out(&format!("{}\n", format!($($arg)*))) };
+}
+
 mod drive;
 mod live;
 mod plan;
@@ -259,8 +270,20 @@ fn report(
         Some(path) => std::fs::write(path, text)
             .map_err(|e| bad(format!("cannot write {}: {e}", path.display()))),
         None => {
-            print!("{text}");
+            out!("{text}");
             Ok(())
         }
+    }
+}
+
+/// Writes to standard output; a closed pipe is not an error (see [`out!`]).
+pub(crate) fn write_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing to standard output: {e}")
+        }
+        _ => {}
     }
 }

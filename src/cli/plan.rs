@@ -36,8 +36,8 @@ pub fn present(result: Result<Plan, Vec<Refusal>>, output: Output) -> Result<(),
     match result {
         Ok(plan) => {
             match output {
-                Output::Text => print!("{}", render(&plan)),
-                Output::Json => println!(
+                Output::Text => out!("{}", render(&plan)),
+                Output::Json => outln!(
                     "{}",
                     json(&PlanReport { verdict: "ready", plan: Some(&plan), refusals: &[] })
                 ),
@@ -46,7 +46,7 @@ pub fn present(result: Result<Plan, Vec<Refusal>>, output: Output) -> Result<(),
         }
         Err(refusals) => {
             if output == Output::Json {
-                println!(
+                outln!(
                     "{}",
                     json(&PlanReport { verdict: "refused", plan: None, refusals: &refusals })
                 );

@@ -953,6 +953,9 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
     // Issue 13 (d): the swarm autolocked; refused without its key, upgraded with it.
     autolocked_without_and_with_its_key(&l, &managers);
 
+    // Issue 14: a dead mirror among every node's sources, as on real fleets.
+    let refresh = dead_mirror_everywhere(&l);
+
     // Inside the window (opened an hour ago, for two more): exactly one manager upgrades.
     for m in managers {
         l.sh(
@@ -964,13 +967,16 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
         );
     }
     let load = balancer_load();
+    let started = Instant::now();
     let ends = start_scheduled_everywhere(&l);
+    let took = started.elapsed();
     let report = load.stop();
     save(&l.reports, "load.json", &report);
     let mut upgraded = Vec::new();
     for (m, result, journal) in &ends {
         std::fs::write(l.reports.join(format!("{m}-inside.log")), journal).unwrap();
         assert_eq!(result, "success", "{m}: {journal}");
+        assert!(!journal.contains("lock was lost"), "{m} held its lock throughout: {journal}");
         if journal.contains("run finished") {
             assert!(journal.contains("outcome=Succeeded"), "{m}: {journal}");
             upgraded.push(m.clone());
@@ -1011,8 +1017,34 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
         "docker info --format '{{.Swarm.Cluster.Spec.EncryptionConfig.AutoLockManagers}}'",
     );
     assert_eq!(autolock, "true", "the swarm is still autolocked");
-    eprintln!("scheduled: {} upgraded the cluster; load: {}", upgraded[0], report.summary());
+    eprintln!(
+        "scheduled: {} upgraded the cluster in {} s, each node's lists taking {} s to refresh behind the dead mirror; load: {}",
+        upgraded[0],
+        took.as_secs(),
+        refresh.as_secs(),
+        report.summary()
+    );
     assert_eq!(report.failed, 0, "{}", report.summary());
+}
+
+/// Issue 14: every node gets an apt source on a host that drops every packet (a dead mirror or a
+/// stale third-party repository): each `apt-get update` then waits out apt's timeouts. Returns
+/// how long one refresh takes (measured on a worker). Preflight refreshes each node's lists once,
+/// all nodes at once; nothing after it waits for that mirror.
+fn dead_mirror_everywhere(l: &LabGuard) -> Duration {
+    const DEAD: &str = "10.254.254.254";
+    for (host, _, _) in nodes(l) {
+        l.sh(
+            &host,
+            &format!(
+                "echo 'deb [trusted=yes] http://{DEAD}/debian trixie main' > /etc/apt/sources.list.d/dead-mirror.list && iptables -I OUTPUT -d {DEAD} -j DROP"
+            ),
+        );
+    }
+    let started = Instant::now();
+    let out = l.sh("worker1", "apt-get update -q 2>&1 || true");
+    assert!(out.contains(DEAD), "apt tried the dead mirror: {out}");
+    started.elapsed()
 }
 
 /// Issue 13 (d): `docker swarm update --autolock=true`. Without the unlock key, and with a key
