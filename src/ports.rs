@@ -66,6 +66,13 @@ impl PortError {
 pub trait Swarm {
     /// Nodes, services and tasks as they are now (agent reports left empty).
     async fn snapshot(&self) -> Result<ClusterSnapshot, PortError>;
+    /// The part of the cluster `node`'s upgrade can change, as [`ClusterSnapshot::scoped`]
+    /// describes it, read with filters: a poll costs the node's services, not the cluster.
+    async fn scoped(
+        &self,
+        node: &NodeId,
+        services: &[ServiceId],
+    ) -> Result<ClusterSnapshot, PortError>;
     /// Sets a node's availability.
     async fn set_availability(
         &self,

@@ -103,6 +103,23 @@ pub enum RunStep {
 }
 
 impl RunRecord {
+    /// The run without its nodes (the store's header; every other field copied).
+    pub fn without_nodes(&self) -> RunRecord {
+        RunRecord {
+            id: self.id.clone(),
+            target: self.target.clone(),
+            packages: self.packages.clone(),
+            started_at: self.started_at,
+            nodes: Vec::new(),
+            flags: self.flags.clone(),
+            abort_requested: self.abort_requested,
+            outcome: self.outcome,
+            halt: self.halt,
+            reason: self.reason.clone(),
+            finished_at: self.finished_at,
+        }
+    }
+
     /// A new run from an accepted plan.
     pub fn new(
         id: String,

@@ -744,9 +744,13 @@ async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
     let v1 = include_str!("fixtures/store/v1-interrupted.json");
     {
         let mut w = c.world.lock().unwrap();
-        // (The lock's optional lease_seconds is newer than the fixture; older builds ignore it.)
+        // (The lock's optional lease_seconds and the nodes' scopes are newer than the fixture;
+        // older builds ignore them. Without scopes, the resumed node's polls read the cluster.)
         let mut now = w.store_doc();
         now.lock.as_mut().unwrap().lease_seconds = None;
+        for n in &mut now.run.as_mut().unwrap().nodes {
+            n.scope.clear();
+        }
         assert_eq!(swarm_upgrade::lock::StoreDoc::from_json(v1).unwrap(), now);
         w.store_text = v1.to_string();
     }
@@ -812,4 +816,38 @@ async fn agents_slower_than_the_lease_do_not_cost_the_lock() {
     let rec = run(&c, &settings, &to(NEW), "manager1/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
     assert_all_at(&c.world.lock().unwrap(), NEW, &before);
+}
+
+/// The scale simulation's figures per node stay flat as the fleet grows fourfold: Docker calls,
+/// agent calls, reads of the swarm (whole ones among them) and store writes per node, and the
+/// objects a poll reads, are constant in N (an observation of every agent, a whole-cluster read
+/// per poll or a whole-cluster write per node would multiply them); every write stays within the
+/// store's budget, the lock is held throughout and no service runs below its replicas.
+#[test]
+fn the_simulated_fleet_costs_the_same_per_node_at_any_size() {
+    let (small, large) = (simulate::simulate(8), simulate::simulate(32));
+    for f in [&small, &large] {
+        assert_eq!((f.outcome.as_str(), f.lease_kept), ("succeeded", true), "{f:?}");
+        assert_eq!((f.upgraded, f.capacity_dips), (f.nodes, 0), "{f:?}");
+        assert!(f.largest_write <= swarm_upgrade::store_layout::WRITE_BUDGET, "{f:?}");
+    }
+    let flat = |what: &str, s: f64, l: f64| {
+        assert!(l <= s * 1.25, "{what} per node grew from {s:.1} to {l:.1} with the fleet");
+    };
+    flat("Docker calls", small.docker_per_node, large.docker_per_node);
+    flat("agent calls", small.agent_per_node, large.agent_per_node);
+    flat("reads of the swarm", small.reads_per_node, large.reads_per_node);
+    for f in [&small, &large] {
+        // The guard reads the whole cluster before each node (and preflight once); polls never.
+        assert!(f.whole_reads_per_node <= 2.0, "{f:?}");
+    }
+    // A poll reads the node's services where they run, growing with the fleet only until their
+    // replicas are spread (the README has the figures of larger fleets); far from all.
+    let whole = large.listed_per_whole_read;
+    assert!(
+        large.listed_per_poll * 2.0 < whole,
+        "a poll read {} of {whole}",
+        large.listed_per_poll
+    );
+    flat("store writes", small.store_saves_per_node, large.store_saves_per_node);
 }

@@ -103,6 +103,7 @@ async fn adapter_and_store_against_a_real_swarm() {
     );
     assert!(node.manager.as_ref().unwrap().leader);
     let solo = snap.services.iter().find(|s| s.name == "solo").unwrap().clone();
+    scoped_reads_hold_what_the_whole_snapshot_scopes(&d, &swarm, &node.id, &solo.id).await;
 
     // Writes are fenced by the version they were decided on. An operator's write between our
     // reading and our write (a label) makes the engine refuse ours, changing nothing; decided
@@ -621,4 +622,56 @@ impl swarm_upgrade::agent::service::NodeBackend for NoWork {
             addrs: Default::default(),
         })
     }
+}
+
+/// A node's scope read with the API's filters holds what the whole snapshot's scope holds, for a
+/// replicated service, a global one, both, and none, on the node and on a node gone from the
+/// swarm; an ID given as a prefix reads nothing.
+async fn scoped_reads_hold_what_the_whole_snapshot_scopes(
+    d: &Dockerd,
+    swarm: &DockerSwarm,
+    node: &swarm_upgrade::model::NodeId,
+    solo: &swarm_upgrade::model::ServiceId,
+) {
+    use swarm_upgrade::model::{ClusterSnapshot, NodeId, ServiceId};
+    let gone = NodeId("0123456789abcdefghijklmno".into());
+    let args = ["--mode", "global", "su-busybox:1", "/bin/sleep", "100000"];
+    d.cli(&[&["service", "create", "-q", "--detach", "--name", "glob"][..], &args].concat())
+        .unwrap();
+    wait_for(swarm, "glob running", |s| {
+        s.tasks.iter().filter(|t| t.state == TaskState::Running).count() >= 2
+    })
+    .await;
+    let glob = swarm
+        .snapshot()
+        .await
+        .unwrap()
+        .services
+        .iter()
+        .find(|s| s.name == "glob")
+        .unwrap()
+        .id
+        .clone();
+    let parts = |s: ClusterSnapshot| {
+        let mut p = (s.nodes, s.services, s.tasks);
+        p.0.sort_by(|a, b| a.id.cmp(&b.id));
+        p.1.sort_by(|a, b| a.id.cmp(&b.id));
+        p.2.sort_by(|a, b| a.id.cmp(&b.id));
+        p
+    };
+    for services in
+        [vec![solo.clone()], vec![glob.clone()], vec![solo.clone(), glob.clone()], vec![]]
+    {
+        let read = swarm.scoped(node, &services).await.unwrap();
+        let whole = swarm.snapshot().await.unwrap();
+        assert!(!read.tasks.is_empty() && !read.nodes.is_empty(), "{services:?}: {read:?}");
+        assert_eq!(parts(read), parts(whole.scoped(node, &services)), "{services:?}");
+        // A node gone from the swarm (one that rejoined under a new ID) is not filtered on: the
+        // engine would answer 404 for it.
+        let read = swarm.scoped(&gone, &services).await.unwrap();
+        assert_eq!(parts(read), parts(whole.scoped(&gone, &services)), "gone, {services:?}");
+    }
+    let prefix = ServiceId(solo.0[..6].to_string());
+    assert!(swarm.scoped(&gone, &[prefix]).await.unwrap().services.is_empty());
+    d.cli(&["service", "rm", "glob"]).unwrap();
 }

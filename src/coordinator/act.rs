@@ -11,7 +11,9 @@
 
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::machine::{NodeProgress, Phase};
-use crate::model::{Availability, ClusterSnapshot, Mode, NodeId, PackageSet, RESTORE_LABEL};
+use crate::model::{
+    Availability, ClusterSnapshot, Mode, NodeId, PackageSet, RESTORE_LABEL, ServiceId,
+};
 use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
 
 /// How often the steps after a rejoin are tried (a poll apart) before they are left to the
@@ -49,7 +51,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 }
             }
             Phase::Surge => {
-                let snap = self.decide_on(op.token).await?;
+                let snap = self.decide_for(op.token, &p.node, &surged(p)).await?;
                 for s in &p.surge {
                     let at = snap.service(&s.service).map_or(0, |svc| svc.version);
                     self.ports.swarm.scale(&s.service, at, s.to).await?;
@@ -73,7 +75,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Phase::Restore => {
                 self.unsurge(p, op.token).await?;
                 // A node no longer listed has no availability to give back.
-                if self.decide_on(op.token).await?.node(&p.node).is_some() {
+                if self.decide_for(op.token, &p.node, &[]).await?.node(&p.node).is_some() {
                     self.make_available(p, p.original_availability, op.token).await?;
                 }
                 self.settle_debt(p, op.token).await?;
@@ -95,14 +97,33 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// [`PortError::Stale`], which the caller takes to the store.
     pub(crate) async fn decide_on(&self, token: u64) -> Result<ClusterSnapshot, PortError> {
         let snap = self.ports.swarm.snapshot().await?;
+        self.confirm(token).await?;
+        Ok(snap)
+    }
+
+    /// As [`Self::decide_on`], reading only `node` and `services` (see
+    /// [`crate::model::ClusterSnapshot::scoped`]): a write about a node costs its services.
+    pub(crate) async fn decide_for(
+        &self,
+        token: u64,
+        node: &NodeId,
+        services: &[ServiceId],
+    ) -> Result<ClusterSnapshot, PortError> {
+        let snap = self.ports.swarm.scoped(node, services).await?;
+        self.confirm(token).await?;
+        Ok(snap)
+    }
+
+    /// Confirms the lock held with `token` (a lost lock is [`PortError::Stale`]).
+    async fn confirm(&self, token: u64) -> Result<(), PortError> {
         let doc = self
             .load_retrying()
             .await
             .map_err(|e| PortError::Unavailable(format!("cannot confirm the lock: {e}")))?;
         doc.doc
             .check(token, self.ports.clock.now())
-            .map_err(|e| PortError::Stale(format!("the lock is no longer ours: {e}")))?;
-        Ok(snap)
+            .map(drop)
+            .map_err(|e| PortError::Stale(format!("the lock is no longer ours: {e}")))
     }
 
     /// Sets `p`'s node to `availability` unless it already is.
@@ -112,7 +133,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         availability: Availability,
         token: u64,
     ) -> Result<(), PortError> {
-        let snap = self.decide_on(token).await?;
+        let snap = self.decide_for(token, &p.node, &[]).await?;
         let node = snap.node(&p.node).ok_or_else(|| {
             PortError::Failed(format!("{} is no longer in the swarm", p.hostname))
         })?;
@@ -125,7 +146,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// The node has its availability back: an earlier run's note that it was owed (the
     /// [`RESTORE_LABEL`]) is removed.
     async fn settle_debt(&self, p: &NodeProgress, token: u64) -> Result<(), PortError> {
-        let snap = self.decide_on(token).await?;
+        let snap = self.decide_for(token, &p.node, &[]).await?;
         if let Some(n) = snap.node(&p.node).filter(|n| n.labels.contains_key(RESTORE_LABEL)) {
             self.ports.swarm.set_label(&p.node, n.version, RESTORE_LABEL, None).await?;
         }
@@ -137,7 +158,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         if p.surge.is_empty() {
             return Ok(());
         }
-        let snap = self.decide_on(token).await?;
+        let snap = self.decide_for(token, &p.node, &surged(p)).await?;
         for s in &p.surge {
             let Some(svc) = snap.service(&s.service) else { continue };
             if svc.mode != (Mode::Replicated { replicas: s.from }) {
@@ -213,7 +234,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// written on it ([`RESTORE_LABEL`]) when it no longer has it.
     async fn hand_back(&self, p: &NodeProgress, token: u64) -> Result<(), PortError> {
         self.unsurge(p, token).await?;
-        let snap = self.decide_on(token).await?;
+        let snap = self.decide_for(token, &p.node, &[]).await?;
         if let Some(n) = snap.node(&p.node).filter(|n| n.availability != p.original_availability) {
             let was = p.original_availability.name();
             if n.labels.get(RESTORE_LABEL).map(String::as_str) != Some(was) {
@@ -279,4 +300,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         .await
         .map(drop)
     }
+}
+
+/// The services surged for `p`.
+pub(crate) fn surged(p: &NodeProgress) -> Vec<ServiceId> {
+    p.surge.iter().map(|s| s.service.clone()).collect()
 }

@@ -5,6 +5,8 @@ use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
 use crate::machine::Phase;
 use crate::metrics;
+use crate::model::ServiceId;
+use crate::model::scope::services_on;
 use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
 use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, RunRecord, RunStep};
@@ -30,14 +32,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             match run.next_step() {
                 RunStep::Finish(halt, reason) => return Ok((halt, reason)),
                 RunStep::Start(i) => {
-                    let surge = match self.guard(&run, i).await {
-                        Ok(surge) => surge,
+                    let (surge, scope) = match self.guard(&run, i).await {
+                        Ok(guarded) => guarded,
                         Err(end) => return Ok(end),
                     };
                     tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
                     metrics::set_phase(&run.nodes[i].hostname, &Phase::Prefetch.name());
                     self.update_node(token, i, Phase::Pending, |n| {
                         n.surge = surge.clone();
+                        n.scope = scope.clone();
                         Ok(n.start(now)?)
                     })
                     .await?;
@@ -48,8 +51,12 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Re-checks the guards against the cluster as it is now, before a node starts; returns the
-    /// node's surge, or how and why the run must stop here.
-    async fn guard(&self, run: &RunRecord, i: usize) -> Result<Vec<Surge>, (Halt, String)> {
+    /// node's surge and scope (the services its polls judge), or how and why the run must stop.
+    async fn guard(
+        &self,
+        run: &RunRecord,
+        i: usize,
+    ) -> Result<(Vec<Surge>, Vec<ServiceId>), (Halt, String)> {
         let host = &run.nodes[i].hostname;
         let snap = self.observe_one(&run.nodes[i].node).await.map_err(|e| {
             (Halt::Unobservable, format!("cannot observe the cluster before node {host}: {e}"))
@@ -62,12 +69,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 ),
             ));
         }
-        guard(&snap, self.settings, &run.flags, &run.nodes[i].node, &run.packages).map_err(
-            |refusals| {
+        let node = &run.nodes[i].node;
+        let surge =
+            guard(&snap, self.settings, &run.flags, node, &run.packages).map_err(|refusals| {
                 let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 (Halt::Guard, format!("stopped before node {host}: {}", reasons.join("; ")))
-            },
-        )
+            })?;
+        let surged: Vec<ServiceId> = surge.iter().map(|s| s.service.clone()).collect();
+        let scope = services_on(&snap, node, &surged);
+        Ok((surge, scope))
     }
 
     async fn finish(

@@ -134,7 +134,12 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         run: &RunRecord,
         p: &NodeProgress,
     ) -> (Verdict, Option<AgentReport>) {
-        let snap = match self.ports.swarm.snapshot().await {
+        // Polls read the node's scope; a node started before scopes were kept, the cluster.
+        let read = match p.scope.as_slice() {
+            [] => self.ports.swarm.snapshot().await,
+            scope => self.ports.swarm.scoped(&p.node, scope).await,
+        };
+        let snap = match read {
             Ok(s) => s,
             Err(e) => return (Verdict::Postponed(format!("cannot observe the swarm: {e}")), None),
         };
@@ -242,7 +247,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         missed: &[MissedScaleDown],
         now: jiff::Timestamp,
     ) -> Result<(), CoordinatorError> {
-        let snap = self.decide_on(token).await;
+        let services: Vec<_> = missed.iter().map(|m| m.service.clone()).collect();
+        let snap = self.decide_for(token, &p.node, &services).await;
         for m in missed {
             tracing::warn!(
                 node = %p.hostname,

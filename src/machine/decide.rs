@@ -159,11 +159,14 @@ pub(crate) fn condition(
             {
                 return Verdict::Wait(format!("task {} still runs on {host}", t.id));
             }
+            // Counted once for every service: a poll costs the cluster's tasks, not tasks times
+            // services (2,500 nodes: 30,000 tasks and 5,000 services).
+            let counts = snap.running_counts();
             for svc in &snap.services {
                 let Mode::Replicated { replicas } = svc.mode else { continue };
                 let needed =
                     p.surge.iter().find(|s| s.service == svc.id).map_or(replicas, |s| s.from);
-                let running = snap.running_count(&svc.id);
+                let running = counts.get(&svc.id).copied().unwrap_or(0);
                 if running < needed {
                     return Verdict::Wait(format!(
                         "service {}: {running}/{needed} running elsewhere",

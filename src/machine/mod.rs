@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Timeouts;
 use crate::model::plan::{NodePlan, Surge};
-use crate::model::{Availability, NodeId, PackageSet, Role};
+use crate::model::{Availability, NodeId, PackageSet, Role, ServiceId};
 
 /// Where a node is in its upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,6 +141,11 @@ pub struct NodeProgress {
     pub labels: BTreeMap<String, String>,
     /// Services scaled up for this node.
     pub surge: Vec<Surge>,
+    /// The services its polls read and judge (see [`crate::model::scope`]): those running on it
+    /// when it started, then its surged ones. Empty in records written before scopes were kept:
+    /// such a node's polls read the whole cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<ServiceId>,
     /// The package set before the upgrade, once known.
     pub previous: Option<PackageSet>,
     /// Whether a rollback happened.
@@ -192,6 +197,7 @@ impl NodeProgress {
             original_availability: plan.availability,
             labels,
             surge: plan.surge.clone(),
+            scope: Vec::new(),
             previous: None,
             rolled_back: false,
             rejoined_from: None,

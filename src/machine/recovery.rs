@@ -62,6 +62,7 @@ mod tests {
             original_availability: Availability::Active,
             labels: Default::default(),
             surge: vec![],
+            scope: vec![],
             previous: Some(PackageSet(
                 [("docker-ce".to_string(), "5:26.1.5-1~debian.13~trixie".parse().unwrap())].into(),
             )),

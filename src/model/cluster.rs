@@ -391,6 +391,17 @@ impl ClusterSnapshot {
             .count() as u64
     }
 
+    /// How many tasks of each service are running and meant to keep running, in one pass.
+    pub(crate) fn running_counts(&self) -> std::collections::HashMap<&ServiceId, u64> {
+        let mut counts = std::collections::HashMap::new();
+        for t in &self.tasks {
+            if t.state == TaskState::Running && t.desired == TaskState::Running {
+                *counts.entry(&t.service).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     /// The agent's report for a node, if the agent answered.
     pub fn agent_report(&self, node: &NodeId) -> Option<&AgentReport> {
         match self.agents.get(node) {

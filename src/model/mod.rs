@@ -8,6 +8,7 @@ pub mod packages;
 pub mod plan;
 pub mod report;
 pub mod run_id;
+pub mod scope;
 pub mod unlock_key;
 pub mod version;
 

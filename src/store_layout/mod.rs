@@ -4,9 +4,12 @@
 //! header only. Reasons are capped so that a node's record stays about a kilobyte or two.
 //! Pure: the swarm adapter and the in-memory cluster store the same texts.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::lock::{SchemaError, StoreDoc};
+use crate::machine::NodeProgress;
 
 /// Nodes per shard.
 pub const SHARD_NODES: usize = 16;
@@ -38,19 +41,42 @@ pub struct Layout {
     pub shards: Vec<String>,
 }
 
-/// Splits a document into its header and shards, its reasons capped.
+/// Splits a document into its header and shards, its reasons capped. Each shard is serialized
+/// from its own nodes, so a split costs the document's size once (no copy of the whole run).
 pub fn split(doc: &StoreDoc) -> Layout {
-    let mut value = serde_json::to_value(capped(doc)).expect("store documents serialize");
-    let nodes = value.get_mut("run").filter(|r| r.is_object()).map(|run| run["nodes"].take());
-    let shards: Vec<String> = match &nodes {
-        Some(Value::Array(nodes)) => {
-            value["run"]["nodes"] = Value::Array(Vec::new());
-            value[SHARDED] = nodes.len().into();
-            nodes.chunks(SHARD_NODES).map(|c| Value::from(c.to_vec()).to_string()).collect()
-        }
-        _ => Vec::new(),
+    let nodes = doc.run.as_ref().map_or(&[][..], |r| r.nodes.as_slice());
+    let shards: Vec<String> = nodes
+        .chunks(SHARD_NODES)
+        .map(|chunk| {
+            let capped: Vec<Cow<'_, NodeProgress>> = chunk.iter().map(capped_node).collect();
+            serde_json::to_string(&capped).expect("node records serialize")
+        })
+        .collect();
+    let head = StoreDoc {
+        schema: doc.schema,
+        lock: doc.lock.clone(),
+        last_token: doc.last_token,
+        run: doc.run.as_ref().map(|r| {
+            let mut head = r.without_nodes();
+            cap(&mut head.reason, REASON_CHARS);
+            head
+        }),
     };
+    let mut value = serde_json::to_value(&head).expect("store documents serialize");
+    if doc.run.is_some() {
+        value[SHARDED] = nodes.len().into();
+    }
     Layout { header: value.to_string(), run: doc.run.as_ref().map(|r| r.id.clone()), shards }
+}
+
+/// Whether two shard texts hold the same nodes: the same text, or the same JSON written another
+/// way (an older build wrote shards with their keys sorted), so that a build upgraded mid-run
+/// rewrites only the shards a step changed.
+pub fn same_shard(stored: &str, new: &str) -> bool {
+    stored == new || {
+        let parse = |t: &str| serde_json::from_str::<Value>(t).ok();
+        parse(stored).is_some_and(|a| parse(new).is_some_and(|b| a == b))
+    }
 }
 
 /// What a header says about its shards: the run they belong to and how many there are (`None`
@@ -93,17 +119,17 @@ pub fn join(
     StoreDoc::from_json(&value.to_string())
 }
 
-/// The document with every reason cut to [`REASON_CHARS`].
-fn capped(doc: &StoreDoc) -> StoreDoc {
-    let mut doc = doc.clone();
-    if let Some(run) = doc.run.as_mut() {
-        cap(&mut run.reason, REASON_CHARS);
-        for n in &mut run.nodes {
-            cap(&mut n.reason, REASON_CHARS);
-            cap(&mut n.recovery, RECOVERY_CHARS);
-        }
+/// A node's record with its reason cut to [`REASON_CHARS`] and its recovery to
+/// [`RECOVERY_CHARS`] (borrowed as it is when both fit).
+fn capped_node(n: &NodeProgress) -> Cow<'_, NodeProgress> {
+    let long = |t: &Option<String>, chars: usize| t.as_ref().is_some_and(|t| t.len() > chars);
+    if !long(&n.reason, REASON_CHARS) && !long(&n.recovery, RECOVERY_CHARS) {
+        return Cow::Borrowed(n);
     }
-    doc
+    let mut n = n.clone();
+    cap(&mut n.reason, REASON_CHARS);
+    cap(&mut n.recovery, RECOVERY_CHARS);
+    Cow::Owned(n)
 }
 
 fn cap(text: &mut Option<String>, chars: usize) {

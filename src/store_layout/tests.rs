@@ -95,3 +95,15 @@ fn a_whole_document_of_an_older_build_is_read_and_a_missing_shard_is_named() {
     let e = join(&layout.header, |k| (k != 1).then(|| layout.shards[k].clone())).unwrap_err();
     assert_eq!(e, SchemaError::Malformed(format!("shard 1 of run {run}'s record is missing")));
 }
+
+#[test]
+fn a_shard_an_older_build_wrote_with_sorted_keys_is_the_same_shard() {
+    let d = doc(20);
+    let layout = split(&d);
+    let nodes = &d.run.as_ref().unwrap().nodes[..SHARD_NODES];
+    let sorted = serde_json::to_value(nodes).unwrap().to_string();
+    assert_ne!(sorted, layout.shards[0], "the texts differ");
+    assert!(same_shard(&sorted, &layout.shards[0]));
+    assert!(!same_shard(&sorted, &layout.shards[1]));
+    assert!(!same_shard("not json", &layout.shards[0]));
+}

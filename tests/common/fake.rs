@@ -9,10 +9,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use swarm_upgrade::agent::Fence;
 use swarm_upgrade::lock::StoreDoc;
+use swarm_upgrade::model::scope::Parts;
 use swarm_upgrade::model::*;
 use swarm_upgrade::ports::*;
 use tokio::sync::Notify;
 
+use super::latency::Latency;
 use super::world::{Host, World};
 
 /// A fake cluster shared by any number of coordinators.
@@ -72,8 +74,31 @@ impl FakeCluster {
         self.crash.lock().unwrap().ops
     }
 
+    /// The world, its simulated time (if timed) brought to now.
     fn w(&self) -> std::sync::MutexGuard<'_, World> {
-        self.world.lock().unwrap()
+        let mut w = self.world.lock().unwrap();
+        if let Some(c) = w.timed.as_mut() {
+            c.now = c.epoch.get_or_insert_with(tokio::time::Instant::now).elapsed();
+        }
+        w
+    }
+
+    /// Counts an agent call of `kind` and draws how long it takes (zero unless timed).
+    fn agent_call(&self, kind: &'static str, takes: fn(&Latency) -> (f64, f64)) -> Duration {
+        let mut w = self.w();
+        *w.calls.agent.entry(kind).or_default() += 1;
+        match w.timed.as_mut() {
+            Some(c) => {
+                let range = takes(&c.latency);
+                c.draw(range)
+            }
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Counts `n` Docker API requests.
+    fn docker_calls(&self, n: u64) {
+        self.w().calls.docker += n;
     }
 
     /// Counts a mutating operation (already applied); hangs if it is the one to crash on.
@@ -125,8 +150,8 @@ impl FakeCluster {
         Ok(())
     }
 
-    /// What happens to a host when docker.service restarts.
-    fn restart(w: &mut World, addr: &str) -> Result<(), PortError> {
+    /// What happens to a host when docker.service restarts: the engine comes back `takes` from now, and its node is Ready at its next heartbeat.
+    fn restart(w: &mut World, addr: &str, takes: Duration) -> Result<(), PortError> {
         let broken = w.broken.clone();
         let wipe = w.wipe_on_restart.clone();
         let h = w.host_mut(addr).expect("host exists");
@@ -138,6 +163,10 @@ impl FakeCluster {
             h.local_id = None;
             w.wipe_on_restart = None;
         }
+        if let Some(c) = w.timed.as_mut() {
+            let heartbeat = c.draw(c.latency.heartbeat);
+            c.ready_at.insert(hostname.clone(), c.now + takes + heartbeat);
+        }
         let h = w.host(addr).unwrap().clone();
         let id = w
             .nodes
@@ -146,6 +175,7 @@ impl FakeCluster {
             .map(|n| n.id.clone());
         let id =
             id.or_else(|| w.nodes.iter().find(|n| n.hostname == hostname).map(|n| n.id.clone()));
+        w.dirty = true;
         if let Some(id) = id {
             w.node_mut(&id).unwrap().state = NodeState::Down;
             for t in w
@@ -171,8 +201,37 @@ impl FakeCluster {
 impl Swarm for FakeCluster {
     async fn snapshot(&self) -> Result<ClusterSnapshot, PortError> {
         let mut w = self.w();
+        let started = std::time::Instant::now();
         w.tick();
-        Ok(w.snapshot(Timestamp::UNIX_EPOCH))
+        w.calls.docker += 4;
+        w.calls.snapshots += 1;
+        w.calls.listed += (w.nodes.len() + w.services.len() + w.tasks.len()) as u64;
+        let snap = w.snapshot(Timestamp::UNIX_EPOCH);
+        w.calls.busy += started.elapsed();
+        Ok(snap)
+    }
+
+    async fn scoped(
+        &self,
+        node: &NodeId,
+        services: &[ServiceId],
+    ) -> Result<ClusterSnapshot, PortError> {
+        let mut w = self.w();
+        let started = std::time::Instant::now();
+        w.tick();
+        // Scoped from the world's own parts: its whole cluster is not copied for a poll.
+        let parts = Parts { nodes: &w.nodes, services: &w.services, tasks: &w.tasks };
+        let mut snap = parts.scoped(node, services);
+        snap.taken_at = Timestamp::UNIX_EPOCH;
+        // As the swarm adapter reads it: the node, its tasks, the services, the replicated ones'
+        // tasks, the nodes those run on, the global ones' tasks there.
+        let listed = (snap.nodes.len() + snap.services.len() + snap.tasks.len()) as u64;
+        w.calls.docker += 6;
+        w.calls.scoped += 1;
+        w.calls.listed += listed;
+        w.calls.listed_scoped += listed;
+        w.calls.busy += started.elapsed();
+        Ok(snap)
     }
 
     async fn set_availability(
@@ -183,6 +242,7 @@ impl Swarm for FakeCluster {
     ) -> Result<(), PortError> {
         {
             let mut w = self.w();
+            w.calls.docker += 2;
             let host = w
                 .node_mut(node)
                 .ok_or_else(|| PortError::Failed(format!("node {node} not found")))?
@@ -206,6 +266,7 @@ impl Swarm for FakeCluster {
     async fn scale(&self, service: &ServiceId, at: u64, replicas: u64) -> Result<(), PortError> {
         {
             let mut w = self.w();
+            w.calls.docker += 2;
             let s = w.service_at(service, at)?;
             let down = matches!(s.mode, Mode::Replicated { replicas: r } if replicas < r);
             s.mode = Mode::Replicated { replicas };
@@ -231,6 +292,7 @@ impl Swarm for FakeCluster {
     ) -> Result<(), PortError> {
         {
             let mut w = self.w();
+            w.calls.docker += 2;
             let n = w.node_at(node, at)?;
             match value {
                 Some(v) => n.labels.insert(key.to_string(), v.to_string()),
@@ -250,6 +312,7 @@ impl Swarm for FakeCluster {
     ) -> Result<(), PortError> {
         {
             let mut w = self.w();
+            w.calls.docker += 2;
             w.node_at(node, at)?.labels = labels.clone();
         }
         self.counted().await;
@@ -257,10 +320,12 @@ impl Swarm for FakeCluster {
     }
 
     async fn unlock_key(&self) -> Result<Option<UnlockKey>, PortError> {
+        self.docker_calls(1);
         Ok(self.w().unlock_key.clone())
     }
 
     async fn remove_node(&self, node: &NodeId) -> Result<(), PortError> {
+        self.docker_calls(1);
         {
             let mut w = self.w();
             let n = w
@@ -274,6 +339,7 @@ impl Swarm for FakeCluster {
                 )));
             }
             w.nodes.retain(|n| &n.id != node);
+            w.dirty = true;
             w.log.push(format!("remove {node}"));
         }
         self.counted().await;
@@ -281,6 +347,7 @@ impl Swarm for FakeCluster {
     }
 
     async fn join_token(&self, role: Role) -> Result<Secret, PortError> {
+        self.docker_calls(1);
         Ok(Secret(format!("SWMTKN-fake-{role:?}")))
     }
 }
@@ -288,11 +355,13 @@ impl Swarm for FakeCluster {
 impl Agents for FakeCluster {
     async fn describe(&self, node: &AgentTarget, lists: Lists) -> Result<AgentReport, PortError> {
         let h = self.host_for(node)?;
-        let takes = self.w().describe_takes;
+        let drawn = self.agent_call("describe", |l| l.describe);
+        let takes = self.w().describe_takes.max(drawn);
         tokio::time::sleep(takes).await;
         {
             let mut w = self.w();
-            let current = w.current_node();
+            // The run's current node is read from the whole document: not at fleet scale.
+            let current = if w.timed.is_some() { None } else { w.current_node() };
             let refresh = lists == Lists::Refresh;
             w.describes.push(super::world::Described {
                 host: h.hostname.clone(),
@@ -325,6 +394,7 @@ impl Agents for FakeCluster {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
         Self::check_available(&h, packages)?;
+        tokio::time::sleep(self.agent_call("prefetch", |l| l.prefetch)).await;
         if self.w().fail_prefetch_on.as_deref() == Some(h.hostname.as_str()) {
             return Err(PortError::Failed(
                 "E: Failed to fetch docker-ce.deb  404  Not Found".into(),
@@ -343,6 +413,7 @@ impl Agents for FakeCluster {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
         Self::check_available(&h, packages)?;
+        tokio::time::sleep(self.agent_call("upgrade", |l| l.install)).await;
         {
             let mut w = self.w();
             if w.busy_upgrades > 0 {
@@ -376,7 +447,9 @@ impl Agents for FakeCluster {
         if hang {
             std::future::pending::<()>().await;
         }
-        let r = Self::restart(&mut self.w(), &node.addr);
+        let takes = self.agent_call("restart", |l| l.restart);
+        let r = Self::restart(&mut self.w(), &node.addr, takes);
+        tokio::time::sleep(takes).await;
         self.counted().await;
         r
     }
@@ -389,6 +462,8 @@ impl Agents for FakeCluster {
     ) -> Result<(), PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
+        let takes =
+            self.agent_call("rollback", |l| (l.install.0 + l.restart.0, l.install.1 + l.restart.1));
         let r = {
             let mut w = self.w();
             if w.fail_rollback_on.as_deref() == Some(h.hostname.as_str()) {
@@ -400,8 +475,9 @@ impl Agents for FakeCluster {
             }
             w.host_mut(&node.addr).unwrap().installed = previous.clone();
             w.log.push(format!("rollback {} {previous}", h.hostname));
-            Self::restart(&mut w, &node.addr)
+            Self::restart(&mut w, &node.addr, takes)
         };
+        tokio::time::sleep(takes).await;
         self.counted().await;
         r
     }
@@ -414,6 +490,7 @@ impl Agents for FakeCluster {
     ) -> Result<NodeId, PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
+        self.agent_call("rejoin", |l| l.describe);
         let id = {
             let mut w = self.w();
             let role =
@@ -446,6 +523,7 @@ impl Agents for FakeCluster {
                 ..template
             });
             w.host_mut(&node.addr).unwrap().local_id = Some(id.clone());
+            w.dirty = true;
             w.log.push(format!("rejoin {} as {id}", h.hostname));
             id
         };
@@ -456,8 +534,13 @@ impl Agents for FakeCluster {
 
 impl StateStore for FakeCluster {
     async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
-        let w = self.w();
-        Ok(Versioned { doc: w.store_doc(), version: StoreVersion::whole(w.store_version) })
+        let mut w = self.w();
+        let started = std::time::Instant::now();
+        w.calls.store_loads += 1;
+        w.calls.store_read += w.calls.document;
+        let doc = w.store_doc();
+        w.calls.busy += started.elapsed();
+        Ok(Versioned { doc, version: StoreVersion::whole(w.store_version) })
     }
 
     async fn save(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError> {
@@ -466,6 +549,7 @@ impl StateStore for FakeCluster {
             if version.header != w.store_version {
                 return Err(PortError::Conflict);
             }
+            let started = std::time::Instant::now();
             if w.count_writes {
                 // Laid out as the swarm adapter lays it out, counting what each write rewrites.
                 let layout = swarm_upgrade::store_layout::split(doc);
@@ -480,9 +564,22 @@ impl StateStore for FakeCluster {
                     parts.push(layout.header.len());
                 }
                 w.store_writes.push(parts);
+                w.calls.document = (layout.header.len()
+                    + layout.shards.iter().map(String::len).sum::<usize>())
+                    as u64;
                 w.last_layout = Some(layout);
             }
-            w.store_text = serde_json::to_string(doc).unwrap();
+            w.calls.store_saves += 1;
+            if w.timed.is_some() {
+                w.saved_doc = Some(doc.clone());
+            } else {
+                w.store_text = serde_json::to_string(doc).unwrap();
+                if !w.count_writes {
+                    w.calls.document = w.store_text.len() as u64;
+                }
+            }
+            w.calls.largest_document = w.calls.largest_document.max(w.calls.document);
+            w.calls.busy += started.elapsed();
             w.store_version += 1;
         }
         self.counted().await;

@@ -5,7 +5,10 @@ pub mod dockerd;
 pub mod fake;
 pub mod fleet;
 pub mod generate;
+pub mod latency;
 pub mod node;
+pub mod scheduler;
+pub mod simulate;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -80,6 +83,11 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         describes: Vec::new(),
         current_at: None,
         describe_takes: std::time::Duration::ZERO,
+        timed: None,
+        dirty: true,
+        reconciled_at: 0,
+        calls: Default::default(),
+        saved_doc: None,
         log: Vec::new(),
     }
 }

@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_upgrade::lock::StoreDoc;
-use swarm_upgrade::model::constraint::satisfies_all;
 use swarm_upgrade::model::*;
 use swarm_upgrade::ports::PortError;
+
+use super::latency::Timed;
 
 /// One describe asked of an agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +93,47 @@ pub struct World {
     pub current_at: Option<(u64, Option<String>)>,
     /// How long each describe takes (a node whose apt sources include a dead mirror).
     pub describe_takes: std::time::Duration,
+    /// Simulated time and latencies (the scale simulation); `None`: ticks, no latency.
+    pub timed: Option<Timed>,
+    /// Something the orchestrator reacts to happened (a node went down or came back).
+    pub dirty: bool,
+    /// The version index the orchestrator last reconciled at.
+    pub reconciled_at: u64,
+    /// What the coordinator asked of the cluster, counted.
+    pub calls: Calls,
+    /// The last document saved, kept parsed when timed (loads then skip the parse).
+    pub saved_doc: Option<StoreDoc>,
     pub log: Vec<String>,
+}
+
+/// What the coordinator asked of the fake, counted as the real adapters make the calls.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Calls {
+    /// Docker API requests: a snapshot is four (swarm, nodes, services, tasks), a node or service
+    /// write two (inspect, update), reading an unlock key or join token one.
+    pub docker: u64,
+    /// Objects those requests listed (each read's nodes, services and tasks).
+    pub listed: u64,
+    /// Whole snapshots taken (the guard before each node; preflight).
+    pub snapshots: u64,
+    /// Scoped reads (polls, and the readings writes are decided on).
+    pub scoped: u64,
+    /// Objects the scoped reads listed.
+    pub listed_scoped: u64,
+    /// Agent calls, by kind.
+    pub agent: BTreeMap<&'static str, u64>,
+    /// Store loads.
+    pub store_loads: u64,
+    /// Store saves.
+    pub store_saves: u64,
+    /// The document's size now, in bytes (laid out in parts when writes are counted).
+    pub document: u64,
+    /// The largest the document has been.
+    pub largest_document: u64,
+    /// Real time spent inside the fake's snapshots and store (its own work, not the caller's).
+    pub busy: std::time::Duration,
+    /// Bytes of the document the loads read (the whole document every time).
+    pub store_read: u64,
 }
 
 impl World {
@@ -108,7 +149,7 @@ impl World {
         self.nodes.iter_mut().find(|n| &n.id == id)
     }
 
-    fn fresh_id(&mut self, prefix: &str) -> String {
+    pub(crate) fn fresh_id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}{}", self.next_id)
     }
@@ -211,224 +252,13 @@ impl World {
 
     /// The store document as it is now.
     pub fn store_doc(&self) -> StoreDoc {
-        if self.store_text.is_empty() {
+        if let Some(doc) = &self.saved_doc {
+            doc.clone()
+        } else if self.store_text.is_empty() {
             StoreDoc::default()
         } else {
             StoreDoc::from_json(&self.store_text).unwrap()
         }
-    }
-
-    /// One step of the cluster's life: restarted nodes come back, new tasks start, the
-    /// orchestrator reconciles, and the running counts are recorded.
-    pub fn tick(&mut self) {
-        for i in 0..self.hosts.len() {
-            let h = &mut self.hosts[i];
-            if h.down_ticks > 0 {
-                h.down_ticks -= 1;
-                if h.down_ticks == 0 && h.engine_active {
-                    let version = h.installed.get("docker-ce").map(|v| v.engine_version());
-                    if let Some(id) = h.local_id.clone()
-                        && let Some(n) = self.node_mut(&id)
-                    {
-                        n.state = NodeState::Ready;
-                        if let Some(v) = version {
-                            n.engine_version = v;
-                        }
-                    }
-                }
-            }
-        }
-        let ready: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|n| n.state == NodeState::Ready)
-            .map(|n| n.id.clone())
-            .collect();
-        for t in &mut self.tasks {
-            if t.desired == TaskState::Running
-                && t.state < TaskState::Running
-                && t.node.as_ref().is_some_and(|n| ready.contains(n))
-            {
-                t.state = TaskState::Running;
-            }
-        }
-        self.reconcile();
-        for s in &self.services {
-            if let Mode::Replicated { .. } = s.mode {
-                let running = self
-                    .tasks
-                    .iter()
-                    .filter(|t| {
-                        t.service == s.id
-                            && t.state == TaskState::Running
-                            && t.desired == TaskState::Running
-                    })
-                    .count() as u64;
-                let m = self.min_running.entry(s.id.clone()).or_insert(running);
-                *m = (*m).min(running);
-            }
-        }
-    }
-
-    fn shut_down(t: &mut Task) {
-        t.desired = TaskState::Shutdown;
-        if t.state <= TaskState::Running {
-            t.state = TaskState::Shutdown;
-        }
-    }
-
-    /// The orchestrator and scheduler.
-    pub fn reconcile(&mut self) {
-        let gone: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|n| n.availability == Availability::Drain || n.state == NodeState::Down)
-            .map(|n| n.id.clone())
-            .collect();
-        let known: Vec<NodeId> = self.nodes.iter().map(|n| n.id.clone()).collect();
-        for t in &mut self.tasks {
-            let lost = t.node.as_ref().is_some_and(|n| gone.contains(n) || !known.contains(n));
-            if t.desired == TaskState::Running && lost {
-                Self::shut_down(t);
-            }
-        }
-        for svc in self.services.clone() {
-            match svc.mode {
-                Mode::Replicated { replicas } => self.reconcile_replicated(&svc, replicas),
-                Mode::Global => self.reconcile_global(&svc),
-            }
-        }
-    }
-
-    fn live(&self, svc: &ServiceId) -> Vec<usize> {
-        (0..self.tasks.len())
-            .filter(|&i| {
-                &self.tasks[i].service == svc && self.tasks[i].desired == TaskState::Running
-            })
-            .collect()
-    }
-
-    fn reconcile_replicated(&mut self, svc: &Service, replicas: u64) {
-        // Scale down: not running first, then the highest slot.
-        let mut live = self.live(&svc.id);
-        if live.len() as u64 > replicas && !self.missed_scale_down.contains(&svc.id) {
-            live.sort_by_key(|&i| {
-                (self.tasks[i].state == TaskState::Running, std::cmp::Reverse(self.tasks[i].slot))
-            });
-            for &i in live.iter().take(live.len() - replicas as usize) {
-                Self::shut_down(&mut self.tasks[i]);
-            }
-        }
-        // Unplaced tasks try again.
-        for i in self.live(&svc.id) {
-            if self.tasks[i].node.is_none()
-                && let Some(n) = self.place(svc)
-            {
-                self.tasks[i].node = Some(n);
-                self.tasks[i].state = TaskState::Assigned;
-            }
-        }
-        // Missing slots get a new task: as swarmkit counts slots (a scale-down does not renumber
-        // the ones kept), the lowest free numbers until there are `replicas`.
-        let mut kept: BTreeSet<u64> = self
-            .tasks
-            .iter()
-            .filter(|t| t.service == svc.id && t.desired == TaskState::Running)
-            .filter_map(|t| t.slot)
-            .collect();
-        for slot in 1.. {
-            if kept.len() as u64 >= replicas {
-                break;
-            }
-            if kept.insert(slot) {
-                let node = self.place(svc);
-                let id = self.fresh_id(&format!("{}.{slot}.", svc.name));
-                let state = if node.is_some() { TaskState::Assigned } else { TaskState::Pending };
-                self.tasks.push(Task {
-                    id,
-                    service: svc.id.clone(),
-                    slot: Some(slot),
-                    node,
-                    state,
-                    desired: TaskState::Running,
-                });
-            }
-        }
-    }
-
-    fn reconcile_global(&mut self, svc: &Service) {
-        let eligible: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|n| {
-                n.state == NodeState::Ready
-                    && n.availability != Availability::Drain
-                    && satisfies_all(&svc.constraints, n)
-            })
-            .map(|n| n.id.clone())
-            .collect();
-        for n in eligible {
-            let has = self.tasks.iter().any(|t| {
-                t.service == svc.id
-                    && t.node.as_ref() == Some(&n)
-                    && t.desired == TaskState::Running
-            });
-            if !has {
-                let id = self.fresh_id(&format!("{}.", svc.name));
-                self.tasks.push(Task {
-                    id,
-                    service: svc.id.clone(),
-                    slot: None,
-                    node: Some(n),
-                    state: TaskState::Assigned,
-                    desired: TaskState::Running,
-                });
-            }
-        }
-    }
-
-    /// The scheduler's choice for one new task of `svc`: eligible nodes, fewest tasks of the
-    /// service, then fewest tasks, then host name.
-    pub fn place(&self, svc: &Service) -> Option<NodeId> {
-        let on = |n: &NodeId, s: Option<&ServiceId>| {
-            self.tasks
-                .iter()
-                .filter(|t| {
-                    t.desired == TaskState::Running
-                        && t.node.as_ref() == Some(n)
-                        && s.is_none_or(|s| &t.service == s)
-                })
-                .count()
-        };
-        let port_taken = |n: &NodeId| {
-            self.tasks
-                .iter()
-                .filter(|t| t.desired == TaskState::Running && t.node.as_ref() == Some(n))
-                .any(|t| {
-                    let other = self.services.iter().find(|s| s.id == t.service);
-                    other.is_some_and(|o| o.host_ports.iter().any(|p| svc.host_ports.contains(p)))
-                })
-        };
-        self.nodes
-            .iter()
-            .filter(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
-            .filter(|n| satisfies_all(&svc.constraints, n))
-            .filter(|n| {
-                svc.max_replicas_per_node
-                    .is_none_or(|m| m == 0 || (on(&n.id, Some(&svc.id)) as u64) < m)
-            })
-            .filter(|n| !port_taken(&n.id))
-            .min_by_key(|n| (on(&n.id, Some(&svc.id)), on(&n.id, None), n.hostname.clone()))
-            .map(|n| n.id.clone())
-    }
-
-    /// Ticks until nothing changes (at most `max` ticks); whether every service converged.
-    pub fn settle(&mut self, max: usize) -> bool {
-        for _ in 0..max {
-            self.tick();
-        }
-        let snap = self.snapshot(jiff::Timestamp::UNIX_EPOCH);
-        swarm_upgrade::model::convergence::first_unconverged(&snap).is_none()
     }
 
     /// Starts recording running counts from now, against the current replica counts.

@@ -173,6 +173,25 @@ pub fn task(t: &b::Task) -> Option<Task> {
     })
 }
 
+/// A partial cluster as read with filters (see [`crate::model::ClusterSnapshot::scoped`]):
+/// every task kept, whatever its service; no cluster ID or autolock (not read).
+pub fn parts(
+    nodes: &[b::Node],
+    services: &[b::Service],
+    tasks: &[b::Task],
+    now: jiff::Timestamp,
+) -> ClusterSnapshot {
+    ClusterSnapshot {
+        taken_at: now,
+        cluster_id: String::new(),
+        nodes: nodes.iter().filter_map(node).collect(),
+        services: services.iter().filter_map(service).collect(),
+        tasks: tasks.iter().filter_map(task).collect(),
+        agents: BTreeMap::new(),
+        autolock: Autolock::Off,
+    }
+}
+
 /// The whole snapshot (agent reports are added by the coordinator). Tasks of services that are
 /// not kept (jobs) are left out too.
 pub fn snapshot(

@@ -13,6 +13,7 @@ pub mod autolock;
 pub mod convert;
 pub mod raw;
 pub mod rejoin;
+pub mod scoped;
 pub mod store;
 
 use bollard::Docker;
@@ -125,6 +126,14 @@ impl Swarm for DockerSwarm {
         let services = self.docker.list_services(None).await.map_err(ctx("listing services"))?;
         let tasks = self.docker.list_tasks(None).await.map_err(ctx("listing tasks"))?;
         Ok(convert::snapshot(&swarm, &nodes, &services, &tasks, jiff::Timestamp::now()))
+    }
+
+    async fn scoped(
+        &self,
+        node: &NodeId,
+        services: &[ServiceId],
+    ) -> Result<ClusterSnapshot, PortError> {
+        scoped::read(&self.docker, node, services).await
     }
 
     async fn set_availability(

@@ -115,7 +115,7 @@ impl StateStore for SwarmLabelStore {
             _ => version.shards.clone(),
         };
         for (k, text) in layout.shards.iter().enumerate() {
-            if known.get(&k).is_some_and(|s| &s.text == text) {
+            if known.get(&k).is_some_and(|s| store_layout::same_shard(&s.text, text)) {
                 continue;
             }
             within_budget(&format!("shard {k}"), text)?;
