@@ -14,7 +14,7 @@ use swarm_upgrade::model::*;
 use swarm_upgrade::ports::*;
 use tokio::sync::Notify;
 
-use super::latency::Latency;
+use super::latency::{Latency, thread_cpu};
 use super::world::{Host, World};
 
 /// A fake cluster shared by any number of coordinators.
@@ -201,13 +201,13 @@ impl FakeCluster {
 impl Swarm for FakeCluster {
     async fn snapshot(&self) -> Result<ClusterSnapshot, PortError> {
         let mut w = self.w();
-        let started = std::time::Instant::now();
+        let started = thread_cpu();
         w.tick();
         w.calls.docker += 4;
         w.calls.snapshots += 1;
         w.calls.listed += (w.nodes.len() + w.services.len() + w.tasks.len()) as u64;
         let snap = w.snapshot(Timestamp::UNIX_EPOCH);
-        w.calls.busy += started.elapsed();
+        w.calls.busy += thread_cpu().saturating_sub(started);
         Ok(snap)
     }
 
@@ -217,7 +217,7 @@ impl Swarm for FakeCluster {
         services: &[ServiceId],
     ) -> Result<ClusterSnapshot, PortError> {
         let mut w = self.w();
-        let started = std::time::Instant::now();
+        let started = thread_cpu();
         w.tick();
         // Scoped from the world's own parts: its whole cluster is not copied for a poll.
         let parts = Parts { nodes: &w.nodes, services: &w.services, tasks: &w.tasks };
@@ -230,7 +230,7 @@ impl Swarm for FakeCluster {
         w.calls.scoped += 1;
         w.calls.listed += listed;
         w.calls.listed_scoped += listed;
-        w.calls.busy += started.elapsed();
+        w.calls.busy += thread_cpu().saturating_sub(started);
         Ok(snap)
     }
 
@@ -535,11 +535,11 @@ impl Agents for FakeCluster {
 impl StateStore for FakeCluster {
     async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
         let mut w = self.w();
-        let started = std::time::Instant::now();
+        let started = thread_cpu();
         w.calls.store_loads += 1;
         w.calls.store_read += w.calls.document;
         let doc = w.store_doc();
-        w.calls.busy += started.elapsed();
+        w.calls.busy += thread_cpu().saturating_sub(started);
         Ok(Versioned { doc, version: StoreVersion::whole(w.store_version) })
     }
 
@@ -549,7 +549,7 @@ impl StateStore for FakeCluster {
             if version.header != w.store_version {
                 return Err(PortError::Conflict);
             }
-            let started = std::time::Instant::now();
+            let started = thread_cpu();
             if w.count_writes {
                 // Laid out as the swarm adapter lays it out, counting what each write rewrites.
                 let layout = swarm_upgrade::store_layout::split(doc);
@@ -579,7 +579,7 @@ impl StateStore for FakeCluster {
                 }
             }
             w.calls.largest_document = w.calls.largest_document.max(w.calls.document);
-            w.calls.busy += started.elapsed();
+            w.calls.busy += thread_cpu().saturating_sub(started);
             w.store_version += 1;
         }
         self.counted().await;

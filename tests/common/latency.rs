@@ -85,3 +85,11 @@ impl Timed {
         self.starts.get(id).is_none_or(|at| *at <= self.now)
     }
 }
+
+/// CPU time this thread has run so far (/proc/thread-self/schedstat, in nanoseconds): what the
+/// simulation's figures count, unaffected by other work on the machine.
+pub fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = stat.split_whitespace().next().and_then(|f| f.parse().ok()).unwrap_or(0);
+    Duration::from_nanos(ns)
+}

@@ -5,7 +5,7 @@
 
 use swarm_upgrade::config::Settings;
 
-use super::latency::{Latency, Timed};
+use super::latency::{Latency, Timed, thread_cpu};
 use super::{FakeCluster, NEW, fleet, to, world_from};
 
 /// One simulated run's figures (per node: divided by the fleet's nodes).
@@ -44,7 +44,7 @@ pub struct Figures {
     pub largest_document: u64,
     /// Bytes of the store read per load (a load reads the whole document).
     pub store_read_per_load: f64,
-    /// CPU seconds of the process during the run (coordinator and simulated cluster).
+    /// CPU seconds the run took (coordinator and simulated cluster; one thread runs both).
     pub cpu_s: f64,
     /// Of which spent inside the simulated cluster (its scheduler, snapshots, store layout).
     pub cluster_s: f64,
@@ -66,13 +66,13 @@ pub fn simulate(nodes: usize) -> Figures {
         .start_paused(true)
         .build()
         .expect("a runtime");
-    let cpu = cpu_seconds();
+    let cpu = thread_cpu();
     let (result, simulated) = rt.block_on(async {
         let started = tokio::time::Instant::now();
         let r = super::run(&cluster, &Settings::default(), &to(NEW), "simulation").await;
         (r, started.elapsed())
     });
-    let cpu_s = cpu_seconds() - cpu;
+    let cpu_s = (thread_cpu() - cpu).as_secs_f64();
     let w = cluster.world.lock().unwrap();
     let c = &w.calls;
     let per = |x: u64| x as f64 / nodes as f64;
@@ -111,16 +111,6 @@ pub fn simulate(nodes: usize) -> Figures {
         cluster_s: c.busy.as_secs_f64(),
         peak_mib: peak_mib(),
     }
-}
-
-/// User and system CPU seconds of this process so far (/proc/self/stat, in USER_HZ = 100).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |k: usize| fields.get(k).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    // Fields 14 and 15 of the line (utime, stime) are the 12th and 13th after the name.
-    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// The process's peak resident memory (VmHWM), in MiB.

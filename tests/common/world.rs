@@ -130,7 +130,7 @@ pub struct Calls {
     pub document: u64,
     /// The largest the document has been.
     pub largest_document: u64,
-    /// Real time spent inside the fake's snapshots and store (its own work, not the caller's).
+    /// CPU time spent inside the fake's reads and store (its own work, not the caller's).
     pub busy: std::time::Duration,
     /// Bytes of the document the loads read (the whole document every time).
     pub store_read: u64,
