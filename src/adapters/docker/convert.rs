@@ -201,31 +201,20 @@ pub fn snapshot(
     tasks: &[b::Task],
     now: jiff::Timestamp,
 ) -> ClusterSnapshot {
-    let services: Vec<Service> = services.iter().filter_map(service).collect();
-    let tasks = tasks
-        .iter()
-        .filter_map(task)
-        .filter(|t| services.iter().any(|s| s.id == t.service))
-        .collect();
-    ClusterSnapshot {
-        taken_at: now,
-        cluster_id: swarm.id.clone().unwrap_or_default(),
-        nodes: nodes.iter().filter_map(node).collect(),
-        services,
-        tasks,
-        agents: BTreeMap::new(),
-        // Whether we hold the key is the coordinator's to say.
-        autolock: if swarm
-            .spec
-            .as_ref()
-            .and_then(|s| s.encryption_config.as_ref()?.auto_lock_managers)
-            .unwrap_or(false)
-        {
-            Autolock::NoKey
-        } else {
-            Autolock::Off
-        },
-    }
+    let mut snap = parts(nodes, services, tasks, now);
+    let kept: std::collections::HashSet<&crate::model::ServiceId> =
+        snap.services.iter().map(|s| &s.id).collect();
+    let tasks = std::mem::take(&mut snap.tasks);
+    snap.tasks = tasks.into_iter().filter(|t| kept.contains(&t.service)).collect();
+    snap.cluster_id = swarm.id.clone().unwrap_or_default();
+    // Whether we hold the key is the coordinator's to say.
+    let autolocked = swarm
+        .spec
+        .as_ref()
+        .and_then(|s| s.encryption_config.as_ref()?.auto_lock_managers)
+        .unwrap_or(false);
+    snap.autolock = if autolocked { Autolock::NoKey } else { Autolock::Off };
+    snap
 }
 
 #[cfg(test)]
