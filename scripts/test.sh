@@ -42,11 +42,17 @@ cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 # The rolling scenario's figures beside the naive baseline's (cargo hides a passing test's output).
 summary=target/lab/reports/rolling/summary.txt
-rm -f "$summary"
+timings=target/lab/reports/timings.txt
+rm -f "$summary" "$timings"
 # --all-features: the live tests (root, dockerd, apt, systemd, vagrant) and the lab's tests too;
 # without it, `cargo test --workspace` is the pure suite.
 cargo test --locked --workspace --all-features "$@"
 if [ -f "$summary" ]; then
     echo "== the rolling scenario and the naive baseline (target/lab/reports/rolling/summary.txt) =="
     cat "$summary"
+fi
+# What each lab cost, in the order the tests brought them up (what this command spends its time on).
+if [ -f "$timings" ]; then
+    echo "== every lab of this run: its bring-up and its whole life (target/lab/reports/timings.txt) =="
+    cat "$timings"
 fi

@@ -41,6 +41,16 @@ pub const LOCK_HELD: Gauge = Gauge("swarm_upgrade_lock_held");
 pub const ROLLBACKS: Counter = Counter("swarm_upgrade_rollbacks_total");
 /// Agent operations by operation and result (agent).
 pub const AGENT_OPS: Counter = Counter("swarm_upgrade_agent_operations_total");
+/// Requests sent to the Docker API, by request (coordinator).
+pub const DOCKER_REQUESTS: Counter = Counter("swarm_upgrade_docker_requests_total");
+/// Calls made to the nodes' agents, by operation (coordinator).
+pub const AGENT_CALLS: Counter = Counter("swarm_upgrade_agent_calls_total");
+/// Writes to the run record's store, by part (`header` or `shard`) (coordinator).
+pub const STORE_WRITES: Counter = Counter("swarm_upgrade_store_writes_total");
+/// Bytes of those writes (coordinator).
+pub const STORE_WRITTEN_BYTES: Counter = Counter("swarm_upgrade_store_written_bytes_total");
+/// The run record's size in the store, header and shards, as last read or written (coordinator).
+pub const STORE_BYTES: Gauge = Gauge("swarm_upgrade_store_bytes");
 
 // Help texts without their full stop: the registry adds it.
 const COUNTERS: &[(Counter, &str)] = &[
@@ -50,10 +60,18 @@ const COUNTERS: &[(Counter, &str)] = &[
         AGENT_OPS,
         "Operations this agent carried out, by operation and result (ok, or the kind of failure: busy, failed, invalid, stale, unauthorized)",
     ),
+    (DOCKER_REQUESTS, "Requests this coordinator sent to the Docker API, by request"),
+    (AGENT_CALLS, "Calls this coordinator made to the nodes' agents, by operation"),
+    (STORE_WRITES, "Writes of the run record to the swarm, by part (header or shard)"),
+    (STORE_WRITTEN_BYTES, "Bytes of the run record written to the swarm"),
 ];
 const GAUGES: &[(Gauge, &str)] = &[
     (CURRENT_PHASE, "1 for the phase each node of the run is in"),
     (LOCK_HELD, "1 while this coordinator holds the cluster-wide lock"),
+    (
+        STORE_BYTES,
+        "Bytes of the run record in the swarm, header and shards, as last read or written",
+    ),
 ];
 const HISTOGRAMS: &[(Histogram, &str)] =
     &[(PHASE_SECONDS, "Seconds a node spent in a phase of its upgrade")];
@@ -112,6 +130,11 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 /// Adds one to a counter.
 pub fn inc(name: Counter, pairs: &[(&str, &str)]) {
     metrics().counters[&name].get_or_create(&labels(pairs)).inc();
+}
+
+/// Adds `n` to a counter.
+pub fn add(name: Counter, pairs: &[(&str, &str)], n: u64) {
+    metrics().counters[&name].get_or_create(&labels(pairs)).inc_by(n);
 }
 
 /// Sets a gauge.
@@ -205,7 +228,10 @@ mod tests {
         observe(PHASE_SECONDS, &[("phase", "restart")], 40.0);
         set(LOCK_HELD, &[], 1);
         inc(AGENT_OPS, &[("operation", "x\"y"), ("result", "ok")]);
+        add(STORE_WRITTEN_BYTES, &[], 1500);
+        add(STORE_WRITTEN_BYTES, &[], 20);
         let text = render();
+        assert!(text.contains("swarm_upgrade_store_written_bytes_total 1520\n"), "{text}");
         assert!(text.contains("# TYPE swarm_upgrade_agent_operations_total counter\n"), "{text}");
         assert!(
             text.contains(

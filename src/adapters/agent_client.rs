@@ -85,7 +85,14 @@ impl GrpcAgents {
         self.tls.lock().expect("tls lock").clone()
     }
 
-    async fn client(&self, node: &AgentTarget) -> Result<AgentClient<Channel>, PortError> {
+    /// A client for `node`'s agent, counting the call about to be made on it
+    /// (`swarm_upgrade_agent_calls_total`).
+    async fn client(
+        &self,
+        node: &AgentTarget,
+        operation: &str,
+    ) -> Result<AgentClient<Channel>, PortError> {
+        crate::metrics::inc(crate::metrics::AGENT_CALLS, &[("operation", operation)]);
         let tls = self.material();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}:{}", node.addr, self.port);
@@ -158,7 +165,7 @@ async fn finish(
 
 impl Agents for GrpcAgents {
     async fn describe(&self, node: &AgentTarget, lists: Lists) -> Result<AgentReport, PortError> {
-        let mut c = self.client(node).await?;
+        let mut c = self.client(node, "describe").await?;
         let r = c
             .describe(limited(
                 pb::DescribeRequest {
@@ -178,7 +185,7 @@ impl Agents for GrpcAgents {
         packages: &PackageSet,
         op: &OpKey,
     ) -> Result<(), PortError> {
-        let mut c = self.client(node).await?;
+        let mut c = self.client(node, "prefetch").await?;
         finish(node, c.prefetch(order(packages, op)).await).await
     }
 
@@ -188,12 +195,12 @@ impl Agents for GrpcAgents {
         packages: &PackageSet,
         op: &OpKey,
     ) -> Result<(), PortError> {
-        let mut c = self.client(node).await?;
+        let mut c = self.client(node, "upgrade").await?;
         finish(node, c.upgrade(order(packages, op)).await).await
     }
 
     async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError> {
-        let mut c = self.client(node).await?;
+        let mut c = self.client(node, "restart").await?;
         finish(node, c.restart_engine(order(&PackageSet::default(), op)).await).await
     }
 
@@ -203,7 +210,7 @@ impl Agents for GrpcAgents {
         previous: &PackageSet,
         op: &OpKey,
     ) -> Result<(), PortError> {
-        let mut c = self.client(node).await?;
+        let mut c = self.client(node, "rollback").await?;
         finish(node, c.rollback(order(previous, op)).await).await
     }
 
@@ -213,7 +220,7 @@ impl Agents for GrpcAgents {
         join: &JoinOrder,
         op: &OpKey,
     ) -> Result<NodeId, PortError> {
-        let mut c = self.client(node).await?;
+        let mut c = self.client(node, "rejoin").await?;
         let req = pb::JoinOrder {
             fence: Some(pb::Fence { run_id: op.run_id.clone(), token: op.token }),
             join_token: join.token.0.clone(),

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::lab::{self, NODES};
+use crate::lab;
 use crate::{load, repo};
 
 /// Runs the demo; an error when the upgrade did not complete.
@@ -54,10 +54,10 @@ pub fn run(opts: &lab::Options) -> Result<()> {
                 .lines()
                 .filter(|l| l.split_whitespace().nth(1).is_some_and(|v| v.starts_with("28.5.2+")))
                 .count();
-            if upgraded != NODES.len() {
+            let all = opts.shape.len();
+            if upgraded != all {
                 bail!(
-                    "swarm-upgrade run succeeded but only {upgraded} of {} nodes report 28.5.2",
-                    NODES.len()
+                    "swarm-upgrade run succeeded but only {upgraded} of {all} nodes report 28.5.2"
                 );
             }
             Ok(())

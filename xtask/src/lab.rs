@@ -1,5 +1,5 @@
-//! The lab: `manager1..3` and `worker1..2` (systemd containers, each running its own dockerd from
-//! the lab repository's docker-ce 26.1.5), `repo` (the apt repository over HTTP) and `balancer`
+//! The lab: `manager1..M` and `worker1..W` (3 and 2 unless asked; systemd containers, each running
+//! its own dockerd from the lab repository's docker-ce 26.1.5), `repo` (the apt repository over HTTP) and `balancer`
 //! (haproxy) on one bridge network, all labelled so `down` removes exactly what `up` made.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ pub struct Options {
     pub tool: PathBuf,
     /// The project's `.deb`; built with cargo-deb when `None`.
     pub deb: Option<PathBuf>,
+    /// How many managers and workers.
+    pub shape: Shape,
 }
 
 /// Timings of `up`, printed in its summary.
@@ -63,20 +65,21 @@ pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
         Some(d) => Ok(d.clone()),
         None => build_deb(),
     })?;
+    let nodes = opts.shape.nodes();
     t.step("network and containers", || {
-        start_containers(&engine, &node_image, &web_image, &repo.root)
+        start_containers(&engine, &nodes, &node_image, &web_image, &repo.root)
     })?;
-    t.step("systemd and engines up", || parallel(NODES, |n| wait_booted(&engine, n.name)))?;
-    t.step("swarm", || form_swarm(&engine))?;
+    t.step("systemd and engines up", || parallel(&nodes, |n| wait_booted(&engine, &n.name)))?;
+    t.step("swarm", || form_swarm(&engine, &nodes))?;
     t.step("repository on every node", || {
-        parallel(NODES, |n| engine.sh(n.name, "apt-get update -q").map(drop))
+        parallel(&nodes, |n| engine.sh(&n.name, "apt-get update -q").map(drop))
     })?;
-    t.step("agent from the .deb", || parallel(NODES, |n| install_agent(&engine, n.name, &deb)))?;
+    t.step("agent from the .deb", || parallel(&nodes, |n| install_agent(&engine, &n.name, &deb)))?;
     t.step("workload image on every node", || {
-        parallel(NODES, |n| workload::load_image(&engine, n.name, &web_tar))
+        parallel(&nodes, |n| workload::load_image(&engine, &n.name, &web_tar))
     })?;
     t.step("workload converged", || {
-        workload::deploy(&engine)?;
+        workload::deploy(&engine, nodes.len())?;
         workload::wait_converged(&engine, Duration::from_secs(120))
     })?;
     t.step("balancer answers", || wait_balancer(Duration::from_secs(60)))?;
@@ -86,7 +89,7 @@ pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
 /// Runs `f` for every host at once; the first error wins.
 pub fn parallel(hosts: &[Host], f: impl Fn(&Host) -> Result<()> + Sync) -> Result<()> {
     std::thread::scope(|s| {
-        let handles: Vec<_> = hosts.iter().map(|h| (h.name, s.spawn(|| f(h)))).collect();
+        let handles: Vec<_> = hosts.iter().map(|h| (&h.name, s.spawn(|| f(h)))).collect();
         let mut first = Ok(());
         for (name, h) in handles {
             let r = h
@@ -172,10 +175,10 @@ pub fn down(purge: bool) -> Result<()> {
 /// the agent and of docker.service, the swarm's nodes, services and tasks, the balancer's log.
 pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    for n in NODES {
+    for n in running_nodes(engine)? {
         for unit in ["swarm-upgrade-agent", "docker", "containerd"] {
             let log = engine
-                .sh(n.name, &format!("journalctl -u {unit} --no-pager -o short-precise"))
+                .sh(&n.name, &format!("journalctl -u {unit} --no-pager -o short-precise"))
                 .unwrap_or_else(|e| format!("{e:#}"));
             std::fs::write(dir.join(format!("{}-{unit}.log", n.name)), log)?;
         }
@@ -222,16 +225,19 @@ fn label_arg() -> String {
     format!("{LABEL}=1")
 }
 
-fn add_hosts() -> Vec<String> {
-    NODES
+fn add_hosts(nodes: &[Host]) -> Vec<String> {
+    let fixed = [BALANCER, REPO].map(|h| (h.name.to_string(), h.ip.to_string()));
+    nodes
         .iter()
-        .chain([&BALANCER, &REPO])
-        .flat_map(|h| ["--add-host".to_string(), format!("{}:{}", h.name, h.ip)])
+        .map(|h| (h.name.clone(), h.ip.clone()))
+        .chain(fixed)
+        .flat_map(|(name, ip)| ["--add-host".to_string(), format!("{name}:{ip}")])
         .collect()
 }
 
 fn start_containers(
     engine: &Engine,
+    nodes: &[Host],
     node_image: &str,
     web_image: &str,
     repo_root: &Path,
@@ -269,7 +275,7 @@ fn start_containers(
     args.extend(["/lab-web", "web", "files", "/srv", "80"].map(String::from));
     engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
 
-    for n in NODES {
+    for n in nodes {
         for dir in ["docker", "containerd"] {
             engine.docker(&[
                 "volume",
@@ -279,19 +285,22 @@ fn start_containers(
                 &format!("swarm-upgrade-lab-{}-{dir}", n.name),
             ])?;
         }
+        let role = if n.name.starts_with("manager") { "manager" } else { "worker" };
         let mut a: Vec<String> = [
             "run",
             "-d",
             "--name",
-            n.name,
+            &n.name,
             "--hostname",
-            n.name,
+            &n.name,
             "--label",
             &label,
+            "--label",
+            &format!("{ROLE_LABEL}={role}"),
             "--network",
             NETWORK,
             "--ip",
-            n.ip,
+            &n.ip,
             "--tmpfs",
             "/run",
             "--tmpfs",
@@ -307,18 +316,18 @@ fn start_containers(
             "-v".into(),
             format!("swarm-upgrade-lab-{}-containerd:/var/lib/containerd", n.name),
         ]);
-        a.extend(add_hosts());
+        a.extend(add_hosts(nodes));
         a.push(node_image.into());
         engine.docker(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
         // Docker's embedded DNS (127.0.0.11) needs iptables rules this engine does not make, so
         // every lookup of a name not in /etc/hosts would wait 10 s (apt's SRV lookups do): a
         // resolver that refuses at once instead. The lab's names are in /etc/hosts.
-        engine.sh(n.name, "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")?;
+        engine.sh(&n.name, "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")?;
     }
 
     let cfg = engine::run_path("haproxy.cfg");
     std::fs::create_dir_all(cfg.parent().unwrap())?;
-    std::fs::write(&cfg, workload::haproxy_cfg())?;
+    std::fs::write(&cfg, workload::haproxy_cfg(nodes))?;
     let cfg_mount = format!("{}:/etc/haproxy/lab.cfg:ro", cfg.display());
     let mut b: Vec<String> = [
         "run",
@@ -374,25 +383,25 @@ fn wait_booted(engine: &Engine, node: &str) -> Result<()> {
     }
 }
 
-fn form_swarm(engine: &Engine) -> Result<()> {
-    let first = &NODES[0];
+fn form_swarm(engine: &Engine, nodes: &[Host]) -> Result<()> {
+    let first = &nodes[0];
     engine.sh(
-        first.name,
+        &first.name,
         &format!("docker swarm init --advertise-addr {ip} --listen-addr {ip}:2377", ip = first.ip),
     )?;
-    let manager_token = engine.sh(first.name, "docker swarm join-token -q manager")?;
-    let worker_token = engine.sh(first.name, "docker swarm join-token -q worker")?;
-    for n in &NODES[1..] {
+    let manager_token = engine.sh(&first.name, "docker swarm join-token -q manager")?;
+    let worker_token = engine.sh(&first.name, "docker swarm join-token -q worker")?;
+    for n in &nodes[1..] {
         let token = if n.name.starts_with("manager") { &manager_token } else { &worker_token };
         engine.sh(
-            n.name,
+            &n.name,
             &format!("docker swarm join --advertise-addr {ip} --listen-addr {ip}:2377 --token {token} {}:2377", first.ip, ip = n.ip),
         )?;
     }
     let t0 = Instant::now();
     loop {
         let ls = engine.sh(MANAGER, "docker node ls --format '{{.Hostname}} {{.Status}}'")?;
-        if ls.lines().filter(|l| l.ends_with(" Ready")).count() == NODES.len() {
+        if ls.lines().filter(|l| l.ends_with(" Ready")).count() == nodes.len() {
             return Ok(());
         }
         if t0.elapsed() > Duration::from_secs(60) {

@@ -3,6 +3,7 @@
 //! demo. `cargo xtask --help` lists the commands.
 
 pub mod cache;
+pub mod cost;
 pub mod debian;
 pub mod demo;
 pub mod engine;

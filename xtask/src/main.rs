@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Top {
-    /// The lab: a real five-node swarm on this machine (run as root).
+    /// The lab: a real swarm on this machine, five nodes unless asked (run as root).
     Lab {
         #[command(subcommand)]
         command: Lab,
@@ -48,6 +48,12 @@ enum Lab {
         /// Use this .deb instead of building one with cargo-deb.
         #[arg(long)]
         deb: Option<PathBuf>,
+        /// Managers, `manager1..M` (1 to 9).
+        #[arg(long, default_value_t = 3)]
+        managers: u8,
+        /// Workers, `worker1..W` (0 to 150).
+        #[arg(long, default_value_t = 2)]
+        workers: u8,
     },
     /// Removes everything the lab made; its caches (/var/cache/swarm-upgrade-lab and the private
     /// engine's image store /var/lib/swarm-upgrade-lab) stay for a fast next start unless --purge.
@@ -60,7 +66,7 @@ enum Lab {
     Status,
     /// Runs a command on a lab node: `cargo xtask lab exec manager1 -- docker node ls`.
     Exec {
-        /// manager1..3, worker1..2, balancer or repo.
+        /// manager1.., worker1.., balancer or repo.
         node: String,
         /// The command.
         #[arg(last = true, required = true)]
@@ -81,6 +87,13 @@ enum Lab {
         /// Targets as host:port/path (default: the balancer's web and solo frontends).
         #[arg(long = "target")]
         targets: Vec<String>,
+    },
+    /// What the last successful run cost, from its coordinator's final metrics: Docker requests,
+    /// agent calls and store writes per node, and the run record's size.
+    Cost {
+        /// The manager the run was coordinated from.
+        #[arg(long, default_value = "manager1")]
+        node: String,
     },
     /// The naive baseline (drain, fixed sleep, apt-get install, restart, activate; node by node).
     NaiveUpgrade {
@@ -118,8 +131,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn options(deb: Option<PathBuf>) -> Result<lab::Options> {
-    Ok(lab::Options { tool: std::env::current_exe().context("this tool's path")?, deb })
+fn options(deb: Option<PathBuf>, shape: lab::Shape) -> Result<lab::Options> {
+    Ok(lab::Options { tool: std::env::current_exe().context("this tool's path")?, deb, shape })
 }
 
 fn engine() -> Result<Engine> {
@@ -128,7 +141,7 @@ fn engine() -> Result<Engine> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Top::Demo { deb } => demo::run(&options(deb)?)?,
+        Top::Demo { deb } => demo::run(&options(deb, lab::Shape::default())?)?,
         Top::Web { command } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             match command {
@@ -146,15 +159,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Top::Lab { command } => match command {
-            Lab::Up { deb } => {
-                let (_, t) = lab::up(&options(deb)?)?;
+            Lab::Up { deb, managers, workers } => {
+                let shape = lab::Shape::new(managers, workers).map_err(anyhow::Error::msg)?;
+                let (_, t) = lab::up(&options(deb, shape)?)?;
                 for (step, d) in &t.0 {
                     println!("  {step:<32} {:>6.1} s", d.as_secs_f64());
                 }
                 println!(
                     "lab up in {:.1} s: {} nodes Ready at docker-ce {}, workload converged, balancer answers at http://{}/",
                     t.total().as_secs_f64(),
-                    lab::NODES.len(),
+                    shape.len(),
                     xtask::repo::OLD,
                     lab::balancer_web()
                 );
@@ -162,6 +176,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if e.private {
                     println!("the lab's engine: export DOCKER_HOST={}", e.host);
                 }
+            }
+            Lab::Cost { node } => {
+                let e = engine()?;
+                let text = e.sh(&node, &format!("cat {}", xtask::cost::TEXTFILE)).with_context(
+                    || format!("no finished run's metrics on {node}: run `swarm-upgrade run` there first"),
+                )?;
+                let nodes = lab::running_nodes(&e)?.len();
+                println!("{}", xtask::cost::Cost::from_metrics(&text, nodes).summary());
             }
             Lab::Down { purge } => {
                 lab::down(purge)?;

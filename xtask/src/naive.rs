@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::engine::Engine;
-use crate::lab::NODES;
+use crate::topology::{Host, running_nodes};
 
 /// One node's part of the baseline.
 #[derive(Clone, Debug, Serialize)]
@@ -33,35 +33,35 @@ pub struct Outcome {
 }
 
 /// A manager other than `node` to send swarm commands to (the node's own engine restarts).
-fn other_manager(node: &str) -> &'static str {
-    NODES
+fn other_manager<'a>(nodes: &'a [Host], node: &str) -> &'a str {
+    nodes
         .iter()
         .find(|n| n.name.starts_with("manager") && n.name != node)
-        .map(|n| n.name)
-        .unwrap_or("manager1")
+        .map_or("manager1", |n| n.name.as_str())
 }
 
 /// Upgrades every node the naive way.
 pub fn upgrade(engine: &Engine, to: &str, sleep: Duration) -> Result<Outcome> {
     let t0 = Instant::now();
     let mut nodes = vec![];
-    for n in NODES {
+    let all = running_nodes(engine)?;
+    for n in &all {
         let t = Instant::now();
         eprintln!(
             "naive: {}: drain, sleep {sleep:?}, apt-get install {to}, restart, activate",
             n.name
         );
-        availability(engine, n.name, "drain")?;
+        availability(engine, &all, &n.name, "drain")?;
         std::thread::sleep(sleep);
         engine.sh(
-            n.name,
+            &n.name,
             &format!(
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold docker-ce={to} docker-ce-cli={to} containerd.io >/dev/null"
             ),
         )?;
-        engine.sh(n.name, "systemctl restart docker")?;
-        availability(engine, n.name, "active")?;
-        nodes.push(NodeTime { node: n.name.to_string(), seconds: t.elapsed().as_secs_f64() });
+        engine.sh(&n.name, "systemctl restart docker")?;
+        availability(engine, &all, &n.name, "active")?;
+        nodes.push(NodeTime { node: n.name.clone(), seconds: t.elapsed().as_secs_f64() });
     }
     Ok(Outcome {
         to: to.to_string(),
@@ -73,11 +73,11 @@ pub fn upgrade(engine: &Engine, to: &str, sleep: Duration) -> Result<Outcome> {
 
 /// `docker node update --availability drain|active`, retried while the managers elect a leader
 /// (the previous manager's restart: "node lost leader status"), as an Ansible task with retries.
-fn availability(engine: &Engine, node: &str, to: &str) -> Result<()> {
+fn availability(engine: &Engine, all: &[Host], node: &str, to: &str) -> Result<()> {
     let t0 = Instant::now();
     loop {
         match engine
-            .sh(other_manager(node), &format!("docker node update --availability {to} {node}"))
+            .sh(other_manager(all, node), &format!("docker node update --availability {to} {node}"))
         {
             Ok(_) => return Ok(()),
             Err(e) if t0.elapsed() > Duration::from_secs(120) => {

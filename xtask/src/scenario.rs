@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -33,14 +33,26 @@ pub struct LabGuard {
     pub engine: Engine,
     /// Where this test's reports go.
     pub reports: PathBuf,
+    /// The swarm's nodes, managers first.
+    pub nodes: Vec<lab::Host>,
+    name: String,
+    started: Instant,
+    up_s: f64,
 }
 
 impl LabGuard {
-    /// Brings the lab up for the test `name`.
+    /// Brings the default lab (three managers, two workers) up for the test `name`.
     pub fn up(name: &str, tool: &Path) -> LabGuard {
+        LabGuard::up_shaped(name, tool, lab::Shape::default())
+    }
+
+    /// Brings a lab of `shape` up for the test `name`.
+    pub fn up_shaped(name: &str, tool: &Path, shape: lab::Shape) -> LabGuard {
+        let started = Instant::now();
         let opts = lab::Options {
             tool: tool.to_path_buf(),
             deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from),
+            shape,
         };
         let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| panic!("lab up: {e:#}"));
         eprintln!("{name}: lab up in {:.1} s", timings.total().as_secs_f64());
@@ -55,7 +67,17 @@ impl LabGuard {
             "lab-up.json",
             &serde_json::json!({ "total_s": timings.total().as_secs_f64(), "steps": steps }),
         );
-        LabGuard { engine, reports: dir }
+        let up_s = timings.total().as_secs_f64();
+        LabGuard { engine, reports: dir, nodes: shape.nodes(), name: name.into(), started, up_s }
+    }
+
+    /// The managers' names.
+    pub fn managers(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.name.starts_with("manager"))
+            .map(|n| n.name.as_str())
+            .collect()
     }
 
     /// `sh -c SCRIPT` on a node; panics with the error.
@@ -78,6 +100,7 @@ impl LabGuard {
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
+        self.record_time();
         if std::thread::panicking() {
             let dir = self.reports.join("logs");
             let _ = lab::save_logs(&self.engine, &dir);
@@ -88,6 +111,26 @@ impl Drop for LabGuard {
         }
         if let Err(e) = lab::down(false) {
             eprintln!("lab down: {e:#}");
+        }
+    }
+}
+
+impl LabGuard {
+    /// Appends this lab's time (up, and up to its drop) to `target/lab/reports/timings.txt`,
+    /// which scripts/test.sh prints at the end, so the test command's cost can be read per lab.
+    fn record_time(&self) {
+        use std::io::Write as _;
+        let line = format!(
+            "{:<28} {:>3} nodes  up {:>5.0} s  in all {:>5.0} s{}\n",
+            self.name,
+            self.nodes.len(),
+            self.up_s,
+            self.started.elapsed().as_secs_f64(),
+            if std::thread::panicking() { "  (failed)" } else { "" }
+        );
+        let file = reports("").join("timings.txt");
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }
@@ -133,10 +176,11 @@ impl Sampler {
         let thread = std::thread::spawn(move || {
             let mut s = Samples::default();
             let t0 = std::time::Instant::now();
-            let managers: Vec<&str> = lab::NODES
+            let all = lab::running_nodes(&engine).unwrap_or_default();
+            let managers: Vec<&str> = all
                 .iter()
                 .filter(|n| n.name.starts_with("manager"))
-                .map(|n| n.name)
+                .map(|n| n.name.as_str())
                 .collect();
             while !flag.load(Ordering::SeqCst) {
                 let answer = managers.iter().find_map(|m| {

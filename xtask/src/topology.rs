@@ -1,5 +1,10 @@
-//! The lab's fixed shape: its network, its machines and their addresses, and the flags a systemd
-//! node container needs here. Shared by the lab's bring-up and the workload on it.
+//! The lab's shape: its network, its machines (as many managers and workers as asked) and their
+//! addresses, and the flags a systemd node container needs here. Shared by the lab's bring-up and
+//! the workload on it.
+
+use anyhow::{Result, bail};
+
+use crate::engine::Engine;
 
 /// Label on every container, network and volume the lab makes.
 pub const LABEL: &str = "io.swarm-upgrade.lab";
@@ -34,23 +39,147 @@ pub const SYSTEMD_NODE_FLAGS: &[&str] = &[
 ];
 
 /// A lab machine.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Host {
+    /// Container and host name.
+    pub name: String,
+    /// Address on the lab network.
+    pub ip: String,
+}
+
+impl Host {
+    fn new(name: &str, ip: &str) -> Host {
+        Host { name: name.to_string(), ip: ip.to_string() }
+    }
+}
+
+/// Label on every node container: its role in the swarm (`manager` or `worker`).
+pub const ROLE_LABEL: &str = "io.swarm-upgrade.lab.role";
+
+/// The swarm's shape: `manager1..M` at 10.213.64.11.., `worker1..W` at 10.213.64.101...
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Managers (1 to 9).
+    pub managers: u8,
+    /// Workers (0 to 150).
+    pub workers: u8,
+}
+
+impl Default for Shape {
+    /// Three managers and two workers.
+    fn default() -> Shape {
+        Shape { managers: 3, workers: 2 }
+    }
+}
+
+impl Shape {
+    /// A shape the lab's addresses can hold, or why not.
+    pub fn new(managers: u8, workers: u8) -> Result<Shape, String> {
+        if !(1..=9).contains(&managers) {
+            return Err(format!(
+                "--managers {managers}: the lab holds 1 to 9 managers (Docker advises an odd number such as 3 or 5)"
+            ));
+        }
+        if workers > 150 {
+            return Err(format!("--workers {workers}: the lab holds at most 150 workers"));
+        }
+        Ok(Shape { managers, workers })
+    }
+
+    /// The swarm's nodes, managers first.
+    pub fn nodes(&self) -> Vec<Host> {
+        let managers = (1..=self.managers).map(|i| {
+            Host::new(&format!("manager{i}"), &format!("10.213.64.{}", 10 + u32::from(i)))
+        });
+        let workers = (1..=self.workers).map(|i| {
+            Host::new(&format!("worker{i}"), &format!("10.213.64.{}", 100 + u32::from(i)))
+        });
+        managers.chain(workers).collect()
+    }
+
+    /// How many nodes.
+    pub fn len(&self) -> usize {
+        usize::from(self.managers) + usize::from(self.workers)
+    }
+
+    /// Never: a shape has a manager.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The shape of the nodes named `manager<i>` and `worker<i>` among `names` (a running lab's
+    /// containers); anything else is ignored.
+    pub fn of_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Shape {
+        let (mut managers, mut workers) = (0u8, 0u8);
+        for n in names {
+            if n.strip_prefix("manager").is_some_and(|i| i.parse::<u8>().is_ok()) {
+                managers += 1;
+            } else if n.strip_prefix("worker").is_some_and(|i| i.parse::<u8>().is_ok()) {
+                workers += 1;
+            }
+        }
+        Shape { managers, workers }
+    }
+}
+
+/// The balancer.
+pub const BALANCER: Fixed = Fixed { name: "balancer", ip: "10.213.64.30" };
+/// The apt repository.
+pub const REPO: Fixed = Fixed { name: "repo", ip: "10.213.64.31" };
+
+/// The running lab's swarm nodes, managers first (read from its containers' role labels).
+pub fn running_nodes(engine: &Engine) -> Result<Vec<Host>> {
+    let filter = format!("label={ROLE_LABEL}");
+    let names = engine.docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter])?;
+    let shape = Shape::of_names(names.lines());
+    if shape.managers == 0 {
+        bail!("no lab node runs: bring the lab up with `cargo xtask lab up`");
+    }
+    Ok(shape.nodes())
+}
+
+/// A lab machine outside the swarm, at a fixed address.
+#[derive(Clone, Copy, Debug)]
+pub struct Fixed {
     /// Container and host name.
     pub name: &'static str,
     /// Address on the lab network.
     pub ip: &'static str,
 }
 
-/// The swarm's nodes, managers first.
-pub const NODES: &[Host] = &[
-    Host { name: "manager1", ip: "10.213.64.11" },
-    Host { name: "manager2", ip: "10.213.64.12" },
-    Host { name: "manager3", ip: "10.213.64.13" },
-    Host { name: "worker1", ip: "10.213.64.21" },
-    Host { name: "worker2", ip: "10.213.64.22" },
-];
-/// The balancer.
-pub const BALANCER: Host = Host { name: "balancer", ip: "10.213.64.30" };
-/// The apt repository.
-pub const REPO: Host = Host { name: "repo", ip: "10.213.64.31" };
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_shape_is_three_managers_and_two_workers_managers_first() {
+        let names: Vec<String> = Shape::default().nodes().into_iter().map(|h| h.name).collect();
+        assert_eq!(names, ["manager1", "manager2", "manager3", "worker1", "worker2"]);
+    }
+
+    #[test]
+    fn every_node_of_the_largest_shape_has_its_own_address_outside_the_fixed_ones() {
+        let nodes = Shape::new(9, 150).unwrap().nodes();
+        let mut ips: Vec<&str> = nodes.iter().map(|h| h.ip.as_str()).collect();
+        ips.extend([BALANCER.ip, REPO.ip, GATEWAY]);
+        let n = ips.len();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), n, "addresses collide");
+        assert!(nodes.iter().all(|h| h.ip.rsplit('.').next().unwrap().parse::<u8>().is_ok()));
+    }
+
+    #[test]
+    fn shapes_out_of_range_are_refused_with_the_limit() {
+        assert!(Shape::new(0, 2).unwrap_err().contains("1 to 9 managers"));
+        assert!(Shape::new(10, 2).unwrap_err().contains("1 to 9 managers"));
+        assert!(Shape::new(3, 151).unwrap_err().contains("at most 150 workers"));
+        assert_eq!(Shape::new(3, 12).unwrap().len(), 15);
+    }
+
+    #[test]
+    fn a_running_labs_shape_is_read_from_its_container_names() {
+        let names = ["repo", "manager2", "worker10", "manager1", "balancer", "worker1", "manager3"];
+        assert_eq!(Shape::of_names(names), Shape { managers: 3, workers: 2 });
+    }
+}

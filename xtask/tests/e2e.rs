@@ -100,6 +100,14 @@ fn rolling_upgrade_under_load_loses_no_request() {
     assert!(samples.below_floor.is_empty(), "{samples:?}");
     timeline(&l, &run, &report);
     observability(&l, &scraped, &hooks);
+    // Issue 14: what the run cost, the simulation's figures (cargo bench --bench scale -- sim 5).
+    let cost = xtask::cost::Cost::from_metrics(
+        &l.sh(lab::MANAGER, &format!("cat {}", xtask::cost::TEXTFILE)),
+        l.nodes.len(),
+    );
+    assert!(cost.docker_requests > 0 && cost.agent_calls > 0 && cost.store_writes > 0, "{cost:?}");
+    assert!(cost.store_bytes > 0 && cost.store_bytes <= 64 * 1024, "{cost:?}");
+    summary += &format!("  cost: {}\n", cost.summary());
     drop(l);
 
     // The naive baseline on a fresh lab, under the same load.
@@ -137,6 +145,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
                 "requests_per_s": report.requests as f64 / took.as_secs_f64(),
                 "engines_after": engines,
                 "phases_s": per_node,
+                "cost": cost,
             },
             "naive": { "total_s": baseline.total_s, "requests": naive_load.requests, "failed": naive_load.failed },
         }),
@@ -267,7 +276,7 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     let l = LabGuard::up("rollback", tool());
     let installed =
         "dpkg-query -W -f '${Package}=${Version} ' docker-ce docker-ce-cli containerd.io";
-    let before: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
+    let before: Vec<String> = l.nodes.iter().map(|n| l.sh(&n.name, installed)).collect();
     let load = balancer_load();
     let (code, out, err) =
         l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::BROKEN]);
@@ -299,7 +308,7 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     for (host, version, availability) in nodes(&l) {
         assert_eq!((version.as_str(), availability.as_str()), ("26.1.5+dfsg1", "Active"), "{host}");
     }
-    let after: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
+    let after: Vec<String> = l.nodes.iter().map(|n| l.sh(&n.name, installed)).collect();
     assert_eq!(before, after);
     assert_eq!(
         l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.Status.State}}'"),
@@ -327,7 +336,7 @@ fn an_engine_that_never_becomes_ready_is_given_up_and_rolled_back(l: &LabGuard) 
     );
     let installed =
         "dpkg-query -W -f '${Package}=${Version} ' docker-ce docker-ce-cli containerd.io";
-    let before: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
+    let before: Vec<String> = l.nodes.iter().map(|n| l.sh(&n.name, installed)).collect();
     let replicas = "for s in $(docker service ls -q); do docker service inspect --format '{{.Spec.Name}} {{.Spec.Mode.Replicated.Replicas}}' $s; done";
     let services_before = l.sh(lab::MANAGER, replicas);
     let load = balancer_load();
@@ -360,7 +369,7 @@ fn an_engine_that_never_becomes_ready_is_given_up_and_rolled_back(l: &LabGuard) 
     for (host, version, availability) in nodes(l) {
         assert_eq!((version.as_str(), availability.as_str()), ("26.1.5+dfsg1", "Active"), "{host}");
     }
-    let after: Vec<String> = lab::NODES.iter().map(|n| l.sh(n.name, installed)).collect();
+    let after: Vec<String> = l.nodes.iter().map(|n| l.sh(&n.name, installed)).collect();
     assert_eq!(before, after);
     assert_eq!(l.sh(lab::MANAGER, replicas), services_before, "every surge undone");
     assert_eq!(l.sh("worker1", "systemctl list-jobs --no-legend"), "", "no job left behind");
@@ -491,9 +500,9 @@ fn fingerprint(l: &LabGuard) -> String {
     );
     s += &l.sh(m, "docker service ls --format '{{.Name}} {{.Mode}}' | sort; docker service inspect web solo --format '{{.Spec.Mode.Replicated.Replicas}}'");
     s += &l.sh(m, "docker info --format '{{json .Swarm.Cluster.Spec.Labels}}'");
-    for n in lab::NODES {
+    for n in &l.nodes {
         s += &l.sh(
-            n.name,
+            &n.name,
             "dpkg-query -W -f '${Package}=${Version} ' docker-ce docker-ce-cli containerd.io; apt-mark showhold | tr '\\n' ' '",
         );
     }

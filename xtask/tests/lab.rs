@@ -40,8 +40,8 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
         );
     }
     // The signed repository's four versions on every node, installed from the lab's .deb.
-    lab::parallel(lab::NODES, |n| {
-        let madison = l.engine.sh(n.name, "apt-cache madison docker-ce")?;
+    lab::parallel(&l.nodes, |n| {
+        let madison = l.engine.sh(&n.name, "apt-cache madison docker-ce")?;
         for v in [repo::OLD, repo::NEW, repo::BROKEN, repo::HANGS] {
             anyhow::ensure!(
                 madison.contains(&format!("docker-ce | {v} | {}", repo::URL)),
@@ -50,14 +50,14 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
             );
         }
         let installed =
-            l.engine.sh(n.name, "dpkg-query -W -f '${Version} ${db:Status-Abbrev}' docker-ce")?;
+            l.engine.sh(&n.name, "dpkg-query -W -f '${Version} ${db:Status-Abbrev}' docker-ce")?;
         anyhow::ensure!(
             installed.starts_with(&format!("{} ii", repo::OLD)),
             "{}: docker-ce {installed}",
             n.name
         );
         let agent = l.engine.sh(
-            n.name,
+            &n.name,
             "systemctl is-active swarm-upgrade-agent; dpkg-query -W -f '${Status}' swarm-upgrade",
         )?;
         anyhow::ensure!(

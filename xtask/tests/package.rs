@@ -60,9 +60,9 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
 
     let l = LabGuard::up("package", Path::new(env!("CARGO_BIN_EXE_xtask")));
     // On every node the agent is a notify service that said READY, with a watchdog; the timer is off.
-    lab::parallel(lab::NODES, |n| {
+    lab::parallel(&l.nodes, |n| {
         let agent =
-            l.engine.sh(n.name, "systemctl show -p Type,ActiveState,SubState,StatusText,WatchdogUSec,NRestarts swarm-upgrade-agent")?;
+            l.engine.sh(&n.name, "systemctl show -p Type,ActiveState,SubState,StatusText,WatchdogUSec,NRestarts swarm-upgrade-agent")?;
         for want in [
             "Type=notify",
             "ActiveState=active",
@@ -73,7 +73,7 @@ fn the_package_installs_runs_guards_apt_and_removes_cleanly() {
         ] {
             anyhow::ensure!(agent.lines().any(|l| l == want), "{}: {want} in\n{agent}", n.name);
         }
-        let timer = l.engine.sh(n.name, "systemctl is-enabled swarm-upgrade.timer || true")?;
+        let timer = l.engine.sh(&n.name, "systemctl is-enabled swarm-upgrade.timer || true")?;
         anyhow::ensure!(timer == "disabled", "{}: the timer ships disabled, not {timer}", n.name);
         Ok(())
     })

@@ -54,6 +54,12 @@ pub(crate) fn leaderless(e: &BollardError) -> bool {
 }
 
 /// Maps an engine error into a port error that says what failed and what to check.
+/// Counts one request sent to the Docker API (`swarm_upgrade_docker_requests_total`), so a run's
+/// cost can be read from its metrics and held against the scale simulation's.
+pub(crate) fn sent(request: &str) {
+    crate::metrics::inc(crate::metrics::DOCKER_REQUESTS, &[("request", request)]);
+}
+
 pub(crate) fn port_error(what: &str, e: BollardError) -> PortError {
     match e {
         ref e if out_of_sequence(e) => PortError::Conflict,
@@ -109,9 +115,11 @@ impl DockerSwarm {
         change: impl Fn(&mut b::NodeSpec),
     ) -> Result<(), PortError> {
         let attempt = async {
+            sent("inspect_node");
             let current = self.docker.inspect_node(&node.0).await?;
             let mut spec = current.spec.unwrap_or_default();
             change(&mut spec);
+            sent("update_node");
             self.docker.update_node(&node.0, spec, UpdateNodeOptions { version: at as i64 }).await
         };
         attempt.await.map_err(|e| port_error(&format!("updating node {node}"), e))
@@ -121,6 +129,9 @@ impl DockerSwarm {
 impl Swarm for DockerSwarm {
     async fn snapshot(&self) -> Result<ClusterSnapshot, PortError> {
         let ctx = |what: &'static str| move |e| port_error(what, e);
+        for request in ["inspect_swarm", "list_nodes", "list_services", "list_tasks"] {
+            sent(request);
+        }
         let swarm = self.docker.inspect_swarm().await.map_err(ctx("inspecting the swarm"))?;
         let nodes = self.docker.list_nodes(None).await.map_err(ctx("listing nodes"))?;
         let services = self.docker.list_services(None).await.map_err(ctx("listing services"))?;
@@ -198,6 +209,7 @@ impl Swarm for DockerSwarm {
     }
 
     async fn remove_node(&self, node: &NodeId) -> Result<(), PortError> {
+        sent("delete_node");
         self.docker
             .delete_node(&node.0, Some(DeleteNodeOptions { force: true }))
             .await
@@ -209,6 +221,7 @@ impl Swarm for DockerSwarm {
     }
 
     async fn join_token(&self, role: Role) -> Result<Secret, PortError> {
+        sent("inspect_swarm");
         let swarm = self
             .docker
             .inspect_swarm()

@@ -50,6 +50,8 @@ impl Endpoint {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), BollardError> {
+        let first = path.split(['?', '/']).find(|s| !s.is_empty()).unwrap_or_default();
+        super::sent(&format!("{method} /{first}"));
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let head = format!(
             "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",

@@ -63,6 +63,7 @@ async fn nodes_with_ids(docker: &Docker, ids: &[String]) -> Result<Vec<b::Node>,
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    super::sent("list_nodes");
     let listed = docker
         .list_nodes(Some(ListNodesOptions { filters: by(&[("id", ids)]) }))
         .await
@@ -76,6 +77,7 @@ async fn services_with_ids(docker: &Docker, ids: &[String]) -> Result<Vec<b::Ser
         return Ok(Vec::new());
     }
     let options = ListServicesOptions { filters: by(&[("id", ids)]), status: None };
+    super::sent("list_services");
     let listed = docker
         .list_services(Some(options))
         .await
@@ -99,6 +101,7 @@ async fn tasks_where(
     docker: &Docker,
     filters: &[(&str, &[String])],
 ) -> Result<Vec<b::Task>, PortError> {
+    super::sent("list_tasks");
     match docker.list_tasks(Some(ListTasksOptions { filters: by(filters) })).await {
         Ok(tasks) => Ok(tasks),
         Err(BollardError::DockerResponseServerError { status_code: 404, message }) => {

@@ -19,6 +19,7 @@ use bollard::query_parameters::UpdateSwarmOptions;
 
 use super::port_error;
 use crate::lock::{SchemaError, StoreDoc};
+use crate::metrics;
 use crate::ports::{PortError, StateStore, StoreVersion, Versioned};
 use crate::store_layout::{self, WRITE_BUDGET};
 pub use shards::RUN_LABEL;
@@ -39,6 +40,7 @@ impl SwarmLabelStore {
     }
 
     async fn write_header(&self, text: &str, index: u64) -> Result<(), PortError> {
+        super::sent("store inspect_swarm");
         let swarm =
             self.docker.inspect_swarm().await.map_err(|e| port_error("reading the swarm", e))?;
         if swarm.version.and_then(|v| v.index) != Some(index) {
@@ -48,11 +50,26 @@ impl SwarmLabelStore {
         spec.labels.get_or_insert_with(Default::default).insert(STATE_LABEL.into(), text.into());
         // The engine checks `version` again: a write between our read and this one is refused.
         let options = UpdateSwarmOptions { version: index as i64, ..Default::default() };
+        super::sent("store update_swarm");
         self.docker
             .update_swarm(spec, options)
             .await
-            .map_err(|e| port_error("writing the state to the swarm", e))
+            .map_err(|e| port_error("writing the state to the swarm", e))?;
+        written("header", text);
+        Ok(())
     }
+}
+
+/// Counts a part written (`swarm_upgrade_store_writes_total` and `..._written_bytes_total`).
+fn written(part: &str, text: &str) {
+    metrics::inc(metrics::STORE_WRITES, &[("part", part)]);
+    metrics::add(metrics::STORE_WRITTEN_BYTES, &[], text.len() as u64);
+}
+
+/// Sets `swarm_upgrade_store_bytes` to a record's header and shards.
+fn stored<'a>(header: &str, shards: impl Iterator<Item = &'a str>) {
+    let bytes = header.len() + shards.map(str::len).sum::<usize>();
+    metrics::set(metrics::STORE_BYTES, &[], i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
 fn schema_error(e: SchemaError) -> PortError {
@@ -77,6 +94,7 @@ fn within_budget(what: &str, text: &str) -> Result<(), PortError> {
 
 impl StateStore for SwarmLabelStore {
     async fn load(&self) -> Result<Versioned<StoreDoc>, PortError> {
+        super::sent("store inspect_swarm");
         let swarm =
             self.docker.inspect_swarm().await.map_err(|e| port_error("reading the swarm", e))?;
         let header_text = swarm
@@ -104,6 +122,7 @@ impl StateStore for SwarmLabelStore {
             version.shards.get(&k).map(|s| s.text.clone())
         })
         .map_err(schema_error)?;
+        stored(&version.header_text, version.shards.values().map(|s| s.text.as_str()));
         Ok(Versioned { doc, version })
     }
 
@@ -121,6 +140,7 @@ impl StateStore for SwarmLabelStore {
             within_budget(&format!("shard {k}"), text)?;
             let run = layout.run.as_deref().expect("shards belong to a run");
             shards::write(&self.docker, run, k, text, known.get(&k)).await?;
+            written("shard", text);
         }
         if layout.header != version.header_text {
             within_budget("header", &layout.header)?;
@@ -129,6 +149,7 @@ impl StateStore for SwarmLabelStore {
                 shards::remove_others(&self.docker, layout.run.as_deref()).await;
             }
         }
+        stored(&layout.header, layout.shards.iter().map(String::as_str));
         Ok(())
     }
 }

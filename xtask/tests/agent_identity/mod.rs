@@ -13,7 +13,6 @@ use swarm_upgrade::wire::join::{ca_digest, token_digest};
 use swarm_upgrade::wire::tls::TlsMaterial;
 use xtask::lab;
 use xtask::scenario::LabGuard;
-use xtask::topology::NODES;
 
 /// Where a node's swarm certificates are.
 const CERTS: &str = "/var/lib/docker/swarm/certificates";
@@ -60,7 +59,7 @@ pub fn agents_obey_only_the_swarms_current_managers(l: &LabGuard) {
     let secret = real.rsplit('-').next().unwrap();
     let join = JoinOrder {
         token: Secret(format!("SWMTKN-1-{}-{secret}", ca_digest(OTHER_CA))),
-        managers: NODES[..3].iter().map(|n| format!("{}:2377", n.ip)).collect(),
+        managers: l.nodes[..3].iter().map(|n| format!("{}:2377", n.ip)).collect(),
     };
     match block_on(manager1.rejoin(&worker1, &join, &op)) {
         Err(PortError::Invalid(m)) if m.contains("another root CA") => {
@@ -123,7 +122,7 @@ fn demoted_and_removed_managers_are_refused(l: &LabGuard, worker1: &AgentTarget,
     l.sh("manager3", "docker swarm leave >/dev/null");
     l.sh(lab::MANAGER, &format!("docker node rm --force {old_id} >/dev/null"));
     let token = l.sh(lab::MANAGER, "docker swarm join-token -q manager");
-    let (first, me) = (NODES[0].ip, NODES[2].ip);
+    let (first, me) = (&l.nodes[0].ip, &l.nodes[2].ip);
     l.sh(
         "manager3",
         &format!("docker swarm join --advertise-addr {me} --listen-addr {me}:2377 --token {token} {first}:2377 >/dev/null"),
@@ -160,7 +159,7 @@ fn agents(tls: TlsMaterial) -> GrpcAgents {
 
 /// A node's agent as coordinators address it: its lab address, its current node ID.
 fn target(l: &LabGuard, node: &str) -> AgentTarget {
-    let addr = NODES.iter().find(|n| n.name == node).unwrap().ip.to_string();
+    let addr = l.nodes.iter().find(|n| n.name == node).unwrap().ip.clone();
     let node_id = l.sh(lab::MANAGER, &format!("docker node inspect {node} --format '{{{{.ID}}}}'"));
     AgentTarget { hostname: node.to_string(), addr, node_id }
 }

@@ -50,6 +50,7 @@ pub(super) async fn read(
     docker: &Docker,
     run: &str,
 ) -> Result<BTreeMap<usize, ShardAt>, PortError> {
+    super::super::sent("store list_configs");
     let configs = docker
         .list_configs(Some(labelled(format!("{RUN_LABEL}={run}"))))
         .await
@@ -77,9 +78,13 @@ pub(super) async fn write(
     match at {
         Some(s) => {
             let options = UpdateConfigOptions { version: s.index as i64 };
+            super::super::sent("store update_config");
             docker.update_config(&s.id, spec(run, k, text), options).await
         }
-        None => docker.create_config(spec(run, k, text)).await.map(drop),
+        None => {
+            super::super::sent("store create_config");
+            docker.create_config(spec(run, k, text)).await.map(drop)
+        }
     }
     .map_err(|e| match e {
         // Created meanwhile by another coordinator: read again.
@@ -93,6 +98,7 @@ pub(super) async fn write(
 /// Removes the shards of every run but `keep` (best effort: a leftover is harmless, and removed
 /// again at the next run's start).
 pub(super) async fn remove_others(docker: &Docker, keep: Option<&str>) {
+    super::super::sent("store list_configs");
     let configs = match docker.list_configs(Some(labelled(RUN_LABEL.to_string()))).await {
         Ok(c) => c,
         Err(e) => {
@@ -106,7 +112,10 @@ pub(super) async fn remove_others(docker: &Docker, keep: Option<&str>) {
             continue;
         }
         if let Some(id) = c.id
-            && let Err(e) = docker.delete_config(&id).await
+            && let Err(e) = {
+                super::super::sent("store delete_config");
+                docker.delete_config(&id).await
+            }
         {
             tracing::warn!(config = %id, error = %e, "removing an old run record's shard");
         }
