@@ -46,7 +46,9 @@ timings=target/lab/reports/timings.txt
 rm -f "$summary" "$timings"
 # --all-features: the live tests (root, dockerd, apt, systemd, vagrant) and the lab's tests too;
 # without it, `cargo test --workspace` is the pure suite.
-cargo test --locked --workspace --all-features "$@"
+# A failure still prints the figures and each lab's time below, then fails the command.
+status=0
+cargo test --locked --workspace --all-features "$@" || status=$?
 if [ -f "$summary" ]; then
     echo "== the rolling scenario and the naive baseline (target/lab/reports/rolling/summary.txt) =="
     cat "$summary"
@@ -56,3 +58,4 @@ if [ -f "$timings" ]; then
     echo "== every lab of this run: its bring-up and its whole life (target/lab/reports/timings.txt) =="
     cat "$timings"
 fi
+exit "$status"

@@ -41,7 +41,7 @@ pub const LOCK_HELD: Gauge = Gauge("swarm_upgrade_lock_held");
 pub const ROLLBACKS: Counter = Counter("swarm_upgrade_rollbacks_total");
 /// Agent operations by operation and result (agent).
 pub const AGENT_OPS: Counter = Counter("swarm_upgrade_agent_operations_total");
-/// Requests sent to the Docker API, by request (coordinator).
+/// Requests sent to the Docker API, by request (coordinator; an agent counts its engine unlocks).
 pub const DOCKER_REQUESTS: Counter = Counter("swarm_upgrade_docker_requests_total");
 /// Calls made to the nodes' agents, by operation (coordinator).
 pub const AGENT_CALLS: Counter = Counter("swarm_upgrade_agent_calls_total");
@@ -60,7 +60,7 @@ const COUNTERS: &[(Counter, &str)] = &[
         AGENT_OPS,
         "Operations this agent carried out, by operation and result (ok, or the kind of failure: busy, failed, invalid, stale, unauthorized)",
     ),
-    (DOCKER_REQUESTS, "Requests this coordinator sent to the Docker API, by request"),
+    (DOCKER_REQUESTS, "Requests this process sent to the Docker API, by request"),
     (AGENT_CALLS, "Calls this coordinator made to the nodes' agents, by operation"),
     (STORE_WRITES, "Writes of the run record to the swarm, by part (header or shard)"),
     (STORE_WRITTEN_BYTES, "Bytes of the run record written to the swarm"),

@@ -85,14 +85,13 @@ impl GrpcAgents {
         self.tls.lock().expect("tls lock").clone()
     }
 
-    /// A client for `node`'s agent, counting the call about to be made on it
+    /// A client for `node`'s agent once connected, counting the call about to be made on it
     /// (`swarm_upgrade_agent_calls_total`).
     async fn client(
         &self,
         node: &AgentTarget,
         operation: &str,
     ) -> Result<AgentClient<Channel>, PortError> {
-        crate::metrics::inc(crate::metrics::AGENT_CALLS, &[("operation", operation)]);
         let tls = self.material();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}:{}", node.addr, self.port);
@@ -118,6 +117,7 @@ impl GrpcAgents {
             endpoint = endpoint.tls_config(tls).map_err(|e| unreachable(&e))?;
         }
         let channel = endpoint.connect().await.map_err(|e| unreachable(&e))?;
+        crate::metrics::inc(crate::metrics::AGENT_CALLS, &[("operation", operation)]);
         Ok(AgentClient::new(channel))
     }
 }

@@ -81,6 +81,7 @@ pub fn run(
 /// Whether the local engine is a manager of a swarm.
 async fn is_manager() -> Result<bool, Failure> {
     let (swarm, _) = connect().await?;
+    crate::adapters::docker::sent("info");
     let info = swarm.docker().info().await.map_err(|e| {
         Failure::new(exit::RUN_FAILED, format!("cannot read the local engine's state: {e}"))
     })?;

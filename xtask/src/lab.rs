@@ -175,7 +175,8 @@ pub fn down(purge: bool) -> Result<()> {
 /// the agent and of docker.service, the swarm's nodes, services and tasks, the balancer's log.
 pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    for n in running_nodes(engine)? {
+    // The lab's own nodes if they can be listed, else the default lab's names.
+    for n in running_nodes(engine).unwrap_or_else(|_| Shape::default().nodes()) {
         for unit in ["swarm-upgrade-agent", "docker", "containerd"] {
             let log = engine
                 .sh(&n.name, &format!("journalctl -u {unit} --no-pager -o short-precise"))

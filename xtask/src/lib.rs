@@ -1,4 +1,4 @@
-//! swarm-upgrade's own tooling, not shipped: the lab (a real five-node swarm on one machine, an
+//! swarm-upgrade's own tooling, not shipped: the lab (a real swarm on one machine, five nodes unless asked, an
 //! apt repository shaped like Docker's, a balancer), the load generator, the naive baseline and the
 //! demo. `cargo xtask --help` lists the commands.
 

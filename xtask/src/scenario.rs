@@ -100,24 +100,26 @@ impl LabGuard {
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
-        self.record_time();
         if std::thread::panicking() {
             let dir = self.reports.join("logs");
             let _ = lab::save_logs(&self.engine, &dir);
             eprintln!("lab test failed: logs of every node in {}", dir.display());
             if std::env::var_os("LAB_KEEP").is_some() {
+                self.record_time();
                 return;
             }
         }
         if let Err(e) = lab::down(false) {
             eprintln!("lab down: {e:#}");
         }
+        self.record_time();
     }
 }
 
 impl LabGuard {
-    /// Appends this lab's time (up, and up to its drop) to `target/lab/reports/timings.txt`,
-    /// which scripts/test.sh prints at the end, so the test command's cost can be read per lab.
+    /// Appends this lab's time (its bring-up, and from the start of its bring-up to the end of its
+    /// teardown) to `target/lab/reports/timings.txt`, which scripts/test.sh prints at the end, so
+    /// the test command's cost can be read per lab. Best effort: never panics.
     fn record_time(&self) {
         use std::io::Write as _;
         let line = format!(
@@ -128,7 +130,7 @@ impl LabGuard {
             self.started.elapsed().as_secs_f64(),
             if std::thread::panicking() { "  (failed)" } else { "" }
         );
-        let file = reports("").join("timings.txt");
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab/reports/timings.txt");
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
             let _ = f.write_all(line.as_bytes());
         }

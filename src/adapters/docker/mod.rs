@@ -53,13 +53,13 @@ pub(crate) fn leaderless(e: &BollardError) -> bool {
     matches!(e, BollardError::DockerResponseServerError { status_code: 500, message } if SIGNS.iter().any(|s| message.contains(s)))
 }
 
-/// Maps an engine error into a port error that says what failed and what to check.
 /// Counts one request sent to the Docker API (`swarm_upgrade_docker_requests_total`), so a run's
 /// cost can be read from its metrics and held against the scale simulation's.
 pub(crate) fn sent(request: &str) {
     crate::metrics::inc(crate::metrics::DOCKER_REQUESTS, &[("request", request)]);
 }
 
+/// Maps an engine error into a port error that says what failed and what to check.
 pub(crate) fn port_error(what: &str, e: BollardError) -> PortError {
     match e {
         ref e if out_of_sequence(e) => PortError::Conflict,
@@ -129,12 +129,13 @@ impl DockerSwarm {
 impl Swarm for DockerSwarm {
     async fn snapshot(&self) -> Result<ClusterSnapshot, PortError> {
         let ctx = |what: &'static str| move |e| port_error(what, e);
-        for request in ["inspect_swarm", "list_nodes", "list_services", "list_tasks"] {
-            sent(request);
-        }
+        sent("inspect_swarm");
         let swarm = self.docker.inspect_swarm().await.map_err(ctx("inspecting the swarm"))?;
+        sent("list_nodes");
         let nodes = self.docker.list_nodes(None).await.map_err(ctx("listing nodes"))?;
+        sent("list_services");
         let services = self.docker.list_services(None).await.map_err(ctx("listing services"))?;
+        sent("list_tasks");
         let tasks = self.docker.list_tasks(None).await.map_err(ctx("listing tasks"))?;
         Ok(convert::snapshot(&swarm, &nodes, &services, &tasks, jiff::Timestamp::now()))
     }

@@ -110,6 +110,7 @@ impl StateStore for SwarmLabelStore {
             ..StoreVersion::default()
         };
         if version.header_text.is_empty() {
+            stored("", std::iter::empty());
             return Ok(Versioned { doc: StoreDoc::default(), version });
         }
         if let Some((run, _)) =
