@@ -71,6 +71,14 @@ impl LabGuard {
         LabGuard { engine, reports: dir, nodes: shape.nodes(), name: name.into(), started, up_s }
     }
 
+    /// `node`'s swarm node ID, as its own engine reports it. Tests name nodes by ID rather than by
+    /// hostname: after engine restarts a manager can show another node's hostname for a while
+    /// (moby/moby#46462, seen here after an upgrade), and `docker node inspect <hostname>` is then
+    /// ambiguous.
+    pub fn node_id(&self, node: &str) -> String {
+        self.sh(node, "docker info --format '{{.Swarm.NodeID}}'")
+    }
+
     /// The managers' names.
     pub fn managers(&self) -> Vec<&str> {
         self.nodes

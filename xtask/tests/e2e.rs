@@ -18,17 +18,32 @@ fn tool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_xtask"))
 }
 
+/// Every node's (hostname, engine version, availability), read when no two nodes show the same
+/// hostname: after engine restarts a manager can show another node's hostname and version for a
+/// few seconds (moby/moby#46462, seen in this lab after an upgrade).
 fn nodes(l: &LabGuard) -> Vec<(String, String, String)> {
-    let ls = l.sh(
-        lab::MANAGER,
-        "docker node ls --format '{{.Hostname}} {{.EngineVersion}} {{.Availability}}'",
-    );
-    ls.lines()
-        .map(|line| {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            (w[0].to_string(), w[1].to_string(), w[2].to_string())
-        })
-        .collect()
+    let t0 = Instant::now();
+    loop {
+        let ls = l.sh(
+            lab::MANAGER,
+            "docker node ls --format '{{.Hostname}} {{.EngineVersion}} {{.Availability}}'",
+        );
+        let all: Vec<(String, String, String)> = ls
+            .lines()
+            .map(|line| {
+                let w: Vec<&str> = line.split_whitespace().collect();
+                (w[0].to_string(), w[1].to_string(), w[2].to_string())
+            })
+            .collect();
+        let mut names: Vec<&str> = all.iter().map(|(h, _, _)| h.as_str()).collect();
+        names.sort();
+        names.dedup();
+        if names.len() == all.len() {
+            return all;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "two nodes show one hostname:\n{ls}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Scenarios 1 and 2: every node from 26.1.5 to 28.5.2 under load with zero failed requests;
@@ -310,8 +325,12 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     }
     let after: Vec<String> = l.nodes.iter().map(|n| l.sh(&n.name, installed)).collect();
     assert_eq!(before, after);
+    let worker1 = l.node_id("worker1");
     assert_eq!(
-        l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.Status.State}}'"),
+        l.sh(
+            lab::MANAGER,
+            &format!("docker node inspect {worker1} --format '{{{{.Status.State}}}}'")
+        ),
         "ready"
     );
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(60))
@@ -422,6 +441,7 @@ fn an_agent_lost_mid_upgrade_is_given_up_and_its_node_handed_back(l: &LabGuard) 
     );
     let replicas = "for s in $(docker service ls -q); do docker service inspect --format '{{.Spec.Name}} {{.Spec.Mode.Replicated.Replicas}}' $s; done";
     let services_before = l.sh(lab::MANAGER, replicas);
+    let worker1 = l.node_id("worker1");
     let load = balancer_load();
     let t0 = Instant::now();
     let first = l
@@ -447,7 +467,9 @@ fn an_agent_lost_mid_upgrade_is_given_up_and_its_node_handed_back(l: &LabGuard) 
             && status.contains("--label-rm swarm-upgrade.restore-availability worker1"),
         "{status}"
     );
-    let owed = "docker node inspect worker1 --format '{{.Spec.Availability}} {{index .Spec.Labels \"swarm-upgrade.restore-availability\"}}'";
+    let owed = &format!(
+        "docker node inspect {worker1} --format '{{{{.Spec.Availability}}}} {{{{index .Spec.Labels \"swarm-upgrade.restore-availability\"}}}}'"
+    );
     assert_eq!(l.sh(lab::MANAGER, owed), "drain active");
     assert_eq!(l.sh(lab::MANAGER, replicas), services_before, "the surge was scaled back");
 
@@ -455,8 +477,8 @@ fn an_agent_lost_mid_upgrade_is_given_up_and_its_node_handed_back(l: &LabGuard) 
     // by dpkg; then `run` again.
     l.sh("worker1", "rm /etc/apt/apt.conf.d/99-lab-hang");
     let t0 = Instant::now();
-    while l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.Status.State}}'") != "ready"
-    {
+    let state = format!("docker node inspect {worker1} --format '{{{{.Status.State}}}}'");
+    while l.sh(lab::MANAGER, &state) != "ready" {
         assert!(t0.elapsed() < Duration::from_secs(120), "worker1 never came back");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -603,12 +625,11 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     refused(&["run", "--to", repo::NEW], 3, &["worker2"]);
     l.sh("worker2", "systemctl start swarm-upgrade-agent");
     // 6. manager3's engine stopped: the quorum guard names it.
+    let manager3 = l.node_id("manager3");
     l.sh("manager3", "systemctl stop docker.socket docker.service");
     let t0 = Instant::now();
-    while !l
-        .sh(lab::MANAGER, "docker node inspect manager3 --format '{{.Status.State}}'")
-        .contains("down")
-    {
+    let state = format!("docker node inspect {manager3} --format '{{{{.Status.State}}}}'");
+    while !l.sh(lab::MANAGER, &state).contains("down") {
         assert!(t0.elapsed() < Duration::from_secs(60), "manager3 never reported down");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -621,7 +642,7 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     // both racing runs were refused with manager3 still unreachable).
     while l.sh(
         lab::MANAGER,
-        "docker node inspect manager3 --format '{{.Status.State}} {{.ManagerStatus.Reachability}}'",
+        &format!("docker node inspect {manager3} --format '{{{{.Status.State}}}} {{{{.ManagerStatus.Reachability}}}}'"),
     ) != "ready reachable"
     {
         assert!(t0.elapsed() < Duration::from_secs(60), "manager3 never came back");
@@ -841,14 +862,16 @@ fn a_node_that_lost_its_swarm_state_rejoins() {
         .map(|s| s["phase"].as_str().unwrap().to_string())
         .collect();
     assert!(phases.iter().any(|p| p == "rejoin"), "worker1 took the rejoin branch: {phases:?}");
-    let new_id = l.sh(lab::MANAGER, "docker node inspect worker1 --format '{{.ID}}'");
+    let new_id = l.node_id("worker1");
     assert_ne!(new_id, old_id, "worker1 joined again under a new ID");
     let all = l.sh(lab::MANAGER, "docker node ls -q | wc -l");
     assert_eq!(all, "5", "the stale entry is gone");
     assert_eq!(
         l.sh(
             lab::MANAGER,
-            "docker node inspect worker1 --format '{{index .Spec.Labels \"lab.zone\"}}'"
+            &format!(
+                "docker node inspect {new_id} --format '{{{{index .Spec.Labels \"lab.zone\"}}}}'"
+            )
         ),
         "east"
     );

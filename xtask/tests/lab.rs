@@ -99,7 +99,7 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     l.sh("worker2", "systemctl restart docker");
     assert_eq!(l.sh("worker2", "docker version --format '{{.Server.Version}}'"), "28.5.2+dfsg4");
     l.sh(lab::MANAGER, "docker node update --availability active worker2");
-    let w2 = l.sh(lab::MANAGER, "docker node inspect worker2 --format '{{.Status.State}} {{.Description.Engine.EngineVersion}}'");
+    let w2 = l.sh(lab::MANAGER, &format!("docker node inspect {} --format '{{{{.Status.State}}}} {{{{.Description.Engine.EngineVersion}}}}'", l.node_id("worker2")));
     assert_eq!(w2, "ready 28.5.2+dfsg4");
 
     // The broken version installs (its postinst swallows the failed restart) and dockerd fails.

@@ -127,10 +127,12 @@ fn demoted_and_removed_managers_are_refused(l: &LabGuard, worker1: &AgentTarget,
         "manager3",
         &format!("docker swarm join --advertise-addr {me} --listen-addr {me}:2377 --token {token} {first}:2377 >/dev/null"),
     );
-    let state =
-        "docker node inspect manager3 --format '{{.Status.State}} {{.ManagerStatus.Reachability}}'";
+    let state = format!(
+        "docker node inspect {} --format '{{{{.Status.State}}}} {{{{.ManagerStatus.Reachability}}}}'",
+        l.node_id("manager3")
+    );
     wait("manager3 is back, Ready and Raft-reachable", || {
-        l.sh(lab::MANAGER, state) == "ready reachable"
+        l.sh(lab::MANAGER, &state) == "ready reachable"
     });
     assert!(!l.sh(lab::MANAGER, "docker node ls -q").contains(&old_id), "{old_id} was removed");
     refused("after its removal", said);
@@ -160,7 +162,7 @@ fn agents(tls: TlsMaterial) -> GrpcAgents {
 /// A node's agent as coordinators address it: its lab address, its current node ID.
 fn target(l: &LabGuard, node: &str) -> AgentTarget {
     let addr = l.nodes.iter().find(|n| n.name == node).unwrap().ip.clone();
-    let node_id = l.sh(lab::MANAGER, &format!("docker node inspect {node} --format '{{{{.ID}}}}'"));
+    let node_id = l.node_id(node);
     AgentTarget { hostname: node.to_string(), addr, node_id }
 }
 
