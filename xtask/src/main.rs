@@ -49,10 +49,10 @@ enum Lab {
         #[arg(long)]
         deb: Option<PathBuf>,
         /// Managers, `manager1..M` (1 to 9).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=i64::from(lab::Shape::MAX_MANAGERS)))]
         managers: u8,
         /// Workers, `worker1..W` (0 to 150).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=150))]
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=i64::from(lab::Shape::MAX_WORKERS)))]
         workers: u8,
     },
     /// Removes everything the lab made; its caches (/var/cache/swarm-upgrade-lab and the private

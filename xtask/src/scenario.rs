@@ -13,9 +13,14 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::{lab, load};
 
+/// Where every lab test's reports go: `target/lab/reports/`.
+fn reports_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab/reports")
+}
+
 /// `target/lab/reports/NAME`, created.
 pub fn reports(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab/reports").join(name);
+    let dir = reports_root().join(name);
     std::fs::create_dir_all(&dir).expect("reports directory");
     dir
 }
@@ -138,7 +143,7 @@ impl LabGuard {
             self.started.elapsed().as_secs_f64(),
             if std::thread::panicking() { "  (failed)" } else { "" }
         );
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab/reports/timings.txt");
+        let file = reports_root().join("timings.txt");
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
             let _ = f.write_all(line.as_bytes());
         }

@@ -73,15 +73,24 @@ impl Default for Shape {
 }
 
 impl Shape {
+    /// The most managers the lab's addresses hold (10.213.64.11-19).
+    pub const MAX_MANAGERS: u8 = 9;
+    /// The most workers the lab's addresses hold (10.213.64.101-250).
+    pub const MAX_WORKERS: u8 = 150;
+
     /// A shape the lab's addresses can hold, or why not.
     pub fn new(managers: u8, workers: u8) -> Result<Shape, String> {
-        if !(1..=9).contains(&managers) {
+        if !(1..=Shape::MAX_MANAGERS).contains(&managers) {
             return Err(format!(
-                "--managers {managers}: the lab holds 1 to 9 managers (Docker advises an odd number such as 3 or 5)"
+                "--managers {managers}: the lab holds 1 to {} managers (Docker advises an odd number such as 3 or 5)",
+                Shape::MAX_MANAGERS
             ));
         }
-        if workers > 150 {
-            return Err(format!("--workers {workers}: the lab holds at most 150 workers"));
+        if workers > Shape::MAX_WORKERS {
+            return Err(format!(
+                "--workers {workers}: the lab holds at most {} workers",
+                Shape::MAX_WORKERS
+            ));
         }
         Ok(Shape { managers, workers })
     }
