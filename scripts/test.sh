@@ -4,7 +4,7 @@
 # busybox-static (container images are made from it, since no registry is reachable), dpkg-dev,
 # debootstrap, gnupg and apt-utils (the lab's repository and node images), vagrant (the
 # Vagrantfile is checked with `vagrant validate`; no VM is started), and cargo-deb, which builds
-# the .deb the lab installs on every node. The lab test (xtask/tests/lab.rs) brings the
+# the .deb the lab installs on every node. The lab tests (xtask/tests/e2e.rs) bring the
 # whole lab up and down; `cargo xtask lab` builds what it needs and caches it outside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +42,9 @@ cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 # The rolling scenario's figures beside the naive baseline's (cargo hides a passing test's output).
 summary=target/lab/reports/rolling/summary.txt
+scale=target/lab/reports/scale-3+12/summary.txt
 timings=target/lab/reports/timings.txt
-rm -f "$summary" "$timings"
+rm -f "$summary" "$scale" "$timings"
 # --all-features: the live tests (root, dockerd, apt, systemd, vagrant) and the lab's tests too;
 # without it, `cargo test --workspace` is the pure suite.
 # A failure still prints the figures and each lab's time below, then fails the command.
@@ -52,6 +53,10 @@ cargo test --locked --workspace --all-features "$@" || status=$?
 if [ -f "$summary" ]; then
     echo "== the rolling scenario and the naive baseline (target/lab/reports/rolling/summary.txt) =="
     cat "$summary"
+fi
+if [ -f "$scale" ]; then
+    echo "== the 3+12 lab's run and its cost per node ($scale) =="
+    cat "$scale"
 fi
 # What each lab cost, in the order the tests brought them up (what this command spends its time on).
 if [ -f "$timings" ]; then

@@ -16,7 +16,10 @@ pub fn run(opts: &lab::Options) -> Result<()> {
         timings.total().as_secs_f64()
     );
     let load = load::start(load::Options {
-        targets: vec![format!("{}/", lab::balancer_web()), format!("{}/", lab::balancer_solo())],
+        targets: vec![
+            format!("{}/", lab::balancer_web(opts.slot)),
+            format!("{}/", lab::balancer_solo(opts.slot)),
+        ],
         rate: 50,
         timeout: Duration::from_secs(5),
     });

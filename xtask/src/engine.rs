@@ -10,11 +10,33 @@ use anyhow::{Context, Result, bail};
 
 use crate::host;
 
-/// Runtime directory of the lab's private engine (socket, pid file).
-pub const RUN: &str = "/run/swarm-upgrade-lab";
-/// Data root of the lab's private engine: its image store is a cache kept across `down`.
-pub const DATA: &str = "/var/lib/swarm-upgrade-lab";
-const LOG: &str = "/var/log/swarm-upgrade-lab-dockerd.log";
+/// How many labs can run side by side on this machine, each on its own private engine and
+/// network (slot 0 is the one `cargo xtask lab` works on; the tests use the others too).
+pub const SLOTS: u8 = 4;
+
+/// `/run/swarm-upgrade-lab`, `/var/lib/…`: with `-<slot>` after it for slots past 0.
+fn slot_path(base: &str, slot: u8) -> PathBuf {
+    match slot {
+        0 => PathBuf::from(base),
+        n => PathBuf::from(format!("{base}-{n}")),
+    }
+}
+
+/// Runtime directory of a slot's private engine (socket, pid file).
+pub fn run_dir(slot: u8) -> PathBuf {
+    slot_path("/run/swarm-upgrade-lab", slot)
+}
+
+/// Data root of a slot's private engine: its image store is a cache kept across `down`.
+pub fn data_dir(slot: u8) -> PathBuf {
+    slot_path("/var/lib/swarm-upgrade-lab", slot)
+}
+
+fn log_file(slot: u8) -> PathBuf {
+    let mut p = slot_path("/var/log/swarm-upgrade-lab", slot).into_os_string();
+    p.push("-dockerd.log");
+    PathBuf::from(p)
+}
 
 /// A Docker engine, driven with the docker CLI.
 #[derive(Clone, Debug)]
@@ -23,10 +45,12 @@ pub struct Engine {
     pub host: String,
     /// Whether the lab started this engine (then `down` stops it).
     pub private: bool,
+    /// The lab slot this engine serves (its network's addresses follow from it).
+    pub slot: u8,
 }
 
-fn private_host() -> String {
-    format!("unix://{RUN}/docker.sock")
+fn private_host(slot: u8) -> String {
+    format!("unix://{}/docker.sock", run_dir(slot).display())
 }
 
 fn answers(host: &str) -> bool {
@@ -40,43 +64,60 @@ fn answers(host: &str) -> bool {
 }
 
 impl Engine {
-    /// The engine in use, if one answers: `DOCKER_HOST`, the lab's private one, the default socket.
+    /// The engine of slot 0 (the lab `cargo xtask lab` works on), if one answers: `DOCKER_HOST`,
+    /// the lab's private one, the default socket.
     pub fn find() -> Option<Engine> {
+        Engine::find_slot(0)
+    }
+
+    /// The engine of `slot`, if one answers. Slots past 0 only ever use their own private engine
+    /// (two labs on one engine would share container names).
+    pub fn find_slot(slot: u8) -> Option<Engine> {
         if !host::have("docker") {
             return None;
         }
-        if let Ok(h) = std::env::var("DOCKER_HOST")
+        if slot == 0
+            && let Ok(h) = std::env::var("DOCKER_HOST")
             && answers(&h)
         {
-            return Some(Engine { private: h == private_host(), host: h });
+            return Some(Engine { private: h == private_host(0), host: h, slot });
         }
-        if answers(&private_host()) {
-            return Some(Engine { host: private_host(), private: true });
+        if answers(&private_host(slot)) {
+            return Some(Engine { host: private_host(slot), private: true, slot });
+        }
+        if slot > 0 {
+            return None;
         }
         let default = "unix:///var/run/docker.sock";
-        answers(default).then(|| Engine { host: default.into(), private: false })
+        answers(default).then(|| Engine { host: default.into(), private: false, slot })
     }
 
-    /// The engine in use, or a private dockerd started now.
+    /// The engine of slot 0, or a private dockerd started now.
     pub fn ensure() -> Result<Engine> {
-        if let Some(e) = Engine::find() {
+        Engine::ensure_slot(0)
+    }
+
+    /// The engine of `slot`, or a private dockerd started now for it.
+    pub fn ensure_slot(slot: u8) -> Result<Engine> {
+        if let Some(e) = Engine::find_slot(slot) {
             return Ok(e);
         }
         host::ensure_packages(&[("dockerd", "docker.io"), ("docker", "docker.io")])?;
         // Debian starts its own docker.service on install where systemd runs; use it if it answers.
-        if let Some(e) = Engine::find() {
+        if let Some(e) = Engine::find_slot(slot) {
             return Ok(e);
         }
-        std::fs::create_dir_all(RUN)?;
-        std::fs::create_dir_all(DATA)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(LOG)?;
+        let (run, data, log_path) = (run_dir(slot), data_dir(slot), log_file(slot));
+        std::fs::create_dir_all(&run)?;
+        std::fs::create_dir_all(&data)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         // No iptables or NAT: the lab network is a plain bridge and needs no way out.
         Command::new("setsid")
             .arg("dockerd")
-            .arg(format!("--host={}", private_host()))
-            .arg(format!("--data-root={DATA}"))
-            .arg(format!("--exec-root={RUN}/exec"))
-            .arg(format!("--pidfile={RUN}/dockerd.pid"))
+            .arg(format!("--host={}", private_host(slot)))
+            .arg(format!("--data-root={}", data.display()))
+            .arg(format!("--exec-root={}/exec", run.display()))
+            .arg(format!("--pidfile={}/dockerd.pid", run.display()))
             .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -84,14 +125,23 @@ impl Engine {
             .spawn()
             .context("start dockerd")?;
         let t0 = Instant::now();
-        while !answers(&private_host()) {
+        while !answers(&private_host(slot)) {
             if t0.elapsed() > Duration::from_secs(60) {
-                bail!("the lab's dockerd did not answer within 60 s; see {LOG}");
+                bail!("the lab's dockerd did not answer within 60 s; see {}", log_path.display());
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        eprintln!("lab: started a private dockerd at {} (log {LOG})", private_host());
-        Ok(Engine { host: private_host(), private: true })
+        eprintln!(
+            "lab: started a private dockerd at {} (log {})",
+            private_host(slot),
+            log_path.display()
+        );
+        Ok(Engine { host: private_host(slot), private: true, slot })
+    }
+
+    /// Path of a file in this engine's runtime directory.
+    pub fn run_path(&self, name: &str) -> PathBuf {
+        run_dir(self.slot).join(name)
     }
 
     /// Stops the private engine (only one the lab started).
@@ -99,7 +149,7 @@ impl Engine {
         if !self.private {
             return Ok(());
         }
-        let pidfile = Path::new(RUN).join("dockerd.pid");
+        let pidfile = run_dir(self.slot).join("dockerd.pid");
         let Ok(pid) = std::fs::read_to_string(&pidfile) else { return Ok(()) };
         let pid = pid.trim().to_string();
         let _ = Command::new("kill").arg(&pid).status();
@@ -153,7 +203,16 @@ impl Engine {
     }
 }
 
-/// Path of a file in the lab's runtime directory.
-pub fn run_path(name: &str) -> PathBuf {
-    Path::new(RUN).join(name)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_zero_keeps_the_labs_paths_and_the_others_have_their_own() {
+        assert_eq!(run_dir(0), Path::new("/run/swarm-upgrade-lab"));
+        assert_eq!(data_dir(1), Path::new("/var/lib/swarm-upgrade-lab-1"));
+        assert_eq!(log_file(0), Path::new("/var/log/swarm-upgrade-lab-dockerd.log"));
+        assert_eq!(log_file(2), Path::new("/var/log/swarm-upgrade-lab-2-dockerd.log"));
+        assert_eq!(private_host(1), "unix:///run/swarm-upgrade-lab-1/docker.sock");
+    }
 }

@@ -12,14 +12,14 @@ use crate::{debian, http, images, repo, workload};
 
 pub use crate::topology::*;
 
-/// The balancer's `web` frontend, as `host:port`.
-pub fn balancer_web() -> String {
-    format!("{}:{}", BALANCER.ip, workload::WEB_PORT)
+/// The `web` frontend of a slot's balancer, as `host:port`.
+pub fn balancer_web(slot: u8) -> String {
+    format!("{}:{}", balancer(slot).ip, workload::WEB_PORT)
 }
 
-/// The balancer's `solo` frontend, as `host:port`.
-pub fn balancer_solo() -> String {
-    format!("{}:{}", BALANCER.ip, workload::SOLO_PORT)
+/// The `solo` frontend of a slot's balancer, as `host:port`.
+pub fn balancer_solo(slot: u8) -> String {
+    format!("{}:{}", balancer(slot).ip, workload::SOLO_PORT)
 }
 
 /// What `up` needs from the caller.
@@ -30,6 +30,8 @@ pub struct Options {
     pub deb: Option<PathBuf>,
     /// How many managers and workers.
     pub shape: Shape,
+    /// Which lab: 0 is the one `cargo xtask lab` works on; tests run two side by side.
+    pub slot: u8,
 }
 
 /// Timings of `up`, printed in its summary.
@@ -54,8 +56,10 @@ impl Timings {
 /// Builds what is missing and starts the whole lab; returns when all of it is healthy.
 pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
     let mut t = Timings::default();
-    let engine = t.step("engine", Engine::ensure)?;
+    let engine = t.step("engine", || Engine::ensure_slot(opts.slot))?;
     t.step("remove stale lab objects", || remove_objects(&engine))?;
+    // Labs side by side share the caches these steps fill: one builds at a time.
+    let building = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let debian = t.step("Debian engine packages", debian::fetch)?;
     let repo = t.step("signed repository", || repo::build(&debian))?;
     let node_image = t.step("node image", || images::node_image(&engine, &repo))?;
@@ -65,7 +69,8 @@ pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
         Some(d) => Ok(d.clone()),
         None => build_deb(),
     })?;
-    let nodes = opts.shape.nodes();
+    drop(building);
+    let nodes = opts.shape.nodes(opts.slot);
     t.step("network and containers", || {
         start_containers(&engine, &nodes, &node_image, &web_image, &repo.root)
     })?;
@@ -82,9 +87,12 @@ pub fn up(opts: &Options) -> Result<(Engine, Timings)> {
         workload::deploy(&engine, nodes.len())?;
         workload::wait_converged(&engine, Duration::from_secs(120))
     })?;
-    t.step("balancer answers", || wait_balancer(Duration::from_secs(60)))?;
+    t.step("balancer answers", || wait_balancer(opts.slot, Duration::from_secs(60)))?;
     Ok((engine, t))
 }
+
+/// Held while a lab fills the caches (packages, repository, images, the .deb).
+static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs `f` for every host at once; the first error wins.
 pub fn parallel(hosts: &[Host], f: impl Fn(&Host) -> Result<()> + Sync) -> Result<()> {
@@ -140,10 +148,22 @@ pub fn leftovers(engine: &Engine) -> Result<Vec<String>> {
     Ok(all)
 }
 
-/// Removes the lab; stops the private engine if the lab started it. Caches (built images and
+/// Removes every slot's lab; stops each private engine the lab started. Caches (built images and
 /// packages) stay unless `purge`.
 pub fn down(purge: bool) -> Result<()> {
-    if let Some(engine) = Engine::find() {
+    for slot in 0..engine::SLOTS {
+        down_slot(slot, purge)?;
+    }
+    if purge {
+        let _ = std::fs::remove_dir_all(crate::cache::DIR);
+    }
+    Ok(())
+}
+
+/// Removes one slot's lab and stops its private engine (if the lab started it); its image store
+/// stays unless `purge`.
+pub fn down_slot(slot: u8, purge: bool) -> Result<()> {
+    if let Some(engine) = Engine::find_slot(slot) {
         remove_objects(&engine)?;
         let left = leftovers(&engine)?;
         if !left.is_empty() {
@@ -159,14 +179,11 @@ pub fn down(purge: bool) -> Result<()> {
         engine.stop_private()?;
     }
     // The private engine's runtime directory (nothing is mounted there once it stopped).
-    if Engine::find().is_none_or(|e| !e.private) {
-        let _ = std::fs::remove_dir_all(engine::RUN);
+    if Engine::find_slot(slot).is_none_or(|e| !e.private) {
+        let _ = std::fs::remove_dir_all(engine::run_dir(slot));
         if purge {
-            let _ = std::fs::remove_dir_all(engine::DATA);
+            let _ = std::fs::remove_dir_all(engine::data_dir(slot));
         }
-    }
-    if purge {
-        let _ = std::fs::remove_dir_all(crate::cache::DIR);
     }
     Ok(())
 }
@@ -176,7 +193,7 @@ pub fn down(purge: bool) -> Result<()> {
 pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     // The lab's own nodes if they can be listed, else the default lab's names.
-    for n in running_nodes(engine).unwrap_or_else(|_| Shape::default().nodes()) {
+    for n in running_nodes(engine).unwrap_or_else(|_| Shape::default().nodes(engine.slot)) {
         for unit in ["swarm-upgrade-agent", "docker", "containerd"] {
             let log = engine
                 .sh(&n.name, &format!("journalctl -u {unit} --no-pager -o short-precise"))
@@ -192,7 +209,7 @@ pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
             })
             .collect::<String>();
     std::fs::write(dir.join("swarm.txt"), swarm)?;
-    let balancer = engine.docker(&["logs", BALANCER.name]).unwrap_or_else(|e| format!("{e:#}"));
+    let balancer = engine.docker(&["logs", BALANCER]).unwrap_or_else(|e| format!("{e:#}"));
     std::fs::write(dir.join("balancer.log"), balancer)?;
     Ok(())
 }
@@ -226,13 +243,12 @@ fn label_arg() -> String {
     format!("{LABEL}=1")
 }
 
-fn add_hosts(nodes: &[Host]) -> Vec<String> {
-    let fixed = [BALANCER, REPO].map(|h| (h.name.to_string(), h.ip.to_string()));
+fn add_hosts(nodes: &[Host], slot: u8) -> Vec<String> {
     nodes
         .iter()
-        .map(|h| (h.name.clone(), h.ip.clone()))
-        .chain(fixed)
-        .flat_map(|(name, ip)| ["--add-host".to_string(), format!("{name}:{ip}")])
+        .cloned()
+        .chain([balancer(slot), repository(slot)])
+        .flat_map(|h| ["--add-host".to_string(), format!("{}:{}", h.name, h.ip)])
         .collect()
 }
 
@@ -244,15 +260,16 @@ fn start_containers(
     repo_root: &Path,
 ) -> Result<()> {
     let label = label_arg();
+    let slot = engine.slot;
     engine.docker(&[
         "network",
         "create",
         "--label",
         &label,
         "--subnet",
-        SUBNET,
+        &subnet(slot),
         "--gateway",
-        GATEWAY,
+        &gateway(slot),
         NETWORK,
     ])?;
     let repo_mount = format!("{}:/srv:ro", repo_root.display());
@@ -260,15 +277,15 @@ fn start_containers(
         "run",
         "-d",
         "--name",
-        REPO.name,
+        REPO,
         "--hostname",
-        REPO.name,
+        REPO,
         "--label",
         &label,
         "--network",
         NETWORK,
         "--ip",
-        REPO.ip,
+        &repository(slot).ip,
     ]
     .map(String::from)
     .to_vec();
@@ -317,7 +334,7 @@ fn start_containers(
             "-v".into(),
             format!("swarm-upgrade-lab-{}-containerd:/var/lib/containerd", n.name),
         ]);
-        a.extend(add_hosts(nodes));
+        a.extend(add_hosts(nodes, slot));
         a.push(node_image.into());
         engine.docker(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
         // Docker's embedded DNS (127.0.0.11) needs iptables rules this engine does not make, so
@@ -326,7 +343,7 @@ fn start_containers(
         engine.sh(&n.name, "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")?;
     }
 
-    let cfg = engine::run_path("haproxy.cfg");
+    let cfg = engine.run_path("haproxy.cfg");
     std::fs::create_dir_all(cfg.parent().unwrap())?;
     std::fs::write(&cfg, workload::haproxy_cfg(nodes))?;
     let cfg_mount = format!("{}:/etc/haproxy/lab.cfg:ro", cfg.display());
@@ -334,15 +351,15 @@ fn start_containers(
         "run",
         "-d",
         "--name",
-        BALANCER.name,
+        BALANCER,
         "--hostname",
-        BALANCER.name,
+        BALANCER,
         "--label",
         &label,
         "--network",
         NETWORK,
         "--ip",
-        BALANCER.ip,
+        &balancer(slot).ip,
     ]
     .map(String::from)
     .to_vec();
@@ -434,12 +451,12 @@ fn install_agent(engine: &Engine, node: &str, deb: &Path) -> Result<()> {
     }
 }
 
-fn wait_balancer(limit: Duration) -> Result<()> {
+fn wait_balancer(slot: u8, limit: Duration) -> Result<()> {
     let t0 = Instant::now();
     let mut ok_in_a_row = 0;
     loop {
-        let web = http::get_blocking(&balancer_web(), "/", Duration::from_secs(2));
-        let solo = http::get_blocking(&balancer_solo(), "/", Duration::from_secs(2));
+        let web = http::get_blocking(&balancer_web(slot), "/", Duration::from_secs(2));
+        let solo = http::get_blocking(&balancer_solo(slot), "/", Duration::from_secs(2));
         if matches!(web, http::Outcome::Status(200, _))
             && matches!(solo, http::Outcome::Status(200, _))
         {

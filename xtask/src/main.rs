@@ -132,7 +132,12 @@ fn main() -> ExitCode {
 }
 
 fn options(deb: Option<PathBuf>, shape: lab::Shape) -> Result<lab::Options> {
-    Ok(lab::Options { tool: std::env::current_exe().context("this tool's path")?, deb, shape })
+    Ok(lab::Options {
+        tool: std::env::current_exe().context("this tool's path")?,
+        deb,
+        shape,
+        slot: 0,
+    })
 }
 
 fn engine() -> Result<Engine> {
@@ -170,7 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     t.total().as_secs_f64(),
                     shape.len(),
                     xtask::repo::OLD,
-                    lab::balancer_web()
+                    lab::balancer_web(0)
                 );
                 let e = engine()?;
                 if e.private {
@@ -204,7 +209,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Lab::Load { rate, duration, out, targets } => {
                 let targets = if targets.is_empty() {
-                    vec![format!("{}/", lab::balancer_web()), format!("{}/", lab::balancer_solo())]
+                    vec![
+                        format!("{}/", lab::balancer_web(0)),
+                        format!("{}/", lab::balancer_solo(0)),
+                    ]
                 } else {
                     targets
                 };
@@ -250,7 +258,7 @@ fn status() -> Result<()> {
         Ok(s) => println!("{s}"),
         Err(err) => bail!("the swarm does not answer on {}: {err:#}", lab::MANAGER),
     }
-    let web = xtask::http::get_blocking(&lab::balancer_web(), "/", Duration::from_secs(2));
-    println!("balancer http://{}/: {web:?}", lab::balancer_web());
+    let web = xtask::http::get_blocking(&lab::balancer_web(0), "/", Duration::from_secs(2));
+    println!("balancer http://{}/: {web:?}", lab::balancer_web(0));
     Ok(())
 }

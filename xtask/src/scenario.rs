@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -31,8 +31,59 @@ pub fn save(dir: &Path, file: &str, value: &impl Serialize) {
         .expect("report written");
 }
 
+/// How many labs the tests run side by side: `LAB_SLOTS` (1 to engine::SLOTS), 2 unless set.
+/// Most of a lab's time is waiting (for tasks, health checks, engine restarts), so two labs share
+/// this machine's two cores; each has its own private engine and network.
+fn slots() -> usize {
+    let max = usize::from(crate::engine::SLOTS);
+    std::env::var("LAB_SLOTS").ok().and_then(|s| s.parse().ok()).unwrap_or(2).clamp(1, max)
+}
+
+/// The slots in use and how many tests wait for all of them; a wakeup when slots are given back.
+static SLOTS_STATE: Mutex<(Vec<bool>, usize)> = Mutex::new((Vec::new(), 0));
+static GIVEN_BACK: Condvar = Condvar::new();
+
+/// Slots held by one test; given back when dropped. Its lab runs on the first.
+struct Lease(Vec<u8>);
+
+impl Lease {
+    /// Waits until `want` slots (at most all of them) are free and takes them. A test that waits
+    /// for every slot goes before those that want one, so it is not starved.
+    fn take(want: usize) -> Lease {
+        let all = slots();
+        let want = want.clamp(1, all);
+        let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
+        state.0.resize(all, false);
+        let whole = want == all && all > 1;
+        state.1 += usize::from(whole);
+        while state.0.iter().filter(|u| !**u).count() < want || (!whole && state.1 > 0) {
+            state = GIVEN_BACK.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.1 -= usize::from(whole);
+        let mut held = vec![];
+        for (slot, u) in state.0.iter_mut().enumerate() {
+            if !*u && held.len() < want {
+                *u = true;
+                held.push(slot as u8);
+            }
+        }
+        Lease(held)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &self.0 {
+            state.0[usize::from(*s)] = false;
+        }
+        GIVEN_BACK.notify_all();
+    }
+}
+
 /// A lab for one test: taken down when dropped; on a failure every node's logs are saved to the
-/// test's reports first (and the lab is kept if `LAB_KEEP` is set).
+/// test's reports first (and the lab is kept if `LAB_KEEP` is set). Labs of the default size run
+/// two at a time, each in its own slot; a bigger one runs alone.
 pub struct LabGuard {
     /// The engine the lab runs on.
     pub engine: Engine,
@@ -43,6 +94,8 @@ pub struct LabGuard {
     name: String,
     started: Instant,
     up_s: f64,
+    // Dropped after `drop` has taken the lab down: the slot is free again only then.
+    _lease: Lease,
 }
 
 impl LabGuard {
@@ -51,16 +104,26 @@ impl LabGuard {
         LabGuard::up_shaped(name, tool, lab::Shape::default())
     }
 
-    /// Brings a lab of `shape` up for the test `name`.
+    /// Brings a lab of `shape` up for the test `name`, once a slot is free (every slot, for a
+    /// lab bigger than the default: its tasks and engines need the machine's cores to
+    /// themselves).
     pub fn up_shaped(name: &str, tool: &Path, shape: lab::Shape) -> LabGuard {
+        let alone = shape.len() > lab::Shape::default().len();
+        let lease = Lease::take(if alone { usize::MAX } else { 1 });
         let started = Instant::now();
         let opts = lab::Options {
             tool: tool.to_path_buf(),
             deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from),
             shape,
+            slot: lease.0[0],
         };
         let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| panic!("lab up: {e:#}"));
-        eprintln!("{name}: lab up in {:.1} s", timings.total().as_secs_f64());
+        eprintln!(
+            "{name}: lab up in {:.1} s (slot {}, {})",
+            timings.total().as_secs_f64(),
+            opts.slot,
+            engine.host
+        );
         let dir = reports(name);
         let steps: Vec<(&str, f64)> = timings
             .0
@@ -73,7 +136,28 @@ impl LabGuard {
             &serde_json::json!({ "total_s": timings.total().as_secs_f64(), "steps": steps }),
         );
         let up_s = timings.total().as_secs_f64();
-        LabGuard { engine, reports: dir, nodes: shape.nodes(), name: name.into(), started, up_s }
+        LabGuard {
+            reports: dir,
+            nodes: shape.nodes(engine.slot),
+            engine,
+            name: name.into(),
+            started,
+            up_s,
+            _lease: lease,
+        }
+    }
+
+    /// Load through this lab's balancer, its web and solo frontends, at 50 requests/s.
+    pub fn balancer_load(&self) -> load::Running {
+        let slot = self.engine.slot;
+        load::start(load::Options {
+            targets: vec![
+                format!("{}/", lab::balancer_web(slot)),
+                format!("{}/", lab::balancer_solo(slot)),
+            ],
+            rate: 50,
+            timeout: Duration::from_secs(5),
+        })
     }
 
     /// `node`'s swarm node ID, as its own engine reports it. Tests name nodes by ID rather than by
@@ -122,7 +206,7 @@ impl Drop for LabGuard {
                 return;
             }
         }
-        if let Err(e) = lab::down(false) {
+        if let Err(e) = lab::down_slot(self.engine.slot, false) {
             eprintln!("lab down: {e:#}");
         }
         self.record_time();
@@ -148,15 +232,6 @@ impl LabGuard {
             let _ = f.write_all(line.as_bytes());
         }
     }
-}
-
-/// Load through the balancer's web and solo frontends at 50 requests/s.
-pub fn balancer_load() -> load::Running {
-    load::start(load::Options {
-        targets: vec![format!("{}/", lab::balancer_web()), format!("{}/", lab::balancer_solo())],
-        rate: 50,
-        timeout: Duration::from_secs(5),
-    })
 }
 
 /// What the sampler saw.
@@ -282,7 +357,7 @@ pub fn phase_seconds(run: &serde_json::Value) -> Vec<(String, Vec<(String, f64)>
         .unwrap_or_default()
 }
 
-/// A webhook receiver on this machine, reachable from the nodes at the lab network's gateway:
+/// A webhook receiver on this machine, reachable from a lab's nodes at its network's gateway:
 /// records each POSTed JSON body and answers 200.
 pub struct Receiver {
     /// The URL to configure on the coordinators.
@@ -292,14 +367,14 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts listening on a free port.
-    pub fn start() -> Receiver {
+    /// Starts listening on a free port, for the lab of `slot`.
+    pub fn start(slot: u8) -> Receiver {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind the receiver");
         listener.set_nonblocking(true).unwrap();
         let url = format!(
             "http://{}:{}/hook",
-            crate::lab::GATEWAY,
+            crate::lab::gateway(slot),
             listener.local_addr().unwrap().port()
         );
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

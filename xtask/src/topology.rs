@@ -10,10 +10,21 @@ use crate::engine::Engine;
 pub const LABEL: &str = "io.swarm-upgrade.lab";
 /// The lab network.
 pub const NETWORK: &str = "swarm-upgrade-lab";
-/// The lab network's addresses.
-pub const SUBNET: &str = "10.213.64.0/24";
-/// The host's own address on the lab network (the nodes reach the machine here).
-pub const GATEWAY: &str = "10.213.64.1";
+
+/// An address on a slot's lab network: 10.213.64.x for slot 0, 10.213.65.x for slot 1, and so on.
+fn ip(slot: u8, host: u32) -> String {
+    format!("10.213.{}.{host}", 64 + u32::from(slot))
+}
+
+/// A slot's lab network's addresses (10.213.64.0/24 for slot 0).
+pub fn subnet(slot: u8) -> String {
+    ip(slot, 0) + "/24"
+}
+
+/// The host's own address on a slot's lab network (the nodes reach the machine here).
+pub fn gateway(slot: u8) -> String {
+    ip(slot, 1)
+}
 /// The manager the lab works from.
 pub const MANAGER: &str = "manager1";
 
@@ -56,7 +67,8 @@ impl Host {
 /// Label on every node container: its role in the swarm (`manager` or `worker`).
 pub const ROLE_LABEL: &str = "io.swarm-upgrade.lab.role";
 
-/// The swarm's shape: `manager1..M` at 10.213.64.11.., `worker1..W` at 10.213.64.101...
+/// The swarm's shape: `manager1..M` at 10.213.64.11.., `worker1..W` at 10.213.64.101.. (the
+/// third number is 64 plus the lab's slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
     /// Managers (1 to 9).
@@ -95,14 +107,12 @@ impl Shape {
         Ok(Shape { managers, workers })
     }
 
-    /// The swarm's nodes, managers first.
-    pub fn nodes(&self) -> Vec<Host> {
-        let managers = (1..=self.managers).map(|i| {
-            Host::new(&format!("manager{i}"), &format!("10.213.64.{}", 10 + u32::from(i)))
-        });
-        let workers = (1..=self.workers).map(|i| {
-            Host::new(&format!("worker{i}"), &format!("10.213.64.{}", 100 + u32::from(i)))
-        });
+    /// The swarm's nodes in a slot's lab, managers first.
+    pub fn nodes(&self, slot: u8) -> Vec<Host> {
+        let managers = (1..=self.managers)
+            .map(|i| Host::new(&format!("manager{i}"), &ip(slot, 10 + u32::from(i))));
+        let workers = (1..=self.workers)
+            .map(|i| Host::new(&format!("worker{i}"), &ip(slot, 100 + u32::from(i))));
         managers.chain(workers).collect()
     }
 
@@ -131,12 +141,23 @@ impl Shape {
     }
 }
 
-/// The balancer.
-pub const BALANCER: Fixed = Fixed { name: "balancer", ip: "10.213.64.30" };
-/// The apt repository.
-pub const REPO: Fixed = Fixed { name: "repo", ip: "10.213.64.31" };
+/// The balancer's container and host name.
+pub const BALANCER: &str = "balancer";
+/// The apt repository's container and host name.
+pub const REPO: &str = "repo";
 
-/// The running lab's swarm nodes, managers first (read from its containers' role labels).
+/// The balancer of a slot's lab.
+pub fn balancer(slot: u8) -> Host {
+    Host::new(BALANCER, &ip(slot, 30))
+}
+
+/// The apt repository of a slot's lab.
+pub fn repository(slot: u8) -> Host {
+    Host::new(REPO, &ip(slot, 31))
+}
+
+/// The running lab's swarm nodes on `engine`, managers first (read from its containers' role
+/// labels).
 pub fn running_nodes(engine: &Engine) -> Result<Vec<Host>> {
     let filter = format!("label={ROLE_LABEL}");
     let names = engine.docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter])?;
@@ -144,16 +165,7 @@ pub fn running_nodes(engine: &Engine) -> Result<Vec<Host>> {
     if shape.managers == 0 {
         bail!("no lab node runs: bring the lab up with `cargo xtask lab up`");
     }
-    Ok(shape.nodes())
-}
-
-/// A lab machine outside the swarm, at a fixed address.
-#[derive(Clone, Copy, Debug)]
-pub struct Fixed {
-    /// Container and host name.
-    pub name: &'static str,
-    /// Address on the lab network.
-    pub ip: &'static str,
+    Ok(shape.nodes(engine.slot))
 }
 
 #[cfg(test)]
@@ -162,20 +174,25 @@ mod tests {
 
     #[test]
     fn the_default_shape_is_three_managers_and_two_workers_managers_first() {
-        let names: Vec<String> = Shape::default().nodes().into_iter().map(|h| h.name).collect();
+        let names: Vec<String> = Shape::default().nodes(0).into_iter().map(|h| h.name).collect();
         assert_eq!(names, ["manager1", "manager2", "manager3", "worker1", "worker2"]);
     }
 
     #[test]
-    fn every_node_of_the_largest_shape_has_its_own_address_outside_the_fixed_ones() {
-        let nodes = Shape::new(9, 150).unwrap().nodes();
-        let mut ips: Vec<&str> = nodes.iter().map(|h| h.ip.as_str()).collect();
-        ips.extend([BALANCER.ip, REPO.ip, GATEWAY]);
+    fn every_node_of_the_largest_shapes_has_its_own_address_outside_the_fixed_ones() {
+        let mut ips = vec![];
+        for slot in 0..crate::engine::SLOTS {
+            let nodes = Shape::new(9, 150).unwrap().nodes(slot);
+            assert!(nodes.iter().all(|h| h.ip.rsplit('.').next().unwrap().parse::<u8>().is_ok()));
+            assert!(nodes.iter().all(|h| h.ip.starts_with(subnet(slot).trim_end_matches("0/24"))));
+            ips.extend(nodes.into_iter().map(|h| h.ip));
+            ips.extend([balancer(slot).ip, repository(slot).ip, gateway(slot)]);
+        }
         let n = ips.len();
         ips.sort();
         ips.dedup();
         assert_eq!(ips.len(), n, "addresses collide");
-        assert!(nodes.iter().all(|h| h.ip.rsplit('.').next().unwrap().parse::<u8>().is_ok()));
+        assert_eq!((subnet(0).as_str(), gateway(1).as_str()), ("10.213.64.0/24", "10.213.65.1"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use xtask::engine::Engine;
-use xtask::scenario::{LabGuard, balancer_load, save};
+use xtask::scenario::{LabGuard, save};
 use xtask::{lab, repo};
 
 fn install(version: &str, containerd: &str) -> String {
@@ -85,7 +85,7 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     );
 
     // A quiet lab loses nothing.
-    let running = balancer_load();
+    let running = l.balancer_load();
     std::thread::sleep(Duration::from_secs(10));
     let quiet = running.stop();
     save(&l.reports, "quiet-load.json", &quiet);
@@ -124,7 +124,7 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     // Down leaves no lab container, network or volume.
     let engine = l.engine.clone();
     drop(l);
-    if let Some(e) = Engine::find() {
+    if let Some(e) = Engine::find_slot(engine.slot) {
         assert_eq!(lab::leftovers(&e).unwrap(), Vec::<String>::new());
     } else {
         assert!(engine.private, "only the lab's own engine stops on down");
