@@ -38,6 +38,19 @@ fn log_file(slot: u8) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Where a slot's engine keeps its containers in containerd: its own namespaces past slot 0, so
+/// that engines sharing a system containerd (Debian's containerd.service, when it runs) never see
+/// each other's containers; slot 0 keeps dockerd's default.
+fn containerd_namespaces(slot: u8) -> Vec<String> {
+    match slot {
+        0 => vec![],
+        n => vec![
+            format!("--containerd-namespace=swarm-upgrade-lab-{n}"),
+            format!("--containerd-plugins-namespace=swarm-upgrade-lab-{n}-plugins"),
+        ],
+    }
+}
+
 /// A Docker engine, driven with the docker CLI.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -76,8 +89,11 @@ impl Engine {
         if !host::have("docker") {
             return None;
         }
+        // DOCKER_HOST for slot 0, unless it names another slot's private engine (one engine
+        // for two labs would give them the same container names).
         if slot == 0
             && let Ok(h) = std::env::var("DOCKER_HOST")
+            && !(1..SLOTS).any(|n| h == private_host(n))
             && answers(&h)
         {
             return Some(Engine { private: h == private_host(0), host: h, slot });
@@ -119,6 +135,7 @@ impl Engine {
             .arg(format!("--exec-root={}/exec", run.display()))
             .arg(format!("--pidfile={}/dockerd.pid", run.display()))
             .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
+            .args(containerd_namespaces(slot))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -214,5 +231,7 @@ mod tests {
         assert_eq!(log_file(0), Path::new("/var/log/swarm-upgrade-lab-dockerd.log"));
         assert_eq!(log_file(2), Path::new("/var/log/swarm-upgrade-lab-2-dockerd.log"));
         assert_eq!(private_host(1), "unix:///run/swarm-upgrade-lab-1/docker.sock");
+        assert!(containerd_namespaces(0).is_empty());
+        assert_eq!(containerd_namespaces(2)[0], "--containerd-namespace=swarm-upgrade-lab-2");
     }
 }

@@ -214,8 +214,21 @@ pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds the project's `.deb` with cargo-deb (installing it once); returns its path.
+/// Builds the project's `.deb` with cargo-deb (installing it once), once per process: labs side
+/// by side install the same file, which a second build would rewrite under the first. Returns
+/// its path.
 pub fn build_deb() -> Result<PathBuf> {
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.as_ref() {
+        return Ok(p.clone());
+    }
+    let path = cargo_deb()?;
+    *built = Some(path.clone());
+    Ok(path)
+}
+
+fn cargo_deb() -> Result<PathBuf> {
     crate::host::ensure_packages(&[("dpkg-shlibdeps", "dpkg-dev")])?;
     if !crate::host::have("cargo-deb") {
         eprintln!("lab: installing cargo-deb (once)");

@@ -55,8 +55,10 @@ enum Lab {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=i64::from(lab::Shape::MAX_WORKERS)))]
         workers: u8,
     },
-    /// Removes everything the lab made; its caches (/var/cache/swarm-upgrade-lab and the private
-    /// engine's image store /var/lib/swarm-upgrade-lab) stay for a fast next start unless --purge.
+    /// Removes everything the lab made, the labs the tests run side by side (slots) included; its
+    /// caches (/var/cache/swarm-upgrade-lab and the private engines' image stores
+    /// /var/lib/swarm-upgrade-lab and /var/lib/swarm-upgrade-lab-N) stay for a fast next start
+    /// unless --purge.
     Down {
         /// Also remove the caches and the lab's images.
         #[arg(long)]

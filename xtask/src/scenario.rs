@@ -39,29 +39,37 @@ fn slots() -> usize {
     std::env::var("LAB_SLOTS").ok().and_then(|s| s.parse().ok()).unwrap_or(2).clamp(1, max)
 }
 
-/// The slots in use and how many tests wait for all of them; a wakeup when slots are given back.
-static SLOTS_STATE: Mutex<(Vec<bool>, usize)> = Mutex::new((Vec::new(), 0));
+/// The slots: in use or not, how many tests wait for all of them, how many are retired (their
+/// lab kept for a look after a failure, `LAB_KEEP`); a wakeup when slots are given back.
+static SLOTS_STATE: Mutex<Slots> = Mutex::new(Slots { used: Vec::new(), whole: 0, retired: 0 });
+
+struct Slots {
+    used: Vec<bool>,
+    whole: usize,
+    retired: usize,
+}
 static GIVEN_BACK: Condvar = Condvar::new();
 
 /// Slots held by one test; given back when dropped. Its lab runs on the first.
 struct Lease(Vec<u8>);
 
 impl Lease {
-    /// Waits until `want` slots (at most all of them) are free and takes them. A test that waits
-    /// for every slot goes before those that want one, so it is not starved.
+    /// Waits until `want` slots (at most every slot not retired) are free and takes them. A test
+    /// that waits for every slot goes before those that want one, so it is not starved.
     fn take(want: usize) -> Lease {
-        let all = slots();
-        let want = want.clamp(1, all);
         let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
-        state.0.resize(all, false);
-        let whole = want == all && all > 1;
-        state.1 += usize::from(whole);
-        while state.0.iter().filter(|u| !**u).count() < want || (!whole && state.1 > 0) {
+        state.used.resize(slots(), false);
+        let usable = state.used.len() - state.retired;
+        assert!(usable > 0, "every lab slot holds a lab kept by LAB_KEEP: take them down first");
+        let want = want.clamp(1, usable);
+        let whole = want == usable && usable > 1;
+        state.whole += usize::from(whole);
+        while state.used.iter().filter(|u| !**u).count() < want || (!whole && state.whole > 0) {
             state = GIVEN_BACK.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        state.1 -= usize::from(whole);
+        state.whole -= usize::from(whole);
         let mut held = vec![];
-        for (slot, u) in state.0.iter_mut().enumerate() {
+        for (slot, u) in state.used.iter_mut().enumerate() {
             if !*u && held.len() < want {
                 *u = true;
                 held.push(slot as u8);
@@ -69,20 +77,28 @@ impl Lease {
         }
         Lease(held)
     }
+
+    /// Keeps these slots taken for the rest of the process (their lab is kept for a look).
+    fn retire(self) {
+        let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
+        state.retired += self.0.len();
+        std::mem::forget(self);
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
         for s in &self.0 {
-            state.0[usize::from(*s)] = false;
+            state.used[usize::from(*s)] = false;
         }
         GIVEN_BACK.notify_all();
     }
 }
 
 /// A lab for one test: taken down when dropped; on a failure every node's logs are saved to the
-/// test's reports first (and the lab is kept if `LAB_KEEP` is set). Labs of the default size run
+/// test's reports first (and the lab is kept, its slot no longer used by later tests, if
+/// `LAB_KEEP` is set). Labs of the default size run
 /// two at a time, each in its own slot; a bigger one runs alone.
 pub struct LabGuard {
     /// The engine the lab runs on.
@@ -94,8 +110,10 @@ pub struct LabGuard {
     name: String,
     started: Instant,
     up_s: f64,
-    // Dropped after `drop` has taken the lab down: the slot is free again only then.
-    _lease: Lease,
+    // Given back after `drop` has taken the lab down: the slot is free again only then.
+    lease: Option<Lease>,
+    // Taken down already (`take_down`).
+    down: bool,
 }
 
 impl LabGuard {
@@ -117,7 +135,14 @@ impl LabGuard {
             shape,
             slot: lease.0[0],
         };
-        let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| panic!("lab up: {e:#}"));
+        let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| {
+            // Not left running beside the next test's lab: its logs kept, then taken down.
+            if let Some(engine) = crate::engine::Engine::find_slot(opts.slot) {
+                let _ = lab::save_logs(&engine, &reports(name).join("logs"));
+            }
+            let _ = lab::down_slot(opts.slot, false);
+            panic!("lab up: {e:#}")
+        });
         eprintln!(
             "{name}: lab up in {:.1} s (slot {}, {})",
             timings.total().as_secs_f64(),
@@ -143,7 +168,8 @@ impl LabGuard {
             name: name.into(),
             started,
             up_s,
-            _lease: lease,
+            lease: Some(lease),
+            down: false,
         }
     }
 
@@ -202,14 +228,35 @@ impl Drop for LabGuard {
             let _ = lab::save_logs(&self.engine, &dir);
             eprintln!("lab test failed: logs of every node in {}", dir.display());
             if std::env::var_os("LAB_KEEP").is_some() {
+                eprintln!(
+                    "lab kept: DOCKER_HOST={} docker ps; `cargo xtask lab down` removes it",
+                    self.engine.host
+                );
                 self.record_time();
+                if let Some(lease) = self.lease.take() {
+                    lease.retire();
+                }
                 return;
             }
         }
-        if let Err(e) = lab::down_slot(self.engine.slot, false) {
+        if !self.down
+            && let Err(e) = lab::down_slot(self.engine.slot, false)
+        {
             eprintln!("lab down: {e:#}");
         }
         self.record_time();
+    }
+}
+
+impl LabGuard {
+    /// Takes the lab down while its slot is still held, and says what is left of it: `None` when
+    /// its engine was stopped with it (a private engine), else the lab objects still on that
+    /// engine (none, if `down` works).
+    pub fn take_down(mut self) -> Option<Vec<String>> {
+        lab::down_slot(self.engine.slot, false).expect("lab down");
+        self.down = true;
+        crate::engine::Engine::find_slot(self.engine.slot)
+            .map(|e| lab::leftovers(&e).expect("the lab's objects listed"))
     }
 }
 

@@ -173,8 +173,8 @@ fn rolling_upgrade_under_load_loses_no_request() {
 /// on five: the coordinator's
 /// own metrics (Docker requests, agent calls, store writes; the simulation's figures, `cargo bench
 /// --bench scale -- sim 5 50`) show no work that grows with the swarm. This lab has the machine to
-/// itself (a bigger lab runs alone), and its name sorts first so that it starts first, before
-/// the five-node labs pair up.
+/// itself (a bigger lab runs alone, and waits for its slots before the five-node labs take
+/// more); its name sorts first so that it usually starts first.
 #[test]
 fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
     let shape = lab::Shape::new(3, 12).unwrap();

@@ -11,7 +11,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use xtask::engine::Engine;
 use xtask::scenario::{LabGuard, save};
 use xtask::{lab, repo};
 
@@ -121,12 +120,10 @@ fn lab_comes_up_healthy_upgrades_by_hand_and_goes_down_clean() {
     l.sh(lab::MANAGER, "docker node update --availability active worker1");
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(120)).unwrap();
 
-    // Down leaves no lab container, network or volume.
-    let engine = l.engine.clone();
-    drop(l);
-    if let Some(e) = Engine::find_slot(engine.slot) {
-        assert_eq!(lab::leftovers(&e).unwrap(), Vec::<String>::new());
-    } else {
-        assert!(engine.private, "only the lab's own engine stops on down");
+    // Down leaves no lab container, network or volume (checked before its slot is given back).
+    let private = l.engine.private;
+    match l.take_down() {
+        Some(left) => assert_eq!(left, Vec::<String>::new()),
+        None => assert!(private, "only the lab's own engine stops on down"),
     }
 }
