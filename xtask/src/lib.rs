@@ -15,6 +15,7 @@ pub mod load;
 pub mod naive;
 pub mod repo;
 pub mod scenario;
+mod slots;
 pub mod topology;
 pub mod web;
 pub mod workload;

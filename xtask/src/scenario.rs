@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::slots::Lease;
 use crate::{lab, load};
 
 /// Where every lab test's reports go: `target/lab/reports/`.
@@ -31,75 +32,10 @@ pub fn save(dir: &Path, file: &str, value: &impl Serialize) {
         .expect("report written");
 }
 
-/// How many labs the tests run side by side: `LAB_SLOTS` (1 to engine::SLOTS), 2 unless set.
-/// Most of a lab's time is waiting (for tasks, health checks, engine restarts), so two labs share
-/// this machine's two cores; each has its own private engine and network.
-fn slots() -> usize {
-    let max = usize::from(crate::engine::SLOTS);
-    std::env::var("LAB_SLOTS").ok().and_then(|s| s.parse().ok()).unwrap_or(2).clamp(1, max)
-}
-
-/// The slots: in use or not, how many tests wait for all of them, how many are retired (their
-/// lab kept for a look after a failure, `LAB_KEEP`); a wakeup when slots are given back.
-static SLOTS_STATE: Mutex<Slots> = Mutex::new(Slots { used: Vec::new(), whole: 0, retired: 0 });
-
-struct Slots {
-    used: Vec<bool>,
-    whole: usize,
-    retired: usize,
-}
-static GIVEN_BACK: Condvar = Condvar::new();
-
-/// Slots held by one test; given back when dropped. Its lab runs on the first.
-struct Lease(Vec<u8>);
-
-impl Lease {
-    /// Waits until `want` slots (at most every slot not retired) are free and takes them. A test
-    /// that waits for every slot goes before those that want one, so it is not starved.
-    fn take(want: usize) -> Lease {
-        let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
-        state.used.resize(slots(), false);
-        let usable = state.used.len() - state.retired;
-        assert!(usable > 0, "every lab slot holds a lab kept by LAB_KEEP: take them down first");
-        let want = want.clamp(1, usable);
-        let whole = want == usable && usable > 1;
-        state.whole += usize::from(whole);
-        while state.used.iter().filter(|u| !**u).count() < want || (!whole && state.whole > 0) {
-            state = GIVEN_BACK.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        state.whole -= usize::from(whole);
-        let mut held = vec![];
-        for (slot, u) in state.used.iter_mut().enumerate() {
-            if !*u && held.len() < want {
-                *u = true;
-                held.push(slot as u8);
-            }
-        }
-        Lease(held)
-    }
-
-    /// Keeps these slots taken for the rest of the process (their lab is kept for a look).
-    fn retire(self) {
-        let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
-        state.retired += self.0.len();
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let mut state = SLOTS_STATE.lock().unwrap_or_else(|e| e.into_inner());
-        for s in &self.0 {
-            state.used[usize::from(*s)] = false;
-        }
-        GIVEN_BACK.notify_all();
-    }
-}
-
 /// A lab for one test: taken down when dropped; on a failure every node's logs are saved to the
 /// test's reports first (and the lab is kept, its slot no longer used by later tests, if
-/// `LAB_KEEP` is set). Labs of the default size run
-/// two at a time, each in its own slot; a bigger one runs alone.
+/// `LAB_KEEP` is set). Labs of the default size run two at a time, each in its own slot; a
+/// bigger one runs alone.
 pub struct LabGuard {
     /// The engine the lab runs on.
     pub engine: Engine,
