@@ -735,7 +735,9 @@ async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
     let c = cluster();
     let before = availabilities(&c.world.lock().unwrap());
     c.crash_after(40);
-    let s = Settings::default();
+    let mut s = Settings::default();
+    // The fixture was captured before surged replicas were given a warm-up.
+    s.timeouts.warmup = std::time::Duration::ZERO;
     let req = to(NEW);
     tokio::select! {
         _ = run(&c, &s, &req, "manager1/4242") => panic!("the run was not interrupted"),

@@ -75,6 +75,9 @@ pub struct Timeouts {
     pub prefetch: Duration,
     pub availability: Duration,
     pub surge: Duration,
+    /// How long surged replicas must have run before the node is drained: the time load
+    /// balancers' health checks need to send them requests.
+    pub warmup: Duration,
     pub migrate: Duration,
     pub upgrade: Duration,
     pub restart: Duration,
@@ -178,6 +181,7 @@ impl Default for Settings {
                 prefetch: m(10),
                 availability: m(1),
                 surge: m(5),
+                warmup: Duration::from_secs(3),
                 migrate: m(5),
                 upgrade: m(15),
                 restart: m(3),

@@ -201,14 +201,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(())
     }
 
-    /// Not yet: a verification that was converged starts its monitor window again.
+    /// Not yet: a condition that held (verify's convergence, surge's replicas) starts its window
+    /// again.
     async fn on_wait(
         &self,
         token: u64,
         i: usize,
         p: &NodeProgress,
     ) -> Result<(), CoordinatorError> {
-        if p.phase == Phase::VerifyConverged && p.converged_since.is_some() {
+        if matches!(p.phase, Phase::VerifyConverged | Phase::Surge) && p.converged_since.is_some() {
             self.update_node(token, i, p.phase, |n| {
                 n.converged_since = None;
                 Ok(())
@@ -219,7 +220,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(())
     }
 
-    /// Converged: the monitor window starts now unless it already runs.
+    /// The condition holds: its window (monitor, warm-up) starts now unless it already runs.
     async fn on_monitoring(
         &self,
         token: u64,

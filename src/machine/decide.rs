@@ -22,7 +22,8 @@ pub enum Verdict {
     /// Nothing could be judged yet (the phase's action was postponed, or the swarm could not be
     /// observed); the text says why. Unlike a wait, it says nothing about the node.
     Postponed(String),
-    /// Converged now, but not yet for the whole monitor window.
+    /// The condition holds now, but not yet for its whole window: the monitor window (verify) or
+    /// the warm-up of surged replicas (surge).
     Monitoring,
     /// It failed; the text says why.
     Fail(String),
@@ -103,11 +104,25 @@ pub fn deadline(
                 limit.as_secs()
             ))
         }
+        Verdict::Monitoring if p.phase == Phase::Surge => Verdict::Fail(format!(
+            "the replicas surged for {} did not keep running through the warm-up within the surge timeout",
+            p.hostname
+        )),
         Verdict::Monitoring => Verdict::Fail(format!(
             "services on {} did not stay converged within the verify timeout",
             p.hostname
         )),
         v => v,
+    }
+}
+
+/// A condition that holds now: complete once it has held for `window` (at once for none), else
+/// the window runs (see [`NodeProgress::converged_since`]).
+fn held_for(p: &NodeProgress, window: Duration, now: Timestamp) -> Verdict {
+    match p.converged_since {
+        _ if window.is_zero() => Verdict::Complete,
+        Some(since) if elapsed(since, now) >= window => Verdict::Complete,
+        _ => Verdict::Monitoring,
     }
 }
 
@@ -146,7 +161,12 @@ pub(crate) fn condition(
                     ));
                 }
             }
-            Verdict::Complete
+            // Running is what the engine says (healthy); a load balancer sends requests only
+            // after its own checks pass, so the old replica is not drained before the warm-up.
+            if p.surge.is_empty() {
+                return Verdict::Complete;
+            }
+            held_for(p, timeouts.warmup, now)
         }
         Phase::Drain => {
             done_if(node.availability == Availability::Drain, format!("{host} is not drained yet"))
@@ -214,10 +234,7 @@ pub(crate) fn condition(
             if let Some(c) = first_unconverged(snap) {
                 return Verdict::Wait(format!("{c:?}"));
             }
-            match p.converged_since {
-                Some(since) if elapsed(since, now) >= timeouts.monitor => Verdict::Complete,
-                _ => Verdict::Monitoring,
-            }
+            held_for(p, timeouts.monitor, now)
         }
         Phase::Restore => {
             for s in &p.surge {

@@ -152,7 +152,8 @@ pub struct NodeProgress {
     pub rolled_back: bool,
     /// The node's ID before it rejoined.
     pub rejoined_from: Option<NodeId>,
-    /// Since when all services have been converged, in the verify phase.
+    /// Since when the phase's condition has held: all services converged (verify), the surged
+    /// replicas running (surge, for the warm-up).
     pub converged_since: Option<Timestamp>,
     /// When the coordinator last wrote a scale-down again that the swarm had missed (verify phase).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -317,3 +317,87 @@ fn the_deadline_fails_whatever_still_waits_and_passes_every_other_verdict() {
         );
     }
 }
+
+/// A snapshot with five `web` replicas running, and worker1 in Surge for `web` 4 -> 5.
+fn surging() -> (NodeProgress, crate::model::ClusterSnapshot) {
+    let (_, mut snap) = verifying_with_a_missed_scale_down();
+    snap.services.iter_mut().filter(|s| s.name == "web").for_each(|s| {
+        s.mode = crate::model::Mode::Replicated { replicas: 5 };
+    });
+    let mut p = at(Phase::Surge);
+    p.node = NodeId("worker1-id".into());
+    p.phase_started = t(0);
+    p.surge = vec![Surge {
+        service: crate::model::ServiceId("web-id".into()),
+        name: "web".into(),
+        from: 4,
+        to: 5,
+        expected_on: vec![],
+    }];
+    (p, snap)
+}
+
+#[test]
+fn surged_replicas_run_for_the_warm_up_before_the_node_is_drained() {
+    use decide::{Verdict, evaluate};
+    let (mut p, mut snap) = surging();
+    let packages = set();
+    let timeouts = Settings::default().timeouts;
+    let warmup = timeouts.warmup.as_secs() as i64;
+    let judge = |p: &NodeProgress, snap: &crate::model::ClusterSnapshot, at: i64| {
+        let obs = decide::Observation {
+            snap,
+            agent: None,
+            packages: &packages,
+            engine_package: "docker-ce",
+        };
+        evaluate(p, &obs, &timeouts, t(at))
+    };
+    // Running (the engine's word) starts the warm-up; it completes only once the window is over.
+    assert_eq!(judge(&p, &snap, 1), Verdict::Monitoring);
+    p.converged_since = Some(t(1));
+    assert_eq!(judge(&p, &snap, 1 + warmup - 1), Verdict::Monitoring);
+    assert_eq!(judge(&p, &snap, 1 + warmup), Verdict::Complete);
+    // A replica short is a wait, whatever the window says.
+    snap.tasks.pop();
+    assert!(matches!(judge(&p, &snap, 1 + warmup), Verdict::Wait(w) if w.contains("4/5")));
+    // A node with nothing surged has nothing to warm up.
+    p.surge.clear();
+    p.converged_since = None;
+    assert_eq!(judge(&p, &snap, 1), Verdict::Complete);
+}
+
+#[test]
+fn no_warm_up_completes_a_surge_as_soon_as_its_replicas_run() {
+    use decide::{Verdict, evaluate};
+    let (p, snap) = surging();
+    let packages = set();
+    let mut timeouts = Settings::default().timeouts;
+    timeouts.warmup = Duration::ZERO;
+    let obs = decide::Observation {
+        snap: &snap,
+        agent: None,
+        packages: &packages,
+        engine_package: "docker-ce",
+    };
+    assert_eq!(evaluate(&p, &obs, &timeouts, t(1)), Verdict::Complete);
+}
+
+#[test]
+fn a_warm_up_that_never_ends_fails_at_the_surge_timeout_saying_so() {
+    use decide::{Verdict, evaluate};
+    let (p, snap) = surging();
+    let packages = set();
+    let timeouts = Settings::default().timeouts;
+    let obs = decide::Observation {
+        snap: &snap,
+        agent: None,
+        packages: &packages,
+        engine_package: "docker-ce",
+    };
+    let late = timeouts.surge.as_secs() as i64 + 1;
+    assert!(matches!(
+        evaluate(&p, &obs, &timeouts, t(late)),
+        Verdict::Fail(why) if why.contains("warm-up") && why.contains("worker1")
+    ));
+}

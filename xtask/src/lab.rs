@@ -214,6 +214,25 @@ pub fn save_logs(engine: &Engine, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The balancer's last `n` server state changes (a server UP or DOWN), with their times: what a
+/// failed request is laid over when the saved logs are gone (CI keeps only the output).
+pub fn balancer_events(engine: &Engine, n: usize) -> String {
+    let log = match engine.command(&["logs", "-t", BALANCER]).output() {
+        Ok(out) => {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr)
+        }
+        Err(e) => return format!("docker logs {BALANCER}: {e}"),
+    };
+    let events: Vec<&str> =
+        log.lines().filter(|l| l.contains(" is UP") || l.contains(" is DOWN")).collect();
+    events[events.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.split(", reason").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Builds the project's `.deb` with cargo-deb (installing it once), once per process: labs side
 /// by side install the same file, which a second build would rewrite under the first. Returns
 /// its path.

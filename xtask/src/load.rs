@@ -277,6 +277,24 @@ impl Report {
                 )
             })
             .collect::<String>()
+            + &self.failed_seconds()
+    }
+
+    /// Where the failures fell, for a failure to be laid over the coordinator's and the
+    /// balancer's logs: "; failed at +94 s (20), +95 s (16) after <start>" (the first ten).
+    fn failed_seconds(&self) -> String {
+        let at: Vec<String> = self
+            .timeline
+            .iter()
+            .filter(|s| s.failed > 0)
+            .take(10)
+            .map(|s| format!("+{} s ({})", s.second, s.failed))
+            .collect();
+        if at.is_empty() {
+            return String::new();
+        }
+        let start = self.started_at.as_deref().unwrap_or("the start");
+        format!("; failed at {} after {start}", at.join(", "))
     }
 }
 
@@ -315,12 +333,14 @@ mod tests {
         assert_eq!(r.timeline.len(), 4);
         assert_eq!(r.timeline[1], Second { second: 1, sent: 2, ok: 0, failed: 2 });
         assert_eq!(r.duration_s, 3.1);
+        assert!(r.summary().ends_with("; failed at +0 s (1), +1 s (2), +2 s (1) after the start"));
     }
 
     #[test]
     fn an_empty_run_reports_nothing() {
         let r = report(&["a/".into()], 50, &[]);
         assert_eq!((r.requests, r.failed, r.duration_s, r.longest_gap_s), (0, 0, 0.0, 0.0));
+        assert!(!r.summary().contains("failed at"));
     }
 
     #[test]

@@ -163,6 +163,10 @@ impl Drop for LabGuard {
             let dir = self.reports.join("logs");
             let _ = lab::save_logs(&self.engine, &dir);
             eprintln!("lab test failed: logs of every node in {}", dir.display());
+            eprintln!(
+                "the balancer's last server events:\n{}",
+                lab::balancer_events(&self.engine, 40)
+            );
             if std::env::var_os("LAB_KEEP").is_some() {
                 eprintln!(
                     "lab kept: DOCKER_HOST={} docker ps; `cargo xtask lab down` removes it",
