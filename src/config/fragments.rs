@@ -88,7 +88,7 @@ pub struct TimeoutsFragment {
     pub prefetch: Option<PositiveDuration>,
     pub availability: Option<PositiveDuration>,
     pub surge: Option<PositiveDuration>,
-    pub warmup: Option<PositiveDuration>,
+    pub warmup: Option<NonNegativeDuration>,
     pub migrate: Option<PositiveDuration>,
     pub upgrade: Option<PositiveDuration>,
     pub restart: Option<PositiveDuration>,

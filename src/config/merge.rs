@@ -148,7 +148,6 @@ fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {
         (&mut t.prefetch, prefetch),
         (&mut t.availability, availability),
         (&mut t.surge, surge),
-        (&mut t.warmup, warmup),
         (&mut t.migrate, migrate),
         (&mut t.upgrade, upgrade),
         (&mut t.restart, restart),
@@ -161,6 +160,36 @@ fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {
     for (slot, value) in slots {
         set(slot, value.map(|d: PositiveDuration| d.0));
     }
+    set(&mut t.warmup, warmup.map(|d| d.0));
+}
+
+/// The rules between timeouts, checked once every file is merged (a later file may set either
+/// key): a window held within a phase must be shorter than that phase's limit, or every node
+/// fails the phase. `files` names the configuration read.
+pub fn check_merged(s: &Settings, files: &str) -> Result<(), ConfigError> {
+    let t = &s.timeouts;
+    let pairs = [
+        ("timeouts.warmup", t.warmup, "timeouts.surge", t.surge),
+        ("timeouts.monitor", t.monitor, "timeouts.verify", t.verify),
+    ];
+    for (key, window, limit_key, limit) in pairs {
+        if window >= limit {
+            return Err(invalid(
+                files,
+                key,
+                &humantime(window),
+                &format!(
+                    "must be shorter than {limit_key} ({}): the phase would time out on every node; shorten it or raise {limit_key}",
+                    humantime(limit)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
 }
 
 /// `lock.lease`, which must outlast a leader election.

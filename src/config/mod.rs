@@ -286,6 +286,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
             apply_file(&mut settings, &f)?;
         }
     }
+    merge::check_merged(&settings, &format!("{} and its config.d/", main.display()))?;
     Ok(settings)
 }
 

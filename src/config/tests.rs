@@ -261,3 +261,29 @@ fn fragment_keys_documented(text: &str) -> bool {
     .iter()
     .all(|s| text.contains(s))
 }
+
+#[test]
+fn a_window_must_be_shorter_than_its_phase_once_every_file_is_read() {
+    let d = tempdir("windows");
+    let main = write(&d, "config.toml", "[timeouts]\nwarmup = \"10m\"\n");
+    let err = load(Some(&main)).unwrap_err().to_string();
+    assert!(
+        err.contains("timeouts.warmup") && err.contains("shorter than timeouts.surge (300s)"),
+        "{err}"
+    );
+    // A drop-in that raises the surge limit makes the same file valid: checked after the merge.
+    write(&d, "config.d/50-surge.toml", "[timeouts]\nsurge = \"20m\"\n");
+    assert_eq!(load(Some(&main)).unwrap().timeouts.warmup, Duration::from_secs(600));
+    write(&d, "config.d/60-monitor.toml", "[timeouts]\nmonitor = \"10m\"\n");
+    let err = load(Some(&main)).unwrap_err().to_string();
+    assert!(err.contains("timeouts.monitor") && err.contains("timeouts.verify"), "{err}");
+}
+
+#[test]
+fn a_warm_up_of_zero_turns_it_off_and_other_timeouts_stay_positive() {
+    let d = tempdir("warmup-zero");
+    let main = write(&d, "config.toml", "[timeouts]\nwarmup = \"0s\"\n");
+    assert_eq!(load(Some(&main)).unwrap().timeouts.warmup, Duration::ZERO);
+    let main = write(&d, "config.toml", "[timeouts]\nmonitor = \"0s\"\n");
+    assert!(load(Some(&main)).unwrap_err().to_string().contains("longer than zero"));
+}

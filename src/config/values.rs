@@ -218,13 +218,31 @@ impl TryFrom<String> for PositiveDuration {
     }
 }
 
+/// A duration of zero or more (zero turns off what it times), written such as `0s` or `4s`.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NonNegativeDuration(pub Duration);
+
+impl TryFrom<String> for NonNegativeDuration {
+    type Error = ValueError;
+    fn try_from(text: String) -> Result<Self, ValueError> {
+        parse_any_duration(&text)
+            .map(NonNegativeDuration)
+            .map_err(|problem| ValueError::new(&text, problem))
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, &'static str> {
+    match parse_any_duration(text)? {
+        d if d.is_zero() => Err("must be longer than zero"),
+        d => Ok(d),
+    }
+}
+
+fn parse_any_duration(text: &str) -> Result<Duration, &'static str> {
     let d: jiff::SignedDuration =
         text.parse().map_err(|_| "write a duration such as \"90s\", \"10m\" or \"1h 30m\"")?;
-    if d.is_negative() || d.is_zero() {
-        return Err("must be longer than zero");
-    }
-    Duration::try_from(d).map_err(|_| "must be longer than zero")
+    Duration::try_from(d).map_err(|_| "must not be negative")
 }
 
 /// A node label selector; empty means none.
@@ -369,6 +387,9 @@ mod tests {
         assert_eq!(parse_size("2 TiB"), None);
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("0s"), Err("must be longer than zero"));
+        assert_eq!(parse_any_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_any_duration("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_any_duration("-4s"), Err("must not be negative"));
     }
 
     #[test]

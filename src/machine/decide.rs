@@ -105,8 +105,11 @@ pub fn deadline(
             ))
         }
         Verdict::Monitoring if p.phase == Phase::Surge => Verdict::Fail(format!(
-            "the replicas surged for {} did not keep running through the warm-up within the surge timeout",
-            p.hostname
+            "Surge on {} timed out after {}s: the surged replicas had run {}s of the {}s warm-up",
+            p.hostname,
+            timeouts.surge.as_secs(),
+            p.converged_since.map_or(0, |since| elapsed(since, now).as_secs()),
+            timeouts.warmup.as_secs()
         )),
         Verdict::Monitoring => Verdict::Fail(format!(
             "services on {} did not stay converged within the verify timeout",

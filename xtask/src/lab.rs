@@ -224,11 +224,19 @@ pub fn balancer_events(engine: &Engine, n: usize) -> String {
         }
         Err(e) => return format!("docker logs {BALANCER}: {e}"),
     };
-    let events: Vec<&str> =
+    // stdout and stderr arrive apart: their timestamps (fixed width) put them back in order.
+    let mut events: Vec<&str> =
         log.lines().filter(|l| l.contains(" is UP") || l.contains(" is DOWN")).collect();
+    events.sort_unstable();
+    if events.is_empty() {
+        return "(none in the balancer's log)".into();
+    }
+    // The reason (a Layer4 timeout, a Layer7 status) stays; the counters after it go.
     events[events.len().saturating_sub(n)..]
         .iter()
-        .map(|l| l.split(", reason").next().unwrap_or(l))
+        .map(|l| {
+            l.split(", info:").next().unwrap_or(l).split(", check duration").next().unwrap_or(l)
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -283,18 +283,18 @@ impl Report {
     /// Where the failures fell, for a failure to be laid over the coordinator's and the
     /// balancer's logs: "; failed at +94 s (20), +95 s (16) after <start>" (the first ten).
     fn failed_seconds(&self) -> String {
-        let at: Vec<String> = self
-            .timeline
-            .iter()
-            .filter(|s| s.failed > 0)
-            .take(10)
-            .map(|s| format!("+{} s ({})", s.second, s.failed))
-            .collect();
-        if at.is_empty() {
+        let failed: Vec<&Second> = self.timeline.iter().filter(|s| s.failed > 0).collect();
+        if failed.is_empty() {
             return String::new();
         }
+        let at: Vec<String> =
+            failed.iter().take(10).map(|s| format!("+{} s ({})", s.second, s.failed)).collect();
+        let more = match failed.len().saturating_sub(10) {
+            0 => String::new(),
+            n => format!(" and {n} more seconds"),
+        };
         let start = self.started_at.as_deref().unwrap_or("the start");
-        format!("; failed at {} after {start}", at.join(", "))
+        format!("; failed at {}{more} after {start}", at.join(", "))
     }
 }
 

@@ -151,9 +151,9 @@ pub fn wait_converged(engine: &Engine, limit: Duration) -> Result<()> {
     }
 }
 
-/// haproxy's configuration: health-checked backends on every node's published ports (a check's
-/// answer may take 1 s, twice the interval, so that a busy machine's slow answer is not a dead
-/// server); a failed connection is retried on another server.
+/// haproxy's configuration: health-checked backends on every node's published ports (a check may
+/// connect within 500 ms and then answer within 1 s, so that a busy machine's slow answer is not
+/// a dead server); a failed connection is retried on another server.
 pub fn haproxy_cfg(nodes: &[Host]) -> String {
     let mut c = String::from(
         "global
