@@ -49,6 +49,9 @@ pub const AGENT_CALLS: Counter = Counter("swarm_upgrade_agent_calls_total");
 pub const STORE_WRITES: Counter = Counter("swarm_upgrade_store_writes_total");
 /// Bytes of those writes (coordinator).
 pub const STORE_WRITTEN_BYTES: Counter = Counter("swarm_upgrade_store_written_bytes_total");
+/// Reads of the run record, by what was read (`header` only, the rest known; or `whole`)
+/// (coordinator).
+pub const STORE_LOADS: Counter = Counter("swarm_upgrade_store_loads_total");
 /// The run record's size in the store, header and shards, as last read or written (coordinator).
 pub const STORE_BYTES: Gauge = Gauge("swarm_upgrade_store_bytes");
 
@@ -64,6 +67,10 @@ const COUNTERS: &[(Counter, &str)] = &[
     (AGENT_CALLS, "Calls this coordinator made to the nodes' agents, by operation"),
     (STORE_WRITES, "Writes of the run record to the swarm, by part (header or shard)"),
     (STORE_WRITTEN_BYTES, "Bytes of the run record written to the swarm"),
+    (
+        STORE_LOADS,
+        "Reads of the run record, by what was read (the header only, or the whole record)",
+    ),
 ];
 const GAUGES: &[(Gauge, &str)] = &[
     (CURRENT_PHASE, "1 for the phase each node of the run is in"),

@@ -226,8 +226,11 @@ pub struct ShardAt {
     pub id: String,
     /// Its version index.
     pub index: u64,
-    /// Its text.
-    pub text: String,
+    /// The size of its text in bytes.
+    pub bytes: usize,
+    /// The nodes it holds, shared with the document read: a write of that document leaves the
+    /// shard alone when they are still the same records.
+    pub nodes: Vec<std::sync::Arc<crate::machine::NodeProgress>>,
 }
 
 /// A document with where it was read.

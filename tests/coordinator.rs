@@ -92,7 +92,10 @@ async fn broken_engine_rolls_the_first_node_back_and_halts() {
     );
     assert!(reason.contains("docker.service failed"), "{reason}");
     assert_eq!(rec.nodes[0].phase, Phase::RolledBack);
-    assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending), "no other node touched");
+    assert!(
+        rec.nodes.as_slice()[1..].iter().all(|n| n.phase == Phase::Pending),
+        "no other node touched"
+    );
     let w = c.world.lock().unwrap();
     assert_all_at(&w, OLD, &before);
     assert!(w.store_doc().lock.is_none());
@@ -447,7 +450,7 @@ async fn a_stop_label_on_any_node_stops_the_run_before_its_next_node() {
         "{reason}"
     );
     assert_eq!(rec.nodes[0].phase, Phase::Done, "the node in progress was finished");
-    assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending));
+    assert!(rec.nodes.as_slice()[1..].iter().all(|n| n.phase == Phase::Pending));
     assert!(c.world.lock().unwrap().store_doc().lock.is_none(), "the lock is released");
 }
 
@@ -520,7 +523,7 @@ async fn abort_stops_after_the_current_node() {
     assert_eq!(rec.outcome, Some(Outcome::Aborted));
     assert_eq!(rec.halt, Some(Halt::Aborted));
     assert_eq!(rec.nodes[0].phase, Phase::Done, "the node in progress was finished");
-    assert!(rec.nodes[1..].iter().all(|n| n.phase == Phase::Pending));
+    assert!(rec.nodes.as_slice()[1..].iter().all(|n| n.phase == Phase::Pending));
 }
 
 #[tokio::test(start_paused = true)]
@@ -750,7 +753,7 @@ async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
         // older builds ignore them. Without scopes, the resumed node's polls read the cluster.)
         let mut now = w.store_doc();
         now.lock.as_mut().unwrap().lease_seconds = None;
-        for n in &mut now.run.as_mut().unwrap().nodes {
+        for n in now.run.as_mut().unwrap().nodes.iter_mut() {
             n.scope.clear();
         }
         assert_eq!(swarm_upgrade::lock::StoreDoc::from_json(v1).unwrap(), now);

@@ -561,6 +561,7 @@ async fn a_fleet_sized_record(store: &SwarmLabelStore, docker: &bollard::Docker,
     let rewritten: Vec<_> = written.iter().zip(&after).filter(|(a, b)| a.1 != b.1).collect();
     assert_eq!(rewritten.len(), 1, "one shard rewritten: {rewritten:?}");
     assert_eq!(store.load().await.unwrap().doc, expected);
+    read_once(store, docker).await;
 
     // The next run's first write removes this one's shards.
     update(store, |d| {
@@ -573,6 +574,45 @@ async fn a_fleet_sized_record(store: &SwarmLabelStore, docker: &bollard::Docker,
     assert!(shards_of(docker, "fleet-2500").await.is_empty(), "the old run's shards are gone");
     assert_eq!(shards_of(docker, "next").await.len(), 1);
     assert_eq!(store.load().await.unwrap().doc.run.unwrap().nodes.len(), 3);
+}
+
+/// How many loads of the run record read `what` (`header` or `whole`), from this process's
+/// metrics.
+fn loads(what: &str) -> u64 {
+    let line = format!("swarm_upgrade_store_loads_total{{read=\"{what}\"}} ");
+    let text = swarm_upgrade::metrics::render();
+    text.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |n| n.parse().unwrap())
+}
+
+/// The 2,500-node record is read once: while the header is the one this store last read or
+/// wrote, a load reads only the header and gives what a fresh reader reads. A shard written by
+/// another writer without the header (a coordinator that lost the lock and has not noticed) is
+/// not seen until this store writes that shard: the write is refused, and its retry reads the
+/// whole record again, so no write is lost. A header written by another is seen at once.
+async fn read_once(store: &SwarmLabelStore, docker: &bollard::Docker) {
+    let (header, whole) = (loads("header"), loads("whole"));
+    let cached = store.load().await.unwrap();
+    assert_eq!((loads("header"), loads("whole")), (header + 1, whole), "the header only");
+    let other = SwarmLabelStore::new(docker.clone());
+    let fresh = other.load().await.unwrap();
+    assert_eq!(loads("whole"), whole + 1, "a new store reads the whole record");
+    assert_eq!(cached.doc, fresh.doc, "what is known is what is stored");
+
+    // The other writes node 0's shard only; this store then changes node 1 (the same shard).
+    let mut stale = fresh.doc.clone();
+    stale.run.as_mut().unwrap().nodes[0].hostname = "renamed-by-the-other".into();
+    other.save(&stale, &fresh.version).await.unwrap();
+    update(store, |d| d.run.as_mut().unwrap().nodes[1].hostname = "renamed-here".into()).await;
+    let fresh = SwarmLabelStore::new(docker.clone());
+    let both = fresh.load().await.unwrap().doc.run.unwrap();
+    assert_eq!(both.nodes[0].hostname, "renamed-by-the-other", "the other's write is kept");
+    assert_eq!(both.nodes[1].hostname, "renamed-here");
+
+    // The other writes the header (an operator's abort): this store reads it at once.
+    update(&other, |d| d.run.as_mut().unwrap().abort_requested = true).await;
+    let whole = loads("whole");
+    assert!(store.load().await.unwrap().doc.run.unwrap().abort_requested);
+    assert_eq!(loads("whole"), whole + 1, "a header someone else wrote: the whole record read");
 }
 
 /// A backend for identity checks only: it does no node work; its swarm's one manager is named.

@@ -4,7 +4,7 @@
 //! header only. Reasons are capped so that a node's record stays about a kilobyte or two.
 //! Pure: the swarm adapter and the in-memory cluster store the same texts.
 
-use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -44,15 +44,26 @@ pub struct Layout {
 /// Splits a document into its header and shards, its reasons capped. Each shard is serialized
 /// from its own nodes, so a split costs the document's size once (no copy of the whole run).
 pub fn split(doc: &StoreDoc) -> Layout {
-    let nodes = doc.run.as_ref().map_or(&[][..], |r| r.nodes.as_slice());
-    let shards: Vec<String> = nodes
-        .chunks(SHARD_NODES)
-        .map(|chunk| {
-            let capped: Vec<Cow<'_, NodeProgress>> = chunk.iter().map(capped_node).collect();
-            serde_json::to_string(&capped).expect("node records serialize")
-        })
-        .collect();
-    let head = StoreDoc {
+    let nodes = stored_nodes(doc);
+    Layout {
+        header: header(doc),
+        run: doc.run.as_ref().map(|r| r.id.clone()),
+        shards: nodes.chunks(SHARD_NODES).map(shard_text).collect(),
+    }
+}
+
+/// The header's text: [`head`], with the number of nodes its shards hold.
+pub fn header(doc: &StoreDoc) -> String {
+    let mut value = serde_json::to_value(head(doc)).expect("store documents serialize");
+    if let Some(r) = &doc.run {
+        value[SHARDED] = r.nodes.len().into();
+    }
+    value.to_string()
+}
+
+/// The document without its run's nodes, the run's reason capped: what the header holds.
+pub fn head(doc: &StoreDoc) -> StoreDoc {
+    StoreDoc {
         schema: doc.schema,
         lock: doc.lock.clone(),
         last_token: doc.last_token,
@@ -61,22 +72,20 @@ pub fn split(doc: &StoreDoc) -> Layout {
             cap(&mut head.reason, REASON_CHARS);
             head
         }),
-    };
-    let mut value = serde_json::to_value(&head).expect("store documents serialize");
-    if doc.run.is_some() {
-        value[SHARDED] = nodes.len().into();
     }
-    Layout { header: value.to_string(), run: doc.run.as_ref().map(|r| r.id.clone()), shards }
 }
 
-/// Whether two shard texts hold the same nodes: the same text, or the same JSON written another
-/// way (an older build wrote shards with their keys sorted), so that a build upgraded mid-run
-/// rewrites only the shards a step changed.
-pub fn same_shard(stored: &str, new: &str) -> bool {
-    stored == new || {
-        let parse = |t: &str| serde_json::from_str::<Value>(t).ok();
-        parse(stored).is_some_and(|a| parse(new).is_some_and(|b| a == b))
-    }
+/// The run's nodes as they are stored: reasons and recoveries capped, each record shared with
+/// `doc` where it fits (so this costs a reference count per node).
+pub fn stored_nodes(doc: &StoreDoc) -> Vec<Arc<NodeProgress>> {
+    let nodes = doc.run.as_ref().map_or(&[][..], |r| r.nodes.as_slice());
+    nodes.iter().map(capped_node).collect()
+}
+
+/// A shard's text: its nodes as a JSON list.
+pub fn shard_text(nodes: &[Arc<NodeProgress>]) -> String {
+    let plain: Vec<&NodeProgress> = nodes.iter().map(|n| &**n).collect();
+    serde_json::to_string(&plain).expect("node records serialize")
 }
 
 /// What a header says about its shards: the run they belong to and how many there are (`None`
@@ -120,16 +129,16 @@ pub fn join(
 }
 
 /// A node's record with its reason cut to [`REASON_CHARS`] and its recovery to
-/// [`RECOVERY_CHARS`] (borrowed as it is when both fit).
-fn capped_node(n: &NodeProgress) -> Cow<'_, NodeProgress> {
+/// [`RECOVERY_CHARS`] (shared as it is when both fit).
+fn capped_node(n: &Arc<NodeProgress>) -> Arc<NodeProgress> {
     let long = |t: &Option<String>, chars: usize| t.as_ref().is_some_and(|t| t.len() > chars);
     if !long(&n.reason, REASON_CHARS) && !long(&n.recovery, RECOVERY_CHARS) {
-        return Cow::Borrowed(n);
+        return Arc::clone(n);
     }
-    let mut n = n.clone();
+    let mut n = NodeProgress::clone(n);
     cap(&mut n.reason, REASON_CHARS);
     cap(&mut n.recovery, RECOVERY_CHARS);
-    Cow::Owned(n)
+    Arc::new(n)
 }
 
 fn cap(text: &mut Option<String>, chars: usize) {

@@ -15,7 +15,7 @@ use swarm_upgrade::ports::*;
 use tokio::sync::Notify;
 
 use super::latency::{Latency, thread_cpu};
-use super::world::{Host, World};
+use super::world::{Host, Stored, World};
 
 /// A fake cluster shared by any number of coordinators.
 #[derive(Clone)]
@@ -537,8 +537,18 @@ impl StateStore for FakeCluster {
         let mut w = self.w();
         let started = thread_cpu();
         w.calls.store_loads += 1;
-        w.calls.store_read += w.calls.document;
         let doc = w.store_doc();
+        let read = match w.last_layout.as_mut() {
+            // As the adapter reads: the header, and the shards only if someone else wrote.
+            Some(l) => {
+                let header = swarm_upgrade::store_layout::header(&doc);
+                let whole = l.seen.as_ref() != Some(&header);
+                l.seen = Some(header);
+                if whole { l.bytes() } else { l.header.len() as u64 }
+            }
+            None => w.calls.document,
+        };
+        w.calls.store_read += read;
         w.calls.busy += thread_cpu().saturating_sub(started);
         Ok(Versioned { doc, version: StoreVersion::whole(w.store_version) })
     }
@@ -551,23 +561,10 @@ impl StateStore for FakeCluster {
             }
             let started = thread_cpu();
             if w.count_writes {
-                // Laid out as the swarm adapter lays it out, counting what each write rewrites.
-                let layout = swarm_upgrade::store_layout::split(doc);
-                let last = w.last_layout.take();
-                let new_run = last.as_ref().is_none_or(|l| l.run != layout.run);
-                let was = |k: usize| last.as_ref().and_then(|l| l.shards.get(k));
-                let mut parts: Vec<usize> = (0..layout.shards.len())
-                    .filter(|&k| new_run || was(k) != Some(&layout.shards[k]))
-                    .map(|k| layout.shards[k].len())
-                    .collect();
-                if last.as_ref().is_none_or(|l| l.header != layout.header) {
-                    parts.push(layout.header.len());
-                }
+                let (stored, parts) = lay_out(doc, w.last_layout.take());
                 w.store_writes.push(parts);
-                w.calls.document = (layout.header.len()
-                    + layout.shards.iter().map(String::len).sum::<usize>())
-                    as u64;
-                w.last_layout = Some(layout);
+                w.calls.document = stored.bytes();
+                w.last_layout = Some(stored);
             }
             w.calls.store_saves += 1;
             if w.timed.is_some() {
@@ -592,6 +589,32 @@ impl StateStore for FakeCluster {
         }
         Ok(())
     }
+}
+
+/// `doc` laid out as the swarm adapter lays it out after `last`, and the size of each part the
+/// write rewrites: the shards whose nodes changed (all for a new run), and the header if changed.
+fn lay_out(doc: &StoreDoc, last: Option<Stored>) -> (Stored, Vec<usize>) {
+    use swarm_upgrade::store_layout::{SHARD_NODES, header, shard_text, stored_nodes};
+    let nodes = stored_nodes(doc);
+    let run = doc.run.as_ref().map(|r| r.id.clone());
+    let last = last.filter(|l| l.run == run);
+    let mut parts = Vec::new();
+    let shards = (nodes.chunks(SHARD_NODES).enumerate())
+        .map(|(k, chunk)| match last.as_ref().and_then(|l| l.shards.get(k)) {
+            Some(same) if same.0 == chunk => same.clone(),
+            _ => {
+                let bytes = shard_text(chunk).len();
+                parts.push(bytes);
+                (chunk.to_vec(), bytes)
+            }
+        })
+        .collect();
+    let header = header(doc);
+    if last.as_ref().is_none_or(|l| l.header != header) {
+        parts.push(header.len());
+    }
+    let seen = Some(header.clone());
+    (Stored { header, run, shards, seen }, parts)
 }
 
 /// A clock on tokio's time (pausable in tests), starting at a fixed instant.

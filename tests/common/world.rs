@@ -51,7 +51,7 @@ pub struct World {
     /// `store_writes` (the scale benchmark; costly for property tests).
     pub count_writes: bool,
     /// The last write's layout, when counted.
-    pub last_layout: Option<swarm_upgrade::store_layout::Layout>,
+    pub last_layout: Option<Stored>,
     /// The size of every part each counted store write rewrote (changed shards, the header).
     pub store_writes: Vec<Vec<usize>>,
     pub store_version: u64,
@@ -132,8 +132,27 @@ pub struct Calls {
     pub largest_document: u64,
     /// CPU time spent inside the fake's reads and store (its own work, not the caller's).
     pub busy: std::time::Duration,
-    /// Bytes of the document the loads read (the whole document every time).
+    /// Bytes of the document the loads read: the header, and every shard when the header is
+    /// not the one the coordinator last read or wrote (as the swarm adapter reads).
     pub store_read: u64,
+}
+
+/// The store as the swarm adapter lays it out: the header's text, and each shard's nodes and
+/// size, so that a write is counted without serializing the shards it did not change.
+#[derive(Clone, Debug, Default)]
+pub struct Stored {
+    pub header: String,
+    pub run: Option<String>,
+    pub shards: Vec<(Vec<std::sync::Arc<swarm_upgrade::machine::NodeProgress>>, usize)>,
+    /// The header the coordinator last read or wrote (it then reads only the header).
+    pub seen: Option<String>,
+}
+
+impl Stored {
+    /// The document's size: header and shards.
+    pub fn bytes(&self) -> u64 {
+        (self.header.len() + self.shards.iter().map(|s| s.1).sum::<usize>()) as u64
+    }
 }
 
 impl World {
@@ -242,7 +261,7 @@ impl World {
             Some((version, current)) if *version == self.store_version => current.clone(),
             _ => {
                 let current = self.store_doc().run.and_then(|r| {
-                    r.nodes.into_iter().find(|n| !n.phase.is_terminal()).map(|n| n.hostname)
+                    r.nodes.into_iter().find(|n| !n.phase.is_terminal()).map(|n| n.hostname.clone())
                 });
                 self.current_at = Some((self.store_version, current.clone()));
                 current

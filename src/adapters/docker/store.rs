@@ -12,31 +12,39 @@
 //! update`): such a write makes ours fail as out of sequence, and the coordinator re-reads and
 //! re-applies its change, so nothing is lost, only retried.
 
+mod cache;
 mod shards;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 use bollard::query_parameters::UpdateSwarmOptions;
 
 use super::port_error;
 use crate::lock::{SchemaError, StoreDoc};
+use crate::machine::NodeProgress;
 use crate::metrics;
-use crate::ports::{PortError, StateStore, StoreVersion, Versioned};
-use crate::store_layout::{self, WRITE_BUDGET};
+use crate::ports::{PortError, ShardAt, StateStore, StoreVersion, Versioned};
+use crate::store_layout::{self, SHARD_NODES, WRITE_BUDGET};
+use cache::{Cache, Known};
 pub use shards::RUN_LABEL;
 
 /// The swarm label that holds the header (JSON).
 pub const STATE_LABEL: &str = "io.swarm-upgrade.state";
 
-/// The store on the swarm spec's labels and configs' labels.
+/// The store on the swarm spec's labels and configs' labels. Clones share what was last read
+/// and written (see [`cache`]).
 #[derive(Clone, Debug)]
 pub struct SwarmLabelStore {
     docker: Docker,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl SwarmLabelStore {
     /// A store through this client (which must talk to a manager).
     pub fn new(docker: Docker) -> Self {
-        SwarmLabelStore { docker }
+        SwarmLabelStore { docker, cache: Arc::default() }
     }
 
     async fn write_header(&self, text: &str, index: u64) -> Result<(), PortError> {
@@ -66,9 +74,9 @@ fn written(part: &str, text: &str) {
     metrics::add(metrics::STORE_WRITTEN_BYTES, &[], text.len() as u64);
 }
 
-/// Sets `swarm_upgrade_store_bytes` to a record's header and shards.
-fn stored<'a>(header: &str, shards: impl Iterator<Item = &'a str>) {
-    let bytes = header.len() + shards.map(str::len).sum::<usize>();
+/// Sets `swarm_upgrade_store_bytes` to a record's header and shards (their sizes).
+fn stored(header: &str, shards: impl Iterator<Item = usize>) {
+    let bytes = header.len() + shards.sum::<usize>();
     metrics::set(metrics::STORE_BYTES, &[], i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
@@ -97,60 +105,143 @@ impl StateStore for SwarmLabelStore {
         super::sent("store inspect_swarm");
         let swarm =
             self.docker.inspect_swarm().await.map_err(|e| port_error("reading the swarm", e))?;
+        let index = swarm.version.and_then(|v| v.index).unwrap_or(0);
         let header_text = swarm
             .spec
-            .as_ref()
-            .and_then(|s| s.labels.as_ref())
-            .and_then(|l| l.get(STATE_LABEL))
-            .cloned()
+            .and_then(|s| s.labels)
+            .and_then(|mut l| l.remove(STATE_LABEL))
             .unwrap_or_default();
-        let mut version = StoreVersion {
-            header: swarm.version.and_then(|v| v.index).unwrap_or(0),
-            header_text,
-            ..StoreVersion::default()
-        };
-        if version.header_text.is_empty() {
+        if header_text.is_empty() {
+            self.cache().forget();
             stored("", std::iter::empty());
+            let version = StoreVersion { header: index, ..StoreVersion::default() };
             return Ok(Versioned { doc: StoreDoc::default(), version });
         }
-        if let Some((run, _)) =
-            store_layout::shards_of(&version.header_text).map_err(schema_error)?
-        {
-            version.shards = shards::read(&self.docker, &run).await?;
-            version.run = Some(run);
+        let hit = self.cache().hit(&header_text, index);
+        if let Some((doc, version)) = hit {
+            metrics::inc(metrics::STORE_LOADS, &[("read", "header")]);
+            stored(&header_text, version.shards.values().map(|s| s.bytes));
+            return Ok(Versioned { doc, version });
         }
-        let doc = store_layout::join(&version.header_text, |k| {
-            version.shards.get(&k).map(|s| s.text.clone())
-        })
-        .map_err(schema_error)?;
-        stored(&version.header_text, version.shards.values().map(|s| s.text.as_str()));
-        Ok(Versioned { doc, version })
+        metrics::inc(metrics::STORE_LOADS, &[("read", "whole")]);
+        self.read_whole(header_text, index).await
     }
 
     async fn save(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError> {
-        let layout = store_layout::split(doc);
+        let out = self.write(doc, version).await;
+        if out.is_err() {
+            self.cache().forget();
+        }
+        out
+    }
+}
+
+impl SwarmLabelStore {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads every shard the header names and joins them (and keeps what was read).
+    async fn read_whole(
+        &self,
+        header_text: String,
+        index: u64,
+    ) -> Result<Versioned<StoreDoc>, PortError> {
+        let mark = self.cache().mark();
+        let mut version = StoreVersion { header: index, header_text, ..StoreVersion::default() };
+        let run = store_layout::shards_of(&version.header_text).map_err(schema_error)?;
+        let texts = match &run {
+            Some((run, _)) => shards::read(&self.docker, run).await?,
+            None => BTreeMap::new(),
+        };
+        let doc =
+            store_layout::join(&version.header_text, |k| texts.get(&k).map(|s| s.text.clone()))
+                .map_err(schema_error)?;
+        stored(&version.header_text, texts.values().map(|s| s.text.len()));
+        let nodes = doc.run.as_ref().map_or(&[][..], |r| r.nodes.as_slice());
+        version.shards = shard_map(texts, nodes);
+        if let Some((id, _)) = &run {
+            version.run = Some(id.clone());
+            let known = Known {
+                header_text: version.header_text.clone(),
+                head: store_layout::head(&doc),
+                run: Some((id.clone(), nodes.len())),
+                shards: version.shards.clone(),
+            };
+            self.cache().read(mark, known);
+        }
+        Ok(Versioned { doc, version })
+    }
+
+    /// Writes the parts of `doc` that differ from what `version` read: changed shards first, the
+    /// header last (the commit point).
+    async fn write(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError> {
+        let header = store_layout::header(doc);
+        let nodes = store_layout::stored_nodes(doc);
+        let run = doc.run.as_ref().map(|r| r.id.clone());
+        let new_run = run != version.run;
         // A new run's shards may be left from an attempt whose header write lost: reuse them.
-        let known = match &layout.run {
-            Some(run) if layout.run != version.run => shards::read(&self.docker, run).await?,
+        let known = match &run {
+            Some(id) if new_run => leftovers(shards::read(&self.docker, id).await?),
             _ => version.shards.clone(),
         };
-        for (k, text) in layout.shards.iter().enumerate() {
-            if known.get(&k).is_some_and(|s| store_layout::same_shard(&s.text, text)) {
+        let mut now = BTreeMap::new();
+        for (k, chunk) in nodes.chunks(SHARD_NODES).enumerate() {
+            let at = known.get(&k);
+            if at.is_some_and(|s| s.nodes == chunk) {
+                if new_run {
+                    now.insert(k, at.expect("checked").clone());
+                }
                 continue;
             }
-            within_budget(&format!("shard {k}"), text)?;
-            let run = layout.run.as_deref().expect("shards belong to a run");
-            shards::write(&self.docker, run, k, text, known.get(&k)).await?;
-            written("shard", text);
+            let text = store_layout::shard_text(chunk);
+            within_budget(&format!("shard {k}"), &text)?;
+            let id = run.as_deref().expect("shards belong to a run");
+            let at = at.map(|s| (s.id.as_str(), s.index));
+            let (id, index) = shards::write(&self.docker, id, k, &text, at).await?;
+            written("shard", &text);
+            now.insert(k, ShardAt { id, index, bytes: text.len(), nodes: chunk.to_vec() });
         }
-        if layout.header != version.header_text {
-            within_budget("header", &layout.header)?;
-            self.write_header(&layout.header, version.header).await?;
-            if layout.run != version.run {
-                shards::remove_others(&self.docker, layout.run.as_deref()).await;
+        let header_written = header != version.header_text;
+        if header_written {
+            within_budget("header", &header)?;
+            self.write_header(&header, version.header).await?;
+            if new_run {
+                shards::remove_others(&self.docker, run.as_deref()).await;
             }
         }
-        stored(&layout.header, layout.shards.iter().map(String::as_str));
+        let count = nodes.len().div_ceil(SHARD_NODES);
+        stored(&header, (0..count).filter_map(|k| now.get(&k).or(known.get(&k)).map(|s| s.bytes)));
+        let head = header_written.then(|| (header, store_layout::head(doc)));
+        self.cache().wrote(head, run.map(|id| (id, nodes.len())), now);
         Ok(())
     }
+}
+
+/// Shards as read, each with its share of `nodes` (the document joined from them).
+fn shard_map(
+    texts: BTreeMap<usize, shards::Stored>,
+    nodes: &[Arc<NodeProgress>],
+) -> BTreeMap<usize, ShardAt> {
+    texts
+        .into_iter()
+        .map(|(k, s)| {
+            let part = |i: usize| (i * SHARD_NODES).min(nodes.len());
+            let nodes = nodes[part(k)..part(k + 1)].to_vec();
+            (k, ShardAt { id: s.id, index: s.index, bytes: s.text.len(), nodes })
+        })
+        .collect()
+}
+
+/// Shards left by an attempt at a run whose header write lost, each with the nodes it holds
+/// (none if they do not read: such a shard is written over).
+fn leftovers(texts: BTreeMap<usize, shards::Stored>) -> BTreeMap<usize, ShardAt> {
+    texts
+        .into_iter()
+        .map(|(k, s)| {
+            let nodes: Vec<NodeProgress> = serde_json::from_str(&s.text).unwrap_or_default();
+            let nodes = nodes.into_iter().map(Arc::new).collect();
+            (k, ShardAt { id: s.id, index: s.index, bytes: s.text.len(), nodes })
+        })
+        .collect()
 }

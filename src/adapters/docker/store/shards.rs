@@ -8,7 +8,7 @@ use bollard::models::ConfigSpec;
 use bollard::query_parameters::{ListConfigsOptions, UpdateConfigOptions};
 
 use super::super::port_error;
-use crate::ports::{PortError, ShardAt};
+use crate::ports::PortError;
 
 /// The config label naming the run a shard belongs to.
 pub const RUN_LABEL: &str = "io.swarm-upgrade.run";
@@ -41,15 +41,23 @@ fn spec(run: &str, k: usize, text: &str) -> ConfigSpec {
     }
 }
 
+/// A shard as stored: where, at which version, and its text.
+#[derive(Clone, Debug)]
+pub(super) struct Stored {
+    /// The config's ID.
+    pub id: String,
+    /// Its version index.
+    pub index: u64,
+    /// The nodes, as JSON.
+    pub text: String,
+}
+
 fn labelled(filter: String) -> ListConfigsOptions {
     ListConfigsOptions { filters: Some(HashMap::from([("label".to_string(), vec![filter])])) }
 }
 
 /// Every shard of `run`, by number.
-pub(super) async fn read(
-    docker: &Docker,
-    run: &str,
-) -> Result<BTreeMap<usize, ShardAt>, PortError> {
+pub(super) async fn read(docker: &Docker, run: &str) -> Result<BTreeMap<usize, Stored>, PortError> {
     super::super::sent("store list_configs");
     let configs = docker
         .list_configs(Some(labelled(format!("{RUN_LABEL}={run}"))))
@@ -61,38 +69,52 @@ pub(super) async fn read(
             let labels = c.spec?.labels?;
             let k = labels.get(SHARD_LABEL)?.parse().ok()?;
             let text = labels.get(NODES_LABEL)?.clone();
-            Some((k, ShardAt { id: c.id?, index: c.version?.index?, text }))
+            Some((k, Stored { id: c.id?, index: c.version?.index?, text }))
         })
         .collect())
 }
 
-/// Writes shard `k` of `run`: updates it where it was read, or creates it.
+/// Writes shard `k` of `run`: updates the config `at` (its ID and the version it was read at),
+/// or creates it. Says where it now is: its ID and new version index, read back (a write does
+/// not return them), so that the next write needs no read of every shard.
 pub(super) async fn write(
     docker: &Docker,
     run: &str,
     k: usize,
     text: &str,
-    at: Option<&ShardAt>,
-) -> Result<(), PortError> {
+    at: Option<(&str, u64)>,
+) -> Result<(String, u64), PortError> {
     let what = format!("writing shard {k} of the run record");
-    match at {
-        Some(s) => {
-            let options = UpdateConfigOptions { version: s.index as i64 };
-            super::super::sent("store update_config");
-            docker.update_config(&s.id, spec(run, k, text), options).await
-        }
-        None => {
-            super::super::sent("store create_config");
-            docker.create_config(spec(run, k, text)).await.map(drop)
-        }
-    }
-    .map_err(|e| match e {
-        // Created meanwhile by another coordinator: read again.
+    let conflict_or = |e: bollard::errors::Error| match e {
+        // Created or written meanwhile by another coordinator: read again.
         bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
             PortError::Conflict
         }
         e => port_error(&what, e),
-    })
+    };
+    let id = match at {
+        Some((id, index)) => {
+            let options = UpdateConfigOptions { version: index as i64 };
+            super::super::sent("store update_config");
+            docker.update_config(id, spec(run, k, text), options).await.map_err(conflict_or)?;
+            id.to_string()
+        }
+        None => {
+            super::super::sent("store create_config");
+            docker.create_config(spec(run, k, text)).await.map_err(conflict_or)?.id
+        }
+    };
+    super::super::sent("store inspect_config");
+    let config = docker.inspect_config(&id).await.map_err(conflict_or)?;
+    let ours = config
+        .spec
+        .and_then(|s| s.labels)
+        .is_some_and(|l| l.get(NODES_LABEL).map(String::as_str) == Some(text));
+    match config.version.and_then(|v| v.index) {
+        // Written over already (by whom, the next read finds out).
+        Some(index) if ours => Ok((id, index)),
+        _ => Err(PortError::Conflict),
+    }
 }
 
 /// Removes the shards of every run but `keep` (best effort: a leftover is harmless, and removed

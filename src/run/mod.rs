@@ -8,6 +8,7 @@ pub use crate::model::plan::RunFlags;
 use crate::model::plan::{Refusal, RefusalKind};
 use crate::model::{ClusterSnapshot, DebVersion, PackageSet};
 use crate::planner::Plan;
+pub use nodes::Nodes;
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +74,7 @@ pub struct RunRecord {
     /// When it started.
     pub started_at: Timestamp,
     /// Nodes in order.
-    pub nodes: Vec<NodeProgress>,
+    pub nodes: Nodes,
     /// The operator's permissions, re-checked before every node.
     #[serde(default)]
     pub flags: RunFlags,
@@ -110,7 +111,7 @@ impl RunRecord {
             target: self.target.clone(),
             packages: self.packages.clone(),
             started_at: self.started_at,
-            nodes: Vec::new(),
+            nodes: Nodes::default(),
             flags: self.flags.clone(),
             abort_requested: self.abort_requested,
             outcome: self.outcome,
@@ -225,6 +226,8 @@ impl RunRecord {
     }
 }
 
+mod nodes;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +236,7 @@ mod tests {
 
     fn record() -> RunRecord {
         let snap: ClusterSnapshot =
-            serde_json::from_str(include_str!("../tests/fixtures/five-node.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap();
         let req = PlanRequest {
             to: Some("5:28.5.2-1~debian.13~trixie".parse().unwrap()),
             ..Default::default()
@@ -249,7 +252,7 @@ mod tests {
         assert_eq!(r.next_step(), RunStep::Start(0));
         r.nodes[0].start(now).unwrap();
         assert_eq!(r.next_step(), RunStep::Continue(0));
-        for n in &mut r.nodes {
+        for n in r.nodes.iter_mut() {
             n.phase = Phase::Done;
         }
         assert!(matches!(r.next_step(), RunStep::Finish(Halt::Completed, _)));
