@@ -219,7 +219,7 @@ impl StoreVersion {
     }
 }
 
-/// One shard as read.
+/// One shard as read (or as last written by this process).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardAt {
     /// The ID of the object holding it.

@@ -308,10 +308,10 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
                         lapsed,
                     )?;
                     let run = doc.run.as_mut().expect("checked above");
-                    if let Some(n) = run.nodes.iter_mut().find(|n| {
+                    if let Some(i) = run.nodes.iter().position(|n| {
                         !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending
                     }) {
-                        n.resumed(now);
+                        run.nodes[i].resumed(now);
                     }
                     Ok((token, run_id, run.clone()))
                 })

@@ -49,11 +49,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         mut f: impl FnMut(&mut NodeProgress) -> Result<(), CoordinatorError>,
     ) -> Result<Phase, CoordinatorError> {
         self.update_run(token, |r| {
-            let n = &mut r.nodes[i];
-            if n.phase == phase {
-                f(n)?;
+            // Only a node still in `phase` is written (and so copied: see `run::Nodes`).
+            if r.nodes[i].phase == phase {
+                f(&mut r.nodes[i])?;
             }
-            Ok(n.phase)
+            Ok(r.nodes[i].phase)
         })
         .await
     }

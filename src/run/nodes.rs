@@ -1,7 +1,8 @@
 //! A run's node records, each behind a shared pointer: a copy of a run (every store read hands
-//! one out) costs a reference count per node rather than a deep copy, and a store can tell the
-//! records a step changed from those it did not by their allocation (see [`Nodes::same_at`]).
-//! A record is copied only when it is written while shared (`Arc::make_mut`).
+//! one out) costs a reference count per node rather than a deep copy, and a store compares the
+//! records a step left alone at the cost of a pointer (`Arc`'s equality looks at the pointer
+//! first). A shared record is copied when it is borrowed to be written (`nodes[i]` as a place
+//! written to, [`Nodes::iter_mut`]), so a caller borrows mutably only the nodes it changes.
 
 use std::ops::{Deref, Index, IndexMut};
 use std::sync::Arc;
@@ -20,11 +21,6 @@ impl Nodes {
         Nodes(nodes)
     }
 
-    /// Adds a node at the end.
-    pub fn push(&mut self, node: NodeProgress) {
-        self.0.push(Arc::new(node));
-    }
-
     /// Keeps the first `len` nodes.
     pub fn truncate(&mut self, len: usize) {
         self.0.truncate(len);
@@ -38,20 +34,6 @@ impl Nodes {
     /// Every node, to be written (each shared one is copied first).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut NodeProgress> {
         self.0.iter_mut().map(Arc::make_mut)
-    }
-
-    /// Whether the nodes `range` of `self` and of `other` are the very same records (no write
-    /// since one was copied from the other): a cheap "unchanged" that never says so wrongly.
-    pub fn same_at(&self, other: &Nodes, range: std::ops::Range<usize>) -> bool {
-        match (self.0.get(range.clone()), other.0.get(range)) {
-            (Some(a), Some(b)) => a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b)),
-            _ => false,
-        }
-    }
-
-    /// Replaces node `i` with `node` (shared with whoever holds it).
-    pub fn set_shared(&mut self, i: usize, node: Arc<NodeProgress>) {
-        self.0[i] = node;
     }
 }
 
@@ -124,11 +106,16 @@ mod tests {
     fn a_copy_shares_every_record_until_one_is_written() {
         let a = nodes(4);
         let mut b = a.clone();
-        assert!(b.same_at(&a, 0..4));
+        let shared = |a: &Nodes, b: &Nodes| -> Vec<bool> {
+            a.iter().zip(b.iter()).map(|(x, y)| Arc::ptr_eq(x, y)).collect()
+        };
+        assert_eq!(shared(&a, &b), [true; 4]);
         b[2].hostname = "changed".into();
-        assert!(b.same_at(&a, 0..2) && !b.same_at(&a, 2..3) && b.same_at(&a, 3..4));
+        assert_eq!(shared(&a, &b), [true, true, false, true]);
         assert_eq!(a[2].hostname, a[1].hostname, "the original is untouched");
-        assert!(!b.same_at(&a, 3..5), "a range past the end is never the same");
+        assert_ne!(a, b);
+        let _ = &b[3].hostname;
+        assert!(shared(&a, &b)[3], "a read copies nothing");
     }
 
     #[test]

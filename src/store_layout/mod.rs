@@ -2,7 +2,8 @@
 //! a header (the lock and the run without its nodes) and the run's nodes in shards of
 //! [`SHARD_NODES`]. A node's step rewrites its own shard only; the lock's renewal rewrites the
 //! header only. Reasons are capped so that a node's record stays about a kilobyte or two.
-//! Pure: the swarm adapter and the in-memory cluster store the same texts.
+//! Pure: the swarm adapter writes these texts ([`header`], [`shard_text`]) and the in-memory
+//! cluster counts them; [`split`] lays out a whole document at once.
 
 use std::sync::Arc;
 

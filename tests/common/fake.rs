@@ -542,9 +542,17 @@ impl StateStore for FakeCluster {
             // As the adapter reads: the header, and the shards only if someone else wrote.
             Some(l) => {
                 let header = swarm_upgrade::store_layout::header(&doc);
-                let whole = l.seen.as_ref() != Some(&header);
-                l.seen = Some(header);
-                if whole { l.bytes() } else { l.header.len() as u64 }
+                let fresh = swarm_upgrade::adapters::docker::store::FRESH_FOR;
+                let now = tokio::time::Instant::now();
+                match l.seen.as_mut() {
+                    Some((seen, at)) if *seen == header && now.duration_since(*at) < fresh => {
+                        l.header.len() as u64
+                    }
+                    _ => {
+                        l.seen = Some((header, now));
+                        l.bytes()
+                    }
+                }
             }
             None => w.calls.document,
         };
@@ -583,6 +591,10 @@ impl StateStore for FakeCluster {
         let mut lose = self.lose_every.lock().unwrap();
         lose.1 += 1;
         if lose.0 > 0 && lose.1.is_multiple_of(lose.0) {
+            // The adapter forgets what it knew after a failed write: the next load reads it all.
+            if let Some(l) = self.w().last_layout.as_mut() {
+                l.seen = None;
+            }
             return Err(PortError::Unavailable(
                 "raft: failed to process the request: node lost leader status".into(),
             ));
@@ -613,7 +625,9 @@ fn lay_out(doc: &StoreDoc, last: Option<Stored>) -> (Stored, Vec<usize>) {
     if last.as_ref().is_none_or(|l| l.header != header) {
         parts.push(header.len());
     }
-    let seen = Some(header.clone());
+    // As the adapter notes its writes: the header written is known, the last whole read kept.
+    let at = last.as_ref().and_then(|l| l.seen.as_ref().map(|s| s.1));
+    let seen = Some((header.clone(), at.unwrap_or_else(tokio::time::Instant::now)));
     (Stored { header, run, shards, seen }, parts)
 }
 

@@ -144,8 +144,9 @@ pub struct Stored {
     pub header: String,
     pub run: Option<String>,
     pub shards: Vec<(Vec<std::sync::Arc<swarm_upgrade::machine::NodeProgress>>, usize)>,
-    /// The header the coordinator last read or wrote (it then reads only the header).
-    pub seen: Option<String>,
+    /// The header the coordinator last read or wrote (it then reads only the header), and when
+    /// it last read every shard (it does again after `FRESH_FOR`).
+    pub seen: Option<(String, tokio::time::Instant)>,
 }
 
 impl Stored {

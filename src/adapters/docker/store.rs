@@ -27,6 +27,7 @@ use crate::machine::NodeProgress;
 use crate::metrics;
 use crate::ports::{PortError, ShardAt, StateStore, StoreVersion, Versioned};
 use crate::store_layout::{self, SHARD_NODES, WRITE_BUDGET};
+pub use cache::FRESH_FOR;
 use cache::{Cache, Known};
 pub use shards::RUN_LABEL;
 
@@ -74,6 +75,15 @@ fn written(part: &str, text: &str) {
     metrics::add(metrics::STORE_WRITTEN_BYTES, &[], text.len() as u64);
 }
 
+/// The sizes of the shards of `doc`'s run (not of shards past its nodes: leftovers).
+fn shard_bytes<'a>(
+    shards: &'a BTreeMap<usize, ShardAt>,
+    doc: &StoreDoc,
+) -> impl Iterator<Item = usize> + 'a {
+    let count = doc.run.as_ref().map_or(0, |r| r.nodes.len().div_ceil(SHARD_NODES));
+    shards.range(..count).map(|(_, s)| s.bytes)
+}
+
 /// Sets `swarm_upgrade_store_bytes` to a record's header and shards (their sizes).
 fn stored(header: &str, shards: impl Iterator<Item = usize>) {
     let bytes = header.len() + shards.sum::<usize>();
@@ -112,6 +122,7 @@ impl StateStore for SwarmLabelStore {
             .and_then(|mut l| l.remove(STATE_LABEL))
             .unwrap_or_default();
         if header_text.is_empty() {
+            metrics::inc(metrics::STORE_LOADS, &[("read", "header")]);
             self.cache().forget();
             stored("", std::iter::empty());
             let version = StoreVersion { header: index, ..StoreVersion::default() };
@@ -120,18 +131,26 @@ impl StateStore for SwarmLabelStore {
         let hit = self.cache().hit(&header_text, index);
         if let Some((doc, version)) = hit {
             metrics::inc(metrics::STORE_LOADS, &[("read", "header")]);
-            stored(&header_text, version.shards.values().map(|s| s.bytes));
+            stored(&header_text, shard_bytes(&version.shards, &doc));
             return Ok(Versioned { doc, version });
         }
-        metrics::inc(metrics::STORE_LOADS, &[("read", "whole")]);
         self.read_whole(header_text, index).await
     }
 
     async fn save(&self, doc: &StoreDoc, version: &StoreVersion) -> Result<(), PortError> {
-        let out = self.write(doc, version).await;
-        if out.is_err() {
-            self.cache().forget();
+        // Forgets what is known unless the write completes: a failed write, or one abandoned
+        // half done (its future dropped when the lease is lost), leaves parts unknown.
+        struct Unless<'a>(&'a SwarmLabelStore, bool);
+        impl Drop for Unless<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.cache().forget();
+                }
+            }
         }
+        let mut guard = Unless(self, false);
+        let out = self.write(doc, version).await;
+        guard.1 = out.is_ok();
         out
     }
 }
@@ -150,6 +169,8 @@ impl SwarmLabelStore {
         let mark = self.cache().mark();
         let mut version = StoreVersion { header: index, header_text, ..StoreVersion::default() };
         let run = store_layout::shards_of(&version.header_text).map_err(schema_error)?;
+        let read = if run.is_some() { "whole" } else { "header" };
+        metrics::inc(metrics::STORE_LOADS, &[("read", read)]);
         let texts = match &run {
             Some((run, _)) => shards::read(&self.docker, run).await?,
             None => BTreeMap::new(),
@@ -157,9 +178,9 @@ impl SwarmLabelStore {
         let doc =
             store_layout::join(&version.header_text, |k| texts.get(&k).map(|s| s.text.clone()))
                 .map_err(schema_error)?;
-        stored(&version.header_text, texts.values().map(|s| s.text.len()));
         let nodes = doc.run.as_ref().map_or(&[][..], |r| r.nodes.as_slice());
         version.shards = shard_map(texts, nodes);
+        stored(&version.header_text, shard_bytes(&version.shards, &doc));
         if let Some((id, _)) = &run {
             version.run = Some(id.clone());
             let known = Known {

@@ -86,8 +86,8 @@ pub(super) async fn write(
 ) -> Result<(String, u64), PortError> {
     let what = format!("writing shard {k} of the run record");
     let conflict_or = |e: bollard::errors::Error| match e {
-        // Created or written meanwhile by another coordinator: read again.
-        bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
+        // Created, written or removed meanwhile by another coordinator: read again.
+        bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. } => {
             PortError::Conflict
         }
         e => port_error(&what, e),
