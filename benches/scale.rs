@@ -1,7 +1,8 @@
 //! The scale benchmark (`cargo bench --bench scale`): the planner's CPU time on generated fleets.
-//! `cargo bench --bench scale -- sim [SIZES]` runs the scale simulation instead: the real
-//! coordinator upgrading each fleet over the fake cluster on simulated time, one process per
-//! size (so each peak memory is its own), printed as a table and then as JSON.
+//! `cargo bench --bench scale -- sim [--parallel N|P%] [SIZES]` runs the scale simulation
+//! instead: the real coordinator upgrading each fleet over the fake cluster on simulated time
+//! (workers `--parallel` at once, default 1), one process per size (so each peak memory is its
+//! own), printed as a table and then as JSON.
 //! `cargo bench --bench scale -- snapshot 2500 > fleet.json` writes a fleet's snapshot
 //! (for `swarm-upgrade plan --snapshot fleet.json`).
 
@@ -12,11 +13,19 @@ mod common;
 use std::time::Instant;
 
 use common::simulate::simulate;
-use swarm_upgrade::config::Settings;
+use swarm_upgrade::config::{Parallel, Settings};
 use swarm_upgrade::planner;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let parallel: Parallel = match args.iter().position(|a| a == "--parallel") {
+        Some(at) if at + 1 < args.len() => {
+            let value = args.remove(at + 1);
+            args.remove(at);
+            value.parse().unwrap_or_else(|e| panic!("--parallel {e}"))
+        }
+        _ => Parallel::default(),
+    };
     let sizes = |default: &[usize]| {
         let given: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
         if given.is_empty() { default.to_vec() } else { given }
@@ -27,9 +36,9 @@ fn main() {
             println!("{}", serde_json::to_string(&common::fleet::fleet(n)).unwrap());
         }
         Some("sim-one") => {
-            println!("{}", serde_json::to_string(&simulate(sizes(&[5])[0])).unwrap());
+            println!("{}", serde_json::to_string(&simulate(sizes(&[5])[0], parallel)).unwrap());
         }
-        Some("sim") => simulation(&sizes(&[5, 50, 500, 1000, 2500])),
+        Some("sim") => simulation(&sizes(&[5, 50, 500, 1000, 2500]), parallel),
         _ => planning(&sizes(&[5, 50, 100, 200, 500, 1000, 2500])),
     }
 }
@@ -53,16 +62,16 @@ fn planning(sizes: &[usize]) {
 }
 
 /// The simulation per fleet size, each in a process of its own.
-fn simulation(sizes: &[usize]) {
+fn simulation(sizes: &[usize], parallel: Parallel) {
     let me = std::env::current_exe().expect("the benchmark's own path");
     let mut all: Vec<serde_json::Value> = Vec::new();
     println!(
-        "| nodes | tasks | outcome | lease kept | simulated | Docker calls /node | swarm reads /node (whole) | objects /poll | objects /whole read | agent calls /node | store writes /node | bytes written /node | largest write | largest document | bytes read /load | CPU (cluster part) | peak memory |"
+        "| nodes | parallel | tasks | outcome | lease kept | simulated | Docker calls /node | swarm reads /node (whole) | objects /poll | objects /whole read | agent calls /node | store writes /node | bytes written /node | largest write | largest document | bytes read /load | CPU (cluster part) | peak memory |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         let out = std::process::Command::new(&me)
-            .args(["sim-one", &n.to_string()])
+            .args(["sim-one", "--parallel", &parallel.to_string(), &n.to_string()])
             .output()
             .expect("the simulation runs");
         let line = String::from_utf8_lossy(&out.stdout);
@@ -87,8 +96,9 @@ fn row(f: &FiguresRow) {
     let text = |k: &str| f.get(k).map(ToString::to_string).unwrap_or_default();
     let hours = num("simulated_s") / 3600.0;
     println!(
-        "| {} | {} | {} ({}/{} upgraded, {} dips) | {} | {:.1} h | {:.0} | {:.1} ({:.1}) | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} B | {:.0} B | {:.0} B | {:.0} B | {:.1} s ({:.1} s) | {:.0} MiB |",
+        "| {} | {} | {} | {} ({}/{} upgraded, {} dips) | {} | {:.1} h | {:.0} | {:.1} ({:.1}) | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} B | {:.0} B | {:.0} B | {:.0} B | {:.1} s ({:.1} s) | {:.0} MiB |",
         num("nodes"),
+        text("parallel").trim_matches('"'),
         num("tasks"),
         text("outcome").trim_matches('"'),
         num("upgraded"),

@@ -749,12 +749,14 @@ async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
     let v1 = include_str!("fixtures/store/v1-interrupted.json");
     {
         let mut w = c.world.lock().unwrap();
-        // (The lock's optional lease_seconds and the nodes' scopes are newer than the fixture;
-        // older builds ignore them. Without scopes, the resumed node's polls read the cluster.)
+        // (The lock's optional lease_seconds and the nodes' scopes and batches are newer than the
+        // fixture; older builds ignore them. Without scopes, the resumed node's polls read the
+        // cluster; without batches, each node goes alone.)
         let mut now = w.store_doc();
         now.lock.as_mut().unwrap().lease_seconds = None;
         for n in now.run.as_mut().unwrap().nodes.iter_mut() {
             n.scope.clear();
+            n.batch = None;
         }
         assert_eq!(swarm_upgrade::lock::StoreDoc::from_json(v1).unwrap(), now);
         w.store_text = v1.to_string();
@@ -830,7 +832,8 @@ async fn agents_slower_than_the_lease_do_not_cost_the_lock() {
 /// store's budget, the lock is held throughout and no service runs below its replicas.
 #[test]
 fn the_simulated_fleet_costs_the_same_per_node_at_any_size() {
-    let (small, large) = (simulate::simulate(8), simulate::simulate(32));
+    let one = swarm_upgrade::config::Parallel::default();
+    let (small, large) = (simulate::simulate(8, one), simulate::simulate(32, one));
     for f in [&small, &large] {
         assert_eq!((f.outcome.as_str(), f.lease_kept), ("succeeded", true), "{f:?}");
         assert_eq!((f.upgraded, f.capacity_dips), (f.nodes, 0), "{f:?}");

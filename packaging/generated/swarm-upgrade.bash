@@ -303,7 +303,7 @@ _swarm__upgrade() {
             return 0
             ;;
         swarm__subcmd__upgrade__subcmd__plan)
-            opts="-v -h --snapshot --to --allow-downgrade --allow-single-manager --config --output --verbose --help"
+            opts="-v -h --snapshot --to --allow-downgrade --allow-single-manager --parallel --config --output --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -314,6 +314,10 @@ _swarm__upgrade() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -389,13 +393,17 @@ _swarm__upgrade() {
             return 0
             ;;
         swarm__subcmd__upgrade__subcmd__run)
-            opts="-v -h --to --allow-downgrade --allow-single-manager --ignore-window --scheduled --config --output --verbose --help"
+            opts="-v -h --to --allow-downgrade --allow-single-manager --parallel --ignore-window --scheduled --config --output --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

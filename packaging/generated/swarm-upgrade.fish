@@ -34,7 +34,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "plan" -
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "run" -d 'Upgrade every node now (one-off run), holding the cluster-wide lock'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "resume" -d 'Take over an interrupted run once its lock is free or expired'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "status" -d 'Show the lock and each node\'s progress'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "abort" -d 'Ask the running coordinator to stop after the current node, leaving it safe'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "abort" -d 'Ask the running coordinator to stop after the current node (its batch), leaving it safe'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "unlock" -d 'Break a stale lock, showing who held it'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "snapshot" -d 'Write the observed cluster (nodes, services, tasks, agent reports) as JSON'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "report" -d 'Show a run\'s report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it'
@@ -42,6 +42,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "agent" 
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l snapshot -d 'Plan offline against a cluster saved with `swarm-upgrade snapshot`' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l to -d 'Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the configured target' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l parallel -d 'Workers upgraded at once: a number (4) or a percentage of the workers (10%); overrides upgrade.parallel. Managers always go one at a time' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
 json\t'For programs'"
@@ -50,6 +51,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l all
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l to -d 'Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the configured target' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l parallel -d 'Workers upgraded at once: a number (4) or a percentage of the workers (10%); overrides upgrade.parallel. Managers always go one at a time' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
 json\t'For programs'"
@@ -104,7 +106,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and no
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "run" -d 'Upgrade every node now (one-off run), holding the cluster-wide lock'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "resume" -d 'Take over an interrupted run once its lock is free or expired'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "status" -d 'Show the lock and each node\'s progress'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "abort" -d 'Ask the running coordinator to stop after the current node, leaving it safe'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "abort" -d 'Ask the running coordinator to stop after the current node (its batch), leaving it safe'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "unlock" -d 'Break a stale lock, showing who held it'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "snapshot" -d 'Write the observed cluster (nodes, services, tasks, agent reports) as JSON'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "report" -d 'Show a run\'s report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it'

@@ -149,13 +149,14 @@ async fn update<T>(
 struct AbortReport {
     /// The run asked to stop; none when no run was in progress.
     run: Option<String>,
-    /// The node the run finishes before it stops, if one is in progress.
+    /// The first node the run finishes before it stops (with the rest of its batch), if one is
+    /// in progress.
     current_node: Option<String>,
     /// The same for people.
     message: String,
 }
 
-/// `abort`: the running coordinator stops after the node in progress.
+/// `abort`: the running coordinator stops after the batch in progress.
 pub fn abort(output: Output) -> Result<(), Failure> {
     let report = runtime()?.block_on(async {
         let (_, store) = connect().await?;
@@ -167,20 +168,28 @@ pub fn abort(output: Output) -> Result<(), Failure> {
             },
             Some(run) => {
                 run.abort_requested = true;
-                let current = run
+                let going: Vec<&str> = run
                     .nodes
                     .iter()
-                    .find(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending);
-                let message = match current {
-                    Some(n) => format!(
-                        "abort requested: run {} stops once node {} is finished and safe",
-                        run.id, n.hostname
+                    .filter(|n| !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending)
+                    .map(|n| n.hostname.as_str())
+                    .collect();
+                let current = going.first().map(|n| n.to_string());
+                let message = match going.as_slice() {
+                    [] => format!("abort requested: run {} stops before its next node", run.id),
+                    [one] => format!(
+                        "abort requested: run {} stops once node {one} is finished and safe",
+                        run.id
                     ),
-                    None => format!("abort requested: run {} stops before its next node", run.id),
+                    many => format!(
+                        "abort requested: run {} stops once nodes {} (one batch) are finished and safe",
+                        run.id,
+                        many.join(", ")
+                    ),
                 };
                 AbortReport {
                     run: Some(run.id.clone()),
-                    current_node: current.map(|n| n.hostname.clone()),
+                    current_node: current,
                     message,
                 }
             }

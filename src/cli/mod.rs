@@ -90,6 +90,10 @@ pub struct TargetArgs {
     /// Allow upgrading a swarm with a single manager (its control plane goes down during the restart).
     #[arg(long)]
     pub allow_single_manager: bool,
+    /// Workers upgraded at once: a number (4) or a percentage of the workers (10%); overrides
+    /// upgrade.parallel. Managers always go one at a time.
+    #[arg(long, value_name = "N|P%")]
+    pub parallel: Option<crate::config::Parallel>,
 }
 
 fn parse_version(s: &str) -> Result<DebVersion, String> {
@@ -131,7 +135,7 @@ pub enum Command {
     },
     /// Show the lock and each node's progress.
     Status,
-    /// Ask the running coordinator to stop after the current node, leaving it safe.
+    /// Ask the running coordinator to stop after the current node (its batch), leaving it safe.
     Abort,
     /// Break a stale lock, showing who held it.
     Unlock {
@@ -264,7 +268,7 @@ fn report(
             };
             text += &format!("{:<16} {} -> {}\n", v.hostname, show(&v.before), show(&v.after));
         }
-        text
+        text + &crate::report::svg::floor_line(&report.floor) + "\n"
     };
     match out {
         Some(path) => std::fs::write(path, text)

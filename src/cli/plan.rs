@@ -28,6 +28,7 @@ pub fn request(target: &TargetArgs) -> PlanRequest {
         allow_downgrade: target.allow_downgrade,
         allow_single_manager: target.allow_single_manager,
         scheduled: false,
+        parallel: target.parallel,
     }
 }
 
@@ -111,7 +112,7 @@ pub(crate) fn refusal_message(refusals: &[Refusal]) -> String {
     m
 }
 
-/// The plan for people: the order, and per node what will happen.
+/// The plan for people: the order in batches, and per node what will happen.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Target: {}", plan.target);
@@ -120,50 +121,67 @@ pub fn render(plan: &Plan) -> String {
     if plan.nodes.is_empty() {
         let _ = writeln!(out, "Nothing to do: every selected node is at the target.");
     } else {
-        let _ = writeln!(out, "Order ({} nodes, one at a time):", plan.nodes.len());
+        let _ = writeln!(
+            out,
+            "Order ({} nodes in {} batch(es); the nodes of a batch go together):",
+            plan.nodes.len(),
+            plan.batches.len()
+        );
     }
+    let mut batch = None;
     for (i, n) in plan.nodes.iter().enumerate() {
-        let role = match (n.role, n.leader) {
-            (_, true) => "manager, leader",
-            (crate::model::Role::Manager, false) => "manager",
-            (crate::model::Role::Worker, _) => "worker",
-        };
-        let _ = writeln!(
-            out,
-            "{:>3}. {} ({role}): engine {} -> {}, returns to {:?}",
-            i + 1,
-            n.hostname,
-            n.engine_from,
-            plan.target.engine_version(),
-            n.availability
-        );
-        let _ = writeln!(
-            out,
-            "       phases: prefetch, pause, surge, drain, wait-migrated, upgrade, restart, wait-ready, reactivate, verify-converged"
-        );
-        if !n.surge.is_empty() {
-            let s: Vec<String> = n
-                .surge
-                .iter()
-                .map(|s| {
-                    format!("{} {}->{} (on {})", s.name, s.from, s.to, s.expected_on.join(", "))
-                })
-                .collect();
-            let _ = writeln!(out, "       surge: {}", s.join("; "));
+        if batch != Some(n.batch)
+            && let Some(b) = plan.batches.get(n.batch as usize)
+        {
+            batch = Some(n.batch);
+            let zone = b.zone.as_ref().map(|z| format!(", zone {z}")).unwrap_or_default();
+            let size = b.nodes.len();
+            let _ = writeln!(out, "  batch {} ({size} node(s){zone}): {}", n.batch + 1, b.why);
         }
-        if !n.moves.is_empty() {
-            let _ = writeln!(out, "       drain moves: {}", n.moves.join("; "));
-        }
-        if !n.global_stops.is_empty() {
-            let _ = writeln!(
-                out,
-                "       global tasks stop and return with the node: {}",
-                n.global_stops.join(", ")
-            );
-        }
+        render_node(&mut out, plan, i, n);
     }
     for s in &plan.skipped {
         let _ = writeln!(out, "Skipped: {} ({})", s.hostname, s.reason);
     }
     out
+}
+
+/// One node of the plan: its place, role, versions, and what its drain does.
+fn render_node(out: &mut String, plan: &Plan, i: usize, n: &crate::planner::NodePlan) {
+    let role = match (n.role, n.leader) {
+        (_, true) => "manager, leader",
+        (crate::model::Role::Manager, false) => "manager",
+        (crate::model::Role::Worker, _) => "worker",
+    };
+    let _ = writeln!(
+        out,
+        "{:>3}. {} ({role}): engine {} -> {}, returns to {:?}",
+        i + 1,
+        n.hostname,
+        n.engine_from,
+        plan.target.engine_version(),
+        n.availability
+    );
+    let _ = writeln!(
+        out,
+        "       phases: prefetch, pause, surge, drain, wait-migrated, upgrade, restart, wait-ready, reactivate, verify-converged"
+    );
+    if !n.surge.is_empty() {
+        let s: Vec<String> = n
+            .surge
+            .iter()
+            .map(|s| format!("{} {}->{} (on {})", s.name, s.from, s.to, s.expected_on.join(", ")))
+            .collect();
+        let _ = writeln!(out, "       surge: {}", s.join("; "));
+    }
+    if !n.moves.is_empty() {
+        let _ = writeln!(out, "       drain moves: {}", n.moves.join("; "));
+    }
+    if !n.global_stops.is_empty() {
+        let _ = writeln!(
+            out,
+            "       global tasks stop and return with the node: {}",
+            n.global_stops.join(", ")
+        );
+    }
 }

@@ -60,6 +60,10 @@ pub struct UpgradeFragment {
     pub order: Option<NodeOrder>,
     /// Start replacement replicas elsewhere before draining.
     pub surge: Option<bool>,
+    /// Workers at once: a number (`4`) or a percentage of the workers (`"10%"`).
+    pub parallel: Option<super::Parallel>,
+    /// The node label naming each node's zone (`zone` or `node.labels.zone`); empty means none.
+    pub zone_label: Option<ZoneLabel>,
     /// Allow upgrading a swarm that has one manager.
     pub allow_single_manager: Option<bool>,
     /// Allow a target below the installed version.

@@ -122,6 +122,8 @@ fn apply_packages(s: &mut Settings, p: PackagesFragment, path: &str) -> Result<(
 fn apply_upgrade(s: &mut Settings, u: UpgradeFragment) {
     set(&mut s.order, u.order);
     set(&mut s.surge, u.surge);
+    set(&mut s.parallel, u.parallel);
+    set(&mut s.zone_label, u.zone_label.map(|z| z.0));
     set(&mut s.allow_single_manager, u.allow_single_manager);
     set(&mut s.allow_downgrade, u.allow_downgrade);
     set(&mut s.max_major_skew, u.max_major_skew);

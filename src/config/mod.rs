@@ -3,6 +3,7 @@
 
 pub mod fragments;
 mod locate;
+pub mod parallel;
 pub mod values;
 pub mod window;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::DebVersion;
 use fragments::Fragment;
+pub use parallel::Parallel;
 pub use window::Window;
 
 /// The default configuration file.
@@ -134,6 +136,11 @@ pub struct Settings {
     pub order: NodeOrder,
     /// Start replacements before draining.
     pub surge: bool,
+    /// How many workers go at once (managers always one at a time).
+    pub parallel: Parallel,
+    /// The node label whose value names a node's zone (fault domain): a batch never holds two
+    /// zones, and zones go one after another. `None`: one zone.
+    pub zone_label: Option<String>,
     /// Allow a one-manager swarm.
     pub allow_single_manager: bool,
     /// Allow a target below the installed version.
@@ -171,6 +178,8 @@ impl Default for Settings {
             companion_packages: vec!["containerd.io".into()],
             order: NodeOrder::WorkersFirst,
             surge: true,
+            parallel: Parallel::default(),
+            zone_label: None,
             allow_single_manager: false,
             allow_downgrade: false,
             max_major_skew: 2,

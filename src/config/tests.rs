@@ -287,3 +287,23 @@ fn a_warm_up_of_zero_turns_it_off_and_other_timeouts_stay_positive() {
     let main = write(&d, "config.toml", "[timeouts]\nmonitor = \"0s\"\n");
     assert!(load(Some(&main)).unwrap_err().to_string().contains("longer than zero"));
 }
+
+#[test]
+fn parallel_and_zones_are_read_and_a_bad_one_is_named_where_it_is_written() {
+    let d = tempdir("parallel");
+    let main =
+        write(&d, "config.toml", "[upgrade]\nparallel = 4\nzone_label = \"node.labels.zone\"\n");
+    let s = load(Some(&main)).unwrap();
+    assert_eq!((s.parallel, s.zone_label.as_deref()), (Parallel::Nodes(4), Some("zone")));
+    write(&d, "config.d/50-share.toml", "[upgrade]\nparallel = \"10%\"\nzone_label = \"\"\n");
+    let s = load(Some(&main)).unwrap();
+    assert_eq!((s.parallel, s.zone_label), (Parallel::Percent(10), None));
+    for bad in
+        ["parallel = 0", "parallel = \"150%\"", "parallel = \"all\"", "zone_label = \"zone=a\""]
+    {
+        let main = write(&d, "config.toml", &format!("[upgrade]\n{bad}\n"));
+        let err = load(Some(&main)).unwrap_err().to_string();
+        let key = bad.split(' ').next().unwrap();
+        assert!(err.contains("config.toml:2:") && err.contains(key), "{bad}: {err}");
+    }
+}

@@ -256,6 +256,27 @@ impl From<String> for Label {
     }
 }
 
+/// `upgrade.zone_label`: a node label's key, written `zone` or as in a placement constraint,
+/// `node.labels.zone`; empty means none.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ZoneLabel(pub Option<String>);
+
+impl TryFrom<String> for ZoneLabel {
+    type Error = ValueError;
+    fn try_from(text: String) -> Result<Self, ValueError> {
+        let key = text.trim();
+        let key = key.strip_prefix("node.labels.").unwrap_or(key);
+        if key.contains(['=', ' ']) {
+            return Err(ValueError::new(
+                &text,
+                "write the label's key only, e.g. \"zone\" or \"node.labels.zone\"",
+            ));
+        }
+        Ok(ZoneLabel((!key.is_empty()).then(|| key.to_string())))
+    }
+}
+
 /// A week day, written `mon` .. `sun` (or in full).
 #[derive(Debug)]
 pub struct Day(pub Weekday);

@@ -9,6 +9,8 @@
 //! the successor reads the object after taking the lock and sees ours (or its own write, decided
 //! on the same version as ours, is the one refused).
 
+use std::collections::BTreeSet;
+
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::machine::{NodeProgress, Phase};
 use crate::model::{
@@ -34,11 +36,13 @@ pub(crate) enum Acted {
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// Performs the action of `p`'s phase.
+    /// `held`: the node's surged services its batch-mates still need surged, left as they are.
     pub(crate) async fn act(
         &self,
         p: &NodeProgress,
         packages: &PackageSet,
         op: &OpKey,
+        held: &BTreeSet<ServiceId>,
     ) -> Result<Acted, PortError> {
         let agents = self.ports.agents;
         let target = agent_target(&p.hostname, &p.addr, &p.node);
@@ -73,14 +77,14 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 self.settle_debt(p, op.token).await?;
             }
             Phase::Restore => {
-                self.unsurge(p, op.token).await?;
+                self.unsurge(p, op.token, held).await?;
                 // A node no longer listed has no availability to give back.
                 if self.decide_for(op.token, &p.node, &[]).await?.node(&p.node).is_some() {
                     self.make_available(p, p.original_availability, op.token).await?;
                 }
                 self.settle_debt(p, op.token).await?;
             }
-            Phase::VerifyConverged => self.unsurge(p, op.token).await?,
+            Phase::VerifyConverged => self.unsurge(p, op.token, held).await?,
             Phase::WaitMigrated
             | Phase::WaitReady
             | Phase::Pending
@@ -153,13 +157,19 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(())
     }
 
-    /// Scales surged services back to their replica count, writing only those that differ.
-    async fn unsurge(&self, p: &NodeProgress, token: u64) -> Result<(), PortError> {
-        if p.surge.is_empty() {
+    /// Scales surged services back to their replica count, writing only those that differ, but
+    /// those `held` for batch-mates (the last of them scales it back).
+    async fn unsurge(
+        &self,
+        p: &NodeProgress,
+        token: u64,
+        held: &BTreeSet<ServiceId>,
+    ) -> Result<(), PortError> {
+        if p.surge.iter().all(|s| held.contains(&s.service)) {
             return Ok(());
         }
         let snap = self.decide_for(token, &p.node, &surged(p)).await?;
-        for s in &p.surge {
+        for s in p.surge.iter().filter(|s| !held.contains(&s.service)) {
             let Some(svc) = snap.service(&s.service) else { continue };
             if svc.mode != (Mode::Replicated { replicas: s.from }) {
                 self.ports.swarm.scale(&s.service, svc.version, s.from).await?;
@@ -232,8 +242,13 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
 
     /// What a node left failed is owed: its surge scaled back, and the availability it had
     /// written on it ([`RESTORE_LABEL`]) when it no longer has it.
-    async fn hand_back(&self, p: &NodeProgress, token: u64) -> Result<(), PortError> {
-        self.unsurge(p, token).await?;
+    async fn hand_back(
+        &self,
+        p: &NodeProgress,
+        token: u64,
+        held: &BTreeSet<ServiceId>,
+    ) -> Result<(), PortError> {
+        self.unsurge(p, token, held).await?;
         let snap = self.decide_for(token, &p.node, &[]).await?;
         if let Some(n) = snap.node(&p.node).filter(|n| n.availability != p.original_availability) {
             let was = p.original_availability.name();
@@ -274,11 +289,12 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// part is best effort: the swarm may be the reason the node failed.
     async fn leave_behind(&self, token: u64, i: usize) -> Result<(), CoordinatorError> {
         let doc = self.load_retrying().await?.doc;
-        let Some(p) = doc.run.as_ref().map(|r| r.nodes[i].clone()) else { return Ok(()) };
+        let Some(run) = doc.run.as_ref() else { return Ok(()) };
+        let (p, held) = (run.nodes[i].clone(), run.held_by_mates(i));
         // A failing node's entry changes often (Ready, Down): a fenced write that lost is
         // decided again, a few times.
         for attempt in 1..=HAND_BACK_TRIES {
-            match self.hand_back(&p, token).await {
+            match self.hand_back(&p, token, &held).await {
                 Ok(()) => break,
                 Err(e) if attempt == HAND_BACK_TRIES || !e.is_transient() => {
                     tracing::warn!(node = %p.hostname, error = %e, "scaling the surged services back or labelling the availability owed failed");

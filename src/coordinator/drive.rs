@@ -5,8 +5,8 @@ use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
 use crate::machine::Phase;
 use crate::metrics;
-use crate::model::ServiceId;
 use crate::model::scope::services_on;
+use crate::model::{NodeId, ServiceId};
 use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
 use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, RunRecord, RunStep};
@@ -21,44 +21,68 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         self.finish(token, halt, reason).await
     }
 
-    /// The loop of [`Self::drive`], under the lease, up to how and why the run ends.
+    /// The loop of [`Self::drive`], under the lease, up to how and why the run ends. The nodes
+    /// of a batch are stepped side by side: each step acts, observes and judges one node.
     async fn drive_held(&self, token: u64) -> Result<(Halt, String), CoordinatorError> {
-        let mut acted: ActedKey = None;
+        let mut acted: Vec<ActedKey> = Vec::new();
         loop {
             let now = self.ports.clock.now();
             let doc = self.load_retrying().await?.doc;
             doc.check(token, now)?;
             let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
+            acted.resize(run.nodes.len(), None);
             match run.next_step() {
                 RunStep::Finish(halt, reason) => return Ok((halt, reason)),
-                RunStep::Start(i) => {
-                    let (surge, scope) = match self.guard(&run, i).await {
+                RunStep::Start(pending) => {
+                    let started = match self.guard(&run, &pending).await {
                         Ok(guarded) => guarded,
                         Err(end) => return Ok(end),
                     };
-                    tracing::info!(run = %run.id, node = %run.nodes[i].hostname, token, "node started");
-                    metrics::set_phase(&run.nodes[i].hostname, &Phase::Prefetch.name());
-                    self.update_node(token, i, Phase::Pending, |n| {
-                        n.surge = surge.clone();
-                        n.scope = scope.clone();
-                        Ok(n.start(now)?)
+                    for (i, ..) in &started {
+                        tracing::info!(run = %run.id, node = %run.nodes[*i].hostname, token, "node started");
+                        metrics::set_phase(&run.nodes[*i].hostname, &Phase::Prefetch.name());
+                    }
+                    self.update_run(token, |r| {
+                        for (i, surge, scope) in &started {
+                            let n = &mut r.nodes[*i];
+                            if n.phase == Phase::Pending {
+                                n.surge = surge.clone();
+                                n.scope = scope.clone();
+                                n.start(now)?;
+                            }
+                        }
+                        Ok(())
                     })
                     .await?;
                 }
-                RunStep::Continue(i) => self.step_node(token, &run, i, &mut acted).await?,
+                RunStep::Continue(active) => {
+                    // (A batch's nodes are consecutive: only its stretch of the run is looked at.)
+                    let (first, last) = (active[0], active[active.len() - 1]);
+                    let steps = acted
+                        .iter_mut()
+                        .enumerate()
+                        .skip(first)
+                        .take(last + 1 - first)
+                        .filter(|(i, _)| active.contains(i))
+                        .map(|(i, acted)| self.step_node(token, &run, i, acted));
+                    futures_util::future::try_join_all(steps).await?;
+                }
             }
         }
     }
 
-    /// Re-checks the guards against the cluster as it is now, before a node starts; returns the
-    /// node's surge and scope (the services its polls judge), or how and why the run must stop.
+    /// Re-checks the guards against the cluster as it is now, before the nodes `pending` (the
+    /// rest of a batch) start; returns those that go now (the longest front that can be drained
+    /// together, at least the first), each with its surge and scope (the services its polls
+    /// judge), or how and why the run must stop.
     async fn guard(
         &self,
         run: &RunRecord,
-        i: usize,
-    ) -> Result<(Vec<Surge>, Vec<ServiceId>), (Halt, String)> {
-        let host = &run.nodes[i].hostname;
-        let snap = self.observe_one(&run.nodes[i].node).await.map_err(|e| {
+        pending: &[usize],
+    ) -> Result<Vec<(usize, Vec<Surge>, Vec<ServiceId>)>, (Halt, String)> {
+        let host = &run.nodes[pending[0]].hostname;
+        let ids: Vec<NodeId> = pending.iter().map(|&i| run.nodes[i].node.clone()).collect();
+        let snap = self.observe_some(&ids).await.map_err(|e| {
             (Halt::Unobservable, format!("cannot observe the cluster before node {host}: {e}"))
         })?;
         if let Some(marked) = stop_requested(&snap) {
@@ -69,15 +93,20 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 ),
             ));
         }
-        let node = &run.nodes[i].node;
-        let surge =
-            guard(&snap, self.settings, &run.flags, node, &run.packages).map_err(|refusals| {
+        let surges =
+            guard(&snap, self.settings, &run.flags, &ids, &run.packages).map_err(|refusals| {
                 let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 (Halt::Guard, format!("stopped before node {host}: {}", reasons.join("; ")))
             })?;
-        let surged: Vec<ServiceId> = surge.iter().map(|s| s.service.clone()).collect();
-        let scope = services_on(&snap, node, &surged);
-        Ok((surge, scope))
+        Ok(pending
+            .iter()
+            .zip(surges)
+            .map(|(&i, surge)| {
+                let surged: Vec<ServiceId> = surge.iter().map(|s| s.service.clone()).collect();
+                let scope = services_on(&snap, &run.nodes[i].node, &surged);
+                (i, surge, scope)
+            })
+            .collect())
     }
 
     async fn finish(

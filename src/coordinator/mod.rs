@@ -97,6 +97,9 @@ pub struct Coordinator<'a, S, A, St, C> {
     events: Option<crate::events::Sink>,
     /// The swarm's unlock key, when it was given (an autolocked swarm).
     unlock_key: Option<crate::model::UnlockKey>,
+    /// Held across each write of the store: the nodes of a batch, stepped side by side, write
+    /// one after another instead of losing compare-and-swap races to each other.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St, C> {
@@ -113,6 +116,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             poll: Duration::from_secs(1),
             events: None,
             unlock_key: None,
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -160,14 +164,20 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         Ok(snap)
     }
 
-    /// The cluster with only `node`'s agent report, its lists as they are: what the guard before
-    /// that node needs, whatever the cluster's size.
-    pub(crate) async fn observe_one(&self, node: &NodeId) -> Result<ClusterSnapshot, PortError> {
+    /// The cluster with only `nodes`' agent reports, their lists as they are: what the guard
+    /// before a batch needs, whatever the cluster's size.
+    pub(crate) async fn observe_some(
+        &self,
+        nodes: &[NodeId],
+    ) -> Result<ClusterSnapshot, PortError> {
         let mut snap = self.ports.swarm.snapshot().await?;
-        if let Some(n) = snap.node(node) {
-            let status = self.agent_status(n, Lists::AsTheyAre).await;
-            snap.agents.insert(node.clone(), status);
-        }
+        let asked: Vec<&Node> = nodes.iter().filter_map(|id| snap.node(id)).collect();
+        let reports: Vec<_> = stream::iter(asked)
+            .map(|n| async move { (n.id.clone(), self.agent_status(n, Lists::AsTheyAre).await) })
+            .buffer_unordered(OBSERVE_AT_ONCE)
+            .collect()
+            .await;
+        snap.agents.extend(reports);
         self.judge_autolock(&mut snap).await?;
         Ok(snap)
     }
@@ -308,9 +318,13 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
                         lapsed,
                     )?;
                     let run = doc.run.as_mut().expect("checked above");
-                    if let Some(i) = run.nodes.iter().position(|n| {
-                        !n.phase.is_terminal() && n.phase != crate::machine::Phase::Pending
-                    }) {
+                    let going: Vec<usize> = (0..run.nodes.len())
+                        .filter(|&i| {
+                            let phase = run.nodes[i].phase;
+                            !phase.is_terminal() && phase != crate::machine::Phase::Pending
+                        })
+                        .collect();
+                    for i in going {
                         run.nodes[i].resumed(now);
                     }
                     Ok((token, run_id, run.clone()))

@@ -1,6 +1,7 @@
 //! One step of the node in progress: its phase's action (once), one observation, one verdict
 //! with the phase's deadline applied in one place ([`deadline`]), and one handler per verdict.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::act::Acted;
@@ -9,7 +10,7 @@ use crate::events::Event;
 use crate::machine::decide::{MissedScaleDown, Observation, Verdict, condition, deadline};
 use crate::machine::{NodeProgress, Phase, elapsed};
 use crate::metrics;
-use crate::model::{AgentReport, DebVersion, NodeId, PackageSet};
+use crate::model::{AgentReport, DebVersion, NodeId, PackageSet, ServiceId};
 use crate::ports::{Agents, Clock, Lists, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
 
@@ -36,15 +37,16 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         acted: &mut ActedKey,
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
-        let (verdict, report) = match self.act_once(token, run, i, acted).await? {
+        let held = run.held_by_mates(i);
+        let (verdict, report) = match self.act_once(token, run, i, acted, &held).await? {
             Acting::Rejoined(new_id) => return self.on_rejoined(token, i, p, new_id).await,
             Acting::Verdict(v) => (v, None),
-            Acting::Done => self.observe_node(run, p).await,
+            Acting::Done => self.observe_node(run, i, &held).await,
         };
         // The action and the observation took time: transitions are stamped now, so each phase's
         // span covers its own action.
         let now = self.ports.clock.now();
-        let verdict = deadline(p, verdict, &self.settings.timeouts, now);
+        let verdict = deadline(p, run.gate(i, verdict), &self.settings.timeouts, now);
         tracing::debug!(node = %p.hostname, phase = ?p.phase, ?verdict, "observed");
         match verdict {
             Verdict::Complete => self.on_complete(token, run, i, report.as_ref(), now).await,
@@ -64,18 +66,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Carries out the phase's action unless this coordinator already did. A transient failure
-    /// (unreachable, busy) postpones it; an order refused as stale means the lock is lost.
+    /// (unreachable, busy) postpones it; an order refused as stale means the lock is lost. A
+    /// surge waits until the node's batch-mates are all paused.
     async fn act_once(
         &self,
         token: u64,
         run: &RunRecord,
         i: usize,
         acted: &mut ActedKey,
+        held: &BTreeSet<ServiceId>,
     ) -> Result<Acting, CoordinatorError> {
         let p = &run.nodes[i];
         let key = Some((i, p.phase, p.node.clone()));
         if *acted == key {
             return Ok(Acting::Done);
+        }
+        if let Some(why) = run.unpaused_mates(i).filter(|_| p.phase == Phase::Surge) {
+            return Ok(Acting::Verdict(Verdict::Postponed(why)));
         }
         let now = self.ports.clock.now();
         let left = p
@@ -83,7 +90,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             .timeout(&self.settings.timeouts)
             .map(|t| t.saturating_sub(elapsed(p.phase_started, now)));
         let op = OpKey { run_id: run.id.clone(), token, limit: left };
-        let action = self.bounded(left, self.act(p, &run.packages, &op), p);
+        let action = self.bounded(left, self.act(p, &run.packages, &op, held), p);
         Ok(match action.await {
             Ok(Acted::Done) => {
                 *acted = key;
@@ -132,8 +139,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     async fn observe_node(
         &self,
         run: &RunRecord,
-        p: &NodeProgress,
+        i: usize,
+        held: &BTreeSet<ServiceId>,
     ) -> (Verdict, Option<AgentReport>) {
+        let p = &run.nodes[i];
         // Polls read the node's scope; a node started before scopes were kept, the cluster.
         let read = match p.scope.as_slice() {
             [] => self.ports.swarm.snapshot().await,
@@ -147,7 +156,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let report = self.ports.agents.describe(&target, Lists::AsTheyAre).await;
         let agent = report.as_ref().ok();
         let engine_package = &self.settings.engine_packages[0];
-        let obs = Observation { snap: &snap, agent, packages: &run.packages, engine_package };
+        let mates_from = run.mates_from(i);
+        let obs = Observation {
+            snap: &snap,
+            agent,
+            packages: &run.packages,
+            engine_package,
+            held,
+            mates_from: &mates_from,
+        };
         let now = self.ports.clock.now();
         (condition(p, &obs, &self.settings.timeouts, now), agent.cloned())
     }

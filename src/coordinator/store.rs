@@ -12,6 +12,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         &self,
         f: impl FnMut(&mut StoreDoc) -> Result<T, CoordinatorError>,
     ) -> Result<T, CoordinatorError> {
+        let _one_at_a_time = self.writes.lock().await;
         update_doc(self.ports.store, self.ports.clock, f).await
     }
 

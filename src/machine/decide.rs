@@ -22,8 +22,8 @@ pub enum Verdict {
     /// Nothing could be judged yet (the phase's action was postponed, or the swarm could not be
     /// observed); the text says why. Unlike a wait, it says nothing about the node.
     Postponed(String),
-    /// The condition holds now, but not yet for its whole window: the monitor window (verify) or
-    /// the warm-up of surged replicas (surge).
+    /// The condition holds now, but not yet for its whole window: the monitor window (verify),
+    /// the warm-up of surged replicas (surge), or the batch-mates' packages (prefetch).
     Monitoring,
     /// It failed; the text says why.
     Fail(String),
@@ -68,6 +68,12 @@ pub struct Observation<'a> {
     pub packages: &'a PackageSet,
     /// The engine package's name (the first of `packages.engine`).
     pub engine_package: &'a str,
+    /// The node's surged services its batch-mates still need surged: left as they are (see
+    /// [`crate::run`]'s batches).
+    pub held: &'a std::collections::BTreeSet<ServiceId>,
+    /// The replica count before the surge of each service a started batch-mate surged: what the
+    /// service must run, not its surged count, when a task of it lands on this node.
+    pub mates_from: &'a std::collections::BTreeMap<ServiceId, u64>,
 }
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
@@ -110,6 +116,11 @@ pub fn deadline(
             timeouts.surge.as_secs(),
             p.converged_since.map_or(0, |since| elapsed(since, now).as_secs()),
             timeouts.warmup.as_secs()
+        )),
+        Verdict::Monitoring if p.phase == Phase::Prefetch => Verdict::Fail(format!(
+            "Prefetch on {} timed out after {}s: its packages are fetched, its batch-mates' are not",
+            p.hostname,
+            timeouts.prefetch.as_secs()
         )),
         Verdict::Monitoring => Verdict::Fail(format!(
             "services on {} did not stay converged within the verify timeout",
@@ -187,8 +198,8 @@ pub(crate) fn condition(
             let counts = snap.running_counts();
             for svc in &snap.services {
                 let Mode::Replicated { replicas } = svc.mode else { continue };
-                let needed =
-                    p.surge.iter().find(|s| s.service == svc.id).map_or(replicas, |s| s.from);
+                let own = p.surge.iter().find(|s| s.service == svc.id).map(|s| s.from);
+                let needed = own.or(obs.mates_from.get(&svc.id).copied()).unwrap_or(replicas);
                 let running = counts.get(&svc.id).copied().unwrap_or(0);
                 if running < needed {
                     return Verdict::Wait(format!(
@@ -240,7 +251,7 @@ pub(crate) fn condition(
             held_for(p, timeouts.monitor, now)
         }
         Phase::Restore => {
-            for s in &p.surge {
+            for s in p.surge.iter().filter(|s| !obs.held.contains(&s.service)) {
                 if snap
                     .service(&s.service)
                     .is_some_and(|svc| svc.mode != (Mode::Replicated { replicas: s.from }))

@@ -153,7 +153,8 @@ pub struct NodeProgress {
     /// The node's ID before it rejoined.
     pub rejoined_from: Option<NodeId>,
     /// Since when the phase's condition has held: all services converged (verify), the surged
-    /// replicas running (surge, for the warm-up).
+    /// replicas running (surge, for the warm-up), its packages fetched (prefetch, while its
+    /// batch-mates fetch theirs).
     pub converged_since: Option<Timestamp>,
     /// When the coordinator last wrote a scale-down again that the swarm had missed (verify phase).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +167,10 @@ pub struct NodeProgress {
     pub recovery: Option<String>,
     /// Finished phases.
     pub history: Vec<Span>,
+    /// Its batch (the plan's batch number): the nodes of one batch go through their upgrade
+    /// together. Absent in records written before batches: such a node goes alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 /// A transition attempted from a phase that does not allow it.
@@ -207,6 +212,7 @@ impl NodeProgress {
             reason: None,
             recovery: None,
             history: Vec::new(),
+            batch: Some(plan.batch),
         }
     }
 

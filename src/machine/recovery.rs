@@ -77,6 +77,7 @@ mod tests {
             } else {
                 vec![span(Phase::Drain)]
             },
+            batch: None,
         }
     }
 

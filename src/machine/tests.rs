@@ -18,6 +18,7 @@ fn progress() -> NodeProgress {
         surge: vec![],
         moves: vec![],
         global_stops: vec![],
+        batch: 0,
     };
     NodeProgress::new(&plan, "10.0.0.2".into(), BTreeMap::new(), t(0))
 }
@@ -207,6 +208,8 @@ fn a_surplus_that_outlasts_the_grace_is_a_missed_scale_down_written_again_at_mos
         agent: None,
         packages: &packages,
         engine_package: "docker-ce",
+        held: &Default::default(),
+        mates_from: &Default::default(),
     };
     let timeouts = Settings::default().timeouts;
     let grace = RESCALE_AFTER.as_secs() as i64;
@@ -245,6 +248,8 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         agent: None,
         packages: &packages,
         engine_package: "docker-ce",
+        held: &Default::default(),
+        mates_from: &Default::default(),
     };
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A rolling update in progress owns the service.
@@ -255,6 +260,8 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         agent: None,
         packages: &packages,
         engine_package: "docker-ce",
+        held: &Default::default(),
+        mates_from: &Default::default(),
     };
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A service this node did not surge is the operator's: it is reported, never written.
@@ -265,6 +272,8 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         agent: None,
         packages: &packages,
         engine_package: "docker-ce",
+        held: &Default::default(),
+        mates_from: &Default::default(),
     };
     assert!(matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Wait(_)));
     // Once the swarm removes the surplus, verification goes on as usual.
@@ -275,6 +284,8 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         agent: None,
         packages: &packages,
         engine_package: "docker-ce",
+        held: &Default::default(),
+        mates_from: &Default::default(),
     };
     assert_eq!(evaluate(&p, &obs, &timeouts, late), Verdict::Monitoring);
 }
@@ -350,6 +361,8 @@ fn surged_replicas_run_for_the_warm_up_before_the_node_is_drained() {
             agent: None,
             packages: &packages,
             engine_package: "docker-ce",
+            held: &Default::default(),
+            mates_from: &Default::default(),
         };
         evaluate(p, &obs, &timeouts, t(at))
     };
@@ -379,6 +392,8 @@ fn no_warm_up_completes_a_surge_as_soon_as_its_replicas_run() {
         agent: None,
         packages: &packages,
         engine_package: "docker-ce",
+        held: &Default::default(),
+        mates_from: &Default::default(),
     };
     assert_eq!(evaluate(&p, &obs, &timeouts, t(1)), Verdict::Complete);
 }
@@ -394,6 +409,8 @@ fn a_warm_up_that_never_ends_fails_at_the_surge_timeout_saying_so() {
         agent: None,
         packages: &packages,
         engine_package: "docker-ce",
+        held: &Default::default(),
+        mates_from: &Default::default(),
     };
     // The replicas came up late: 2 s into the warm-up when the surge's limit passes.
     let late = timeouts.surge.as_secs() as i64 + 1;

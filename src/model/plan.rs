@@ -110,6 +110,9 @@ pub struct NodePlan {
     pub moves: Vec<String>,
     /// Global services whose task stops with the node and comes back with it.
     pub global_stops: Vec<String>,
+    /// Its batch: its position in the plan's batches.
+    #[serde(default)]
+    pub batch: u32,
 }
 
 /// Permissions given when the run started (`--allow-downgrade`, `--allow-single-manager`).

@@ -1,6 +1,7 @@
 //! The planner: from a cluster snapshot and settings, a preflight verdict, the node order and each
 //! node's actions. Pure: no I/O, no clock (the snapshot carries its time).
 
+pub mod batch;
 mod index;
 pub mod order;
 pub mod placement;
@@ -9,10 +10,11 @@ pub mod target;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
+use crate::config::{Parallel, Settings};
 use crate::model::plan::RunFlags;
 pub use crate::model::plan::{NodePlan, Refusal, RefusalKind, Surge};
-use crate::model::{ClusterSnapshot, DebVersion, NodeId, PackageSet};
+use crate::model::{ClusterSnapshot, DebVersion, NodeId, PackageSet, Role};
+pub use batch::BatchPlan;
 
 /// What the operator asked for on the command line.
 #[derive(Clone, Debug, Default)]
@@ -25,6 +27,8 @@ pub struct PlanRequest {
     pub allow_single_manager: bool,
     /// Started by the timer (`run --scheduled`): a target whose last run failed is not retried.
     pub scheduled: bool,
+    /// `--parallel`: overrides `upgrade.parallel`.
+    pub parallel: Option<Parallel>,
 }
 
 /// A node left out of the run, and why.
@@ -45,6 +49,9 @@ pub struct Plan {
     pub packages: PackageSet,
     /// Nodes in upgrade order.
     pub nodes: Vec<NodePlan>,
+    /// The nodes' batches, in order (each node's `batch` is its position here).
+    #[serde(default)]
+    pub batches: Vec<BatchPlan>,
     /// Nodes left out.
     pub skipped: Vec<Skipped>,
 }
@@ -61,30 +68,36 @@ pub(crate) fn stop_requested(snap: &ClusterSnapshot) -> Option<&str> {
         .map(|n| n.hostname.as_str())
 }
 
-/// The guards re-checked before each node of a running run: the cluster, the node, the services,
-/// and whether the node's tasks can run elsewhere in the cluster as it is now. On success, the
-/// surge for the node, computed from where the tasks are now (the swarm may have placed them
-/// differently from the plan's prediction).
+/// The guards re-checked before each batch of a running run: the cluster, the nodes, the
+/// services, and whether the nodes' tasks can run elsewhere, all of theirs at once, in the
+/// cluster as it is now. On success, the longest front of `nodes` that can go together now (at
+/// least the first) with each one's surge, computed from where the tasks are now (the swarm may
+/// have placed them differently from the plan's prediction); the others wait for the next round.
 pub fn guard(
     snap: &ClusterSnapshot,
     settings: &Settings,
     flags: &RunFlags,
-    node: &NodeId,
+    nodes: &[NodeId],
     packages: &PackageSet,
-) -> Result<Vec<Surge>, Vec<Refusal>> {
+) -> Result<Vec<Vec<Surge>>, Vec<Refusal>> {
     let req = PlanRequest {
         allow_downgrade: flags.allow_downgrade,
         allow_single_manager: flags.allow_single_manager,
         ..Default::default()
     };
     let mut refusals = preflight::cluster_checks(snap, settings, &req);
-    if let Some(n) = snap.node(node) {
+    for n in nodes.iter().filter_map(|id| snap.node(id)) {
         refusals.extend(preflight::node_checks(snap, settings, &req, n, packages));
     }
     refusals.extend(preflight::service_checks(snap));
     let ix = index::Index::new(snap);
-    match placement::evacuate(&ix, &mut placement::Load::from_snapshot(&ix), node) {
-        Ok(ev) if refusals.is_empty() => Ok(if settings.surge { ev.surge } else { Vec::new() }),
+    let mut load = placement::Load::from_snapshot(&ix);
+    match batch::fit(&ix, &mut load, None, nodes, settings.surge) {
+        Ok(fitted) if refusals.is_empty() => Ok(fitted
+            .evs
+            .into_iter()
+            .map(|ev| if settings.surge { ev.surge } else { Vec::new() })
+            .collect()),
         Ok(_) => Err(refusals),
         Err(r) => {
             refusals.extend(r);
@@ -122,32 +135,82 @@ pub fn plan(
     // both from the placement as it is now and after the predicted moves of the nodes before it.
     let after = order::owed(snap);
     let after_ix = index::Index::new(&after);
-    let evacuation = placement::evacuate_in_order(&after_ix, &ordered);
     let mut now = placement::Load::from_snapshot(&after_ix);
-    let mut nodes = Vec::new();
-    for (id, predicted) in ordered.iter().zip(evacuation) {
-        let node = node_of(id);
-        let result = placement::evacuate_alone(&after_ix, &mut now, id).and(predicted);
-        match result {
-            Ok(ev) => nodes.push(NodePlan {
-                node: id.clone(),
-                hostname: node.hostname.clone(),
-                role: node.role,
-                leader: node.manager.as_ref().is_some_and(|m| m.leader),
-                engine_from: node.engine_version.clone(),
-                installed: snap
-                    .agent_report(id)
-                    .and_then(|r| r.installed.get(&settings.engine_packages[0]).cloned()),
-                // A node an earlier run left drained goes back to what it was before that run.
-                availability: node.availability_before_us(),
-                surge: if settings.surge { ev.surge } else { Vec::new() },
-                moves: ev.moves,
-                global_stops: ev.global_stops,
-            }),
-            Err(r) => refusals.extend(r),
+    let mut predicted = placement::Load::from_snapshot(&after_ix);
+    let parallel = req.parallel.unwrap_or(settings.parallel);
+    let workers = ordered.iter().filter(|id| node_of(id).role == Role::Worker).count();
+    let limit = parallel.of(workers);
+    let (mut nodes, mut batches) = (Vec::new(), Vec::new());
+    for group in batch::groups(snap, settings, &ordered) {
+        let mut rest = &group.nodes[..];
+        while !rest.is_empty() {
+            let most = if group.role == Role::Manager { 1 } else { limit.min(rest.len()) };
+            let fitted = match batch::fit(
+                &after_ix,
+                &mut now,
+                Some(&mut predicted),
+                &rest[..most],
+                settings.surge,
+            ) {
+                Ok(fitted) => fitted,
+                Err(r) => {
+                    refusals.extend(r);
+                    rest = &rest[1..];
+                    continue;
+                }
+            };
+            let size = fitted.evs.len();
+            let next = rest.get(size).map(|id| node_of(id).hostname.as_str());
+            let hosts: Vec<String> =
+                rest[..size].iter().map(|id| node_of(id).hostname.clone()).collect();
+            let why = batch::why(
+                &group,
+                &hosts,
+                limit,
+                rest.len(),
+                next,
+                fitted.stopped_by.as_deref(),
+                parallel,
+            );
+            let number = u32::try_from(batches.len()).unwrap_or(u32::MAX);
+            for (id, ev) in rest.iter().zip(fitted.evs) {
+                nodes.push(node_plan(snap, settings, node_of(id), number, ev));
+            }
+            batches.push(BatchPlan { nodes: hosts, zone: group.zone.clone(), why });
+            rest = &rest[size..];
         }
     }
-    if refusals.is_empty() { Ok(Plan { target, packages, nodes, skipped }) } else { Err(refusals) }
+    if refusals.is_empty() {
+        Ok(Plan { target, packages, nodes, batches, skipped })
+    } else {
+        Err(refusals)
+    }
+}
+
+/// A node's part of the plan, in batch `batch`, with its evacuation.
+fn node_plan(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    node: &crate::model::Node,
+    batch: u32,
+    ev: placement::Evacuation,
+) -> NodePlan {
+    NodePlan {
+        node: node.id.clone(),
+        hostname: node.hostname.clone(),
+        role: node.role,
+        leader: node.manager.as_ref().is_some_and(|m| m.leader),
+        engine_from: node.engine_version.clone(),
+        installed: snap
+            .agent_report(&node.id)
+            .and_then(|r| r.installed.get(&settings.engine_packages[0]).cloned()),
+        // A node an earlier run left drained goes back to what it was before that run.
+        availability: node.availability_before_us(),
+        surge: if settings.surge { ev.surge } else { Vec::new() },
+        moves: ev.moves,
+        global_stops: ev.global_stops,
+        batch,
+    }
 }
 
 #[cfg(test)]

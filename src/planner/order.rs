@@ -51,7 +51,7 @@ fn label_text(key: &str, value: &Option<String>) -> String {
 }
 
 /// Orders the selected nodes: those an earlier run left out of service first, then by role as
-/// configured, then by host name; the leader is the last manager, so leadership moves once, at
+/// configured, then by zone (when zones are configured), then by host name; the leader is the last manager, so leadership moves once, at
 /// the end.
 pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>) -> Vec<NodeId> {
     let chosen: std::collections::HashSet<&NodeId> = selected.iter().collect();
@@ -64,13 +64,10 @@ pub fn order(snap: &ClusterSnapshot, settings: &Settings, selected: Vec<NodeId>)
     // Nodes an earlier run left out of service go first: the others' evacuations count on them
     // being back (see `owed`).
     let not_owed = |n: &crate::model::Node| n.availability_to_restore().is_none();
-    nodes.sort_by(|a, b| {
-        (not_owed(a), role_rank(a.role), is_leader(a), &a.hostname).cmp(&(
-            not_owed(b),
-            role_rank(b.role),
-            is_leader(b),
-            &b.hostname,
-        ))
+    // Zones go one after another (see `upgrade.zone_label`); nodes without the label first.
+    let zone = |n: &crate::model::Node| super::batch::zone_of(settings, n);
+    nodes.sort_by_cached_key(|n| {
+        (not_owed(n), role_rank(n.role), is_leader(n), zone(n), n.hostname.clone())
     });
     nodes.into_iter().map(|n| n.id.clone()).collect()
 }

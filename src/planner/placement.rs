@@ -43,14 +43,18 @@ pub struct Load {
     ports: HashMap<(usize, u16, String), u32>,
     /// Per node, the resources its tasks reserve.
     reserved: Vec<Resources>,
-    /// The nodes that take tasks (Ready and active), as (tasks, rank in host-name order).
+    /// The nodes that take tasks (Ready, active and not closed), as (tasks, rank in host-name
+    /// order).
     open: BTreeSet<(u64, usize)>,
     /// Whether each node takes tasks.
     schedulable: Vec<bool>,
+    /// The nodes of the batch being evacuated: they take no task while it is drained.
+    closed: Vec<bool>,
 }
 
 /// Why a node cannot take one more task of a service.
 enum Reject {
+    InBatch,
     NotReady,
     Availability(Availability),
     Constraints,
@@ -63,6 +67,7 @@ enum Reject {
 impl Reject {
     fn describe(&self, svc: &Service) -> String {
         match self {
+            Reject::InBatch => "drained in the same batch".into(),
             Reject::NotReady => "not Ready".into(),
             Reject::Availability(a) => format!("availability {}", a.name()),
             Reject::Constraints => format!("constraints {:?} not met", svc.constraints),
@@ -78,6 +83,7 @@ impl Reject {
 enum Change {
     Added(usize, Placed),
     Removed(usize, Placed),
+    Closed(usize),
 }
 
 impl Load {
@@ -97,6 +103,7 @@ impl Load {
             reserved: vec![Resources::default(); nodes],
             open: (0..nodes).filter(|&n| schedulable[n]).map(|n| (0, ix.rank[n])).collect(),
             schedulable,
+            closed: vec![false; nodes],
             ..Load::default()
         };
         for t in snap.tasks.iter().filter(|t| t.desired == TaskState::Running) {
@@ -107,8 +114,29 @@ impl Load {
         load
     }
 
+    /// Whether node `n` is in the open set.
+    fn takes(&self, n: usize) -> bool {
+        self.schedulable[n] && !self.closed[n]
+    }
+
+    /// Node `n` takes no task until it is opened again.
+    fn close(&mut self, ix: &Index, n: usize) {
+        if self.takes(n) {
+            self.open.remove(&(self.on[n], ix.rank[n]));
+        }
+        self.closed[n] = true;
+    }
+
+    /// Node `n`, closed, takes tasks again.
+    fn reopen(&mut self, ix: &Index, n: usize) {
+        self.closed[n] = false;
+        if self.takes(n) {
+            self.open.insert((self.on[n], ix.rank[n]));
+        }
+    }
+
     fn set_on(&mut self, ix: &Index, node: usize, tasks: u64) {
-        if self.schedulable[node] {
+        if self.takes(node) {
             self.open.remove(&(self.on[node], ix.rank[node]));
             self.open.insert((tasks, ix.rank[node]));
         }
@@ -159,6 +187,7 @@ impl Load {
             match change {
                 Change::Added(node, task) => self.remove(ix, node, task),
                 Change::Removed(node, task) => self.add(ix, node, task),
+                Change::Closed(node) => self.reopen(ix, node),
             }
         }
     }
@@ -170,6 +199,9 @@ impl Load {
     /// Why node `n` cannot take one more task of service `s`, or `None` if it can.
     fn why_not(&self, ix: &Index, n: usize, s: usize) -> Option<Reject> {
         let (node, svc) = (&ix.snap.nodes[n], &ix.snap.services[s]);
+        if self.closed[n] {
+            return Some(Reject::InBatch);
+        }
         if node.state != NodeState::Ready {
             return Some(Reject::NotReady);
         }
@@ -223,40 +255,91 @@ impl Load {
     }
 }
 
-/// Simulates draining each node in turn (the earlier ones are back, empty, when the next starts)
-/// and says, per node, where its tasks go or why some cannot go anywhere.
-pub(crate) fn evacuate_in_order(
-    ix: &Index,
-    order: &[NodeId],
-) -> Vec<Result<Evacuation, Vec<Refusal>>> {
-    let mut load = Load::from_snapshot(ix);
-    order.iter().map(|id| evacuate(ix, &mut load, id)).collect()
-}
-
-/// Evacuates one node in the simulated load; the load is changed only when every task found a place.
-pub(crate) fn evacuate(
+/// Evacuates the nodes `ids` together, as one batch: all of them closed first (none takes a task
+/// of another), then each one's tasks moved. Each node's surge is raised to the batch's: a
+/// service with tasks on several of them is scaled up once by all of those tasks. With `keep`,
+/// the moves stay in the load when every task found a place (the nodes, back and empty, take
+/// tasks again); otherwise, or on failure, the load is left as it was. Without `surge`, no two
+/// nodes of a batch may run tasks of one replicated service: it would lose both at once.
+pub(crate) fn evacuate_batch(
     ix: &Index,
     load: &mut Load,
-    id: &NodeId,
-) -> Result<Evacuation, Vec<Refusal>> {
+    ids: &[NodeId],
+    keep: bool,
+    surge: bool,
+) -> Result<Vec<Evacuation>, Vec<Refusal>> {
     let mut changes = Vec::new();
-    let result = move_tasks(ix, load, id, &mut changes);
-    if result.is_err() {
-        load.undo(ix, changes);
+    let hosts: Vec<usize> = ids.iter().filter_map(|id| ix.node(id)).collect();
+    for &h in &hosts {
+        load.close(ix, h);
+        changes.push(Change::Closed(h));
     }
-    result
+    let mut refusals = if surge { Vec::new() } else { shared_services(ix, load, &hosts) };
+    let mut evs = Vec::new();
+    for id in ids {
+        match move_tasks(ix, load, id, &mut changes) {
+            Ok(ev) => evs.push(ev),
+            Err(r) => refusals.extend(r),
+        }
+    }
+    if !refusals.is_empty() || !keep {
+        load.undo(ix, changes);
+    } else {
+        for &h in &hosts {
+            load.reopen(ix, h);
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(refusals);
+    }
+    raise_to_batch(&mut evs);
+    Ok(evs)
 }
 
-/// Evacuates one node from the load as it is, and leaves the load as it was.
-pub(crate) fn evacuate_alone(
-    ix: &Index,
-    load: &mut Load,
-    id: &NodeId,
-) -> Result<Evacuation, Vec<Refusal>> {
-    let mut changes = Vec::new();
-    let result = move_tasks(ix, load, id, &mut changes);
-    load.undo(ix, changes);
-    result
+/// Each surge raised to the batch's: `to` is the service's replicas plus every task of it the
+/// batch moves.
+fn raise_to_batch(evs: &mut [Evacuation]) {
+    let mut extra: HashMap<ServiceId, u64> = HashMap::new();
+    for s in evs.iter().flat_map(|ev| &ev.surge) {
+        *extra.entry(s.service.clone()).or_default() += s.to - s.from;
+    }
+    for s in evs.iter_mut().flat_map(|ev| &mut ev.surge) {
+        s.to = s.from + extra[&s.service];
+    }
+}
+
+/// Without surge: a replicated service with tasks on two nodes of the batch, which would lose
+/// both at once.
+fn shared_services(ix: &Index, load: &Load, hosts: &[usize]) -> Vec<Refusal> {
+    let mut first: HashMap<usize, usize> = HashMap::new();
+    let mut refusals = Vec::new();
+    for &h in hosts {
+        let mut here: Vec<usize> = load.placed[h].iter().map(|p| p.0).collect();
+        here.sort_unstable();
+        here.dedup();
+        for s in here {
+            let svc = &ix.snap.services[s];
+            if svc.mode == Mode::Global {
+                continue;
+            }
+            match first.get(&s) {
+                Some(&other) => refusals.push(Refusal {
+                    kind: RefusalKind::CannotEvacuate,
+                    node: Some(ix.snap.nodes[h].hostname.clone()),
+                    service: Some(svc.name.clone()),
+                    reason: format!(
+                        "without surge, {} and {} would drain tasks of {} at once",
+                        ix.snap.nodes[other].hostname, ix.snap.nodes[h].hostname, svc.name
+                    ),
+                    fix: "turn surge on, or let them go in separate batches".into(),
+                }),
+                None => {
+                    first.insert(s, h);
+                }
+            }
+        }
+    }
+    refusals
 }
 
 /// Moves every task off node `id`, recording each change.

@@ -113,26 +113,62 @@ proptest! {
         nodes in prop::collection::vec((any::<u8>(), prop::bool::weighted(0.2), any::<bool>()), 1..8),
         services in prop::collection::vec((any::<u8>(), any::<bool>(), prop::bool::weighted(0.3)), 1..4),
         tasks in prop::collection::vec((any::<u8>(), any::<u8>()), 0..30),
-        drained in any::<u8>(),
+        drained in prop::collection::vec(any::<u8>(), 1..4),
+        surge in any::<bool>(),
     ) {
         let snap = snapshot(&nodes, &services, &tasks);
         let ix = Index::new(&snap);
         let mut load = Load::from_snapshot(&ix);
-        let id = snap.nodes[usize::from(drained) % snap.nodes.len()].id.clone();
+        let mut ids: Vec<NodeId> =
+            drained.iter().map(|d| snap.nodes[usize::from(*d) % snap.nodes.len()].id.clone()).collect();
+        ids.dedup();
         let state = |load: &Load| {
             let mut ports: Vec<_> = load.ports.iter().collect();
             ports.sort();
             let mut of: Vec<Vec<_>> = load.of.iter().map(|m| m.iter().collect()).collect();
             of.iter_mut().for_each(|m| m.sort());
-            format!("{:?}", (&load.on, &load.open, ports, &load.reserved, of))
+            format!("{:?}", (&load.on, &load.open, ports, &load.reserved, of, &load.closed))
         };
         let before = state(&load);
-        let alone = evacuate_alone(&ix, &mut load, &id);
+        let alone = evacuate_batch(&ix, &mut load, &ids, false, surge);
         prop_assert_eq!(&before, &state(&load));
-        let kept = evacuate(&ix, &mut load, &id);
+        let kept = evacuate_batch(&ix, &mut load, &ids, true, surge);
         prop_assert_eq!(&alone, &kept);
         if kept.is_err() {
             prop_assert_eq!(&before, &state(&load));
+        } else {
+            prop_assert!(load.closed.iter().all(|c| !c), "the batch's nodes take tasks again");
+            for id in &ids {
+                prop_assert!(load.placed[ix.node(id).unwrap()].iter().all(|(s, _)| snap.services[*s].mode == crate::model::Mode::Global));
+            }
+        }
+    }
+
+    /// A batch's surge is the sum of its nodes' moves for each service, and each node's entry
+    /// for a service says the batch's number.
+    #[test]
+    fn a_batch_surges_each_service_once_for_all_its_tasks(
+        nodes in prop::collection::vec((any::<u8>(), prop::bool::weighted(0.1), any::<bool>()), 2..10),
+        services in prop::collection::vec((any::<u8>(), any::<bool>(), prop::bool::weighted(0.1)), 1..4),
+        tasks in prop::collection::vec((any::<u8>(), any::<u8>()), 0..30),
+        drained in prop::collection::vec(any::<u8>(), 1..4),
+    ) {
+        let snap = snapshot(&nodes, &services, &tasks);
+        let ix = Index::new(&snap);
+        let mut load = Load::from_snapshot(&ix);
+        let mut ids: Vec<NodeId> =
+            drained.iter().map(|d| snap.nodes[usize::from(*d) % snap.nodes.len()].id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let Ok(evs) = evacuate_batch(&ix, &mut load, &ids, false, true) else { return Ok(()) };
+        let mut moved: HashMap<String, u64> = HashMap::new();
+        for ev in &evs {
+            for m in &ev.moves {
+                *moved.entry(m.split('.').next().unwrap().to_string()).or_default() += 1;
+            }
+        }
+        for s in evs.iter().flat_map(|ev| &ev.surge) {
+            prop_assert_eq!(s.to - s.from, moved[&s.name], "{}", s.name);
         }
     }
 }

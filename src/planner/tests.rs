@@ -297,7 +297,7 @@ fn an_engine_configuration_dockerd_would_refuse_is_refused_by_plan_and_guard() {
     let flags = RunFlags::default();
     let guard_at = |h: &str| {
         let n = p.nodes.iter().find(|n| n.hostname == h).unwrap();
-        guard(&snap, &Settings::default(), &flags, &n.node, &p.packages)
+        guard(&snap, &Settings::default(), &flags, std::slice::from_ref(&n.node), &p.packages)
     };
     let refused = guard_at("worker1").expect_err("the guard refuses worker1");
     assert_eq!(refused.iter().map(|r| r.kind).collect::<Vec<_>>(), [RefusalKind::EngineConfig]);

@@ -1,5 +1,6 @@
 //! Run reports: the JSON file every run leaves behind, and its drawing as an SVG timeline.
 
+pub mod floor;
 pub mod svg;
 
 use std::path::{Path, PathBuf};
@@ -12,13 +13,17 @@ use crate::model::{DebVersion, check_run_id};
 use crate::run::RunRecord;
 
 /// What a run leaves behind: the run record (nodes, phases with their start and end, outcome,
-/// reasons) and each node's engine version before and after.
+/// reasons), each node's engine version before and after, and its time against its floor.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunReport {
     /// The run as the store holds it at its end.
     pub run: RunRecord,
     /// Each node's engine version before and after, in run order.
     pub versions: Vec<NodeVersions>,
+    /// The run's wall time against the time its nodes could not avoid (computed again on read:
+    /// reports written before it have none).
+    #[serde(default)]
+    pub floor: floor::RunFloor,
 }
 
 /// One node's engine version before and after the run.
@@ -50,14 +55,16 @@ impl RunReport {
                 NodeVersions { hostname: n.hostname.clone(), before, after }
             })
             .collect();
-        RunReport { run, versions }
+        let floor = floor::RunFloor::of(&run);
+        RunReport { run, versions, floor }
     }
 
     /// Reads a report, or a bare run record (`run --output json` prints one).
     pub fn read(path: &Path, engine: &str) -> Result<RunReport, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if let Ok(report) = serde_json::from_str::<RunReport>(&text) {
+        if let Ok(mut report) = serde_json::from_str::<RunReport>(&text) {
+            report.floor = floor::RunFloor::of(&report.run);
             return Ok(report);
         }
         serde_json::from_str::<RunRecord>(&text).map(|run| RunReport::new(run, engine)).map_err(|e| {

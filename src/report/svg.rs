@@ -67,11 +67,14 @@ fn clock(t: f64) -> String {
 pub fn render(report: &RunReport, load: Option<&LoadTimeline>) -> String {
     let run = &report.run;
     let scale = Scale::of(run);
+    // Computed from the run itself, whatever an older report file holds.
+    let floor = super::floor::RunFloor::of(run);
     let mut body = String::new();
     for (i, n) in run.nodes.iter().enumerate() {
-        node_row(&mut body, &scale, report, n, TOP + ROW * i as f64);
+        node_row(&mut body, &scale, (report, &floor), n, TOP + ROW * i as f64);
     }
-    let mut subtitle = format!("{} nodes, {}", run.nodes.len(), clock(scale.total));
+    let mut subtitle =
+        format!("{} nodes, {}; {}", run.nodes.len(), clock(scale.total), floor_line(&floor));
     if let Some(load) = load {
         load_row(&mut body, &scale, load, TOP + ROW * run.nodes.len() as f64);
         let (sent, failed) = load_totals(load);
@@ -111,13 +114,19 @@ impl Scale {
 }
 
 /// A node's name, its row line, a bar per phase and the reason it stopped, if any.
-fn node_row(body: &mut String, scale: &Scale, report: &RunReport, n: &NodeProgress, y: f64) {
+fn node_row(
+    body: &mut String,
+    scale: &Scale,
+    (report, floor): (&RunReport, &super::floor::RunFloor),
+    n: &NodeProgress,
+    y: f64,
+) {
     let _ = writeln!(
         body,
         r##"<text x="{:.1}" y="{:.1}" text-anchor="end" class="node"><title>{}</title>{}</text>"##,
         LEFT - 8.0,
         y + BAR - 4.0,
-        esc(&node_title(report, n)),
+        esc(&node_title(report, floor, n)),
         esc(&n.hostname)
     );
     let _ = writeln!(
@@ -141,15 +150,32 @@ fn node_row(body: &mut String, scale: &Scale, report: &RunReport, n: &NodeProgre
     }
 }
 
-/// The node's tooltip: its engine version before and after, when the report has them.
-fn node_title(report: &RunReport, n: &NodeProgress) -> String {
+/// The node's tooltip: its engine version before and after, when the report has them, and its
+/// floor against its overhead.
+fn node_title(report: &RunReport, floor: &super::floor::RunFloor, n: &NodeProgress) -> String {
     let ver = |v: Option<&DebVersion>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
-    match report.versions.iter().find(|v| v.hostname == n.hostname) {
+    let mut title = match report.versions.iter().find(|v| v.hostname == n.hostname) {
         Some(v) => {
             format!("{}: {} to {}", n.hostname, ver(v.before.as_ref()), ver(v.after.as_ref()))
         }
         None => n.hostname.clone(),
+    };
+    if let Some(f) = floor.nodes.iter().find(|f| f.hostname == n.hostname) {
+        let _ = write!(title, "; floor {:.1} s, overhead {:.1} s", f.floor_s, f.overhead_s);
     }
+    title
+}
+
+/// The run's wall time against its floor, in one line (see [`super::floor`]).
+pub fn floor_line(f: &super::floor::RunFloor) -> String {
+    let floor: Vec<String> = super::floor::FLOOR_PHASES.iter().map(|p| p.name()).collect();
+    format!(
+        "wall {:.0} s, floor {:.0} s (ratio {:.2}; floor: {} of each batch's slowest node)",
+        f.wall_s,
+        f.floor_s,
+        f.ratio,
+        floor.join(", ")
+    )
 }
 
 /// The node's finished phases and, unless it is over, its current one up to the run's end;

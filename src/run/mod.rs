@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{NodeProgress, Phase};
+use crate::machine::NodeProgress;
 pub use crate::model::plan::RunFlags;
 use crate::model::plan::{Refusal, RefusalKind};
 use crate::model::{ClusterSnapshot, DebVersion, PackageSet};
@@ -95,10 +95,11 @@ pub struct RunRecord {
 /// What the coordinator does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunStep {
-    /// Work on the node at this index, which is in progress.
-    Continue(usize),
-    /// Check the guards for the node at this index, then start it.
-    Start(usize),
+    /// Work on the nodes at these indexes, which are in progress (one batch).
+    Continue(Vec<usize>),
+    /// Check the guards for the nodes at these indexes (the rest of one batch), then start as
+    /// many of them as can go together now.
+    Start(Vec<usize>),
     /// The run is over: why, as a kind and for people.
     Finish(Halt, String),
 }
@@ -153,42 +154,6 @@ impl RunRecord {
         }
     }
 
-    /// Decides the next step: go on with the node in progress; halt after a node that did not
-    /// finish Done; stop between nodes when an abort was asked; otherwise start the next node.
-    pub(crate) fn next_step(&self) -> RunStep {
-        for (i, n) in self.nodes.iter().enumerate() {
-            match n.phase {
-                Phase::Done => continue,
-                Phase::RolledBack | Phase::Restored | Phase::Failed => {
-                    let why = n.reason.clone().unwrap_or_else(|| "no reason recorded".into());
-                    let what = match n.phase {
-                        Phase::RolledBack => {
-                            "was rolled back to its previous packages and is back in service"
-                        }
-                        Phase::Restored => "was restored without upgrading",
-                        _ => "needs a person (its recovery: `swarm-upgrade status`)",
-                    };
-                    return RunStep::Finish(
-                        Halt::NodeFailed,
-                        format!("node {} {what}: {why}", n.hostname),
-                    );
-                }
-                Phase::Pending if self.abort_requested => {
-                    return RunStep::Finish(
-                        Halt::Aborted,
-                        format!("aborted by an operator before node {}", n.hostname),
-                    );
-                }
-                Phase::Pending => return RunStep::Start(i),
-                _ => return RunStep::Continue(i),
-            }
-        }
-        RunStep::Finish(
-            Halt::Completed,
-            format!("all {} nodes at {}", self.nodes.len(), self.target),
-        )
-    }
-
     /// Records the end of the run.
     pub fn finish(&mut self, halt: Halt, reason: String, now: Timestamp) {
         self.outcome = Some(halt.outcome());
@@ -226,12 +191,14 @@ impl RunRecord {
     }
 }
 
+mod batch;
 mod nodes;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Settings;
+    use crate::machine::Phase;
     use crate::planner::{PlanRequest, plan};
 
     fn record() -> RunRecord {
@@ -249,9 +216,9 @@ mod tests {
     fn nodes_go_one_at_a_time_and_success_needs_all_done() {
         let mut r = record();
         let now = r.started_at;
-        assert_eq!(r.next_step(), RunStep::Start(0));
+        assert_eq!(r.next_step(), RunStep::Start(vec![0]));
         r.nodes[0].start(now).unwrap();
-        assert_eq!(r.next_step(), RunStep::Continue(0));
+        assert_eq!(r.next_step(), RunStep::Continue(vec![0]));
         for n in r.nodes.iter_mut() {
             n.phase = Phase::Done;
         }
@@ -263,7 +230,7 @@ mod tests {
         let mut r = record();
         r.nodes[0].start(r.started_at).unwrap();
         r.abort_requested = true;
-        assert_eq!(r.next_step(), RunStep::Continue(0), "the current node is finished first");
+        assert_eq!(r.next_step(), RunStep::Continue(vec![0]), "the current node is finished first");
         r.nodes[0].phase = Phase::Done;
         match r.next_step() {
             RunStep::Finish(Halt::Aborted, why) => {

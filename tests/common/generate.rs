@@ -85,6 +85,19 @@ pub fn healthy_cluster() -> impl Strategy<Value = ClusterSpec> {
         })
 }
 
+/// A healthy cluster of 3 managers and 2 to 5 workers (for runs in batches).
+pub fn batch_cluster() -> impl Strategy<Value = ClusterSpec> {
+    (2usize..6, prop::collection::vec(service(), 0..5)).prop_map(|(workers, services)| {
+        ClusterSpec {
+            managers: 3,
+            workers,
+            unreachable: vec![false; 3],
+            down: vec![false; 3 + workers],
+            services,
+        }
+    })
+}
+
 fn versions() -> BTreeMap<String, Vec<DebVersion>> {
     let engine = vec![v(OLD), v(NEW), v(BROKEN)];
     BTreeMap::from([

@@ -114,8 +114,17 @@ pub async fn resume(
     settings: &Settings,
     holder: &str,
 ) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
-    let clock = TestClock::new();
-    let ports = Ports { swarm: cluster, agents: cluster, store: cluster, clock: &clock };
+    resume_with(cluster, settings, holder, &TestClock::new()).await
+}
+
+/// Resumes over the fake on `clock` (e.g. one that goes on from the interrupted coordinator's).
+pub async fn resume_with(
+    cluster: &FakeCluster,
+    settings: &Settings,
+    holder: &str,
+    clock: &TestClock,
+) -> Result<swarm_upgrade::run::RunRecord, swarm_upgrade::coordinator::CoordinatorError> {
+    let ports = Ports { swarm: cluster, agents: cluster, store: cluster, clock };
     Coordinator::new(ports, settings, holder).resume(true).await
 }
 
@@ -136,4 +145,48 @@ pub fn assert_all_at(world: &World, version: &str, original: &BTreeMap<String, A
 
 pub fn availabilities(world: &World) -> BTreeMap<String, Availability> {
     world.nodes.iter().map(|n| (n.hostname.clone(), n.availability)).collect()
+}
+
+/// How a run may end: every node at target; or, when the swarm placed tasks where the guard before
+/// a node found them unmovable, halted right there. Either way no node is left mid-upgrade or away
+/// from its original availability, each node is wholly upgraded or untouched, and every service
+/// has converged.
+pub fn check_end(
+    rec: &swarm_upgrade::run::RunRecord,
+    w: &World,
+    before: &std::collections::BTreeMap<String, Availability>,
+) -> Result<(), String> {
+    use swarm_upgrade::machine::Phase;
+    use swarm_upgrade::model::convergence::first_unconverged;
+    use swarm_upgrade::run::{Halt, Outcome};
+    let halted_by_guard = rec.outcome == Some(Outcome::Failed) && rec.halt == Some(Halt::Guard);
+    if rec.outcome != Some(Outcome::Succeeded) && !halted_by_guard {
+        return Err(format!("run ended {:?}: {:?}", rec.outcome, rec.reason));
+    }
+    for (n, h) in rec
+        .nodes
+        .iter()
+        .zip(rec.nodes.iter().map(|n| w.hosts.iter().find(|h| h.hostname == n.hostname).unwrap()))
+    {
+        let expect = match n.phase {
+            Phase::Done => NEW,
+            Phase::Pending => OLD,
+            other => return Err(format!("{} left in phase {other:?}", n.hostname)),
+        };
+        if h.installed.get("docker-ce") != Some(&v(expect)) {
+            return Err(format!(
+                "{} is {:?} at {:?}, expected {expect}",
+                n.hostname,
+                n.phase,
+                h.installed.get("docker-ce")
+            ));
+        }
+    }
+    if availabilities(w) != *before {
+        return Err(format!("availability changed: {:?} -> {:?}", before, availabilities(w)));
+    }
+    match first_unconverged(&w.snapshot(jiff::Timestamp::UNIX_EPOCH)) {
+        None => Ok(()),
+        Some(c) => Err(format!("not converged at the end: {c:?}")),
+    }
 }

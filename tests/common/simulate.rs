@@ -3,7 +3,7 @@
 //! restart, task start and heartbeat taking a simulated latency ([`Latency`]). What it asked
 //! of the cluster is counted as the real adapters would send it.
 
-use swarm_upgrade::config::Settings;
+use swarm_upgrade::config::{Parallel, Settings};
 
 use super::latency::{Latency, Timed, thread_cpu};
 use super::{FakeCluster, NEW, fleet, to, world_from};
@@ -12,6 +12,8 @@ use super::{FakeCluster, NEW, fleet, to, world_from};
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Figures {
     pub nodes: usize,
+    /// Workers at once (`upgrade.parallel`).
+    pub parallel: String,
     pub services: usize,
     pub tasks: usize,
     /// How the run ended (`succeeded`, or the coordinator's error).
@@ -52,8 +54,10 @@ pub struct Figures {
     pub peak_mib: f64,
 }
 
-/// Upgrades a generated fleet of `nodes` nodes with default settings on simulated time.
-pub fn simulate(nodes: usize) -> Figures {
+/// Upgrades a generated fleet of `nodes` nodes with default settings but `parallel` on simulated
+/// time.
+pub fn simulate(nodes: usize, parallel: Parallel) -> Figures {
+    let settings = Settings { parallel, ..Settings::default() };
     let snap = fleet::fleet(nodes);
     let (services, tasks) = (snap.services.len(), snap.tasks.len());
     let mut world = world_from(&snap);
@@ -69,7 +73,7 @@ pub fn simulate(nodes: usize) -> Figures {
     let cpu = thread_cpu();
     let (result, simulated) = rt.block_on(async {
         let started = tokio::time::Instant::now();
-        let r = super::run(&cluster, &Settings::default(), &to(NEW), "simulation").await;
+        let r = super::run(&cluster, &settings, &to(NEW), "simulation").await;
         (r, started.elapsed())
     });
     let cpu_s = (thread_cpu() - cpu).as_secs_f64();
@@ -84,6 +88,7 @@ pub fn simulate(nodes: usize) -> Figures {
     let lost = matches!(&result, Err(e) if e.to_string().contains("lock was lost"));
     Figures {
         nodes,
+        parallel: parallel.to_string(),
         services,
         tasks,
         outcome,

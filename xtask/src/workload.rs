@@ -15,10 +15,12 @@ use crate::topology::{Host, MANAGER, running_nodes};
 /// The workload image's tag in every node's engine.
 pub const IMAGE: &str = "swarm-upgrade-lab/web:1";
 /// The services and the replicas each must run when converged on a lab of `nodes` nodes: `web`
-/// leaves one node free for its surge, `agentcheck` runs on every node.
+/// leaves one node free for its surge (on a lab bigger than five nodes, five: room for a batch of
+/// four workers, `--parallel 4`), `agentcheck` runs on every node.
 pub fn services(nodes: usize) -> [(&'static str, u32); 3] {
     let n = u32::try_from(nodes).unwrap_or(u32::MAX);
-    [("web", n.saturating_sub(1).max(1)), ("solo", 1), ("agentcheck", n)]
+    let free = if n > 5 { 5 } else { 1 };
+    [("web", n.saturating_sub(free).max(1)), ("solo", 1), ("agentcheck", n)]
 }
 /// The balancer's ports: `web` on 80, `solo` on 81, haproxy's stats on 8404.
 pub const WEB_PORT: u16 = 80;

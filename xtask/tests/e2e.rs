@@ -123,7 +123,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
     );
     assert!(cost.docker_requests > 0 && cost.agent_calls > 0 && cost.store_writes > 0, "{cost:?}");
     assert!(cost.store_bytes > 0 && cost.store_bytes <= 64 * 1024, "{cost:?}");
-    summary += &format!("  cost: {}\n", cost.summary());
+    summary += &format!("  cost: {}\n  {}\n", cost.summary(), floor_of(&run));
     drop(l);
 
     // The naive baseline on a fresh lab, under the same load.
@@ -168,9 +168,10 @@ fn rolling_upgrade_under_load_loses_no_request() {
     );
 }
 
-/// Issue 14: a rolling upgrade of a 3+12 lab (three managers, twelve workers; `web` on 14 nodes,
-/// `agentcheck` on all 15) under load loses no request, and the run costs per node what it costs
-/// on five: the coordinator's
+/// Issues 14 and 15: a rolling upgrade of a 3+12 lab (three managers, twelve workers in two
+/// zones; `web` on 10 nodes, `agentcheck` on all 15), workers four at a time (`--parallel 4`,
+/// `upgrade.zone_label = "zone"`), under load loses no request; no batch crosses a zone and
+/// managers go alone; and the run costs per node what it costs on five: the coordinator's
 /// own metrics (Docker requests, agent calls, store writes; the simulation's figures, `cargo bench
 /// --bench scale -- sim 5 50`) show no work that grows with the swarm. This lab has the machine to
 /// itself (a bigger lab runs alone, and waits for its slots before the five-node labs take
@@ -179,10 +180,13 @@ fn rolling_upgrade_under_load_loses_no_request() {
 fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
     let shape = lab::Shape::new(3, 12).unwrap();
     let l = LabGuard::up_shaped("scale-3+12", tool(), shape);
+    let zones = two_zones(&l);
     let load = l.balancer_load();
     let t0 = Instant::now();
-    let (code, out, err) =
-        l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
+    let (code, out, err) = l.swarm_upgrade(
+        lab::MANAGER,
+        &["--output", "json", "run", "--to", repo::NEW, "--parallel", "4"],
+    );
     let took = t0.elapsed();
     let report = load.stop();
     std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
@@ -207,11 +211,14 @@ fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
         per_node.iter().map(|(_, phases)| phases.iter().map(|(_, s)| s).sum()).collect();
     let (fastest, slowest) =
         totals.iter().fold((f64::MAX, 0.0_f64), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+    let batches = batches_of(&run);
     let summary = format!(
-        "3+12 lab: swarm-upgrade run {:.0} s (per node {fastest:.0}-{slowest:.0} s); load: {}\n  cost: {}\n",
+        "3+12 lab: swarm-upgrade run --parallel 4 (two zones) {:.0} s (per node {fastest:.0}-{slowest:.0} s), batches {}; load: {}\n  cost: {}\n  {}\n",
         took.as_secs_f64(),
+        batches.iter().map(|b| b.join("+")).collect::<Vec<_>>().join(", "),
         report.summary(),
-        cost.summary()
+        cost.summary(),
+        floor_of(&run)
     );
     eprint!("{summary}");
     std::fs::write(l.reports.join("summary.txt"), &summary).unwrap();
@@ -223,10 +230,21 @@ fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
             "requests": report.requests,
             "failed": report.failed,
             "phases_s": per_node,
+            "batches": batches,
             "cost": cost,
         }),
     );
     assert_eq!(report.failed, 0, "{}", report.summary());
+    for batch in &batches {
+        let zone = |host: &String| zones.get(host).cloned();
+        assert!(batch.len() <= 4, "{batches:?}");
+        assert!(
+            batch.iter().all(|h| zone(h) == zone(&batch[0])),
+            "a batch crosses zones: {batches:?}"
+        );
+        assert!(batch.len() == 1 || batch.iter().all(|h| h.starts_with("worker")), "{batches:?}");
+    }
+    assert!(batches.iter().any(|b| b.len() > 1), "no worker went beside another: {batches:?}");
     // Per node, what five nodes cost (rolling: about 190 Docker requests and 28 agent calls):
     // an observation of every node per poll or per node would multiply these by the 15 nodes.
     let per = |n: u64| n as f64 / 15.0;
@@ -235,6 +253,50 @@ fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
     // The store: the whole record, and the average write, within the 64 KiB budget per write.
     assert!(cost.store_bytes > 0 && cost.store_bytes <= 64 * 1024, "{}", cost.summary());
     assert!(cost.store_written_bytes <= 64 * 1024 * cost.store_writes, "{}", cost.summary());
+}
+
+/// Labels the workers with two zones (odd-numbered `a`, even `b`) and tells the coordinator's
+/// configuration on manager1 which label names zones; returns each worker's zone.
+fn two_zones(l: &LabGuard) -> std::collections::BTreeMap<String, String> {
+    let mut zones = std::collections::BTreeMap::new();
+    for (host, ..) in nodes(l).into_iter().filter(|(h, ..)| h.starts_with("worker")) {
+        let number: u32 = host.trim_start_matches("worker").parse().unwrap_or(0);
+        let zone = if number % 2 == 1 { "a" } else { "b" };
+        l.sh(
+            lab::MANAGER,
+            &format!("docker node update --label-add zone={zone} {host} >/dev/null"),
+        );
+        zones.insert(host, zone.to_string());
+    }
+    l.sh(
+        lab::MANAGER,
+        "mkdir -p /etc/swarm-upgrade/config.d && printf '[upgrade]\\nzone_label = \"zone\"\\n' > /etc/swarm-upgrade/config.d/60-zones.toml",
+    );
+    zones
+}
+
+/// The run's wall time against its floor, as `swarm-upgrade report` says it.
+fn floor_of(run: &serde_json::Value) -> String {
+    match serde_json::from_value::<swarm_upgrade::run::RunRecord>(run.clone()) {
+        Ok(record) => swarm_upgrade::report::svg::floor_line(
+            &swarm_upgrade::report::floor::RunFloor::of(&record),
+        ),
+        Err(e) => format!("no floor: the run record does not read back ({e})"),
+    }
+}
+
+/// The run's batches, as host names in order (from each node's `batch`).
+fn batches_of(run: &serde_json::Value) -> Vec<Vec<String>> {
+    let mut out: Vec<(u64, Vec<String>)> = Vec::new();
+    for n in run["nodes"].as_array().into_iter().flatten() {
+        let host = n["hostname"].as_str().unwrap_or("?").to_string();
+        let batch = n["batch"].as_u64().unwrap_or(u64::MAX);
+        match out.last_mut() {
+            Some((b, hosts)) if *b == batch => hosts.push(host),
+            _ => out.push((batch, vec![host])),
+        }
+    }
+    out.into_iter().map(|(_, hosts)| hosts).collect()
 }
 
 /// Scrapes the coordinator's /metrics on manager1 every second until it has answered and then

@@ -1,0 +1,169 @@
+//! A run's floor: the time its nodes could not have avoided, against the time it took.
+//!
+//! A node's floor is what upgrading it takes whatever tool does it: its replacements starting
+//! elsewhere (surge, with the warm-up a load balancer needs before the old replica may stop),
+//! its old tasks stopping gracefully and running elsewhere (wait-migrated), the install
+//! (upgrade), the engine restart (restart) and the node Ready again (wait-ready). The rest is
+//! overhead: prefetch, pause, drain, reactivate, verify-converged (its monitor window), and a
+//! node's wait for its batch-mates. The nodes of a batch go at once, so a batch's floor is its
+//! slowest node's and the run's floor is the sum of its batches'; the ratio is the run's wall
+//! time over that floor (1.0 would be a tool with no overhead at all at this batch size).
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{NodeProgress, Phase, elapsed};
+use crate::run::RunRecord;
+
+/// The phases a node's floor is made of.
+pub const FLOOR_PHASES: [Phase; 5] =
+    [Phase::Surge, Phase::WaitMigrated, Phase::Upgrade, Phase::Restart, Phase::WaitReady];
+
+/// One node's time, split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeFloor {
+    /// Host name.
+    pub hostname: String,
+    /// Seconds in its floor phases.
+    pub floor_s: f64,
+    /// Seconds in its other phases.
+    pub overhead_s: f64,
+}
+
+/// The run's time against its floor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunFloor {
+    /// From the run's start to its end (or its last recorded moment).
+    pub wall_s: f64,
+    /// The sum over its batches of each batch's slowest floor.
+    pub floor_s: f64,
+    /// `wall_s / floor_s` (0 when nothing was upgraded).
+    pub ratio: f64,
+    /// Per node, in run order (nodes that never started left out).
+    pub nodes: Vec<NodeFloor>,
+}
+
+impl RunFloor {
+    /// The floor of `run` as recorded.
+    pub fn of(run: &RunRecord) -> RunFloor {
+        let last = run.nodes.iter().flat_map(|n| n.history.iter().map(|s| s.end)).max();
+        let end = run.finished_at.or(last).unwrap_or(run.started_at);
+        let wall_s = elapsed(run.started_at, end).as_secs_f64();
+        let mut nodes = Vec::new();
+        let mut floor_s = 0.0;
+        let mut batch: Option<(Option<u32>, f64)> = None;
+        for n in run.nodes.iter() {
+            let Some(f) = node_floor(n) else { continue };
+            // Nodes recorded without a batch each went alone.
+            batch = match batch {
+                Some((Some(k), slowest)) if n.batch == Some(k) => {
+                    Some((n.batch, slowest.max(f.floor_s)))
+                }
+                other => {
+                    floor_s += other.map_or(0.0, |(_, slowest)| slowest);
+                    Some((n.batch, f.floor_s))
+                }
+            };
+            nodes.push(f);
+        }
+        floor_s += batch.map_or(0.0, |(_, slowest)| slowest);
+        let ratio = if floor_s > 0.0 { wall_s / floor_s } else { 0.0 };
+        RunFloor { wall_s, floor_s, ratio, nodes }
+    }
+}
+
+/// A node's floor and overhead from its finished phases (none if it never started).
+fn node_floor(n: &NodeProgress) -> Option<NodeFloor> {
+    let worked: Vec<_> = n.history.iter().filter(|s| s.phase != Phase::Pending).collect();
+    if worked.is_empty() {
+        return None;
+    }
+    let (mut floor_s, mut overhead_s) = (0.0, 0.0);
+    for s in worked {
+        let secs = elapsed(s.start, s.end).as_secs_f64();
+        if FLOOR_PHASES.contains(&s.phase) { floor_s += secs } else { overhead_s += secs }
+    }
+    Some(NodeFloor { hostname: n.hostname.clone(), floor_s, overhead_s })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Span;
+
+    fn at(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    /// A node's batch and its phases with their seconds, one after another from the run's start.
+    type Node<'a> = (Option<u32>, &'a [(Phase, i64)]);
+
+    /// A run of `nodes`, finished `finished` seconds after its start.
+    fn run(nodes: &[Node<'_>], finished: i64) -> RunRecord {
+        let mut r: RunRecord =
+            serde_json::from_str(include_str!("../../tests/fixtures/run/partial.json")).unwrap();
+        r.started_at = at(0);
+        r.finished_at = Some(at(finished));
+        let template = r.nodes[0].clone();
+        r.nodes = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (batch, phases))| {
+                let mut n = template.clone();
+                n.hostname = format!("n{i}");
+                n.batch = *batch;
+                let mut t = 0;
+                n.history =
+                    std::iter::once(Span { phase: Phase::Pending, start: at(0), end: at(0) })
+                        .chain(phases.iter().map(|&(phase, secs)| {
+                            t += secs;
+                            Span { phase, start: at(t - secs), end: at(t) }
+                        }))
+                        .collect();
+                n
+            })
+            .collect();
+        r
+    }
+
+    const NODE: &[(Phase, i64)] = &[
+        (Phase::Prefetch, 1),
+        (Phase::Pause, 1),
+        (Phase::Surge, 6),
+        (Phase::Drain, 1),
+        (Phase::WaitMigrated, 4),
+        (Phase::Upgrade, 5),
+        (Phase::Restart, 2),
+        (Phase::WaitReady, 1),
+        (Phase::Reactivate, 1),
+        (Phase::VerifyConverged, 12),
+    ];
+
+    #[test]
+    fn a_node_s_floor_is_its_unavoidable_phases_and_the_rest_is_overhead() {
+        let f = RunFloor::of(&run(&[(Some(0), NODE)], 40));
+        assert_eq!((f.nodes[0].floor_s, f.nodes[0].overhead_s), (18.0, 16.0));
+        assert_eq!((f.wall_s, f.floor_s), (40.0, 18.0));
+        assert!((f.ratio - 40.0 / 18.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_batch_counts_its_slowest_node_once_and_batches_add_up() {
+        let slow: Vec<(Phase, i64)> =
+            NODE.iter().map(|&(p, s)| (p, if p == Phase::Upgrade { 15 } else { s })).collect();
+        let f = RunFloor::of(&run(
+            &[(Some(0), NODE), (Some(0), &slow), (Some(1), NODE), (None, NODE), (None, NODE)],
+            200,
+        ));
+        // Batch 0: the slow node's 28 s; batch 1: 18 s; two nodes without a batch: 18 s each.
+        assert_eq!(f.floor_s, 28.0 + 18.0 + 18.0 + 18.0);
+        assert_eq!(f.nodes.len(), 5);
+    }
+
+    #[test]
+    fn nodes_that_never_started_have_no_floor() {
+        let f = RunFloor::of(&run(&[(Some(0), NODE), (Some(1), &[])], 40));
+        assert_eq!(f.nodes.len(), 1);
+        assert_eq!(f.floor_s, 18.0);
+        assert_eq!(RunFloor::of(&run(&[(Some(0), &[])], 5)).ratio, 0.0);
+    }
+}
