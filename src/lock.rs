@@ -77,8 +77,11 @@ impl Sighting {
 /// had no `schema` key; 2: the key added, and the optional `halt` of a finished run. (The lock's
 /// optional `lease_seconds` came later within 2: older builds ignore it, and without it a
 /// contender watches for its own lease.) 3: stored as a header and the run's nodes in shards
-/// (see [`crate::store_layout`]); the document read is the same.
-pub const SCHEMA: u32 = 3;
+/// (see [`crate::store_layout`]); the document read is the same. 4: a run's nodes may carry their
+/// `batch`; a build that ignored it would step a batch one node at a time without the gates
+/// between batch-mates (and drop the field when it wrote), so older builds must refuse it (a
+/// document of layout 3 reads as 4 unchanged).
+pub const SCHEMA: u32 = 4;
 
 /// Everything swarm-upgrade keeps in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,7 +38,7 @@ pub mod exit {
     /// Another coordinator holds the lock.
     pub(crate) const LOCKED: u8 = 4;
     // 5 is not used: it meant a part not built yet, and the other codes keep their numbers.
-    /// The run stopped between nodes because an operator asked it to.
+    /// The run stopped between nodes (or batches) because an operator asked it to.
     pub(crate) const ABORTED: u8 = 6;
 }
 
@@ -50,7 +50,7 @@ Environment: SWARM_UPGRADE_UNLOCK_KEY, an autolocked swarm's unlock key (`docker
 instead of the file agent.unlock_key_file; never give it as an argument); DOCKER_HOST, the manager's \
 Docker API (default: the local socket).";
 
-/// Upgrades the Docker Engine on every node of a Docker Swarm, one node at a time, with zero downtime.
+/// Upgrades the Docker Engine on every node of a Docker Swarm, one node or one batch of workers at a time, with zero downtime.
 #[derive(Debug, Parser)]
 #[command(name = "swarm-upgrade", version, after_help = EXIT_CODES)]
 pub struct Cli {

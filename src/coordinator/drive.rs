@@ -22,7 +22,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// The loop of [`Self::drive`], under the lease, up to how and why the run ends. The nodes
-    /// of a batch are stepped side by side: each step acts, observes and judges one node.
+    /// of a batch are followed side by side (see [`Self::follow`]): each step acts, observes and
+    /// judges one node.
     async fn drive_held(&self, token: u64) -> Result<(Halt, String), CoordinatorError> {
         let mut acted: Vec<ActedKey> = Vec::new();
         loop {
@@ -56,18 +57,44 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                     .await?;
                 }
                 RunStep::Continue(active) => {
-                    // (A batch's nodes are consecutive: only its stretch of the run is looked at.)
+                    // Each node of the batch is followed on its own to the end of its part, so
+                    // that one node's long action (an install, a rollback) never holds its
+                    // batch-mates' polls and windows. Every follower ends (its node done, or an
+                    // error such as a lost lock) before the first error is reported, so that no
+                    // failed node is abandoned before its hand-back. (A batch's nodes are
+                    // consecutive: only its stretch of the run is looked at.)
                     let (first, last) = (active[0], active[active.len() - 1]);
-                    let steps = acted
+                    let followers = acted
                         .iter_mut()
                         .enumerate()
                         .skip(first)
                         .take(last + 1 - first)
                         .filter(|(i, _)| active.contains(i))
-                        .map(|(i, acted)| self.step_node(token, &run, i, acted));
-                    futures_util::future::try_join_all(steps).await?;
+                        .map(|(i, acted)| self.follow(token, i, acted));
+                    let ends = futures_util::future::join_all(followers).await;
+                    ends.into_iter().collect::<Result<Vec<()>, _>>()?;
                 }
             }
+        }
+    }
+
+    /// Steps node `i` until its part is over (a terminal phase), reading the run afresh before
+    /// each step (its batch-mates' phases, which its gates look at, change meanwhile).
+    async fn follow(
+        &self,
+        token: u64,
+        i: usize,
+        acted: &mut ActedKey,
+    ) -> Result<(), CoordinatorError> {
+        loop {
+            let doc = self.load_retrying().await?.doc;
+            doc.check(token, self.ports.clock.now())?;
+            let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
+            let phase = run.nodes[i].phase;
+            if phase.is_terminal() || phase == Phase::Pending {
+                return Ok(());
+            }
+            self.step_node(token, &run, i, acted).await?;
         }
     }
 

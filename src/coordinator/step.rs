@@ -14,8 +14,10 @@ use crate::model::{AgentReport, DebVersion, NodeId, PackageSet, ServiceId};
 use crate::ports::{Agents, Clock, Lists, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
 
-/// The action already carried out by this coordinator: (node index, phase, node ID).
-pub(crate) type ActedKey = Option<(usize, Phase, NodeId)>;
+/// The action already carried out by this coordinator: (node index, phase, node ID, and for
+/// the actions that scale surges back, the services they left for batch-mates: once those are
+/// no longer held, the action is carried out again and scales them back too).
+pub(crate) type ActedKey = Option<(usize, Phase, NodeId, BTreeSet<ServiceId>)>;
 
 /// What carrying out the phase's action came to.
 enum Acting {
@@ -77,7 +79,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         held: &BTreeSet<ServiceId>,
     ) -> Result<Acting, CoordinatorError> {
         let p = &run.nodes[i];
-        let key = Some((i, p.phase, p.node.clone()));
+        let left_for_mates = match p.phase {
+            Phase::VerifyConverged | Phase::Restore => held.clone(),
+            _ => BTreeSet::new(),
+        };
+        let key = Some((i, p.phase, p.node.clone(), left_for_mates));
         if *acted == key {
             return Ok(Acting::Done);
         }

@@ -29,9 +29,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         token: u64,
         mut f: impl FnMut(&mut RunRecord) -> Result<T, CoordinatorError>,
     ) -> Result<T, CoordinatorError> {
-        let now = self.ports.clock.now();
+        // The time is read inside: a write may wait for another to finish first.
         self.update(|doc| {
-            doc.check(token, now)?;
+            doc.check(token, self.ports.clock.now())?;
             let run = doc.run.as_mut().ok_or(CoordinatorError::NothingToResume)?;
             f(run)
         })
@@ -61,9 +61,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
 
     /// Extends the lease.
     pub(crate) async fn renew(&self, token: u64) -> Result<(), CoordinatorError> {
-        let now = self.ports.clock.now();
         let lease = self.settings.lease;
-        self.update(|doc| doc.renew(token, lease, now).map_err(Into::into)).await
+        // The time is read inside: the renewal may wait for a step's write to finish first.
+        self.update(|doc| doc.renew(token, lease, self.ports.clock.now()).map_err(Into::into)).await
     }
 
     /// Runs `fut` while renewing the lease every third of it; losing the lock abandons `fut`.

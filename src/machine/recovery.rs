@@ -5,6 +5,11 @@
 use super::{NodeProgress, Phase};
 use crate::model::{Availability, RESTORE_LABEL};
 
+/// What became of a failed node's surge: scaled back, but a service a batch-mate still needed
+/// surged is left to that batch-mate.
+const SCALED_BACK: &str =
+    "surged services scaled back (one a batch-mate still needed surged: by that batch-mate)";
+
 /// The recovery of `p`, a node left in [`Phase::Failed`]; `availability` is what the swarm shows
 /// now (`None`: the node is not in the swarm's view).
 pub fn steps(p: &NodeProgress, availability: Option<Availability>) -> String {
@@ -16,11 +21,11 @@ pub fn steps(p: &NodeProgress, availability: Option<Availability>) -> String {
     )];
     out.push(match availability {
         Some(now) if now != p.original_availability => format!(
-            "state: availability {} (swarm-upgrade left it so; the node label {RESTORE_LABEL}={before} says what it was); surged services scaled back",
+            "state: availability {} (swarm-upgrade left it so; the node label {RESTORE_LABEL}={before} says what it was); {SCALED_BACK}",
             now.name()
         ),
-        Some(now) => format!("state: availability {} as before; surged services scaled back", now.name()),
-        None => "state: the node is not in the swarm's view; surged services scaled back".into(),
+        Some(now) => format!("state: availability {} as before; {SCALED_BACK}", now.name()),
+        None => format!("state: the node is not in the swarm's view; {SCALED_BACK}"),
     });
     // (A rollback, done or not, has its own span: the history alone says whether apt ran.)
     let touched = p.history.iter().any(|s| matches!(s.phase, Phase::Upgrade | Phase::Rollback));

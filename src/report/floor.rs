@@ -5,9 +5,11 @@
 //! its old tasks stopping gracefully and running elsewhere (wait-migrated), the install
 //! (upgrade), the engine restart (restart) and the node Ready again (wait-ready). The rest is
 //! overhead: prefetch, pause, drain, reactivate, verify-converged (its monitor window), and a
-//! node's wait for its batch-mates. The nodes of a batch go at once, so a batch's floor is its
-//! slowest node's and the run's floor is the sum of its batches'; the ratio is the run's wall
-//! time over that floor (1.0 would be a tool with no overhead at all at this batch size).
+//! node's wait for its batch-mates' packages. (A surge that waits for batch-mates to be paused
+//! counts as floor: that wait is a second or so.) The nodes of a batch go at once, so a batch's
+//! floor is its slowest node's and the run's floor is the sum of its batches' (a batch the guard
+//! shrank counts once per go); the ratio is the run's wall time over that floor (1.0 would be a
+//! tool with no overhead at all at this batch size).
 
 use serde::{Deserialize, Serialize};
 
@@ -50,39 +52,40 @@ impl RunFloor {
         let wall_s = elapsed(run.started_at, end).as_secs_f64();
         let mut nodes = Vec::new();
         let mut floor_s = 0.0;
-        let mut batch: Option<(Option<u32>, f64)> = None;
+        // The nodes that went together: of one batch and started at once (a batch the guard
+        // shrank went in two goes). Nodes recorded without a batch each went alone.
+        let mut went: Option<((Option<u32>, jiff::Timestamp), f64)> = None;
         for n in run.nodes.iter() {
-            let Some(f) = node_floor(n) else { continue };
-            // Nodes recorded without a batch each went alone.
-            batch = match batch {
-                Some((Some(k), slowest)) if n.batch == Some(k) => {
-                    Some((n.batch, slowest.max(f.floor_s)))
+            let Some((f, started)) = node_floor(n) else { continue };
+            let key = (n.batch, started);
+            went = match went {
+                Some((k, slowest)) if k == key && key.0.is_some() => {
+                    Some((k, slowest.max(f.floor_s)))
                 }
                 other => {
                     floor_s += other.map_or(0.0, |(_, slowest)| slowest);
-                    Some((n.batch, f.floor_s))
+                    Some((key, f.floor_s))
                 }
             };
             nodes.push(f);
         }
-        floor_s += batch.map_or(0.0, |(_, slowest)| slowest);
+        floor_s += went.map_or(0.0, |(_, slowest)| slowest);
         let ratio = if floor_s > 0.0 { wall_s / floor_s } else { 0.0 };
         RunFloor { wall_s, floor_s, ratio, nodes }
     }
 }
 
-/// A node's floor and overhead from its finished phases (none if it never started).
-fn node_floor(n: &NodeProgress) -> Option<NodeFloor> {
+/// A node's floor and overhead from its finished phases, and when it started (none if it never
+/// did).
+fn node_floor(n: &NodeProgress) -> Option<(NodeFloor, jiff::Timestamp)> {
     let worked: Vec<_> = n.history.iter().filter(|s| s.phase != Phase::Pending).collect();
-    if worked.is_empty() {
-        return None;
-    }
+    let started = worked.first()?.start;
     let (mut floor_s, mut overhead_s) = (0.0, 0.0);
     for s in worked {
         let secs = elapsed(s.start, s.end).as_secs_f64();
         if FLOOR_PHASES.contains(&s.phase) { floor_s += secs } else { overhead_s += secs }
     }
-    Some(NodeFloor { hostname: n.hostname.clone(), floor_s, overhead_s })
+    Some((NodeFloor { hostname: n.hostname.clone(), floor_s, overhead_s }, started))
 }
 
 #[cfg(test)]
@@ -157,6 +160,16 @@ mod tests {
         // Batch 0: the slow node's 28 s; batch 1: 18 s; two nodes without a batch: 18 s each.
         assert_eq!(f.floor_s, 28.0 + 18.0 + 18.0 + 18.0);
         assert_eq!(f.nodes.len(), 5);
+    }
+
+    #[test]
+    fn a_batch_that_went_in_two_goes_counts_each_go() {
+        let mut r = run(&[(Some(0), NODE), (Some(0), NODE)], 80);
+        let later = jiff::SignedDuration::from_secs(40);
+        for s in r.nodes[1].history.iter_mut().filter(|s| s.phase != Phase::Pending) {
+            (s.start, s.end) = (s.start + later, s.end + later);
+        }
+        assert_eq!(RunFloor::of(&r).floor_s, 36.0);
     }
 
     #[test]
