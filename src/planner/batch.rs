@@ -9,7 +9,7 @@ use super::Refusal;
 use super::index::Index;
 use super::placement::{Evacuation, Load, evacuate_batch};
 use crate::config::Settings;
-use crate::model::{ClusterSnapshot, NodeId, Role};
+use crate::model::{NodeId, Role};
 
 /// One batch of a plan, and why it has its size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,15 +34,15 @@ pub(crate) struct Group {
 }
 
 /// The order cut where the role or the zone changes.
-pub(crate) fn groups(
-    snap: &ClusterSnapshot,
+/// `node_of` finds an ordered node in the snapshot the plan has already indexed.
+pub(crate) fn groups<'a>(
     settings: &Settings,
     ordered: &[NodeId],
+    node_of: impl Fn(&NodeId) -> &'a crate::model::Node,
 ) -> Vec<Group> {
-    let ix = Index::new(snap);
     let mut out: Vec<Group> = Vec::new();
     for id in ordered {
-        let Some(n) = ix.node(id).map(|at| &snap.nodes[at]) else { continue };
+        let n = node_of(id);
         let zone = zone_of(settings, n);
         match out.last_mut() {
             Some(g) if g.role == n.role && g.zone == zone => g.nodes.push(id.clone()),

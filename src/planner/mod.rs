@@ -141,7 +141,7 @@ pub fn plan(
     let workers = ordered.iter().filter(|id| node_of(id).role == Role::Worker).count();
     let limit = parallel.of(workers);
     let (mut nodes, mut batches) = (Vec::new(), Vec::new());
-    for group in batch::groups(snap, settings, &ordered) {
+    for group in batch::groups(settings, &ordered, node_of) {
         let mut rest = &group.nodes[..];
         while !rest.is_empty() {
             let most = if group.role == Role::Manager { 1 } else { limit.min(rest.len()) };
