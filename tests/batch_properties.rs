@@ -35,31 +35,51 @@ fn settings(parallel: u32, zones: bool) -> Settings {
     }
 }
 
-/// When each node of a run was in progress: from its first phase to its last.
-fn spans(rec: &RunRecord) -> Vec<(usize, Timestamp, Timestamp)> {
+/// When each node of a run was in progress: its first phase's start, when it entered its
+/// monitor window's phase (verify; else its end), the start of its drain if it was drained, its end.
+struct Worked {
+    index: usize,
+    start: Timestamp,
+    verify: Timestamp,
+    drain: Option<Timestamp>,
+    end: Timestamp,
+}
+
+fn worked(rec: &RunRecord) -> Vec<Worked> {
     rec.nodes
         .iter()
         .enumerate()
-        .filter_map(|(i, n)| {
-            let mut worked = n.history.iter().filter(|s| s.phase != Phase::Pending);
-            let start = worked.next()?.start;
-            Some((i, start, n.history.last()?.end))
+        .filter_map(|(index, n)| {
+            let at = |phase| n.history.iter().find(|s| s.phase == phase).map(|s| s.start);
+            let start = n.history.iter().find(|s| s.phase != Phase::Pending)?.start;
+            let end = n.history.last()?.end;
+            // Entered when the phase before it ended (a resume restarts a phase's own span).
+            let entered = n.history.windows(2).find(|w| w[1].phase == Phase::VerifyConverged);
+            let verify = entered.map_or(end, |w| w[0].end);
+            Some(Worked { index, start, verify, drain: at(Phase::Drain), end })
         })
         .collect()
 }
 
-/// No two managers and no two nodes of different batches were in progress at once.
+/// Of two managers, or two nodes of different batches, the later started only once the earlier
+/// was in its last phase (verify: the pipeline) and drained only once it was done.
 fn check_overlaps(rec: &RunRecord) -> Result<(), String> {
-    let spans = spans(rec);
-    for (a, a_start, a_end) in &spans {
-        for (b, b_start, b_end) in &spans {
-            let (na, nb) = (&rec.nodes[*a], &rec.nodes[*b]);
-            let apart = a_end <= b_start || b_end <= a_start;
-            let managers = na.role == Role::Manager && nb.role == Role::Manager;
-            if a != b && !apart && (managers || na.batch != nb.batch) {
+    let worked = worked(rec);
+    for early in &worked {
+        for late in worked.iter().filter(|w| w.start >= early.start && w.index != early.index) {
+            let (ne, nl) = (&rec.nodes[early.index], &rec.nodes[late.index]);
+            let managers = ne.role == Role::Manager && nl.role == Role::Manager;
+            if !(managers || ne.batch != nl.batch) {
+                continue;
+            }
+            let started_early = late.start < early.verify;
+            let drained_early = late.drain.is_some_and(|d| d < early.end);
+            if started_early || drained_early {
                 return Err(format!(
-                    "{} and {} were in progress at once",
-                    na.hostname, nb.hostname
+                    "{} and {} were in progress at once ({})",
+                    ne.hostname,
+                    nl.hostname,
+                    if drained_early { "drained" } else { "started before the window" }
                 ));
             }
         }

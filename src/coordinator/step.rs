@@ -10,7 +10,7 @@ use crate::events::Event;
 use crate::machine::decide::{MissedScaleDown, Observation, Verdict, condition, deadline};
 use crate::machine::{NodeProgress, Phase, elapsed};
 use crate::metrics;
-use crate::model::{AgentReport, DebVersion, NodeId, PackageSet, ServiceId};
+use crate::model::{AgentReport, DebVersion, Mode, NodeId, PackageSet, ServiceId};
 use crate::ports::{Agents, Clock, Lists, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
 
@@ -40,7 +40,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
         let held = run.held_by_mates(i);
-        let (verdict, report) = match self.act_once(token, run, i, acted, &held).await? {
+        // What its scale-backs leave alone: surges batch-mates hold, and those the next batch
+        // (started during this node's monitor window) made again.
+        let left: BTreeSet<ServiceId> = held.union(&run.taken_by_next(i)).cloned().collect();
+        let (verdict, report) = match self.act_once(token, run, i, acted, &left).await? {
             Acting::Rejoined(new_id) => return self.on_rejoined(token, i, p, new_id).await,
             Acting::Verdict(v) => (v, None),
             Acting::Done => self.observe_node(run, i, &held).await,
@@ -53,7 +56,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         match verdict {
             Verdict::Complete => self.on_complete(token, run, i, report.as_ref(), now).await,
             Verdict::Wait(_) => self.on_wait(token, i, p).await,
-            Verdict::Postponed(_) => {
+            Verdict::Postponed(_) | Verdict::Held(_) => {
                 self.ports.clock.sleep(self.poll).await;
                 Ok(())
             }
@@ -69,7 +72,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
 
     /// Carries out the phase's action unless this coordinator already did. A transient failure
     /// (unreachable, busy) postpones it; an order refused as stale means the lock is lost. A
-    /// surge waits until the node's batch-mates are all paused.
+    /// surge waits until the node's batch-mates are all paused; a node started early whose
+    /// batch before failed fails too (and is restored) without acting.
     async fn act_once(
         &self,
         token: u64,
@@ -84,6 +88,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             _ => BTreeSet::new(),
         };
         let key = Some((i, p.phase, p.node.clone(), left_for_mates));
+        if let Some(why) = run.failed_before(i) {
+            return Ok(Acting::Verdict(Verdict::Fail(why)));
+        }
         if *acted == key {
             return Ok(Acting::Done);
         }
@@ -124,7 +131,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// verdict that follows finds the phase past its limit and fails it): an agent that never
     /// answers, a paused node or a hung repository must not hold the run and its lock. The
     /// abandoned order is bounded on the node by the same limit (see [`OpKey::limit`]).
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         left: Option<Duration>,
         action: impl Future<Output = Result<T, PortError>>,
@@ -283,11 +290,13 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 m.replicas,
                 m.replicas
             );
-            let write = match &snap {
-                Ok(snap) => {
-                    let at = snap.service(&m.service).map_or(0, |s| s.version);
-                    self.ports.swarm.scale(&m.service, at, m.replicas).await
+            // Only while the spec still says that count: a node of the next batch may have
+            // surged the service since the observation.
+            let write = match snap.as_ref().map(|s| s.service(&m.service)) {
+                Ok(Some(svc)) if svc.mode == (Mode::Replicated { replicas: m.replicas }) => {
+                    self.ports.swarm.scale(&m.service, svc.version, m.replicas).await
                 }
+                Ok(_) => Ok(()),
                 Err(e) => Err(e.clone()),
             };
             if let Err(e) = write {

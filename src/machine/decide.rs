@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use super::{NodeProgress, Phase, elapsed};
 use crate::config::Timeouts;
-use crate::model::convergence::{first_unconverged, slots_meant_to_run};
+use crate::model::convergence::{first_unconverged_at, slots_meant_to_run};
 use crate::model::{
     AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet,
     ServiceId, TaskState, UpdateState,
@@ -25,6 +25,9 @@ pub enum Verdict {
     /// The condition holds now, but not yet for its whole window: the monitor window (verify),
     /// the warm-up of surged replicas (surge), or the batch-mates' packages (prefetch).
     Monitoring,
+    /// The phase is done, but the node may not go on yet: it waits for other nodes (the batch
+    /// before its own still verifying). No time limit of the node's applies: theirs bound it.
+    Held(String),
     /// It failed; the text says why.
     Fail(String),
     /// The engine runs at the expected version, but the node is no longer in the swarm.
@@ -241,11 +244,20 @@ pub(crate) fn condition(
             if node.state != NodeState::Ready {
                 return Verdict::Wait(format!("{host} is not Ready"));
             }
+            // A surge left to batch-mates is scaled back once none holds it: the window opens
+            // after that (a node in its window has scaled every surge back, which the next
+            // batch's early start relies on: see `crate::run`'s pipeline).
+            if let Some(s) = p.surge.iter().find(|s| obs.held.contains(&s.service)) {
+                return Verdict::Wait(format!(
+                    "service {} stays surged until its batch-mates' tasks run elsewhere",
+                    s.name
+                ));
+            }
             let missed = missed_scale_downs(p, snap, now);
             if !missed.is_empty() {
                 return Verdict::Rescale(missed);
             }
-            if let Some(c) = first_unconverged(snap) {
+            if let Some(c) = first_unconverged_at(snap, obs.mates_from) {
                 return Verdict::Wait(format!("{c:?}"));
             }
             held_for(p, timeouts.monitor, now)

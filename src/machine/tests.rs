@@ -423,3 +423,40 @@ fn a_warm_up_that_never_ends_fails_at_the_surge_timeout_saying_so() {
         ))
     );
 }
+
+#[test]
+fn a_verifying_node_opens_its_window_only_once_its_surge_is_its_own_and_judges_another_s_at_its_count()
+ {
+    use crate::model::ServiceId;
+    use decide::{Verdict, evaluate};
+    use std::collections::BTreeSet;
+    let (p, mut snap) = verifying_with_a_missed_scale_down();
+    snap.tasks.retain(|t| t.id != "web.5");
+    let timeouts = Settings::default().timeouts;
+    let judge = |snap: &crate::model::ClusterSnapshot,
+                 held: &BTreeSet<ServiceId>,
+                 mates_from: &BTreeMap<ServiceId, u64>| {
+        let packages = set();
+        let obs = decide::Observation {
+            snap,
+            agent: None,
+            packages: &packages,
+            engine_package: "docker-ce",
+            held,
+            mates_from,
+        };
+        evaluate(&p, &obs, &timeouts, t(1))
+    };
+    let (no_one, none) = (BTreeSet::new(), BTreeMap::new());
+    assert_eq!(judge(&snap, &no_one, &none), Verdict::Monitoring);
+    // A batch-mate still moving its tasks holds web surged: the window waits for it.
+    let web: BTreeSet<_> = [ServiceId("web-id".into())].into();
+    let held = judge(&snap, &web, &none);
+    assert!(matches!(&held, Verdict::Wait(why) if why.contains("web stays surged")), "{held:?}");
+    // The next batch surged web to 6 and its replicas are still starting: web counts at 4.
+    snap.services[0].mode = crate::model::Mode::Replicated { replicas: 6 };
+    assert!(matches!(judge(&snap, &no_one, &none), Verdict::Wait(_)));
+    let at = |n| [(ServiceId("web-id".into()), n)].into();
+    assert_eq!(judge(&snap, &no_one, &at(4)), Verdict::Monitoring);
+    assert!(matches!(judge(&snap, &no_one, &at(5)), Verdict::Wait(_)), "four run, five needed");
+}

@@ -162,6 +162,41 @@ pub fn first_unconverged(snap: &ClusterSnapshot) -> Option<Convergence> {
     every_service(snap).map(|(_, c)| c).find(|c| *c != Convergence::Converged)
 }
 
+/// As [`first_unconverged`], but a service that another node surged above its count before the
+/// surge (`surged_from`) has converged once that many replicas run: its surplus is that node's
+/// to wait for.
+pub fn first_unconverged_at(
+    snap: &ClusterSnapshot,
+    surged_from: &BTreeMap<ServiceId, u64>,
+) -> Option<Convergence> {
+    let live = LiveTasks::new(snap);
+    snap.services
+        .iter()
+        .map(|s| match (s.mode, surged_from.get(&s.id)) {
+            (Mode::Replicated { replicas }, Some(&from)) if replicas > from => {
+                let surged = Service { mode: Mode::Replicated { replicas: from }, ..s.clone() };
+                judge_at_least(snap, &live, &surged)
+            }
+            _ => judge(snap, &live, s),
+        })
+        .find(|c| *c != Convergence::Converged)
+}
+
+/// Judges a replicated service whose spec says more replicas than `service.mode` (another
+/// node's surge): converged once that many run, whatever else is still starting.
+fn judge_at_least(snap: &ClusterSnapshot, live: &LiveTasks, service: &Service) -> Convergence {
+    let Mode::Replicated { replicas } = service.mode else { return judge(snap, live, service) };
+    let running = kept_per_slot(live.of(service))
+        .values()
+        .filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running)
+        .count() as u64;
+    let updating = service.update_state == Some(UpdateState::Updating);
+    match judge(snap, live, service) {
+        Convergence::Converging(_) if running >= replicas && !updating => Convergence::Converged,
+        c => c,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ impl RunRecord {
     }
 
     /// The indexes of the nodes in node `i`'s batch (batches are consecutive in the order).
-    fn members(&self, i: usize) -> std::ops::Range<usize> {
+    pub(super) fn members(&self, i: usize) -> std::ops::Range<usize> {
         let key = self.key(i);
         let start = (0..=i).rev().take_while(|&j| self.key(j) == key).last().unwrap_or(i);
         let end = (i..self.nodes.len()).take_while(|&j| self.key(j) == key).last().unwrap_or(i);
@@ -50,7 +50,7 @@ impl RunRecord {
     }
 
     /// Decides the next step from the first node not done: go on with its batch's nodes in
-    /// progress; once none is, halt if one of them did not finish Done, stop if an abort was
+    /// progress (and the next batch's, started early: see [`super::pipeline`]); once none is, halt if one of them did not finish Done, stop if an abort was
     /// asked, or start the batch's nodes not yet started. All done: the run is complete.
     pub(crate) fn next_step(&self) -> RunStep {
         let Some(first) = self.nodes.iter().position(|n| n.phase != Phase::Done) else {
@@ -63,7 +63,14 @@ impl RunRecord {
         let with = |keep: fn(Phase) -> bool| -> Vec<usize> {
             members.clone().filter(|&j| keep(self.nodes[j].phase)).collect()
         };
-        let active = with(|p| !p.is_terminal() && p != Phase::Pending);
+        // The next batch too: it may have started during this one's monitor window.
+        let active: Vec<usize> = members
+            .clone()
+            .chain(self.next_batch(first))
+            .filter(|&j| {
+                !self.nodes[j].phase.is_terminal() && self.nodes[j].phase != Phase::Pending
+            })
+            .collect();
         if !active.is_empty() {
             return RunStep::Continue(active);
         }
@@ -95,9 +102,16 @@ impl RunRecord {
     }
 
     /// Node `i`'s verdict with its batch's gates applied: a finished prefetch waits, with its
-    /// window running (it is marked fetched), for the batch-mates not yet marked so.
+    /// window running (it is marked fetched), for the batch-mates not yet marked so; a finished
+    /// surge is held (its drain waits) while a node before its batch is not done yet.
     pub(crate) fn gate(&self, i: usize, verdict: Verdict) -> Verdict {
-        if self.nodes[i].phase != Phase::Prefetch || verdict != Verdict::Complete {
+        if verdict != Verdict::Complete {
+            return verdict;
+        }
+        if self.nodes[i].phase == Phase::Surge {
+            return self.unverified_before(i).map_or(verdict, Verdict::Held);
+        }
+        if self.nodes[i].phase != Phase::Prefetch {
             return verdict;
         }
         let fetching =
@@ -105,9 +119,14 @@ impl RunRecord {
         if fetching { Verdict::Monitoring } else { verdict }
     }
 
-    /// Each service a started batch-mate surged, with its replica count before the surge.
+    /// Each service a started batch-mate, or a started node of the next batch, surged, with its
+    /// replica count before the surge.
     pub(crate) fn mates_from(&self, i: usize) -> BTreeMap<ServiceId, u64> {
-        self.mates(i).flat_map(|n| n.surge.iter().map(|s| (s.service.clone(), s.from))).collect()
+        let next = self.next_batch(i).map(|j| &self.nodes[j]).filter(|n| n.phase != Phase::Pending);
+        self.mates(i)
+            .chain(next)
+            .flat_map(|n| n.surge.iter().map(|s| (s.service.clone(), s.from)))
+            .collect()
     }
 
     /// The surged services of node `i` that a started batch-mate still needs surged: one whose
@@ -139,4 +158,4 @@ fn failed(n: &NodeProgress) -> String {
 
 #[cfg(test)]
 #[path = "batch_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -7,13 +7,13 @@ use crate::model::plan::Surge;
 use crate::planner::{PlanRequest, plan};
 use crate::run::RunFlags;
 
-fn snapshot() -> ClusterSnapshot {
+pub(in crate::run) fn snapshot() -> ClusterSnapshot {
     serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap()
 }
 
 /// The five-node run with the batches given by number (node order: worker1, worker2, then the
 /// managers).
-fn record(batches: &[Option<u32>]) -> RunRecord {
+pub(in crate::run) fn record(batches: &[Option<u32>]) -> RunRecord {
     let snap = snapshot();
     let req = PlanRequest {
         to: Some("5:28.5.2-1~debian.13~trixie".parse().unwrap()),
@@ -27,7 +27,7 @@ fn record(batches: &[Option<u32>]) -> RunRecord {
     r
 }
 
-fn surge(service: &str) -> Surge {
+pub(in crate::run) fn surge(service: &str) -> Surge {
     Surge {
         service: ServiceId(service.into()),
         name: service.into(),

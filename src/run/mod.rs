@@ -193,6 +193,7 @@ impl RunRecord {
 
 mod batch;
 mod nodes;
+mod pipeline;
 
 #[cfg(test)]
 mod tests {

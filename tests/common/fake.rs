@@ -361,7 +361,7 @@ impl Agents for FakeCluster {
         {
             let mut w = self.w();
             // The run's current node is read from the whole document: not at fleet scale.
-            let current = if w.timed.is_some() { None } else { w.current_node() };
+            let current = if w.timed.is_some() { Vec::new() } else { w.current_nodes() };
             let refresh = lists == Lists::Refresh;
             w.describes.push(super::world::Described {
                 host: h.hostname.clone(),

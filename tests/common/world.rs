@@ -19,8 +19,8 @@ pub struct Described {
     pub host: String,
     /// Whether it refreshed its package lists.
     pub refresh: bool,
-    /// The run's current node then (the first not finished), if a run was in the store.
-    pub current: Option<String>,
+    /// The run's current nodes then, if a run was in the store (see [`World::current_nodes`]).
+    pub current: Vec<String>,
 }
 
 /// One machine: its packages, engine and agent. Its swarm entry is found by `local_id`.
@@ -89,8 +89,8 @@ pub struct World {
     pub unlock_key: Option<UnlockKey>,
     /// Every describe asked of an agent, in order.
     pub describes: Vec<Described>,
-    /// The run's current node at a store version (see [`World::current_node`]).
-    pub current_at: Option<(u64, Option<String>)>,
+    /// The run's current nodes at a store version (see [`World::current_nodes`]).
+    pub current_at: Option<(u64, Vec<String>)>,
     /// How long each describe takes (a node whose apt sources include a dead mirror).
     pub describe_takes: std::time::Duration,
     /// Simulated time and latencies (the scale simulation); `None`: ticks, no latency.
@@ -256,13 +256,19 @@ impl World {
         self.log.push(format!("operator labelled {host}"));
     }
 
-    /// The run's current node (the first not finished), if a run is in the store.
-    pub fn current_node(&mut self) -> Option<String> {
+    /// The run's current nodes, if a run is in the store: the first not finished, and the one
+    /// after it (with batches of one, the next batch: it starts during the first's window).
+    pub fn current_nodes(&mut self) -> Vec<String> {
         match &self.current_at {
             Some((version, current)) if *version == self.store_version => current.clone(),
             _ => {
-                let current = self.store_doc().run.and_then(|r| {
-                    r.nodes.into_iter().find(|n| !n.phase.is_terminal()).map(|n| n.hostname.clone())
+                let current: Vec<String> = self.store_doc().run.map_or(Vec::new(), |r| {
+                    r.nodes
+                        .into_iter()
+                        .skip_while(|n| n.phase.is_terminal())
+                        .take(2)
+                        .map(|n| n.hostname.clone())
+                        .collect()
                 });
                 self.current_at = Some((self.store_version, current.clone()));
                 current

@@ -67,8 +67,10 @@ fn rolling_upgrade_under_load_loses_no_request() {
     let sampler = Sampler::start(&l.engine, &[("solo", 1), ("web", 4)]);
     let scraper = scrape_coordinator(&l);
     let t0 = Instant::now();
-    let (code, out, err) =
-        l.swarm_upgrade(lab::MANAGER, &["--output", "json", "run", "--to", repo::NEW]);
+    let (code, out, err) = l.swarm_upgrade(
+        lab::MANAGER,
+        &["--output", "json", "run", "--to", repo::NEW, "--parallel", "2"],
+    );
     let took = t0.elapsed();
     let samples = sampler.stop();
     let report = load.stop();

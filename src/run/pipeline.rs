@@ -1,0 +1,118 @@
+//! Pipelining between batches: the next batch starts (prefetch, pause, surge) while the batch
+//! before it is in its monitor window, and drains only once that batch is done. Pure.
+//!
+//! Why each overlap is safe:
+//! - The next batch starts only when every node before it is done or in its monitor window
+//!   ([`RunRecord::early_start`]): upgraded, Ready, back at its availability, its surge scaled
+//!   back (a node whose surge a batch-mate still holds does not open its window, see
+//!   [`crate::machine::decide`]) and every service converged. The guard then reads the cluster
+//!   as that batch left it: the counts the next batch surges from are the services' own.
+//! - Pausing and surging take no task away: the nodes in their window keep every task they run,
+//!   and a surged replica lands on a node that is up (none of the next batch: it is paused
+//!   whole before any of it surges).
+//! - No node of the next batch drains before every node before it is done
+//!   ([`RunRecord::unverified_before`]): at most one batch is ever out of service, and a
+//!   verification that fails finds the next batch with all of its tasks.
+//! - A node before it that fails turns the next batch back before it drains
+//!   ([`RunRecord::failed_before`]): surge scaled back, availability restored, and the run halts
+//!   on that first failure.
+//! - A node in its window judges a service the next batch surged at its count before that surge
+//!   ([`RunRecord::mates_from`]) and never scales it back ([`RunRecord::taken_by_next`]).
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use super::RunRecord;
+use crate::machine::Phase;
+use crate::model::ServiceId;
+
+impl RunRecord {
+    /// The nodes of the batch after node `i`'s (empty after the last).
+    pub(super) fn next_batch(&self, i: usize) -> Range<usize> {
+        let end = self.members(i).end;
+        if end < self.nodes.len() { self.members(end) } else { end..end }
+    }
+
+    /// The nodes before node `i`'s batch.
+    fn before(&self, i: usize) -> impl Iterator<Item = &crate::machine::NodeProgress> {
+        (0..self.members(i).start).map(|j| &self.nodes[j])
+    }
+
+    /// The nodes of the next batch, all not started, when they may start now: every node
+    /// before them done or in its monitor window (none failed), and no abort asked.
+    pub(crate) fn early_start(&self) -> Option<Vec<usize>> {
+        if self.abort_requested {
+            return None;
+        }
+        let first = self.nodes.iter().position(|n| n.phase != Phase::Done)?;
+        let members = self.members(first);
+        let verifying = members.clone().map(|j| &self.nodes[j]).all(|n| {
+            // (A node verifying after its rollback ends rolled back: the run halts there.)
+            n.phase == Phase::Done
+                || (n.phase == Phase::VerifyConverged
+                    && n.converged_since.is_some()
+                    && !n.rolled_back)
+        });
+        let next = self.next_batch(first);
+        let fresh = next.clone().all(|j| self.nodes[j].phase == Phase::Pending);
+        (verifying && fresh && !next.is_empty()).then(|| next.collect())
+    }
+
+    /// The nodes whose packages are fetched ahead: those not started, past the first batch
+    /// still to start (whose own prefetch comes first).
+    pub(crate) fn ahead(&self) -> Vec<usize> {
+        let Some(first) = self.nodes.iter().position(|n| n.phase == Phase::Pending) else {
+            return Vec::new();
+        };
+        (self.members(first).end..self.nodes.len())
+            .filter(|&j| self.nodes[j].phase == Phase::Pending)
+            .collect()
+    }
+
+    /// Why node `i` may not drain yet: nodes before its batch not done (their verification
+    /// still runs).
+    pub(crate) fn unverified_before(&self, i: usize) -> Option<String> {
+        let waiting: Vec<&str> = self
+            .before(i)
+            .filter(|n| n.phase != Phase::Done)
+            .map(|n| n.hostname.as_str())
+            .collect();
+        (!waiting.is_empty()).then(|| {
+            format!("drains once the nodes before it are verified: {}", waiting.join(", "))
+        })
+    }
+
+    /// Why node `i`, started while the batch before it verified, is turned back before it
+    /// drains: a node before its batch failed.
+    pub(crate) fn failed_before(&self, i: usize) -> Option<String> {
+        let pre_drain =
+            matches!(self.nodes[i].phase, Phase::Prefetch | Phase::Pause | Phase::Surge);
+        let failed = self.before(i).find(|n| {
+            use Phase::*;
+            matches!(n.phase, RolledBack | Restored | Failed | Rollback | Rejoin | Restore)
+        })?;
+        pre_drain.then(|| {
+            format!(
+                "turned back before its drain: node {} before it failed, the run halts",
+                failed.hostname
+            )
+        })
+    }
+
+    /// The surged services of node `i` that a started node of the next batch surged again: node
+    /// `i` scaled them back before that batch started, and leaves them to it.
+    pub(crate) fn taken_by_next(&self, i: usize) -> BTreeSet<ServiceId> {
+        let mine: BTreeSet<&ServiceId> = self.nodes[i].surge.iter().map(|s| &s.service).collect();
+        self.next_batch(i)
+            .map(|j| &self.nodes[j])
+            .filter(|n| n.phase != Phase::Pending)
+            .flat_map(|n| n.surge.iter().map(|s| &s.service))
+            .filter(|s| mine.contains(s))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
