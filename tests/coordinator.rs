@@ -38,6 +38,37 @@ async fn rolling_upgrade_reaches_target_everywhere_without_losing_capacity() {
     );
     assert!(w.store_doc().lock.is_none(), "the lock is released");
     assert!(rec.nodes.iter().all(|n| n.phase == Phase::Done && n.history.len() == 11));
+    // Pipelined: each node started during the monitor window of the one before, and drained
+    // only once that one was done.
+    for pair in rec.nodes.windows(2) {
+        let done = pair[0].history.last().unwrap().end;
+        let at = |phase| pair[1].history.iter().find(|s| s.phase == phase).unwrap().start;
+        assert!(at(Phase::Prefetch) < done, "{} started early", pair[1].hostname);
+        assert!(at(Phase::Drain) >= done, "{} drained after", pair[1].hostname);
+    }
+}
+
+/// An abort asked while the next node has already started in the window of the one before
+/// finishes both, then stops.
+#[tokio::test(start_paused = true)]
+async fn an_abort_during_the_overlap_finishes_the_node_started_early_then_stops() {
+    let c = cluster();
+    let aborter = once(
+        &c,
+        |r| r.nodes[1].phase == Phase::Surge,
+        |w| {
+            let mut doc = w.store_doc();
+            doc.run.as_mut().unwrap().abort_requested = true;
+            w.store_text = serde_json::to_string(&doc).unwrap();
+            w.store_version += 1;
+        },
+    );
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    aborter.await.unwrap();
+    assert_eq!((rec.outcome, rec.halt), (Some(Outcome::Aborted), Some(Halt::Aborted)));
+    let phases: Vec<Phase> = rec.nodes.iter().map(|n| n.phase).collect();
+    use Phase::{Done, Pending};
+    assert_eq!(phases, [Done, Done, Pending, Pending, Pending]);
 }
 
 /// In a leader election a write can land while its answer is lost; the coordinator retries it
@@ -417,12 +448,22 @@ fn once_the_first_node_started(
     c: &FakeCluster,
     act: impl FnOnce(&mut World) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
+    once(c, |r| r.nodes[0].phase != Phase::Pending, act)
+}
+
+/// Runs `act` on the world once the run record in the store satisfies `when` (polled every
+/// 500 ms of the test's time).
+fn once(
+    c: &FakeCluster,
+    when: impl Fn(&swarm_upgrade::run::RunRecord) -> bool + Send + 'static,
+    act: impl FnOnce(&mut World) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     let c = c.clone();
     tokio::spawn(async move {
         for _ in 0..10_000 {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let mut w = c.world.lock().unwrap();
-            if w.store_doc().run.is_some_and(|r| r.nodes[0].phase != Phase::Pending) {
+            if w.store_doc().run.is_some_and(|r| when(&r)) {
                 act(&mut w);
                 return;
             }
@@ -738,7 +779,7 @@ async fn a_scheduled_run_does_not_retry_a_target_that_failed() {
 async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
     let c = cluster();
     let before = availabilities(&c.world.lock().unwrap());
-    c.crash_after(43);
+    c.crash_after(40);
     let mut s = Settings::default();
     // The fixture was captured before surged replicas were given a warm-up.
     s.timeouts.warmup = std::time::Duration::ZERO;

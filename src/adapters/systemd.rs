@@ -2,7 +2,7 @@
 //! the time being, read its state, reset a failed unit. The JobRemoved stream is opened (and the manager subscribed) before the
 //! restart is asked for, so a job that ends at once is never missed.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_stream::StreamExt;
 use zbus::zvariant::OwnedObjectPath;
@@ -51,6 +51,9 @@ trait Unit {
     fn sub_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn unit_file_state(&self) -> zbus::Result<String>;
+    /// When the unit last entered the active state: microseconds since the epoch (0: never).
+    #[zbus(property)]
+    fn active_enter_timestamp(&self) -> zbus::Result<u64>;
 }
 
 #[zbus::proxy(
@@ -238,6 +241,16 @@ impl Systemd {
         let u =
             UnitProxy::builder(&self.conn).path(path).map_err(bus)?.build().await.map_err(bus)?;
         Ok((u.active_state().await.map_err(bus)?, u.sub_state().await.map_err(bus)?))
+    }
+
+    /// When `unit` last entered the active state (`None`: it never did since systemd started).
+    pub async fn active_since(&self, unit: &str) -> Result<Option<SystemTime>, UnitError> {
+        let manager = ManagerProxy::new(&self.conn).await.map_err(bus)?;
+        let path = manager.load_unit(unit).await.map_err(bus)?;
+        let u =
+            UnitProxy::builder(&self.conn).path(path).map_err(bus)?.build().await.map_err(bus)?;
+        let micros = u.active_enter_timestamp().await.map_err(bus)?;
+        Ok((micros > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(micros)))
     }
 
     /// The command line of a service's first `ExecStart`, as systemd runs it (drop-ins applied).

@@ -57,6 +57,8 @@ pub struct HostBackend {
     unlock: Option<(UnlockKey, Endpoint)>,
     /// What the last refresh of the package lists found wrong.
     refreshed: LastRefresh<Vec<RepoProblem>>,
+    /// When this agent's last install began (see [`super::restarted`]).
+    install_began: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 impl HostBackend {
@@ -73,6 +75,7 @@ impl HostBackend {
             node_id,
             unlock: None,
             refreshed: LastRefresh::default(),
+            install_began: std::sync::Mutex::new(None),
         }
     }
 
@@ -294,6 +297,8 @@ impl NodeBackend for HostBackend {
 
     fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
         let started = Instant::now();
+        *self.install_began.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::time::SystemTime::now());
         self.apt.install(set, InstallMode::Upgrade, op)?;
         // docker-ce's maintainer scripts restart the engine inside the transaction.
         let left = op.limit.map_or(UNLOCK_LIMIT, |l| l.saturating_sub(started.elapsed()));
@@ -304,8 +309,20 @@ impl NodeBackend for HostBackend {
         let limit = op.limit.map_or(self.restart_limit, |l| l.min(self.restart_limit));
         let text = std::fs::read_to_string(&self.daemon_json).ok();
         check_daemon_json(&self.daemon_json, text.as_deref()).map_err(failed)?;
+        let began = *self.install_began.lock().unwrap_or_else(|e| e.into_inner());
         self.runtime.block_on(async {
             let systemd = self.systemd().await?;
+            let done = super::restarted::already(
+                &systemd,
+                &self.docker,
+                ENGINE_UNIT,
+                &self.dockerd,
+                began,
+            );
+            if let Some(why) = done.await {
+                tracing::info!(%why, "the engine is not restarted again");
+                return self.unlock_if_locked(limit).await;
+            }
             // A unit past its start limit refuses restarts until its failed state is cleared
             // (the socket too: activations refused while the engine was masked fail it).
             let _ = systemd.reset_failed(ENGINE_UNIT).await;

@@ -6,6 +6,7 @@ mod durable;
 pub mod error;
 pub mod host;
 mod mask;
+mod restarted;
 pub mod run;
 pub mod service;
 

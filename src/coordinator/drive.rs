@@ -1,25 +1,36 @@
 //! The loop: read the run from the store, decide the next step, act, observe, transition.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 
 use super::step::ActedKey;
-use super::{Coordinator, CoordinatorError, agent_target};
+use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
 use crate::machine::Phase;
 use crate::metrics;
 use crate::model::scope::services_on;
 use crate::model::{NodeId, ServiceId};
 use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
-use crate::ports::{Agents, Clock, OpKey, StateStore, Swarm};
+use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, RunRecord, RunStep};
 
-/// How many nodes fetch their packages ahead at once: a fleet's run must not have every node
-/// hit its mirror at the same moment.
-const PREFETCH_AHEAD: usize = 4;
+/// How followers wake the scheduling loop: when the next batch may start early, unless its
+/// early start was refused (its guard is checked again once the batch before has ended).
+struct Wake {
+    notify: Notify,
+    /// The first node of the batch whose early start the guard refused (`usize::MAX`: none).
+    refused: AtomicUsize,
+}
+
+impl Wake {
+    fn new() -> Self {
+        Wake { notify: Notify::new(), refused: AtomicUsize::new(usize::MAX) }
+    }
+}
 
 /// What the scheduling loop does after reading the run.
 enum Schedule {
@@ -37,23 +48,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// last write, which releases the lock, is made once the renewals have stopped.
     pub(crate) async fn drive(&self, token: u64) -> Result<RunRecord, CoordinatorError> {
         metrics::set(metrics::LOCK_HELD, &[], 1);
-        let (halt, reason) = self.with_lease(token, self.drive_held(token)).await??;
+        let (halt, reason) = self.with_lease(token, self.schedule_all(token)).await??;
         self.finish(token, halt, reason).await
-    }
-
-    /// The loop of [`Self::drive`], under the lease, up to how and why the run ends; the
-    /// packages of the nodes further on are fetched meanwhile ([`Self::prefetch_ahead`]).
-    async fn drive_held(&self, token: u64) -> Result<(Halt, String), CoordinatorError> {
-        let ahead = async {
-            self.prefetch_ahead(token).await;
-            std::future::pending::<std::convert::Infallible>().await
-        };
-        // Biased, here and below: the same run takes the same steps (reproducible tests).
-        tokio::select! {
-            biased;
-            end = self.schedule_all(token) => end,
-            never = ahead => match never {},
-        }
     }
 
     /// Starts nodes as the run allows and follows each started node on its own to the end of
@@ -64,14 +60,30 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// before the first error is reported, so that no failed node is abandoned before its
     /// hand-back.
     async fn schedule_all(&self, token: u64) -> Result<(Halt, String), CoordinatorError> {
-        let wake = Notify::new();
+        let wake = Wake::new();
         let mut followers = FuturesUnordered::new();
         let mut followed = BTreeSet::new();
-        let mut early_refused = None;
         let mut error = None;
         loop {
             if error.is_none() {
-                match self.schedule(token, &mut early_refused).await {
+                // The followers go on while the run is read, and a batch guarded and started.
+                let scheduled = {
+                    let schedule = self.schedule(token, &wake.refused);
+                    tokio::pin!(schedule);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            scheduled = &mut schedule => break scheduled,
+                            Some((i, ended)) = followers.next() => {
+                                followed.remove(&i);
+                                if let Err(e) = ended {
+                                    error.get_or_insert(e);
+                                }
+                            }
+                        }
+                    }
+                };
+                match scheduled {
                     Ok(Schedule::End(end)) if followers.is_empty() => return Ok(end),
                     Ok(Schedule::End(_)) => {}
                     Ok(Schedule::Started) => continue,
@@ -80,7 +92,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                             followers.push(self.follow(token, i, &wake).map(move |r| (i, r)));
                         }
                     }
-                    Err(e) => error = Some(e),
+                    Err(e) => {
+                        error.get_or_insert(e);
+                    }
                 }
             }
             if followers.is_empty() {
@@ -94,7 +108,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                         error.get_or_insert(e);
                     }
                 }
-                () = wake.notified() => {}
+                () = wake.notify.notified() => {}
             }
         }
     }
@@ -105,7 +119,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     async fn schedule(
         &self,
         token: u64,
-        early_refused: &mut Option<usize>,
+        early_refused: &AtomicUsize,
     ) -> Result<Schedule, CoordinatorError> {
         let doc = self.load_retrying().await?.doc;
         doc.check(token, self.ports.clock.now())?;
@@ -117,7 +131,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 Err(end) => Ok(Schedule::End(end)),
             },
             RunStep::Continue(active) => {
-                let early = run.early_start().filter(|next| *early_refused != Some(next[0]));
+                let refused = early_refused.load(Ordering::Relaxed);
+                let early = run.early_start().filter(|next| next[0] != refused);
                 if let Some(next) = early {
                     match self.guard(&run, &next).await {
                         Ok(started) => {
@@ -126,7 +141,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                         }
                         Err((_, why)) => {
                             tracing::info!(run = %run.id, %why, "the next batch waits for this one to end");
-                            *early_refused = Some(next[0]);
+                            early_refused.store(next[0], Ordering::Relaxed);
                         }
                     }
                 }
@@ -148,6 +163,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         }
         let now = self.ports.clock.now();
         self.update_run(token, |r| {
+            // (An abort asked since the run was read: nothing more starts.)
+            if r.abort_requested {
+                return Ok(());
+            }
             for (i, surge, scope) in started {
                 let n = &mut r.nodes[*i];
                 if n.phase == Phase::Pending {
@@ -161,35 +180,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         .await
     }
 
-    /// Fetches the packages of the nodes after the first batch to start, a few at a time, so
-    /// that a slow repository costs the run once rather than once per batch. Best effort: a
-    /// failure is logged, and the node's own prefetch (which finds the packages cached) decides.
-    async fn prefetch_ahead(&self, token: u64) {
-        let Ok(doc) = self.load_retrying().await else { return };
-        let Some(run) = doc.doc.run else { return };
-        let limit = self.settings.timeouts.prefetch;
-        let op = OpKey { run_id: run.id.clone(), token, limit: Some(limit) };
-        let nodes = run.ahead().into_iter().map(|i| run.nodes[i].clone());
-        futures_util::stream::iter(nodes)
-            .for_each_concurrent(PREFETCH_AHEAD, |n| {
-                let op = &op;
-                let packages = &run.packages;
-                async move {
-                    let target = agent_target(&n.hostname, &n.addr, &n.node);
-                    let fetch = self.ports.agents.prefetch(&target, packages, op);
-                    match self.bounded(Some(limit), fetch, &n).await {
-                        Ok(()) => tracing::debug!(node = %n.hostname, "packages fetched ahead"),
-                        Err(e) => tracing::info!(node = %n.hostname, error = %e, "fetching ahead failed; the node's own prefetch tries again"),
-                    }
-                }
-            })
-            .await;
-    }
-
     /// Steps node `i` until its part is over (a terminal phase), reading the run afresh before
     /// each step (its batch-mates' phases, which its gates look at, change meanwhile); wakes
     /// the scheduling loop when the next batch may start early.
-    async fn follow(&self, token: u64, i: usize, wake: &Notify) -> Result<(), CoordinatorError> {
+    async fn follow(&self, token: u64, i: usize, wake: &Wake) -> Result<(), CoordinatorError> {
         let mut acted: ActedKey = None;
         loop {
             let doc = self.load_retrying().await?.doc;
@@ -199,8 +193,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             if phase.is_terminal() || phase == Phase::Pending {
                 return Ok(());
             }
-            if run.early_start().is_some() {
-                wake.notify_one();
+            let refused = wake.refused.load(Ordering::Relaxed);
+            if run.early_start().is_some_and(|next| next[0] != refused) {
+                wake.notify.notify_one();
             }
             self.step_node(token, &run, i, &mut acted).await?;
         }

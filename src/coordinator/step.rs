@@ -13,6 +13,7 @@ use crate::metrics;
 use crate::model::{AgentReport, DebVersion, Mode, NodeId, PackageSet, ServiceId};
 use crate::ports::{Agents, Clock, Lists, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
+use jiff::Timestamp;
 
 /// The action already carried out by this coordinator: (node index, phase, node ID, and for
 /// the actions that scale surges back, the services they left for batch-mates: once those are
@@ -51,7 +52,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         // The action and the observation took time: transitions are stamped now, so each phase's
         // span covers its own action.
         let now = self.ports.clock.now();
-        let verdict = deadline(p, run.gate(i, verdict), &self.settings.timeouts, now);
+        let verdict = self.deadline(run, i, run.gate(i, verdict), now);
         tracing::debug!(node = %p.hostname, phase = ?p.phase, ?verdict, "observed");
         match verdict {
             Verdict::Complete => self.on_complete(token, run, i, report.as_ref(), now).await,
@@ -66,6 +67,22 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Verdict::Rejoin => {
                 tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
                 self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?)).await.map(drop)
+            }
+        }
+    }
+
+    /// The phase's time limit applied to `verdict`, counted by [`RunRecord::clock`]: none while
+    /// the node is held for the batch before.
+    fn deadline(&self, run: &RunRecord, i: usize, verdict: Verdict, now: Timestamp) -> Verdict {
+        let p = &run.nodes[i];
+        match run.clock(i) {
+            None => verdict,
+            Some(since) if since == p.phase_started => {
+                deadline(p, verdict, &self.settings.timeouts, now)
+            }
+            Some(since) => {
+                let counted = NodeProgress { phase_started: since, ..p.clone() };
+                deadline(&counted, verdict, &self.settings.timeouts, now)
             }
         }
     }
@@ -98,10 +115,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             return Ok(Acting::Verdict(Verdict::Postponed(why)));
         }
         let now = self.ports.clock.now();
-        let left = p
-            .phase
-            .timeout(&self.settings.timeouts)
-            .map(|t| t.saturating_sub(elapsed(p.phase_started, now)));
+        let since = run.clock(i).unwrap_or(now);
+        let left =
+            p.phase.timeout(&self.settings.timeouts).map(|t| t.saturating_sub(elapsed(since, now)));
         let op = OpKey { run_id: run.id.clone(), token, limit: left };
         let action = self.bounded(left, self.act(p, &run.packages, &op, held), p);
         Ok(match action.await {
@@ -131,7 +147,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// verdict that follows finds the phase past its limit and fails it): an agent that never
     /// answers, a paused node or a hung repository must not hold the run and its lock. The
     /// abandoned order is bounded on the node by the same limit (see [`OpKey::limit`]).
-    pub(crate) async fn bounded<T>(
+    async fn bounded<T>(
         &self,
         left: Option<Duration>,
         action: impl Future<Output = Result<T, PortError>>,
@@ -170,6 +186,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let agent = report.as_ref().ok();
         let engine_package = &self.settings.engine_packages[0];
         let mates_from = run.mates_from(i);
+        let mates = run.mate_nodes(i);
         let obs = Observation {
             snap: &snap,
             agent,
@@ -177,6 +194,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             engine_package,
             held,
             mates_from: &mates_from,
+            mates: &mates,
         };
         let now = self.ports.clock.now();
         (condition(p, &obs, &self.settings.timeouts, now), agent.cloned())

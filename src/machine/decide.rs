@@ -8,8 +8,8 @@ use super::{NodeProgress, Phase, elapsed};
 use crate::config::Timeouts;
 use crate::model::convergence::{first_unconverged_at, slots_meant_to_run};
 use crate::model::{
-    AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeState, PackageSet,
-    ServiceId, TaskState, UpdateState,
+    AgentReport, Availability, ClusterSnapshot, LocalSwarmState, Mode, NodeId, NodeState,
+    PackageSet, ServiceId, TaskState, UpdateState,
 };
 
 /// The verdict on one observation.
@@ -26,7 +26,8 @@ pub enum Verdict {
     /// the warm-up of surged replicas (surge), or the batch-mates' packages (prefetch).
     Monitoring,
     /// The phase is done, but the node may not go on yet: it waits for other nodes (the batch
-    /// before its own still verifying). No time limit of the node's applies: theirs bound it.
+    /// before its own still verifying, bounded by their own limits). Its phase's limit counts
+    /// only from when they are done (`RunRecord::clock`).
     Held(String),
     /// It failed; the text says why.
     Fail(String),
@@ -74,9 +75,12 @@ pub struct Observation<'a> {
     /// The node's surged services its batch-mates still need surged: left as they are (see
     /// [`crate::run`]'s batches).
     pub held: &'a std::collections::BTreeSet<ServiceId>,
-    /// The replica count before the surge of each service a started batch-mate surged: what the
-    /// service must run, not its surged count, when a task of it lands on this node.
+    /// The replica count before the surge of each service a started batch-mate, or a started
+    /// node of the next batch, surged: what the service must run, not its surged count, when a
+    /// task of it lands on this node (wait-migrated) or while this node verifies.
     pub mates_from: &'a std::collections::BTreeMap<ServiceId, u64>,
+    /// The nodes of the node's batch-mates that take no tasks now (paused or drained).
+    pub mates: &'a [NodeId],
 }
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
@@ -169,12 +173,18 @@ pub(crate) fn condition(
             done_if(node.availability != Availability::Active, format!("{host} is still active"))
         }
         Phase::Surge => {
+            // What the drain leaves: the service's count before the surge must run off this
+            // node and its batch-mates (whose own drains, one a little before another, take
+            // only their own tasks away: counting every running task against the surged count
+            // would make the later ones wait for the earlier ones to come back).
+            let away: Vec<&NodeId> = std::iter::once(&p.node).chain(obs.mates).collect();
             for s in &p.surge {
-                let running = snap.running_count(&s.service);
-                if running < s.to {
+                let running = snap.running_outside(&s.service, &away);
+                if running < s.from {
+                    let batch = if obs.mates.is_empty() { "" } else { " and its batch-mates" };
                     return Verdict::Wait(format!(
-                        "service {}: {running}/{} running after surge",
-                        s.name, s.to
+                        "service {}: {running}/{} running off {host}{batch} after surge",
+                        s.name, s.from
                     ));
                 }
             }

@@ -210,6 +210,7 @@ fn a_surplus_that_outlasts_the_grace_is_a_missed_scale_down_written_again_at_mos
         engine_package: "docker-ce",
         held: &Default::default(),
         mates_from: &Default::default(),
+        mates: &[],
     };
     let timeouts = Settings::default().timeouts;
     let grace = RESCALE_AFTER.as_secs() as i64;
@@ -250,6 +251,7 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         engine_package: "docker-ce",
         held: &Default::default(),
         mates_from: &Default::default(),
+        mates: &[],
     };
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A rolling update in progress owns the service.
@@ -262,6 +264,7 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         engine_package: "docker-ce",
         held: &Default::default(),
         mates_from: &Default::default(),
+        mates: &[],
     };
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A service this node did not surge is the operator's: it is reported, never written.
@@ -274,6 +277,7 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         engine_package: "docker-ce",
         held: &Default::default(),
         mates_from: &Default::default(),
+        mates: &[],
     };
     assert!(matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Wait(_)));
     // Once the swarm removes the surplus, verification goes on as usual.
@@ -286,6 +290,7 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
         engine_package: "docker-ce",
         held: &Default::default(),
         mates_from: &Default::default(),
+        mates: &[],
     };
     assert_eq!(evaluate(&p, &obs, &timeouts, late), Verdict::Monitoring);
 }
@@ -363,6 +368,7 @@ fn surged_replicas_run_for_the_warm_up_before_the_node_is_drained() {
             engine_package: "docker-ce",
             held: &Default::default(),
             mates_from: &Default::default(),
+            mates: &[],
         };
         evaluate(p, &obs, &timeouts, t(at))
     };
@@ -373,7 +379,11 @@ fn surged_replicas_run_for_the_warm_up_before_the_node_is_drained() {
     assert_eq!(judge(&p, &snap, 1 + warmup), Verdict::Complete);
     // A replica short is a wait, whatever the window says.
     snap.tasks.pop();
-    assert!(matches!(judge(&p, &snap, 1 + warmup), Verdict::Wait(w) if w.contains("4/5")));
+    let short = judge(&p, &snap, 1 + warmup);
+    assert!(
+        matches!(&short, Verdict::Wait(w) if w.contains("3/4 running off worker1")),
+        "{short:?}"
+    );
     // A node with nothing surged has nothing to warm up.
     p.surge.clear();
     p.converged_since = None;
@@ -394,6 +404,7 @@ fn no_warm_up_completes_a_surge_as_soon_as_its_replicas_run() {
         engine_package: "docker-ce",
         held: &Default::default(),
         mates_from: &Default::default(),
+        mates: &[],
     };
     assert_eq!(evaluate(&p, &obs, &timeouts, t(1)), Verdict::Complete);
 }
@@ -411,6 +422,7 @@ fn a_warm_up_that_never_ends_fails_at_the_surge_timeout_saying_so() {
         engine_package: "docker-ce",
         held: &Default::default(),
         mates_from: &Default::default(),
+        mates: &[],
     };
     // The replicas came up late: 2 s into the warm-up when the surge's limit passes.
     let late = timeouts.surge.as_secs() as i64 + 1;
@@ -444,6 +456,7 @@ fn a_verifying_node_opens_its_window_only_once_its_surge_is_its_own_and_judges_a
             engine_package: "docker-ce",
             held,
             mates_from,
+            mates: &[],
         };
         evaluate(&p, &obs, &timeouts, t(1))
     };
@@ -459,4 +472,54 @@ fn a_verifying_node_opens_its_window_only_once_its_surge_is_its_own_and_judges_a
     let at = |n| [(ServiceId("web-id".into()), n)].into();
     assert_eq!(judge(&snap, &no_one, &at(4)), Verdict::Monitoring);
     assert!(matches!(judge(&snap, &no_one, &at(5)), Verdict::Wait(_)), "four run, five needed");
+}
+
+/// worker1 and worker2 surge `web` once together (4 -> 6: one task each); worker2, a little ahead,
+/// drains first. worker1's surge still holds: what its drain leaves runs off the batch.
+#[test]
+fn a_batch_mate_s_drain_does_not_undo_a_node_s_surge() {
+    use crate::model::{ServiceId, Task, TaskState};
+    use decide::{Verdict, evaluate};
+    let (mut p, mut snap) = surging();
+    snap.tasks.retain(|t| t.id != "web.5");
+    for (id, node) in [("web.5", "manager1-id"), ("web.6", "manager2-id")] {
+        snap.tasks.push(Task {
+            id: id.into(),
+            service: ServiceId("web-id".into()),
+            slot: Some(id[4..].parse().unwrap()),
+            node: Some(NodeId(node.into())),
+            state: TaskState::Running,
+            desired: TaskState::Running,
+        });
+    }
+    p.surge[0].to = 6;
+    p.converged_since = Some(t(0));
+    let packages = set();
+    let timeouts = Settings::default().timeouts;
+    let mates = [NodeId("worker2-id".into())];
+    let judge = |snap: &crate::model::ClusterSnapshot| {
+        let obs = decide::Observation {
+            snap,
+            agent: None,
+            packages: &packages,
+            engine_package: "docker-ce",
+            held: &Default::default(),
+            mates_from: &Default::default(),
+            mates: &mates,
+        };
+        evaluate(&p, &obs, &timeouts, t(60))
+    };
+    assert_eq!(judge(&snap), Verdict::Complete);
+    // worker2 drained: its task web.2 is shut down.
+    let web2 = snap.tasks.iter_mut().find(|t| t.id == "web.2").unwrap();
+    web2.desired = TaskState::Shutdown;
+    web2.state = TaskState::Shutdown;
+    assert_eq!(judge(&snap), Verdict::Complete, "five run for six, but four off the batch");
+    // One of the surged replicas fails: what worker1's drain would leave is short.
+    snap.tasks.retain(|t| t.id != "web.6");
+    let short = judge(&snap);
+    assert!(
+        matches!(&short, Verdict::Wait(w) if w.contains("3/4 running off worker1 and its batch-mates")),
+        "{short:?}"
+    );
 }

@@ -379,14 +379,16 @@ impl ClusterSnapshot {
         self.nodes.iter().filter(|n| n.role == Role::Manager)
     }
 
-    /// How many tasks of a service are running and meant to keep running.
-    pub(crate) fn running_count(&self, service: &ServiceId) -> u64 {
+    /// How many tasks of `service` are running (and meant to keep running) on none of the
+    /// nodes `away`.
+    pub(crate) fn running_outside(&self, service: &ServiceId, away: &[&NodeId]) -> u64 {
         self.tasks
             .iter()
             .filter(|t| {
                 &t.service == service
                     && t.state == TaskState::Running
                     && t.desired == TaskState::Running
+                    && t.node.as_ref().is_none_or(|n| !away.contains(&n))
             })
             .count() as u64
     }

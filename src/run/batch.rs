@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Halt, RunRecord, RunStep};
 use crate::machine::decide::Verdict;
 use crate::machine::{NodeProgress, Phase};
-use crate::model::ServiceId;
+use crate::model::{NodeId, ServiceId};
 
 /// Which batch a node is in: nodes recorded before batches each go alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +117,29 @@ impl RunRecord {
         let fetching =
             self.mates(i).any(|n| n.phase == Phase::Prefetch && n.converged_since.is_none());
         if fetching { Verdict::Monitoring } else { verdict }
+    }
+
+    /// The nodes of node `i`'s batch-mates that take no tasks now: paused or drained, not yet
+    /// given back their availability (a surged replica runs elsewhere).
+    pub(crate) fn mate_nodes(&self, i: usize) -> Vec<NodeId> {
+        use Phase::*;
+        self.mates(i)
+            .filter(|n| {
+                matches!(
+                    n.phase,
+                    Pause
+                        | Surge
+                        | Drain
+                        | WaitMigrated
+                        | Upgrade
+                        | Restart
+                        | WaitReady
+                        | Rollback
+                        | Rejoin
+                )
+            })
+            .map(|n| n.node.clone())
+            .collect()
     }
 
     /// Each service a started batch-mate, or a started node of the next batch, surged, with its

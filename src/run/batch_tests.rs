@@ -202,3 +202,21 @@ fn a_batch_mate_s_surge_is_judged_at_its_count_before_the_surge() {
     assert_eq!(r.mates_from(0), [(ServiceId("web".into()), 2)].into());
     assert!(r.mates_from(1).is_empty(), "its own surge is not a batch-mate's");
 }
+
+#[test]
+fn a_surge_counts_off_the_batch_mates_that_take_no_tasks() {
+    let mut r = record(&[Some(0), Some(0), Some(1), Some(2), Some(3)]);
+    r.nodes[0].phase = Phase::Surge;
+    for (mate, away) in [
+        (Phase::Pending, false),
+        (Phase::Pause, true),
+        (Phase::Drain, true),
+        (Phase::WaitReady, true),
+        (Phase::Reactivate, false),
+        (Phase::Done, false),
+        (Phase::Restore, false),
+    ] {
+        r.nodes[1].phase = mate;
+        assert_eq!(r.mate_nodes(0) == [r.nodes[1].node.clone()], away, "batch-mate in {mate:?}");
+    }
+}

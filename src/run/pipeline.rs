@@ -22,6 +22,8 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 
+use jiff::Timestamp;
+
 use super::RunRecord;
 use crate::machine::Phase;
 use crate::model::ServiceId;
@@ -33,9 +35,28 @@ impl RunRecord {
         if end < self.nodes.len() { self.members(end) } else { end..end }
     }
 
-    /// The nodes before node `i`'s batch.
+    /// The nodes of the batch before node `i`'s: the only ones before it that may not be done
+    /// once it has started (a batch starts when every node before it is done, or early when
+    /// the batch before is in its monitor window and every node before that is done).
     fn before(&self, i: usize) -> impl Iterator<Item = &crate::machine::NodeProgress> {
-        (0..self.members(i).start).map(|j| &self.nodes[j])
+        let start = self.members(i).start;
+        let previous = if start > 0 { self.members(start - 1) } else { 0..0 };
+        previous.map(|j| &self.nodes[j])
+    }
+
+    /// Since when node `i`'s phase counts against its time limit: its phase's start, but a
+    /// surge held for the batch before only from when the last node of that batch was done;
+    /// `None` while it is held (the batch before is bounded by its own limits).
+    pub(crate) fn clock(&self, i: usize) -> Option<Timestamp> {
+        let n = &self.nodes[i];
+        if n.phase != Phase::Surge {
+            return Some(n.phase_started);
+        }
+        if self.unverified_before(i).is_some() {
+            return None;
+        }
+        let done = self.before(i).filter_map(|b| b.history.last().map(|s| s.end)).max();
+        Some(done.map_or(n.phase_started, |d| d.max(n.phase_started)))
     }
 
     /// The nodes of the next batch, all not started, when they may start now: every node
@@ -58,17 +79,6 @@ impl RunRecord {
         (verifying && fresh && !next.is_empty()).then(|| next.collect())
     }
 
-    /// The nodes whose packages are fetched ahead: those not started, past the first batch
-    /// still to start (whose own prefetch comes first).
-    pub(crate) fn ahead(&self) -> Vec<usize> {
-        let Some(first) = self.nodes.iter().position(|n| n.phase == Phase::Pending) else {
-            return Vec::new();
-        };
-        (self.members(first).end..self.nodes.len())
-            .filter(|&j| self.nodes[j].phase == Phase::Pending)
-            .collect()
-    }
-
     /// Why node `i` may not drain yet: nodes before its batch not done (their verification
     /// still runs).
     pub(crate) fn unverified_before(&self, i: usize) -> Option<String> {
@@ -85,18 +95,17 @@ impl RunRecord {
     /// Why node `i`, started while the batch before it verified, is turned back before it
     /// drains: a node before its batch failed.
     pub(crate) fn failed_before(&self, i: usize) -> Option<String> {
-        let pre_drain =
-            matches!(self.nodes[i].phase, Phase::Prefetch | Phase::Pause | Phase::Surge);
+        if !matches!(self.nodes[i].phase, Phase::Prefetch | Phase::Pause | Phase::Surge) {
+            return None;
+        }
         let failed = self.before(i).find(|n| {
             use Phase::*;
             matches!(n.phase, RolledBack | Restored | Failed | Rollback | Rejoin | Restore)
         })?;
-        pre_drain.then(|| {
-            format!(
-                "turned back before its drain: node {} before it failed, the run halts",
-                failed.hostname
-            )
-        })
+        Some(format!(
+            "turned back before its drain: node {} before it failed, the run halts",
+            failed.hostname
+        ))
     }
 
     /// The surged services of node `i` that a started node of the next batch surged again: node

@@ -102,14 +102,25 @@ fn a_service_the_next_batch_surged_again_is_judged_at_its_count_and_left_to_it()
 }
 
 #[test]
-fn packages_are_fetched_ahead_for_the_nodes_past_the_first_batch_to_start() {
+fn a_held_surge_counts_against_its_limit_only_from_when_the_batch_before_is_done() {
     let mut r = batched();
-    assert_eq!(r.ahead(), vec![2, 3, 4]);
-    r.nodes[0].phase = Phase::Prefetch;
-    r.nodes[1].phase = Phase::Prefetch;
-    assert_eq!(r.ahead(), vec![3, 4], "manager2 starts next: its own prefetch comes first");
-    for n in 0..5 {
-        r.nodes[n].phase = Phase::Done;
-    }
-    assert!(r.ahead().is_empty());
+    let t = |s: i64| r.started_at + jiff::SignedDuration::from_secs(s);
+    let (t10, t50) = (t(10), t(50));
+    r.nodes[0].phase = Phase::Done;
+    r.nodes[1].phase = Phase::VerifyConverged;
+    r.nodes[2].phase = Phase::Surge;
+    r.nodes[2].phase_started = t10;
+    assert_eq!(r.clock(2), None, "held: the batch before bounds the wait");
+    r.nodes[1].phase = Phase::Done;
+    r.nodes[1].history.push(crate::machine::Span {
+        phase: Phase::VerifyConverged,
+        start: t10,
+        end: t50,
+    });
+    assert_eq!(r.clock(2), Some(t50), "counted from when worker2 was done");
+    r.nodes[2].phase_started = t(60);
+    assert_eq!(r.clock(2), Some(t(60)), "a surge started after it counts from its own start");
+    r.nodes[3].phase = Phase::Prefetch;
+    r.nodes[3].phase_started = t10;
+    assert_eq!(r.clock(3), Some(t10), "only a surge is held");
 }

@@ -136,8 +136,18 @@ pub fn replicas(engine: &Engine) -> Result<Vec<(String, String)>> {
 
 /// Waits until every service runs all its replicas.
 pub fn wait_converged(engine: &Engine, limit: Duration) -> Result<()> {
+    wait_converged_at(engine, &[], limit)
+}
+
+/// As [`wait_converged`], with the replica counts of some services changed by the scenario.
+pub fn wait_converged_at(engine: &Engine, changed: &[(&str, u32)], limit: Duration) -> Result<()> {
     let t0 = Instant::now();
-    let want = services(running_nodes(engine)?.len());
+    let mut want = services(running_nodes(engine)?.len());
+    for (name, count) in &mut want {
+        if let Some((_, c)) = changed.iter().find(|(n, _)| n == name) {
+            *count = *c;
+        }
+    }
     loop {
         let now = replicas(engine).unwrap_or_default();
         let done = want.iter().all(|(name, want)| {
