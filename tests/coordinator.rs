@@ -53,16 +53,7 @@ async fn rolling_upgrade_reaches_target_everywhere_without_losing_capacity() {
 #[tokio::test(start_paused = true)]
 async fn an_abort_during_the_overlap_finishes_the_node_started_early_then_stops() {
     let c = cluster();
-    let aborter = once(
-        &c,
-        |r| r.nodes[1].phase == Phase::Surge,
-        |w| {
-            let mut doc = w.store_doc();
-            doc.run.as_mut().unwrap().abort_requested = true;
-            w.store_text = serde_json::to_string(&doc).unwrap();
-            w.store_version += 1;
-        },
-    );
+    let aborter = once(&c, |r| r.nodes[1].phase == Phase::Surge, ask_abort);
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     aborter.await.unwrap();
     assert_eq!((rec.outcome, rec.halt), (Some(Outcome::Aborted), Some(Halt::Aborted)));
@@ -451,6 +442,14 @@ fn once_the_first_node_started(
     once(c, |r| r.nodes[0].phase != Phase::Pending, act)
 }
 
+/// The operator's `abort`: a write to the store.
+fn ask_abort(w: &mut World) {
+    let mut doc = w.store_doc();
+    doc.run.as_mut().unwrap().abort_requested = true;
+    w.store_text = serde_json::to_string(&doc).unwrap();
+    w.store_version += 1;
+}
+
 /// Runs `act` on the world once the run record in the store satisfies `when` (polled every
 /// 500 ms of the test's time).
 fn once(
@@ -552,13 +551,8 @@ async fn a_stop_label_set_before_the_run_refuses_it_and_keeps_the_timer_quiet() 
 #[tokio::test(start_paused = true)]
 async fn abort_stops_after_the_current_node() {
     let c = cluster();
-    // The operator's `abort` is a write to the store while the first node is in progress.
-    let aborter = once_the_first_node_started(&c, |w| {
-        let mut doc = w.store_doc();
-        doc.run.as_mut().unwrap().abort_requested = true;
-        w.store_text = serde_json::to_string(&doc).unwrap();
-        w.store_version += 1;
-    });
+    // While the first node is in progress.
+    let aborter = once_the_first_node_started(&c, ask_abort);
     let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
     aborter.await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Aborted));
