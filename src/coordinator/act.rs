@@ -290,9 +290,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     async fn leave_behind(&self, token: u64, i: usize) -> Result<(), CoordinatorError> {
         let doc = self.load_retrying().await?.doc;
         let Some(run) = doc.run.as_ref() else { return Ok(()) };
-        let p = run.nodes[i].clone();
-        let held: BTreeSet<ServiceId> =
-            run.held_by_mates(i).union(&run.taken_by_next(i)).cloned().collect();
+        let (p, held) = (run.nodes[i].clone(), run.left_to_others(i));
         // A failing node's entry changes often (Ready, Down): a fenced write that lost is
         // decided again, a few times.
         for attempt in 1..=HAND_BACK_TRIES {

@@ -32,6 +32,18 @@ impl Wake {
     }
 }
 
+/// Node `i`'s follower ended: it is no longer followed, and its error, the first, is kept.
+fn ended(
+    (i, end): (usize, Result<(), CoordinatorError>),
+    followed: &mut BTreeSet<usize>,
+    error: &mut Option<CoordinatorError>,
+) {
+    followed.remove(&i);
+    if let Err(e) = end {
+        error.get_or_insert(e);
+    }
+}
+
 /// What the scheduling loop does after reading the run.
 enum Schedule {
     /// The run ends (once the nodes still followed are).
@@ -74,11 +86,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                         tokio::select! {
                             biased;
                             scheduled = &mut schedule => break scheduled,
-                            Some((i, ended)) = followers.next() => {
-                                followed.remove(&i);
-                                if let Err(e) = ended {
-                                    error.get_or_insert(e);
-                                }
+                            Some(end) = followers.next() => {
+                                ended(end, &mut followed, &mut error);
                             }
                         }
                     }
@@ -102,12 +111,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             }
             tokio::select! {
                 biased;
-                Some((i, ended)) = followers.next() => {
-                    followed.remove(&i);
-                    if let Err(e) = ended {
-                        error.get_or_insert(e);
-                    }
-                }
+                Some(end) = followers.next() => ended(end, &mut followed, &mut error),
                 () = wake.notify.notified() => {}
             }
         }

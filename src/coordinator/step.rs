@@ -41,9 +41,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
         let held = run.held_by_mates(i);
-        // What its scale-backs leave alone: surges batch-mates hold, and those the next batch
-        // (started during this node's monitor window) made again.
-        let left: BTreeSet<ServiceId> = held.union(&run.taken_by_next(i)).cloned().collect();
+        let left = run.left_to_others(i);
         let (verdict, report) = match self.act_once(token, run, i, acted, &left).await? {
             Acting::Rejoined(new_id) => return self.on_rejoined(token, i, p, new_id).await,
             Acting::Verdict(v) => (v, None),

@@ -27,6 +27,26 @@ fn set() -> PackageSet {
     PackageSet([("docker-ce".to_string(), "5:26.1.5-1~debian.13~trixie".parse().unwrap())].into())
 }
 
+/// An observation of `snap` without an agent's report, surges held by or taken from others, or
+/// batch-mates.
+fn observed<'a>(
+    snap: &'a crate::model::ClusterSnapshot,
+    packages: &'a PackageSet,
+) -> decide::Observation<'a> {
+    static NO_SERVICES: std::collections::BTreeSet<crate::model::ServiceId> =
+        std::collections::BTreeSet::new();
+    static NO_COUNTS: BTreeMap<crate::model::ServiceId, u64> = BTreeMap::new();
+    decide::Observation {
+        snap,
+        agent: None,
+        packages,
+        engine_package: "docker-ce",
+        held: &NO_SERVICES,
+        mates_from: &NO_COUNTS,
+        mates: &[],
+    }
+}
+
 #[test]
 fn main_path_visits_every_phase_in_order_and_records_history() {
     let mut p = progress();
@@ -203,15 +223,7 @@ fn a_surplus_that_outlasts_the_grace_is_a_missed_scale_down_written_again_at_mos
     use decide::{MissedScaleDown, RESCALE_AFTER, Verdict, evaluate};
     let (mut p, snap) = verifying_with_a_missed_scale_down();
     let packages = set();
-    let obs = decide::Observation {
-        snap: &snap,
-        agent: None,
-        packages: &packages,
-        engine_package: "docker-ce",
-        held: &Default::default(),
-        mates_from: &Default::default(),
-        mates: &[],
-    };
+    let obs = observed(&snap, &packages);
     let timeouts = Settings::default().timeouts;
     let grace = RESCALE_AFTER.as_secs() as i64;
     let missed = Verdict::Rescale(vec![MissedScaleDown {
@@ -244,54 +256,22 @@ fn only_a_settled_scale_down_of_this_nodes_surge_is_written_again() {
     // Still surged in the spec (our own scale-back has not landed): nothing to write again.
     let (p, mut snap) = verifying_with_a_missed_scale_down();
     snap.services[0].mode = crate::model::Mode::Replicated { replicas: 5 };
-    let obs = decide::Observation {
-        snap: &snap,
-        agent: None,
-        packages: &packages,
-        engine_package: "docker-ce",
-        held: &Default::default(),
-        mates_from: &Default::default(),
-        mates: &[],
-    };
+    let obs = observed(&snap, &packages);
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A rolling update in progress owns the service.
     let (p, mut snap) = verifying_with_a_missed_scale_down();
     snap.services[0].update_state = Some(crate::model::UpdateState::Updating);
-    let obs = decide::Observation {
-        snap: &snap,
-        agent: None,
-        packages: &packages,
-        engine_package: "docker-ce",
-        held: &Default::default(),
-        mates_from: &Default::default(),
-        mates: &[],
-    };
+    let obs = observed(&snap, &packages);
     assert!(!matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Rescale(_)));
     // A service this node did not surge is the operator's: it is reported, never written.
     let (mut p, snap) = verifying_with_a_missed_scale_down();
     p.surge.clear();
-    let obs = decide::Observation {
-        snap: &snap,
-        agent: None,
-        packages: &packages,
-        engine_package: "docker-ce",
-        held: &Default::default(),
-        mates_from: &Default::default(),
-        mates: &[],
-    };
+    let obs = observed(&snap, &packages);
     assert!(matches!(evaluate(&p, &obs, &timeouts, late), Verdict::Wait(_)));
     // Once the swarm removes the surplus, verification goes on as usual.
     let (p, mut snap) = verifying_with_a_missed_scale_down();
     snap.tasks.last_mut().unwrap().desired = crate::model::TaskState::Remove;
-    let obs = decide::Observation {
-        snap: &snap,
-        agent: None,
-        packages: &packages,
-        engine_package: "docker-ce",
-        held: &Default::default(),
-        mates_from: &Default::default(),
-        mates: &[],
-    };
+    let obs = observed(&snap, &packages);
     assert_eq!(evaluate(&p, &obs, &timeouts, late), Verdict::Monitoring);
 }
 
@@ -361,15 +341,7 @@ fn surged_replicas_run_for_the_warm_up_before_the_node_is_drained() {
     let timeouts = Settings::default().timeouts;
     let warmup = timeouts.warmup.as_secs() as i64;
     let judge = |p: &NodeProgress, snap: &crate::model::ClusterSnapshot, at: i64| {
-        let obs = decide::Observation {
-            snap,
-            agent: None,
-            packages: &packages,
-            engine_package: "docker-ce",
-            held: &Default::default(),
-            mates_from: &Default::default(),
-            mates: &[],
-        };
+        let obs = observed(snap, &packages);
         evaluate(p, &obs, &timeouts, t(at))
     };
     // Running (the engine's word) starts the warm-up; it completes only once the window is over.
@@ -397,15 +369,7 @@ fn no_warm_up_completes_a_surge_as_soon_as_its_replicas_run() {
     let packages = set();
     let mut timeouts = Settings::default().timeouts;
     timeouts.warmup = Duration::ZERO;
-    let obs = decide::Observation {
-        snap: &snap,
-        agent: None,
-        packages: &packages,
-        engine_package: "docker-ce",
-        held: &Default::default(),
-        mates_from: &Default::default(),
-        mates: &[],
-    };
+    let obs = observed(&snap, &packages);
     assert_eq!(evaluate(&p, &obs, &timeouts, t(1)), Verdict::Complete);
 }
 
@@ -415,15 +379,7 @@ fn a_warm_up_that_never_ends_fails_at_the_surge_timeout_saying_so() {
     let (mut p, snap) = surging();
     let packages = set();
     let timeouts = Settings::default().timeouts;
-    let obs = decide::Observation {
-        snap: &snap,
-        agent: None,
-        packages: &packages,
-        engine_package: "docker-ce",
-        held: &Default::default(),
-        mates_from: &Default::default(),
-        mates: &[],
-    };
+    let obs = observed(&snap, &packages);
     // The replicas came up late: 2 s into the warm-up when the surge's limit passes.
     let late = timeouts.surge.as_secs() as i64 + 1;
     p.converged_since = Some(t(late - 2));
@@ -449,15 +405,7 @@ fn a_verifying_node_opens_its_window_only_once_its_surge_is_its_own_and_judges_a
                  held: &BTreeSet<ServiceId>,
                  mates_from: &BTreeMap<ServiceId, u64>| {
         let packages = set();
-        let obs = decide::Observation {
-            snap,
-            agent: None,
-            packages: &packages,
-            engine_package: "docker-ce",
-            held,
-            mates_from,
-            mates: &[],
-        };
+        let obs = decide::Observation { held, mates_from, ..observed(snap, &packages) };
         evaluate(&p, &obs, &timeouts, t(1))
     };
     let (no_one, none) = (BTreeSet::new(), BTreeMap::new());
@@ -498,15 +446,7 @@ fn a_batch_mate_s_drain_does_not_undo_a_node_s_surge() {
     let timeouts = Settings::default().timeouts;
     let mates = [NodeId("worker2-id".into())];
     let judge = |snap: &crate::model::ClusterSnapshot| {
-        let obs = decide::Observation {
-            snap,
-            agent: None,
-            packages: &packages,
-            engine_package: "docker-ce",
-            held: &Default::default(),
-            mates_from: &Default::default(),
-            mates: &mates,
-        };
+        let obs = decide::Observation { mates: &mates, ..observed(snap, &packages) };
         evaluate(&p, &obs, &timeouts, t(60))
     };
     assert_eq!(judge(&snap), Verdict::Complete);

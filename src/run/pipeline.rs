@@ -108,6 +108,15 @@ impl RunRecord {
         ))
     }
 
+    /// The surged services node `i`'s scale-backs leave alone: those a batch-mate still holds
+    /// ([`RunRecord::held_by_mates`]) and those the next batch took over
+    /// ([`RunRecord::taken_by_next`]).
+    pub(crate) fn left_to_others(&self, i: usize) -> BTreeSet<ServiceId> {
+        let mut left = self.held_by_mates(i);
+        left.extend(self.taken_by_next(i));
+        left
+    }
+
     /// The surged services of node `i` that a started node of the next batch surged again: node
     /// `i` scaled them back before that batch started, and leaves them to it.
     pub(crate) fn taken_by_next(&self, i: usize) -> BTreeSet<ServiceId> {
