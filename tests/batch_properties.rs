@@ -66,7 +66,9 @@ fn worked(rec: &RunRecord) -> Vec<Worked> {
 fn check_overlaps(rec: &RunRecord) -> Result<(), String> {
     let worked = worked(rec);
     for early in &worked {
-        for late in worked.iter().filter(|w| w.start >= early.start && w.index != early.index) {
+        // (Of two started at one instant, the earlier in the run's order.)
+        let later = |w: &&Worked| (w.start, w.index) > (early.start, early.index);
+        for late in worked.iter().filter(later) {
             let (ne, nl) = (&rec.nodes[early.index], &rec.nodes[late.index]);
             let managers = ne.role == Role::Manager && nl.role == Role::Manager;
             if !(managers || ne.batch != nl.batch) {

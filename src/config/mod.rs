@@ -196,7 +196,8 @@ impl Default for Settings {
                 restart: m(3),
                 ready: m(5),
                 verify: m(10),
-                monitor: Duration::from_secs(10),
+                // Docker's own default for a service update's monitor (`--update-monitor`).
+                monitor: Duration::from_secs(5),
                 rollback: m(15),
                 rejoin: m(5),
             },

@@ -5,32 +5,54 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::Notify;
+use jiff::Timestamp;
+use tokio::sync::{Notify, watch};
 
-use super::step::ActedKey;
+use super::step::{ActedKey, Rest};
 use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
-use crate::machine::Phase;
+use crate::machine::{Phase, elapsed};
 use crate::metrics;
 use crate::model::scope::services_on;
 use crate::model::{NodeId, ServiceId};
-use crate::planner::{STOP_LABEL, Surge, guard, stop_requested};
+use crate::planner::{STOP_LABEL, Surge, guard_settling, stop_requested};
 use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, RunRecord, RunStep};
 
-/// How followers wake the scheduling loop: when the next batch may start early, unless its
-/// early start was refused (its guard is checked again once the batch before has ended).
+/// How followers wake the scheduling loop (when the next batch may start early, unless its
+/// early start was refused: its guard is checked again once the batch before has opened its
+/// monitor window, and once it has ended) and
+/// each other (a batch ended: the nodes held for it drain without waiting for their next poll).
 struct Wake {
     notify: Notify,
-    /// The first node of the batch whose early start the guard refused (`usize::MAX`: none).
+    /// The early start the guard refused last ([`early_key`]; `usize::MAX`: none).
     refused: AtomicUsize,
+    /// How many batches have ended.
+    batches_ended: watch::Sender<usize>,
 }
 
 impl Wake {
     fn new() -> Self {
-        Wake { notify: Notify::new(), refused: AtomicUsize::new(usize::MAX) }
+        Wake {
+            notify: Notify::new(),
+            refused: AtomicUsize::new(usize::MAX),
+            batches_ended: watch::Sender::new(0),
+        }
     }
 }
+
+/// The next batch's early start, if it may start now, keyed by its first node and whether the
+/// batch before has opened its monitor window: a start refused while that batch's services
+/// settled is tried once more when they have.
+fn early_key(run: &RunRecord) -> Option<(Vec<usize>, usize)> {
+    let next = run.early_start()?;
+    let key = next[0] * 2 + usize::from(run.window_open_before(next[0]));
+    Some((next, key))
+}
+
+/// The shortest rest between two polls of a node: a poll slower than the poll interval is
+/// followed by this much rather than none.
+const MIN_REST: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Node `i`'s follower ended: it is no longer followed, and its error, the first, is kept.
 fn ended(
@@ -118,8 +140,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Reads the run and does what it asks now: start a batch (after its guard), start the next
-    /// batch early (a refusal waits for the batch before to end, then is checked again), or
-    /// name the nodes in progress to follow.
+    /// batch early (a refusal is checked again once the batch before opens its monitor window,
+    /// then once it has ended), or name the nodes in progress to follow.
     async fn schedule(
         &self,
         token: u64,
@@ -136,16 +158,16 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             },
             RunStep::Continue(active) => {
                 let refused = early_refused.load(Ordering::Relaxed);
-                let early = run.early_start().filter(|next| next[0] != refused);
-                if let Some(next) = early {
+                let early = early_key(&run).filter(|(_, key)| *key != refused);
+                if let Some((next, key)) = early {
                     match self.guard(&run, &next).await {
                         Ok(started) => {
                             self.start(token, &run, &started).await?;
                             return Ok(Schedule::Started);
                         }
                         Err((_, why)) => {
-                            tracing::info!(run = %run.id, %why, "the next batch waits for this one to end");
-                            early_refused.store(next[0], Ordering::Relaxed);
+                            tracing::info!(run = %run.id, %why, "the next batch does not start early yet");
+                            early_refused.store(key, Ordering::Relaxed);
                         }
                     }
                 }
@@ -189,19 +211,55 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// the scheduling loop when the next batch may start early.
     async fn follow(&self, token: u64, i: usize, wake: &Wake) -> Result<(), CoordinatorError> {
         let mut acted: ActedKey = None;
+        let mut ended = wake.batches_ended.subscribe();
         loop {
+            let began = self.ports.clock.now();
+            ended.borrow_and_update();
             let doc = self.load_retrying().await?.doc;
             doc.check(token, self.ports.clock.now())?;
             let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
             let phase = run.nodes[i].phase;
             if phase.is_terminal() || phase == Phase::Pending {
+                if run.batch_ended(i) {
+                    wake.batches_ended.send_modify(|n| *n += 1);
+                }
                 return Ok(());
             }
             let refused = wake.refused.load(Ordering::Relaxed);
-            if run.early_start().is_some_and(|next| next[0] != refused) {
+            if early_key(&run).is_some_and(|(_, key)| key != refused) {
                 wake.notify.notify_one();
             }
-            self.step_node(token, &run, i, &mut acted).await?;
+            let before = acted.clone();
+            let rest = self.step_node(token, &run, i, &mut acted).await?;
+            if acted != before
+                && matches!(&acted, Some((_, Phase::VerifyConverged, _, left)) if left.is_empty())
+            {
+                // Its surges are scaled back: the next batch may be able to start now.
+                wake.notify.notify_one();
+            }
+            self.rest(began, rest, &mut ended).await;
+        }
+    }
+
+    /// Rests after a step begun at `began`: polls are a poll interval apart from start to start
+    /// (the time a poll takes is not added to the wait); a window is observed again as it ends;
+    /// a node held for the batch before is woken when a batch ends.
+    async fn rest(&self, began: Timestamp, rest: Rest, ended: &mut watch::Receiver<usize>) {
+        let now = self.ports.clock.now();
+        let next_poll = self.poll.saturating_sub(elapsed(began, now)).max(MIN_REST);
+        let wait = match rest {
+            Rest::None => return,
+            Rest::Poll | Rest::Held => next_poll,
+            Rest::Until(end) => next_poll.min(elapsed(now, end)),
+        };
+        if rest == Rest::Held {
+            tokio::select! {
+                biased;
+                () = self.ports.clock.sleep(wait) => {}
+                _ = ended.changed() => {}
+            }
+        } else {
+            self.ports.clock.sleep(wait).await;
         }
     }
 
@@ -227,8 +285,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 ),
             ));
         }
-        let surges =
-            guard(&snap, self.settings, &run.flags, &ids, &run.packages).map_err(|refusals| {
+        let settling = run.verifying_before(pending[0]);
+        let (flags, packages) = (&run.flags, &run.packages);
+        let surges = guard_settling(&snap, self.settings, flags, &ids, packages, &settling)
+            .map_err(|refusals| {
                 let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 (Halt::Guard, format!("stopped before node {host}: {}", reasons.join("; ")))
             })?;

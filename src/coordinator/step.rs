@@ -20,6 +20,19 @@ use jiff::Timestamp;
 /// no longer held, the action is carried out again and scales them back too).
 pub(crate) type ActedKey = Option<(usize, Phase, NodeId, BTreeSet<ServiceId>)>;
 
+/// How long a follower rests after a step (see [`Coordinator::rest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rest {
+    /// Not at all: a phase was entered, or a node turned to its recovery.
+    None,
+    /// Until the next poll.
+    Poll,
+    /// Until the next poll, or the end of the window (warm-up, monitor) that ends earlier.
+    Until(Timestamp),
+    /// Held for the batch before: until the next poll, or that batch's end.
+    Held,
+}
+
 /// What carrying out the phase's action came to.
 enum Acting {
     /// Done now or earlier: observe.
@@ -31,19 +44,22 @@ enum Acting {
 }
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
-    /// One step of node `i`: its phase's action once, then one observation and its verdict.
+    /// One step of node `i`: its phase's action once, then one observation and its verdict;
+    /// returns how long to rest before the next.
     pub(crate) async fn step_node(
         &self,
         token: u64,
         run: &RunRecord,
         i: usize,
         acted: &mut ActedKey,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<Rest, CoordinatorError> {
         let p = &run.nodes[i];
         let held = run.held_by_mates(i);
         let left = run.left_to_others(i);
         let (verdict, report) = match self.act_once(token, run, i, acted, &left).await? {
-            Acting::Rejoined(new_id) => return self.on_rejoined(token, i, p, new_id).await,
+            Acting::Rejoined(new_id) => {
+                return self.on_rejoined(token, i, p, new_id).await.map(|()| Rest::None);
+            }
             Acting::Verdict(v) => (v, None),
             Acting::Done => self.observe_node(run, i, &held).await,
         };
@@ -53,18 +69,24 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let verdict = self.deadline(run, i, run.gate(i, verdict), now);
         tracing::debug!(node = %p.hostname, phase = ?p.phase, ?verdict, "observed");
         match verdict {
-            Verdict::Complete => self.on_complete(token, run, i, report.as_ref(), now).await,
-            Verdict::Wait(_) => self.on_wait(token, i, p).await,
-            Verdict::Postponed(_) | Verdict::Held(_) => {
-                self.ports.clock.sleep(self.poll).await;
-                Ok(())
+            Verdict::Complete => {
+                self.on_complete(token, run, i, report.as_ref(), now).await.map(|()| Rest::None)
             }
+            Verdict::Wait(_) => self.on_wait(token, i, p).await.map(|()| Rest::Poll),
+            Verdict::Postponed(_) => Ok(Rest::Poll),
+            Verdict::Held(_) => self.on_held(token, i, p, now).await.map(|()| Rest::Held),
             Verdict::Monitoring => self.on_monitoring(token, i, p, now).await,
-            Verdict::Rescale(missed) => self.on_rescale(token, i, p, &missed, now).await,
-            Verdict::Fail(why) => self.fail_node(token, i, p, &run.id, why).await,
+            Verdict::Rescale(missed) => {
+                self.on_rescale(token, i, p, &missed, now).await.map(|()| Rest::Poll)
+            }
+            Verdict::Fail(why) => {
+                self.fail_node(token, i, p, &run.id, why).await.map(|()| Rest::None)
+            }
             Verdict::Rejoin => {
                 tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
-                self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?)).await.map(drop)
+                self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?))
+                    .await
+                    .map(|_| Rest::None)
             }
         }
     }
@@ -121,6 +143,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(match action.await {
             Ok(Acted::Done) => {
                 *acted = key;
+                if p.phase == Phase::VerifyConverged && held.is_empty() && p.rescaled_at.is_none() {
+                    self.scaled_back(token, i, p).await?;
+                }
                 Acting::Done
             }
             Ok(Acted::Rejoined(new_id)) => Acting::Rejoined(new_id),
@@ -139,6 +164,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 Acting::Verdict(Verdict::Fail(format!("{:?} on {}: {e}", p.phase, p.hostname)))
             }
         })
+    }
+
+    /// The node's surges are all scaled back (its verify action, nothing left to others): noted,
+    /// for the next batch's early start (see [`RunRecord::early_start`]).
+    async fn scaled_back(
+        &self,
+        token: u64,
+        i: usize,
+        p: &NodeProgress,
+    ) -> Result<(), CoordinatorError> {
+        let now = self.ports.clock.now();
+        self.update_node(token, i, p.phase, |n| {
+            n.rescaled_at = Some(now);
+            Ok(())
+        })
+        .await
+        .map(drop)
     }
 
     /// `action`, given up once the phase's time `left` has passed (plus a second, so that the
@@ -258,22 +300,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         if matches!(p.phase, Phase::VerifyConverged | Phase::Surge) && p.converged_since.is_some() {
             self.update_node(token, i, p.phase, |n| {
                 n.converged_since = None;
+                n.held_since = None;
                 Ok(())
             })
             .await?;
         }
-        self.ports.clock.sleep(self.poll).await;
         Ok(())
     }
 
-    /// The condition holds: its window (monitor, warm-up) starts now unless it already runs.
+    /// The condition holds: its window (monitor, warm-up) starts now unless it already runs;
+    /// rest until it ends.
     async fn on_monitoring(
         &self,
         token: u64,
         i: usize,
         p: &NodeProgress,
         now: jiff::Timestamp,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<Rest, CoordinatorError> {
         if p.converged_since.is_none() {
             self.update_node(token, i, p.phase, |n| {
                 n.converged_since = Some(now);
@@ -281,7 +324,31 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             })
             .await?;
         }
-        self.ports.clock.sleep(self.poll).await;
+        let window = match p.phase {
+            Phase::Surge => self.settings.timeouts.warmup,
+            Phase::VerifyConverged => self.settings.timeouts.monitor,
+            _ => return Ok(Rest::Poll),
+        };
+        let since = p.converged_since.unwrap_or(now);
+        Ok(since.checked_add(window).map_or(Rest::Poll, Rest::Until))
+    }
+
+    /// The surge is done and held for the batch before: noted once, so that the report counts
+    /// the wait as the pipeline's, not the surge's.
+    async fn on_held(
+        &self,
+        token: u64,
+        i: usize,
+        p: &NodeProgress,
+        now: jiff::Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        if p.held_since.is_none() {
+            self.update_node(token, i, p.phase, |n| {
+                n.held_since = Some(now);
+                Ok(())
+            })
+            .await?;
+        }
         Ok(())
     }
 
@@ -325,7 +392,6 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Ok(())
         })
         .await?;
-        self.ports.clock.sleep(self.poll).await;
         Ok(())
     }
 

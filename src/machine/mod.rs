@@ -116,6 +116,22 @@ pub struct Span {
     pub start: Timestamp,
     /// End.
     pub end: Timestamp,
+    /// When a surge that was done began to wait for the batch before it (pipelining): the rest
+    /// of the span is that wait, not the surge's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_from: Option<Timestamp>,
+}
+
+impl Span {
+    /// A phase from `start` to `end`, never held.
+    pub fn new(phase: Phase, start: Timestamp, end: Timestamp) -> Span {
+        Span { phase, start, end, held_from: None }
+    }
+
+    /// When the phase's own work ended: its end, or when it began to be held.
+    pub fn worked_until(&self) -> Timestamp {
+        self.held_from.map_or(self.end, |h| h.clamp(self.start, self.end))
+    }
 }
 
 /// One node's progress: everything a coordinator needs to go on from here, on any manager.
@@ -156,9 +172,13 @@ pub struct NodeProgress {
     /// replicas running (surge, for the warm-up), its packages fetched (prefetch, while its
     /// batch-mates fetch theirs).
     pub converged_since: Option<Timestamp>,
-    /// When the coordinator last wrote a scale-down again that the swarm had missed (verify phase).
+    /// When the coordinator last wrote the node's surges back (verify phase): all of them, by its
+    /// action (nothing left to batch-mates), then a scale-down the swarm had missed, again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescaled_at: Option<Timestamp>,
+    /// Since when its finished surge has been held for the batch before it (pipelining).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<Timestamp>,
     /// Why the node failed, rolled back or was restored.
     pub reason: Option<String>,
     /// For a node left failed: its state and the exact steps that bring it back (see
@@ -209,6 +229,7 @@ impl NodeProgress {
             rejoined_from: None,
             converged_since: None,
             rescaled_at: None,
+            held_since: None,
             reason: None,
             recovery: None,
             history: Vec::new(),
@@ -230,7 +251,8 @@ impl NodeProgress {
                 from: self.phase,
             });
         }
-        self.history.push(Span { phase: self.phase, start: self.phase_started, end: now });
+        let held_from = self.held_since.take();
+        self.history.push(Span { held_from, ..Span::new(self.phase, self.phase_started, now) });
         self.phase = to;
         self.phase_started = now;
         self.converged_since = None;

@@ -56,7 +56,7 @@ mod tests {
 
     fn failed(upgraded: bool) -> NodeProgress {
         let t: jiff::Timestamp = "2026-12-03T03:00:00Z".parse().unwrap();
-        let span = |phase| Span { phase, start: t, end: t };
+        let span = |phase| Span::new(phase, t, t);
         NodeProgress {
             node: NodeId("w1".into()),
             hostname: "worker1".into(),
@@ -75,6 +75,7 @@ mod tests {
             rejoined_from: None,
             converged_since: None,
             rescaled_at: None,
+            held_since: None,
             reason: Some("Rollback on worker1: docker.service failed".into()),
             recovery: None,
             history: if upgraded {

@@ -76,7 +76,7 @@ fn main_path_visits_every_phase_in_order_and_records_history() {
         ]
     );
     assert_eq!(p.history.len(), 11);
-    assert_eq!(p.history[1], Span { phase: Prefetch, start: t(1), end: t(2) });
+    assert_eq!(p.history[1], Span::new(Prefetch, t(1), t(2)));
 }
 
 #[test]

@@ -50,19 +50,27 @@ impl<'a> LiveTasks<'a> {
 /// task on every Ready, non-drained node that satisfies its constraints.
 #[cfg(test)]
 pub(crate) fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> Convergence {
-    judge(snap, &LiveTasks::new(snap), service)
+    judge(snap, &LiveTasks::new(snap), service, &[])
 }
 
-/// Judges every service, in the snapshot's order.
-pub(crate) fn every_service(
-    snap: &ClusterSnapshot,
-) -> impl Iterator<Item = (&Service, Convergence)> {
+/// Judges every service, in the snapshot's order; a global service's task still missing on a
+/// node of `settling` (just back in service, and verified on its own) is not counted against it.
+pub(crate) fn every_service<'a>(
+    snap: &'a ClusterSnapshot,
+    settling: &'a [NodeId],
+) -> impl Iterator<Item = (&'a Service, Convergence)> {
     let live = LiveTasks::new(snap);
-    snap.services.iter().map(move |s| (s, judge(snap, &live, s)))
+    snap.services.iter().map(move |s| (s, judge(snap, &live, s, settling)))
 }
 
-/// Judges one service with the snapshot's tasks already grouped.
-fn judge(snap: &ClusterSnapshot, live: &LiveTasks, service: &Service) -> Convergence {
+/// Judges one service with the snapshot's tasks already grouped (see [`every_service`] for
+/// `settling`).
+fn judge(
+    snap: &ClusterSnapshot,
+    live: &LiveTasks,
+    service: &Service,
+    settling: &[NodeId],
+) -> Convergence {
     match service.update_state {
         Some(UpdateState::Paused) => {
             return Convergence::Failed(format!(
@@ -116,7 +124,7 @@ fn judge(snap: &ClusterSnapshot, live: &LiveTasks, service: &Service) -> Converg
                 .iter()
                 .filter(|n| n.state == NodeState::Ready && n.availability != Availability::Drain)
                 .filter(|n| satisfies_all(&service.constraints, n))
-                .filter(|n| !running.contains(&n.id))
+                .filter(|n| !running.contains(&n.id) && !settling.contains(&n.id))
                 .map(|n| n.hostname.as_str())
                 .collect();
             if missing.is_empty() {
@@ -159,7 +167,7 @@ pub(crate) fn slots_meant_to_run(snap: &ClusterSnapshot, service: &Service) -> u
 
 /// The first service that has not converged, with the reason, or `None` when all have.
 pub fn first_unconverged(snap: &ClusterSnapshot) -> Option<Convergence> {
-    every_service(snap).map(|(_, c)| c).find(|c| *c != Convergence::Converged)
+    every_service(snap, &[]).map(|(_, c)| c).find(|c| *c != Convergence::Converged)
 }
 
 /// As [`first_unconverged`], but a service that another node surged above its count before the
@@ -177,7 +185,7 @@ pub fn first_unconverged_at(
                 let surged = Service { mode: Mode::Replicated { replicas: from }, ..s.clone() };
                 judge_at_least(snap, &live, &surged)
             }
-            _ => judge(snap, &live, s),
+            _ => judge(snap, &live, s, &[]),
         })
         .find(|c| *c != Convergence::Converged)
 }
@@ -185,13 +193,15 @@ pub fn first_unconverged_at(
 /// Judges a replicated service whose spec says more replicas than `service.mode` (another
 /// node's surge): converged once that many run, whatever else is still starting.
 fn judge_at_least(snap: &ClusterSnapshot, live: &LiveTasks, service: &Service) -> Convergence {
-    let Mode::Replicated { replicas } = service.mode else { return judge(snap, live, service) };
+    let Mode::Replicated { replicas } = service.mode else {
+        return judge(snap, live, service, &[]);
+    };
     let running = kept_per_slot(live.of(service))
         .values()
         .filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running)
         .count() as u64;
     let updating = service.update_state == Some(UpdateState::Updating);
-    match judge(snap, live, service) {
+    match judge(snap, live, service, &[]) {
         Convergence::Converging(_) if running >= replicas && !updating => Convergence::Converged,
         c => c,
     }
@@ -272,6 +282,31 @@ mod tests {
         assert!(
             matches!(service_convergence(&s, &web), Convergence::Converging(_)),
             "the down node's task no longer counts"
+        );
+    }
+
+    #[test]
+    fn a_global_task_still_starting_on_a_settling_node_is_left_to_that_node() {
+        let mut s = snap();
+        s.tasks.retain(|t| t.id != "agentcheck.worker2");
+        let worker2 = s.nodes.iter().find(|n| n.hostname == "worker2").unwrap().id.clone();
+        let judged = |s: &ClusterSnapshot, settling: &[NodeId]| -> Vec<Convergence> {
+            every_service(s, settling).map(|(_, c)| c).collect()
+        };
+        assert!(
+            judged(&s, std::slice::from_ref(&worker2)).iter().all(|c| *c == Convergence::Converged)
+        );
+        let worker1 = s.nodes.iter().find(|n| n.hostname == "worker1").unwrap().id.clone();
+        assert!(
+            judged(&s, &[worker1]).contains(&Convergence::Converging(
+                "service agentcheck: no running task on worker2".into()
+            )),
+            "another node settling does not excuse worker2"
+        );
+        s.tasks.iter_mut().find(|t| t.id == "web.1").unwrap().state = TaskState::Failed;
+        assert!(
+            judged(&s, &[worker2]).iter().any(|c| matches!(c, Convergence::Converging(_))),
+            "a replicated service is judged as ever"
         );
     }
 

@@ -80,6 +80,20 @@ pub fn guard(
     nodes: &[NodeId],
     packages: &PackageSet,
 ) -> Result<Vec<Vec<Surge>>, Vec<Refusal>> {
+    guard_settling(snap, settings, flags, nodes, packages, &[])
+}
+
+/// As [`guard`], for a batch that starts while the nodes `settling` (the batch before) verify:
+/// a global service's task still starting on one of them does not hold it (their own
+/// verification judges it, and the batch drains only once they are done).
+pub fn guard_settling(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    flags: &RunFlags,
+    nodes: &[NodeId],
+    packages: &PackageSet,
+    settling: &[NodeId],
+) -> Result<Vec<Vec<Surge>>, Vec<Refusal>> {
     let req = PlanRequest {
         allow_downgrade: flags.allow_downgrade,
         allow_single_manager: flags.allow_single_manager,
@@ -89,7 +103,7 @@ pub fn guard(
     for n in nodes.iter().filter_map(|id| snap.node(id)) {
         refusals.extend(preflight::node_checks(snap, settings, &req, n, packages));
     }
-    refusals.extend(preflight::service_checks(snap));
+    refusals.extend(preflight::service_checks(snap, settling));
     let ix = index::Index::new(snap);
     let mut load = placement::Load::from_snapshot(&ix);
     match batch::fit(&ix, &mut load, None, nodes, settings.surge) {
@@ -129,7 +143,7 @@ pub fn plan(
     for id in &ordered {
         refusals.extend(preflight::node_checks(snap, settings, req, node_of(id), &packages));
     }
-    refusals.extend(preflight::service_checks(snap));
+    refusals.extend(preflight::service_checks(snap, &[]));
     // The swarm does not move tasks back or forth as a simulation predicts (a replacement left
     // pending lands on the node again once it is reactivated), so each node must be evacuable
     // both from the placement as it is now and after the predicted moves of the nodes before it.

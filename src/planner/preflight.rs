@@ -4,8 +4,8 @@ use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::Settings;
 use crate::model::convergence::{Convergence, every_service};
 use crate::model::{
-    AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, Node, NodeState, PackageSet,
-    Reachability, Role,
+    AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, Node, NodeId, NodeState,
+    PackageSet, Reachability, Role,
 };
 
 fn at_node(kind: RefusalKind, node: &str, reason: String, fix: &str) -> Refusal {
@@ -265,9 +265,11 @@ pub(crate) fn node_checks(
     out
 }
 
-/// Services must be settled before the run: verification after each node could never pass otherwise.
-pub(crate) fn service_checks(snap: &ClusterSnapshot) -> Vec<Refusal> {
-    every_service(snap)
+/// Services must be settled before the run: verification after each node could never pass
+/// otherwise. A global service's task still missing on a node of `settling` (the batch before,
+/// verifying while the next starts early) is left to that node's own verification.
+pub(crate) fn service_checks(snap: &ClusterSnapshot, settling: &[NodeId]) -> Vec<Refusal> {
+    every_service(snap, settling)
         .filter_map(|(s, c)| match c {
             Convergence::Converged => None,
             Convergence::Converging(why) | Convergence::Failed(why) => Some(Refusal {

@@ -4,8 +4,9 @@
 //! elsewhere (surge, with the warm-up a load balancer needs before the old replica may stop),
 //! its old tasks stopping gracefully and running elsewhere (wait-migrated), the install
 //! (upgrade), the engine restart (restart) and the node Ready again (wait-ready). The rest is
-//! overhead: prefetch, pause, drain, reactivate, verify-converged (its monitor window), and a
-//! node's wait for its batch-mates' packages. (A surge that waits for batch-mates to be paused
+//! overhead: prefetch, pause, drain, reactivate, verify-converged (its monitor window), a
+//! node's wait for its batch-mates' packages, and a surge's wait, once done, for the batch
+//! before it (pipelining). (A surge that waits for batch-mates to be paused
 //! counts as floor: that wait is a second or so.) The nodes of a batch go at once, so a batch's
 //! floor is its slowest node's and the run's floor is the sum of its batches' (a batch the guard
 //! shrank counts once per go); the ratio is the run's wall time over that floor (1.0 would be a
@@ -82,8 +83,14 @@ fn node_floor(n: &NodeProgress) -> Option<(NodeFloor, jiff::Timestamp)> {
     let started = worked.first()?.start;
     let (mut floor_s, mut overhead_s) = (0.0, 0.0);
     for s in worked {
-        let secs = elapsed(s.start, s.end).as_secs_f64();
-        if FLOOR_PHASES.contains(&s.phase) { floor_s += secs } else { overhead_s += secs }
+        // A surge held for the batch before counts as floor only until it was done.
+        let (work, wait) = (elapsed(s.start, s.worked_until()), elapsed(s.worked_until(), s.end));
+        if FLOOR_PHASES.contains(&s.phase) {
+            floor_s += work.as_secs_f64();
+            overhead_s += wait.as_secs_f64();
+        } else {
+            overhead_s += (work + wait).as_secs_f64();
+        }
     }
     Some((NodeFloor { hostname: n.hostname.clone(), floor_s, overhead_s }, started))
 }
@@ -115,13 +122,12 @@ mod tests {
                 n.hostname = format!("n{i}");
                 n.batch = *batch;
                 let mut t = 0;
-                n.history =
-                    std::iter::once(Span { phase: Phase::Pending, start: at(0), end: at(0) })
-                        .chain(phases.iter().map(|&(phase, secs)| {
-                            t += secs;
-                            Span { phase, start: at(t - secs), end: at(t) }
-                        }))
-                        .collect();
+                n.history = std::iter::once(Span::new(Phase::Pending, at(0), at(0)))
+                    .chain(phases.iter().map(|&(phase, secs)| {
+                        t += secs;
+                        Span::new(phase, at(t - secs), at(t))
+                    }))
+                    .collect();
                 n
             })
             .collect();
@@ -170,6 +176,16 @@ mod tests {
             (s.start, s.end) = (s.start + later, s.end + later);
         }
         assert_eq!(RunFloor::of(&r).floor_s, 36.0);
+    }
+
+    #[test]
+    fn a_surge_held_for_the_batch_before_counts_as_floor_only_until_it_was_done() {
+        let mut r = run(&[(Some(0), NODE)], 40);
+        let surge = r.nodes[0].history.iter_mut().find(|s| s.phase == Phase::Surge).unwrap();
+        // The surge ran 6 s, of which its last 4 s were held.
+        surge.held_from = Some(surge.start + jiff::SignedDuration::from_secs(2));
+        let f = RunFloor::of(&r);
+        assert_eq!((f.nodes[0].floor_s, f.nodes[0].overhead_s), (14.0, 20.0));
     }
 
     #[test]

@@ -41,6 +41,11 @@ impl RunRecord {
         start..end + 1
     }
 
+    /// Whether every node of node `i`'s batch has ended (a terminal phase).
+    pub(crate) fn batch_ended(&self, i: usize) -> bool {
+        self.members(i).all(|j| self.nodes[j].phase.is_terminal())
+    }
+
     /// Node `i`'s batch-mates that have started (a batch the guard shrank starts the rest later).
     fn mates(&self, i: usize) -> impl Iterator<Item = &NodeProgress> {
         self.members(i)

@@ -1,12 +1,17 @@
 //! Pipelining between batches: the next batch starts (prefetch, pause, surge) while the batch
-//! before it is in its monitor window, and drains only once that batch is done. Pure.
+//! before it verifies (its services settling, then its monitor window), and drains only once
+//! that batch is done. Pure.
 //!
 //! Why each overlap is safe:
-//! - The next batch starts only when every node before it is done or in its monitor window
-//!   ([`RunRecord::early_start`]): upgraded, Ready, back at its availability, its surge scaled
-//!   back (a node whose surge a batch-mate still holds does not open its window, see
-//!   [`crate::machine::decide`]) and every service converged. The guard then reads the cluster
-//!   as that batch left it: the counts the next batch surges from are the services' own.
+//! - The next batch starts only when every node before it is done or verifying
+//!   ([`RunRecord::early_start`]): upgraded, Ready, back at its availability, and its surge
+//!   scaled back, as noted (`rescaled_at`) once its verify action has scaled back every surge
+//!   (none left to a batch-mate that still holds it: the last of a batch scales a shared surge
+//!   back). The guard then reads the cluster as that batch left it: the counts the next batch
+//!   surges from are the services' own, and every service must have converged, but for a
+//!   global service's task still starting on a node of the batch before
+//!   ([`RunRecord::verifying_before`]): that node's own verification waits for it, and the
+//!   next batch takes nothing from it before it drains.
 //! - Pausing and surging take no task away: the nodes in their window keep every task they run,
 //!   and a surged replica lands on a node that is up (none of the next batch: it is paused
 //!   whole before any of it surges).
@@ -60,7 +65,8 @@ impl RunRecord {
     }
 
     /// The nodes of the next batch, all not started, when they may start now: every node
-    /// before them done or in its monitor window (none failed), and no abort asked.
+    /// before them done or verifying with its surges scaled back (none failed), and no abort
+    /// asked.
     pub(crate) fn early_start(&self) -> Option<Vec<usize>> {
         if self.abort_requested {
             return None;
@@ -71,12 +77,24 @@ impl RunRecord {
             // (A node verifying after its rollback ends rolled back: the run halts there.)
             n.phase == Phase::Done
                 || (n.phase == Phase::VerifyConverged
-                    && n.converged_since.is_some()
+                    && (n.rescaled_at.is_some() || n.converged_since.is_some())
                     && !n.rolled_back)
         });
         let next = self.next_batch(first);
         let fresh = next.clone().all(|j| self.nodes[j].phase == Phase::Pending);
         (verifying && fresh && !next.is_empty()).then(|| next.collect())
+    }
+
+    /// The nodes of the batch before node `i`'s that are not done yet (verifying, when `i`'s
+    /// batch starts early): what its guard leaves their own verification to judge.
+    pub(crate) fn verifying_before(&self, i: usize) -> Vec<crate::model::NodeId> {
+        self.before(i).filter(|n| n.phase != Phase::Done).map(|n| n.node.clone()).collect()
+    }
+
+    /// Whether every node of the batch before node `i`'s is done or in its monitor window (its
+    /// services converged).
+    pub(crate) fn window_open_before(&self, i: usize) -> bool {
+        self.before(i).all(|n| n.phase == Phase::Done || n.converged_since.is_some())
     }
 
     /// Why node `i` may not drain yet: nodes before its batch not done (their verification

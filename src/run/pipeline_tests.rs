@@ -40,6 +40,29 @@ fn the_next_batch_starts_once_every_node_before_it_is_in_its_monitor_window() {
 }
 
 #[test]
+fn the_next_batch_starts_once_every_node_before_it_has_scaled_its_surge_back() {
+    let mut r = batched();
+    r.nodes[0].phase = Phase::VerifyConverged;
+    r.nodes[1].phase = Phase::VerifyConverged;
+    assert_eq!(r.early_start(), None, "verifying, but no surge scaled back yet");
+    r.nodes[0].rescaled_at = Some(r.started_at);
+    assert_eq!(r.early_start(), None, "worker2 has not scaled its surge back");
+    r.nodes[1].rescaled_at = Some(r.started_at);
+    assert_eq!(r.early_start(), Some(vec![2]), "settling still, but every surge is back");
+    assert!(!r.window_open_before(2), "neither window is open");
+    let verifying: Vec<_> = r.verifying_before(2).into_iter().map(|n| n.0).collect();
+    assert_eq!(verifying.len(), 2, "both workers are left to their own verification");
+    r.nodes[0].phase = Phase::Done;
+    r.nodes[1].converged_since = Some(r.started_at);
+    assert!(r.window_open_before(2), "worker1 done, worker2 in its window");
+    assert_eq!(r.verifying_before(2), vec![r.nodes[1].node.clone()]);
+    r.nodes[1].phase = Phase::Reactivate;
+    r.nodes[1].rescaled_at = None;
+    r.nodes[1].converged_since = None;
+    assert_eq!(r.early_start(), None, "worker2 is not verifying yet");
+}
+
+#[test]
 fn no_batch_starts_early_after_the_last() {
     let mut r = batched();
     for n in 0..4 {
@@ -112,11 +135,7 @@ fn a_held_surge_counts_against_its_limit_only_from_when_the_batch_before_is_done
     r.nodes[2].phase_started = t10;
     assert_eq!(r.clock(2), None, "held: the batch before bounds the wait");
     r.nodes[1].phase = Phase::Done;
-    r.nodes[1].history.push(crate::machine::Span {
-        phase: Phase::VerifyConverged,
-        start: t10,
-        end: t50,
-    });
+    r.nodes[1].history.push(crate::machine::Span::new(Phase::VerifyConverged, t10, t50));
     assert_eq!(r.clock(2), Some(t50), "counted from when worker2 was done");
     r.nodes[2].phase_started = t(60);
     assert_eq!(r.clock(2), Some(t(60)), "a surge started after it counts from its own start");
