@@ -25,7 +25,8 @@ use crate::run::{Halt, RunRecord, RunStep};
 /// each other (a batch ended: the nodes held for it drain without waiting for their next poll).
 struct Wake {
     notify: Notify,
-    /// The early start the guard refused last ([`early_key`]; `usize::MAX`: none).
+    /// The early start the guard refused last ([`early_key`]; 0: none). Keys only grow: a
+    /// refusal is never tried again at a key it has passed.
     refused: AtomicUsize,
     /// How many batches have ended.
     batches_ended: watch::Sender<usize>,
@@ -35,7 +36,7 @@ impl Wake {
     fn new() -> Self {
         Wake {
             notify: Notify::new(),
-            refused: AtomicUsize::new(usize::MAX),
+            refused: AtomicUsize::new(0),
             batches_ended: watch::Sender::new(0),
         }
     }
@@ -43,7 +44,7 @@ impl Wake {
 
 /// The next batch's early start, if it may start now, keyed by its first node and whether the
 /// batch before has opened its monitor window: a start refused while that batch's services
-/// settled is tried once more when they have.
+/// settled is tried once more when they have (and not again should the window close and open).
 fn early_key(run: &RunRecord) -> Option<(Vec<usize>, usize)> {
     let next = run.early_start()?;
     let key = next[0] * 2 + usize::from(run.window_open_before(next[0]));
@@ -89,8 +90,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// Starts nodes as the run allows and follows each started node on its own to the end of
     /// its part ([`Self::follow`]), so that one node's long action (an install, a rollback)
     /// never holds another's polls and windows. The next batch may start while the one before
-    /// it is in its monitor window (see [`crate::run`]'s pipeline): a follower that sees it so
-    /// wakes this loop. Every follower ends (its node done, or an error such as a lost lock)
+    /// it verifies, once that one has scaled its surges back (see [`crate::run`]'s pipeline): a
+    /// follower that sees it so wakes this loop. Every follower ends (its node done, or an error such as a lost lock)
     /// before the first error is reported, so that no failed node is abandoned before its
     /// hand-back.
     async fn schedule_all(&self, token: u64) -> Result<(Halt, String), CoordinatorError> {
@@ -158,7 +159,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             },
             RunStep::Continue(active) => {
                 let refused = early_refused.load(Ordering::Relaxed);
-                let early = early_key(&run).filter(|(_, key)| *key != refused);
+                let early = early_key(&run).filter(|(_, key)| *key > refused);
                 if let Some((next, key)) = early {
                     match self.guard(&run, &next).await {
                         Ok(started) => {
@@ -226,7 +227,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 return Ok(());
             }
             let refused = wake.refused.load(Ordering::Relaxed);
-            if early_key(&run).is_some_and(|(_, key)| key != refused) {
+            if early_key(&run).is_some_and(|(_, key)| key > refused) {
                 wake.notify.notify_one();
             }
             let before = acted.clone();
@@ -249,7 +250,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let next_poll = self.poll.saturating_sub(elapsed(began, now)).max(MIN_REST);
         let wait = match rest {
             Rest::None => return,
-            Rest::Poll | Rest::Held => next_poll,
+            Rest::Poll => next_poll,
+            // (A whole poll: the end of the batch before wakes it anyway.)
+            Rest::Held => self.poll,
             Rest::Until(end) => next_poll.min(elapsed(now, end)),
         };
         if rest == Rest::Held {

@@ -297,7 +297,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         i: usize,
         p: &NodeProgress,
     ) -> Result<(), CoordinatorError> {
-        if matches!(p.phase, Phase::VerifyConverged | Phase::Surge) && p.converged_since.is_some() {
+        let windowed = matches!(p.phase, Phase::VerifyConverged | Phase::Surge);
+        if windowed && (p.converged_since.is_some() || p.held_since.is_some()) {
             self.update_node(token, i, p.phase, |n| {
                 n.converged_since = None;
                 n.held_since = None;

@@ -255,8 +255,9 @@ pub(crate) fn condition(
                 return Verdict::Wait(format!("{host} is not Ready"));
             }
             // A surge left to batch-mates is scaled back once none holds it: the window opens
-            // after that (a node in its window has scaled every surge back, which the next
-            // batch's early start relies on: see `crate::run`'s pipeline).
+            // after that (a node in its window has scaled every surge back; the next batch's
+            // early start relies on that, or on the mark of its scale-back, `rescaled_at`: see
+            // `crate::run`'s pipeline).
             if let Some(s) = p.surge.iter().find(|s| obs.held.contains(&s.service)) {
                 return Verdict::Wait(format!(
                     "service {} stays surged until its batch-mates' tasks run elsewhere",

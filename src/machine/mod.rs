@@ -364,6 +364,7 @@ impl NodeProgress {
         self.phase_started = now;
         self.converged_since = None;
         self.rescaled_at = None;
+        self.held_since = None;
     }
 
     /// Whether the current phase has run out of time.

@@ -53,8 +53,9 @@ pub(crate) fn service_convergence(snap: &ClusterSnapshot, service: &Service) -> 
     judge(snap, &LiveTasks::new(snap), service, &[])
 }
 
-/// Judges every service, in the snapshot's order; a global service's task still missing on a
-/// node of `settling` (just back in service, and verified on its own) is not counted against it.
+/// Judges every service, in the snapshot's order; a global service's task placed on a node of
+/// `settling` (just back in service, and verified on its own) and still starting there is not
+/// counted against it (one not placed yet is).
 pub(crate) fn every_service<'a>(
     snap: &'a ClusterSnapshot,
     settling: &'a [NodeId],
@@ -114,17 +115,23 @@ fn judge(
             }
         }
         Mode::Global => {
-            let running: HashSet<&NodeId> = tasks
-                .iter()
-                .filter(|t| t.desired == TaskState::Running && t.state == TaskState::Running)
-                .filter_map(|t| t.node.as_ref())
-                .collect();
+            let on = |ok: fn(TaskState) -> bool| -> HashSet<&NodeId> {
+                tasks
+                    .iter()
+                    .filter(|t| t.desired == TaskState::Running && ok(t.state))
+                    .filter_map(|t| t.node.as_ref())
+                    .collect()
+            };
+            let running = on(|s| s == TaskState::Running);
+            // On a settling node, a task the swarm has placed and is starting will do.
+            let starting = on(|s| s < TaskState::Running);
             let missing: Vec<&str> = snap
                 .nodes
                 .iter()
                 .filter(|n| n.state == NodeState::Ready && n.availability != Availability::Drain)
                 .filter(|n| satisfies_all(&service.constraints, n))
-                .filter(|n| !running.contains(&n.id) && !settling.contains(&n.id))
+                .filter(|n| !running.contains(&n.id))
+                .filter(|n| !(settling.contains(&n.id) && starting.contains(&n.id)))
                 .map(|n| n.hostname.as_str())
                 .collect();
             if missing.is_empty() {
@@ -288,7 +295,8 @@ mod tests {
     #[test]
     fn a_global_task_still_starting_on_a_settling_node_is_left_to_that_node() {
         let mut s = snap();
-        s.tasks.retain(|t| t.id != "agentcheck.worker2");
+        s.tasks.iter_mut().find(|t| t.id == "agentcheck.worker2").unwrap().state =
+            TaskState::Preparing;
         let worker2 = s.nodes.iter().find(|n| n.hostname == "worker2").unwrap().id.clone();
         let judged = |s: &ClusterSnapshot, settling: &[NodeId]| -> Vec<Convergence> {
             every_service(s, settling).map(|(_, c)| c).collect()
@@ -305,8 +313,17 @@ mod tests {
         );
         s.tasks.iter_mut().find(|t| t.id == "web.1").unwrap().state = TaskState::Failed;
         assert!(
-            judged(&s, &[worker2]).iter().any(|c| matches!(c, Convergence::Converging(_))),
+            judged(&s, std::slice::from_ref(&worker2))
+                .iter()
+                .any(|c| matches!(c, Convergence::Converging(_))),
             "a replicated service is judged as ever"
+        );
+        s.tasks.retain(|t| t.id != "agentcheck.worker2");
+        assert!(
+            judged(&s, &[worker2]).contains(&Convergence::Converging(
+                "service agentcheck: no running task on worker2".into()
+            )),
+            "a task not placed yet is missing: its resources are not counted yet"
         );
     }
 

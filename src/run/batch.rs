@@ -68,7 +68,7 @@ impl RunRecord {
         let with = |keep: fn(Phase) -> bool| -> Vec<usize> {
             members.clone().filter(|&j| keep(self.nodes[j].phase)).collect()
         };
-        // The next batch too: it may have started during this one's monitor window.
+        // The next batch too: it may have started while this one verifies.
         let active: Vec<usize> = members
             .clone()
             .chain(self.next_batch(first))

@@ -96,7 +96,7 @@ pub struct RunRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunStep {
     /// Work on the nodes at these indexes, which are in progress (one batch, and the next if
-    /// it started during that one's monitor window).
+    /// it started while that one verifies).
     Continue(Vec<usize>),
     /// Check the guards for the nodes at these indexes (the rest of one batch), then start as
     /// many of them as can go together now.

@@ -21,7 +21,7 @@
 //! - A node before it that fails turns the next batch back before it drains
 //!   ([`RunRecord::failed_before`]): surge scaled back, availability restored, and the run halts
 //!   on that first failure.
-//! - A node in its window judges a service the next batch surged at its count before that surge
+//! - A node verifying judges a service the next batch surged at its count before that surge
 //!   ([`RunRecord::mates_from`]) and never scales it back ([`RunRecord::taken_by_next`]).
 
 use std::collections::BTreeSet;
@@ -42,7 +42,8 @@ impl RunRecord {
 
     /// The nodes of the batch before node `i`'s: the only ones before it that may not be done
     /// once it has started (a batch starts when every node before it is done, or early when
-    /// the batch before is in its monitor window and every node before that is done).
+    /// the batch before verifies with its surges scaled back and every node before that is
+    /// done).
     fn before(&self, i: usize) -> impl Iterator<Item = &crate::machine::NodeProgress> {
         let start = self.members(i).start;
         let previous = if start > 0 { self.members(start - 1) } else { 0..0 };
