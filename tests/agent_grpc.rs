@@ -54,6 +54,8 @@ struct Recorder {
     busy_rollbacks: Arc<Mutex<u32>>,
     /// The swarm's managers as the node's engine sees them (`None`: it cannot say).
     managers: Arc<Mutex<Option<Managers>>>,
+    /// How long a prefetch takes.
+    prefetch_takes: std::time::Duration,
 }
 
 impl Default for Recorder {
@@ -62,6 +64,7 @@ impl Default for Recorder {
             calls: Arc::default(),
             busy_rollbacks: Arc::default(),
             managers: Arc::new(Mutex::new(Some(managers(&["manager1-id"])))),
+            prefetch_takes: std::time::Duration::ZERO,
         }
     }
 }
@@ -80,6 +83,7 @@ impl NodeBackend for Recorder {
     }
     fn prefetch(&self, set: &PackageSet, _: &OpKey) -> Result<(), NodeError> {
         self.calls.lock().unwrap().push(format!("prefetch {set}"));
+        std::thread::sleep(self.prefetch_takes);
         Ok(())
     }
     fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
@@ -619,6 +623,40 @@ async fn the_coordinator_calls_with_its_rotated_certificate() {
     write(&node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id"));
     assert_eq!(agents.describe(&target, Lists::AsTheyAre).await.unwrap().disk_free_bytes, 42);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_same_order_given_while_it_runs_waits_for_it_instead_of_running_twice() {
+    let swarm_ca = ca("swarm-ca");
+    let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
+    let backend =
+        Recorder { prefetch_takes: std::time::Duration::from_millis(500), ..Recorder::default() };
+    let calls = backend.calls.clone();
+    let (port, stop, server) =
+        start(AgentService::new(backend, "cluster-a", false), &agent_cert, &swarm_ca).await;
+    let manager = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
+    let (mut a, mut b) = (
+        client(port, &swarm_ca, &manager).await.unwrap(),
+        client(port, &swarm_ca, &manager).await.unwrap(),
+    );
+
+    // A fetch-ahead and the node's own prefetch, under one fence: both answered, run once.
+    let (first, second) = tokio::join!(
+        async { last(a.prefetch(order(3)).await.unwrap().into_inner()).await },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            last(b.prefetch(order(3)).await.unwrap().into_inner()).await
+        }
+    );
+    assert_eq!(first.unwrap().message, second.unwrap().message);
+    let prefetches = || calls.lock().unwrap().iter().filter(|c| c.starts_with("prefetch")).count();
+    assert_eq!(prefetches(), 1);
+
+    // Another token is another order.
+    last(a.prefetch(order(4)).await.unwrap().into_inner()).await.unwrap();
+    assert_eq!(prefetches(), 2);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

@@ -49,6 +49,9 @@ async fn rolling_upgrade_reaches_target_everywhere_without_losing_capacity() {
     // A surge done before the node before it was, held: the report counts the wait apart.
     let held = rec.nodes.iter().flat_map(|n| &n.history).filter(|s| s.held_from.is_some());
     assert!(held.count() > 0, "some surge was done before the node before it");
+    // Fetched ahead: every node but the first found its download done when its turn came.
+    let remembered = w.calls.agent.get("prefetch from memory").copied().unwrap_or(0);
+    assert!(remembered >= 4, "{:?}", w.calls.agent);
 }
 
 /// An abort asked while the next node has already started in the window of the one before
@@ -776,7 +779,7 @@ async fn a_scheduled_run_does_not_retry_a_target_that_failed() {
 async fn a_run_interrupted_by_an_older_version_resumes_from_its_document() {
     let c = cluster();
     let before = availabilities(&c.world.lock().unwrap());
-    c.crash_after(42);
+    c.crash_after(45);
     let mut s = Settings::default();
     // The fixture was captured before surged replicas were given a warm-up.
     s.timeouts.warmup = std::time::Duration::ZERO;

@@ -61,7 +61,7 @@ pub struct AgentService<B> {
     insecure: bool,
     fence: Mutex<Fence>,
     fence_file: Option<std::path::PathBuf>,
-    done: Arc<Mutex<BTreeMap<DoneKey, Result<String, NodeError>>>>,
+    done: Arc<Mutex<BTreeMap<DoneKey, Entry>>>,
     /// The packages orders may name (empty: any well-formed name).
     packages: std::collections::BTreeSet<String>,
     /// The swarm's managers when the engine last said: kept, so that orders given while the
@@ -230,7 +230,10 @@ impl<B: NodeBackend> AgentService<B> {
         Ok((f.run_id.clone(), f.token))
     }
 
-    /// Runs `work` once per (operation, run, token) and streams its progress.
+    /// Runs `work` once per (operation, run, token) and streams its progress. The same order
+    /// given again while it runs (a fetch-ahead and the node's own prefetch, a retry after a
+    /// lost stream) waits for its result instead of running it twice: two transactions named
+    /// after one order would collide on their transient unit's name.
     fn order(
         &self,
         op: &'static str,
@@ -243,21 +246,29 @@ impl<B: NodeBackend> AgentService<B> {
         let done = self.done.clone();
         let backend = self.backend.clone();
         tokio::spawn(async move {
-            let previous = done.lock().expect("done lock").get(&key).cloned();
-            let result = match previous {
-                Some(r) => r,
-                None => {
-                    let _ = tx
-                        .send(Ok(pb::Progress { message: format!("{op} started"), done: false }))
-                        .await;
+            let result = match Order::of(&done, &key) {
+                Order::Done(r) => r,
+                Order::Running(mut running) => {
+                    let _ = tx.send(Ok(progress(format!("{op} already running: waiting")))).await;
+                    match running.wait_for(Option::is_some).await {
+                        Ok(r) => r.clone().expect("waited for a result"),
+                        Err(_) => Err(NodeError::Busy(format!("{op} was cut short: ask again"))),
+                    }
+                }
+                Order::New(finished) => {
+                    let _ = tx.send(Ok(progress(format!("{op} started")))).await;
                     let r = tokio::task::spawn_blocking(move || work(&backend))
                         .await
                         .unwrap_or_else(|e| Err(NodeError::Failed(format!("{op} panicked: {e}"))));
                     count(op, &r);
+                    let mut done = done.lock().expect("done lock");
                     // A busy node changed nothing: the coordinator's retry of this order must run it.
-                    if !matches!(r, Err(NodeError::Busy(_))) {
-                        done.lock().expect("done lock").insert(key, r.clone());
+                    if matches!(r, Err(NodeError::Busy(_))) {
+                        done.remove(&key);
+                    } else {
+                        done.insert(key, Entry::Done(r.clone()));
                     }
+                    finished.send_replace(Some(r.clone()));
                     r
                 }
             };
@@ -268,6 +279,47 @@ impl<B: NodeBackend> AgentService<B> {
             let _ = tx.send(last).await;
         });
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
+
+/// A progress message that is not the last.
+fn progress(message: String) -> pb::Progress {
+    pb::Progress { message, done: false }
+}
+
+/// An order's result, or where it will appear while the order runs.
+enum Entry {
+    /// Running: its result is sent here when it ends.
+    Running(tokio::sync::watch::Receiver<Option<Outcome>>),
+    /// Carried out.
+    Done(Outcome),
+}
+
+/// What an order came to.
+type Outcome = Result<String, NodeError>;
+
+/// What to do with an order, looked up (and, when new, marked running) under one lock.
+enum Order {
+    /// Answer from memory.
+    Done(Outcome),
+    /// Wait for the same order already running.
+    Running(tokio::sync::watch::Receiver<Option<Outcome>>),
+    /// Carry it out, then send its result here.
+    New(tokio::sync::watch::Sender<Option<Outcome>>),
+}
+
+impl Order {
+    fn of(done: &Mutex<BTreeMap<DoneKey, Entry>>, key: &DoneKey) -> Order {
+        let mut done = done.lock().expect("done lock");
+        match done.get(key) {
+            Some(Entry::Done(r)) => Order::Done(r.clone()),
+            Some(Entry::Running(rx)) => Order::Running(rx.clone()),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(None);
+                done.insert(key.clone(), Entry::Running(rx));
+                Order::New(tx)
+            }
+        }
     }
 }
 

@@ -47,7 +47,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let agents = self.ports.agents;
         let target = agent_target(&p.hostname, &p.addr, &p.node);
         match p.phase {
-            Phase::Prefetch => agents.prefetch(&target, packages, op).await?,
+            Phase::Prefetch => {
+                // (A fetch-ahead of this node still in flight is waited for, not doubled.)
+                self.ahead.own(&p.node).await;
+                agents.prefetch(&target, packages, op).await?
+            }
             Phase::Pause => {
                 // An operator's drain stays a drain; only an active node is paused.
                 if p.original_availability == Availability::Active {

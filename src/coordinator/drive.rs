@@ -80,10 +80,19 @@ enum Schedule {
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// Drives the run held with `token` to its end, renewing the lease every third of it all the
     /// while (observations, actions and waits alike): losing the lock abandons the run here. The
+    /// nodes not started yet have their packages fetched meanwhile ([`super::ahead`]). The
     /// last write, which releases the lock, is made once the renewals have stopped.
     pub(crate) async fn drive(&self, token: u64) -> Result<RunRecord, CoordinatorError> {
         metrics::set(metrics::LOCK_HELD, &[], 1);
-        let (halt, reason) = self.with_lease(token, self.schedule_all(token)).await??;
+        let ahead = self.fetch_ahead(token).then(|()| std::future::pending());
+        let nodes = async {
+            tokio::select! {
+                biased;
+                end = self.schedule_all(token) => end,
+                never = ahead => never,
+            }
+        };
+        let (halt, reason) = self.with_lease(token, nodes).await??;
         self.finish(token, halt, reason).await
     }
 

@@ -5,6 +5,7 @@
 //! idempotent).
 
 mod act;
+mod ahead;
 mod drive;
 mod step;
 mod store;
@@ -100,6 +101,8 @@ pub struct Coordinator<'a, S, A, St, C> {
     /// Held across each write of the store: the nodes of a batch, stepped side by side, write
     /// one after another instead of losing compare-and-swap races to each other.
     writes: tokio::sync::Mutex<()>,
+    /// The nodes' downloads fetched ahead ([`ahead`]).
+    ahead: ahead::Ahead,
 }
 
 impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St, C> {
@@ -117,6 +120,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             events: None,
             unlock_key: None,
             writes: tokio::sync::Mutex::new(()),
+            ahead: ahead::Ahead::default(),
         }
     }
 

@@ -83,6 +83,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         describes: Vec::new(),
         current_at: None,
         describe_takes: std::time::Duration::ZERO,
+        prefetched: Default::default(),
         timed: None,
         dirty: true,
         reconciled_at: 0,

@@ -93,6 +93,9 @@ pub struct World {
     pub current_at: Option<(u64, Vec<String>)>,
     /// How long each describe takes (a node whose apt sources include a dead mirror).
     pub describe_takes: std::time::Duration,
+    /// The prefetch orders each agent carried out, as (host, run, token): the same order again
+    /// is answered from memory, as the real agent does.
+    pub prefetched: BTreeSet<(String, String, u64)>,
     /// Simulated time and latencies (the scale simulation); `None`: ticks, no latency.
     pub timed: Option<Timed>,
     /// Something the orchestrator reacts to happened (a node went down or came back).

@@ -25,11 +25,18 @@ impl AptError {
     /// Whether apt failed because another apt or dpkg holds a lock it needs (past
     /// `DPkg::Lock::Timeout`): the command did not run, and may pass later. (A whole install is
     /// more than one command: after the transaction, `apt-mark hold` may be the one that found
-    /// the lock; repeating the exact set is harmless.)
+    /// the lock; repeating the exact set is harmless.) The same holds for a transient unit of the
+    /// same name still running: the order's own transaction, started before the agent restarted.
     pub fn is_busy(&self) -> bool {
-        ["Could not get lock ", "Unable to acquire the dpkg frontend lock", "Unable to lock "]
-            .iter()
-            .any(|m| self.detail.contains(m))
+        [
+            "Could not get lock ",
+            "Unable to acquire the dpkg frontend lock",
+            "Unable to lock ",
+            // systemd-run's words (BUS_ERROR_UNIT_EXISTS) for a unit name in use.
+            "was already loaded or has a fragment file",
+        ]
+        .iter()
+        .any(|m| self.detail.contains(m))
     }
 }
 
@@ -379,6 +386,7 @@ mod tests {
         let busy = [
             "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1424 (apt-get)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?",
             "E: Could not get lock /var/cache/apt/archives/lock. It is held by process 77 (apt-get)\nE: Unable to lock directory /var/cache/apt/archives/",
+            "Failed to start transient service unit: Unit swarm-upgrade-prefetch-r1-3.service was already loaded or has a fragment file.",
         ];
         for d in busy {
             assert!(matches!(NodeError::from(e(d)), NodeError::Busy(_)), "{d}");
