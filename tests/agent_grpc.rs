@@ -56,6 +56,8 @@ struct Recorder {
     managers: Arc<Mutex<Option<Managers>>>,
     /// How long a prefetch takes.
     prefetch_takes: std::time::Duration,
+    /// How many prefetches from now fail (a mirror down for a while).
+    failed_prefetches: Arc<Mutex<u32>>,
 }
 
 impl Default for Recorder {
@@ -65,6 +67,7 @@ impl Default for Recorder {
             busy_rollbacks: Arc::default(),
             managers: Arc::new(Mutex::new(Some(managers(&["manager1-id"])))),
             prefetch_takes: std::time::Duration::ZERO,
+            failed_prefetches: Arc::default(),
         }
     }
 }
@@ -84,6 +87,11 @@ impl NodeBackend for Recorder {
     fn prefetch(&self, set: &PackageSet, _: &OpKey) -> Result<(), NodeError> {
         self.calls.lock().unwrap().push(format!("prefetch {set}"));
         std::thread::sleep(self.prefetch_takes);
+        let mut failing = self.failed_prefetches.lock().unwrap();
+        if *failing > 0 {
+            *failing -= 1;
+            return Err(NodeError::Failed("E: Failed to fetch docker-ce.deb  503".into()));
+        }
         Ok(())
     }
     fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
@@ -628,12 +636,12 @@ async fn the_coordinator_calls_with_its_rotated_certificate() {
 }
 
 #[tokio::test]
-async fn the_same_order_given_while_it_runs_waits_for_it_instead_of_running_twice() {
+async fn the_same_order_given_while_it_runs_waits_for_it_and_a_failed_download_is_tried_again() {
     let swarm_ca = ca("swarm-ca");
     let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
     let backend =
         Recorder { prefetch_takes: std::time::Duration::from_millis(500), ..Recorder::default() };
-    let calls = backend.calls.clone();
+    let (calls, failing) = (backend.calls.clone(), backend.failed_prefetches.clone());
     let (port, stop, server) =
         start(AgentService::new(backend, "cluster-a", false), &agent_cert, &swarm_ca).await;
     let manager = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
@@ -657,6 +665,13 @@ async fn the_same_order_given_while_it_runs_waits_for_it_instead_of_running_twic
     // Another token is another order.
     last(a.prefetch(order(4)).await.unwrap().into_inner()).await.unwrap();
     assert_eq!(prefetches(), 2);
+
+    // A failed download is not given again to the same order: the repository is asked again.
+    *failing.lock().unwrap() = 1;
+    let e = last(a.prefetch(order(5)).await.unwrap().into_inner()).await.unwrap_err();
+    assert!(e.message().contains("Failed to fetch"), "{e}");
+    last(b.prefetch(order(5)).await.unwrap().into_inner()).await.unwrap();
+    assert_eq!(prefetches(), 4);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

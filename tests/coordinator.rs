@@ -317,6 +317,19 @@ async fn a_failed_prefetch_restores_the_node_untouched() {
     assert!(changes.is_empty(), "paused and reactivated, nothing else: {:?}", w.log);
 }
 
+/// A download ahead that fails (a mirror down for a moment) fails nothing: the node's own
+/// prefetch asks the repository again when its turn comes.
+#[tokio::test(start_paused = true)]
+async fn a_failed_download_ahead_is_tried_again_by_the_nodes_own_prefetch() {
+    let c = cluster();
+    c.world.lock().unwrap().fail_next_prefetch_on = Some("manager1".into());
+    let rec = run(&c, &Settings::default(), &to(NEW), "m/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    assert_eq!(w.fail_next_prefetch_on, None, "the download ahead failed");
+    assert!(w.prefetched.iter().any(|(host, ..)| host == "manager1"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_second_coordinator_is_told_who_holds_the_lock() {
     let c = cluster();

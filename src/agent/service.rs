@@ -256,20 +256,13 @@ impl<B: NodeBackend> AgentService<B> {
                     }
                 }
                 Order::New(finished) => {
+                    let finishing = Finishing { done, key, finished, result: None };
                     let _ = tx.send(Ok(progress(format!("{op} started")))).await;
                     let r = tokio::task::spawn_blocking(move || work(&backend))
                         .await
                         .unwrap_or_else(|e| Err(NodeError::Failed(format!("{op} panicked: {e}"))));
                     count(op, &r);
-                    let mut done = done.lock().expect("done lock");
-                    // A busy node changed nothing: the coordinator's retry of this order must run it.
-                    if matches!(r, Err(NodeError::Busy(_))) {
-                        done.remove(&key);
-                    } else {
-                        done.insert(key, Entry::Done(r.clone()));
-                    }
-                    finished.send_replace(Some(r.clone()));
-                    r
+                    finishing.finish(r)
                 }
             };
             let last = match result {
@@ -279,6 +272,49 @@ impl<B: NodeBackend> AgentService<B> {
             let _ = tx.send(last).await;
         });
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
+
+/// Records a running order's result when it ends, however it ends: one whose task ended without
+/// a result (a panic) is "cut short", to be asked again, never left running.
+struct Finishing {
+    done: Arc<Mutex<BTreeMap<DoneKey, Entry>>>,
+    key: DoneKey,
+    finished: tokio::sync::watch::Sender<Option<Outcome>>,
+    result: Option<Outcome>,
+}
+
+impl Finishing {
+    /// The order ended with `r`.
+    fn finish(mut self, r: Outcome) -> Outcome {
+        self.result = Some(r.clone());
+        r
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        let r = self.result.take().unwrap_or_else(|| {
+            Err(NodeError::Busy(format!("{} was cut short: ask again", self.key.0)))
+        });
+        let mut done = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if remembered(self.key.0, &r) {
+            done.insert(self.key.clone(), Entry::Done(r.clone()));
+        } else {
+            done.remove(&self.key);
+        }
+        self.finished.send_replace(Some(r));
+    }
+}
+
+/// Whether an order's result is kept and given again to the same order: not when the node was
+/// busy (nothing ran), nor a failed download (it changed nothing, and the next prefetch, the
+/// node's own after a fetch-ahead, must ask the repository again).
+fn remembered(op: &str, r: &Outcome) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(NodeError::Busy(_)) => false,
+        Err(_) => op != "prefetch",
     }
 }
 

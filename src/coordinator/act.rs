@@ -274,6 +274,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let now = self.ports.clock.now();
         tracing::warn!(node = %p.hostname, %reason, "node step failed");
+        // The run will halt: no more downloads ahead for nodes it will not start.
+        self.ahead.halt();
         self.emit(crate::events::Event::NodeFailed {
             run: run_id.to_string(),
             node: p.hostname.clone(),

@@ -6,12 +6,16 @@
 //!
 //! Why it is safe: a download changes nothing any service sees (nothing installed, no engine
 //! touched, no availability changed), and it is the very order the node's own prefetch gives,
-//! under the same fence. A failure ahead is only logged: the node's own prefetch orders the
-//! download again and judges it there, with its phase's limit. A node's own prefetch waits for
-//! its fetch-ahead still in flight rather than giving the order a second time beside it.
+//! under the same fence. A failure ahead is only logged: the agent keeps no failed download, so
+//! the node's own prefetch asks the repository again and judges it there, within its phase's
+//! limit. A node's own prefetch waits for its fetch-ahead still in flight rather than giving the
+//! order a second time beside it, and no fetch-ahead of a node begins once it is started. A run
+//! that is halting or aborted fetches nothing ahead; once a node fails meanwhile, the downloads
+//! in flight end (they are harmless) and no more begin.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -40,19 +44,34 @@ enum Fetch {
 #[derive(Debug)]
 pub(crate) struct Ahead {
     fetches: Mutex<BTreeMap<NodeId, Fetch>>,
+    /// A node failed: the run halts, so no more downloads begin.
+    halted: AtomicBool,
     /// Bumped whenever a fetch-ahead ends.
     ended: watch::Sender<u64>,
 }
 
 impl Default for Ahead {
     fn default() -> Self {
-        Ahead { fetches: Mutex::default(), ended: watch::Sender::new(0) }
+        Ahead {
+            fetches: Mutex::default(),
+            halted: AtomicBool::new(false),
+            ended: watch::Sender::new(0),
+        }
     }
 }
 
 impl Ahead {
-    /// Marks `node`'s download as the fetch-ahead's, unless its own phase has taken it.
+    /// A node failed: no more downloads begin.
+    pub(crate) fn halt(&self) {
+        self.halted.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks `node`'s download as the fetch-ahead's, unless its own phase has taken it or the
+    /// run halts.
     fn begin(&self, node: &NodeId) -> bool {
+        if self.halted.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut fetches = self.fetches.lock().expect("fetches lock");
         if fetches.contains_key(node) {
             return false;
@@ -65,6 +84,13 @@ impl Ahead {
     fn end(&self, node: &NodeId) {
         self.fetches.lock().expect("fetches lock").remove(node);
         self.ended.send_modify(|n| *n += 1);
+    }
+
+    /// `node` is being started: no fetch-ahead of it begins from now on (one in flight goes on,
+    /// and its own prefetch waits for it), so its own prefetch never waits for a download begun
+    /// after its phase.
+    pub(crate) fn started(&self, node: &NodeId) {
+        self.fetches.lock().expect("fetches lock").entry(node.clone()).or_insert(Fetch::Own);
     }
 
     /// Takes `node`'s download for its own prefetch phase, once no fetch-ahead of it is in
@@ -122,6 +148,13 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             }
         };
         let Some(run) = run else { return };
+        let halting = run
+            .nodes
+            .iter()
+            .any(|n| matches!(n.phase, Phase::RolledBack | Phase::Restored | Phase::Failed));
+        if run.abort_requested || halting {
+            return; // No node is started after the ones going now.
+        }
         let pending: Vec<&NodeProgress> =
             run.nodes.iter().map(AsRef::as_ref).filter(|n| n.phase == Phase::Pending).collect();
         if pending.is_empty() {
@@ -187,6 +220,11 @@ mod tests {
         assert!(!ahead.begin(&node("a")), "no fetch-ahead once its own phase took over");
         // Another node is not held by it.
         ahead.own(&node("b")).await;
+        // A node started is not fetched ahead any more; nor is any node once one failed.
+        ahead.started(&node("c"));
+        assert!(!ahead.begin(&node("c")));
+        ahead.halt();
+        assert!(!ahead.begin(&node("d")));
     }
 
     #[tokio::test]

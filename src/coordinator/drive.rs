@@ -194,6 +194,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         started: &[(usize, Vec<Surge>, Vec<ServiceId>)],
     ) -> Result<(), CoordinatorError> {
         for (i, ..) in started {
+            self.ahead.started(&run.nodes[*i].node);
             tracing::info!(run = %run.id, node = %run.nodes[*i].hostname, token, "node started");
             metrics::set_phase(&run.nodes[*i].hostname, &Phase::Prefetch.name());
         }

@@ -400,10 +400,14 @@ impl Agents for FakeCluster {
             return Ok(());
         }
         tokio::time::sleep(self.agent_call("prefetch", |l| l.prefetch)).await;
-        if self.w().fail_prefetch_on.as_deref() == Some(h.hostname.as_str()) {
-            return Err(PortError::Failed(
-                "E: Failed to fetch docker-ce.deb  404  Not Found".into(),
-            ));
+        {
+            let mut w = self.w();
+            let once = w.fail_next_prefetch_on.take_if(|host| *host == h.hostname).is_some();
+            if once || w.fail_prefetch_on.as_deref() == Some(h.hostname.as_str()) {
+                return Err(PortError::Failed(
+                    "E: Failed to fetch docker-ce.deb  404  Not Found".into(),
+                ));
+            }
         }
         self.w().prefetched.insert(order);
         self.counted().await;

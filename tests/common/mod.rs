@@ -84,6 +84,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
         current_at: None,
         describe_takes: std::time::Duration::ZERO,
         prefetched: Default::default(),
+        fail_next_prefetch_on: None,
         timed: None,
         dirty: true,
         reconciled_at: 0,

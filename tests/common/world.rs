@@ -96,6 +96,8 @@ pub struct World {
     /// The prefetch orders each agent carried out, as (host, run, token): the same order again
     /// is answered from memory, as the real agent does.
     pub prefetched: BTreeSet<(String, String, u64)>,
+    /// A host whose next prefetch fails (a mirror down for a moment).
+    pub fail_next_prefetch_on: Option<String>,
     /// Simulated time and latencies (the scale simulation); `None`: ticks, no latency.
     pub timed: Option<Timed>,
     /// Something the orchestrator reacts to happened (a node went down or came back).
