@@ -52,6 +52,17 @@ pub struct LabGuard {
     down: bool,
 }
 
+/// Every lab slot, held by one test for all its labs (see [`LabGuard::up_alone`]); given back
+/// when dropped.
+pub struct Alone(Lease);
+
+impl Alone {
+    /// Waits until no other lab runs, and keeps others from starting until dropped.
+    pub fn take() -> Alone {
+        Alone(Lease::take(usize::MAX))
+    }
+}
+
 impl LabGuard {
     /// Brings the default lab (three managers, two workers) up for the test `name`.
     pub fn up(name: &str, tool: &Path) -> LabGuard {
@@ -64,12 +75,29 @@ impl LabGuard {
     pub fn up_shaped(name: &str, tool: &Path, shape: lab::Shape) -> LabGuard {
         let alone = shape.len() > lab::Shape::default().len();
         let lease = Lease::take(if alone { usize::MAX } else { 1 });
+        let slot = lease.0[0];
+        LabGuard::up_in(name, tool, shape, slot, Some(lease))
+    }
+
+    /// Brings the default lab up for the test `name` on the machine `alone` holds: labs whose
+    /// figures are compared with each other run with no other lab beside them.
+    pub fn up_alone(name: &str, tool: &Path, alone: &Alone) -> LabGuard {
+        LabGuard::up_in(name, tool, lab::Shape::default(), alone.0.0[0], None)
+    }
+
+    fn up_in(
+        name: &str,
+        tool: &Path,
+        shape: lab::Shape,
+        slot: u8,
+        lease: Option<Lease>,
+    ) -> LabGuard {
         let started = Instant::now();
         let opts = lab::Options {
             tool: tool.to_path_buf(),
             deb: std::env::var_os("SWARM_UPGRADE_DEB").map(PathBuf::from),
             shape,
-            slot: lease.0[0],
+            slot,
         };
         let (engine, timings) = lab::up(&opts).unwrap_or_else(|e| {
             // Not left running beside the next test's lab: its logs kept, then taken down.
@@ -104,7 +132,7 @@ impl LabGuard {
             name: name.into(),
             started,
             up_s,
-            lease: Some(lease),
+            lease,
             down: false,
         }
     }

@@ -2,14 +2,15 @@
 //! generator sends 50 requests/s through the balancer. Each scenario brings a fresh lab up, writes
 //! its reports (run record, load report, samples) under `target/lab/reports/<scenario>/`, and on
 //! failure the logs of every node. Two scenarios run side by side, each lab in its own slot (its
-//! own private engine and network); a lab bigger than the default runs alone. The lab's own
+//! own private engine and network); a lab bigger than the default runs alone, and so do the two
+//! labs of the rolling scenario, whose wall times are compared with each other. The lab's own
 //! bring-up (`bring_up`) and the package on real nodes (`package`) are here too, so that their
 //! labs pair up with the scenarios' instead of running after them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use xtask::scenario::{LabGuard, Receiver, Sampler, phase_seconds, save};
+use xtask::scenario::{Alone, LabGuard, Receiver, Sampler, phase_seconds, save};
 use xtask::{lab, naive, repo};
 
 mod agent_identity;
@@ -51,10 +52,13 @@ fn nodes(l: &LabGuard) -> Vec<(String, String, String)> {
 /// Scenarios 1 and 2: every node from 26.1.5 to 28.5.2 under load with zero failed requests,
 /// the two workers together (`--parallel 2`, issue 15); `solo` always has a running healthy task
 /// and `web` never fewer than 3. Then the naive baseline on a fresh lab with the same workload,
-/// its figures printed beside ours (recorded, not asserted).
+/// its figures printed beside ours (recorded, not asserted). Both labs have the machine to
+/// themselves, one after the other: the two wall times are compared, so neither is measured
+/// beside another test's lab.
 #[test]
 fn rolling_upgrade_under_load_loses_no_request() {
-    let l = LabGuard::up("rolling", tool());
+    let alone = Alone::take();
+    let l = LabGuard::up_alone("rolling", tool(), &alone);
     room_for_two_workers(&l);
     // Issue 6: a webhook receiver in the lab, and the running coordinator's /metrics scraped.
     let receiver = Receiver::start(l.engine.slot);
@@ -139,7 +143,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
     drop(l);
 
     // The naive baseline on a fresh lab, under the same load.
-    let l = LabGuard::up("naive-baseline", tool());
+    let l = LabGuard::up_alone("naive-baseline", tool(), &alone);
     room_for_two_workers(&l);
     let load = l.balancer_load();
     let baseline = naive::upgrade(&l.engine, repo::NEW, Duration::from_secs(10))
