@@ -21,32 +21,27 @@ fn tool() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_xtask"))
 }
 
-/// Every node's (hostname, engine version, availability), read when no two nodes show the same
-/// hostname: after engine restarts a manager can show another node's hostname and version for a
-/// few seconds (moby/moby#46462, seen in this lab after an upgrade).
+/// Every node's (hostname, engine version, availability): the version its own engine reports and
+/// the availability of its own node ID. Not read from `docker node ls`: after engine restarts a
+/// manager can list a node under another node's hostname and version, once for over a minute
+/// (moby/moby#46462, seen in this lab after an upgrade and after a rejoin).
 fn nodes(l: &LabGuard) -> Vec<(String, String, String)> {
-    let t0 = Instant::now();
-    loop {
-        let ls = l.sh(
-            lab::MANAGER,
-            "docker node ls --format '{{.Hostname}} {{.EngineVersion}} {{.Availability}}'",
-        );
-        let all: Vec<(String, String, String)> = ls
-            .lines()
-            .map(|line| {
-                let w: Vec<&str> = line.split_whitespace().collect();
-                (w[0].to_string(), w[1].to_string(), w[2].to_string())
-            })
-            .collect();
-        let mut names: Vec<&str> = all.iter().map(|(h, _, _)| h.as_str()).collect();
-        names.sort();
-        names.dedup();
-        if names.len() == all.len() {
-            return all;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "two nodes show one hostname:\n{ls}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    l.nodes
+        .iter()
+        .map(|host| {
+            let own =
+                l.sh(&host.name, "docker info --format '{{.ServerVersion}} {{.Swarm.NodeID}}'");
+            let (version, id) =
+                own.split_once(' ').unwrap_or_else(|| panic!("{}: {own}", host.name));
+            let availability = l.sh(
+                lab::MANAGER,
+                &format!("docker node inspect {id} --format '{{{{.Spec.Availability}}}}'"),
+            );
+            // As `docker node ls` shows it: `Active`, where the spec says `active`.
+            let shown = format!("{}{}", availability[..1].to_uppercase(), &availability[1..]);
+            (host.name.clone(), version.to_string(), shown)
+        })
+        .collect()
 }
 
 /// Scenarios 1 and 2: every node from 26.1.5 to 28.5.2 under load with zero failed requests,
