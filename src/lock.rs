@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::model::DebVersion;
+use crate::model::Target;
 use crate::run::RunRecord;
 
 /// The lock.
@@ -26,7 +26,7 @@ pub struct Lock {
     /// When it expires unless renewed.
     pub expires_at: Timestamp,
     /// The run's target.
-    pub target: DebVersion,
+    pub target: Target,
     /// The holder's lease in seconds (absent in documents of older builds): how long a
     /// contender must see the lock unchanged before it may take over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +211,7 @@ impl StoreDoc {
         &mut self,
         holder: &str,
         run_id: &str,
-        target: &DebVersion,
+        target: &Target,
         lease: Duration,
         now: Timestamp,
         lapsed: Option<(&Sighting, Duration)>,
@@ -322,7 +322,7 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
 
-    fn v() -> DebVersion {
+    fn v() -> Target {
         "5:28.5.2-1~debian.13~trixie".parse().unwrap()
     }
 

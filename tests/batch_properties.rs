@@ -105,17 +105,17 @@ proptest! {
         let snap = observed(&world);
         let Ok(p) = plan(&snap, &s, &to(NEW)) else { return Ok(()) };
         for (b, batch) in p.batches.iter().enumerate() {
-            let ids: Vec<_> = p.nodes.iter().filter(|n| n.batch as usize == b).map(|n| n.node.clone()).collect();
+            let ids: Vec<_> = p.nodes.iter().filter(|n| n.batch as usize == b).map(|n| (n.node.clone(), &n.packages)).collect();
             prop_assert_eq!(ids.len(), batch.nodes.len());
             prop_assert!(ids.len() <= parallel as usize);
             let roles: Vec<Role> = p.nodes.iter().filter(|n| n.batch as usize == b).map(|n| n.role).collect();
             prop_assert!(roles.len() == 1 || roles.iter().all(|r| *r == Role::Worker), "managers go alone: {roles:?}");
             if zones {
                 let zone = |id| snap.node(id).and_then(|n| n.labels.get("zone").cloned());
-                prop_assert!(ids.iter().all(|id| zone(id) == zone(&ids[0])), "batch {} crosses zones", b);
+                prop_assert!(ids.iter().all(|(id, _)| zone(id) == zone(&ids[0].0)), "batch {} crosses zones", b);
             }
             let now = observed(&world);
-            let verdict = guard(&now, &s, &RunFlags::default(), &ids, &p.packages);
+            let verdict = guard(&now, &s, &RunFlags::default(), &ids);
             if b == 0 {
                 prop_assert!(
                     verdict.as_ref().is_ok_and(|v| v.len() == ids.len()),
@@ -125,13 +125,13 @@ proptest! {
             let Ok(going) = verdict else { break };
             let going = &ids[..going.len()];
             for id in going {
-                world.node_mut(id).unwrap().availability = Availability::Drain;
+                world.node_mut(&id.0).unwrap().availability = Availability::Drain;
             }
             let converged = world.settle(4);
             let unconverged = first_unconverged(&world.snapshot(Timestamp::UNIX_EPOCH));
             prop_assert!(converged, "after draining {:?} together: {unconverged:?}", going);
             for id in going {
-                world.node_mut(id).unwrap().availability = Availability::Active;
+                world.node_mut(&id.0).unwrap().availability = Availability::Active;
             }
             world.settle(4);
         }

@@ -64,18 +64,45 @@ fn plan_as_json_has_the_same_order() {
         .map(|n| n["hostname"].as_str().unwrap())
         .collect();
     assert_eq!(hosts, ["worker1", "worker2", "manager2", "manager3", "manager1"]);
-    assert_eq!(v["plan"]["packages"]["containerd.io"], "2.1.9-1");
+    assert_eq!(v["plan"]["target"], NEW);
+    assert_eq!(v["plan"]["nodes"][0]["packages"]["containerd.io"], "2.1.9-1");
+    assert_eq!(v["plan"]["nodes"][0]["packages"]["docker-ce"], NEW);
+}
+
+#[test]
+fn an_engine_version_plans_each_nodes_packages() {
+    let o = bin(&["plan", "--snapshot", FIXTURE, "--to", "28.5.2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.starts_with("Target: 28.5.2\n"), "{out}");
+    let sets = out.lines().filter(|l| l.trim_start().starts_with("packages: ")).count();
+    assert_eq!(sets, 5, "one package line per node: {out}");
+    assert!(
+        out.contains("packages: containerd.io=2.1.9-1 docker-ce=5:28.5.2-1~debian.13~trixie docker-ce-cli=5:28.5.2-1~debian.13~trixie"),
+        "{out}"
+    );
 }
 
 #[test]
 fn invalid_version_is_bad_input() {
-    let o = bin(&["plan", "--snapshot", FIXTURE, "--to", "latest!"]);
-    assert_eq!(o.status.code(), Some(2));
-    let e = stderr(&o);
-    assert!(
-        e.contains("`latest!` is not a Debian package version") && e.contains("apt-cache madison"),
-        "{e}"
-    );
+    for (bad, why) in [
+        ("latest!", "must start with a digit"),
+        ("28.5", "three numbers"),
+        ("banana", "must start with a digit"),
+    ] {
+        let o = bin(&["plan", "--snapshot", FIXTURE, "--to", bad]);
+        assert_eq!(o.status.code(), Some(2));
+        let e = stderr(&o);
+        assert!(e.contains(&format!("`{bad}` is not a target: ")) && e.contains(why), "{e}");
+        for form in ["28.5.2", "5:28.5.2-1~debian.13~trixie", "`latest`", "apt-cache madison"] {
+            assert!(e.contains(form), "{bad}: {e}");
+        }
+        assert_eq!(
+            e.trim_end().lines().filter(|l| l.contains("is not a target")).count(),
+            1,
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -37,7 +37,7 @@ async fn update<T>(store: &SwarmLabelStore, mut f: impl FnMut(&mut StoreDoc) -> 
 /// earlier sighting of the same, unrenewed lock keeps its start) and tries to take it.
 async fn contend(
     store: &SwarmLabelStore,
-    target: &swarm_upgrade::model::DebVersion,
+    target: &swarm_upgrade::model::Target,
     earlier: Option<Sighting>,
     start: std::time::Instant,
 ) -> (Sighting, Result<u64, LockError>) {

@@ -59,7 +59,7 @@ proptest! {
         let Ok(p) = plan(&snap, &Settings::default(), &to(NEW)) else { return Ok(()) };
         for (i, n) in p.nodes.iter().enumerate() {
             let now = observed(&world);
-            let verdict = guard(&now, &Settings::default(), &RunFlags::default(), std::slice::from_ref(&n.node), &p.packages);
+            let verdict = guard(&now, &Settings::default(), &RunFlags::default(), &[(n.node.clone(), &n.packages)]);
             if i == 0 {
                 prop_assert!(verdict.is_ok(), "the plan accepted {} but the guard refuses: {verdict:?}", n.hostname);
             }
@@ -160,7 +160,14 @@ async fn race(steps: Vec<(usize, u8, u64)>, turns: Vec<bool>, skew: u64) -> Resu
                             let mono = clock.mono();
                             seen = doc.lock.as_ref().map(|l| Sighting::of(l, seen.take(), mono));
                             let lapsed = seen.as_ref().map(|s| (s, mono));
-                            doc.acquire(&format!("c{who}"), "r", &v(NEW), LEASE, now, lapsed)?
+                            doc.acquire(
+                                &format!("c{who}"),
+                                "r",
+                                &NEW.parse().unwrap(),
+                                LEASE,
+                                now,
+                                lapsed,
+                            )?
                         }
                         Some((t, _)) if action < 2 => doc.renew(t, LEASE, now).map(|_| t)?,
                         Some((t, _)) => {

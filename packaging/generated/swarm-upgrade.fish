@@ -41,7 +41,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "report"
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "agent" -d 'Run the node agent (started by swarm-upgrade-agent.service)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l snapshot -d 'Plan offline against a cluster saved with `swarm-upgrade snapshot`' -r -F
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l to -d 'Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the configured target' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l to -d 'Target: an engine version (28.5.2), resolved on each node to the package versions its own repository names for it; an exact package version as apt shows it (5:28.5.2-1~debian.13~trixie), installed exactly; or `latest` or `latest-patch`. Overrides the configured target' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l parallel -d 'Workers upgraded at once: a number (4) or a percentage of the workers (10%); overrides upgrade.parallel. Managers always go one at a time' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
@@ -50,7 +50,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l all
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l allow-single-manager -d 'Allow upgrading a swarm with a single manager (its control plane goes down during the restart)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l to -d 'Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the configured target' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l to -d 'Target: an engine version (28.5.2), resolved on each node to the package versions its own repository names for it; an exact package version as apt shows it (5:28.5.2-1~debian.13~trixie), installed exactly; or `latest` or `latest-patch`. Overrides the configured target' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l parallel -d 'Workers upgraded at once: a number (4) or a percentage of the workers (10%); overrides upgrade.parallel. Managers always go one at a time' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l output -d 'Output format of reports' -r -f -a "text\t'For people'

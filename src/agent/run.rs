@@ -53,8 +53,7 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
         (Some(config), m.cluster, m.node_id)
     };
     // A transaction cut short (power loss, a killed dpkg) is reported at once, not at the next run.
-    let packages: Vec<String> =
-        settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
+    let packages = settings.all_packages();
     match crate::adapters::apt::runner::installed(&packages)
         .map(|rows| super::host::interrupted(&rows))
     {

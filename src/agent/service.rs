@@ -127,7 +127,7 @@ impl<B: NodeBackend> AgentService<B> {
             if !self.packages.is_empty() && !self.packages.contains(name) {
                 let ours: Vec<&str> = self.packages.iter().map(String::as_str).collect();
                 return Err(NodeError::Invalid(format!(
-                    "package {name} is not one this agent upgrades ({}): make packages.engine and packages.companions the same on the coordinator's manager and on this node",
+                    "package {name} is not one this agent upgrades ({}): make packages.engine, packages.companions and packages.plugins the same on the coordinator's manager and on this node (and the agents' version the coordinator's)",
                     ours.join(", ")
                 ))
                 .into());

@@ -275,8 +275,7 @@ pub(super) fn agents(
                 .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?,
         )
     };
-    let packages =
-        settings.engine_packages.iter().chain(&settings.companion_packages).cloned().collect();
+    let packages = settings.all_packages();
     let reload = tls.is_some();
     let agents = crate::adapters::agent_client::GrpcAgents::new(tls, settings.agent.port, packages);
     Ok(if reload { agents.reloading(&settings.agent) } else { agents })

@@ -80,10 +80,12 @@ pub enum Output {
 /// Flags shared by `plan` and `run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// Target package version, as apt shows it (e.g. 5:28.5.2-1~debian.13~trixie); overrides the
-    /// configured target.
-    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
-    pub to: Option<DebVersion>,
+    /// Target: an engine version (28.5.2), resolved on each node to the package versions its own
+    /// repository names for it; an exact package version as apt shows it
+    /// (5:28.5.2-1~debian.13~trixie), installed exactly; or `latest` or `latest-patch`.
+    /// Overrides the configured target.
+    #[arg(long, value_name = "VERSION", value_parser = parse_target)]
+    pub to: Option<crate::config::TargetSetting>,
     /// Allow a target below the installed version.
     #[arg(long)]
     pub allow_downgrade: bool,
@@ -96,8 +98,8 @@ pub struct TargetArgs {
     pub parallel: Option<crate::config::Parallel>,
 }
 
-fn parse_version(s: &str) -> Result<DebVersion, String> {
-    s.parse().map_err(|e: crate::model::VersionError| e.to_string())
+fn parse_target(s: &str) -> Result<crate::config::TargetSetting, String> {
+    s.parse().map_err(|e: crate::model::TargetError| e.to_string())
 }
 
 /// The commands.

@@ -116,7 +116,6 @@ pub(crate) fn refusal_message(refusals: &[Refusal]) -> String {
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Target: {}", plan.target);
-    let _ = writeln!(out, "Packages: {}", plan.packages);
     let _ = writeln!(out, "Preflight: passed");
     if plan.nodes.is_empty() {
         let _ = writeln!(out, "Nothing to do: every selected node is at the target.");
@@ -162,6 +161,7 @@ fn render_node(out: &mut String, plan: &Plan, i: usize, n: &crate::planner::Node
         plan.target.engine_version(),
         n.availability
     );
+    let _ = writeln!(out, "       packages: {}", n.packages);
     let _ = writeln!(
         out,
         "       phases: prefetch, pause, surge, drain, wait-migrated, upgrade, restart, wait-ready, reactivate, verify-converged"

@@ -50,6 +50,8 @@ pub struct PackagesFragment {
     pub engine: Option<EnginePackages>,
     /// Packages installed at the newest version the repository offers.
     pub companions: Option<Vec<PackageName>>,
+    /// Packages upgraded with the engine where they are installed.
+    pub plugins: Option<Vec<PackageName>>,
 }
 
 /// `[upgrade]`

@@ -93,7 +93,7 @@ fn apply_target(s: &mut Settings, t: TargetFragment, path: &str) -> Result<(), C
                 "set either target.version or target.policy, not both",
             ));
         }
-        (Some(v), None) => s.target = TargetSetting::Exact(v.value.0),
+        (Some(v), None) => s.target = v.value.0,
         (None, Some(TargetPolicy::Latest)) => s.target = TargetSetting::Latest,
         (None, Some(TargetPolicy::LatestPatch)) => s.target = TargetSetting::LatestPatch,
         (None, None) => {}
@@ -101,19 +101,27 @@ fn apply_target(s: &mut Settings, t: TargetFragment, path: &str) -> Result<(), C
     Ok(())
 }
 
-/// `[packages]`: no package is both an engine package and a companion, whichever file set each.
+/// `[packages]`: no package is in two of the lists, whichever file set each.
 fn apply_packages(s: &mut Settings, p: PackagesFragment, path: &str) -> Result<(), ConfigError> {
+    let names = |c: Vec<PackageName>| c.into_iter().map(|n| n.0).collect();
     set(&mut s.engine_packages, p.engine.map(|e| e.0));
-    set(
-        &mut s.companion_packages,
-        p.companions.map(|c| c.into_iter().map(|n: PackageName| n.0).collect()),
-    );
+    set(&mut s.companion_packages, p.companions.map(names));
+    set(&mut s.plugin_packages, p.plugins.map(names));
     if let Some(both) = s.engine_packages.iter().find(|p| s.companion_packages.contains(p)) {
         return Err(invalid(
             path,
             "packages.companions",
             both,
             "a package is either an engine package or a companion, not both",
+        ));
+    }
+    let listed = |p: &&String| s.engine_packages.contains(p) || s.companion_packages.contains(p);
+    if let Some(both) = s.plugin_packages.iter().find(listed) {
+        return Err(invalid(
+            path,
+            "packages.plugins",
+            both,
+            "a plugin is upgraded where it is installed: remove it from packages.engine or packages.companions, or from packages.plugins",
         ));
     }
     Ok(())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::DebVersion;
+use crate::model::Target;
 use fragments::Fragment;
 pub use parallel::Parallel;
 pub use window::Window;
@@ -26,12 +26,25 @@ pub(crate) const DEFAULT_PATH: &str = "/etc/swarm-upgrade/config.toml";
 pub enum TargetSetting {
     /// No target configured: `--to` is required.
     Unset,
-    /// An exact package version.
-    Exact(DebVersion),
-    /// The newest version the repository offers.
+    /// An engine version (resolved on each node) or an exact package version.
+    Exact(Target),
+    /// The newest engine version every selected node's repository offers.
     Latest,
-    /// The newest version of the cluster's current major.minor.
+    /// The newest engine version of the cluster's lowest major.minor.
     LatestPatch,
+}
+
+impl std::str::FromStr for TargetSetting {
+    type Err = crate::model::TargetError;
+
+    /// `latest`, `latest-patch`, or a [`Target`] (`28.5.2`, `5:28.5.2-1~debian.13~trixie`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "latest" => Ok(TargetSetting::Latest),
+            "latest-patch" => Ok(TargetSetting::LatestPatch),
+            _ => text.parse().map(TargetSetting::Exact),
+        }
+    }
 }
 
 /// Which nodes go first; the leader is always the last manager.
@@ -132,6 +145,8 @@ pub struct Settings {
     pub engine_packages: Vec<String>,
     /// Packages installed at the newest version offered.
     pub companion_packages: Vec<String>,
+    /// Packages upgraded with the engine on the nodes where they are installed (never added).
+    pub plugin_packages: Vec<String>,
     /// Node order.
     pub order: NodeOrder,
     /// Start replacements before draining.
@@ -169,6 +184,15 @@ pub struct Settings {
     pub coordinator_metrics: Option<std::net::SocketAddr>,
 }
 
+impl Settings {
+    /// Every package a run may install: the engine packages, the companions and the plugins (what
+    /// agents describe, and the only names they obey).
+    pub fn all_packages(&self) -> Vec<String> {
+        let lists = [&self.engine_packages, &self.companion_packages, &self.plugin_packages];
+        lists.into_iter().flatten().cloned().collect()
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         let m = |mins: u64| Duration::from_secs(mins * 60);
@@ -176,6 +200,11 @@ impl Default for Settings {
             target: TargetSetting::Unset,
             engine_packages: vec!["docker-ce".into(), "docker-ce-cli".into()],
             companion_packages: vec!["containerd.io".into()],
+            plugin_packages: vec![
+                "docker-buildx-plugin".into(),
+                "docker-compose-plugin".into(),
+                "docker-ce-rootless-extras".into(),
+            ],
             order: NodeOrder::WorkersFirst,
             surge: true,
             parallel: Parallel::default(),

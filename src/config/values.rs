@@ -12,7 +12,6 @@ use serde::de::Visitor;
 
 use super::window::parse_day;
 use super::{LabelMatch, NodeOrder};
-use crate::model::DebVersion;
 
 /// How a refused value's message starts. serde carries an error from here to the TOML parser as
 /// text only, so this is how `parse_fragment` tells a refused value, which it names by its key,
@@ -82,9 +81,9 @@ fn one_of<T: Copy>(text: String, choices: &[(&str, T)]) -> Result<T, ValueError>
     })
 }
 
-/// An exact package version to upgrade to.
+/// `target.version`: an engine version, an exact package version, or a policy's name.
 #[derive(Debug)]
-pub struct TargetVersion(pub DebVersion);
+pub struct TargetVersion(pub super::TargetSetting);
 
 impl TryFrom<String> for TargetVersion {
     type Error = ValueError;

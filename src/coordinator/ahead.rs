@@ -165,7 +165,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let op =
             OpKey { run_id: run.id.clone(), token, limit: Some(self.settings.timeouts.prefetch) };
         stream::iter(pending)
-            .for_each_concurrent(at_once, |p| self.fetch_one(p, &run.packages, &op))
+            .for_each_concurrent(at_once, |p| self.fetch_one(p, run.packages_of(p), &op))
             .await;
     }
 

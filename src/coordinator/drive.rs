@@ -14,7 +14,7 @@ use crate::events::Event;
 use crate::machine::{Phase, elapsed};
 use crate::metrics;
 use crate::model::scope::services_on;
-use crate::model::{NodeId, ServiceId};
+use crate::model::{NodeId, PackageSet, ServiceId};
 use crate::planner::{STOP_LABEL, Surge, guard_settling, stop_requested};
 use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, RunRecord, RunStep};
@@ -299,12 +299,16 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             ));
         }
         let settling = run.verifying_before(pending[0]);
-        let (flags, packages) = (&run.flags, &run.packages);
-        let surges = guard_settling(&snap, self.settings, flags, &ids, packages, &settling)
-            .map_err(|refusals| {
+        let sets: Vec<(NodeId, &PackageSet)> = pending
+            .iter()
+            .map(|&i| (run.nodes[i].node.clone(), run.packages_of(&run.nodes[i])))
+            .collect();
+        let surges = guard_settling(&snap, self.settings, &run.flags, &sets, &settling).map_err(
+            |refusals| {
                 let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 (Halt::Guard, format!("stopped before node {host}: {}", reasons.join("; ")))
-            })?;
+            },
+        )?;
         Ok(pending
             .iter()
             .zip(surges)

@@ -139,7 +139,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let left =
             p.phase.timeout(&self.settings.timeouts).map(|t| t.saturating_sub(elapsed(since, now)));
         let op = OpKey { run_id: run.id.clone(), token, limit: left };
-        let action = self.bounded(left, self.act(p, &run.packages, &op, held), p);
+        let action = self.bounded(left, self.act(p, run.packages_of(p), &op, held), p);
         Ok(match action.await {
             Ok(Acted::Done) => {
                 *acted = key;
@@ -230,7 +230,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let obs = Observation {
             snap: &snap,
             agent,
-            packages: &run.packages,
+            packages: run.packages_of(p),
             engine_package,
             held,
             mates_from: &mates_from,
@@ -250,7 +250,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         now: jiff::Timestamp,
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
-        let previous = report.map(|r| installed_subset(&r.installed, &run.packages));
+        let previous = report.map(|r| installed_subset(&r.installed, run.packages_of(p)));
         let entered = self
             .update_node(token, i, p.phase, |n| {
                 match n.phase {

@@ -162,6 +162,10 @@ pub struct NodeProgress {
     /// such a node's polls read the whole cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<ServiceId>,
+    /// The package set it installs, at the versions its own repository has for the target.
+    /// Empty in records written before each node had its own: the run's set is its set.
+    #[serde(default, skip_serializing_if = "PackageSet::is_empty")]
+    pub packages: PackageSet,
     /// The package set before the upgrade, once known.
     pub previous: Option<PackageSet>,
     /// Whether a rollback happened.
@@ -224,6 +228,7 @@ impl NodeProgress {
             labels,
             surge: plan.surge.clone(),
             scope: Vec::new(),
+            packages: plan.packages.clone(),
             previous: None,
             rolled_back: false,
             rejoined_from: None,

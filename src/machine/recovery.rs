@@ -68,6 +68,7 @@ mod tests {
             labels: Default::default(),
             surge: vec![],
             scope: vec![],
+            packages: PackageSet::default(),
             previous: Some(PackageSet(
                 [("docker-ce".to_string(), "5:26.1.5-1~debian.13~trixie".parse().unwrap())].into(),
             )),

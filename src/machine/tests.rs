@@ -19,6 +19,7 @@ fn progress() -> NodeProgress {
         moves: vec![],
         global_stops: vec![],
         batch: 0,
+        packages: PackageSet::default(),
     };
     NodeProgress::new(&plan, "10.0.0.2".into(), BTreeMap::new(), t(0))
 }

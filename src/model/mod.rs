@@ -9,6 +9,7 @@ pub mod plan;
 pub mod report;
 pub mod run_id;
 pub mod scope;
+pub mod target;
 pub mod unlock_key;
 pub mod version;
 
@@ -16,6 +17,7 @@ pub use cluster::*;
 pub use packages::{PackageSet, is_package_name};
 pub use report::*;
 pub use run_id::{RunIdError, check_run_id, new_run_id};
+pub use target::{Target, TargetError};
 pub use unlock_key::{UnlockKey, UnlockKeyError};
 pub use version::{DebVersion, EngineVersion, VersionError};
 

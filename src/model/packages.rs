@@ -26,6 +26,11 @@ impl PackageSet {
     pub fn get(&self, package: &str) -> Option<&DebVersion> {
         self.0.get(package)
     }
+
+    /// Whether the set names no package.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Display for PackageSet {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Availability, DebVersion, EngineVersion, NodeId, Role, ServiceId};
+use super::{Availability, DebVersion, EngineVersion, NodeId, PackageSet, Role, ServiceId};
 
 /// What kind of reason refuses a run: what code and `--output json` readers act on (the
 /// refusal's `reason` and `fix` say it for people).
@@ -113,6 +113,9 @@ pub struct NodePlan {
     /// Its batch: its position in the plan's batches.
     #[serde(default)]
     pub batch: u32,
+    /// The packages it installs, each at the exact version its own repository has for the target.
+    #[serde(default)]
+    pub packages: PackageSet,
 }
 
 /// Permissions given when the run started (`--allow-downgrade`, `--allow-single-manager`).

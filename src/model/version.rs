@@ -28,7 +28,26 @@ pub struct VersionError {
     why: &'static str,
 }
 
+impl VersionError {
+    /// What is wrong with the text, without the advice.
+    pub fn why(&self) -> &'static str {
+        self.why
+    }
+}
+
+/// Words that mark a pre-release in an upstream version (`28.0.0~rc.1`, `19.03.0~3-0~beta1`,
+/// `18.09.0~tp4`): an engine version never stands for them.
+const PRERELEASE: [&str; 5] = ["rc", "beta", "alpha", "tp", "dev"];
+
 impl DebVersion {
+    /// Whether this is a pre-release of its engine version: a word after the leading numbers
+    /// starts with `rc`, `beta`, `alpha`, `tp` or `dev` (`+dfsg1`, `~ce~3` and `~3` do not).
+    pub fn is_prerelease(&self) -> bool {
+        let rest = self.upstream.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        rest.split(|c: char| !c.is_ascii_alphabetic())
+            .any(|w| PRERELEASE.iter().any(|p| w.to_ascii_lowercase().starts_with(p)))
+    }
+
     /// The upstream part, between the epoch and the last `-`.
     pub fn upstream(&self) -> &str {
         &self.upstream

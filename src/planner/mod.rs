@@ -10,17 +10,17 @@ pub mod target;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Parallel, Settings};
+use crate::config::{Parallel, Settings, TargetSetting};
 use crate::model::plan::RunFlags;
 pub use crate::model::plan::{NodePlan, Refusal, RefusalKind, Surge};
-use crate::model::{ClusterSnapshot, DebVersion, NodeId, PackageSet, Role};
+use crate::model::{ClusterSnapshot, NodeId, PackageSet, Role, Target};
 pub use batch::BatchPlan;
 
 /// What the operator asked for on the command line.
 #[derive(Clone, Debug, Default)]
 pub struct PlanRequest {
     /// `--to`: overrides the configured target.
-    pub to: Option<DebVersion>,
+    pub to: Option<TargetSetting>,
     /// `--allow-downgrade`.
     pub allow_downgrade: bool,
     /// `--allow-single-manager`.
@@ -43,11 +43,9 @@ pub struct Skipped {
 /// An accepted plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    /// Target version of the engine packages.
-    pub target: DebVersion,
-    /// Every package at its exact version, installed in one transaction.
-    pub packages: PackageSet,
-    /// Nodes in upgrade order.
+    /// The target: an engine version, or an exact package version.
+    pub target: Target,
+    /// Nodes in upgrade order, each with its own package set.
     pub nodes: Vec<NodePlan>,
     /// The nodes' batches, in order (each node's `batch` is its position here).
     #[serde(default)]
@@ -73,14 +71,14 @@ pub(crate) fn stop_requested(snap: &ClusterSnapshot) -> Option<&str> {
 /// cluster as it is now. On success, the longest front of `nodes` that can go together now (at
 /// least the first) with each one's surge, computed from where the tasks are now (the swarm may
 /// have placed them differently from the plan's prediction); the others wait for the next round.
+/// Each node comes with the package set the run installs on it.
 pub fn guard(
     snap: &ClusterSnapshot,
     settings: &Settings,
     flags: &RunFlags,
-    nodes: &[NodeId],
-    packages: &PackageSet,
+    nodes: &[(NodeId, &PackageSet)],
 ) -> Result<Vec<Vec<Surge>>, Vec<Refusal>> {
-    guard_settling(snap, settings, flags, nodes, packages, &[])
+    guard_settling(snap, settings, flags, nodes, &[])
 }
 
 /// As [`guard`], for a batch that starts while the nodes `settling` (the batch before) verify:
@@ -90,8 +88,7 @@ pub fn guard_settling(
     snap: &ClusterSnapshot,
     settings: &Settings,
     flags: &RunFlags,
-    nodes: &[NodeId],
-    packages: &PackageSet,
+    nodes: &[(NodeId, &PackageSet)],
     settling: &[NodeId],
 ) -> Result<Vec<Vec<Surge>>, Vec<Refusal>> {
     let req = PlanRequest {
@@ -100,13 +97,14 @@ pub fn guard_settling(
         ..Default::default()
     };
     let mut refusals = preflight::cluster_checks(snap, settings, &req);
-    for n in nodes.iter().filter_map(|id| snap.node(id)) {
-        refusals.extend(preflight::node_checks(snap, settings, &req, n, packages));
+    for (n, packages) in nodes.iter().filter_map(|(id, p)| Some((snap.node(id)?, *p))) {
+        refusals.extend(preflight::node_checks(snap, settings, &req, n, Some(packages)));
     }
     refusals.extend(preflight::service_checks(snap, settling));
     let ix = index::Index::new(snap);
     let mut load = placement::Load::from_snapshot(&ix);
-    match batch::fit(&ix, &mut load, None, nodes, settings.surge) {
+    let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| id.clone()).collect();
+    match batch::fit(&ix, &mut load, None, &ids, settings.surge) {
         Ok(fitted) if refusals.is_empty() => Ok(fitted
             .evs
             .into_iter()
@@ -126,22 +124,27 @@ pub fn plan(
     settings: &Settings,
     req: &PlanRequest,
 ) -> Result<Plan, Vec<Refusal>> {
-    let target = target::resolve(snap, settings, req).map_err(|r| vec![r])?;
-    let mut refusals = Vec::new();
-    // Without a full set, the node checks still run on the engine packages, so every reason
-    // (an unreachable agent, say) is reported at once.
-    let packages = target::package_set(snap, settings, &target).unwrap_or_else(|r| {
-        refusals.push(r);
-        PackageSet(settings.engine_packages.iter().map(|p| (p.clone(), target.clone())).collect())
-    });
-    let (selected, skipped) = order::select(snap, settings, &target);
+    let (labelled, mut skipped) = order::labelled(snap, settings);
+    let target = target::resolve(snap, settings, req, &labelled).map_err(|r| vec![r])?;
+    let (selected, at_target) = order::select(snap, settings, &target, labelled);
+    skipped.extend(at_target);
     let ordered = order::order(snap, settings, selected);
-    refusals.extend(preflight::cluster_checks(snap, settings, req));
+    let mut refusals = preflight::cluster_checks(snap, settings, req);
     let ix = index::Index::new(snap);
     let node_of =
         |id: &NodeId| &snap.nodes[ix.node(id).expect("ordered nodes come from the snapshot")];
+    let mut sets = std::collections::BTreeMap::new();
     for id in &ordered {
-        refusals.extend(preflight::node_checks(snap, settings, req, node_of(id), &packages));
+        let n = node_of(id);
+        // Without its set, a node's other checks still run, so every reason (an unreachable
+        // agent, say) is reported at once.
+        let set = target::node_set(snap.agent_report(id), settings, &target, &n.hostname)
+            .unwrap_or_else(|r| {
+                refusals.push(r);
+                None
+            });
+        refusals.extend(preflight::node_checks(snap, settings, req, n, set.as_ref()));
+        sets.insert(id.clone(), set.unwrap_or_default());
     }
     refusals.extend(preflight::service_checks(snap, &[]));
     // The swarm does not move tasks back or forth as a simulation predicts (a replacement left
@@ -188,26 +191,24 @@ pub fn plan(
             );
             let number = u32::try_from(batches.len()).unwrap_or(u32::MAX);
             for (id, ev) in rest.iter().zip(fitted.evs) {
-                nodes.push(node_plan(snap, settings, node_of(id), number, ev));
+                let set = sets.get(id).cloned().unwrap_or_default();
+                nodes.push(node_plan(snap, settings, node_of(id), number, ev, set));
             }
             batches.push(BatchPlan { nodes: hosts, zone: group.zone.clone(), why });
             rest = &rest[size..];
         }
     }
-    if refusals.is_empty() {
-        Ok(Plan { target, packages, nodes, batches, skipped })
-    } else {
-        Err(refusals)
-    }
+    if refusals.is_empty() { Ok(Plan { target, nodes, batches, skipped }) } else { Err(refusals) }
 }
 
-/// A node's part of the plan, in batch `batch`, with its evacuation.
+/// A node's part of the plan, in batch `batch`, with its evacuation and its package set.
 fn node_plan(
     snap: &ClusterSnapshot,
     settings: &Settings,
     node: &crate::model::Node,
     batch: u32,
     ev: placement::Evacuation,
+    packages: PackageSet,
 ) -> NodePlan {
     NodePlan {
         node: node.id.clone(),
@@ -224,6 +225,7 @@ fn node_plan(
         moves: ev.moves,
         global_stops: ev.global_stops,
         batch,
+        packages,
     }
 }
 

@@ -3,15 +3,11 @@
 
 use super::Skipped;
 use crate::config::{NodeOrder, Settings};
-use crate::model::{ClusterSnapshot, DebVersion, NodeId, Role};
+use crate::model::{ClusterSnapshot, NodeId, Role, Target};
 
-/// Splits nodes into those to upgrade and those skipped (opt-in/opt-out labels, already at target).
-pub fn select(
-    snap: &ClusterSnapshot,
-    settings: &Settings,
-    target: &DebVersion,
-) -> (Vec<NodeId>, Vec<Skipped>) {
-    let engine = &settings.engine_packages[0];
+/// Splits nodes into those the labels let take part (opt-in and opt-out labels) and those they
+/// leave out.
+pub fn labelled(snap: &ClusterSnapshot, settings: &Settings) -> (Vec<NodeId>, Vec<Skipped>) {
     let mut selected = Vec::new();
     let mut skipped = Vec::new();
     for n in &snap.nodes {
@@ -28,14 +24,35 @@ pub fn select(
             skipped.push(skip(format!("labelled {}", label_text(&exc.key, &exc.value))));
             continue;
         }
-        let at_target = match snap.agent_report(&n.id).and_then(|r| r.installed.get(engine)) {
-            Some(installed) => installed == target,
-            None => n.engine_version == target.engine_version(),
+        selected.push(n.id.clone());
+    }
+    (selected, skipped)
+}
+
+/// Splits the `labelled` nodes into those to upgrade and those skipped as already at `target`.
+pub fn select(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    target: &Target,
+    labelled: Vec<NodeId>,
+) -> (Vec<NodeId>, Vec<Skipped>) {
+    let engine = &settings.engine_packages[0];
+    let mut selected = Vec::new();
+    let mut skipped = Vec::new();
+    for n in labelled.iter().filter_map(|id| snap.node(id)) {
+        let installed = snap.agent_report(&n.id).and_then(|r| r.installed.get(engine));
+        let at_target = match (target, installed) {
+            (Target::Package(v), Some(installed)) => installed == v,
+            (Target::Engine(v), Some(installed)) => &installed.engine_version() == v,
+            (_, None) => n.engine_version == target.engine_version(),
         };
         // A node an earlier run left out of service takes part even at the target, to be given
         // back its availability (and checked) by the machine's own phases.
         if at_target && n.availability_to_restore().is_none() {
-            skipped.push(skip(format!("already at {target}")));
+            skipped.push(Skipped {
+                hostname: n.hostname.clone(),
+                reason: format!("already at {target}"),
+            });
             continue;
         }
         selected.push(n.id.clone());

@@ -4,8 +4,8 @@ use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::Settings;
 use crate::model::convergence::{Convergence, every_service};
 use crate::model::{
-    AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, Node, NodeId, NodeState,
-    PackageSet, Reachability, Role,
+    AgentReport, AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, Node, NodeId,
+    NodeState, PackageSet, Reachability, Role,
 };
 
 fn at_node(kind: RefusalKind, node: &str, reason: String, fix: &str) -> Refusal {
@@ -152,7 +152,7 @@ pub(crate) fn node_checks(
     settings: &Settings,
     req: &PlanRequest,
     node: &Node,
-    packages: &PackageSet,
+    packages: Option<&PackageSet>,
 ) -> Vec<Refusal> {
     let mut out = Vec::new();
     let host = &node.hostname;
@@ -203,17 +203,6 @@ pub(crate) fn node_checks(
             "check its sources list, signing key and network, then `apt-get update` there",
         ));
     }
-    for (pkg, version) in &packages.0 {
-        let offered = report.available.get(pkg).is_some_and(|vs| vs.contains(version));
-        if !offered && report.repository_error.is_none() {
-            out.push(at_node(
-                RefusalKind::VersionUnavailable,
-                host,
-                format!("{pkg} {version} is not in the repository on {host}"),
-                "pick a version from `apt-cache madison` on that node, or run `apt-get update` there",
-            ));
-        }
-    }
     if report.disk_free_bytes < settings.min_free_disk {
         out.push(at_node(
             RefusalKind::DiskLow,
@@ -226,8 +215,47 @@ pub(crate) fn node_checks(
             "free space under /var/cache/apt (apt-get clean) or lower upgrade.min_free_disk",
         ));
     }
+    if let Some(packages) = packages {
+        out.extend(package_checks(report, settings, req, node, packages));
+    }
+    if node.role == Role::Manager && node.manager.is_none() {
+        out.push(at_node(
+            RefusalKind::NoRaftStatus,
+            host,
+            format!("manager {host} reports no Raft status"),
+            "check `docker node inspect` on it",
+        ));
+    }
+    out
+}
+
+/// Checks of a node's package set: every package offered there (one refusal naming them all),
+/// no downgrade without the opt-in, and the step in major versions.
+fn package_checks(
+    report: &AgentReport,
+    settings: &Settings,
+    req: &PlanRequest,
+    node: &Node,
+    packages: &PackageSet,
+) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    let host = &node.hostname;
+    let missing: Vec<String> = packages
+        .0
+        .iter()
+        .filter(|(p, v)| !report.available.get(*p).is_some_and(|vs| vs.contains(v)))
+        .map(|(p, v)| format!("{p} {v}"))
+        .collect();
+    if !missing.is_empty() && report.repository_error.is_none() {
+        out.push(at_node(
+            RefusalKind::VersionUnavailable,
+            host,
+            format!("{} not in the repository on {host}", missing.join(", ") + if missing.len() == 1 { " is" } else { " are" }),
+            "pick a version from `apt-cache madison` on that node (or give an engine version such as `--to 28.5.2`), or run `apt-get update` there",
+        ));
+    }
     let engine = &settings.engine_packages[0];
-    let target = packages.get(engine).expect("the engine package is in the set");
+    let Some(target) = packages.get(engine) else { return out };
     if let Some(installed) = report.installed.get(engine)
         && target < installed
         && !(settings.allow_downgrade || req.allow_downgrade)
@@ -252,14 +280,6 @@ pub(crate) fn node_checks(
                 settings.max_major_skew
             ),
             "upgrade in steps through intermediate versions, or raise upgrade.max_major_skew",
-        ));
-    }
-    if node.role == Role::Manager && node.manager.is_none() {
-        out.push(at_node(
-            RefusalKind::NoRaftStatus,
-            host,
-            format!("manager {host} reports no Raft status"),
-            "check `docker node inspect` on it",
         ));
     }
     out

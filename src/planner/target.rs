@@ -1,105 +1,192 @@
-//! Which version to upgrade to, and the exact package set that carries it.
+//! Which engine version to upgrade to, and each node's exact package set that carries it: a
+//! node's repository names the engine version in its own release's way
+//! (`5:28.5.2-1~debian.12~bookworm` on one node, `5:28.5.2-1~ubuntu.24.04~noble` on another).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{PlanRequest, Refusal, RefusalKind};
 use crate::config::{Settings, TargetSetting};
-use crate::model::{ClusterSnapshot, DebVersion, PackageSet};
+use crate::model::target::engine_versions;
+use crate::model::{
+    AgentReport, ClusterSnapshot, DebVersion, EngineVersion, NodeId, PackageSet, Target,
+};
 
-fn refusal(reason: String, fix: &str) -> Refusal {
+fn refusal(node: Option<&str>, reason: String, fix: &str) -> Refusal {
     Refusal {
         kind: RefusalKind::VersionUnavailable,
-        node: None,
+        node: node.map(str::to_string),
         service: None,
         reason,
         fix: fix.to_string(),
     }
 }
 
-/// Versions of `package` that every reporting agent's repository offers.
-fn offered_everywhere(snap: &ClusterSnapshot, package: &str) -> Vec<DebVersion> {
-    let mut reports = snap.nodes.iter().filter_map(|n| snap.agent_report(&n.id));
-    let Some(first) = reports.next() else { return Vec::new() };
-    let mut common: Vec<DebVersion> = first.available.get(package).cloned().unwrap_or_default();
-    for r in reports {
-        let here = r.available.get(package).cloned().unwrap_or_default();
-        common.retain(|v| here.contains(v));
-    }
-    common.sort();
-    common
+/// The engine versions a node can install: each engine package offers a release carrying it.
+pub(crate) fn installable(report: &AgentReport, settings: &Settings) -> BTreeSet<EngineVersion> {
+    settings
+        .engine_packages
+        .iter()
+        .map(|p| engine_versions(report.available.get(p).map(Vec::as_slice).unwrap_or_default()))
+        .reduce(|a, b| a.intersection(&b).cloned().collect())
+        .unwrap_or_default()
 }
 
-/// The target: `--to`, else the configured exact version or policy.
+/// The engine versions every reporting node of `nodes` can install, ascending.
+fn installable_everywhere(
+    snap: &ClusterSnapshot,
+    settings: &Settings,
+    nodes: &[NodeId],
+) -> Vec<EngineVersion> {
+    nodes
+        .iter()
+        .filter_map(|id| snap.agent_report(id))
+        .map(|r| installable(r, settings))
+        .reduce(|a, b| a.intersection(&b).cloned().collect())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The target: `--to`, else the configured one. A policy becomes the engine version it picks
+/// among what `nodes` (the selected nodes) can all install, so the cluster ends on one version.
 pub fn resolve(
     snap: &ClusterSnapshot,
     settings: &Settings,
     req: &PlanRequest,
-) -> Result<DebVersion, Refusal> {
-    if let Some(v) = &req.to {
-        return Ok(v.clone());
-    }
+    nodes: &[NodeId],
+) -> Result<Target, Refusal> {
     let engine = &settings.engine_packages[0];
-    let offered = offered_everywhere(snap, engine);
-    match &settings.target {
-        TargetSetting::Exact(v) => Ok(v.clone()),
+    match req.to.as_ref().unwrap_or(&settings.target) {
+        TargetSetting::Exact(t) => Ok(t.clone()),
         TargetSetting::Unset => Err(refusal(
+            None,
             "no target version".into(),
-            "pass --to VERSION (see `apt-cache madison docker-ce` on a node) or set target.version or target.policy in the configuration",
+            "pass --to with an engine version (28.5.2), an exact package version (see `apt-cache madison docker-ce` on a node) or `latest`, or set target.version or target.policy in the configuration",
         )),
-        TargetSetting::Latest => offered.last().cloned().ok_or_else(|| {
-            refusal(
-                format!(
-                    "policy `latest`: no version of {engine} is offered by every node's repository"
-                ),
-                "check the nodes' apt sources and run `apt-get update` there",
-            )
-        }),
-        TargetSetting::LatestPatch => {
-            let lowest = snap
-                .nodes
-                .iter()
-                .filter_map(|n| snap.agent_report(&n.id)?.installed.get(engine))
-                .min();
-            let Some(lowest) = lowest else {
-                return Err(refusal(
-                    format!("policy `latest-patch`: no node reported an installed {engine}"),
-                    "check that the agents run and that packages.engine names the installed package",
-                ));
-            };
-            let ev = lowest.engine_version();
-            offered
-                .into_iter()
-                .filter(|v| v.engine_version().major() == ev.major() && v.engine_version().minor() == ev.minor())
-                .rfind(|v| v >= lowest)
-                .ok_or_else(|| {
-                    refusal(
-                        format!("policy `latest-patch`: no {engine} {}.{}.x is offered by every node's repository", ev.major(), ev.minor()),
-                        "use --to or policy `latest`",
-                    )
-                })
+        TargetSetting::Latest => {
+            installable_everywhere(snap, settings, nodes).pop().map(Target::Engine).ok_or_else(|| {
+                refusal(
+                    None,
+                    format!("policy `latest`: no engine version of {engine} is offered by every selected node's repository"),
+                    "check the nodes' apt sources and run `apt-get update` there (`swarm-upgrade plan` lists what each node offers when given --to)",
+                )
+            })
         }
+        TargetSetting::LatestPatch => latest_patch(snap, settings, nodes),
     }
 }
 
-/// Engine packages at the target; each companion at the newest version every repository offers.
-pub(crate) fn package_set(
+/// `latest-patch`: the newest engine version of the lowest installed major.minor that every
+/// selected node can install.
+fn latest_patch(
     snap: &ClusterSnapshot,
     settings: &Settings,
-    target: &DebVersion,
-) -> Result<PackageSet, Refusal> {
+    nodes: &[NodeId],
+) -> Result<Target, Refusal> {
+    let engine = &settings.engine_packages[0];
+    let lowest = nodes
+        .iter()
+        .filter_map(|id| snap.agent_report(id)?.installed.get(engine))
+        .map(|v| v.engine_version())
+        .min();
+    let Some(lowest) = lowest else {
+        return Err(refusal(
+            None,
+            format!("policy `latest-patch`: no selected node reported an installed {engine}"),
+            "check that the agents run and that packages.engine names the installed package",
+        ));
+    };
+    installable_everywhere(snap, settings, nodes)
+        .into_iter()
+        .filter(|v| v.major() == lowest.major() && v.minor() == lowest.minor())
+        .rfind(|v| v >= &lowest)
+        .map(Target::Engine)
+        .ok_or_else(|| {
+            refusal(
+                None,
+                format!(
+                    "policy `latest-patch`: no engine {}.{}.x of {engine} is offered by every selected node's repository",
+                    lowest.major(),
+                    lowest.minor()
+                ),
+                "use --to or policy `latest`",
+            )
+        })
+}
+
+/// A node's exact package set for `target`: each engine package at the version its repository
+/// has for the target (for an exact package version, that version: preflight checks it is
+/// offered), each companion at the newest version offered there, and each plugin installed there
+/// (see [`plugin`]). `None` for a node without a usable report (its agent unreachable, its
+/// repository broken): preflight refuses it already.
+pub(crate) fn node_set(
+    report: Option<&AgentReport>,
+    settings: &Settings,
+    target: &Target,
+    host: &str,
+) -> Result<Option<PackageSet>, Refusal> {
+    let Some(report) = report.filter(|r| r.repository_error.is_none()) else { return Ok(None) };
+    let offered = |p: &String| report.available.get(p).map(Vec::as_slice).unwrap_or_default();
     let mut set = BTreeMap::new();
+    let mut missing = Vec::new();
     for p in &settings.engine_packages {
-        set.insert(p.clone(), target.clone());
+        let version = match target {
+            Target::Package(v) => Some(v.clone()),
+            Target::Engine(_) => target.pick(offered(p)),
+        };
+        match version {
+            Some(v) => {
+                set.insert(p.clone(), v);
+            }
+            None => missing.push(p.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        let has: Vec<String> =
+            installable(report, settings).iter().map(ToString::to_string).collect();
+        let has = match has.len() {
+            0 => "no engine version at all".to_string(),
+            n => format!("engine {}", has[n.saturating_sub(6)..].join(", ")),
+        };
+        return Err(refusal(
+            Some(host),
+            format!(
+                "the repository on {host} has no {} for engine {target}; it offers {has}",
+                missing.join(", ")
+            ),
+            "pick an engine version every node offers (`--to latest` picks the newest), or add that version's repository to the node's apt sources and run `apt-get update` there",
+        ));
     }
     for p in &settings.companion_packages {
-        let offered = offered_everywhere(snap, p);
-        let Some(v) = offered.last() else {
+        let Some(v) = offered(p).last() else {
             return Err(refusal(
-                format!("companion package {p} is not offered by every node's repository"),
-                "check the nodes' apt sources, or remove it from packages.companions",
+                Some(host),
+                format!("companion package {p} is not in the repository on {host}"),
+                "check the node's apt sources, or remove it from packages.companions",
             ));
         };
         set.insert(p.clone(), v.clone());
     }
-    Ok(PackageSet(set))
+    for p in &settings.plugin_packages {
+        if let Some(v) = plugin(report, p, target) {
+            set.insert(p.clone(), v);
+        }
+    }
+    Ok(Some(PackageSet(set)))
 }
+
+/// The version a plugin installed on a node goes to: the one carrying the target if the
+/// node's repository has it (a plugin versioned with the engine, as docker-ce-rootless-extras
+/// is), else the newest offered. `None` (left alone) when it is not installed, not offered
+/// there (it came from elsewhere), or offered only below the installed version.
+fn plugin(report: &AgentReport, package: &str, target: &Target) -> Option<DebVersion> {
+    let installed = report.installed.get(package)?;
+    let offered = report.available.get(package)?;
+    let v = target
+        .pick(offered)
+        .or_else(|| offered.iter().filter(|v| !v.is_prerelease()).max().cloned())?;
+    (&v >= installed).then_some(v)
+}
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,7 @@ impl RunReport {
             .map(|n| {
                 let before = n.previous.as_ref().and_then(|p| p.0.get(engine)).cloned();
                 let after = match n.phase {
-                    Phase::Done => Some(run.target.clone()),
+                    Phase::Done => run.packages_of(n).get(engine).cloned(),
                     _ if n.history.iter().any(|s| s.phase == Phase::Upgrade) && !n.rolled_back => {
                         None
                     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::machine::NodeProgress;
 pub use crate::model::plan::RunFlags;
 use crate::model::plan::{Refusal, RefusalKind};
-use crate::model::{ClusterSnapshot, DebVersion, PackageSet};
+use crate::model::{ClusterSnapshot, PackageSet, Target};
 use crate::planner::Plan;
 pub use nodes::Nodes;
 
@@ -67,9 +67,12 @@ impl Halt {
 pub struct RunRecord {
     /// Run ID.
     pub id: String,
-    /// Target version of the engine packages.
-    pub target: DebVersion,
-    /// Exact package set installed on every node.
+    /// The target: an engine version, or an exact package version (runs recorded before
+    /// engine-version targets have the package version).
+    pub target: Target,
+    /// The package set of every node, in runs recorded before each node had its own
+    /// ([`NodeProgress::packages`]); empty since.
+    #[serde(default, skip_serializing_if = "PackageSet::is_empty")]
     pub packages: PackageSet,
     /// When it started.
     pub started_at: Timestamp,
@@ -143,7 +146,7 @@ impl RunRecord {
         RunRecord {
             id,
             target: plan.target.clone(),
-            packages: plan.packages.clone(),
+            packages: PackageSet::default(),
             started_at: now,
             nodes,
             flags,
@@ -153,6 +156,12 @@ impl RunRecord {
             reason: None,
             finished_at: None,
         }
+    }
+
+    /// The package set the run installs on node `p`: its own, or in a run recorded before each
+    /// node had its own, the run's.
+    pub fn packages_of<'a>(&'a self, p: &'a NodeProgress) -> &'a PackageSet {
+        if p.packages.is_empty() { &self.packages } else { &p.packages }
     }
 
     /// Records the end of the run.
@@ -170,7 +179,7 @@ impl RunRecord {
 
     /// Why a scheduled run must not retry `target`: this run, to the same target, failed. A
     /// timer would otherwise roll the same node back at every window; an operator looks first.
-    pub(crate) fn refuses_scheduled_retry(&self, target: &DebVersion) -> Option<Refusal> {
+    pub(crate) fn refuses_scheduled_retry(&self, target: &Target) -> Option<Refusal> {
         if self.outcome != Some(Outcome::Failed) || &self.target != target {
             return None;
         }

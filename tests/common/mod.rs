@@ -95,7 +95,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
 }
 
 pub fn to(version: &str) -> PlanRequest {
-    PlanRequest { to: Some(v(version)), ..Default::default() }
+    PlanRequest { to: Some(version.parse().unwrap()), ..Default::default() }
 }
 
 /// Runs a coordinator named `holder` over the fake to the end of the run.

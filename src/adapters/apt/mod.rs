@@ -6,3 +6,6 @@
 pub mod command;
 pub mod parse;
 pub mod runner;
+
+#[cfg(test)]
+mod target_tests;
