@@ -268,6 +268,11 @@ impl NodeBackend for HostBackend {
             .collect();
         let disk_free_bytes = free_bytes("/var/cache/apt")?;
         let info = self.runtime.block_on(self.docker.info());
+        // An engine that does not answer has no containers running to list.
+        let standalone = self
+            .runtime
+            .block_on(crate::adapters::docker::standalone::running(&self.docker))
+            .unwrap_or_default();
         let (engine_active, local_swarm) = match info {
             Err(_) => (false, None),
             Ok(info) => {
@@ -288,6 +293,7 @@ impl NodeBackend for HostBackend {
             local_swarm,
             dpkg_interrupted,
             engine_config: self.engine_config(packages),
+            standalone,
         })
     }
 

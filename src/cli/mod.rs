@@ -269,6 +269,9 @@ fn report(
                 v.as_ref().map(ToString::to_string).unwrap_or_else(|| "?".into())
             };
             text += &format!("{:<16} {} -> {}\n", v.hostname, show(&v.before), show(&v.after));
+            if let Some(line) = v.standalone_line() {
+                text += &format!("{:<16} {line}\n", "");
+            }
         }
         text + &crate::report::svg::floor_line(&report.floor) + "\n"
     };

@@ -74,6 +74,8 @@ pub struct UpgradeFragment {
     pub max_major_skew: Option<u32>,
     /// Free disk space a node needs for the packages, e.g. `2GiB`.
     pub min_free_disk: Option<Size>,
+    /// `allow` or `refuse` a node running containers no service owns.
+    pub standalone: Option<super::StandalonePolicy>,
 }
 
 /// `[nodes]`

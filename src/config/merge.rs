@@ -136,6 +136,7 @@ fn apply_upgrade(s: &mut Settings, u: UpgradeFragment) {
     set(&mut s.allow_downgrade, u.allow_downgrade);
     set(&mut s.max_major_skew, u.max_major_skew);
     set(&mut s.min_free_disk, u.min_free_disk.map(|d| d.0));
+    set(&mut s.standalone, u.standalone);
 }
 
 fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {

@@ -59,6 +59,16 @@ pub enum NodeOrder {
     ManagersFirst,
 }
 
+/// What a run does with containers no swarm service owns (`upgrade.standalone`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", try_from = "String")]
+pub enum StandalonePolicy {
+    /// Upgrade the node anyway, and say which containers stop and which come back.
+    Allow,
+    /// Refuse a node that runs any, naming them.
+    Refuse,
+}
+
 /// A node label selector: `key` (any value) or `key=value`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LabelMatch {
@@ -162,6 +172,8 @@ pub struct Settings {
     pub allow_downgrade: bool,
     /// Widest allowed distance in major versions between a node and the target.
     pub max_major_skew: u32,
+    /// What to do with a node that runs containers no service owns.
+    pub standalone: StandalonePolicy,
     /// Free disk a node needs, in bytes.
     pub min_free_disk: u64,
     /// Only nodes matching this are upgraded.
@@ -212,6 +224,7 @@ impl Default for Settings {
             allow_single_manager: false,
             allow_downgrade: false,
             max_major_skew: 2,
+            standalone: StandalonePolicy::Allow,
             min_free_disk: 1 << 30,
             include_label: None,
             exclude_label: LabelMatch::parse("swarm-upgrade.skip=true"),

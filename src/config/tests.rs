@@ -65,6 +65,7 @@ fn invalid_values_name_the_key_and_the_fix() {
         ("[lock]\nlease = \"15s\"\n", "at least 30s"),
         ("[upgrade]\norder = \"random\"\n", "workers-first"),
         ("[packages]\nplugins = [\"containerd.io\"]\n", "`packages.plugins`"),
+        ("[upgrade]\nstandalone = \"sometimes\"\n", "must be \"allow\" or \"refuse\""),
         ("[packages]\nengine = []\n", "at least the engine package"),
         ("[packages]\nengine = [\"Docker CE\"]\n", "not a Debian package name"),
         ("[agent]\ncert = \"/c.pem\"\n", "all three"),

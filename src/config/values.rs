@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::Visitor;
 
 use super::window::parse_day;
-use super::{LabelMatch, NodeOrder};
+use super::{LabelMatch, NodeOrder, StandalonePolicy};
 
 /// How a refused value's message starts. serde carries an error from here to the TOML parser as
 /// text only, so this is how `parse_fragment` tells a refused value, which it names by its key,
@@ -127,6 +127,16 @@ impl TryFrom<String> for NodeOrder {
     type Error = ValueError;
     fn try_from(text: String) -> Result<Self, ValueError> {
         one_of(text, &ORDERS)
+    }
+}
+
+const STANDALONE: [(&str, StandalonePolicy); 2] =
+    [("allow", StandalonePolicy::Allow), ("refuse", StandalonePolicy::Refuse)];
+
+impl TryFrom<String> for StandalonePolicy {
+    type Error = ValueError;
+    fn try_from(text: String) -> Result<Self, ValueError> {
+        one_of(text, &STANDALONE)
     }
 }
 

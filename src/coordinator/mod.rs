@@ -191,7 +191,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         let target = agent_target(&n.hostname, &n.addr, &n.id);
         tokio::select! {
             r = self.ports.agents.describe(&target, lists) => match r {
-                Ok(r) => AgentStatus::Reachable(r),
+                Ok(r) => AgentStatus::Reachable(Box::new(r)),
                 Err(e) => AgentStatus::Unreachable { error: e.to_string() },
             },
             () = self.ports.clock.sleep(DESCRIBE_LIMIT) => AgentStatus::Unreachable {
@@ -287,6 +287,10 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             })
             .await?;
         tracing::info!(run = run_id, token, target = %plan.target, nodes = plan.nodes.len(), "run started");
+        for n in plan.nodes.iter().filter(|n| !n.standalone.is_empty()) {
+            let containers: Vec<String> = n.standalone.iter().map(ToString::to_string).collect();
+            tracing::warn!(node = %n.hostname, containers = %containers.join(", "), "containers no service owns stop while this node's engine restarts (upgrade.standalone = \"refuse\" refuses such nodes)");
+        }
         self.emit_start(&record, false);
         self.drive(token).await
     }

@@ -251,6 +251,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
         let previous = report.map(|r| installed_subset(&r.installed, run.packages_of(p)));
+        let standalone: Option<Vec<String>> =
+            report.map(|r| r.standalone.iter().map(|c| c.name.clone()).collect());
         let entered = self
             .update_node(token, i, p.phase, |n| {
                 match n.phase {
@@ -258,11 +260,15 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                         if let Some(prev) = previous.clone() {
                             n.record_previous(prev);
                         }
+                        n.standalone_before = n.standalone_before.take().or(standalone.clone());
                         n.advance(now)?
                     }
                     Phase::Rollback => n.rolled_back(now)?,
                     Phase::Restore => n.restored(now)?,
                     _ => n.advance(now)?,
+                }
+                if matches!(n.phase, Phase::Done | Phase::RolledBack | Phase::Restored) {
+                    n.standalone_after = standalone.clone();
                 }
                 Ok(())
             })

@@ -168,6 +168,12 @@ pub struct NodeProgress {
     pub packages: PackageSet,
     /// The package set before the upgrade, once known.
     pub previous: Option<PackageSet>,
+    /// The containers no service owns that ran on it when it started (names), once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standalone_before: Option<Vec<String>>,
+    /// Those that ran on it when it was done, rolled back or restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standalone_after: Option<Vec<String>>,
     /// Whether a rollback happened.
     pub rolled_back: bool,
     /// The node's ID before it rejoined.
@@ -230,6 +236,8 @@ impl NodeProgress {
             scope: Vec::new(),
             packages: plan.packages.clone(),
             previous: None,
+            standalone_before: None,
+            standalone_after: None,
             rolled_back: false,
             rejoined_from: None,
             converged_since: None,

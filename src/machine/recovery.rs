@@ -69,6 +69,8 @@ mod tests {
             surge: vec![],
             scope: vec![],
             packages: PackageSet::default(),
+            standalone_before: None,
+            standalone_after: None,
             previous: Some(PackageSet(
                 [("docker-ce".to_string(), "5:26.1.5-1~debian.13~trixie".parse().unwrap())].into(),
             )),

@@ -20,6 +20,7 @@ fn progress() -> NodeProgress {
         global_stops: vec![],
         batch: 0,
         packages: PackageSet::default(),
+        standalone: vec![],
     };
     NodeProgress::new(&plan, "10.0.0.2".into(), BTreeMap::new(), t(0))
 }

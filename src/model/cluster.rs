@@ -407,7 +407,7 @@ impl ClusterSnapshot {
     /// The agent's report for a node, if the agent answered.
     pub fn agent_report(&self, node: &NodeId) -> Option<&AgentReport> {
         match self.agents.get(node) {
-            Some(AgentStatus::Reachable(r)) => Some(r),
+            Some(AgentStatus::Reachable(r)) => Some(r.as_ref()),
             _ => None,
         }
     }

@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Availability, DebVersion, EngineVersion, NodeId, PackageSet, Role, ServiceId};
+use super::{
+    Availability, DebVersion, EngineVersion, NodeId, PackageSet, Role, ServiceId, Standalone,
+};
 
 /// What kind of reason refuses a run: what code and `--output json` readers act on (the
 /// refusal's `reason` and `fix` say it for people).
@@ -47,6 +49,8 @@ pub enum RefusalKind {
     FailedBefore,
     /// The swarm is autolocked and the unlock key given is missing or not the current one.
     Autolocked,
+    /// A node runs containers no service owns, and `upgrade.standalone` refuses them.
+    StandaloneContainers,
 }
 
 /// A reason to refuse the run: what, where, and what to do.
@@ -116,6 +120,9 @@ pub struct NodePlan {
     /// The packages it installs, each at the exact version its own repository has for the target.
     #[serde(default)]
     pub packages: PackageSet,
+    /// Running containers no service owns: they stop while its engine restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standalone: Vec<Standalone>,
 }
 
 /// Permissions given when the run started (`--allow-downgrade`, `--allow-single-manager`).

@@ -12,7 +12,7 @@ use super::DebVersion;
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum AgentStatus {
     /// The agent answered.
-    Reachable(AgentReport),
+    Reachable(Box<AgentReport>),
     /// The agent did not answer.
     Unreachable {
         /// Why it could not be reached.
@@ -48,6 +48,36 @@ pub struct AgentReport {
     /// (`None` too from an agent too old to check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_config: Option<EngineConfigProblem>,
+    /// Running containers no swarm service owns (empty too from an agent too old to look).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standalone: Vec<Standalone>,
+}
+
+/// A running container no swarm service owns (started with `docker run`): no drain moves it, and
+/// it stops while the node's engine restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standalone {
+    /// Its name.
+    pub name: String,
+    /// Its image, as it was started.
+    pub image: String,
+    /// Its restart policy: `no`, `always`, `unless-stopped` or `on-failure`.
+    pub restart: String,
+}
+
+impl Standalone {
+    /// Whether the engine starts it again when it comes back: `always` and `unless-stopped`
+    /// do; `on-failure` only after an exit with an error, `no` never.
+    pub fn comes_back(&self) -> bool {
+        matches!(self.restart.as_str(), "always" | "unless-stopped")
+    }
+}
+
+impl std::fmt::Display for Standalone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fate = if self.comes_back() { "comes back" } else { "stays stopped" };
+        write!(f, "{} (restart {}: {fate})", self.name, self.restart)
+    }
 }
 
 /// A reason dockerd would refuse to start with its configuration file. The file may have been

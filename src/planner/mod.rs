@@ -226,6 +226,7 @@ fn node_plan(
         global_stops: ev.global_stops,
         batch,
         packages,
+        standalone: snap.agent_report(&node.id).map(|r| r.standalone.clone()).unwrap_or_default(),
     }
 }
 

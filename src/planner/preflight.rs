@@ -1,7 +1,7 @@
 //! Preflight: every reason the run must not start (or, between nodes, must not go on).
 
 use super::{PlanRequest, Refusal, RefusalKind};
-use crate::config::Settings;
+use crate::config::{Settings, StandalonePolicy};
 use crate::model::convergence::{Convergence, every_service};
 use crate::model::{
     AgentReport, AgentStatus, Autolock, ClusterSnapshot, EngineConfigProblem, Node, NodeId,
@@ -217,6 +217,18 @@ pub(crate) fn node_checks(
     }
     if let Some(packages) = packages {
         out.extend(package_checks(report, settings, req, node, packages));
+    }
+    if settings.standalone == StandalonePolicy::Refuse && !report.standalone.is_empty() {
+        let names: Vec<String> = report.standalone.iter().map(ToString::to_string).collect();
+        out.push(at_node(
+            RefusalKind::StandaloneContainers,
+            host,
+            format!(
+                "{host} runs containers no swarm service owns, which stop while its engine restarts: {}",
+                names.join(", ")
+            ),
+            "stop or move them (`docker ps` on that node), or set upgrade.standalone = \"allow\" to upgrade it anyway",
+        ));
     }
     if node.role == Role::Manager && node.manager.is_none() {
         out.push(at_node(

@@ -35,6 +35,32 @@ pub struct NodeVersions {
     pub before: Option<DebVersion>,
     /// After: the target when it is done, the previous version when it rolled back or was left.
     pub after: Option<DebVersion>,
+    /// The containers no service owns that ran on it before (unknown before prefetch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standalone_before: Option<Vec<String>>,
+    /// Those that ran on it after (unknown until it was done, rolled back or restored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standalone_after: Option<Vec<String>>,
+}
+
+impl NodeVersions {
+    /// What ran on the node outside the swarm's services before and after, when anything did:
+    /// `standalone before: cache, tmp; after: cache`.
+    pub fn standalone_line(&self) -> Option<String> {
+        let list = |l: &Option<Vec<String>>| match l {
+            None => "?".to_string(),
+            Some(names) if names.is_empty() => "none".to_string(),
+            Some(names) => names.join(", "),
+        };
+        let any = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|n| !n.is_empty());
+        (any(&self.standalone_before) || any(&self.standalone_after)).then(|| {
+            format!(
+                "standalone containers before: {}; after: {}",
+                list(&self.standalone_before),
+                list(&self.standalone_after)
+            )
+        })
+    }
 }
 
 impl RunReport {
@@ -52,7 +78,13 @@ impl RunReport {
                     }
                     _ => before.clone(),
                 };
-                NodeVersions { hostname: n.hostname.clone(), before, after }
+                NodeVersions {
+                    hostname: n.hostname.clone(),
+                    before,
+                    after,
+                    standalone_before: n.standalone_before.clone(),
+                    standalone_after: n.standalone_after.clone(),
+                }
             })
             .collect();
         let floor = floor::RunFloor::of(&run);

@@ -3,7 +3,7 @@
 use super::pb;
 use crate::model::{
     AgentReport, DebVersion, EngineConfigProblem, LocalSwarm, LocalSwarmState, PackageSet,
-    VersionError,
+    Standalone, VersionError,
 };
 
 /// An order for `set`, fenced by the run and token of `op`.
@@ -58,6 +58,15 @@ pub(crate) fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
             keys: p.keys.clone(),
             detail: p.detail.clone(),
         }),
+        standalone: r
+            .standalone
+            .iter()
+            .map(|c| pb::Standalone {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                restart: c.restart.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -86,6 +95,15 @@ pub(crate) fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
             keys: p.keys.clone(),
             detail: p.detail.clone(),
         }),
+        standalone: r
+            .standalone
+            .iter()
+            .map(|c| Standalone {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                restart: c.restart.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -109,6 +127,19 @@ mod tests {
             };
             assert_eq!(report_from_pb(&report_to_pb(&report)).local_swarm, report.local_swarm);
         }
+    }
+
+    #[test]
+    fn standalone_containers_cross_the_wire_and_an_older_agent_reports_none() {
+        let cache = Standalone {
+            name: "cache".into(),
+            image: "redis:7".into(),
+            restart: "unless-stopped".into(),
+        };
+        let report = AgentReport { standalone: vec![cache.clone()], ..Default::default() };
+        assert_eq!(report_from_pb(&report_to_pb(&report)).standalone, [cache]);
+        let old = pb::NodeReport { engine_active: true, ..Default::default() };
+        assert!(report_from_pb(&old).standalone.is_empty());
     }
 
     #[test]

@@ -158,6 +158,8 @@ impl FakeCluster {
         let fails = broken.is_some_and(|b| h.installed.get("docker-ce") == Some(&b));
         h.engine_active = !fails;
         h.down_ticks = 2;
+        // The engine starts again only the containers whose restart policy says so.
+        h.standalone.retain(swarm_upgrade::model::Standalone::comes_back);
         let hostname = h.hostname.clone();
         if wipe.as_deref() == Some(hostname.as_str()) {
             h.local_id = None;
@@ -382,6 +384,7 @@ impl Agents for FakeCluster {
             local_swarm,
             dpkg_interrupted: None,
             engine_config: None,
+            standalone: h.standalone.clone(),
         })
     }
 

@@ -162,7 +162,7 @@ fn place(nodes: &[Node], services: &[Service]) -> Vec<Task> {
 
 fn report(id: &NodeId) -> AgentStatus {
     let offered = |old: &str, new: &str| vec![v(old), v(new)];
-    AgentStatus::Reachable(AgentReport {
+    AgentStatus::Reachable(Box::new(AgentReport {
         installed: [
             ("docker-ce".to_string(), v(OLD)),
             ("docker-ce-cli".to_string(), v(OLD)),
@@ -179,5 +179,5 @@ fn report(id: &NodeId) -> AgentStatus {
         engine_active: true,
         local_swarm: Some(LocalSwarm { node_id: id.0.clone(), state: LocalSwarmState::Active }),
         ..Default::default()
-    })
+    }))
 }

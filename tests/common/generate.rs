@@ -161,6 +161,7 @@ pub fn build(spec: &ClusterSpec) -> World {
             agent_up: true,
             local_id: Some(id),
             down_ticks: 0,
+            standalone: Vec::new(),
         });
     }
     let services = spec
@@ -210,7 +211,7 @@ pub fn observed(world: &World) -> ClusterSnapshot {
         let Some(id) = &h.local_id else { continue };
         snap.agents.insert(
             id.clone(),
-            AgentStatus::Reachable(AgentReport {
+            AgentStatus::Reachable(Box::new(AgentReport {
                 installed: h.installed.0.clone(),
                 available: h.available.clone(),
                 repository_error: None,
@@ -222,7 +223,8 @@ pub fn observed(world: &World) -> ClusterSnapshot {
                 }),
                 dpkg_interrupted: None,
                 engine_config: None,
-            }),
+                standalone: h.standalone.clone(),
+            })),
         );
     }
     snap

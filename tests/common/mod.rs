@@ -50,6 +50,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
                 agent_up: true,
                 local_id: Some(n.id.clone()),
                 down_ticks: 0,
+                standalone: report.standalone.clone(),
             }
         })
         .collect();

@@ -36,6 +36,8 @@ pub struct Host {
     pub local_id: Option<NodeId>,
     /// Ticks until the node reports Ready again after a restart.
     pub down_ticks: u32,
+    /// Running containers no service owns.
+    pub standalone: Vec<swarm_upgrade::model::Standalone>,
 }
 
 /// The fake cluster's whole state.

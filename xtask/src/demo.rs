@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::lab;
-use crate::{load, repo};
+use crate::load;
 
 /// Runs the demo; an error when the upgrade did not complete.
 pub fn run(opts: &lab::Options) -> Result<()> {
@@ -25,7 +25,7 @@ pub fn run(opts: &lab::Options) -> Result<()> {
     });
     let t0 = Instant::now();
     let status = engine
-        .command(&["exec", "-t", lab::MANAGER, "swarm-upgrade", "run", "--to", repo::NEW])
+        .command(&["exec", "-t", lab::MANAGER, "swarm-upgrade", "run", "--to", "28.5.2"])
         .status()?;
     let took = t0.elapsed();
     let report = load.stop();

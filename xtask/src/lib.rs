@@ -7,6 +7,7 @@ pub mod cost;
 pub mod debian;
 pub mod demo;
 pub mod engine;
+pub mod fleet;
 pub mod host;
 pub mod http;
 pub mod images;

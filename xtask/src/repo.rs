@@ -1,7 +1,12 @@
-//! The lab's apt repository, shaped like Docker's (download.docker.com/linux/debian): suite
-//! `trixie`, component `stable`, packages `docker-ce`, `docker-ce-cli` and `containerd.io` laid out,
-//! versioned, related and scripted like the official ones, carrying Debian's engine binaries.
-//! Signed with a key the lab generates once (kept in the cache).
+//! The lab's apt repository, shaped like Docker's (download.docker.com/linux/debian): suites
+//! `trixie` and `bookworm`, component `stable`, packages `docker-ce`, `docker-ce-cli` and
+//! `containerd.io` laid out, versioned, related and scripted like the official ones, carrying
+//! Debian's engine binaries, and the plugins (`docker-buildx-plugin`, `docker-compose-plugin`,
+//! `docker-ce-rootless-extras`) as small stand-ins with the same names, dependencies and
+//! versions. Each suite names its versions as Docker does (`5:28.5.2-1~debian.12~bookworm`): a
+//! node whose sources say `bookworm` sees the same engines under Debian 12's names, as a node of
+//! a fleet that grew over the years would. Signed with a key the lab generates once (kept in the
+//! cache).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +16,9 @@ use anyhow::{Context, Result};
 
 use crate::debian::Unpacked;
 use crate::{cache, host};
+
+mod plugins;
+pub use plugins::{BUILDX, COMPOSE};
 
 /// The engine every lab node starts at.
 pub const OLD: &str = "5:26.1.5-1~debian.13~trixie";
@@ -25,6 +33,21 @@ pub const HANGS: &str = "5:28.5.4-1~debian.13~trixie";
 pub const URL: &str = "http://repo/linux/debian";
 /// The apt sources line on every node (Docker's install guide: keyring + signed-by).
 pub const SOURCES_LINE: &str = "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] http://repo/linux/debian trixie stable";
+/// The suites served, each with the suffix Docker gives its versions there; [`OLD`] and the
+/// other constants are written as `trixie` names them.
+pub const SUITES: [(&str, &str); 2] =
+    [("trixie", "~debian.13~trixie"), ("bookworm", "~debian.12~bookworm")];
+
+/// `version` (as trixie names it) as `suite` names it: `5:28.5.2-1~debian.12~bookworm`.
+pub fn in_suite(version: &str, suite: &str) -> String {
+    let suffix = SUITES.iter().find(|(s, _)| *s == suite).map_or("", |(_, x)| *x);
+    version.replace(SUITES[0].1, suffix)
+}
+
+/// The suite a version belongs to (its suffix's; trixie for one without, as containerd.io).
+fn suite_of(version: &str) -> &'static str {
+    SUITES.iter().find(|(_, x)| version.ends_with(x)).map_or(SUITES[0].0, |(s, _)| *s)
+}
 
 /// One engine release: docker-ce and docker-ce-cli at `version`, made from `suite`'s binaries.
 struct Engine {
@@ -68,7 +91,7 @@ impl Repo {
     /// A package file from the pool, e.g. `docker-ce` at [`OLD`].
     pub fn deb(&self, package: &str, version: &str) -> PathBuf {
         self.root
-            .join("linux/debian/dists/trixie/pool/stable/amd64")
+            .join(format!("linux/debian/dists/{}/pool/stable/amd64", suite_of(version)))
             .join(file_name(package, version))
     }
 }
@@ -89,23 +112,33 @@ pub fn build(debian: &Unpacked) -> Result<Repo> {
     let key = key_home.join("docker.asc");
     let hash = cache::fnv(&[
         include_str!("repo.rs").as_bytes(),
+        include_str!("repo/plugins.rs").as_bytes(),
         &std::fs::read(&key)?,
         debian.tree("docker.io", "trixie").as_os_str().as_encoded_bytes(),
     ]);
     let root = cache::cached(&format!("repo-{hash:016x}"), |out| {
         let base = out.join("linux/debian");
-        let pool = base.join("dists/trixie/pool/stable/amd64");
-        std::fs::create_dir_all(&pool)?;
         let stage = out.join("stage");
-        for (version, suite) in CONTAINERD {
-            containerd_io(debian, version, suite, &stage, &pool)?;
-        }
-        for e in ENGINES {
-            docker_ce_cli(debian, e, &stage, &pool)?;
-            docker_ce(debian, e, &stage, &pool)?;
+        for (suite, _) in SUITES {
+            let pool = base.join(format!("dists/{suite}/pool/stable/amd64"));
+            std::fs::create_dir_all(&pool)?;
+            for (version, from) in CONTAINERD {
+                containerd_io(debian, version, from, &stage, &pool)?;
+            }
+            // The broken releases are trixie's only (the rollback tests' lab is all trixie).
+            let engines = ENGINES.iter().filter(|e| suite == "trixie" || e.broken == Broken::No);
+            for e in engines {
+                let version = in_suite(e.version, suite);
+                docker_ce_cli(debian, e, &version, &stage, &pool)?;
+                docker_ce(debian, e, &version, &stage, &pool)?;
+                plugins::rootless_extras(&version, &stage, &pool)?;
+            }
+            for (package, version) in plugins::CLI_PLUGINS {
+                plugins::cli_plugin(package, &in_suite(version, suite), &stage, &pool)?;
+            }
+            index(&base, suite, &key_home)?;
         }
         std::fs::remove_dir_all(&stage)?;
-        index(&base, &key_home)?;
         std::fs::copy(&key, base.join("gpg"))?;
         Ok(())
     })?;
@@ -140,13 +173,14 @@ fn gpg(home: &Path, args: &[&str]) -> Result<String> {
     out
 }
 
-/// Packages, Release, InRelease and Release.gpg, as Docker publishes them.
-fn index(base: &Path, key_home: &Path) -> Result<()> {
-    let bin = base.join("dists/trixie/stable/binary-amd64");
+/// A suite's Packages, Release, InRelease and Release.gpg, as Docker publishes them.
+fn index(base: &Path, suite: &str, key_home: &Path) -> Result<()> {
+    let bin = base.join(format!("dists/{suite}/stable/binary-amd64"));
     std::fs::create_dir_all(&bin)?;
+    let pool = format!("dists/{suite}/pool/stable/amd64");
     let packages = host::run(Command::new("dpkg-scanpackages").current_dir(base).args([
         "--multiversion",
-        "dists/trixie/pool/stable/amd64",
+        &pool,
         "/dev/null",
     ]))?;
     std::fs::write(bin.join("Packages"), &packages)?;
@@ -155,15 +189,15 @@ fn index(base: &Path, key_home: &Path) -> Result<()> {
     for (k, v) in [
         ("Origin", "Docker"),
         ("Label", "Docker"),
-        ("Suite", "trixie"),
-        ("Codename", "trixie"),
+        ("Suite", suite),
+        ("Codename", suite),
         ("Architectures", "amd64"),
         ("Components", "stable"),
     ] {
         release.arg("-o").arg(format!("APT::FTPArchive::Release::{k}={v}"));
     }
-    let text = host::run(release.current_dir(base.join("dists/trixie")).args(["release", "."]))?;
-    let dists = base.join("dists/trixie");
+    let dists = base.join(format!("dists/{suite}"));
+    let text = host::run(release.current_dir(&dists).args(["release", "."]))?;
     std::fs::write(dists.join("Release"), text)?;
     let release = dists.join("Release");
     let r = release.to_str().context("path")?;
@@ -176,12 +210,12 @@ fn index(base: &Path, key_home: &Path) -> Result<()> {
 }
 
 /// A package being staged: files, control fields, maintainer scripts.
-struct Staged {
+pub(crate) struct Staged {
     dir: PathBuf,
 }
 
 impl Staged {
-    fn new(stage: &Path, name: &str) -> Result<Staged> {
+    pub(crate) fn new(stage: &Path, name: &str) -> Result<Staged> {
         let dir = stage.join(name);
         cache::remove(&dir);
         std::fs::create_dir_all(dir.join("DEBIAN"))?;
@@ -195,7 +229,7 @@ impl Staged {
         Ok(())
     }
 
-    fn write(&self, to: &str, text: &str, mode: u32) -> Result<()> {
+    pub(crate) fn write(&self, to: &str, text: &str, mode: u32) -> Result<()> {
         let dest = self.dir.join(to);
         std::fs::create_dir_all(dest.parent().unwrap())?;
         std::fs::write(&dest, text)?;
@@ -206,7 +240,13 @@ impl Staged {
     }
 
     /// Writes the control file (with Installed-Size) and builds the package into `pool`.
-    fn build(self, fields: &str, pool: &Path, package: &str, version: &str) -> Result<()> {
+    pub(crate) fn build(
+        self,
+        fields: &str,
+        pool: &Path,
+        package: &str,
+        version: &str,
+    ) -> Result<()> {
         let du = host::run(Command::new("du").args(["-sk", "--exclude=DEBIAN"]).arg(&self.dir))?;
         let size = du.split_whitespace().next().unwrap_or("0");
         let mut control = format!(
@@ -248,30 +288,42 @@ Description: An open and reliable container runtime (swarm-upgrade lab build)\n 
     s.build(fields, pool, "containerd.io", version)
 }
 
-fn docker_ce_cli(debian: &Unpacked, e: &Engine, stage: &Path, pool: &Path) -> Result<()> {
-    let s = Staged::new(stage, &format!("docker-ce-cli-{}", e.version))?;
+fn docker_ce_cli(
+    debian: &Unpacked,
+    e: &Engine,
+    version: &str,
+    stage: &Path,
+    pool: &Path,
+) -> Result<()> {
+    let s = Staged::new(stage, &format!("docker-ce-cli-{version}"))?;
     s.copy(&debian.tree("docker-cli", e.suite).join("usr/bin/docker"), "usr/bin/docker")?;
     let fields = "Section: admin\nPriority: optional\nDepends: libc6 (>= 2.34)\nConflicts: docker (<< 1.5~), docker-engine, docker.io, docker-cli\n\
 Replaces: docker-ce (<< 5:0), docker-engine\nHomepage: https://www.docker.com\n\
 Description: Docker CLI: the open-source application container engine (swarm-upgrade lab build)\n Debian's docker-cli binary, laid out as Docker's docker-ce-cli package.\n";
-    s.build(fields, pool, "docker-ce-cli", e.version)
+    s.build(fields, pool, "docker-ce-cli", version)
 }
 
-fn docker_ce(debian: &Unpacked, e: &Engine, stage: &Path, pool: &Path) -> Result<()> {
-    let s = Staged::new(stage, &format!("docker-ce-{}", e.version))?;
+fn docker_ce(
+    debian: &Unpacked,
+    e: &Engine,
+    version: &str,
+    stage: &Path,
+    pool: &Path,
+) -> Result<()> {
+    let s = Staged::new(stage, &format!("docker-ce-{version}"))?;
     let d = debian.tree("docker.io", e.suite);
     match e.broken {
         Broken::Exits => {
             let script = format!(
                 "#!/bin/sh\necho \"dockerd {}: this lab build is broken on purpose (swarm-upgrade rollback tests) and does not start\" >&2\nexit 1\n",
-                e.version
+                version
             );
             s.write("usr/bin/dockerd", &script, 0o755)?;
         }
         Broken::Hangs => {
             let script = format!(
                 "#!/bin/sh\necho \"dockerd {}: this lab build is broken on purpose (swarm-upgrade timeout tests) and never becomes ready\" >&2\nexec sleep infinity\n",
-                e.version
+                version
             );
             s.write("usr/bin/dockerd", &script, 0o755)?;
         }
@@ -291,7 +343,7 @@ Conflicts: docker (<< 1.5~), docker-engine, docker.io\nReplaces: docker-engine\n
     let _ = write!(
         fields,
         "Description: Docker: the open-source application container engine (swarm-upgrade lab build)\n Debian's docker.io {} binaries from {}, laid out as Docker's docker-ce package.{}\n",
-        e.version,
+        version,
         e.suite,
         match e.broken {
             Broken::No => "",
@@ -299,7 +351,7 @@ Conflicts: docker (<< 1.5~), docker-engine, docker.io\nReplaces: docker-engine\n
             Broken::Hangs => "\n Broken on purpose: its dockerd never becomes ready.",
         }
     );
-    s.build(&fields, pool, "docker-ce", e.version)
+    s.build(&fields, pool, "docker-ce", version)
 }
 
 /// postinst the way debhelper writes it: enable on first install, restart on upgrade, and never

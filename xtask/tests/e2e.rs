@@ -192,10 +192,14 @@ fn room_for_two_workers(l: &LabGuard) {
         .expect("web at three replicas");
 }
 
-/// Issues 14 and 15: a rolling upgrade of a 3+12 lab (three managers, twelve workers in two
+/// Issues 14, 15 and 16: a rolling upgrade of a 3+12 lab (three managers, twelve workers in two
 /// zones; `web` on 10 nodes, `agentcheck` on all 15), workers four at a time (`--parallel 4`,
 /// `upgrade.zone_label = "zone"`), under load loses no request; no batch crosses a zone and
-/// managers go alone; and the run costs per node what it costs on five: the coordinator's
+/// managers go alone. The fleet is mixed (issue 16): five nodes see the repository as Debian 12
+/// names it, four carry the buildx and compose plugins; `--to 28.5.2` (an engine version) gives
+/// each node its own release's packages, shown per node by `plan`, every node ends on engine
+/// 28.5.2, and the plugins end at the repository's new versions, held. The run costs per node
+/// what it costs on five: the coordinator's
 /// own metrics (Docker requests, agent calls, store writes; the simulation's figures, `cargo bench
 /// --bench scale -- sim 5 50`) show no work that grows with the swarm. This lab has the machine to
 /// itself (a bigger lab runs alone, and waits for its slots before the five-node labs take
@@ -205,11 +209,14 @@ fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
     let shape = lab::Shape::new(3, 12).unwrap();
     let l = LabGuard::up_shaped("scale-3+12", tool(), shape);
     let zones = two_zones(&l);
+    mixed_fleet(&l);
+    standalone_containers(&l);
+    let planned = per_node_plan(&l);
     let load = l.balancer_load();
     let t0 = Instant::now();
     let (code, out, err) = l.swarm_upgrade(
         lab::MANAGER,
-        &["--output", "json", "run", "--to", repo::NEW, "--parallel", "4"],
+        &["--output", "json", "run", "--to", "28.5.2", "--parallel", "4"],
     );
     let took = t0.elapsed();
     let report = load.stop();
@@ -226,6 +233,8 @@ fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
     }
     xtask::workload::wait_converged(&l.engine, Duration::from_secs(30))
         .expect("converged at the end");
+    each_node_at_its_own_releases_packages(&l, &planned);
+    standalone_after_the_run(&l, &run);
     let cost = xtask::cost::Cost::from_metrics(
         &l.sh(lab::MANAGER, &format!("cat {}", xtask::cost::TEXTFILE)),
         l.nodes.len(),
@@ -277,6 +286,141 @@ fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
     // The store: the whole record, and the average write, within the 64 KiB budget per write.
     assert!(cost.store_bytes > 0 && cost.store_bytes <= 64 * 1024, "{}", cost.summary());
     assert!(cost.store_written_bytes <= 64 * 1024 * cost.store_writes, "{}", cost.summary());
+}
+
+/// The 3+12 lab's nodes that see the repository as Debian 12 names it: a manager and a worker
+/// in each zone (odd workers are zone `a`).
+const BOOKWORM: [&str; 5] = ["manager3", "worker3", "worker6", "worker9", "worker12"];
+/// The 3+12 lab's nodes with Docker's buildx and compose plugins (worker3 on Debian 12 too).
+const WITH_PLUGINS: [&str; 4] = ["manager2", "worker1", "worker2", "worker3"];
+
+fn suite_of(host: &str) -> &'static str {
+    if BOOKWORM.contains(&host) { "bookworm" } else { "trixie" }
+}
+
+/// Makes the 3+12 lab a fleet that grew over the years (issue 16): [`BOOKWORM`]'s nodes on the
+/// repository's Debian 12 names, [`WITH_PLUGINS`]' nodes with the plugins; then waits for the
+/// workload, whose tasks restarted with those engines.
+fn mixed_fleet(l: &LabGuard) {
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for host in BOOKWORM {
+            s.spawn(move || xtask::fleet::make_bookworm(&l.engine, host).expect(host));
+        }
+    });
+    std::thread::scope(|s| {
+        for host in WITH_PLUGINS {
+            s.spawn(move || {
+                xtask::fleet::install_plugins(&l.engine, host, suite_of(host)).expect(host)
+            });
+        }
+    });
+    xtask::workload::wait_converged(&l.engine, Duration::from_secs(120))
+        .expect("converged on the mixed fleet");
+    eprintln!("scale-3+12: mixed fleet made in {:.0} s", t0.elapsed().as_secs_f64());
+}
+
+/// `plan --to 28.5.2`'s package set for each node, checked against each node's release and
+/// plugins: (host, package=version sorted).
+fn per_node_plan(l: &LabGuard) -> Vec<(String, Vec<String>)> {
+    let (code, out, err) =
+        l.swarm_upgrade(lab::MANAGER, &["--output", "json", "plan", "--to", "28.5.2"]);
+    std::fs::write(l.reports.join("plan.json"), &out).unwrap();
+    assert_eq!(code, 0, "plan --to 28.5.2 refused:\n{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("plan as JSON");
+    let sets: Vec<(String, Vec<String>)> = plan["plan"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            let set = n["packages"].as_object().expect("packages");
+            let pairs = set.iter().map(|(p, v)| format!("{p}={}", v.as_str().unwrap())).collect();
+            (n["hostname"].as_str().unwrap().to_string(), pairs)
+        })
+        .collect();
+    assert_eq!(sets.len(), 15, "{out}");
+    let listed: Vec<(&str, &str)> = plan["plan"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["standalone"].as_array().into_iter().flatten().map(move |c| (n, c)))
+        .map(|(n, c)| (n["hostname"].as_str().unwrap(), c["name"].as_str().unwrap()))
+        .collect();
+    let want = [(STANDALONE_ON, "standalone-cache"), (STANDALONE_ON, "standalone-scratch")];
+    assert_eq!(listed, want, "plan lists the standalone containers on their node");
+    for (host, set) in &sets {
+        let new = repo::in_suite(repo::NEW, suite_of(host));
+        let mut want = vec![
+            "containerd.io=2.1.9-1".to_string(),
+            format!("docker-ce={new}"),
+            format!("docker-ce-cli={new}"),
+        ];
+        if WITH_PLUGINS.contains(&host.as_str()) {
+            want.push(format!(
+                "docker-buildx-plugin={}",
+                repo::in_suite(repo::BUILDX.1, suite_of(host))
+            ));
+            want.push(format!(
+                "docker-compose-plugin={}",
+                repo::in_suite(repo::COMPOSE.1, suite_of(host))
+            ));
+        }
+        want.sort_by_key(|p| p.split('=').next().unwrap_or_default().to_string());
+        assert_eq!(set, &want, "{host}'s planned packages");
+    }
+    sets
+}
+
+/// After the run, each node has exactly its planned packages installed and held, and a node
+/// without the plugins still has none.
+fn each_node_at_its_own_releases_packages(l: &LabGuard, planned: &[(String, Vec<String>)]) {
+    let packages = [
+        "containerd.io",
+        "docker-ce",
+        "docker-ce-cli",
+        "docker-buildx-plugin",
+        "docker-compose-plugin",
+    ];
+    for (host, set) in planned {
+        let have = xtask::fleet::installed(&l.engine, host, &packages).expect("dpkg-query");
+        let want: Vec<String> = set.iter().map(|p| format!("{p} held")).collect();
+        assert_eq!(have, want, "{host}: installed and held as planned");
+    }
+}
+
+/// The worker with containers started by `docker run` in the 3+12 lab (issue 16).
+const STANDALONE_ON: &str = "worker4";
+
+/// Starts two containers no service owns on [`STANDALONE_ON`]: `standalone-cache` (restart
+/// unless-stopped) and `standalone-scratch` (no restart policy).
+fn standalone_containers(l: &LabGuard) {
+    for (name, restart) in [("standalone-cache", "unless-stopped"), ("standalone-scratch", "no")] {
+        l.sh(
+            STANDALONE_ON,
+            &format!(
+                "docker run -d --name {name} --restart {restart} {} /lab-web web serve 9090 >/dev/null",
+                xtask::workload::IMAGE
+            ),
+        );
+    }
+}
+
+/// After the run: the container with a restart policy runs again, the other stayed stopped,
+/// and the run record says what ran before and after on that node.
+fn standalone_after_the_run(l: &LabGuard, run: &serde_json::Value) {
+    let running = l.sh(STANDALONE_ON, "docker ps --format '{{.Names}}' --filter name=standalone-");
+    assert_eq!(running, "standalone-cache", "only the one with a restart policy came back");
+    let node = run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["hostname"] == STANDALONE_ON)
+        .expect("its node in the run");
+    assert_eq!(
+        node["standalone_before"],
+        serde_json::json!(["standalone-cache", "standalone-scratch"])
+    );
+    assert_eq!(node["standalone_after"], serde_json::json!(["standalone-cache"]));
 }
 
 /// Labels the workers with two zones (odd-numbered `a`, even `b`) and tells the coordinator's
@@ -440,11 +584,20 @@ fn timeline(l: &LabGuard, run: &serde_json::Value, load: &xtask::load::Report) {
 /// Scenario 3: the broken 28.5.3. The first node's engine fails to start; its agent reinstalls the
 /// previous set and restarts; the node returns Ready and Active; the run halts as failed with a
 /// reason naming the node and the failing unit; no other node was touched; no request failed.
+/// worker1 carries the buildx and compose plugins (issue 16): they went into its transaction at
+/// the repository's new versions and come back with the engine, at their old versions, held.
 /// Then, on the same lab, an engine that never becomes ready (issue 13's scenario b), a broken
 /// node inside a batch (issue 15) and an agent lost mid-upgrade (issue 13's scenario c), below.
 #[test]
 fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     let l = LabGuard::up("rollback", tool());
+    xtask::fleet::install_plugins(&l.engine, "worker1", "trixie").expect("plugins on worker1");
+    let plugins = || xtask::fleet::installed(&l.engine, "worker1", &xtask::fleet::PLUGINS).unwrap();
+    let plugins_before = plugins();
+    let old = [repo::BUILDX.0, repo::COMPOSE.0];
+    let unheld: Vec<String> =
+        xtask::fleet::PLUGINS.iter().zip(old).map(|(p, v)| format!("{p}={v} unheld")).collect();
+    assert_eq!(plugins_before, unheld);
     let installed =
         "dpkg-query -W -f '${Package}=${Version} ' docker-ce docker-ce-cli containerd.io";
     let before: Vec<String> = l.nodes.iter().map(|n| l.sh(&n.name, installed)).collect();
@@ -481,6 +634,15 @@ fn a_broken_engine_is_rolled_back_and_the_run_halts() {
     }
     let after: Vec<String> = l.nodes.iter().map(|n| l.sh(&n.name, installed)).collect();
     assert_eq!(before, after);
+    let set = &run["nodes"][0]["packages"];
+    assert_eq!(
+        set["docker-buildx-plugin"],
+        repo::BUILDX.1,
+        "the plugin went with the engine: {set}"
+    );
+    assert_eq!(set["docker-compose-plugin"], repo::COMPOSE.1, "{set}");
+    let held: Vec<String> = unheld.iter().map(|p| p.replace(" unheld", " held")).collect();
+    assert_eq!(plugins(), held, "the plugins back with the engine, held");
     let worker1 = l.node_id("worker1");
     assert_eq!(
         l.sh(
@@ -778,6 +940,34 @@ fn refusals_change_nothing_and_two_runs_race_for_one_lock() {
     refused(&["run", "--to", repo::NEW], 2, &["50-bad.toml:2:", "expected a boolean"]);
     l.sh(lab::MANAGER, "rm /etc/swarm-upgrade/config.d/50-bad.toml");
     refused(&["run", "--to", "5:20.10.0-1~debian.13~trixie"], 3, &["--allow-downgrade"]);
+    refused(&["plan", "--to", "28.5"], 2, &["`28.5` is not a target", "28.5.2", "latest"]);
+    refused(&["plan", "--to", "banana"], 2, &["`banana` is not a target", "apt-cache madison"]);
+    // Issue 16: a container started with `docker run` on worker1, and upgrade.standalone =
+    // "refuse": plan and run refuse naming the node and the container.
+    l.sh(
+        "worker1",
+        &format!(
+            "docker run -d --name standalone-probe --restart unless-stopped {} /lab-web web serve 9090 >/dev/null",
+            xtask::workload::IMAGE
+        ),
+    );
+    l.sh(
+        lab::MANAGER,
+        "mkdir -p /etc/swarm-upgrade/config.d && printf '[upgrade]\\nstandalone = \"refuse\"\\n' > /etc/swarm-upgrade/config.d/50-standalone.toml",
+    );
+    for cmd in ["plan", "run"] {
+        refused(
+            &[cmd, "--to", "28.5.2"],
+            3,
+            &[
+                "[worker1]",
+                "standalone-probe (restart unless-stopped: comes back)",
+                "upgrade.standalone",
+            ],
+        );
+    }
+    l.sh(lab::MANAGER, "rm /etc/swarm-upgrade/config.d/50-standalone.toml");
+    l.sh("worker1", "docker rm -f standalone-probe >/dev/null");
     // A daemon.json written after worker1's engine started, which dockerd would refuse when
     // docker-ce's postinst restarts it: the agent reports it, plan and run refuse naming the node
     // and the option. Then an option only dockerd itself knows is wrong (`dockerd --validate`).

@@ -14,6 +14,7 @@ pub mod convert;
 pub mod raw;
 pub mod rejoin;
 pub mod scoped;
+pub mod standalone;
 pub mod store;
 
 use bollard::Docker;
