@@ -80,8 +80,11 @@ impl Sighting {
 /// (see [`crate::store_layout`]); the document read is the same. 4: a run's nodes may carry their
 /// `batch`; a build that ignored it would step a batch one node at a time without the gates
 /// between batch-mates (and drop the field when it wrote), so older builds must refuse it (a
-/// document of layout 3 reads as 4 unchanged).
-pub const SCHEMA: u32 = 4;
+/// document of layout 3 reads as 4 unchanged). 5: a run's target may be an engine version and
+/// each node carries its own package set (the run-level set left empty), and its standalone
+/// containers before and after; an older build would install nothing on such a node, so it must
+/// refuse it (a document of layout 4 reads as 5 unchanged: its nodes take the run's set).
+pub const SCHEMA: u32 = 5;
 
 /// Everything swarm-upgrade keeps in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

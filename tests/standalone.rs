@@ -36,6 +36,17 @@ fn plan_lists_them_on_their_node_and_says_which_come_back() {
         shown,
         ["cache (restart unless-stopped: comes back)", "scratch (restart no: stays stopped)"]
     );
+    let flaky = container("flaky", "on-failure").to_string();
+    assert_eq!(flaky, "flaky (restart on-failure: comes back only if it exits with an error)");
+}
+
+#[test]
+fn a_nodes_record_names_a_bounded_number() {
+    let many: Vec<Standalone> = (0..25).map(|i| container(&format!("c{i:02}"), "no")).collect();
+    let names = Standalone::names(&many, 20);
+    assert_eq!(names.len(), 21);
+    assert_eq!((names[19].as_str(), names[20].as_str()), ("c19", "... and 5 more"));
+    assert_eq!(Standalone::names(&many[..3], 20), ["c00", "c01", "c02"]);
 }
 
 #[test]

@@ -105,8 +105,8 @@ impl<B: NodeBackend> AgentService<B> {
             .map_err(|e| NodeError::Invalid(e.to_string()).into())
     }
 
-    /// Obeys only orders and descriptions that name these packages (the node's configured engine
-    /// and companion packages): a caller cannot make the agent install anything else.
+    /// Obeys only orders and descriptions that name these packages (the node's configured engine,
+    /// companion and plugin packages): a caller cannot make the agent install anything else.
     pub fn with_packages(mut self, packages: impl IntoIterator<Item = String>) -> Self {
         self.packages = packages.into_iter().collect();
         self

@@ -48,7 +48,7 @@ pub struct TargetFragment {
 pub struct PackagesFragment {
     /// Packages installed at the target version.
     pub engine: Option<EnginePackages>,
-    /// Packages installed at the newest version the repository offers.
+    /// Packages installed at the newest version each node's repository offers.
     pub companions: Option<Vec<PackageName>>,
     /// Packages upgraded with the engine where they are installed.
     pub plugins: Option<Vec<PackageName>>,

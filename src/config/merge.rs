@@ -106,6 +106,7 @@ fn apply_packages(s: &mut Settings, p: PackagesFragment, path: &str) -> Result<(
     let names = |c: Vec<PackageName>| c.into_iter().map(|n| n.0).collect();
     set(&mut s.engine_packages, p.engine.map(|e| e.0));
     set(&mut s.companion_packages, p.companions.map(names));
+    let plugins_written = p.plugins.is_some();
     set(&mut s.plugin_packages, p.plugins.map(names));
     if let Some(both) = s.engine_packages.iter().find(|p| s.companion_packages.contains(p)) {
         return Err(invalid(
@@ -115,8 +116,14 @@ fn apply_packages(s: &mut Settings, p: PackagesFragment, path: &str) -> Result<(
             "a package is either an engine package or a companion, not both",
         ));
     }
-    let listed = |p: &&String| s.engine_packages.contains(p) || s.companion_packages.contains(p);
-    if let Some(both) = s.plugin_packages.iter().find(listed) {
+    let listed = |p: &String| s.engine_packages.contains(p) || s.companion_packages.contains(p);
+    if !plugins_written {
+        // The default plugins (or an earlier file's) give way to a package this file lists as
+        // an engine package or a companion, as configurations written before plugins did.
+        let kept: Vec<String> = s.plugin_packages.iter().filter(|p| !listed(p)).cloned().collect();
+        s.plugin_packages = kept;
+    }
+    if let Some(both) = s.plugin_packages.iter().find(|p| listed(p)) {
         return Err(invalid(
             path,
             "packages.plugins",

@@ -153,7 +153,7 @@ pub struct Settings {
     pub target: TargetSetting,
     /// Packages installed at the target version.
     pub engine_packages: Vec<String>,
-    /// Packages installed at the newest version offered.
+    /// Packages installed at the newest version each node's repository offers.
     pub companion_packages: Vec<String>,
     /// Packages upgraded with the engine on the nodes where they are installed (never added).
     pub plugin_packages: Vec<String>,

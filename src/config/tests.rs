@@ -54,6 +54,20 @@ fn wrong_type_and_malformed_toml_are_located() {
 }
 
 #[test]
+fn a_package_listed_as_engine_or_companion_leaves_the_default_plugins() {
+    let dir = tempdir("plugins");
+    let file = write(
+        &dir,
+        "config.toml",
+        "[packages]\ncompanions = [\"containerd.io\", \"docker-compose-plugin\"]\n",
+    );
+    let s = load(Some(&file)).unwrap();
+    assert_eq!(s.companion_packages, ["containerd.io", "docker-compose-plugin"]);
+    assert_eq!(s.plugin_packages, ["docker-buildx-plugin", "docker-ce-rootless-extras"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn invalid_values_name_the_key_and_the_fix() {
     let cases = [
         ("[target]\nversion = \"latest!\"\n", "`target.version`"),

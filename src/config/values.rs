@@ -96,9 +96,9 @@ impl TryFrom<String> for TargetVersion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum TargetPolicy {
-    /// `latest`: the newest version offered.
+    /// `latest`: the newest engine version every selected node offers.
     Latest,
-    /// `latest-patch`: the newest of the cluster's current major.minor.
+    /// `latest-patch`: the newest engine version of the cluster's lowest installed major.minor.
     LatestPatch,
 }
 

@@ -251,8 +251,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
         let previous = report.map(|r| installed_subset(&r.installed, run.packages_of(p)));
-        let standalone: Option<Vec<String>> =
-            report.map(|r| r.standalone.iter().map(|c| c.name.clone()).collect());
+        // At most 20 names a node: the store's writes stay bounded.
+        let standalone = report.map(|r| crate::model::Standalone::names(&r.standalone, 20));
         let entered = self
             .update_node(token, i, p.phase, |n| {
                 match n.phase {

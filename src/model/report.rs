@@ -66,6 +66,16 @@ pub struct Standalone {
 }
 
 impl Standalone {
+    /// The names of `containers`, the first `at_most` and a count of the rest.
+    pub fn names(containers: &[Standalone], at_most: usize) -> Vec<String> {
+        let mut names: Vec<String> =
+            containers.iter().take(at_most).map(|c| c.name.clone()).collect();
+        if containers.len() > at_most {
+            names.push(format!("... and {} more", containers.len() - at_most));
+        }
+        names
+    }
+
     /// Whether the engine starts it again when it comes back: `always` and `unless-stopped`
     /// do; `on-failure` only after an exit with an error, `no` never.
     pub fn comes_back(&self) -> bool {
@@ -75,7 +85,11 @@ impl Standalone {
 
 impl std::fmt::Display for Standalone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let fate = if self.comes_back() { "comes back" } else { "stays stopped" };
+        let fate = match self.restart.as_str() {
+            "on-failure" => "comes back only if it exits with an error",
+            _ if self.comes_back() => "comes back",
+            _ => "stays stopped",
+        };
         write!(f, "{} (restart {}: {fate})", self.name, self.restart)
     }
 }

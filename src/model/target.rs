@@ -81,10 +81,12 @@ impl FromStr for Target {
     }
 }
 
+/// A stored target (a run record, a lock, a plan): as [`FromStr`], and any other Debian version
+/// an older build accepted as an exact package version (`1.0`).
 impl TryFrom<String> for Target {
     type Error = TargetError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
+        s.parse().or_else(|e| s.parse::<DebVersion>().map(Target::Package).map_err(|_| e))
     }
 }
 

@@ -258,15 +258,19 @@ fn package_checks(
         .filter(|(p, v)| !report.available.get(*p).is_some_and(|vs| vs.contains(v)))
         .map(|(p, v)| format!("{p} {v}"))
         .collect();
+    let engine = &settings.engine_packages[0];
     if !missing.is_empty() && report.repository_error.is_none() {
+        let version = packages.get(engine).map(|v| v.engine_version().to_string());
         out.push(at_node(
             RefusalKind::VersionUnavailable,
             host,
             format!("{} not in the repository on {host}", missing.join(", ") + if missing.len() == 1 { " is" } else { " are" }),
-            "pick a version from `apt-cache madison` on that node (or give an engine version such as `--to 28.5.2`), or run `apt-get update` there",
+            &format!(
+                "give the engine version instead (`--to {}`: each node resolves it in its own repository), pick a version from `apt-cache madison` on that node, or run `apt-get update` there",
+                version.as_deref().unwrap_or("28.5.2")
+            ),
         ));
     }
-    let engine = &settings.engine_packages[0];
     let Some(target) = packages.get(engine) else { return out };
     if let Some(installed) = report.installed.get(engine)
         && target < installed

@@ -126,13 +126,49 @@ pub(crate) fn node_set(
     host: &str,
 ) -> Result<Option<PackageSet>, Refusal> {
     let Some(report) = report.filter(|r| r.repository_error.is_none()) else { return Ok(None) };
-    let offered = |p: &String| report.available.get(p).map(Vec::as_slice).unwrap_or_default();
+    let mut set = engine_set(report, settings, target, host)?;
+    for p in &settings.companion_packages {
+        let Some(v) = newest(offered(report, p)) else {
+            return Err(refusal(
+                Some(host),
+                format!("companion package {p} is not in the repository on {host}"),
+                "check the node's apt sources, or remove it from packages.companions",
+            ));
+        };
+        set.insert(p.clone(), v);
+    }
+    for p in &settings.plugin_packages {
+        if let Some(v) = plugin(report, settings, p, target) {
+            set.insert(p.clone(), v);
+        }
+    }
+    Ok(Some(PackageSet(set)))
+}
+
+/// The versions of `package` a node's repository offers.
+fn offered<'r>(report: &'r AgentReport, package: &str) -> &'r [DebVersion] {
+    report.available.get(package).map(Vec::as_slice).unwrap_or_default()
+}
+
+/// The newest release among `versions` (never a pre-release).
+fn newest(versions: &[DebVersion]) -> Option<DebVersion> {
+    versions.iter().filter(|v| !v.is_prerelease()).max().cloned()
+}
+
+/// The engine packages at the target, or one refusal naming what the node's repository lacks
+/// and the engine versions it offers.
+fn engine_set(
+    report: &AgentReport,
+    settings: &Settings,
+    target: &Target,
+    host: &str,
+) -> Result<BTreeMap<String, DebVersion>, Refusal> {
     let mut set = BTreeMap::new();
     let mut missing = Vec::new();
     for p in &settings.engine_packages {
         let version = match target {
             Target::Package(v) => Some(v.clone()),
-            Target::Engine(_) => target.pick(offered(p)),
+            Target::Engine(_) => target.pick(offered(report, p)),
         };
         match version {
             Some(v) => {
@@ -141,51 +177,46 @@ pub(crate) fn node_set(
             None => missing.push(p.as_str()),
         }
     }
-    if !missing.is_empty() {
-        let has: Vec<String> =
-            installable(report, settings).iter().map(ToString::to_string).collect();
-        let has = match has.len() {
-            0 => "no engine version at all".to_string(),
-            n => format!("engine {}", has[n.saturating_sub(6)..].join(", ")),
-        };
-        return Err(refusal(
-            Some(host),
-            format!(
-                "the repository on {host} has no {} for engine {target}; it offers {has}",
-                missing.join(", ")
-            ),
-            "pick an engine version every node offers (`--to latest` picks the newest), or add that version's repository to the node's apt sources and run `apt-get update` there",
-        ));
+    if missing.is_empty() {
+        return Ok(set);
     }
-    for p in &settings.companion_packages {
-        let Some(v) = offered(p).last() else {
-            return Err(refusal(
-                Some(host),
-                format!("companion package {p} is not in the repository on {host}"),
-                "check the node's apt sources, or remove it from packages.companions",
-            ));
-        };
-        set.insert(p.clone(), v.clone());
-    }
-    for p in &settings.plugin_packages {
-        if let Some(v) = plugin(report, p, target) {
-            set.insert(p.clone(), v);
-        }
-    }
-    Ok(Some(PackageSet(set)))
+    let has: Vec<String> = installable(report, settings).iter().map(ToString::to_string).collect();
+    let has = match has.len() {
+        0 => "no engine version at all".to_string(),
+        n if n <= SHOWN => format!("engine {}", has.join(", ")),
+        n => format!("engine {} (and {} older)", has[n - SHOWN..].join(", "), n - SHOWN),
+    };
+    Err(refusal(
+        Some(host),
+        format!(
+            "the repository on {host} has no {} for engine {target}; it offers {has}",
+            missing.join(", ")
+        ),
+        "pick an engine version every node offers (`--to latest` picks the newest), or add that version's repository to the node's apt sources and run `apt-get update` there",
+    ))
 }
 
-/// The version a plugin installed on a node goes to: the one carrying the target if the
-/// node's repository has it (a plugin versioned with the engine, as docker-ce-rootless-extras
-/// is), else the newest offered. `None` (left alone) when it is not installed, not offered
-/// there (it came from elsewhere), or offered only below the installed version.
-fn plugin(report: &AgentReport, package: &str, target: &Target) -> Option<DebVersion> {
+/// How many of the engine versions a node offers a refusal names (the newest).
+const SHOWN: usize = 6;
+
+/// The version a plugin installed on a node goes to. One versioned with the engine (its
+/// installed version carries the installed engine's, as docker-ce-rootless-extras does) follows
+/// the engine: the version carrying the target, or it is left alone when the repository lacks
+/// one. Any other goes to the newest release offered, never below what is installed. `None`
+/// (left alone) too when it is not installed or not offered there (it came from elsewhere).
+fn plugin(
+    report: &AgentReport,
+    settings: &Settings,
+    package: &str,
+    target: &Target,
+) -> Option<DebVersion> {
     let installed = report.installed.get(package)?;
     let offered = report.available.get(package)?;
-    let v = target
-        .pick(offered)
-        .or_else(|| offered.iter().filter(|v| !v.is_prerelease()).max().cloned())?;
-    (&v >= installed).then_some(v)
+    let engine = report.installed.get(&settings.engine_packages[0]);
+    if engine.is_some_and(|e| e.engine_version() == installed.engine_version()) {
+        return target.pick(offered);
+    }
+    newest(offered).filter(|v| v >= installed)
 }
 
 #[cfg(test)]

@@ -215,6 +215,7 @@ pub(crate) struct Staged {
 }
 
 impl Staged {
+    /// An empty package `name` under `stage`.
     pub(crate) fn new(stage: &Path, name: &str) -> Result<Staged> {
         let dir = stage.join(name);
         cache::remove(&dir);
@@ -229,6 +230,7 @@ impl Staged {
         Ok(())
     }
 
+    /// Writes a file of the package, with its mode.
     pub(crate) fn write(&self, to: &str, text: &str, mode: u32) -> Result<()> {
         let dest = self.dir.join(to);
         std::fs::create_dir_all(dest.parent().unwrap())?;

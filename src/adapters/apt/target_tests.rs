@@ -120,6 +120,13 @@ fn targets_round_trip_as_text() {
 }
 
 #[test]
+fn a_stored_target_an_older_build_accepted_is_still_read() {
+    let stored: Target = serde_json::from_str("\"1.0\"").unwrap();
+    assert_eq!(stored, Target::Package("1.0".parse().unwrap()));
+    assert!("1.0".parse::<Target>().is_err(), "but not given anew");
+}
+
+#[test]
 fn bad_targets_say_what_is_accepted() {
     for (bad, why) in [
         ("28.5", "three numbers"),

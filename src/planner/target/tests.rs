@@ -100,6 +100,17 @@ fn latest_is_the_newest_engine_version_every_node_can_install() {
 }
 
 #[test]
+fn a_node_on_a_prerelease_is_not_at_its_release() {
+    let mut snap = mixed();
+    let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&NodeId("worker1-id".into())) else {
+        panic!()
+    };
+    r.installed.insert("docker-ce".into(), "5:28.5.2~rc.1-1~debian.13~trixie".parse().unwrap());
+    let p = plan(&snap, &Settings::default(), &to("28.5.2")).unwrap();
+    assert_eq!(p.nodes.len(), 5, "worker1 runs 28.5.2's release candidate: {:?}", p.skipped);
+}
+
+#[test]
 fn a_node_at_the_engine_version_is_skipped_whatever_its_release() {
     let mut snap = mixed();
     let id = NodeId("worker2-id".into());
@@ -163,6 +174,17 @@ fn plugins_go_with_the_engine_only_where_they_are_installed() {
         let names: Vec<&String> = set(host).0.keys().collect();
         assert_eq!(names, ["containerd.io", "docker-ce", "docker-ce-cli"], "{host}");
     }
+    // Versioned with the engine, and the repository lacks the target's: left alone.
+    let mut snap = mixed();
+    with_plugin(
+        &mut snap,
+        "worker1",
+        "docker-ce-rootless-extras",
+        Some(rootless[0]),
+        &rootless[..1],
+    );
+    let p = plan(&snap, &Settings::default(), &to("28.5.2")).unwrap();
+    assert!(p.nodes[0].packages.get("docker-ce-rootless-extras").is_none(), "{:?}", p.nodes[0]);
     let none = Settings { plugin_packages: vec![], ..Settings::default() };
     assert!(
         plan(&snap, &none, &to("28.5.2")).unwrap().nodes.iter().all(|n| n.packages.0.len() == 3)
