@@ -178,12 +178,8 @@ fn render_node(out: &mut String, plan: &Plan, i: usize, n: &crate::planner::Node
         let _ = writeln!(out, "       drain moves: {}", n.moves.join("; "));
     }
     if !n.standalone.is_empty() {
-        let s: Vec<String> = n.standalone.iter().map(ToString::to_string).collect();
-        let _ = writeln!(
-            out,
-            "       standalone containers stop while its engine restarts: {}",
-            s.join(", ")
-        );
+        let s = crate::model::Standalone::list(&n.standalone);
+        let _ = writeln!(out, "       standalone containers stop while its engine restarts: {s}");
     }
     if !n.global_stops.is_empty() {
         let _ = writeln!(

@@ -288,8 +288,8 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             .await?;
         tracing::info!(run = run_id, token, target = %plan.target, nodes = plan.nodes.len(), "run started");
         for n in plan.nodes.iter().filter(|n| !n.standalone.is_empty()) {
-            let containers: Vec<String> = n.standalone.iter().map(ToString::to_string).collect();
-            tracing::warn!(node = %n.hostname, containers = %containers.join(", "), "containers no service owns stop while this node's engine restarts (upgrade.standalone = \"refuse\" refuses such nodes)");
+            let containers = crate::model::Standalone::list(&n.standalone);
+            tracing::warn!(node = %n.hostname, %containers, "containers no service owns stop while this node's engine restarts (upgrade.standalone = \"refuse\" refuses such nodes)");
         }
         self.emit_start(&record, false);
         self.drive(token).await

@@ -66,6 +66,12 @@ pub struct Standalone {
 }
 
 impl Standalone {
+    /// Each of `containers` as it displays, joined: `cache (restart always: comes back), …`.
+    pub fn list(containers: &[Standalone]) -> String {
+        let shown: Vec<String> = containers.iter().map(ToString::to_string).collect();
+        shown.join(", ")
+    }
+
     /// The names of `containers`, the first `at_most` and a count of the rest.
     pub fn names(containers: &[Standalone], at_most: usize) -> Vec<String> {
         let mut names: Vec<String> =

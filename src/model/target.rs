@@ -44,13 +44,15 @@ impl Target {
     /// pre-release such as `28.0.0~rc.1` never stands for `28.0.0`); for a package version,
     /// itself when offered.
     pub fn pick(&self, offered: &[DebVersion]) -> Option<DebVersion> {
+        offered.iter().filter(|v| self.is_carried_by(v)).max().cloned()
+    }
+
+    /// Whether a package version is this target: the package version itself, or a release
+    /// (not a pre-release) carrying the engine version.
+    pub fn is_carried_by(&self, version: &DebVersion) -> bool {
         match self {
-            Target::Package(v) => offered.contains(v).then(|| v.clone()),
-            Target::Engine(e) => offered
-                .iter()
-                .filter(|v| !v.is_prerelease() && &v.engine_version() == e)
-                .max()
-                .cloned(),
+            Target::Package(v) => v == version,
+            Target::Engine(e) => !version.is_prerelease() && &version.engine_version() == e,
         }
     }
 }

@@ -42,12 +42,9 @@ pub fn select(
     let chosen: std::collections::HashSet<&NodeId> = labelled.iter().collect();
     for n in snap.nodes.iter().filter(|n| chosen.contains(&n.id)) {
         let installed = snap.agent_report(&n.id).and_then(|r| r.installed.get(engine));
-        let at_target = match (target, installed) {
-            (Target::Package(v), Some(installed)) => installed == v,
-            (Target::Engine(v), Some(installed)) => {
-                !installed.is_prerelease() && &installed.engine_version() == v
-            }
-            (_, None) => n.engine_version == target.engine_version(),
+        let at_target = match installed {
+            Some(installed) => target.is_carried_by(installed),
+            None => n.engine_version == target.engine_version(),
         };
         // A node an earlier run left out of service takes part even at the target, to be given
         // back its availability (and checked) by the machine's own phases.

@@ -219,13 +219,12 @@ pub(crate) fn node_checks(
         out.extend(package_checks(report, settings, req, node, packages));
     }
     if settings.standalone == StandalonePolicy::Refuse && !report.standalone.is_empty() {
-        let names: Vec<String> = report.standalone.iter().map(ToString::to_string).collect();
         out.push(at_node(
             RefusalKind::StandaloneContainers,
             host,
             format!(
                 "{host} runs containers no swarm service owns, which stop while its engine restarts: {}",
-                names.join(", ")
+                crate::model::Standalone::list(&report.standalone)
             ),
             "stop or move them (`docker ps` on that node), or set upgrade.standalone = \"allow\" to upgrade it anyway",
         ));
@@ -260,14 +259,16 @@ fn package_checks(
         .collect();
     let engine = &settings.engine_packages[0];
     if !missing.is_empty() && report.repository_error.is_none() {
-        let version = packages.get(engine).map(|v| v.engine_version().to_string());
+        let engine_form = packages.get(engine).map_or(String::new(), |v| {
+            format!("give the engine version instead (`--to {}`: each node resolves it in its own repository), ", v.engine_version())
+        });
+        let verb = if missing.len() == 1 { "is" } else { "are" };
         out.push(at_node(
             RefusalKind::VersionUnavailable,
             host,
-            format!("{} not in the repository on {host}", missing.join(", ") + if missing.len() == 1 { " is" } else { " are" }),
+            format!("{} {verb} not in the repository on {host}", missing.join(", ")),
             &format!(
-                "give the engine version instead (`--to {}`: each node resolves it in its own repository), pick a version from `apt-cache madison` on that node, or run `apt-get update` there",
-                version.as_deref().unwrap_or("28.5.2")
+                "{engine_form}pick a version from `apt-cache madison` on that node, or run `apt-get update` there"
             ),
         ));
     }
