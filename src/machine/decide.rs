@@ -183,8 +183,10 @@ pub(crate) fn condition(
                 if running < s.from {
                     let batch = if obs.mates.is_empty() { "" } else { " and its batch-mates" };
                     return Verdict::Wait(format!(
-                        "service {}: {running}/{} running off {host}{batch} after surge",
-                        s.name, s.from
+                        "service {}: {running}/{} running off {host}{batch} after surge{}",
+                        s.name,
+                        s.from,
+                        snap.not_running(&s.service)
                     ));
                 }
             }
@@ -216,8 +218,9 @@ pub(crate) fn condition(
                 let running = counts.get(&svc.id).copied().unwrap_or(0);
                 if running < needed {
                     return Verdict::Wait(format!(
-                        "service {}: {running}/{needed} running elsewhere",
-                        svc.name
+                        "service {}: {running}/{needed} running elsewhere{}",
+                        svc.name,
+                        snap.not_running(&svc.id)
                     ));
                 }
             }

@@ -205,6 +205,7 @@ fn verifying_with_a_missed_scale_down() -> (NodeProgress, crate::model::ClusterS
         node: Some(NodeId("worker2-id".into())),
         state: crate::model::TaskState::Running,
         desired: crate::model::TaskState::Running,
+        error: None,
     });
     let mut p = at(Phase::VerifyConverged);
     p.node = NodeId("worker2-id".into());
@@ -351,11 +352,18 @@ fn surged_replicas_run_for_the_warm_up_before_the_node_is_drained() {
     p.converged_since = Some(t(1));
     assert_eq!(judge(&p, &snap, 1 + warmup - 1), Verdict::Monitoring);
     assert_eq!(judge(&p, &snap, 1 + warmup), Verdict::Complete);
-    // A replica short is a wait, whatever the window says.
-    snap.tasks.pop();
+    // A replica short is a wait, whatever the window says, naming the task that does not run
+    // and the engine's reason, so that a timed-out wait reads without the cluster.
+    let mut stuck = snap.tasks.pop().unwrap();
+    stuck.id = "abcdefghijklmnopqrstuvwxyz".into();
+    stuck.node = None;
+    stuck.state = crate::model::TaskState::Pending;
+    stuck.error = Some("no suitable node (max replicas per node limit exceed)".into());
+    snap.tasks.push(stuck);
     let short = judge(&p, &snap, 1 + warmup);
     assert!(
-        matches!(&short, Verdict::Wait(w) if w.contains("3/4 running off worker1")),
+        matches!(&short, Verdict::Wait(w) if w.contains("3/4 running off worker1")
+            && w.ends_with("(not running: task abcdefghijkl Pending unassigned: no suitable node (max replicas per node limit exceed))")),
         "{short:?}"
     );
     // A node with nothing surged has nothing to warm up.
@@ -440,6 +448,7 @@ fn a_batch_mate_s_drain_does_not_undo_a_node_s_surge() {
             node: Some(NodeId(node.into())),
             state: TaskState::Running,
             desired: TaskState::Running,
+            error: None,
         });
     }
     p.surge[0].to = 6;

@@ -316,6 +316,9 @@ pub struct Task {
     pub state: TaskState,
     /// Desired state.
     pub desired: TaskState,
+    /// The engine's error for the task, if it gave one (why it is pending, rejected or failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Everything observed about a cluster at one moment.
@@ -391,6 +394,36 @@ impl ClusterSnapshot {
                     && t.node.as_ref().is_none_or(|n| !away.contains(&n))
             })
             .count() as u64
+    }
+
+    /// The tasks of `service` meant to run that do not (at most three), each with its state,
+    /// node and the engine's error: what a wait for replicas says it waits on, so that a wait
+    /// that times out can be read without the cluster.
+    pub(crate) fn not_running(&self, service: &ServiceId) -> String {
+        let stuck: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|t| {
+                &t.service == service
+                    && t.desired == TaskState::Running
+                    && t.state != TaskState::Running
+            })
+            .take(3)
+            .map(|t| {
+                let id: String = t.id.chars().take(12).collect();
+                let node = t.node.as_ref().map_or_else(
+                    || " unassigned".to_owned(),
+                    |n| format!(" on {}", self.node(n).map_or(n.0.as_str(), |n| &n.hostname)),
+                );
+                let error = t.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+                format!("task {id} {:?}{node}{error}", t.state)
+            })
+            .collect();
+        if stuck.is_empty() {
+            String::new()
+        } else {
+            format!(" (not running: {})", stuck.join("; "))
+        }
     }
 
     /// How many tasks of each service are running and meant to keep running, in one pass.

@@ -238,6 +238,7 @@ mod tests {
             node: Some(NodeId(node.into())),
             state,
             desired,
+            error: None,
         }
     }
 

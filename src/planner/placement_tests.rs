@@ -71,6 +71,7 @@ fn snapshot(
             node: Some(NodeId(format!("id{}", usize::from(n) % nodes.len()))),
             state: TaskState::Running,
             desired: TaskState::Running,
+            error: None,
         })
         .collect();
     ClusterSnapshot {

@@ -116,6 +116,7 @@ fn tasks_that_fit_nowhere_else_refuse_with_every_nodes_reason() {
         node: Some(crate::model::NodeId("manager1-id".into())),
         state: TaskState::Running,
         desired: TaskState::Running,
+        error: None,
     });
     let r = refusals(&snap, &Settings::default(), &to(NEW));
     let first = &r[0];

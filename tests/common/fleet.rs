@@ -133,6 +133,7 @@ fn place(nodes: &[Node], services: &[Service]) -> Vec<Task> {
             node: Some(node.id.clone()),
             state: TaskState::Running,
             desired: TaskState::Running,
+            error: None,
         };
         match s.mode {
             Mode::Global => tasks.extend(eligible.iter().map(|&i| task(None, &nodes[i]))),

@@ -328,6 +328,7 @@ impl World {
             node: node.map(|n| self.nodes[n].id.clone()),
             state,
             desired: TaskState::Running,
+            error: None,
         });
     }
 

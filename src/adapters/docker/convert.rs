@@ -170,6 +170,7 @@ pub fn task(t: &b::Task) -> Option<Task> {
         node: t.node_id.clone().filter(|n| !n.is_empty()).map(NodeId),
         state: task_state(t.status.as_ref().and_then(|s| s.state)),
         desired: task_state(t.desired_state),
+        error: t.status.as_ref().and_then(|s| s.err.clone()).filter(|e| !e.is_empty()),
     })
 }
 

@@ -91,6 +91,7 @@ fn every_task_on_the_node_is_read_whatever_its_service() {
         node: Some(worker1.clone()),
         state: TaskState::Running,
         desired: TaskState::Running,
+        error: None,
     });
     let scoped = s.scoped(&worker1, &[]);
     assert!(scoped.tasks.iter().any(|t| t.id == "late.1"));
