@@ -633,6 +633,7 @@ async fn a_new_run_over_an_interrupted_one_names_it_before_planning() {
             r = first.run(&req, "run-1") => panic!("the run should have been cut: {r:?}"),
             _ = c.crashed() => {}
         }
+        drop(first);
         let drained = {
             let w = c.world.lock().unwrap();
             w.nodes.iter().any(|n| {

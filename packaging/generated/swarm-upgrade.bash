@@ -303,7 +303,7 @@ _swarm__upgrade() {
             return 0
             ;;
         swarm__subcmd__upgrade__subcmd__plan)
-            opts="-v -h --snapshot --to --allow-downgrade --allow-single-manager --parallel --config --output --verbose --help"
+            opts="-v -h --snapshot --to --allow-downgrade --allow-single-manager --parallel --accept-downtime --config --output --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -318,6 +318,10 @@ _swarm__upgrade() {
                     return 0
                     ;;
                 --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --accept-downtime)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -393,7 +397,7 @@ _swarm__upgrade() {
             return 0
             ;;
         swarm__subcmd__upgrade__subcmd__run)
-            opts="-v -h --to --allow-downgrade --allow-single-manager --parallel --ignore-window --scheduled --config --output --verbose --help"
+            opts="-y -v -h --to --allow-downgrade --allow-single-manager --parallel --accept-downtime --ignore-window --scheduled --yes --config --output --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -404,6 +408,10 @@ _swarm__upgrade() {
                     return 0
                     ;;
                 --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --accept-downtime)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

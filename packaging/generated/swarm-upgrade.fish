@@ -43,6 +43,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "help" -
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l snapshot -d 'Plan offline against a cluster saved with `swarm-upgrade snapshot`' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l to -d 'Target: an engine version (28.5.2), resolved on each node to the package versions its own repository names for it; an exact package version as apt shows it (5:28.5.2-1~debian.13~trixie), installed exactly; or `latest` or `latest-patch`. Overrides the configured target' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l parallel -d 'Workers upgraded at once: a number (4) or a percentage of the workers (10%); overrides upgrade.parallel. Managers always go one at a time' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l accept-downtime -d 'Accept the outage of this service while the node of a task of it that cannot run elsewhere (pinned by its constraints, ports or reservations) upgrades: the drain stops the task and it comes back with the node, as the service label swarm-upgrade.downtime=accept does. Repeat for several services' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
 json\t'For programs'"
@@ -52,6 +53,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s v -
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l to -d 'Target: an engine version (28.5.2), resolved on each node to the package versions its own repository names for it; an exact package version as apt shows it (5:28.5.2-1~debian.13~trixie), installed exactly; or `latest` or `latest-patch`. Overrides the configured target' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l parallel -d 'Workers upgraded at once: a number (4) or a percentage of the workers (10%); overrides upgrade.parallel. Managers always go one at a time' -r
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l accept-downtime -d 'Accept the outage of this service while the node of a task of it that cannot run elsewhere (pinned by its constraints, ports or reservations) upgrades: the drain stops the task and it comes back with the node, as the service label swarm-upgrade.downtime=accept does. Repeat for several services' -r
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
 json\t'For programs'"
@@ -59,6 +61,7 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l allo
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l allow-single-manager -d 'Allow upgrading a swarm with a single manager (its control plane goes down during the restart)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l ignore-window -d 'Start even outside the configured maintenance windows'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -l scheduled -d 'As started by swarm-upgrade.timer: on a worker, outside every window, with every node at target, or while a node carries the label swarm-upgrade.stop, say so and exit 0; an interrupted run is resumed; another manager\'s lock exits 4 (which the unit counts as success); a target whose last run failed is refused (exit 3) until an operator retries it by hand'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -s y -l yes -d 'Start without asking. On a terminal, `run` first prints the plan (order, batches, surges, accepted outages) and waits for a yes (at most 10 minutes); off a terminal, and with --scheduled, it never asks'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand resume" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F

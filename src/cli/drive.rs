@@ -16,12 +16,14 @@ pub enum RunMode {
     Scheduled,
 }
 
-/// `run`: a new run to the target, holding the lock; the outcome as the exit code.
+/// `run`: a new run to the target, holding the lock; the outcome as the exit code. With `ask`,
+/// the plan is shown and confirmed before the lock is taken.
 pub fn run(
     settings: &crate::config::Settings,
     target: &super::TargetArgs,
     mode: RunMode,
     output: Output,
+    ask: bool,
 ) -> Result<(), Failure> {
     let now = jiff::Timestamp::now();
     if mode != RunMode::IgnoreWindow && !crate::config::window::window_open(&settings.windows, now)
@@ -51,7 +53,7 @@ pub fn run(
         scheduled: mode == RunMode::Scheduled,
         ..super::plan::request(target)
     };
-    let result = coordinate(settings, Start::Run(request, run_id), output)?;
+    let result = coordinate(settings, Start::Run(request, run_id, ask), output)?;
     if let (
         RunMode::Scheduled,
         Err(crate::coordinator::CoordinatorError::Lock(crate::lock::LockError::Held {
@@ -97,9 +99,10 @@ pub fn resume(
     drive(settings, output, Start::Resume(wait))
 }
 
-/// How a coordinator starts: a new run (request, run ID) or taking over (waiting or not).
+/// How a coordinator starts: a new run (request, run ID, whether its plan is confirmed first) or
+/// taking over (waiting or not).
 enum Start {
-    Run(crate::planner::PlanRequest, String),
+    Run(crate::planner::PlanRequest, String, bool),
     Resume(bool),
 }
 
@@ -123,7 +126,12 @@ fn coordinate(
             tracing::warn!(%addr, error = %e, "cannot serve metrics (metrics.coordinator); the run goes on");
         }
         // On a terminal the run draws its progress in place (logs are then warnings only).
-        let progress = super::live_progress(output).then(|| super::progress::spawn(store.clone()));
+        let id = match &start {
+            Start::Run(_, id, _) => Some(id.clone()),
+            Start::Resume(_) => None,
+        };
+        let progress =
+            super::live_progress(output).then(|| super::progress::spawn(store.clone(), id));
         let agents = agents(settings)?;
         let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
         let mut coordinator =
@@ -136,7 +144,12 @@ fn coordinate(
             coordinator = coordinator.with_events(w.sink.clone());
         }
         let result = match start {
-            Start::Run(req, run_id) => coordinator.run(&req, &run_id).await,
+            Start::Run(req, run_id, ask) => {
+                if ask {
+                    coordinator = coordinator.with_confirm(Box::new(super::confirm::ask));
+                }
+                coordinator.run(&req, &run_id).await
+            }
             Start::Resume(wait) => coordinator.resume(wait).await,
         };
         drop(coordinator);
@@ -184,6 +197,14 @@ fn present_run(
         }
         Err(e @ (CoordinatorError::Lock(_) | CoordinatorError::Unfinished(_))) => {
             return Err(Failure::new(exit::LOCKED, e.to_string()));
+        }
+        Err(CoordinatorError::Declined(why)) => {
+            return Err(Failure::new(
+                exit::ABORTED,
+                format!(
+                    "the plan was not confirmed ({why}): nothing was changed; answer y to start, or pass --yes"
+                ),
+            ));
         }
         Err(e @ CoordinatorError::NothingToResume) => {
             return Err(Failure::new(exit::BAD_INPUT, e.to_string()));

@@ -12,6 +12,7 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::cli::write_out(&format!("{}\n", format!($($arg)*))) };
 }
 
+mod confirm;
 mod drive;
 mod live;
 mod plan;
@@ -38,13 +39,14 @@ pub mod exit {
     /// Another coordinator holds the lock.
     pub(crate) const LOCKED: u8 = 4;
     // 5 is not used: it meant a part not built yet, and the other codes keep their numbers.
-    /// The run stopped between nodes (or batches) because an operator asked it to.
+    /// The run stopped between nodes (or batches) because an operator asked it to, or was not
+    /// confirmed at its question (nothing changed).
     pub(crate) const ABORTED: u8 = 6;
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (a node rolled back or restored, or left for a person with its recovery in `status`); 2 bad input \
 (arguments, configuration, snapshot); 3 refused by preflight (nothing changed); 4 locked by another coordinator; \
-6 aborted by an operator (5 is not used).
+6 aborted by an operator, or the plan not confirmed at `run`'s question (nothing changed) (5 is not used).
 
 Environment: SWARM_UPGRADE_UNLOCK_KEY, an autolocked swarm's unlock key (`docker swarm unlock-key -q`; \
 instead of the file agent.unlock_key_file; never give it as an argument); DOCKER_HOST, the manager's \
@@ -96,6 +98,12 @@ pub struct TargetArgs {
     /// upgrade.parallel. Managers always go one at a time.
     #[arg(long, value_name = "N|P%")]
     pub parallel: Option<crate::config::Parallel>,
+    /// Accept the outage of this service while the node of a task of it that cannot run
+    /// elsewhere (pinned by its constraints, ports or reservations) upgrades: the drain stops
+    /// the task and it comes back with the node, as the service label
+    /// swarm-upgrade.downtime=accept does. Repeat for several services.
+    #[arg(long, value_name = "SERVICE")]
+    pub accept_downtime: Vec<String>,
 }
 
 fn parse_target(s: &str) -> Result<crate::config::TargetSetting, String> {
@@ -128,6 +136,11 @@ pub enum Command {
         /// refused (exit 3) until an operator retries it by hand.
         #[arg(long, conflicts_with = "ignore_window")]
         scheduled: bool,
+        /// Start without asking. On a terminal, `run` first prints the plan (order, batches,
+        /// surges, accepted outages) and waits for a yes (at most 10 minutes); off a terminal,
+        /// and with --scheduled, it never asks.
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Take over an interrupted run once its lock is free or expired.
     Resume {
@@ -214,13 +227,14 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             plan::offline(&settings()?, file, target, cli.output)
         }
         Command::Plan { snapshot: None, target } => live::plan(&settings()?, target, cli.output),
-        Command::Run { target, ignore_window, scheduled } => {
+        Command::Run { target, ignore_window, scheduled, yes } => {
             let mode = match (*scheduled, *ignore_window) {
                 (true, _) => drive::RunMode::Scheduled,
                 (false, true) => drive::RunMode::IgnoreWindow,
                 (false, false) => drive::RunMode::InWindow,
             };
-            drive::run(&settings()?, target, mode, cli.output)
+            let ask = mode != drive::RunMode::Scheduled && confirm::asks(*yes);
+            drive::run(&settings()?, target, mode, cli.output, ask)
         }
         Command::Resume { wait } => drive::resume(&settings()?, *wait, cli.output),
         Command::Status => {
@@ -271,6 +285,9 @@ fn report(
             text += &format!("{:<16} {} -> {}\n", v.hostname, show(&v.before), show(&v.after));
             if let Some(line) = v.standalone_line() {
                 text += &format!("{:<16} {line}\n", "");
+            }
+            if let Some(o) = &v.outage {
+                text += &format!("{:<16} {}\n", "", o.line());
             }
         }
         text + &crate::report::svg::floor_line(&report.floor) + "\n"

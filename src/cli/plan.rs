@@ -29,6 +29,7 @@ pub fn request(target: &TargetArgs) -> PlanRequest {
         allow_single_manager: target.allow_single_manager,
         scheduled: false,
         parallel: target.parallel,
+        accept_downtime: target.accept_downtime.clone(),
     }
 }
 
@@ -180,6 +181,15 @@ fn render_node(out: &mut String, plan: &Plan, i: usize, n: &crate::planner::Node
     if !n.standalone.is_empty() {
         let s = crate::model::Standalone::list(&n.standalone);
         let _ = writeln!(out, "       standalone containers stop while its engine restarts: {s}");
+    }
+    if !n.downtime.is_empty() {
+        let names: Vec<&str> = n.downtime.iter().map(|o| o.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "       accepted outage: {} (cannot run elsewhere): down from the drain of {host} until {host} is back and the task runs again, about as long as this node's upgrade",
+            names.join(", "),
+            host = n.hostname
+        );
     }
     if !n.global_stops.is_empty() {
         let _ = writeln!(

@@ -53,8 +53,13 @@ pub struct Progress {
     drawn: std::sync::Arc<std::sync::Mutex<usize>>,
 }
 
-/// Draws the progress of the store's current run on stderr every second until finished.
-pub fn spawn(store: crate::adapters::docker::store::SwarmLabelStore) -> Progress {
+/// Draws the progress of the store's current run on stderr every second until finished; with
+/// `id`, only once that run is the store's (not the run before it, while a new one is planned
+/// and confirmed).
+pub fn spawn(
+    store: crate::adapters::docker::store::SwarmLabelStore,
+    id: Option<String>,
+) -> Progress {
     use crate::ports::StateStore;
     let drawn = std::sync::Arc::new(std::sync::Mutex::new(0usize));
     let shared = drawn.clone();
@@ -63,7 +68,9 @@ pub fn spawn(store: crate::adapters::docker::store::SwarmLabelStore) -> Progress
         loop {
             tick.tick().await;
             let Ok(v) = store.load().await else { continue };
-            let Some(run) = v.doc.run else { continue };
+            let Some(run) = v.doc.run.filter(|r| id.as_ref().is_none_or(|id| &r.id == id)) else {
+                continue;
+            };
             draw(&shared, &render(&run, Timestamp::now()));
         }
     });

@@ -15,7 +15,7 @@ use crate::machine::{Phase, elapsed};
 use crate::metrics;
 use crate::model::scope::services_on;
 use crate::model::{NodeId, PackageSet, ServiceId};
-use crate::planner::{STOP_LABEL, Surge, guard_settling, stop_requested};
+use crate::planner::{Drain, STOP_LABEL, guard_settling, stop_requested};
 use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, RunRecord, RunStep};
 
@@ -191,7 +191,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         &self,
         token: u64,
         run: &RunRecord,
-        started: &[(usize, Vec<Surge>, Vec<ServiceId>)],
+        started: &[(usize, Drain, Vec<ServiceId>)],
     ) -> Result<(), CoordinatorError> {
         for (i, ..) in started {
             self.ahead.started(&run.nodes[*i].node);
@@ -204,10 +204,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             if r.abort_requested {
                 return Ok(());
             }
-            for (i, surge, scope) in started {
+            for (i, drain, scope) in started {
                 let n = &mut r.nodes[*i];
                 if n.phase == Phase::Pending {
-                    n.surge = surge.clone();
+                    n.surge = drain.surge.clone();
+                    n.downtime = drain.downtime.clone();
                     n.scope = scope.clone();
                     n.start(now)?;
                 }
@@ -279,12 +280,12 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     /// Re-checks the guards against the cluster as it is now, before the nodes `pending` (the
     /// rest of a batch) start; returns those that go now (the longest front that can be drained
     /// together, at least the first), each with its surge and scope (the services its polls
-    /// judge), or how and why the run must stop.
+    /// judge) and accepted outages, or how and why the run must stop.
     async fn guard(
         &self,
         run: &RunRecord,
         pending: &[usize],
-    ) -> Result<Vec<(usize, Vec<Surge>, Vec<ServiceId>)>, (Halt, String)> {
+    ) -> Result<Vec<(usize, Drain, Vec<ServiceId>)>, (Halt, String)> {
         let host = &run.nodes[pending[0]].hostname;
         let ids: Vec<NodeId> = pending.iter().map(|&i| run.nodes[i].node.clone()).collect();
         let snap = self.observe_some(&ids).await.map_err(|e| {
@@ -303,7 +304,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             .iter()
             .map(|&i| (run.nodes[i].node.clone(), run.packages_of(&run.nodes[i])))
             .collect();
-        let surges = guard_settling(&snap, self.settings, &run.flags, &sets, &settling).map_err(
+        let drains = guard_settling(&snap, self.settings, &run.flags, &sets, &settling).map_err(
             |refusals| {
                 let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 (Halt::Guard, format!("stopped before node {host}: {}", reasons.join("; ")))
@@ -311,11 +312,12 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         )?;
         Ok(pending
             .iter()
-            .zip(surges)
-            .map(|(&i, surge)| {
-                let surged: Vec<ServiceId> = surge.iter().map(|s| s.service.clone()).collect();
+            .zip(drains)
+            .map(|(&i, drain)| {
+                let surged: Vec<ServiceId> =
+                    drain.surge.iter().map(|s| s.service.clone()).collect();
                 let scope = services_on(&snap, &run.nodes[i].node, &surged);
-                (i, surge, scope)
+                (i, drain, scope)
             })
             .collect())
     }

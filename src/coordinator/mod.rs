@@ -59,6 +59,10 @@ pub enum CoordinatorError {
         "run {0} was interrupted and is not finished: resume it with `swarm-upgrade resume`, or stop it with `swarm-upgrade abort` then `swarm-upgrade resume`"
     )]
     Unfinished(String),
+    /// The operator did not confirm the plan (the answer, or why there was none): nothing was
+    /// changed.
+    #[error("the plan was not confirmed ({0}): nothing was changed")]
+    Declined(String),
     /// There is nothing to resume.
     #[error("there is no unfinished run to resume (see `swarm-upgrade status`)")]
     NothingToResume,
@@ -103,7 +107,12 @@ pub struct Coordinator<'a, S, A, St, C> {
     writes: tokio::sync::Mutex<()>,
     /// The nodes' downloads fetched ahead ([`ahead`]).
     ahead: ahead::Ahead,
+    /// Asked with the plan before a new run takes the lock (see [`Coordinator::with_confirm`]).
+    confirm: Option<Confirm<'a>>,
 }
+
+/// Shows a plan to an operator and returns once they said yes, or why it may not run.
+pub type Confirm<'a> = Box<dyn Fn(&planner::Plan) -> Result<(), String> + Send + Sync + 'a>;
 
 impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St, C> {
     /// A coordinator identified as `holder` (e.g. `manager1/4242`).
@@ -121,7 +130,16 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             unlock_key: None,
             writes: tokio::sync::Mutex::new(()),
             ahead: ahead::Ahead::default(),
+            confirm: None,
         }
+    }
+
+    /// Before a new run takes the lock, shows its plan with `confirm`, which returns once the
+    /// plan may run (on a terminal: once the operator said yes); a refusal ends the run before
+    /// anything is changed ([`CoordinatorError::Declined`]).
+    pub fn with_confirm(mut self, confirm: Confirm<'a>) -> Self {
+        self.confirm = Some(confirm);
+        self
     }
 
     /// The swarm's unlock key, which an autolocked swarm needs before anything is upgraded (the
@@ -261,10 +279,14 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         {
             return Err(CoordinatorError::Refused(vec![refusal]));
         }
+        if let Some(confirm) = &self.confirm {
+            confirm(&plan).map_err(CoordinatorError::Declined)?;
+        }
         let now = self.ports.clock.now();
         let flags = RunFlags {
             allow_downgrade: req.allow_downgrade,
             allow_single_manager: req.allow_single_manager,
+            accept_downtime: req.accept_downtime.clone(),
         };
         let record = RunRecord::new(run_id.to_string(), &plan, flags, &snap, now);
         let token = self

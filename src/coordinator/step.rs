@@ -227,6 +227,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let engine_package = &self.settings.engine_packages[0];
         let mates_from = run.mates_from(i);
         let mates = run.mate_nodes(i);
+        let down = run.down_in_batch(i);
         let obs = Observation {
             snap: &snap,
             agent,
@@ -235,6 +236,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             held,
             mates_from: &mates_from,
             mates: &mates,
+            down: &down,
         };
         let now = self.ports.clock.now();
         (condition(p, &obs, &self.settings.timeouts, now), agent.cloned())

@@ -81,6 +81,9 @@ pub struct Observation<'a> {
     pub mates_from: &'a std::collections::BTreeMap<ServiceId, u64>,
     /// The nodes of the node's batch-mates that take no tasks now (paused or drained).
     pub mates: &'a [NodeId],
+    /// The services whose accepted outage this node's drain, or a started batch-mate's,
+    /// started: wait-migrated does not wait for them to run elsewhere.
+    pub down: &'a std::collections::BTreeSet<ServiceId>,
 }
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
@@ -209,9 +212,10 @@ pub(crate) fn condition(
                 return Verdict::Wait(format!("task {} still runs on {host}", t.id));
             }
             // Counted once for every service: a poll costs the cluster's tasks, not tasks times
-            // services (2,500 nodes: 30,000 tasks and 5,000 services).
+            // services (2,500 nodes: 30,000 tasks and 5,000 services). An accepted outage is
+            // not waited for: its task has nowhere else to run.
             let counts = snap.running_counts();
-            for svc in &snap.services {
+            for svc in snap.services.iter().filter(|s| !obs.down.contains(&s.id)) {
                 let Mode::Replicated { replicas } = svc.mode else { continue };
                 let own = p.surge.iter().find(|s| s.service == svc.id).map(|s| s.from);
                 let needed = own.or(obs.mates_from.get(&svc.id).copied()).unwrap_or(replicas);

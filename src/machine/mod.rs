@@ -157,6 +157,9 @@ pub struct NodeProgress {
     pub labels: BTreeMap<String, String>,
     /// Services scaled up for this node.
     pub surge: Vec<Surge>,
+    /// Services whose accepted outage its drain starts: their task here cannot run elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downtime: Vec<crate::model::plan::Outage>,
     /// The services its polls read and judge (see [`crate::model::scope`]): those running on it
     /// when it started, then its surged ones. Empty in records written before scopes were kept:
     /// such a node's polls read the whole cluster.
@@ -233,6 +236,7 @@ impl NodeProgress {
             original_availability: plan.availability,
             labels,
             surge: plan.surge.clone(),
+            downtime: plan.downtime.clone(),
             scope: Vec::new(),
             packages: plan.packages.clone(),
             previous: None,

@@ -67,6 +67,7 @@ mod tests {
             original_availability: Availability::Active,
             labels: Default::default(),
             surge: vec![],
+            downtime: vec![],
             scope: vec![],
             packages: PackageSet::default(),
             standalone_before: None,

@@ -21,6 +21,7 @@ fn progress() -> NodeProgress {
         batch: 0,
         packages: PackageSet::default(),
         standalone: vec![],
+        downtime: vec![],
     };
     NodeProgress::new(&plan, "10.0.0.2".into(), BTreeMap::new(), t(0))
 }
@@ -46,6 +47,7 @@ fn observed<'a>(
         held: &NO_SERVICES,
         mates_from: &NO_COUNTS,
         mates: &[],
+        down: &NO_SERVICES,
     }
 }
 

@@ -73,6 +73,14 @@ impl Availability {
     }
 }
 
+/// The service label with which an operator accepts a service's outage while the node of a task
+/// that cannot run elsewhere upgrades (`docker service update --label-add
+/// swarm-upgrade.downtime=accept db`): the value [`DOWNTIME_ACCEPT`] accepts it, any other does not.
+pub const DOWNTIME_LABEL: &str = "swarm-upgrade.downtime";
+
+/// The value of [`DOWNTIME_LABEL`] that accepts the outage.
+pub const DOWNTIME_ACCEPT: &str = "accept";
+
 /// The label swarm-upgrade sets on a node it had to leave out of service (a failed upgrade it
 /// could not undo): the availability the node had before, which a later run gives back. It tells
 /// "swarm-upgrade left it drained" apart from "an operator drained it" without guessing.
@@ -260,6 +268,10 @@ pub struct Service {
     /// State of the last update, if any.
     #[serde(default)]
     pub update_state: Option<UpdateState>,
+    /// Its label [`DOWNTIME_LABEL`] says `accept`: a task that cannot run elsewhere while its
+    /// node upgrades may be down meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub downtime_accepted: bool,
     /// The swarm's version index of the service's spec when it was read (see [`Node::version`]).
     #[serde(default)]
     pub version: u64,

@@ -51,6 +51,8 @@ pub enum RefusalKind {
     Autolocked,
     /// A node runs containers no service owns, and `upgrade.standalone` refuses them.
     StandaloneContainers,
+    /// `--accept-downtime` names a service the swarm does not have.
+    UnknownService,
 }
 
 /// A reason to refuse the run: what, where, and what to do.
@@ -91,6 +93,17 @@ pub struct Surge {
     pub expected_on: Vec<String>,
 }
 
+/// A service whose task on a node cannot run elsewhere, and whose outage while that node
+/// upgrades an operator accepted (its label, or `--accept-downtime`): the drain stops it, and it
+/// comes back with the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    /// Service ID.
+    pub service: ServiceId,
+    /// Service name.
+    pub name: String,
+}
+
 /// One node's part of the plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePlan {
@@ -123,6 +136,9 @@ pub struct NodePlan {
     /// Running containers no service owns: they stop while its engine restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub standalone: Vec<Standalone>,
+    /// Services down while it upgrades, by the operator's leave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downtime: Vec<Outage>,
 }
 
 /// Permissions given when the run started (`--allow-downgrade`, `--allow-single-manager`).
@@ -132,4 +148,7 @@ pub struct RunFlags {
     pub allow_downgrade: bool,
     /// A one-manager swarm was allowed.
     pub allow_single_manager: bool,
+    /// Services whose outage was accepted on the command line (`--accept-downtime`), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_downtime: Vec<String>,
 }

@@ -19,6 +19,9 @@ pub(crate) struct Index<'a> {
     pub rank: Vec<usize>,
     /// The node at each rank.
     pub by_rank: Vec<usize>,
+    /// Whether each service's outage is accepted (its label, or named by the operator: see
+    /// [`Index::accepting`]).
+    pub accepted: Vec<bool>,
 }
 
 impl<'a> Index<'a> {
@@ -44,7 +47,16 @@ impl<'a> Index<'a> {
         for (r, &n) in by_rank.iter().enumerate() {
             rank[n] = r;
         }
-        Index { snap, node_at, service_at, constraints, rank, by_rank }
+        let accepted = snap.services.iter().map(|s| s.downtime_accepted).collect();
+        Index { snap, node_at, service_at, constraints, rank, by_rank, accepted }
+    }
+
+    /// The index with the outage of the services named `names` accepted too.
+    pub(crate) fn accepting(mut self, names: &[String]) -> Self {
+        for (s, svc) in self.snap.services.iter().enumerate() {
+            self.accepted[s] |= names.contains(&svc.name);
+        }
+        self
     }
 
     /// The position of the node with this ID.

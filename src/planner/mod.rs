@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Parallel, Settings, TargetSetting};
 use crate::model::plan::RunFlags;
-pub use crate::model::plan::{NodePlan, Refusal, RefusalKind, Surge};
+pub use crate::model::plan::{NodePlan, Outage, Refusal, RefusalKind, Surge};
 use crate::model::{ClusterSnapshot, NodeId, PackageSet, Role, Target};
 pub use batch::BatchPlan;
 
@@ -29,6 +29,9 @@ pub struct PlanRequest {
     pub scheduled: bool,
     /// `--parallel`: overrides `upgrade.parallel`.
     pub parallel: Option<Parallel>,
+    /// `--accept-downtime`: services (by name) whose outage is accepted, as if labelled
+    /// [`crate::model::DOWNTIME_LABEL`].
+    pub accept_downtime: Vec<String>,
 }
 
 /// A node left out of the run, and why.
@@ -77,7 +80,7 @@ pub fn guard(
     settings: &Settings,
     flags: &RunFlags,
     nodes: &[(NodeId, &PackageSet)],
-) -> Result<Vec<Vec<Surge>>, Vec<Refusal>> {
+) -> Result<Vec<Drain>, Vec<Refusal>> {
     guard_settling(snap, settings, flags, nodes, &[])
 }
 
@@ -90,7 +93,7 @@ pub fn guard_settling(
     flags: &RunFlags,
     nodes: &[(NodeId, &PackageSet)],
     settling: &[NodeId],
-) -> Result<Vec<Vec<Surge>>, Vec<Refusal>> {
+) -> Result<Vec<Drain>, Vec<Refusal>> {
     let req = PlanRequest {
         allow_downgrade: flags.allow_downgrade,
         allow_single_manager: flags.allow_single_manager,
@@ -101,14 +104,17 @@ pub fn guard_settling(
         refusals.extend(preflight::node_checks(snap, settings, &req, n, Some(packages)));
     }
     refusals.extend(preflight::service_checks(snap, settling));
-    let ix = index::Index::new(snap);
+    let ix = index::Index::new(snap).accepting(&flags.accept_downtime);
     let mut load = placement::Load::from_snapshot(&ix);
     let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| id.clone()).collect();
     match batch::fit(&ix, &mut load, None, &ids, settings.surge) {
         Ok(fitted) if refusals.is_empty() => Ok(fitted
             .evs
             .into_iter()
-            .map(|ev| if settings.surge { ev.surge } else { Vec::new() })
+            .map(|ev| Drain {
+                surge: if settings.surge { ev.surge } else { Vec::new() },
+                downtime: ev.downtime,
+            })
             .collect()),
         Ok(_) => Err(refusals),
         Err(r) => {
@@ -116,6 +122,30 @@ pub fn guard_settling(
             Err(refusals)
         }
     }
+}
+
+/// What draining one node of a batch does, as the guard finds it just before the batch starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drain {
+    /// Services scaled up first (empty without surge).
+    pub surge: Vec<Surge>,
+    /// Services whose accepted outage the drain starts.
+    pub downtime: Vec<Outage>,
+}
+
+/// `--accept-downtime` names that are no service of the swarm's: one refusal each.
+fn unknown_services(snap: &ClusterSnapshot, names: &[String]) -> Vec<Refusal> {
+    names
+        .iter()
+        .filter(|name| !snap.services.iter().any(|s| &s.name == *name))
+        .map(|name| Refusal {
+            kind: RefusalKind::UnknownService,
+            node: None,
+            service: Some(name.clone()),
+            reason: format!("--accept-downtime names {name}, which is no service of this swarm"),
+            fix: "give a service's name as `docker service ls` shows it".into(),
+        })
+        .collect()
 }
 
 /// Plans a run, or lists every reason to refuse it.
@@ -130,6 +160,7 @@ pub fn plan(
     skipped.extend(at_target);
     let ordered = order::order(snap, settings, selected);
     let mut refusals = preflight::cluster_checks(snap, settings, req);
+    refusals.extend(unknown_services(snap, &req.accept_downtime));
     let ix = index::Index::new(snap);
     let node_of =
         |id: &NodeId| &snap.nodes[ix.node(id).expect("ordered nodes come from the snapshot")];
@@ -151,7 +182,7 @@ pub fn plan(
     // pending lands on the node again once it is reactivated), so each node must be evacuable
     // both from the placement as it is now and after the predicted moves of the nodes before it.
     let after = order::owed(snap);
-    let after_ix = index::Index::new(&after);
+    let after_ix = index::Index::new(&after).accepting(&req.accept_downtime);
     let mut now = placement::Load::from_snapshot(&after_ix);
     let mut predicted = placement::Load::from_snapshot(&after_ix);
     let parallel = req.parallel.unwrap_or(settings.parallel);
@@ -227,6 +258,7 @@ fn node_plan(
         batch,
         packages,
         standalone: snap.agent_report(&node.id).map(|r| r.standalone.clone()).unwrap_or_default(),
+        downtime: ev.downtime,
     }
 }
 

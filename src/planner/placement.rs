@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::index::Index;
 use super::{Refusal, RefusalKind, Surge};
+use crate::model::plan::Outage;
 use crate::model::{
     Availability, Mode, NodeId, NodeState, Resources, Service, ServiceId, TaskState,
 };
@@ -25,6 +26,9 @@ pub struct Evacuation {
     pub moves: Vec<String>,
     /// Global services whose task stops with the node.
     pub global_stops: Vec<String>,
+    /// Services whose task cannot run elsewhere and whose outage is accepted: the task stops
+    /// with the node and comes back with it.
+    pub downtime: Vec<Outage>,
 }
 
 /// A task of service `.0` (a position in the snapshot) in replica slot `.1`.
@@ -375,6 +379,14 @@ fn move_tasks(
                 e.0 += 1;
                 e.1.push(to.clone());
             }
+            None if ix.accepted[s] => {
+                // Its outage is accepted: the task stays, stops with the node, comes back with it.
+                load.add(ix, h, (s, slot));
+                changes.push(Change::Added(h, (s, slot)));
+                if !ev.downtime.iter().any(|o| o.service == svc.id) {
+                    ev.downtime.push(Outage { service: svc.id.clone(), name: svc.name.clone() });
+                }
+            }
             None => refusals.push(stuck(ix, load, h, s, slot)),
         }
     }
@@ -424,8 +436,10 @@ fn stuck(ix: &Index, load: &Load, h: usize, s: usize, slot: Option<u64>) -> Refu
             }
         ),
         fix: format!(
-            "add a node that can take it, relax the constraints, max replicas per node, host ports or reservations of {}, or exclude {host} with the exclude label",
-            svc.name
+            "add a node that can take it; relax the constraints, max replicas per node, host ports or reservations of {name}; accept its outage while {host} upgrades (`docker service update --label-add {label}={accept} {name}`, or `--accept-downtime {name}`); or exclude {host} with the exclude label",
+            name = svc.name,
+            label = crate::model::DOWNTIME_LABEL,
+            accept = crate::model::DOWNTIME_ACCEPT,
         ),
     }
 }

@@ -59,6 +59,7 @@ fn snapshot(
             reservations: Default::default(),
             update_state: None,
             version: 1,
+            downtime_accepted: false,
         })
         .collect::<Vec<_>>();
     let tasks = tasks
@@ -141,6 +142,46 @@ proptest! {
             prop_assert!(load.closed.iter().all(|c| !c), "the batch's nodes take tasks again");
             for id in &ids {
                 prop_assert!(load.placed[ix.node(id).unwrap()].iter().all(|(s, _)| snap.services[*s].mode == crate::model::Mode::Global));
+            }
+        }
+    }
+
+    /// Accepting every service's outage turns each task that cannot move into its node's
+    /// outage and changes nothing else: an evacuation that succeeded without it is the same
+    /// with it, and none fails; what stays on a node is global or an accepted outage.
+    #[test]
+    fn accepted_outages_turn_stuck_tasks_into_outages_and_change_nothing_else(
+        nodes in prop::collection::vec((any::<u8>(), prop::bool::weighted(0.2), any::<bool>()), 1..8),
+        services in prop::collection::vec((any::<u8>(), any::<bool>(), prop::bool::weighted(0.3)), 1..4),
+        tasks in prop::collection::vec((any::<u8>(), any::<u8>()), 0..30),
+        drained in prop::collection::vec(any::<u8>(), 1..4),
+    ) {
+        let snap = snapshot(&nodes, &services, &tasks);
+        let mut ids: Vec<NodeId> =
+            drained.iter().map(|d| snap.nodes[usize::from(*d) % snap.nodes.len()].id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let strict_ix = Index::new(&snap);
+        let strict =
+            evacuate_batch(&strict_ix, &mut Load::from_snapshot(&strict_ix), &ids, false, true);
+        let names: Vec<String> = snap.services.iter().map(|s| s.name.clone()).collect();
+        let ix = Index::new(&snap).accepting(&names);
+        let mut load = Load::from_snapshot(&ix);
+        let evs = evacuate_batch(&ix, &mut load, &ids, true, true);
+        prop_assert!(evs.is_ok(), "{:?}", evs);
+        let evs = evs.unwrap();
+        match strict {
+            Ok(strict) => prop_assert_eq!(strict, evs.clone()),
+            Err(_) => prop_assert!(evs.iter().any(|ev| !ev.downtime.is_empty())),
+        }
+        for (id, ev) in ids.iter().zip(&evs) {
+            for (s, _) in &load.placed[ix.node(id).unwrap()] {
+                let svc = &snap.services[*s];
+                prop_assert!(
+                    svc.mode == crate::model::Mode::Global
+                        || ev.downtime.iter().any(|o| o.service == svc.id),
+                    "{} stayed on {} without an outage", svc.name, id.0
+                );
             }
         }
     }

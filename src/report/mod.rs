@@ -41,6 +41,53 @@ pub struct NodeVersions {
     /// Those that ran on it after (unknown until it was done, rolled back or restored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standalone_after: Option<Vec<String>>,
+    /// The outage an operator accepted for services pinned to it, once its drain began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage: Option<OutageWindow>,
+}
+
+/// An accepted outage as the run saw it: its services were down at most from the node's drain
+/// to the end of its verification, when every service (theirs too) ran again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutageWindow {
+    /// The services, by name.
+    pub services: Vec<String>,
+    /// When the node's drain began.
+    pub from: Timestamp,
+    /// When its verification ended (none if it never did).
+    pub to: Option<Timestamp>,
+}
+
+impl OutageWindow {
+    /// The window of node `n`, if services' outage was accepted there and its drain began.
+    pub fn of(n: &crate::machine::NodeProgress) -> Option<OutageWindow> {
+        if n.downtime.is_empty() {
+            return None;
+        }
+        let span = |p: Phase| n.history.iter().find(|s| s.phase == p);
+        Some(OutageWindow {
+            services: n.downtime.iter().map(|o| o.name.clone()).collect(),
+            from: span(Phase::Drain)?.start,
+            to: span(Phase::VerifyConverged).map(|s| s.end),
+        })
+    }
+
+    /// `accepted outage of db: from the drain at 10:00:01Z to the end of verification at
+    /// 10:01:04Z (63 s)`.
+    pub fn line(&self) -> String {
+        let to = match self.to {
+            Some(to) => format!(
+                "to the end of verification at {to} ({} s)",
+                crate::machine::elapsed(self.from, to).as_secs()
+            ),
+            None => "and not verified back".into(),
+        };
+        format!(
+            "accepted outage of {}: from the drain at {} {to}",
+            self.services.join(", "),
+            self.from
+        )
+    }
 }
 
 impl NodeVersions {
@@ -84,6 +131,7 @@ impl RunReport {
                     after,
                     standalone_before: n.standalone_before.clone(),
                     standalone_after: n.standalone_after.clone(),
+                    outage: OutageWindow::of(n),
                 }
             })
             .collect();

@@ -157,6 +157,14 @@ impl RunRecord {
             .collect()
     }
 
+    /// The services whose accepted outage node `i`'s drain, or a started batch-mate's, starts.
+    pub(crate) fn down_in_batch(&self, i: usize) -> BTreeSet<ServiceId> {
+        std::iter::once(&self.nodes[i])
+            .chain(self.mates(i))
+            .flat_map(|n| n.downtime.iter().map(|o| o.service.clone()))
+            .collect()
+    }
+
     /// The surged services of node `i` that a started batch-mate still needs surged: one whose
     /// tasks have not yet run elsewhere (it is not yet past WaitMigrated, nor recovering).
     pub(crate) fn held_by_mates(&self, i: usize) -> BTreeSet<ServiceId> {

@@ -59,6 +59,7 @@ fn service(
         reservations: Resources::default(),
         update_state: None,
         version: 1,
+        downtime_accepted: false,
     }
 }
 

@@ -181,6 +181,7 @@ pub fn build(spec: &ClusterSpec) -> World {
             reservations: Resources::default(),
             update_state: None,
             version: 1,
+            downtime_accepted: false,
         })
         .collect();
     let mut world = super::world_from(&ClusterSnapshot {

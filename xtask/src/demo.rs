@@ -24,8 +24,10 @@ pub fn run(opts: &lab::Options) -> Result<()> {
         timeout: Duration::from_secs(5),
     });
     let t0 = Instant::now();
+    // A terminal for the live progress, without stdin: `--yes`, as the question could not be
+    // answered (the demo runs unattended).
     let status = engine
-        .command(&["exec", "-t", lab::MANAGER, "swarm-upgrade", "run", "--to", "28.5.2"])
+        .command(&["exec", "-t", lab::MANAGER, "swarm-upgrade", "run", "--yes", "--to", "28.5.2"])
         .status()?;
     let took = t0.elapsed();
     let report = load.stop();

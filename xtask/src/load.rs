@@ -72,6 +72,13 @@ pub struct TargetReport {
     pub failed: u64,
     /// The longest time between two consecutive successes of this target.
     pub longest_gap_s: f64,
+    /// When its first failed request was sent (seconds from the start), if one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed_s: Option<f64>,
+    /// When its last failed request was sent, if one failed: with the first, the window its
+    /// failures fell in (an accepted outage's, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_s: Option<f64>,
 }
 
 /// The load generator's report (written as JSON).
@@ -107,7 +114,14 @@ pub fn report(targets: &[String], rate: u32, records: &[Record]) -> Report {
     let mut failures = Failures::default();
     let mut per_target: Vec<TargetReport> = targets
         .iter()
-        .map(|t| TargetReport { target: t.clone(), requests: 0, failed: 0, longest_gap_s: 0.0 })
+        .map(|t| TargetReport {
+            target: t.clone(),
+            requests: 0,
+            failed: 0,
+            longest_gap_s: 0.0,
+            first_failed_s: None,
+            last_failed_s: None,
+        })
         .collect();
     let mut ok_by_target: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut timeline: Vec<Second> = Vec::new();
@@ -124,6 +138,10 @@ pub fn report(targets: &[String], rate: u32, records: &[Record]) -> Report {
         if let Some(t) = per_target.get_mut(r.target) {
             t.requests += 1;
             t.failed += u64::from(!ok);
+            if !ok {
+                t.first_failed_s = Some(t.first_failed_s.map_or(r.sent, |f| f.min(r.sent)));
+                t.last_failed_s = Some(t.last_failed_s.map_or(r.sent, |l| l.max(r.sent)));
+            }
         }
         let s = r.sent.max(0.0) as u64;
         while timeline.len() as u64 <= s {
@@ -327,7 +345,14 @@ mod tests {
         assert_eq!((r.longest_gap_s, r.longest_gap_at_s), (2.8, 0.1));
         assert_eq!(
             r.targets[0],
-            TargetReport { target: "a/".into(), requests: 4, failed: 2, longest_gap_s: 3.0 }
+            TargetReport {
+                target: "a/".into(),
+                requests: 4,
+                failed: 2,
+                longest_gap_s: 3.0,
+                first_failed_s: Some(1.0),
+                last_failed_s: Some(2.0)
+            }
         );
         assert_eq!(r.targets[1].longest_gap_s, 0.0, "one success only");
         assert_eq!(r.timeline.len(), 4);

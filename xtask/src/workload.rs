@@ -98,6 +98,9 @@ fn service_args(name: &str, replicas: u32) -> Vec<String> {
             8080,
         ),
         "solo" => (&["--replicas", "1", "--publish", "mode=host,published=8081,target=8081"], 8081),
+        "pinned" => {
+            (&["--replicas", "1", "--publish", "mode=host,published=8082,target=8082"], 8082)
+        }
         _ => (&["--mode", "global"], 9090),
     };
     a.extend(extra.iter().map(|s| s.to_string()));
@@ -114,6 +117,32 @@ pub fn deploy(engine: &Engine, nodes: usize) -> Result<()> {
         engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     }
     Ok(())
+}
+
+/// The published port of [`deploy_pinned`]'s service, on its node (not behind the balancer, as
+/// a database pinned to its volume's node usually is not).
+pub const PINNED_PORT: u16 = 8082;
+
+/// Creates `pinned`: one replica that only `node` may run (`node.hostname==<node>`, as a
+/// database with a local volume is pinned), published on [`PINNED_PORT`]; its drain is an
+/// outage unless an operator accepts it. Waits until it runs.
+pub fn deploy_pinned(engine: &Engine, node: &str, limit: Duration) -> Result<()> {
+    let mut args: Vec<String> = vec!["exec".into(), MANAGER.into(), "docker".into()];
+    args.extend(service_args("pinned", 1));
+    let image = args.iter().position(|a| a == IMAGE).expect("the image is an argument");
+    args.splice(image..image, ["--constraint".into(), format!("node.hostname=={node}")]);
+    engine.docker(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let t0 = Instant::now();
+    loop {
+        let now = replicas(engine)?;
+        if now.iter().any(|(n, r)| n == "pinned" && r.starts_with("1/1")) {
+            return Ok(());
+        }
+        if t0.elapsed() > limit {
+            bail!("pinned did not run on {node} within {limit:?}: {now:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Running replicas of each service, as `docker service ls` shows them on `manager1`.

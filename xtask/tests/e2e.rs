@@ -1529,19 +1529,50 @@ fn autolocked_without_and_with_its_key(l: &LabGuard, managers: &[&str]) {
     assert_eq!(code, 0, "with the key the plan passes:\n{out}{err}");
 }
 
+/// `swarm-upgrade run --to NEW` on manager1's terminal (under `script`, a pty), its question
+/// answered with `answer`.
+fn on_a_terminal(answer: &str) -> String {
+    format!("printf '{answer}\\n' | script -qefc 'swarm-upgrade run --to {}' /dev/null", repo::NEW)
+}
+
 /// Issue 6, the operator's stop switch: the label `swarm-upgrade.stop` set on any node while the
 /// first node is being upgraded. The run finishes that node and stops before the next one: exit 6
 /// (aborted) naming the label and the node, the lock free, the other nodes untouched. The run is
 /// started on a terminal (under `script`, a pty), so it also shows its live progress there. With
 /// the label left in place, the next run is refused before it touches anything, and a scheduled
 /// one does nothing.
+///
+/// Issue 17 on the same lab. Accepted downtime (item 4): `pinned`, one replica that only worker1
+/// may run, makes `plan` refuse until its outage is accepted (`--accept-downtime`, or the
+/// service's label, which the run uses); `plan` then names the outage; under load (the balancer's
+/// web and solo, and pinned on worker1 directly), pinned's failed requests all fall inside
+/// worker1's window (from its drain to the end of its verification), it runs again after, and
+/// web and solo lose none. Look before you leap (item 6): on a terminal the run shows the plan
+/// and asks; a no changes nothing (exit 6), a yes starts it.
 #[test]
 fn a_stop_label_stops_the_run_before_its_next_node() {
     let l = LabGuard::up("stop-label", tool());
-    let on_a_terminal = format!("script -qefc 'swarm-upgrade run --to {}' /dev/null", repo::NEW);
+    let before = accepted_downtime_is_planned(&l);
+    let out = l
+        .engine
+        .command(&["exec", lab::MANAGER, "sh", "-c", &on_a_terminal("n")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(text.contains("accepted outage: pinned"), "the plan is shown: {text}");
+    assert!(text.contains("Upgrade 5 node(s) in "), "{text}");
+    assert!(
+        text.contains(
+            "the plan was not confirmed (the answer was \"n\", not yes): nothing was changed"
+        ),
+        "{text}"
+    );
+    assert_eq!(fingerprint(&l), before, "a run not confirmed changed the cluster");
+    let load = pinned_load(&l);
     let run = l
         .engine
-        .command(&["exec", lab::MANAGER, "sh", "-c", &on_a_terminal])
+        .command(&["exec", lab::MANAGER, "sh", "-c", &on_a_terminal("y")])
         .output_in_background();
     let t0 = Instant::now();
     loop {
@@ -1559,6 +1590,8 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
     let err = String::from_utf8_lossy(&out.stdout).into_owned();
     std::fs::write(l.reports.join("coordinator.log"), &err).unwrap();
     assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("Upgrade 5 node(s) in "), "asked on the terminal: {err}");
+    outage_inside_its_window(&l, load.stop());
     assert!(err.contains("by the label swarm-upgrade.stop on node manager3"), "{err}");
     // The live progress: frames redrawn in place (cursor up, clear line), a bar, one line per
     // node with its phase and time; info log lines are held back on a terminal.
@@ -1606,4 +1639,83 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
         "{out}"
     );
     assert_eq!(fingerprint(&l), before, "a refused or quiet run changed the cluster");
+}
+
+/// Deploys `pinned` on worker1, checks that `plan` refuses it until its outage is accepted and
+/// then names it, labels it as accepted; returns the cluster's fingerprint then.
+fn accepted_downtime_is_planned(l: &LabGuard) -> String {
+    xtask::workload::deploy_pinned(&l.engine, "worker1", Duration::from_secs(180)).unwrap();
+    let (code, _, err) = l.swarm_upgrade(lab::MANAGER, &["plan", "--to", repo::NEW]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("[worker1, service pinned]"), "{err}");
+    assert!(
+        err.contains("accept its outage while worker1 upgrades (`docker service update --label-add swarm-upgrade.downtime=accept pinned`, or `--accept-downtime pinned`)"),
+        "{err}"
+    );
+    let accept = ["plan", "--to", repo::NEW, "--accept-downtime", "pinned"];
+    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &accept);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("accepted outage: pinned (cannot run elsewhere): down from the drain of worker1 until worker1 is back"), "{out}");
+    let unknown = ["plan", "--to", repo::NEW, "--accept-downtime", "pinnned"];
+    let (code, _, err) = l.swarm_upgrade(lab::MANAGER, &unknown);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("--accept-downtime names pinnned, which is no service of this swarm"),
+        "{err}"
+    );
+    l.sh(
+        lab::MANAGER,
+        "docker service update --detach --label-add swarm-upgrade.downtime=accept pinned >/dev/null",
+    );
+    fingerprint(l)
+}
+
+/// Load at 50 requests/s: the balancer's web and solo, and pinned on worker1 directly.
+fn pinned_load(l: &LabGuard) -> xtask::load::Running {
+    let worker1 = l.nodes.iter().find(|n| n.name == "worker1").expect("worker1");
+    xtask::load::start(xtask::load::Options {
+        targets: vec![
+            format!("{}/", lab::balancer_web(l.engine.slot)),
+            format!("{}/", lab::balancer_solo(l.engine.slot)),
+            format!("{}:{}/", worker1.ip, xtask::workload::PINNED_PORT),
+        ],
+        rate: 50,
+        timeout: Duration::from_secs(5),
+    })
+}
+
+/// web and solo lost no request; pinned's failures (there were some: it was down) all fell
+/// between worker1's drain and the end of its verification, and it runs again on worker1.
+fn outage_inside_its_window(l: &LabGuard, report: xtask::load::Report) {
+    save(&l.reports, "load.json", &report);
+    let (_, status, _) = l.swarm_upgrade(lab::MANAGER, &["--output", "json", "status"]);
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let worker1 = &doc["run"]["nodes"][0];
+    assert_eq!(worker1["hostname"], "worker1", "{status}");
+    assert_eq!(worker1["downtime"][0]["name"], "pinned", "{status}");
+    let span = |phase: &str, edge: &str| -> jiff::Timestamp {
+        let spans = worker1["history"].as_array().unwrap();
+        let s = spans.iter().find(|s| s["phase"] == phase).expect(phase);
+        s[edge].as_str().unwrap().parse().unwrap()
+    };
+    let (from, to) = (span("drain", "start"), span("verify-converged", "end"));
+    let [web, solo, pinned] = &report.targets[..] else { panic!("{report:?}") };
+    assert_eq!((web.failed, solo.failed), (0, 0), "{}", report.summary());
+    assert!(pinned.failed > 0, "pinned was down while worker1 upgraded: {}", report.summary());
+    let start: jiff::Timestamp = report.started_at.as_deref().unwrap().parse().unwrap();
+    let at = |s: f64| start + jiff::SignedDuration::from_secs_f64(s);
+    let (first, last) = (at(pinned.first_failed_s.unwrap()), at(pinned.last_failed_s.unwrap()));
+    // (A request's send time is taken a moment before it is sent: a second of slack.)
+    let slack = jiff::SignedDuration::from_secs(1);
+    assert!(
+        first + slack >= from && last <= to + slack,
+        "pinned failed from {first} to {last}, outside worker1's drain at {from} to its verification's end at {to}: {}",
+        report.summary()
+    );
+    println!(
+        "pinned: {} of {} requests failed, from {first} to {last}; worker1 drained at {from}, verified at {to}",
+        pinned.failed, pinned.requests
+    );
+    let running = l.sh(lab::MANAGER, "docker service ps pinned --filter desired-state=running --format '{{.Node}} {{.CurrentState}}'");
+    assert!(running.starts_with("worker1 Running"), "{running}");
 }

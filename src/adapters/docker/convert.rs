@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use bollard::models as b;
 
 use crate::model::{
-    Autolock, Availability, ClusterSnapshot, EngineVersion, HostPort, ManagerStatus, Mode, Node,
-    NodeId, NodeState, Platform, Reachability, Resources, Role, Service, ServiceId, Task,
-    TaskState, UpdateState,
+    Autolock, Availability, ClusterSnapshot, DOWNTIME_ACCEPT, DOWNTIME_LABEL, EngineVersion,
+    HostPort, ManagerStatus, Mode, Node, NodeId, NodeState, Platform, Reachability, Resources,
+    Role, Service, ServiceId, Task, TaskState, UpdateState,
 };
 
 fn map<K: Ord + Clone, V: Clone>(m: Option<&std::collections::HashMap<K, V>>) -> BTreeMap<K, V> {
@@ -139,6 +139,11 @@ pub fn service(s: &b::Service) -> Option<Service> {
             b::ServiceUpdateStatusStateEnum::EMPTY => None,
         }),
         version: version(s.version.as_ref()),
+        downtime_accepted: spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(DOWNTIME_LABEL))
+            .is_some_and(|v| v == DOWNTIME_ACCEPT),
     })
 }
 

@@ -1,0 +1,176 @@
+//! Operator gates (issue 17) over the in-memory cluster: a run's plan confirmed before anything
+//! changes, and services whose outage an operator accepts.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use swarm_upgrade::config::Settings;
+use swarm_upgrade::coordinator::{Coordinator, CoordinatorError, Ports};
+use swarm_upgrade::run::Outcome;
+
+fn cluster() -> FakeCluster {
+    FakeCluster::new(world_from(&fixture()))
+}
+
+/// A run whose plan is answered by `answer`; returns the run's end and the plans shown.
+async fn confirmed(
+    c: &FakeCluster,
+    answer: Result<(), String>,
+) -> (Result<swarm_upgrade::run::RunRecord, CoordinatorError>, Vec<usize>) {
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let seen = shown.clone();
+    let clock = TestClock::new();
+    let ports = Ports { swarm: c, agents: c, store: c, clock: &clock };
+    let settings = Settings::default();
+    let end = Coordinator::new(ports, &settings, "manager1/1")
+        .with_confirm(Box::new(move |plan| {
+            seen.lock().unwrap().push(plan.nodes.len());
+            answer.clone()
+        }))
+        .run(&to(NEW), "run-1")
+        .await;
+    let shown = shown.lock().unwrap().clone();
+    (end, shown)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_not_confirmed_changes_nothing_and_takes_no_lock() {
+    let c = cluster();
+    let before = c.world.lock().unwrap().store_doc();
+    let nodes_before = c.world.lock().unwrap().nodes.clone();
+    let (end, shown) = confirmed(&c, Err("the answer was \"n\", not yes".into())).await;
+    assert_eq!(shown, [5], "the whole plan was shown once");
+    match end {
+        Err(e @ CoordinatorError::Declined(_)) => assert_eq!(
+            e.to_string(),
+            "the plan was not confirmed (the answer was \"n\", not yes): nothing was changed"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let w = c.world.lock().unwrap();
+    assert_eq!(w.store_doc(), before, "no lock, no run record");
+    assert_eq!(w.nodes, nodes_before, "no node paused or drained");
+    assert!(w.log.is_empty(), "no agent acted: {:?}", w.log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_confirmed_plan_runs_as_shown() {
+    let c = cluster();
+    let (end, shown) = confirmed(&c, Ok(())).await;
+    let rec = end.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    assert_eq!(shown, [rec.nodes.len()]);
+}
+
+/// The five-node snapshot with `db`: one replica pinned to worker2 (`node.hostname==worker2`),
+/// running there, its outage accepted by its label when `labelled`.
+fn with_pinned_db(labelled: bool) -> swarm_upgrade::model::ClusterSnapshot {
+    use swarm_upgrade::model::*;
+    let mut snap = fixture();
+    snap.services.push(Service {
+        id: ServiceId("db-id".into()),
+        name: "db".into(),
+        mode: Mode::Replicated { replicas: 1 },
+        constraints: vec!["node.hostname==worker2".into()],
+        max_replicas_per_node: None,
+        host_ports: vec![],
+        reservations: Resources::default(),
+        update_state: None,
+        version: 1,
+        downtime_accepted: labelled,
+    });
+    snap.tasks.push(Task {
+        id: "db.1".into(),
+        service: ServiceId("db-id".into()),
+        slot: Some(1),
+        node: Some(NodeId("worker2-id".into())),
+        state: TaskState::Running,
+        desired: TaskState::Running,
+        error: None,
+    });
+    snap
+}
+
+fn accepting(names: &[&str]) -> swarm_upgrade::planner::PlanRequest {
+    swarm_upgrade::planner::PlanRequest {
+        accept_downtime: names.iter().map(ToString::to_string).collect(),
+        ..to(NEW)
+    }
+}
+
+#[test]
+fn a_pinned_service_is_refused_until_its_outage_is_accepted_and_the_fix_says_how() {
+    use swarm_upgrade::model::plan::RefusalKind;
+    use swarm_upgrade::planner::plan;
+    let refused = plan(&with_pinned_db(false), &Settings::default(), &to(NEW)).unwrap_err();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].kind, RefusalKind::CannotEvacuate);
+    assert_eq!(refused[0].service.as_deref(), Some("db"));
+    assert!(
+        refused[0].fix.contains(
+            "accept its outage while worker2 upgrades (`docker service update --label-add swarm-upgrade.downtime=accept db`, or `--accept-downtime db`)"
+        ),
+        "{}",
+        refused[0].fix
+    );
+    for (snap, req) in
+        [(with_pinned_db(true), to(NEW)), (with_pinned_db(false), accepting(&["db"]))]
+    {
+        let p = plan(&snap, &Settings::default(), &req).unwrap();
+        for n in &p.nodes {
+            let down: Vec<&str> = n.downtime.iter().map(|o| o.name.as_str()).collect();
+            let want: &[&str] = if n.hostname == "worker2" { &["db"] } else { &[] };
+            assert_eq!(down, want, "{}", n.hostname);
+        }
+        let w2 = p.nodes.iter().find(|n| n.hostname == "worker2").unwrap();
+        assert!(w2.surge.iter().all(|s| s.name != "db"), "nothing to surge it onto");
+    }
+    // A name that is no service is refused, as one reason among the others.
+    let r =
+        plan(&with_pinned_db(false), &Settings::default(), &accepting(&["db", "dbb"])).unwrap_err();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].kind, RefusalKind::UnknownService);
+    assert_eq!(r[0].reason, "--accept-downtime names dbb, which is no service of this swarm");
+}
+
+#[test]
+fn an_accepted_outage_does_not_hide_a_service_that_could_move() {
+    // solo (one replica on worker1) can run elsewhere: accepting its outage changes nothing.
+    let p = swarm_upgrade::planner::plan(&fixture(), &Settings::default(), &accepting(&["solo"]))
+        .unwrap();
+    assert!(p.nodes.iter().all(|n| n.downtime.is_empty()));
+    let w1 = p.nodes.iter().find(|n| n.hostname == "worker1").unwrap();
+    assert!(w1.surge.iter().any(|s| s.name == "solo"), "{:?}", w1.surge);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_drains_the_pinned_service_s_node_and_verifies_it_back() {
+    use swarm_upgrade::model::{ServiceId, TaskState};
+    let c = FakeCluster::new(world_from(&with_pinned_db(true)));
+    c.world.lock().unwrap().watch_capacity();
+    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    // db went down (the accepted outage) and nothing else did.
+    assert_eq!(w.capacity_dips(), ["db-id: 0 < 1"]);
+    let db = ServiceId("db-id".into());
+    let running: Vec<_> = w
+        .tasks
+        .iter()
+        .filter(|t| t.service == db && t.state == TaskState::Running)
+        .map(|t| t.node.clone().unwrap().0)
+        .collect();
+    assert_eq!(running, ["worker2-id"], "db runs again on its node");
+    let w2 = rec.nodes.iter().find(|n| n.hostname == "worker2").unwrap();
+    assert_eq!(w2.downtime.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["db"]);
+    let report = swarm_upgrade::report::RunReport::new(rec.clone(), "docker-ce");
+    let outage = report.versions.iter().find_map(|v| v.outage.clone()).unwrap();
+    assert_eq!(outage.services, ["db"]);
+    let drain = w2.history.iter().find(|s| s.phase == swarm_upgrade::machine::Phase::Drain);
+    assert_eq!(Some(outage.from), drain.map(|s| s.start));
+    assert!(outage.to.is_some_and(|to| to > outage.from));
+    assert!(outage.line().starts_with("accepted outage of db: from the drain at "));
+    assert!(report.versions.iter().filter(|v| v.hostname != "worker2").all(|v| v.outage.is_none()));
+}
