@@ -173,12 +173,14 @@ pub trait Agents {
         packages: &PackageSet,
         op: &OpKey,
     ) -> Result<(), PortError>;
-    /// Installs the exact package set in one transaction (held afterwards).
+    /// Installs the exact package set in one transaction (held afterwards); with `backup`
+    /// (a manager), first stops the engine and archives its swarm state.
     async fn upgrade(
         &self,
         node: &AgentTarget,
         packages: &PackageSet,
         op: &OpKey,
+        backup: bool,
     ) -> Result<(), PortError>;
     /// Restarts docker.service and waits for the job's result.
     async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError>;

@@ -94,8 +94,9 @@ impl NodeBackend for Recorder {
         }
         Ok(())
     }
-    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
-        self.calls.lock().unwrap().push(format!("upgrade {set} within {:?}", op.limit));
+    fn upgrade(&self, set: &PackageSet, op: &OpKey, backup: bool) -> Result<(), NodeError> {
+        let backup = if backup { " after a backup" } else { "" };
+        self.calls.lock().unwrap().push(format!("upgrade {set} within {:?}{backup}", op.limit));
         Ok(())
     }
     fn restart_engine(&self, _: &swarm_upgrade::ports::OpKey) -> Result<(), NodeError> {
@@ -148,6 +149,7 @@ fn order(token: u64) -> Order {
             name: "docker-ce".into(),
             version: "5:28.5.2-1~debian.13~trixie".into(),
         }],
+        backup_swarm: false,
     }
 }
 
@@ -264,9 +266,13 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     );
     // The order's time limit travels as gRPC's deadline; the agent keeps a margin to answer.
     let limited = OpKey { limit: Some(std::time::Duration::from_secs(60)), ..op(7) };
-    agents.upgrade(&target, &set, &limited).await.unwrap();
+    agents.upgrade(&target, &set, &limited, false).await.unwrap();
     let upgraded = calls.lock().unwrap().last().cloned().unwrap();
     assert!(upgraded.ends_with("within Some(55s)"), "{upgraded}");
+    // A manager's backup is asked for in the order itself.
+    agents.upgrade(&target, &set, &OpKey { token: 8, ..limited.clone() }, true).await.unwrap();
+    let upgraded = calls.lock().unwrap().last().cloned().unwrap();
+    assert!(upgraded.ends_with("within Some(55s) after a backup"), "{upgraded}");
     match agents.restart_engine(&target, &op(7)).await {
         Err(PortError::Failed(m)) => {
             assert!(m.starts_with("agent on worker1: job for docker.service failed"), "{m}")
@@ -485,6 +491,7 @@ fn order_of(token: u64, names: &[&str]) -> Order {
             .iter()
             .map(|n| pb::Package { name: n.to_string(), version: "1.0".into() })
             .collect(),
+        backup_swarm: false,
     }
 }
 

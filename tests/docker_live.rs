@@ -637,6 +637,7 @@ impl swarm_upgrade::agent::service::NodeBackend for NoWork {
         &self,
         _: &swarm_upgrade::model::PackageSet,
         _: &swarm_upgrade::ports::OpKey,
+        _: bool,
     ) -> Result<(), NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }

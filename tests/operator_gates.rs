@@ -174,3 +174,49 @@ async fn a_run_drains_the_pinned_service_s_node_and_verifies_it_back() {
     assert!(outage.line().starts_with("accepted outage of db: from the drain at "));
     assert!(report.versions.iter().filter(|v| v.hostname != "worker2").all(|v| v.outage.is_none()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_manager_s_swarm_state_is_archived_before_its_install_and_reported() {
+    let c = cluster();
+    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let w = c.world.lock().unwrap();
+    // Each manager's backup came with its install order, before it; no worker's did.
+    let log: Vec<String> = w
+        .log
+        .iter()
+        .filter(|l| l.starts_with("backup") || l.starts_with("install"))
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            "install worker1",
+            "install worker2",
+            "backup manager2",
+            "install manager2",
+            "backup manager3",
+            "install manager3",
+            "backup manager1",
+            "install manager1"
+        ]
+    );
+    let report = swarm_upgrade::report::RunReport::new(rec, "docker-ce");
+    for v in &report.versions {
+        let want = v
+            .hostname
+            .starts_with("manager")
+            .then(|| "/var/lib/swarm-upgrade/swarm-backups/swarm-T-run-1.tar.gz".to_string());
+        assert_eq!(v.swarm_backup, want, "{}", v.hostname);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_backup_managers_no_archive_is_taken() {
+    let c = cluster();
+    let settings = Settings { backup_managers: false, ..Settings::default() };
+    let rec = run(&c, &settings, &to(NEW), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    assert!(!c.world.lock().unwrap().log.iter().any(|l| l.starts_with("backup")));
+    assert!(rec.nodes.iter().all(|n| n.swarm_backup.is_none()));
+}

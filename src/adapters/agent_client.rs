@@ -194,9 +194,12 @@ impl Agents for GrpcAgents {
         node: &AgentTarget,
         packages: &PackageSet,
         op: &OpKey,
+        backup: bool,
     ) -> Result<(), PortError> {
         let mut c = self.client(node, "upgrade").await?;
-        finish(node, c.upgrade(order(packages, op)).await).await
+        let mut req = order(packages, op);
+        req.get_mut().backup_swarm = backup;
+        finish(node, c.upgrade(req).await).await
     }
 
     async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError> {

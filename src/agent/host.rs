@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::models::LocalNodeState;
 
-use super::mask;
 use super::service::{Managers, NodeBackend};
+use super::{backup, mask};
 use crate::adapters::apt::command::InstallMode;
 use crate::adapters::apt::parse::RepoProblem;
 use crate::adapters::apt::{parse, runner};
@@ -59,6 +59,8 @@ pub struct HostBackend {
     refreshed: LastRefresh<Vec<RepoProblem>>,
     /// When this agent's last install began (see [`super::restarted`]).
     install_began: std::sync::Mutex<Option<std::time::SystemTime>>,
+    /// Where a manager's swarm state is archived before its upgrade, and how many are kept.
+    backups: (std::path::PathBuf, usize),
 }
 
 impl HostBackend {
@@ -76,6 +78,49 @@ impl HostBackend {
             unlock: None,
             refreshed: LastRefresh::default(),
             install_began: std::sync::Mutex::new(None),
+            backups: (std::path::PathBuf::from("/var/lib/swarm-upgrade").join(backup::DIR), 3),
+        }
+    }
+
+    /// Archives swarm state into `dir` before an upgrade that asks for it, keeping the newest
+    /// `keep`.
+    pub fn with_backups(mut self, dir: std::path::PathBuf, keep: usize) -> Self {
+        self.backups = (dir, keep);
+        self
+    }
+
+    /// The cold backup before an upgrade ([`backup::cold`]) under the engine's data root; on
+    /// failure the engine is started again and nothing is installed.
+    fn back_up_swarm(&self, op: &OpKey) -> Result<(), NodeError> {
+        let (dir, keep) = &self.backups;
+        // The run ID names the archive: one path component, or refused.
+        crate::model::check_run_id(&op.run_id).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let root = self.runtime.block_on(self.docker.info()).ok().and_then(|i| i.docker_root_dir);
+        let swarm =
+            std::path::Path::new(root.as_deref().unwrap_or("/var/lib/docker")).join("swarm");
+        let name = backup::file_name(&op.run_id, jiff::Timestamp::now());
+        let stop = op.limit.unwrap_or(self.restart_limit).min(self.restart_limit);
+        let cold = self.runtime.block_on(async {
+            let systemd = self.systemd().await.map_err(|e| e.to_string())?;
+            backup::cold(&systemd, stop, &swarm, dir, &name).await
+        });
+        match cold {
+            Ok(path) => {
+                tracing::info!(archive = %path.display(), "swarm state archived with the engine stopped");
+                if let Err(e) = backup::rotate(dir, *keep) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove older swarm-state archives");
+                }
+                Ok(())
+            }
+            Err(why) => {
+                if let Err(again) = self.restart_engine(op) {
+                    tracing::warn!(error = %again, "starting the engine again after a failed backup failed too");
+                }
+                Err(NodeError::Failed(format!(
+                    "the swarm state could not be archived before the upgrade ({why}); nothing was installed and the engine was started again; free space under {} or set upgrade.backup_managers = false",
+                    dir.display()
+                )))
+            }
         }
     }
 
@@ -294,6 +339,11 @@ impl NodeBackend for HostBackend {
             dpkg_interrupted,
             engine_config: self.engine_config(packages),
             standalone,
+            swarm_backups: backup::list(&self.backups.0)
+                .into_iter()
+                .take(backup::LISTED)
+                .map(|n| self.backups.0.join(n).display().to_string())
+                .collect(),
         })
     }
 
@@ -301,7 +351,14 @@ impl NodeBackend for HostBackend {
         Ok(self.apt.prefetch(set, op)?)
     }
 
-    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError> {
+    fn upgrade(&self, set: &PackageSet, op: &OpKey, backup: bool) -> Result<(), NodeError> {
+        let ordered = Instant::now();
+        if backup {
+            self.back_up_swarm(op)?;
+        }
+        // The install gets what the backup left of the order's time.
+        let op =
+            &OpKey { limit: op.limit.map(|l| l.saturating_sub(ordered.elapsed())), ..op.clone() };
         let started = Instant::now();
         *self.install_began.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(std::time::SystemTime::now());

@@ -2,6 +2,7 @@
 //! real host backend (`host`) and the `swarm-upgrade agent` command (`run`). The protocol and
 //! the TLS identity are [`crate::wire`]'s.
 
+pub mod backup;
 mod durable;
 pub mod error;
 pub mod host;

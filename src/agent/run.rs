@@ -73,7 +73,11 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
         .map_err(|e| AuthError::UnlockKey(e.to_string()))?;
     let raw = Endpoint::from_env().map_err(AgentError::Engine)?;
     let backend = HostBackend::new(docker, node_id.clone(), settings.timeouts.restart)
-        .with_unlock_key(unlock_key, raw);
+        .with_unlock_key(unlock_key, raw)
+        .with_backups(
+            settings.agent.state_dir.join(super::backup::DIR),
+            settings.backup_keep as usize,
+        );
     let state = &settings.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|e| AgentError::State {
         what: "create",

@@ -24,8 +24,9 @@ pub trait NodeBackend: Send + Sync + 'static {
     fn describe(&self, packages: &[String], refresh: bool) -> Result<AgentReport, NodeError>;
     /// Downloads the set. `op` names the order (its transient unit is named after it).
     fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
-    /// Installs the set in one transaction and holds it.
-    fn upgrade(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
+    /// Installs the set in one transaction and holds it; with `backup`, first stops the engine
+    /// and archives its swarm state (see [`super::backup`]).
+    fn upgrade(&self, set: &PackageSet, op: &OpKey, backup: bool) -> Result<(), NodeError>;
     /// Restarts docker.service and waits for the job's result (at most `op.limit`).
     fn restart_engine(&self, op: &OpKey) -> Result<(), NodeError>;
     /// Reinstalls `previous` and restarts the engine.
@@ -419,8 +420,9 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
     }
 
     async fn upgrade(&self, req: Request<pb::Order>) -> Result<Response<ProgressStream>, Status> {
-        self.package_order(req, "upgrade", |b, set, op| {
-            b.upgrade(set, op).map(|_| format!("installed {set}"))
+        let backup = req.get_ref().backup_swarm;
+        self.package_order(req, "upgrade", move |b, set, op| {
+            b.upgrade(set, op, backup).map(|_| format!("installed {set}"))
         })
         .await
     }

@@ -286,6 +286,9 @@ fn report(
             if let Some(line) = v.standalone_line() {
                 text += &format!("{:<16} {line}\n", "");
             }
+            if let Some(archive) = &v.swarm_backup {
+                text += &format!("{:<16} swarm state archived to {archive}\n", "");
+            }
             if let Some(o) = &v.outage {
                 text += &format!("{:<16} {}\n", "", o.line());
             }

@@ -76,6 +76,10 @@ pub struct UpgradeFragment {
     pub min_free_disk: Option<Size>,
     /// `allow` or `refuse` a node running containers no service owns.
     pub standalone: Option<super::StandalonePolicy>,
+    /// Archive each manager's swarm state while its engine is stopped for the upgrade.
+    pub backup_managers: Option<bool>,
+    /// How many of those archives each manager's agent keeps (at least 1).
+    pub backup_keep: Option<u32>,
 }
 
 /// `[nodes]`

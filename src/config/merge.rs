@@ -33,7 +33,7 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
         apply_packages(s, p, path)?;
     }
     if let Some(u) = upgrade {
-        apply_upgrade(s, u);
+        apply_upgrade(s, u, path)?;
     }
     if let Some(n) = nodes {
         set(&mut s.include_label, n.include_label.map(|l| l.0));
@@ -134,7 +134,15 @@ fn apply_packages(s: &mut Settings, p: PackagesFragment, path: &str) -> Result<(
     Ok(())
 }
 
-fn apply_upgrade(s: &mut Settings, u: UpgradeFragment) {
+fn apply_upgrade(s: &mut Settings, u: UpgradeFragment, path: &str) -> Result<(), ConfigError> {
+    if u.backup_keep == Some(0) {
+        return Err(invalid(
+            path,
+            "upgrade.backup_keep",
+            &0,
+            "must be at least 1 (the archive just taken); to take none, set upgrade.backup_managers = false",
+        ));
+    }
     set(&mut s.order, u.order);
     set(&mut s.surge, u.surge);
     set(&mut s.parallel, u.parallel);
@@ -144,6 +152,9 @@ fn apply_upgrade(s: &mut Settings, u: UpgradeFragment) {
     set(&mut s.max_major_skew, u.max_major_skew);
     set(&mut s.min_free_disk, u.min_free_disk.map(|d| d.0));
     set(&mut s.standalone, u.standalone);
+    set(&mut s.backup_managers, u.backup_managers);
+    set(&mut s.backup_keep, u.backup_keep);
+    Ok(())
 }
 
 fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {

@@ -174,6 +174,12 @@ pub struct Settings {
     pub max_major_skew: u32,
     /// What to do with a node that runs containers no service owns.
     pub standalone: StandalonePolicy,
+    /// Archive a manager's swarm state (`<data root>/swarm`) with its engine stopped, just before
+    /// its packages are installed (the install starts the engine again).
+    pub backup_managers: bool,
+    /// How many such archives a manager's agent keeps under `agent.state_dir/swarm-backups`
+    /// (the oldest go first).
+    pub backup_keep: u32,
     /// Free disk a node needs, in bytes.
     pub min_free_disk: u64,
     /// Only nodes matching this are upgraded.
@@ -225,6 +231,8 @@ impl Default for Settings {
             allow_downgrade: false,
             max_major_skew: 2,
             standalone: StandalonePolicy::Allow,
+            backup_managers: true,
+            backup_keep: 3,
             min_free_disk: 1 << 30,
             include_label: None,
             exclude_label: LabelMatch::parse("swarm-upgrade.skip=true"),

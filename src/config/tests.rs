@@ -80,6 +80,8 @@ fn invalid_values_name_the_key_and_the_fix() {
         ("[upgrade]\norder = \"random\"\n", "workers-first"),
         ("[packages]\nplugins = [\"containerd.io\"]\n", "`packages.plugins`"),
         ("[upgrade]\nstandalone = \"sometimes\"\n", "must be \"allow\" or \"refuse\""),
+        ("[upgrade]\nbackup_keep = 0\n", "upgrade.backup_managers = false"),
+        ("[upgrade]\nbackup_managers = \"yes\"\n", "expected a boolean"),
         ("[packages]\nengine = []\n", "at least the engine package"),
         ("[packages]\nengine = [\"Docker CE\"]\n", "not a Debian package name"),
         ("[agent]\ncert = \"/c.pem\"\n", "all three"),

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::machine::{NodeProgress, Phase};
 use crate::model::{
-    Availability, ClusterSnapshot, Mode, NodeId, PackageSet, RESTORE_LABEL, ServiceId,
+    Availability, ClusterSnapshot, Mode, NodeId, PackageSet, RESTORE_LABEL, Role, ServiceId,
 };
 use crate::ports::{AgentTarget, Agents, Clock, JoinOrder, OpKey, PortError, StateStore, Swarm};
 
@@ -66,7 +66,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 }
             }
             Phase::Drain => self.make_available(p, Availability::Drain, op.token).await?,
-            Phase::Upgrade => agents.upgrade(&target, packages, op).await?,
+            Phase::Upgrade => {
+                let backup = self.settings.backup_managers && p.role == Role::Manager;
+                agents.upgrade(&target, packages, op, backup).await?
+            }
             Phase::Restart => agents.restart_engine(&target, op).await?,
             Phase::Rollback => {
                 let previous = p

@@ -255,8 +255,14 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let previous = report.map(|r| installed_subset(&r.installed, run.packages_of(p)));
         // At most 20 names a node: the store's writes stay bounded.
         let standalone = report.map(|r| crate::model::Standalone::names(&r.standalone, 20));
+        // This run's archive of the node's swarm state, once its agent lists one.
+        let suffix = format!("-{}.tar.gz", run.id);
+        let archive = report.and_then(|r| r.swarm_backups.iter().find(|a| a.ends_with(&suffix)));
         let entered = self
             .update_node(token, i, p.phase, |n| {
+                if n.swarm_backup.is_none() {
+                    n.swarm_backup = archive.cloned();
+                }
                 match n.phase {
                     Phase::Prefetch => {
                         if let Some(prev) = previous.clone() {

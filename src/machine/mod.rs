@@ -177,6 +177,10 @@ pub struct NodeProgress {
     /// Those that ran on it when it was done, rolled back or restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standalone_after: Option<Vec<String>>,
+    /// The archive of its swarm state taken before its install (a manager, with
+    /// `upgrade.backup_managers`), as its agent named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_backup: Option<String>,
     /// Whether a rollback happened.
     pub rolled_back: bool,
     /// The node's ID before it rejoined.
@@ -242,6 +246,7 @@ impl NodeProgress {
             previous: None,
             standalone_before: None,
             standalone_after: None,
+            swarm_backup: None,
             rolled_back: false,
             rejoined_from: None,
             converged_since: None,

@@ -72,6 +72,7 @@ mod tests {
             packages: PackageSet::default(),
             standalone_before: None,
             standalone_after: None,
+            swarm_backup: None,
             previous: Some(PackageSet(
                 [("docker-ce".to_string(), "5:26.1.5-1~debian.13~trixie".parse().unwrap())].into(),
             )),

@@ -51,6 +51,9 @@ pub struct AgentReport {
     /// Running containers no swarm service owns (empty too from an agent too old to look).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub standalone: Vec<Standalone>,
+    /// The archives of its swarm state the agent keeps (full paths), newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub swarm_backups: Vec<String>,
 }
 
 /// A running container no swarm service owns (started with `docker run`): no drain moves it, and

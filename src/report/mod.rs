@@ -41,6 +41,9 @@ pub struct NodeVersions {
     /// Those that ran on it after (unknown until it was done, rolled back or restored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standalone_after: Option<Vec<String>>,
+    /// The archive of its swarm state taken before its install (a manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_backup: Option<String>,
     /// The outage an operator accepted for services pinned to it, once its drain began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outage: Option<OutageWindow>,
@@ -131,6 +134,7 @@ impl RunReport {
                     after,
                     standalone_before: n.standalone_before.clone(),
                     standalone_after: n.standalone_after.clone(),
+                    swarm_backup: n.swarm_backup.clone(),
                     outage: OutageWindow::of(n),
                 }
             })

@@ -9,6 +9,7 @@ use crate::model::{
 /// An order for `set`, fenced by the run and token of `op`.
 pub fn order(set: &PackageSet, run_id: &str, token: u64) -> pb::Order {
     pb::Order {
+        backup_swarm: false,
         fence: Some(pb::Fence { run_id: run_id.to_string(), token }),
         packages: set
             .0
@@ -67,6 +68,7 @@ pub(crate) fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
                 restart: c.restart.clone(),
             })
             .collect(),
+        swarm_backups: r.swarm_backups.clone(),
     }
 }
 
@@ -104,6 +106,7 @@ pub(crate) fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
                 restart: c.restart.clone(),
             })
             .collect(),
+        swarm_backups: r.swarm_backups.clone(),
     }
 }
 

@@ -385,6 +385,7 @@ impl Agents for FakeCluster {
             dpkg_interrupted: None,
             engine_config: None,
             standalone: h.standalone.clone(),
+            swarm_backups: h.swarm_backups.clone(),
         })
     }
 
@@ -422,11 +423,21 @@ impl Agents for FakeCluster {
         node: &AgentTarget,
         packages: &PackageSet,
         op: &OpKey,
+        backup: bool,
     ) -> Result<(), PortError> {
         let h = self.host_for(node)?;
         self.fence(&h.hostname, op)?;
         Self::check_available(&h, packages)?;
         tokio::time::sleep(self.agent_call("upgrade", |l| l.install)).await;
+        if backup {
+            // As the agent names its archives (time, then run), at this fake's one archive a run.
+            let mut w = self.w();
+            let host = w.host_mut(&node.addr).unwrap();
+            let archive =
+                format!("/var/lib/swarm-upgrade/swarm-backups/swarm-T-{}.tar.gz", op.run_id);
+            host.swarm_backups.insert(0, archive);
+            w.log.push(format!("backup {}", h.hostname));
+        }
         {
             let mut w = self.w();
             if w.busy_upgrades > 0 {

@@ -162,6 +162,7 @@ pub fn build(spec: &ClusterSpec) -> World {
             local_id: Some(id),
             down_ticks: 0,
             standalone: Vec::new(),
+            swarm_backups: Vec::new(),
         });
     }
     let services = spec
@@ -225,6 +226,7 @@ pub fn observed(world: &World) -> ClusterSnapshot {
                 dpkg_interrupted: None,
                 engine_config: None,
                 standalone: h.standalone.clone(),
+                swarm_backups: Vec::new(),
             })),
         );
     }

@@ -51,6 +51,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
                 local_id: Some(n.id.clone()),
                 down_ticks: 0,
                 standalone: report.standalone.clone(),
+                swarm_backups: Vec::new(),
             }
         })
         .collect();

@@ -38,6 +38,8 @@ pub struct Host {
     pub down_ticks: u32,
     /// Running containers no service owns.
     pub standalone: Vec<swarm_upgrade::model::Standalone>,
+    /// The swarm-state archives its agent keeps, newest first.
+    pub swarm_backups: Vec<String>,
 }
 
 /// The fake cluster's whole state.

@@ -127,6 +127,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
     assert_eq!(first, ["worker1", "worker2"], "the two workers go together: {batches:?}");
     timeline(&l, &run, &report);
     observability(&l, &scraped, &hooks);
+    swarm_backups(&l, &run);
     // Issue 14: what the run cost, the simulation's figures (cargo bench --bench scale -- sim 5).
     let cost = xtask::cost::Cost::from_metrics(
         &l.sh(lab::MANAGER, &format!("cat {}", xtask::cost::TEXTFILE)),
@@ -177,6 +178,47 @@ fn rolling_upgrade_under_load_loses_no_request() {
             },
             "naive": { "total_s": baseline.total_s, "requests": naive_load.requests, "failed": naive_load.failed },
         }),
+    );
+}
+
+/// Issue 17 item 5: each manager kept one archive of its swarm state, taken by this run (named
+/// with its ID), private, holding the Raft log and the node's certificates; the run record and
+/// `report` name it; no worker has one.
+fn swarm_backups(l: &LabGuard, run: &serde_json::Value) {
+    let id = run["id"].as_str().unwrap();
+    let dir = "/var/lib/swarm-upgrade/swarm-backups";
+    for node in run["nodes"].as_array().unwrap() {
+        let host = node["hostname"].as_str().unwrap();
+        let listed = l.sh(host, &format!("ls {dir} 2>/dev/null || true"));
+        if !host.starts_with("manager") {
+            assert_eq!(listed, "", "{host} is a worker: no archive");
+            assert!(node["swarm_backup"].is_null(), "{host}: {node}");
+            continue;
+        }
+        let names: Vec<&str> = listed.lines().collect();
+        assert_eq!(names.len(), 1, "{host}: {listed}");
+        assert!(
+            names[0].starts_with("swarm-") && names[0].ends_with(&format!("-{id}.tar.gz")),
+            "{host}: {listed}"
+        );
+        let path = format!("{dir}/{}", names[0]);
+        assert_eq!(node["swarm_backup"], path.as_str(), "{host}: the run record names it");
+        let mode = l.sh(host, &format!("stat -c %a {path} {dir}"));
+        assert_eq!(mode.split_whitespace().collect::<Vec<_>>(), ["600", "700"], "{host}");
+        let entries = l.sh(host, &format!("tar -tzf {path}"));
+        for want in ["swarm/raft/", "swarm/certificates/swarm-node.crt", "swarm/state.json"] {
+            assert!(
+                entries.lines().any(|e| e.starts_with(want)),
+                "{host}: {want} not in {entries}"
+            );
+        }
+    }
+    let report =
+        l.sh(lab::MANAGER, &format!("swarm-upgrade report /var/lib/swarm-upgrade/runs/{id}.json"));
+    assert_eq!(
+        report.matches("swarm state archived to /var/lib/swarm-upgrade/swarm-backups/").count(),
+        3,
+        "{report}"
     );
 }
 
