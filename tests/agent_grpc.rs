@@ -270,7 +270,8 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     let upgraded = calls.lock().unwrap().last().cloned().unwrap();
     assert!(upgraded.ends_with("within Some(55s)"), "{upgraded}");
     // A manager's backup is asked for in the order itself.
-    agents.upgrade(&target, &set, &OpKey { token: 8, ..limited.clone() }, true).await.unwrap();
+    let another = OpKey { run_id: "run-3".into(), ..limited.clone() };
+    agents.upgrade(&target, &set, &another, true).await.unwrap();
     let upgraded = calls.lock().unwrap().last().cloned().unwrap();
     assert!(upgraded.ends_with("within Some(55s) after a backup"), "{upgraded}");
     match agents.restart_engine(&target, &op(7)).await {
