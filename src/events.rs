@@ -43,6 +43,22 @@ pub enum Event {
         /// Host name.
         node: String,
     },
+    /// The canary nodes are done: the run holds until approved (or its soak).
+    RunHeld {
+        /// Run ID.
+        run: String,
+        /// The canary nodes.
+        canary: Vec<String>,
+        /// What it waits for.
+        waiting_for: String,
+    },
+    /// The hold after the canary was let go: the run goes on.
+    RunReleased {
+        /// Run ID.
+        run: String,
+        /// `approve by <holder>`, or `soak`.
+        by: String,
+    },
     /// The run ended.
     RunFinished {
         /// Run ID.
@@ -74,6 +90,13 @@ impl Event {
             }
             Event::RolledBack { run, node } => {
                 format!("swarm-upgrade: {node} rolled back to its previous packages (run {run})")
+            }
+            Event::RunHeld { run, canary, waiting_for } => format!(
+                "swarm-upgrade: run {run} holds after its canary ({}): waiting for {waiting_for}",
+                canary.join(", ")
+            ),
+            Event::RunReleased { run, by } => {
+                format!("swarm-upgrade: run {run} goes on after its canary ({by})")
             }
             Event::RunFinished { run, outcome, reason } => {
                 format!("swarm-upgrade: run {run} {outcome}: {reason}")

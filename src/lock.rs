@@ -83,8 +83,10 @@ impl Sighting {
 /// document of layout 3 reads as 4 unchanged). 5: a run's target may be an engine version and
 /// each node carries its own package set (the run-level set left empty), and its standalone
 /// containers before and after; an older build would install nothing on such a node, so it must
-/// refuse it (a document of layout 4 reads as 5 unchanged: its nodes take the run's set).
-pub const SCHEMA: u32 = 5;
+/// refuse it (a document of layout 4 reads as 5 unchanged: its nodes take the run's set). 6: a
+/// run may hold after its canary nodes (`hold`), which an older build would walk past without
+/// approval, so it must refuse it (a document of layout 5 reads as 6 unchanged: no hold).
+pub const SCHEMA: u32 = 6;
 
 /// Everything swarm-upgrade keeps in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,6 +37,8 @@ pub const PHASE_SECONDS: Histogram = Histogram("swarm_upgrade_node_phase_duratio
 pub const CURRENT_PHASE: Gauge = Gauge("swarm_upgrade_current_phase");
 /// Whether this coordinator holds the cluster-wide lock (coordinator).
 pub const LOCK_HELD: Gauge = Gauge("swarm_upgrade_lock_held");
+/// Whether the run holds after its canary, waiting for `approve` or its soak (coordinator).
+pub const RUN_HELD: Gauge = Gauge("swarm_upgrade_run_held");
 /// Nodes rolled back to their previous packages (coordinator).
 pub const ROLLBACKS: Counter = Counter("swarm_upgrade_rollbacks_total");
 /// Agent operations by operation and result (agent).
@@ -75,6 +77,7 @@ const COUNTERS: &[(Counter, &str)] = &[
 const GAUGES: &[(Gauge, &str)] = &[
     (CURRENT_PHASE, "1 for the phase each node of the run is in"),
     (LOCK_HELD, "1 while this coordinator holds the cluster-wide lock"),
+    (RUN_HELD, "1 while the run holds after its canary, waiting for approve or its soak"),
     (
         STORE_BYTES,
         "Bytes of the run record in the swarm, header and shards, as last read or written",

@@ -55,6 +55,34 @@ async fn a_plan_not_confirmed_changes_nothing_and_takes_no_lock() {
     assert!(w.log.is_empty(), "no agent acted: {:?}", w.log);
 }
 
+/// The cluster changed while the plan was on screen (an operator skipped worker2 meanwhile):
+/// the yes is for a course the run would no longer take, so nothing is done.
+#[tokio::test(start_paused = true)]
+async fn a_plan_the_cluster_changed_under_is_not_run() {
+    let c = cluster();
+    let before = c.world.lock().unwrap().store_doc();
+    let world = c.world.clone();
+    let clock = TestClock::new();
+    let ports = Ports { swarm: &c, agents: &c, store: &c, clock: &clock };
+    let settings = Settings::default();
+    let end = Coordinator::new(ports, &settings, "manager1/1")
+        .with_confirm(Box::new(move |_| {
+            let mut w = world.lock().unwrap();
+            let n = w.nodes.iter_mut().find(|n| n.hostname == "worker2").unwrap();
+            n.labels.insert("swarm-upgrade.skip".into(), "true".into());
+            Ok(())
+        }))
+        .run(&to(NEW), "run-1")
+        .await;
+    match end {
+        Err(CoordinatorError::Declined(why)) => {
+            assert!(why.starts_with("the cluster changed while the plan was shown"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.world.lock().unwrap().store_doc(), before, "no lock, no run record");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_confirmed_plan_runs_as_shown() {
     let c = cluster();
@@ -178,7 +206,15 @@ async fn a_run_drains_the_pinned_service_s_node_and_verifies_it_back() {
 #[tokio::test(start_paused = true)]
 async fn each_manager_s_swarm_state_is_archived_before_its_install_and_reported() {
     let c = cluster();
-    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
+    // Managers first, the first one's dpkg lock busy: its order is sent again three times and
+    // finds its archive taken (one archive a run).
+    c.world.lock().unwrap().busy_upgrades = 3;
+    let settings = Settings {
+        backup_managers: true,
+        order: swarm_upgrade::config::NodeOrder::ManagersFirst,
+        ..Settings::default()
+    };
+    let rec = run(&c, &settings, &to(NEW), "manager1/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
     let w = c.world.lock().unwrap();
     // Each manager's backup came with its install order, before it; no worker's did.
@@ -191,22 +227,21 @@ async fn each_manager_s_swarm_state_is_archived_before_its_install_and_reported(
     assert_eq!(
         log,
         [
-            "install worker1",
-            "install worker2",
             "backup manager2",
             "install manager2",
             "backup manager3",
             "install manager3",
             "backup manager1",
-            "install manager1"
+            "install manager1",
+            "install worker1",
+            "install worker2",
         ]
     );
     let report = swarm_upgrade::report::RunReport::new(rec, "docker-ce");
     for v in &report.versions {
-        let want = v
-            .hostname
-            .starts_with("manager")
-            .then(|| "/var/lib/swarm-upgrade/swarm-backups/swarm-T-run-1.tar.gz".to_string());
+        let want = v.hostname.starts_with("manager").then(|| {
+            "/var/lib/swarm-upgrade/swarm-backups/swarm-19700101T000000Z-run-1.tar.gz".to_string()
+        });
         assert_eq!(v.swarm_backup, want, "{}", v.hostname);
     }
 }
@@ -214,9 +249,84 @@ async fn each_manager_s_swarm_state_is_archived_before_its_install_and_reported(
 #[tokio::test(start_paused = true)]
 async fn without_backup_managers_no_archive_is_taken() {
     let c = cluster();
-    let settings = Settings { backup_managers: false, ..Settings::default() };
-    let rec = run(&c, &settings, &to(NEW), "manager1/1").await.unwrap();
+    assert!(!Settings::default().backup_managers, "off unless configured");
+    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
     assert!(!c.world.lock().unwrap().log.iter().any(|l| l.starts_with("backup")));
     assert!(rec.nodes.iter().all(|n| n.swarm_backup.is_none()));
+}
+
+/// The five-node snapshot without `web`, and `db`: two replicas, at most one a node, on the
+/// nodes labelled `db=yes` (worker1, worker2, manager2), running on the two workers, its outage
+/// accepted by its label.
+fn with_two_db_replicas() -> swarm_upgrade::model::ClusterSnapshot {
+    use swarm_upgrade::model::*;
+    let mut snap = with_pinned_db(true);
+    snap.services.retain(|s| s.name != "web");
+    snap.tasks.retain(|t| t.service.0 != "web-id");
+    let db = snap.services.iter_mut().find(|s| s.name == "db").unwrap();
+    db.mode = Mode::Replicated { replicas: 2 };
+    db.max_replicas_per_node = Some(1);
+    db.constraints = vec!["node.labels.db==yes".into()];
+    for n in snap
+        .nodes
+        .iter_mut()
+        .filter(|n| ["worker1", "worker2", "manager2"].contains(&n.hostname.as_str()))
+    {
+        n.labels.insert("db".into(), "yes".into());
+    }
+    let mut second = snap.tasks.last().unwrap().clone();
+    (second.id, second.slot, second.node) =
+        ("db.2".into(), Some(2), Some(NodeId("worker1-id".into())));
+    snap.tasks.push(second);
+    snap
+}
+
+/// Two workers in one batch: one's db task moves to manager2 (surged 2 -> 3), the other's has
+/// nowhere to go (its outage accepted). With installs that take 30 s, the mover's surge does not
+/// wait for the other node to come back: it needs one replica off the batch, not two. Both nodes
+/// finish and db is back at two.
+#[tokio::test(start_paused = true)]
+async fn a_batch_surges_what_can_move_and_leaves_the_accepted_task_to_its_node() {
+    use swarm_upgrade::machine::Phase;
+    use swarm_upgrade::model::{ServiceId, TaskState};
+    let snap = with_two_db_replicas();
+    let req =
+        swarm_upgrade::planner::PlanRequest { parallel: Some("2".parse().unwrap()), ..to(NEW) };
+    let plan = swarm_upgrade::planner::plan(&snap, &Settings::default(), &req).unwrap();
+    let workers: Vec<_> = plan.nodes.iter().filter(|n| n.batch == 0).collect();
+    assert_eq!(workers.len(), 2, "{:?}", plan.batches);
+    let surged: Vec<String> = workers
+        .iter()
+        .flat_map(|n| &n.surge)
+        .map(|s| format!("{} {}->{}", s.name, s.from, s.to))
+        .collect();
+    assert!(surged.contains(&"db 2->3".to_string()), "{surged:?}");
+    let down: Vec<(String, u64)> =
+        workers.iter().flat_map(|n| &n.downtime).map(|o| (o.name.clone(), o.tasks)).collect();
+    assert_eq!(down, [("db".to_string(), 1)]);
+    let mut world = world_from(&snap);
+    let slow = common::latency::Latency { install: (30.0, 30.0), ..Default::default() };
+    world.timed = Some(common::latency::Timed::new(slow, 7));
+    let c = FakeCluster::new(world);
+    let rec = run(&c, &Settings::default(), &req, "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let span = |host: &str, phase: Phase| {
+        let n = rec.nodes.iter().find(|n| n.hostname == host).unwrap();
+        n.history.iter().find(|s| s.phase == phase).cloned().unwrap()
+    };
+    let (mover, stuck) = if workers[0].downtime.is_empty() {
+        (&workers[0].hostname, &workers[1].hostname)
+    } else {
+        (&workers[1].hostname, &workers[0].hostname)
+    };
+    assert!(
+        span(mover, Phase::Surge).end < span(stuck, Phase::Reactivate).start,
+        "{mover}'s surge waited for {stuck} to come back"
+    );
+    let w = c.world.lock().unwrap();
+    let db = ServiceId("db-id".into());
+    let running =
+        w.tasks.iter().filter(|t| t.service == db && t.state == TaskState::Running).count();
+    assert_eq!(running, 2);
 }

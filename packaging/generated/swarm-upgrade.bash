@@ -22,6 +22,9 @@ _swarm__upgrade() {
             swarm__upgrade,agent)
                 cmd="swarm__upgrade__subcmd__agent"
                 ;;
+            swarm__upgrade,approve)
+                cmd="swarm__upgrade__subcmd__approve"
+                ;;
             swarm__upgrade,help)
                 cmd="swarm__upgrade__subcmd__help"
                 ;;
@@ -51,6 +54,9 @@ _swarm__upgrade() {
                 ;;
             swarm__upgrade__subcmd__help,agent)
                 cmd="swarm__upgrade__subcmd__help__subcmd__agent"
+                ;;
+            swarm__upgrade__subcmd__help,approve)
+                cmd="swarm__upgrade__subcmd__help__subcmd__approve"
                 ;;
             swarm__upgrade__subcmd__help,help)
                 cmd="swarm__upgrade__subcmd__help__subcmd__help"
@@ -83,7 +89,7 @@ _swarm__upgrade() {
 
     case "${cmd}" in
         swarm__upgrade)
-            opts="-v -h -V --config --output --verbose --help --version plan run resume status abort unlock snapshot report agent help"
+            opts="-v -h -V --config --output --verbose --help --version plan run resume status abort approve unlock snapshot report agent help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -148,8 +154,30 @@ _swarm__upgrade() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        swarm__subcmd__upgrade__subcmd__approve)
+            opts="-v -h --config --output --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         swarm__subcmd__upgrade__subcmd__help)
-            opts="plan run resume status abort unlock snapshot report agent help"
+            opts="plan run resume status abort approve unlock snapshot report agent help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +205,20 @@ _swarm__upgrade() {
             return 0
             ;;
         swarm__subcmd__upgrade__subcmd__help__subcmd__agent)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        swarm__subcmd__upgrade__subcmd__help__subcmd__approve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

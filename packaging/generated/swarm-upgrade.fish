@@ -34,7 +34,8 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "plan" -
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "run" -d 'Upgrade every node now (one-off run), holding the cluster-wide lock'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "resume" -d 'Take over an interrupted run once its lock is free or expired'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "status" -d 'Show the lock and each node\'s progress'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "abort" -d 'Ask the running coordinator to stop after the current node (its batch), leaving it safe'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "abort" -d 'Ask the running coordinator to stop after the current node (its batch), leaving it safe. During the hold after the canary it ends the run there'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "approve" -d 'Let a run holding after its canary (upgrade.canary) go on; before its canary is done, let it go on without holding. Exit 2 when no run has a hold to let go'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "unlock" -d 'Break a stale lock, showing who held it'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "snapshot" -d 'Write the observed cluster (nodes, services, tasks, agent reports) as JSON'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_needs_command" -f -a "report" -d 'Show a run\'s report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it'
@@ -80,6 +81,11 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand abort" -l ou
 json\t'For programs'"
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand abort" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand abort" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand approve" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand approve" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
+json\t'For programs'"
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand approve" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand approve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand unlock" -l config -d 'Configuration file; drop-ins are read from `config.d/` beside it' -r -F
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand unlock" -l output -d 'Output format of reports' -r -f -a "text\t'For people'
 json\t'For programs'"
@@ -105,13 +111,14 @@ complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand agent" -l ou
 json\t'For programs'"
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand agent" -s v -l verbose -d 'More log detail (or set RUST_LOG)'
 complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand agent" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "plan" -d 'Dry run: preflight, node order and each node\'s actions, without changing anything'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "run" -d 'Upgrade every node now (one-off run), holding the cluster-wide lock'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "resume" -d 'Take over an interrupted run once its lock is free or expired'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "status" -d 'Show the lock and each node\'s progress'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "abort" -d 'Ask the running coordinator to stop after the current node (its batch), leaving it safe'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "unlock" -d 'Break a stale lock, showing who held it'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "snapshot" -d 'Write the observed cluster (nodes, services, tasks, agent reports) as JSON'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "report" -d 'Show a run\'s report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "agent" -d 'Run the node agent (started by swarm-upgrade-agent.service)'
-complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort unlock snapshot report agent help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "plan" -d 'Dry run: preflight, node order and each node\'s actions, without changing anything'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "run" -d 'Upgrade every node now (one-off run), holding the cluster-wide lock'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "resume" -d 'Take over an interrupted run once its lock is free or expired'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "status" -d 'Show the lock and each node\'s progress'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "abort" -d 'Ask the running coordinator to stop after the current node (its batch), leaving it safe. During the hold after the canary it ends the run there'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "approve" -d 'Let a run holding after its canary (upgrade.canary) go on; before its canary is done, let it go on without holding. Exit 2 when no run has a hold to let go'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "unlock" -d 'Break a stale lock, showing who held it'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "snapshot" -d 'Write the observed cluster (nodes, services, tasks, agent reports) as JSON'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "report" -d 'Show a run\'s report (every run writes one to /var/lib/swarm-upgrade/runs/), or draw it'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "agent" -d 'Run the node agent (started by swarm-upgrade-agent.service)'
+complete -c swarm-upgrade -n "__fish_swarm_upgrade_using_subcommand help; and not __fish_seen_subcommand_from plan run resume status abort approve unlock snapshot report agent help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -19,13 +19,8 @@ pub const DIR: &str = "swarm-backups";
 /// At most this many archive names are reported by `describe`.
 pub const LISTED: usize = 10;
 
-const PREFIX: &str = "swarm-";
-const SUFFIX: &str = ".tar.gz";
-
-/// The archive's file name: `swarm-<UTC time>-<run>.tar.gz`, so that names sort by time.
-pub fn file_name(run_id: &str, at: jiff::Timestamp) -> String {
-    format!("{PREFIX}{}-{run_id}{SUFFIX}", at.strftime("%Y%m%dT%H%M%SZ"))
-}
+use crate::model::swarm_backup::{PREFIX, SUFFIX};
+pub use crate::model::swarm_backup::{file_name, run_of};
 
 /// Archives the directory `swarm` (as `swarm/...`) into `dir/name`, gzip-compressed, through a
 /// temporary file that is synced and then renamed: a crash leaves no half archive under the
@@ -103,6 +98,11 @@ pub fn list(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The archive run `run_id` took in `dir`, if any.
+pub fn of_run(dir: &Path, run_id: &str) -> Option<String> {
+    list(dir).into_iter().find(|n| run_of(n) == Some(run_id))
+}
+
 /// Removes all but the newest `keep` archives in `dir`; returns those removed.
 pub fn rotate(dir: &Path, keep: usize) -> io::Result<Vec<String>> {
     let old: Vec<String> = list(dir).into_iter().skip(keep.max(1)).collect();
@@ -142,6 +142,9 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(&dir), mode(&path)), (0o700, 0o600));
         assert_eq!(list(&dir), std::slice::from_ref(&name), "no partial file is left");
+        assert_eq!(of_run(&dir, "run-1"), Some(name.clone()));
+        assert_eq!(of_run(&dir, "run-2"), None);
+        assert_eq!(of_run(&dir, "1"), None, "a run ID is matched whole");
         let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
         let gz = flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap());
         for e in tar::Archive::new(gz).entries().unwrap() {

@@ -89,12 +89,18 @@ impl HostBackend {
         self
     }
 
-    /// The cold backup before an upgrade ([`backup::cold`]) under the engine's data root; on
-    /// failure the engine is started again and nothing is installed.
-    fn back_up_swarm(&self, op: &OpKey) -> Result<(), NodeError> {
+    /// The cold backup before an upgrade ([`backup::cold`]) under the engine's data root, once
+    /// per run: an order sent again (a busy node, a coordinator that took over) finds this run's
+    /// archive and leaves the engine alone. Whether it stopped the engine; on failure the engine
+    /// is started again and nothing is installed.
+    fn back_up_swarm(&self, op: &OpKey) -> Result<bool, NodeError> {
         let (dir, keep) = &self.backups;
         // The run ID names the archive: one path component, or refused.
         crate::model::check_run_id(&op.run_id).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        if let Some(done) = backup::of_run(dir, &op.run_id) {
+            tracing::info!(archive = %done, "this run's swarm-state archive is taken already");
+            return Ok(false);
+        }
         let root = self.runtime.block_on(self.docker.info()).ok().and_then(|i| i.docker_root_dir);
         let swarm =
             std::path::Path::new(root.as_deref().unwrap_or("/var/lib/docker")).join("swarm");
@@ -110,14 +116,15 @@ impl HostBackend {
                 if let Err(e) = backup::rotate(dir, *keep) {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot remove older swarm-state archives");
                 }
-                Ok(())
+                Ok(true)
             }
             Err(why) => {
-                if let Err(again) = self.restart_engine(op) {
-                    tracing::warn!(error = %again, "starting the engine again after a failed backup failed too");
-                }
+                let engine = match self.restart_engine(op) {
+                    Ok(()) => "the engine was started again".to_string(),
+                    Err(e) => format!("starting the engine again failed too ({e})"),
+                };
                 Err(NodeError::Failed(format!(
-                    "the swarm state could not be archived before the upgrade ({why}); nothing was installed and the engine was started again; free space under {} or set upgrade.backup_managers = false",
+                    "the swarm state could not be archived before the upgrade ({why}); nothing was installed and {engine}; free space under {} or set upgrade.backup_managers = false",
                     dir.display()
                 )))
             }
@@ -353,16 +360,22 @@ impl NodeBackend for HostBackend {
 
     fn upgrade(&self, set: &PackageSet, op: &OpKey, backup: bool) -> Result<(), NodeError> {
         let ordered = Instant::now();
-        if backup {
-            self.back_up_swarm(op)?;
-        }
+        let stopped = backup && self.back_up_swarm(op)?;
         // The install gets what the backup left of the order's time.
         let op =
             &OpKey { limit: op.limit.map(|l| l.saturating_sub(ordered.elapsed())), ..op.clone() };
         let started = Instant::now();
         *self.install_began.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(std::time::SystemTime::now());
-        self.apt.install(set, InstallMode::Upgrade, op)?;
+        let installed = self.apt.install(set, InstallMode::Upgrade, op);
+        if stopped && installed.is_err() {
+            // The backup stopped the engine and nothing started it (a busy dpkg lock, a failed
+            // install): whatever is installed runs again, as before the order.
+            if let Err(e) = self.restart_engine(op) {
+                tracing::warn!(error = %e, "starting the engine again after a failed install failed too");
+            }
+        }
+        installed?;
         // docker-ce's maintainer scripts restart the engine inside the transaction.
         let left = op.limit.map_or(UNLOCK_LIMIT, |l| l.saturating_sub(started.elapsed()));
         self.runtime.block_on(self.unlock_if_locked(left))

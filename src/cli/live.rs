@@ -109,6 +109,11 @@ pub(crate) fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
         (Some(o), Some(r)) => format!("{o:?}: {r}").to_lowercase(),
         (Some(o), None) => o.name().to_string(),
         (None, _) if run.abort_requested => "in progress, abort requested".into(),
+        (None, _) if run.holding() => format!(
+            "in progress, holding after its canary ({}): waiting for {}",
+            run.canary().join(", "),
+            run.hold.as_ref().map(crate::run::Hold::waiting_for).unwrap_or_default()
+        ),
         (None, _) => "in progress".into(),
     };
     let _ = writeln!(s, "Run: {} to {} started {}: {outcome}", run.id, run.target, run.started_at);
@@ -201,6 +206,44 @@ pub fn abort(output: Output) -> Result<(), Failure> {
             outln!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"))
         }
         Output::Text => outln!("{}", report.message),
+    }
+    Ok(())
+}
+
+/// `approve`: lets the running run go on after its canary (or, before its canary is done, go
+/// on without holding). Nothing to approve is an error (exit 2), so that a script notices.
+pub fn approve(output: Output) -> Result<(), Failure> {
+    let by = format!("approve by {}", holder());
+    let now = jiff::Timestamp::now();
+    let said = runtime()?.block_on(async {
+        let (_, store) = connect().await?;
+        update(&store, |doc| {
+            let Some(run) = doc.run.as_mut().filter(|r| !r.finished()) else {
+                return Err("no run in progress: nothing to approve".to_string());
+            };
+            let (id, holding, canary) = (run.id.clone(), run.holding(), run.canary().join(", "));
+            let Some(hold) = run.hold.as_mut() else {
+                return Err(format!("run {id} has no canary (upgrade.canary): nothing to approve"));
+            };
+            if let Some(r) = &hold.released {
+                return Ok(format!("run {id} was already let go after its canary ({})", r.by));
+            }
+            hold.released = Some(crate::run::Released { by: by.clone(), at: now });
+            Ok(if holding {
+                format!("approved: run {id} goes on after its canary ({canary})")
+            } else {
+                format!("approved in advance: run {id} goes on after its canary ({canary}) without holding")
+            })
+        })
+        .await
+    })?;
+    let message = said.map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    match output {
+        Output::Json => {
+            let report = serde_json::json!({ "approved": true, "message": message });
+            outln!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+        }
+        Output::Text => outln!("{message}"),
     }
     Ok(())
 }

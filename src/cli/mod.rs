@@ -151,7 +151,11 @@ pub enum Command {
     /// Show the lock and each node's progress.
     Status,
     /// Ask the running coordinator to stop after the current node (its batch), leaving it safe.
+    /// During the hold after the canary it ends the run there.
     Abort,
+    /// Let a run holding after its canary (upgrade.canary) go on; before its canary is done, let
+    /// it go on without holding. Exit 2 when no run has a hold to let go.
+    Approve,
     /// Break a stale lock, showing who held it.
     Unlock {
         /// Required: breaking a live coordinator's lock lets two coordinators act at once.
@@ -244,6 +248,10 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Abort => {
             settings()?;
             live::abort(cli.output)
+        }
+        Command::Approve => {
+            settings()?;
+            live::approve(cli.output)
         }
         Command::Unlock { .. } => {
             settings()?;

@@ -80,6 +80,11 @@ pub struct UpgradeFragment {
     pub backup_managers: Option<bool>,
     /// How many of those archives each manager's agent keeps (at least 1).
     pub backup_keep: Option<u32>,
+    /// How many nodes go first, one at a time, before the run holds for approval.
+    pub canary: Option<u32>,
+    /// How long the hold after the canary lasts before the run goes on by itself ("0s": until
+    /// approved).
+    pub soak: Option<NonNegativeDuration>,
 }
 
 /// `[nodes]`
@@ -109,6 +114,7 @@ pub struct TimeoutsFragment {
     pub monitor: Option<PositiveDuration>,
     pub rollback: Option<PositiveDuration>,
     pub rejoin: Option<PositiveDuration>,
+    pub hold: Option<PositiveDuration>,
 }
 
 /// `[lock]`

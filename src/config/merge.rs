@@ -154,6 +154,8 @@ fn apply_upgrade(s: &mut Settings, u: UpgradeFragment, path: &str) -> Result<(),
     set(&mut s.standalone, u.standalone);
     set(&mut s.backup_managers, u.backup_managers);
     set(&mut s.backup_keep, u.backup_keep);
+    set(&mut s.canary, u.canary);
+    set(&mut s.soak, u.soak.map(|d| d.0).filter(|d| !d.is_zero()).map(Some));
     Ok(())
 }
 
@@ -172,6 +174,7 @@ fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {
         monitor,
         rollback,
         rejoin,
+        hold,
     } = f;
     let slots = [
         (&mut t.prefetch, prefetch),
@@ -185,6 +188,7 @@ fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {
         (&mut t.monitor, monitor),
         (&mut t.rollback, rollback),
         (&mut t.rejoin, rejoin),
+        (&mut t.hold, hold),
     ];
     for (slot, value) in slots {
         set(slot, value.map(|d: PositiveDuration| d.0));

@@ -112,6 +112,9 @@ pub struct Timeouts {
     pub monitor: Duration,
     pub rollback: Duration,
     pub rejoin: Duration,
+    /// The longest a run holds after its canary nodes for approval (or its soak): then it ends,
+    /// aborted, the canary nodes at the target.
+    pub hold: Duration,
 }
 
 /// How the coordinator reaches agents and how agents prove who they are.
@@ -180,6 +183,12 @@ pub struct Settings {
     /// How many such archives a manager's agent keeps under `agent.state_dir/swarm-backups`
     /// (the oldest go first).
     pub backup_keep: u32,
+    /// How many nodes go first, each alone, before the run holds until `swarm-upgrade approve`
+    /// (or its soak); 0: no canary.
+    pub canary: u32,
+    /// How long the hold after the canary nodes lasts before the run goes on by itself, with
+    /// every service converged; `None`: only `approve` ends it.
+    pub soak: Option<Duration>,
     /// Free disk a node needs, in bytes.
     pub min_free_disk: u64,
     /// Only nodes matching this are upgraded.
@@ -231,8 +240,10 @@ impl Default for Settings {
             allow_downgrade: false,
             max_major_skew: 2,
             standalone: StandalonePolicy::Allow,
-            backup_managers: true,
+            backup_managers: false,
             backup_keep: 3,
+            canary: 0,
+            soak: None,
             min_free_disk: 1 << 30,
             include_label: None,
             exclude_label: LabelMatch::parse("swarm-upgrade.skip=true"),
@@ -250,6 +261,7 @@ impl Default for Settings {
                 monitor: Duration::from_secs(5),
                 rollback: m(15),
                 rejoin: m(5),
+                hold: m(24 * 60),
             },
             lease: Duration::from_secs(60),
             windows: Vec::new(),

@@ -37,12 +37,14 @@ pub(crate) enum Acted {
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// Performs the action of `p`'s phase.
     /// `held`: the node's surged services its batch-mates still need surged, left as they are.
+    /// `backup`: the run archives managers' swarm state before their install.
     pub(crate) async fn act(
         &self,
         p: &NodeProgress,
         packages: &PackageSet,
         op: &OpKey,
         held: &BTreeSet<ServiceId>,
+        backup: bool,
     ) -> Result<Acted, PortError> {
         let agents = self.ports.agents;
         let target = agent_target(&p.hostname, &p.addr, &p.node);
@@ -67,7 +69,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             }
             Phase::Drain => self.make_available(p, Availability::Drain, op.token).await?,
             Phase::Upgrade => {
-                let backup = self.settings.backup_managers && p.role == Role::Manager;
+                let backup = backup && p.role == Role::Manager;
                 agents.upgrade(&target, packages, op, backup).await?
             }
             Phase::Restart => agents.restart_engine(&target, op).await?,

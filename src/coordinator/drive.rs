@@ -162,10 +162,19 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
         match run.next_step() {
             RunStep::Finish(halt, reason) => Ok(Schedule::End((halt, reason))),
-            RunStep::Start(pending) => match self.guard(&run, &pending).await {
-                Ok(started) => self.start(token, &run, &started).await.map(|()| Schedule::Started),
-                Err(end) => Ok(Schedule::End(end)),
+            RunStep::Hold => match self.hold(token, &run).await? {
+                Some(end) => Ok(Schedule::End(end)),
+                None => Ok(Schedule::Started),
             },
+            RunStep::Start(pending) => {
+                self.approved(&run, &pending);
+                match self.guard(&run, &pending).await {
+                    Ok(started) => {
+                        self.start(token, &run, &started).await.map(|()| Schedule::Started)
+                    }
+                    Err(end) => Ok(Schedule::End(end)),
+                }
+            }
             RunStep::Continue(active) => {
                 let refused = early_refused.load(Ordering::Relaxed);
                 let early = early_key(&run).filter(|(_, key)| *key > refused);
@@ -350,6 +359,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             .await?;
         tracing::info!(run = %record.id, outcome = ?outcome, %reason, "run finished");
         metrics::set(metrics::LOCK_HELD, &[], 0);
+        metrics::set(metrics::RUN_HELD, &[], 0);
         let outcome_name = outcome.name().to_string();
         metrics::inc(metrics::RUNS, &[("outcome", &outcome_name)]);
         self.emit(Event::RunFinished {

@@ -7,6 +7,7 @@
 mod act;
 mod ahead;
 mod drive;
+mod hold;
 mod step;
 mod store;
 
@@ -238,6 +239,24 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         planner::plan(&snap, self.settings, req).map_err(CoordinatorError::Refused)
     }
 
+    /// The cluster observed and planned again once the plan `shown` was confirmed (the answer
+    /// may have taken minutes): the run starts from the cluster as it is now, if that plan takes
+    /// the course shown; otherwise nothing is done and the operator is told why.
+    async fn replan(
+        &self,
+        req: &PlanRequest,
+        shown: &planner::Plan,
+    ) -> Result<(ClusterSnapshot, planner::Plan), CoordinatorError> {
+        let snap = self.observe_all().await?;
+        let plan = planner::plan(&snap, self.settings, req).map_err(CoordinatorError::Refused)?;
+        if plan.course() != shown.course() {
+            return Err(CoordinatorError::Declined(
+                "the cluster changed while the plan was shown, and the run would now take another course; run again to see it".into(),
+            ));
+        }
+        Ok((snap, plan))
+    }
+
     /// Starts a new run: preflight, then the lock and the run record in one write, then the nodes.
     pub async fn run(
         &self,
@@ -279,16 +298,25 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         {
             return Err(CoordinatorError::Refused(vec![refusal]));
         }
-        if let Some(confirm) = &self.confirm {
-            confirm(&plan).map_err(CoordinatorError::Declined)?;
-        }
+        let (snap, plan) = match &self.confirm {
+            None => (snap, plan),
+            Some(confirm) => {
+                confirm(&plan).map_err(CoordinatorError::Declined)?;
+                self.replan(req, &plan).await?
+            }
+        };
         let now = self.ports.clock.now();
         let flags = RunFlags {
             allow_downgrade: req.allow_downgrade,
             allow_single_manager: req.allow_single_manager,
             accept_downtime: req.accept_downtime.clone(),
+            backup_managers: self.settings.backup_managers,
         };
-        let record = RunRecord::new(run_id.to_string(), &plan, flags, &snap, now);
+        let mut record = RunRecord::new(run_id.to_string(), &plan, flags, &snap, now);
+        if plan.canary > 0 && plan.canary < plan.nodes.len() {
+            let s = self.settings;
+            record.hold = Some(crate::run::Hold::new(plan.canary, s.soak, s.timeouts.hold));
+        }
         let token = self
             .update(|doc| {
                 // A live holder is reported as such; an unfinished run without one must be resumed.

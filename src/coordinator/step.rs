@@ -139,7 +139,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let left =
             p.phase.timeout(&self.settings.timeouts).map(|t| t.saturating_sub(elapsed(since, now)));
         let op = OpKey { run_id: run.id.clone(), token, limit: left };
-        let action = self.bounded(left, self.act(p, run.packages_of(p), &op, held), p);
+        let action = self.bounded(
+            left,
+            self.act(p, run.packages_of(p), &op, held, run.flags.backup_managers),
+            p,
+        );
         Ok(match action.await {
             Ok(Acted::Done) => {
                 *acted = key;
@@ -227,7 +231,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let engine_package = &self.settings.engine_packages[0];
         let mates_from = run.mates_from(i);
         let mates = run.mate_nodes(i);
-        let down = run.down_in_batch(i);
+        let down = run.down_on_mates(i);
         let obs = Observation {
             snap: &snap,
             agent,
@@ -256,8 +260,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         // At most 20 names a node: the store's writes stay bounded.
         let standalone = report.map(|r| crate::model::Standalone::names(&r.standalone, 20));
         // This run's archive of the node's swarm state, once its agent lists one.
-        let suffix = format!("-{}.tar.gz", run.id);
-        let archive = report.and_then(|r| r.swarm_backups.iter().find(|a| a.ends_with(&suffix)));
+        let archive = report.and_then(|r| {
+            r.swarm_backups
+                .iter()
+                .find(|a| crate::model::swarm_backup::run_of(a) == Some(run.id.as_str()))
+        });
         let entered = self
             .update_node(token, i, p.phase, |n| {
                 if n.swarm_backup.is_none() {

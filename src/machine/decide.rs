@@ -81,9 +81,17 @@ pub struct Observation<'a> {
     pub mates_from: &'a std::collections::BTreeMap<ServiceId, u64>,
     /// The nodes of the node's batch-mates that take no tasks now (paused or drained).
     pub mates: &'a [NodeId],
-    /// The services whose accepted outage this node's drain, or a started batch-mate's,
-    /// started: wait-migrated does not wait for them to run elsewhere.
-    pub down: &'a std::collections::BTreeSet<ServiceId>,
+    /// The tasks, by service, that started batch-mates' accepted outages took down and that
+    /// are not back yet ([`crate::run::RunRecord::down_on_mates`]): they run nowhere meanwhile,
+    /// and nothing waits for them but their own node's verification.
+    pub down: &'a std::collections::BTreeMap<ServiceId, u64>,
+}
+
+/// The tasks of `service` that accepted outages, this node's own and its batch-mates', keep from
+/// running now.
+fn stuck(p: &NodeProgress, obs: &Observation<'_>, service: &ServiceId) -> u64 {
+    let own: u64 = p.downtime.iter().filter(|o| &o.service == service).map(|o| o.tasks).sum();
+    own + obs.down.get(service).copied().unwrap_or(0)
 }
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
@@ -140,6 +148,23 @@ pub fn deadline(
     }
 }
 
+/// The counts verification judges services at: a batch-mate's surge at its count before the
+/// surge, and a service a batch-mate's accepted outage took tasks of at that many fewer.
+fn mates_down_from(
+    snap: &ClusterSnapshot,
+    obs: &Observation<'_>,
+) -> std::collections::BTreeMap<ServiceId, u64> {
+    let mut from = obs.mates_from.clone();
+    for (service, stuck) in obs.down {
+        let Some(Mode::Replicated { replicas }) = snap.service(service).map(|s| s.mode) else {
+            continue;
+        };
+        let at = from.get(service).copied().unwrap_or(replicas).saturating_sub(*stuck);
+        from.insert(service.clone(), at);
+    }
+    from
+}
+
 /// A condition that holds now: complete once it has held for `window` (at once for none), else
 /// the window runs (see [`NodeProgress::converged_since`]).
 fn held_for(p: &NodeProgress, window: Duration, now: Timestamp) -> Verdict {
@@ -183,12 +208,13 @@ pub(crate) fn condition(
             let away: Vec<&NodeId> = std::iter::once(&p.node).chain(obs.mates).collect();
             for s in &p.surge {
                 let running = snap.running_outside(&s.service, &away);
-                if running < s.from {
+                // (An accepted outage's tasks stay on their nodes: they are not counted.)
+                let needed = s.from.saturating_sub(stuck(p, obs, &s.service));
+                if running < needed {
                     let batch = if obs.mates.is_empty() { "" } else { " and its batch-mates" };
                     return Verdict::Wait(format!(
-                        "service {}: {running}/{} running off {host}{batch} after surge{}",
+                        "service {}: {running}/{needed} running off {host}{batch} after surge{}",
                         s.name,
-                        s.from,
                         snap.not_running(&s.service)
                     ));
                 }
@@ -212,13 +238,14 @@ pub(crate) fn condition(
                 return Verdict::Wait(format!("task {} still runs on {host}", t.id));
             }
             // Counted once for every service: a poll costs the cluster's tasks, not tasks times
-            // services (2,500 nodes: 30,000 tasks and 5,000 services). An accepted outage is
-            // not waited for: its task has nowhere else to run.
+            // services (2,500 nodes: 30,000 tasks and 5,000 services). An accepted outage's tasks
+            // are not waited for: they have nowhere else to run.
             let counts = snap.running_counts();
-            for svc in snap.services.iter().filter(|s| !obs.down.contains(&s.id)) {
+            for svc in &snap.services {
                 let Mode::Replicated { replicas } = svc.mode else { continue };
                 let own = p.surge.iter().find(|s| s.service == svc.id).map(|s| s.from);
                 let needed = own.or(obs.mates_from.get(&svc.id).copied()).unwrap_or(replicas);
+                let needed = needed.saturating_sub(stuck(p, obs, &svc.id));
                 let running = counts.get(&svc.id).copied().unwrap_or(0);
                 if running < needed {
                     return Verdict::Wait(format!(
@@ -275,7 +302,9 @@ pub(crate) fn condition(
             if !missed.is_empty() {
                 return Verdict::Rescale(missed);
             }
-            if let Some(c) = first_unconverged_at(snap, obs.mates_from) {
+            // Its own accepted outage must be back; a batch-mate's is that mate's to judge.
+            let judged = mates_down_from(snap, obs);
+            if let Some(c) = first_unconverged_at(snap, &judged) {
                 return Verdict::Wait(format!("{c:?}"));
             }
             held_for(p, timeouts.monitor, now)

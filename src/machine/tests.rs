@@ -47,7 +47,7 @@ fn observed<'a>(
         held: &NO_SERVICES,
         mates_from: &NO_COUNTS,
         mates: &[],
-        down: &NO_SERVICES,
+        down: &NO_COUNTS,
     }
 }
 

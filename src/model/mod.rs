@@ -9,6 +9,7 @@ pub mod plan;
 pub mod report;
 pub mod run_id;
 pub mod scope;
+pub mod swarm_backup;
 pub mod target;
 pub mod unlock_key;
 pub mod version;

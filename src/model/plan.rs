@@ -102,6 +102,13 @@ pub struct Outage {
     pub service: ServiceId,
     /// Service name.
     pub name: String,
+    /// How many of its tasks on the node cannot run elsewhere (the others move as usual).
+    #[serde(default = "one")]
+    pub tasks: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// One node's part of the plan.
@@ -151,4 +158,8 @@ pub struct RunFlags {
     /// Services whose outage was accepted on the command line (`--accept-downtime`), by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accept_downtime: Vec<String>,
+    /// Managers archive their swarm state before their install (`upgrade.backup_managers` when
+    /// the run started: a coordinator that takes over keeps it).
+    #[serde(default)]
+    pub backup_managers: bool,
 }

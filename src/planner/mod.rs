@@ -55,6 +55,46 @@ pub struct Plan {
     pub batches: Vec<BatchPlan>,
     /// Nodes left out.
     pub skipped: Vec<Skipped>,
+    /// How many nodes at the front are the canary (each its own batch): the run holds once
+    /// they are done, until `swarm-upgrade approve` or its soak. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub canary: usize,
+}
+
+/// What an operator confirms of a plan: the target, and each node in order with its batch, its
+/// packages and its accepted outages (not where surges land, which the guard decides anew).
+pub type Course = (Target, Vec<(String, u32, PackageSet, Vec<String>)>, usize);
+
+impl Plan {
+    /// The plan's [`Course`].
+    pub fn course(&self) -> Course {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let down = n.downtime.iter().map(|o| o.name.clone()).collect();
+                (n.hostname.clone(), n.batch, n.packages.clone(), down)
+            })
+            .collect();
+        (self.target.clone(), nodes, self.canary)
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Why a canary node's batch is the size it is.
+fn canary_why(k: usize, settings: &Settings) -> String {
+    let of = settings.canary;
+    let then = match settings.soak {
+        Some(soak) => format!(
+            "`swarm-upgrade approve`, or until it has soaked {:#} with every service converged",
+            jiff::SignedDuration::try_from(soak).unwrap_or(jiff::SignedDuration::MAX)
+        ),
+        None => "`swarm-upgrade approve`".into(),
+    };
+    format!("canary {k} of {of}: alone; after the canary the run holds until {then}")
 }
 
 /// The node label an operator sets on any node to stop every run before its next node
@@ -189,10 +229,13 @@ pub fn plan(
     let workers = ordered.iter().filter(|id| node_of(id).role == Role::Worker).count();
     let limit = parallel.of(workers);
     let (mut nodes, mut batches) = (Vec::new(), Vec::new());
+    let canary = (settings.canary as usize).min(ordered.len());
     for group in batch::groups(settings, &ordered, node_of) {
         let mut rest = &group.nodes[..];
         while !rest.is_empty() {
-            let most = if group.role == Role::Manager { 1 } else { limit.min(rest.len()) };
+            let in_canary = nodes.len() < canary;
+            let most =
+                if group.role == Role::Manager || in_canary { 1 } else { limit.min(rest.len()) };
             let fitted = match batch::fit(
                 &after_ix,
                 &mut now,
@@ -211,15 +254,19 @@ pub fn plan(
             let next = rest.get(size).map(|id| node_of(id).hostname.as_str());
             let hosts: Vec<String> =
                 rest[..size].iter().map(|id| node_of(id).hostname.clone()).collect();
-            let why = batch::why(
-                &group,
-                &hosts,
-                limit,
-                rest.len(),
-                next,
-                fitted.stopped_by.as_deref(),
-                parallel,
-            );
+            let why = if in_canary {
+                canary_why(nodes.len() + 1, settings)
+            } else {
+                batch::why(
+                    &group,
+                    &hosts,
+                    limit,
+                    rest.len(),
+                    next,
+                    fitted.stopped_by.as_deref(),
+                    parallel,
+                )
+            };
             let number = u32::try_from(batches.len()).unwrap_or(u32::MAX);
             for (id, ev) in rest.iter().zip(fitted.evs) {
                 let set = sets.get(id).cloned().unwrap_or_default();
@@ -229,7 +276,11 @@ pub fn plan(
             rest = &rest[size..];
         }
     }
-    if refusals.is_empty() { Ok(Plan { target, nodes, batches, skipped }) } else { Err(refusals) }
+    if refusals.is_empty() {
+        Ok(Plan { target, nodes, batches, skipped, canary })
+    } else {
+        Err(refusals)
+    }
 }
 
 /// A node's part of the plan, in batch `batch`, with its evacuation and its package set.

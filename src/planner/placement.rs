@@ -383,8 +383,13 @@ fn move_tasks(
                 // Its outage is accepted: the task stays, stops with the node, comes back with it.
                 load.add(ix, h, (s, slot));
                 changes.push(Change::Added(h, (s, slot)));
-                if !ev.downtime.iter().any(|o| o.service == svc.id) {
-                    ev.downtime.push(Outage { service: svc.id.clone(), name: svc.name.clone() });
+                match ev.downtime.iter_mut().find(|o| o.service == svc.id) {
+                    Some(o) => o.tasks += 1,
+                    None => ev.downtime.push(Outage {
+                        service: svc.id.clone(),
+                        name: svc.name.clone(),
+                        tasks: 1,
+                    }),
                 }
             }
             None => refusals.push(stuck(ix, load, h, s, slot)),

@@ -93,6 +93,9 @@ impl RunRecord {
                 format!("aborted by an operator before node {}", self.nodes[pending[0]].hostname),
             );
         }
+        if self.held_at(pending[0]) {
+            return RunStep::Hold;
+        }
         RunStep::Start(pending)
     }
 
@@ -157,12 +160,31 @@ impl RunRecord {
             .collect()
     }
 
-    /// The services whose accepted outage node `i`'s drain, or a started batch-mate's, starts.
-    pub(crate) fn down_in_batch(&self, i: usize) -> BTreeSet<ServiceId> {
-        std::iter::once(&self.nodes[i])
-            .chain(self.mates(i))
-            .flat_map(|n| n.downtime.iter().map(|o| o.service.clone()))
-            .collect()
+    /// The tasks, by service, that node `i`'s started batch-mates' accepted outages took down
+    /// and that are not back yet (those mates are between their drain and the end of their
+    /// verification).
+    pub(crate) fn down_on_mates(&self, i: usize) -> BTreeMap<ServiceId, u64> {
+        use Phase::*;
+        let mut down = BTreeMap::new();
+        let out = self.mates(i).filter(|n| {
+            matches!(
+                n.phase,
+                Drain
+                    | WaitMigrated
+                    | Upgrade
+                    | Restart
+                    | WaitReady
+                    | Reactivate
+                    | VerifyConverged
+                    | Rollback
+                    | Rejoin
+                    | Restore
+            )
+        });
+        for o in out.flat_map(|n| &n.downtime) {
+            *down.entry(o.service.clone()).or_insert(0) += o.tasks;
+        }
+        down
     }
 
     /// The surged services of node `i` that a started batch-mate still needs surged: one whose

@@ -8,6 +8,7 @@ pub use crate::model::plan::RunFlags;
 use crate::model::plan::{Refusal, RefusalKind};
 use crate::model::{ClusterSnapshot, PackageSet, Target};
 use crate::planner::Plan;
+pub use hold::{Hold, Released};
 pub use nodes::Nodes;
 
 /// How a run ended.
@@ -49,6 +50,8 @@ pub enum Halt {
     Guard,
     /// The cluster could not be observed before a node.
     Unobservable,
+    /// Nothing let the hold after the canary go within its limit.
+    HoldExpired,
 }
 
 impl Halt {
@@ -56,7 +59,7 @@ impl Halt {
     pub fn outcome(self) -> Outcome {
         match self {
             Halt::Completed => Outcome::Succeeded,
-            Halt::Aborted | Halt::StopLabel => Outcome::Aborted,
+            Halt::Aborted | Halt::StopLabel | Halt::HoldExpired => Outcome::Aborted,
             Halt::NodeFailed | Halt::Guard | Halt::Unobservable => Outcome::Failed,
         }
     }
@@ -84,6 +87,9 @@ pub struct RunRecord {
     /// Set by `swarm-upgrade abort`: stop after the current node.
     #[serde(default)]
     pub abort_requested: bool,
+    /// The hold after the canary nodes, if the run has a canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
     /// How it ended, once it has.
     pub outcome: Option<Outcome>,
     /// Why, as a kind (absent in runs recorded before the kinds).
@@ -104,6 +110,8 @@ pub enum RunStep {
     /// Check the guards for the nodes at these indexes (the rest of one batch), then start as
     /// many of them as can go together now.
     Start(Vec<usize>),
+    /// The canary nodes are done: wait for the hold to be let go (see [`hold`]).
+    Hold,
     /// The run is over: why, as a kind and for people.
     Finish(Halt, String),
 }
@@ -119,6 +127,7 @@ impl RunRecord {
             nodes: Nodes::default(),
             flags: self.flags.clone(),
             abort_requested: self.abort_requested,
+            hold: self.hold.clone(),
             outcome: self.outcome,
             halt: self.halt,
             reason: self.reason.clone(),
@@ -151,6 +160,7 @@ impl RunRecord {
             nodes,
             flags,
             abort_requested: false,
+            hold: None,
             outcome: None,
             halt: None,
             reason: None,
@@ -202,6 +212,7 @@ impl RunRecord {
 }
 
 mod batch;
+pub mod hold;
 mod nodes;
 mod pipeline;
 

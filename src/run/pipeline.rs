@@ -82,6 +82,9 @@ impl RunRecord {
                     && !n.rolled_back)
         });
         let next = self.next_batch(first);
+        if self.held_at(next.start) {
+            return None;
+        }
         let fresh = next.clone().all(|j| self.nodes[j].phase == Phase::Pending);
         (verifying && fresh && !next.is_empty()).then(|| next.collect())
     }

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use swarm_upgrade::agent::Fence;
 use swarm_upgrade::lock::StoreDoc;
 use swarm_upgrade::model::scope::Parts;
+use swarm_upgrade::model::swarm_backup;
 use swarm_upgrade::model::*;
 use swarm_upgrade::ports::*;
 use tokio::sync::Notify;
@@ -430,13 +431,16 @@ impl Agents for FakeCluster {
         Self::check_available(&h, packages)?;
         tokio::time::sleep(self.agent_call("upgrade", |l| l.install)).await;
         if backup {
-            // As the agent names its archives (time, then run), at this fake's one archive a run.
+            // As the agent names its archives (time, then run): one a run, an order sent again
+            // finds it taken.
             let mut w = self.w();
             let host = w.host_mut(&node.addr).unwrap();
-            let archive =
-                format!("/var/lib/swarm-upgrade/swarm-backups/swarm-T-{}.tar.gz", op.run_id);
-            host.swarm_backups.insert(0, archive);
-            w.log.push(format!("backup {}", h.hostname));
+            let name = swarm_backup::file_name(&op.run_id, jiff::Timestamp::UNIX_EPOCH);
+            let archive = format!("/var/lib/swarm-upgrade/swarm-backups/{name}");
+            if !host.swarm_backups.contains(&archive) {
+                host.swarm_backups.insert(0, archive);
+                w.log.push(format!("backup {}", h.hostname));
+            }
         }
         {
             let mut w = self.w();

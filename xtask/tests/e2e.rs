@@ -64,6 +64,11 @@ fn rolling_upgrade_under_load_loses_no_request() {
             receiver.url
         ),
     );
+    // Issue 17 item 5: the coordinator's configuration asks for the managers' backups.
+    l.sh(
+        lab::MANAGER,
+        "printf '[upgrade]\\nbackup_managers = true\\n' > /etc/swarm-upgrade/config.d/60-backup.toml",
+    );
     let load = l.balancer_load();
     let sampler = Sampler::start(&l.engine, &[("solo", 1), ("web", 3)]);
     let scraper = scrape_coordinator(&l);
@@ -1447,10 +1452,17 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
             ),
         );
     }
+    // Issue 17 item 3: a canary of one; the timer's run holds after it until approved.
+    for m in managers {
+        l.sh(m, "printf '[upgrade]\\ncanary = 1\\n' > /etc/swarm-upgrade/config.d/61-canary.toml");
+    }
     let load = l.balancer_load();
     let started = Instant::now();
+    let approver = approve_once_held(&l);
     let ends = start_scheduled_everywhere(&l);
     let took = started.elapsed();
+    let held = approver.join().unwrap();
+    std::fs::write(l.reports.join("held.txt"), &held).unwrap();
     let report = load.stop();
     save(&l.reports, "load.json", &report);
     let mut upgraded = Vec::new();
@@ -1506,6 +1518,47 @@ fn scheduled_runs_on_every_manager_upgrade_the_cluster_once() {
         report.summary()
     );
     assert_eq!(report.failed, 0, "{}", report.summary());
+}
+
+/// Issue 17 item 3, on the timer's run with `upgrade.canary = 1`: waits until `status` (on
+/// manager2) says the run holds after worker1, checks that nothing after it has started and that
+/// the coordinator's /metrics says it holds, keeps it held a while (nothing starts), then
+/// approves on manager3. Returns what `status` said while held.
+fn approve_once_held(l: &LabGuard) -> std::thread::JoinHandle<String> {
+    let engine = l.engine.clone();
+    std::thread::spawn(move || {
+        let sh = |m: &str, c: &str| engine.sh(m, c).unwrap_or_else(|e| format!("{e:#}"));
+        let t0 = Instant::now();
+        let status = loop {
+            assert!(t0.elapsed() < Duration::from_secs(600), "the run never held after its canary");
+            let status = sh("manager2", "swarm-upgrade status");
+            if status
+                .contains("holding after its canary (worker1): waiting for `swarm-upgrade approve`")
+            {
+                break status;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        };
+        std::thread::sleep(Duration::from_secs(20));
+        let json = sh("manager2", "swarm-upgrade --output json status");
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let nodes = doc["run"]["nodes"].as_array().unwrap();
+        assert_eq!(nodes[0]["phase"], "done", "{json}");
+        assert!(nodes[1..].iter().all(|n| n["phase"] == "pending"), "held: {json}");
+        let holder = doc["lock"]["holder"].as_str().unwrap().split('/').next().unwrap().to_string();
+        let metrics = sh(&holder, "curl -sf --max-time 2 http://127.0.0.1:9702/metrics");
+        assert!(metrics.contains("\nswarm_upgrade_run_held 1\n"), "{holder}: {metrics}");
+        let approved = sh("manager3", "swarm-upgrade approve");
+        assert!(
+            approved.starts_with("approved: run ")
+                && approved.ends_with("goes on after its canary (worker1)"),
+            "{approved}"
+        );
+        let again =
+            engine.command(&["exec", "manager3", "swarm-upgrade", "approve"]).output().unwrap();
+        assert!(again.status.success(), "approving twice is no error");
+        status
+    })
 }
 
 /// Issue 14: every node gets an apt source on a host that drops every packet (a dead mirror or a
