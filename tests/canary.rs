@@ -81,7 +81,38 @@ async fn a_soak_lets_the_run_go_on_by_itself_once_every_service_has_converged() 
     let hold = rec.hold.unwrap();
     let released = hold.released.unwrap();
     assert_eq!(released.by, "soak");
-    assert!(released.at >= hold.since.unwrap() + jiff::SignedDuration::from_secs(600));
+    let settled = hold.converged_since.unwrap();
+    assert!(settled >= hold.since.unwrap());
+    assert!(released.at >= settled + jiff::SignedDuration::from_secs(600));
+}
+
+/// A service that does not converge for five minutes of the hold: the soak counts from when it
+/// does, not from the hold's start.
+#[tokio::test(start_paused = true)]
+async fn the_soak_counts_only_a_settled_cluster() {
+    use swarm_upgrade::model::Mode;
+    let c = FakeCluster::new(world_from(&fixture()));
+    let settings = canary(Some(Duration::from_secs(600)));
+    let req = to(NEW);
+    let (end, ()) = tokio::join!(run(&c, &settings, &req, "manager1/1"), async {
+        until_holding(&c).await;
+        // solo asks for more replicas than the swarm can run (one a node, on managers only).
+        let solo = |replicas: u64, max: Option<u64>| {
+            let mut w = c.world.lock().unwrap();
+            let s = w.services.iter_mut().find(|s| s.name == "solo").unwrap();
+            (s.mode, s.max_replicas_per_node) = (Mode::Replicated { replicas }, max);
+            s.constraints = if max.is_some() { vec!["node.role==manager".into()] } else { vec![] };
+        };
+        solo(5, Some(1));
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        solo(1, None);
+    });
+    let rec = end.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
+    let hold = rec.hold.unwrap();
+    let (since, settled) = (hold.since.unwrap(), hold.converged_since.unwrap());
+    assert!(settled >= since + jiff::SignedDuration::from_secs(290), "{since} {settled}");
+    assert!(hold.released.unwrap().at >= settled + jiff::SignedDuration::from_secs(600));
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,4 +150,17 @@ async fn a_hold_nothing_lets_go_ends_at_its_limit_with_the_canary_upgraded() {
     );
     assert_eq!(rec.nodes[0].phase, Phase::Done);
     assert!(rec.nodes.iter().skip(1).all(|n| n.phase == Phase::Pending));
+    // The timer does not take a new canary past one nobody approved; an operator may.
+    let scheduled = swarm_upgrade::planner::PlanRequest { scheduled: true, ..to(NEW) };
+    match run(&c, &settings, &scheduled, "manager2/2").await {
+        Err(swarm_upgrade::coordinator::CoordinatorError::Refused(r)) => {
+            assert_eq!(r.len(), 1, "{r:?}");
+            assert!(
+                r[0].reason.contains("while it held after its canary (worker1), never let go"),
+                "{}",
+                r[0].reason
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -99,7 +99,9 @@ impl HostBackend {
         crate::model::check_run_id(&op.run_id).map_err(|e| NodeError::Invalid(e.to_string()))?;
         if let Some(done) = backup::of_run(dir, &op.run_id) {
             tracing::info!(archive = %done, "this run's swarm-state archive is taken already");
-            return Ok(false);
+            // An engine still down since (its restart after a failed install failed too) is
+            // this order's to start again if the install fails once more.
+            return Ok(self.runtime.block_on(self.docker.ping()).is_err());
         }
         let root = self.runtime.block_on(self.docker.info()).ok().and_then(|i| i.docker_root_dir);
         let swarm =
@@ -370,8 +372,10 @@ impl NodeBackend for HostBackend {
         let installed = self.apt.install(set, InstallMode::Upgrade, op);
         if stopped && installed.is_err() {
             // The backup stopped the engine and nothing started it (a busy dpkg lock, a failed
-            // install): whatever is installed runs again, as before the order.
-            if let Err(e) = self.restart_engine(op) {
+            // install): whatever is installed runs again, as before the order, with a restart's
+            // own time (the order's may be spent).
+            let restart = OpKey { limit: Some(self.restart_limit), ..op.clone() };
+            if let Err(e) = self.restart_engine(&restart) {
                 tracing::warn!(error = %e, "starting the engine again after a failed install failed too");
             }
         }

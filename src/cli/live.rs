@@ -210,9 +210,11 @@ pub fn abort(output: Output) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `approve`: lets the running run go on after its canary (or, before its canary is done, go
-/// on without holding). Nothing to approve is an error (exit 2), so that a script notices.
-pub fn approve(output: Output) -> Result<(), Failure> {
+/// `approve [RUN]`: lets the run that holds after its canary go on; with the run's ID, also one
+/// whose canary is still upgrading (it then goes on without holding). Nothing to approve, or
+/// another run than the one named, is an error (exit 2), so that a late approval never lets a
+/// later run skip its hold.
+pub fn approve(named: Option<&str>, output: Output) -> Result<(), Failure> {
     let by = format!("approve by {}", holder());
     let now = jiff::Timestamp::now();
     let said = runtime()?.block_on(async {
@@ -222,6 +224,14 @@ pub fn approve(output: Output) -> Result<(), Failure> {
                 return Err("no run in progress: nothing to approve".to_string());
             };
             let (id, holding, canary) = (run.id.clone(), run.holding(), run.canary().join(", "));
+            if let Some(named) = named.filter(|n| *n != id) {
+                return Err(format!("run {named} is not in progress (run {id} is): nothing was approved"));
+            }
+            if !holding && named.is_none() && run.hold.as_ref().is_some_and(|h| h.released.is_none()) {
+                return Err(format!(
+                    "run {id} does not hold yet (its canary, {canary}, is upgrading): to let it go on without holding, `swarm-upgrade approve {id}`"
+                ));
+            }
             let Some(hold) = run.hold.as_mut() else {
                 return Err(format!("run {id} has no canary (upgrade.canary): nothing to approve"));
             };

@@ -153,9 +153,14 @@ pub enum Command {
     /// Ask the running coordinator to stop after the current node (its batch), leaving it safe.
     /// During the hold after the canary it ends the run there.
     Abort,
-    /// Let a run holding after its canary (upgrade.canary) go on; before its canary is done, let
-    /// it go on without holding. Exit 2 when no run has a hold to let go.
-    Approve,
+    /// Let the run holding after its canary (upgrade.canary) go on. With the run's ID (from
+    /// `status`), also before its canary is done: it then goes on without holding. Exit 2 when
+    /// no run holds, or the run named is not the one in progress.
+    Approve {
+        /// The run to let go (needed before it holds).
+        #[arg(value_name = "RUN")]
+        run: Option<String>,
+    },
     /// Break a stale lock, showing who held it.
     Unlock {
         /// Required: breaking a live coordinator's lock lets two coordinators act at once.
@@ -249,9 +254,9 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             settings()?;
             live::abort(cli.output)
         }
-        Command::Approve => {
+        Command::Approve { run } => {
             settings()?;
-            live::approve(cli.output)
+            live::approve(run.as_deref(), cli.output)
         }
         Command::Unlock { .. } => {
             settings()?;

@@ -155,7 +155,8 @@ fn apply_upgrade(s: &mut Settings, u: UpgradeFragment, path: &str) -> Result<(),
     set(&mut s.backup_managers, u.backup_managers);
     set(&mut s.backup_keep, u.backup_keep);
     set(&mut s.canary, u.canary);
-    set(&mut s.soak, u.soak.map(|d| d.0).filter(|d| !d.is_zero()).map(Some));
+    // ("0s" in a later file turns an earlier file's soak off.)
+    set(&mut s.soak, u.soak.map(|d| Some(d.0).filter(|d| !d.is_zero())));
     Ok(())
 }
 
@@ -201,10 +202,13 @@ fn apply_timeouts(t: &mut Timeouts, f: TimeoutsFragment) {
 /// fails the phase. `files` names the configuration read.
 pub fn check_merged(s: &Settings, files: &str) -> Result<(), ConfigError> {
     let t = &s.timeouts;
+    let soak = ("upgrade.soak", s.soak.unwrap_or_default(), "timeouts.hold", t.hold);
     let pairs = [
         ("timeouts.warmup", t.warmup, "timeouts.surge", t.surge),
         ("timeouts.monitor", t.monitor, "timeouts.verify", t.verify),
-    ];
+    ]
+    .into_iter()
+    .chain(s.soak.is_some().then_some(soak));
     for (key, window, limit_key, limit) in pairs {
         if window >= limit {
             return Err(invalid(

@@ -326,3 +326,20 @@ fn parallel_and_zones_are_read_and_a_bad_one_is_named_where_it_is_written() {
         assert!(err.contains("config.toml:2:") && err.contains(key), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_canary_s_soak_is_read_turned_off_by_a_later_0s_and_shorter_than_the_hold() {
+    let d = tempdir("canary");
+    let main = write(&d, "config.toml", "[upgrade]\ncanary = 2\nsoak = \"30m\"\n");
+    let s = load(Some(&main)).unwrap();
+    assert_eq!((s.canary, s.soak), (2, Some(Duration::from_secs(1800))));
+    assert_eq!(s.timeouts.hold, Duration::from_secs(86_400));
+    write(&d, "config.d/50-no-soak.toml", "[upgrade]\nsoak = \"0s\"\n");
+    assert_eq!(load(Some(&main)).unwrap().soak, None, "a later 0s turns it off");
+    write(&d, "config.d/50-no-soak.toml", "[upgrade]\nsoak = \"2h\"\n[timeouts]\nhold = \"1h\"\n");
+    let err = load(Some(&main)).unwrap_err().to_string();
+    assert!(
+        err.contains("upgrade.soak") && err.contains("shorter than timeouts.hold (3600s)"),
+        "{err}"
+    );
+}

@@ -11,8 +11,9 @@ use crate::model::convergence::first_unconverged;
 use crate::ports::{Agents, Clock, StateStore, Swarm};
 use crate::run::{Halt, Released, RunRecord};
 
-/// How often a holding run reads the store (for `approve` and `abort`) and judges its soak.
-pub(super) const HOLD_POLL: Duration = Duration::from_secs(5);
+/// How often a holding run reads the store (for `approve` and `abort`) and judges its soak (a
+/// whole snapshot: not every second for hours on a big swarm).
+pub(super) const HOLD_POLL: Duration = Duration::from_secs(10);
 
 impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C> {
     /// One look at the hold of `run`, which holds now: marks its start, ends the run past its
@@ -51,20 +52,63 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 ),
             )));
         }
-        if hold.soak_until().is_some_and(|t| now >= t) {
-            let snap = self.ports.swarm.snapshot().await?;
-            match first_unconverged(&snap) {
-                None => {
-                    self.release(token, run, "soak").await?;
-                    return Ok(None);
-                }
-                Some(c) => {
-                    tracing::info!(run = %run.id, unconverged = ?c, "the soak has passed, but not every service has converged: holding on")
-                }
-            }
+        // (A coordinator that took over during the hold says so too.)
+        metrics::set(metrics::RUN_HELD, &[], 1);
+        if hold.soak_s.is_some() {
+            self.soak(token, run, now).await?;
         }
         self.ports.clock.sleep(HOLD_POLL).await;
         Ok(None)
+    }
+
+    /// The soak, judged on every poll: it counts from when every service is converged and every
+    /// canary node is Ready at its availability, starting again whenever that stops; the hold is
+    /// let go once it has lasted the whole soak.
+    async fn soak(
+        &self,
+        token: u64,
+        run: &RunRecord,
+        now: jiff::Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        let Some(hold) = &run.hold else { return Ok(()) };
+        let snap = self.ports.swarm.snapshot().await?;
+        let why_not = first_unconverged(&snap).map(|c| format!("{c:?}")).or_else(|| {
+            run.nodes.iter().take(hold.after).find_map(|n| {
+                let node = snap.node(&n.node);
+                let fine = node.is_some_and(|node| {
+                    node.state == crate::model::NodeState::Ready
+                        && node.availability == n.original_availability
+                });
+                (!fine)
+                    .then(|| format!("canary node {} is not Ready at its availability", n.hostname))
+            })
+        });
+        let since = match (&why_not, hold.converged_since) {
+            (Some(why), Some(_)) => {
+                tracing::info!(run = %run.id, %why, "the soak starts again");
+                None
+            }
+            (Some(_), None) => return Ok(()),
+            (None, Some(since)) => Some(since),
+            (None, None) => None,
+        };
+        let soaked = since.is_some_and(|s| {
+            hold.soak_s.is_some_and(|soak| crate::machine::elapsed(s, now).as_secs() >= soak)
+        });
+        if soaked {
+            return self.release(token, run, "soak").await;
+        }
+        if since != hold.converged_since || (why_not.is_none() && since.is_none()) {
+            let mark = if why_not.is_none() { Some(since.unwrap_or(now)) } else { None };
+            self.update_run(token, |r| {
+                if let Some(h) = r.hold.as_mut() {
+                    h.converged_since = mark;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Before the first node after the canary starts: an `approve` that let the hold go is
@@ -79,18 +123,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         }
     }
 
-    /// Lets the hold go (`by` what), once.
+    /// Lets the hold go (`by` what), unless something let it go meanwhile (an `approve`, which
+    /// then is the one announced, when the next node starts).
     async fn release(&self, token: u64, run: &RunRecord, by: &str) -> Result<(), CoordinatorError> {
         let now = self.ports.clock.now();
-        self.update_run(token, |r| {
-            let h = r.hold.as_mut().expect("a holding run has a hold");
-            h.released.get_or_insert(Released { by: by.to_string(), at: now });
-            Ok(())
-        })
-        .await?;
-        metrics::set(metrics::RUN_HELD, &[], 0);
-        tracing::info!(run = %run.id, by, "the hold after the canary is let go");
-        self.emit(Event::RunReleased { run: run.id.clone(), by: by.to_string() });
+        let ours = self
+            .update_run(token, |r| {
+                let h = r.hold.as_mut().expect("a holding run has a hold");
+                let ours = h.released.is_none();
+                h.released.get_or_insert(Released { by: by.to_string(), at: now });
+                Ok(ours)
+            })
+            .await?;
+        if ours {
+            metrics::set(metrics::RUN_HELD, &[], 0);
+            tracing::info!(run = %run.id, by, "the hold after the canary is let go");
+            self.emit(Event::RunReleased { run: run.id.clone(), by: by.to_string() });
+        }
         Ok(())
     }
 }

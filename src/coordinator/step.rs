@@ -231,7 +231,6 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let engine_package = &self.settings.engine_packages[0];
         let mates_from = run.mates_from(i);
         let mates = run.mate_nodes(i);
-        let down = run.down_on_mates(i);
         let obs = Observation {
             snap: &snap,
             agent,
@@ -240,7 +239,6 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             held,
             mates_from: &mates_from,
             mates: &mates,
-            down: &down,
         };
         let now = self.ports.clock.now();
         (condition(p, &obs, &self.settings.timeouts, now), agent.cloned())

@@ -81,17 +81,13 @@ pub struct Observation<'a> {
     pub mates_from: &'a std::collections::BTreeMap<ServiceId, u64>,
     /// The nodes of the node's batch-mates that take no tasks now (paused or drained).
     pub mates: &'a [NodeId],
-    /// The tasks, by service, that started batch-mates' accepted outages took down and that
-    /// are not back yet ([`crate::run::RunRecord::down_on_mates`]): they run nowhere meanwhile,
-    /// and nothing waits for them but their own node's verification.
-    pub down: &'a std::collections::BTreeMap<ServiceId, u64>,
 }
 
-/// The tasks of `service` that accepted outages, this node's own and its batch-mates', keep from
-/// running now.
-fn stuck(p: &NodeProgress, obs: &Observation<'_>, service: &ServiceId) -> u64 {
-    let own: u64 = p.downtime.iter().filter(|o| &o.service == service).map(|o| o.tasks).sum();
-    own + obs.down.get(service).copied().unwrap_or(0)
+/// The tasks of `service` that the node's accepted outage keeps from running while it is
+/// drained. (No batch-mate runs a task of such a service: the planner keeps them apart, see
+/// [`crate::planner::placement`].)
+fn stuck(p: &NodeProgress, service: &ServiceId) -> u64 {
+    p.downtime.iter().filter(|o| &o.service == service).map(|o| o.tasks).sum()
 }
 
 /// Judges the current phase; a phase past its time limit fails with the reason it was waiting for.
@@ -148,23 +144,6 @@ pub fn deadline(
     }
 }
 
-/// The counts verification judges services at: a batch-mate's surge at its count before the
-/// surge, and a service a batch-mate's accepted outage took tasks of at that many fewer.
-fn mates_down_from(
-    snap: &ClusterSnapshot,
-    obs: &Observation<'_>,
-) -> std::collections::BTreeMap<ServiceId, u64> {
-    let mut from = obs.mates_from.clone();
-    for (service, stuck) in obs.down {
-        let Some(Mode::Replicated { replicas }) = snap.service(service).map(|s| s.mode) else {
-            continue;
-        };
-        let at = from.get(service).copied().unwrap_or(replicas).saturating_sub(*stuck);
-        from.insert(service.clone(), at);
-    }
-    from
-}
-
 /// A condition that holds now: complete once it has held for `window` (at once for none), else
 /// the window runs (see [`NodeProgress::converged_since`]).
 fn held_for(p: &NodeProgress, window: Duration, now: Timestamp) -> Verdict {
@@ -209,7 +188,7 @@ pub(crate) fn condition(
             for s in &p.surge {
                 let running = snap.running_outside(&s.service, &away);
                 // (An accepted outage's tasks stay on their nodes: they are not counted.)
-                let needed = s.from.saturating_sub(stuck(p, obs, &s.service));
+                let needed = s.from.saturating_sub(stuck(p, &s.service));
                 if running < needed {
                     let batch = if obs.mates.is_empty() { "" } else { " and its batch-mates" };
                     return Verdict::Wait(format!(
@@ -245,7 +224,7 @@ pub(crate) fn condition(
                 let Mode::Replicated { replicas } = svc.mode else { continue };
                 let own = p.surge.iter().find(|s| s.service == svc.id).map(|s| s.from);
                 let needed = own.or(obs.mates_from.get(&svc.id).copied()).unwrap_or(replicas);
-                let needed = needed.saturating_sub(stuck(p, obs, &svc.id));
+                let needed = needed.saturating_sub(stuck(p, &svc.id));
                 let running = counts.get(&svc.id).copied().unwrap_or(0);
                 if running < needed {
                     return Verdict::Wait(format!(
@@ -302,9 +281,8 @@ pub(crate) fn condition(
             if !missed.is_empty() {
                 return Verdict::Rescale(missed);
             }
-            // Its own accepted outage must be back; a batch-mate's is that mate's to judge.
-            let judged = mates_down_from(snap, obs);
-            if let Some(c) = first_unconverged_at(snap, &judged) {
+            // (Its own accepted outage is judged at the service's count: it must be back.)
+            if let Some(c) = first_unconverged_at(snap, obs.mates_from) {
                 return Verdict::Wait(format!("{c:?}"));
             }
             held_for(p, timeouts.monitor, now)

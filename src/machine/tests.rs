@@ -47,7 +47,6 @@ fn observed<'a>(
         held: &NO_SERVICES,
         mates_from: &NO_COUNTS,
         mates: &[],
-        down: &NO_COUNTS,
     }
 }
 

@@ -84,9 +84,13 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Why a canary node's batch is the size it is.
-fn canary_why(k: usize, settings: &Settings) -> String {
-    let of = settings.canary;
+/// Why canary node `k` of `of` (of `total` nodes) goes alone, and what the run does after.
+fn canary_why(k: usize, of: usize, total: usize, settings: &Settings) -> String {
+    if of >= total {
+        return format!(
+            "canary {k} of {of}: alone; the canary is the whole run, so it never holds"
+        );
+    }
     let then = match settings.soak {
         Some(soak) => format!(
             "`swarm-upgrade approve`, or until it has soaked {:#} with every service converged",
@@ -255,7 +259,7 @@ pub fn plan(
             let hosts: Vec<String> =
                 rest[..size].iter().map(|id| node_of(id).hostname.clone()).collect();
             let why = if in_canary {
-                canary_why(nodes.len() + 1, settings)
+                canary_why(nodes.len() + 1, canary, ordered.len(), settings)
             } else {
                 batch::why(
                     &group,

@@ -279,12 +279,17 @@ pub(crate) fn evacuate_batch(
         changes.push(Change::Closed(h));
     }
     let mut refusals = if surge { Vec::new() } else { shared_services(ix, load, &hosts) };
+    let before: Vec<BTreeSet<usize>> =
+        hosts.iter().map(|&h| load.placed[h].iter().map(|p| p.0).collect()).collect();
     let mut evs = Vec::new();
     for id in ids {
         match move_tasks(ix, load, id, &mut changes) {
             Ok(ev) => evs.push(ev),
             Err(r) => refusals.extend(r),
         }
+    }
+    if refusals.is_empty() && hosts.len() == evs.len() {
+        refusals.extend(shared_outages(ix, &hosts, &before, &evs));
     }
     if !refusals.is_empty() || !keep {
         load.undo(ix, changes);
@@ -310,6 +315,38 @@ fn raise_to_batch(evs: &mut [Evacuation]) {
     for s in evs.iter_mut().flat_map(|ev| &mut ev.surge) {
         s.to = s.from + extra[&s.service];
     }
+}
+
+/// An accepted outage on one node of the batch of a service another node of it also runs: they
+/// go in separate batches, so that the service's other tasks run while its stuck one is down
+/// (and each node's waits count only its own outage).
+fn shared_outages(
+    ix: &Index,
+    hosts: &[usize],
+    before: &[BTreeSet<usize>],
+    evs: &[Evacuation],
+) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    for (i, ev) in evs.iter().enumerate() {
+        for o in &ev.downtime {
+            let Some(s) = ix.service(&o.service) else { continue };
+            let other = (0..hosts.len()).find(|&j| j != i && before[j].contains(&s));
+            if let Some(j) = other {
+                let (a, b) = (&ix.snap.nodes[hosts[i]].hostname, &ix.snap.nodes[hosts[j]].hostname);
+                refusals.push(Refusal {
+                    kind: RefusalKind::CannotEvacuate,
+                    node: Some(a.clone()),
+                    service: Some(o.name.clone()),
+                    reason: format!(
+                        "{a} and {b} both run tasks of {}, whose outage on {a} is accepted: they go in separate batches",
+                        o.name
+                    ),
+                    fix: "nothing: the plan puts them in separate batches".into(),
+                });
+            }
+        }
+    }
+    refusals
 }
 
 /// Without surge: a replicated service with tasks on two nodes of the batch, which would lose

@@ -160,33 +160,6 @@ impl RunRecord {
             .collect()
     }
 
-    /// The tasks, by service, that node `i`'s started batch-mates' accepted outages took down
-    /// and that are not back yet (those mates are between their drain and the end of their
-    /// verification).
-    pub(crate) fn down_on_mates(&self, i: usize) -> BTreeMap<ServiceId, u64> {
-        use Phase::*;
-        let mut down = BTreeMap::new();
-        let out = self.mates(i).filter(|n| {
-            matches!(
-                n.phase,
-                Drain
-                    | WaitMigrated
-                    | Upgrade
-                    | Restart
-                    | WaitReady
-                    | Reactivate
-                    | VerifyConverged
-                    | Rollback
-                    | Rejoin
-                    | Restore
-            )
-        });
-        for o in out.flat_map(|n| &n.downtime) {
-            *down.entry(o.service.clone()).or_insert(0) += o.tasks;
-        }
-        down
-    }
-
     /// The surged services of node `i` that a started batch-mate still needs surged: one whose
     /// tasks have not yet run elsewhere (it is not yet past WaitMigrated, nor recovering).
     pub(crate) fn held_by_mates(&self, i: usize) -> BTreeSet<ServiceId> {

@@ -24,6 +24,10 @@ pub struct Hold {
     /// Since when it holds, once it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
+    /// Since when, during the hold, every service has converged and every canary node has been
+    /// Ready at its availability without a break: what the soak counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged_since: Option<Timestamp>,
     /// What let it go, once something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released: Option<Released>,
@@ -47,13 +51,15 @@ impl Hold {
             soak_s: soak.map(|s| s.as_secs()),
             limit_s: limit.as_secs(),
             since: None,
+            converged_since: None,
             released: None,
         }
     }
 
-    /// When its soak ends, once it holds (none without a soak).
+    /// When its soak ends if nothing breaks it: `soak` after the cluster was last seen settled
+    /// (none without a soak, or while it is not).
     pub fn soak_until(&self) -> Option<Timestamp> {
-        Some(later(self.since?, self.soak_s?))
+        Some(later(self.converged_since?, self.soak_s?))
     }
 
     /// When it gives up, once it holds.

@@ -68,11 +68,13 @@ fn the_hold_says_what_it_waits_for_and_until_when() {
         "`swarm-upgrade approve`, or a soak of 1800 s with every service converged"
     );
     h.since = Some("2026-12-05T04:00:00Z".parse().unwrap());
-    assert_eq!(h.soak_until(), Some("2026-12-05T04:30:00Z".parse().unwrap()));
+    assert_eq!(h.soak_until(), None, "not settled yet: the soak has not begun");
     assert_eq!(h.expires_at(), Some("2026-12-06T04:00:00Z".parse().unwrap()));
+    h.converged_since = Some("2026-12-05T04:05:00Z".parse().unwrap());
+    assert_eq!(h.soak_until(), Some("2026-12-05T04:35:00Z".parse().unwrap()));
     assert_eq!(
         h.waiting_for(),
-        "`swarm-upgrade approve`, or its soak until 2026-12-05T04:30:00Z with every service converged; it gives up at 2026-12-06T04:00:00Z"
+        "`swarm-upgrade approve`, or its soak until 2026-12-05T04:35:00Z with every service converged; it gives up at 2026-12-06T04:00:00Z"
     );
     let plain = Hold { soak_s: None, ..h };
     assert_eq!(plain.waiting_for(), "`swarm-upgrade approve`; it gives up at 2026-12-06T04:00:00Z");

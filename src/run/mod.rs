@@ -187,10 +187,32 @@ impl RunRecord {
         self.outcome.is_some()
     }
 
-    /// Why a scheduled run must not retry `target`: this run, to the same target, failed. A
-    /// timer would otherwise roll the same node back at every window; an operator looks first.
+    /// Why a scheduled run must not retry `target`: this run, to the same target, failed, or
+    /// ended during the hold after its canary without being let go (aborted there, or past the
+    /// hold's limit). A timer would otherwise roll the same node back at every window, or take
+    /// a new canary at every window without anyone's approval; an operator looks first.
     pub(crate) fn refuses_scheduled_retry(&self, target: &Target) -> Option<Refusal> {
-        if self.outcome != Some(Outcome::Failed) || &self.target != target {
+        if &self.target != target {
+            return None;
+        }
+        if self.hold.as_ref().is_some_and(|h| h.since.is_some() && h.released.is_none()) {
+            let when = self.finished_at.map(|t| format!(" at {t}")).unwrap_or_default();
+            return Some(Refusal {
+                kind: RefusalKind::FailedBefore,
+                node: None,
+                service: None,
+                reason: format!(
+                    "the last run to {target} ({}) ended{when} while it held after its canary ({}), never let go: {}; scheduled runs do not go past a canary nobody approved",
+                    self.id,
+                    self.canary().join(", "),
+                    self.reason.as_deref().unwrap_or("no reason recorded")
+                ),
+                fix: format!(
+                    "look at the canary, then go on by hand with `swarm-upgrade run --to {target}`, or configure another target"
+                ),
+            });
+        }
+        if self.outcome != Some(Outcome::Failed) {
             return None;
         }
         let when = self.finished_at.map(|t| format!(" at {t}")).unwrap_or_default();
