@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
 use crate::metrics;
-use crate::model::convergence::first_unconverged;
 use crate::ports::{Agents, Clock, StateStore, Swarm};
+use crate::run::hold::Soak;
 use crate::run::{Halt, Released, RunRecord};
 
 /// How often a holding run reads the store (for `approve` and `abort`) and judges its soak (a
@@ -72,43 +72,23 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let Some(hold) = &run.hold else { return Ok(()) };
         let snap = self.ports.swarm.snapshot().await?;
-        let why_not = first_unconverged(&snap).map(|c| format!("{c:?}")).or_else(|| {
-            run.nodes.iter().take(hold.after).find_map(|n| {
-                let node = snap.node(&n.node);
-                let fine = node.is_some_and(|node| {
-                    node.state == crate::model::NodeState::Ready
-                        && node.availability == n.original_availability
-                });
-                (!fine)
-                    .then(|| format!("canary node {} is not Ready at its availability", n.hostname))
-            })
-        });
-        let since = match (&why_not, hold.converged_since) {
-            (Some(why), Some(_)) => {
-                tracing::info!(run = %run.id, %why, "the soak starts again");
-                None
-            }
-            (Some(_), None) => return Ok(()),
-            (None, Some(since)) => Some(since),
-            (None, None) => None,
-        };
-        let soaked = since.is_some_and(|s| {
-            hold.soak_s.is_some_and(|soak| crate::machine::elapsed(s, now).as_secs() >= soak)
-        });
-        if soaked {
-            return self.release(token, run, "soak").await;
-        }
-        if since != hold.converged_since || (why_not.is_none() && since.is_none()) {
-            let mark = if why_not.is_none() { Some(since.unwrap_or(now)) } else { None };
-            self.update_run(token, |r| {
-                if let Some(h) = r.hold.as_mut() {
-                    h.converged_since = mark;
+        let unsettled = run.unsettled(&snap);
+        match hold.soak_step(unsettled.is_none(), now) {
+            Soak::Release => self.release(token, run, "soak").await,
+            Soak::Nothing => Ok(()),
+            Soak::Mark(mark) => {
+                if let Some(why) = unsettled {
+                    tracing::info!(run = %run.id, %why, "the soak starts again");
                 }
-                Ok(())
-            })
-            .await?;
+                self.update_run(token, |r| {
+                    if let Some(h) = r.hold.as_mut() {
+                        h.converged_since = mark;
+                    }
+                    Ok(())
+                })
+                .await
+            }
         }
-        Ok(())
     }
 
     /// Before the first node after the canary starts: an `approve` that let the hold go is

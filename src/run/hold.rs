@@ -82,6 +82,34 @@ impl Hold {
     }
 }
 
+/// What one look at the cluster during the soak leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Soak {
+    /// It has been settled for the whole soak: let the hold go.
+    Release,
+    /// Record since when it has been settled (none: it is not, the soak starts again).
+    Mark(Option<Timestamp>),
+    /// Nothing changed.
+    Nothing,
+}
+
+impl Hold {
+    /// The soak's step at `now`, the cluster `settled` or not ([`RunRecord::unsettled`]): it
+    /// counts from when the cluster was last seen settled, without a break.
+    pub fn soak_step(&self, settled: bool, now: Timestamp) -> Soak {
+        let soaked = |since| {
+            self.soak_s.is_some_and(|soak| crate::machine::elapsed(since, now).as_secs() >= soak)
+        };
+        match (settled, self.converged_since) {
+            (false, None) => Soak::Nothing,
+            (false, Some(_)) => Soak::Mark(None),
+            (true, None) => Soak::Mark(Some(now)),
+            (true, Some(since)) if soaked(since) => Soak::Release,
+            (true, Some(_)) => Soak::Nothing,
+        }
+    }
+}
+
 fn later(t: Timestamp, secs: u64) -> Timestamp {
     t.saturating_add(SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX)))
         .unwrap_or(t)
@@ -98,6 +126,22 @@ impl RunRecord {
     pub fn holding(&self) -> bool {
         let first = self.nodes.iter().position(|n| n.phase != Phase::Done);
         !self.finished() && first.is_some_and(|i| self.held_at(i))
+    }
+
+    /// Why the cluster is not settled for the soak: a service not converged, or a canary node
+    /// not Ready at its availability; `None` when it is.
+    pub fn unsettled(&self, snap: &crate::model::ClusterSnapshot) -> Option<String> {
+        let after = self.hold.as_ref().map_or(0, |h| h.after);
+        crate::model::convergence::first_unconverged(snap).map(|c| format!("{c:?}")).or_else(|| {
+            self.nodes.iter().take(after).find_map(|n| {
+                let fine = snap.node(&n.node).is_some_and(|node| {
+                    node.state == crate::model::NodeState::Ready
+                        && node.availability == n.original_availability
+                });
+                (!fine)
+                    .then(|| format!("canary node {} is not Ready at its availability", n.hostname))
+            })
+        })
     }
 
     /// The canary nodes' host names.

@@ -79,3 +79,20 @@ fn the_hold_says_what_it_waits_for_and_until_when() {
     let plain = Hold { soak_s: None, ..h };
     assert_eq!(plain.waiting_for(), "`swarm-upgrade approve`; it gives up at 2026-12-06T04:00:00Z");
 }
+
+#[test]
+fn the_soak_counts_only_an_unbroken_settled_stretch() {
+    let at = |m: i64| -> jiff::Timestamp {
+        "2026-12-05T04:00:00Z".parse::<jiff::Timestamp>().unwrap()
+            + jiff::SignedDuration::from_mins(m)
+    };
+    let mut h = Hold::new(1, Some(Duration::from_secs(600)), Duration::from_secs(86_400));
+    assert_eq!(h.soak_step(false, at(0)), Soak::Nothing, "not settled, never was");
+    assert_eq!(h.soak_step(true, at(1)), Soak::Mark(Some(at(1))), "settled: it starts");
+    h.converged_since = Some(at(1));
+    assert_eq!(h.soak_step(true, at(5)), Soak::Nothing, "still soaking");
+    assert_eq!(h.soak_step(false, at(6)), Soak::Mark(None), "a break starts it again");
+    assert_eq!(h.soak_step(true, at(11)), Soak::Release, "ten unbroken minutes");
+    let plain = Hold { soak_s: None, ..h };
+    assert_eq!(plain.soak_step(true, at(600)), Soak::Nothing, "no soak: only approve");
+}
