@@ -36,6 +36,17 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A node's hook failed (or could not be run).
+    HookFailed {
+        /// Run ID.
+        run: String,
+        /// Host name.
+        node: String,
+        /// `before_drain`, `after_verify` or `on_failure`.
+        hook: String,
+        /// What happened, with the last line of its output.
+        why: String,
+    },
     /// A node went back to its previous packages.
     RolledBack {
         /// Run ID.
@@ -58,6 +69,24 @@ pub enum Event {
         run: String,
         /// `approve by <holder>`, or `soak`.
         by: String,
+    },
+    /// The alert gate is closed before a node: the run waits (at most `gates.wait`).
+    GateClosed {
+        /// Run ID.
+        run: String,
+        /// The node that waits.
+        node: String,
+        /// Which alerts fire, or why the monitoring system cannot be asked.
+        why: String,
+    },
+    /// The alert gate opened again: the node goes on.
+    GateOpened {
+        /// Run ID.
+        run: String,
+        /// The node that waited.
+        node: String,
+        /// How long it waited.
+        seconds: u64,
     },
     /// The run ended.
     RunFinished {
@@ -88,6 +117,9 @@ impl Event {
             Event::NodeFailed { run, node, reason } => {
                 format!("swarm-upgrade: {node} failed: {reason} (run {run})")
             }
+            Event::HookFailed { run, node, hook, why } => {
+                format!("swarm-upgrade: hooks.{hook} failed on {node}: {why} (run {run})")
+            }
             Event::RolledBack { run, node } => {
                 format!("swarm-upgrade: {node} rolled back to its previous packages (run {run})")
             }
@@ -98,6 +130,12 @@ impl Event {
             Event::RunReleased { run, by } => {
                 format!("swarm-upgrade: run {run} goes on after its canary ({by})")
             }
+            Event::GateClosed { run, node, why } => format!(
+                "swarm-upgrade: run {run} waits before {node}: the alert gate is closed ({why})"
+            ),
+            Event::GateOpened { run, node, seconds } => format!(
+                "swarm-upgrade: run {run} goes on with {node}: the alert gate opened after {seconds} s"
+            ),
             Event::RunFinished { run, outcome, reason } => {
                 format!("swarm-upgrade: run {run} {outcome}: {reason}")
             }

@@ -85,8 +85,11 @@ impl Sighting {
 /// containers before and after; an older build would install nothing on such a node, so it must
 /// refuse it (a document of layout 4 reads as 5 unchanged: its nodes take the run's set). 6: a
 /// run may hold after its canary nodes (`hold`), which an older build would walk past without
-/// approval, so it must refuse it (a document of layout 5 reads as 6 unchanged: no hold).
-pub const SCHEMA: u32 = 6;
+/// approval, so it must refuse it (a document of layout 5 reads as 6 unchanged: no hold). 7: a
+/// run may wait for the alert gate (`gate_wait`) and end as `alert-gate`, which an older build
+/// could not read or would walk past, so it must refuse it (a document of layout 6 reads as 7
+/// unchanged: no wait).
+pub const SCHEMA: u32 = 7;
 
 /// Everything swarm-upgrade keeps in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

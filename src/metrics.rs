@@ -39,6 +39,8 @@ pub const CURRENT_PHASE: Gauge = Gauge("swarm_upgrade_current_phase");
 pub const LOCK_HELD: Gauge = Gauge("swarm_upgrade_lock_held");
 /// Whether the run holds after its canary, waiting for `approve` or its soak (coordinator).
 pub const RUN_HELD: Gauge = Gauge("swarm_upgrade_run_held");
+/// Whether the run waits before a node for the alert gate to open (coordinator).
+pub const GATE_CLOSED: Gauge = Gauge("swarm_upgrade_alert_gate_closed");
 /// Nodes rolled back to their previous packages (coordinator).
 pub const ROLLBACKS: Counter = Counter("swarm_upgrade_rollbacks_total");
 /// Agent operations by operation and result (agent).
@@ -78,6 +80,10 @@ const GAUGES: &[(Gauge, &str)] = &[
     (CURRENT_PHASE, "1 for the phase each node of the run is in"),
     (LOCK_HELD, "1 while this coordinator holds the cluster-wide lock"),
     (RUN_HELD, "1 while the run holds after its canary, waiting for approve or its soak"),
+    (
+        GATE_CLOSED,
+        "1 while the run waits before a node for firing alerts to clear (the alert gate)",
+    ),
     (
         STORE_BYTES,
         "Bytes of the run record in the swarm, header and shards, as last read or written",

@@ -8,6 +8,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::lock::StoreDoc;
+use crate::model::alerts::Alert;
+use crate::model::hooks::{HookPoint, HookRun};
 use crate::model::{
     AgentReport, Availability, ClusterSnapshot, NodeId, PackageSet, Role, ServiceId,
 };
@@ -55,6 +57,27 @@ impl PortError {
     pub(crate) fn is_transient(&self) -> bool {
         matches!(self, PortError::Unavailable(_) | PortError::Busy(_) | PortError::Conflict)
     }
+}
+
+/// The monitoring system the alert gate asks (see [`crate::model::alerts`]). A boxed future, so
+/// that a coordinator holds one as a trait object only when a gate is configured.
+pub trait Alerts: Send + Sync {
+    /// Where it is, for people (the configured URL).
+    fn source(&self) -> &str;
+    /// The alerts firing now (not those still pending); [`PortError::Unavailable`] when it
+    /// cannot be asked or its answer cannot be read.
+    fn firing(&self) -> futures_util::future::BoxFuture<'_, Result<Vec<Alert>, PortError>>;
+}
+
+/// What a hook is run with, besides the node it runs on and the order's fence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookOrder {
+    /// Where it runs.
+    pub point: HookPoint,
+    /// The run's target, as the hook is told it.
+    pub target: String,
+    /// Why the node failed (`on-failure` only; empty otherwise).
+    pub reason: String,
 }
 
 /// The swarm, through a manager's Docker API.
@@ -184,6 +207,14 @@ pub trait Agents {
     ) -> Result<(), PortError>;
     /// Restarts docker.service and waits for the job's result.
     async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError>;
+    /// Runs the node's own hook at `hook.point` (see [`crate::model::hooks`]) and returns how it
+    /// went; `None` when the node configures none there. A failed hook is a result, not an error.
+    async fn run_hook(
+        &self,
+        node: &AgentTarget,
+        hook: &HookOrder,
+        op: &OpKey,
+    ) -> Result<Option<HookRun>, PortError>;
     /// Reinstalls the previous set and restarts the engine.
     async fn rollback(
         &self,

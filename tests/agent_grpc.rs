@@ -12,8 +12,9 @@ use rcgen::{
 };
 use swarm_upgrade::adapters::agent_client::GrpcAgents;
 use swarm_upgrade::agent::service::{AgentService, Managers, NodeBackend, serve};
+use swarm_upgrade::model::hooks::{HookPoint, HookRun, HookStatus};
 use swarm_upgrade::model::{AgentReport, PackageSet};
-use swarm_upgrade::ports::{AgentTarget, Agents, Lists, OpKey, PortError, Secret};
+use swarm_upgrade::ports::{AgentTarget, Agents, HookOrder, Lists, OpKey, PortError, Secret};
 use swarm_upgrade::wire::error::NodeError;
 use swarm_upgrade::wire::pb::agent_client::AgentClient;
 use swarm_upgrade::wire::pb::{self, Fence, Order};
@@ -116,6 +117,28 @@ impl NodeBackend for Recorder {
     }
     fn rejoin(&self, _: &Secret, _: &[String]) -> Result<String, NodeError> {
         Ok("new-id".into())
+    }
+    fn hooks(&self) -> Vec<HookStatus> {
+        vec![]
+    }
+    fn run_hook(
+        &self,
+        point: HookPoint,
+        env: &[(String, String)],
+    ) -> Result<Option<HookRun>, NodeError> {
+        if point == HookPoint::OnFailure {
+            return Ok(None);
+        }
+        let told: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.calls.lock().unwrap().push(format!("hook {}", point.name()));
+        Ok(Some(HookRun {
+            point,
+            command: "/etc/swarm-upgrade/hooks/lb".into(),
+            exit: Some(if point == HookPoint::AfterVerify { 2 } else { 0 }),
+            timed_out: false,
+            millis: 5,
+            output: told.join("\n"),
+        }))
     }
     fn node_id(&self) -> String {
         "worker1-id".into()
@@ -680,6 +703,75 @@ async fn the_same_order_given_while_it_runs_waits_for_it_and_a_failed_download_i
     assert!(e.message().contains("Failed to fetch"), "{e}");
     last(b.prefetch(order(5)).await.unwrap().into_inner()).await.unwrap();
     assert_eq!(prefetches(), 4);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// A hook over gRPC: its environment from the order, its run back as the coordinator's own type,
+/// once per order (a retry is answered from memory), a failed one a result, none configured
+/// `None`, and a stale token refused.
+#[tokio::test]
+async fn hooks_are_run_once_per_order_and_their_runs_come_back_whole() {
+    let swarm_ca = ca("swarm-ca");
+    let agent_cert = node_cert(&swarm_ca, "cluster-a", "swarm-worker", "worker1-id");
+    let backend = Recorder::default();
+    let calls = backend.calls.clone();
+    let (port, stop, server) =
+        start(AgentService::new(backend, "cluster-a", false), &agent_cert, &swarm_ca).await;
+    let manager = node_cert(&swarm_ca, "cluster-a", "swarm-manager", "manager1-id");
+    let mut c = client(port, &swarm_ca, &manager).await.unwrap();
+    let hook = |name: &str, token| pb::HookOrder {
+        fence: Some(Fence { run_id: "run-1".into(), token }),
+        hook: name.into(),
+        target: "28.5.2".into(),
+        hostname: "worker1".into(),
+        reason: String::new(),
+    };
+    let text = last(c.run_hook(hook("before-drain", 3)).await.unwrap().into_inner()).await.unwrap();
+    let ran: Option<HookRun> = serde_json::from_str(&text.message).unwrap();
+    let ran = ran.expect("a configured hook ran");
+    assert!(ran.succeeded());
+    for told in [
+        "SWARM_UPGRADE_PHASE=before-drain",
+        "SWARM_UPGRADE_RUN=run-1",
+        "SWARM_UPGRADE_NODE=worker1",
+        "SWARM_UPGRADE_NODE_ID=worker1-id",
+        "SWARM_UPGRADE_TARGET=28.5.2",
+    ] {
+        assert!(ran.output.lines().any(|l| l == told), "{told} in {}", ran.output);
+    }
+    assert!(!ran.output.contains("SWARM_UPGRADE_REASON"), "only on-failure is told a reason");
+    // The same order again: answered from memory.
+    last(c.run_hook(hook("before-drain", 3)).await.unwrap().into_inner()).await.unwrap();
+    let hooks = || calls.lock().unwrap().iter().filter(|c| c.starts_with("hook")).count();
+    assert_eq!(hooks(), 1);
+    let e = c.run_hook(hook("before_drain", 3)).await.unwrap_err();
+    assert!(e.message().contains("no hook point this agent knows"), "{e}");
+    let e = c.run_hook(hook("after-verify", 2)).await.unwrap_err();
+    assert!(e.message().starts_with("stale fencing token 2"), "{e}");
+
+    // Through the coordinator's adapter: a failed hook is a result; none configured is None.
+    let material = TlsMaterial {
+        cert: manager.0.clone(),
+        key: manager.1.clone(),
+        ca: swarm_ca.cert_pem.clone(),
+        cluster: "cluster-a".into(),
+        node_id: "manager1-id".into(),
+    };
+    let agents = GrpcAgents::new(Some(material), port, vec!["docker-ce".into()]);
+    let target = AgentTarget {
+        hostname: "worker1".into(),
+        addr: "127.0.0.1".into(),
+        node_id: "worker1-id".into(),
+    };
+    let op = OpKey { run_id: "run-1".into(), token: 4, limit: None };
+    let order = |point| HookOrder { point, target: "28.5.2".into(), reason: "broken".into() };
+    let ran = agents.run_hook(&target, &order(HookPoint::AfterVerify), &op).await.unwrap();
+    let ran = ran.expect("configured");
+    assert_eq!((ran.exit, ran.succeeded()), (Some(2), false));
+    assert!(ran.output.contains("SWARM_UPGRADE_PHASE=after-verify"), "{}", ran.output);
+    let none = agents.run_hook(&target, &order(HookPoint::OnFailure), &op).await.unwrap();
+    assert_eq!(none, None);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

@@ -654,6 +654,16 @@ impl swarm_upgrade::agent::service::NodeBackend for NoWork {
     fn rejoin(&self, _: &swarm_upgrade::ports::Secret, _: &[String]) -> Result<String, NodeError> {
         Err(NodeError::Invalid("not used".into()))
     }
+    fn hooks(&self) -> Vec<swarm_upgrade::model::hooks::HookStatus> {
+        vec![]
+    }
+    fn run_hook(
+        &self,
+        _: swarm_upgrade::model::hooks::HookPoint,
+        _: &[(String, String)],
+    ) -> Result<Option<swarm_upgrade::model::hooks::HookRun>, NodeError> {
+        Ok(None)
+    }
     fn node_id(&self) -> String {
         "real-swarm-node".into()
     }

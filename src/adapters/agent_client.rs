@@ -9,8 +9,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Status};
 
 use crate::config::AgentSettings;
+use crate::model::hooks::HookRun;
 use crate::model::{AgentReport, NodeId, PackageSet};
-use crate::ports::{AgentTarget, Agents, DESCRIBE_LIMIT, JoinOrder, Lists, OpKey, PortError};
+use crate::ports::{
+    AgentTarget, Agents, DESCRIBE_LIMIT, HookOrder, JoinOrder, Lists, OpKey, PortError,
+};
 use crate::wire::convert::report_from_pb;
 use crate::wire::error::NodeError;
 use crate::wire::pb::{self, agent_client::AgentClient};
@@ -145,16 +148,24 @@ fn order(set: &PackageSet, op: &OpKey) -> tonic::Request<pb::Order> {
     limited(crate::wire::convert::order(set, &op.run_id, op.token), op.limit)
 }
 
-/// Reads a progress stream to its end; the last message or the failure.
+/// Reads a progress stream to its end, or the failure.
 async fn finish(
     node: &AgentTarget,
     stream: Result<tonic::Response<tonic::Streaming<pb::Progress>>, Status>,
 ) -> Result<(), PortError> {
+    last_message(node, stream).await.map(drop)
+}
+
+/// Reads a progress stream to its end: the last message's text, or the failure.
+async fn last_message(
+    node: &AgentTarget,
+    stream: Result<tonic::Response<tonic::Streaming<pb::Progress>>, Status>,
+) -> Result<String, PortError> {
     let mut stream = stream.map_err(|s| status(node, s))?.into_inner();
     while let Some(p) = stream.message().await.map_err(|s| status(node, s))? {
         tracing::debug!(node = %node.hostname, message = %p.message, "agent progress");
         if p.done {
-            return Ok(());
+            return Ok(p.message);
         }
     }
     Err(PortError::Unavailable(format!(
@@ -215,6 +226,33 @@ impl Agents for GrpcAgents {
     ) -> Result<(), PortError> {
         let mut c = self.client(node, "rollback").await?;
         finish(node, c.rollback(order(previous, op)).await).await
+    }
+
+    async fn run_hook(
+        &self,
+        node: &AgentTarget,
+        hook: &HookOrder,
+        op: &OpKey,
+    ) -> Result<Option<HookRun>, PortError> {
+        let mut c = self.client(node, "hook").await?;
+        let req = pb::HookOrder {
+            fence: Some(pb::Fence { run_id: op.run_id.clone(), token: op.token }),
+            hook: hook.point.name().to_string(),
+            target: hook.target.clone(),
+            hostname: node.hostname.clone(),
+            reason: hook.reason.clone(),
+        };
+        let text = match c.run_hook(limited(req, op.limit)).await {
+            // An agent older than hooks has none configured.
+            Err(s) if s.code() == Code::Unimplemented => return Ok(None),
+            stream => last_message(node, stream).await?,
+        };
+        serde_json::from_str(&text).map_err(|e| {
+            PortError::Failed(format!(
+                "the agent on {} answered the hook with something else than its run ({e}): make the agents' version the coordinator's",
+                node.hostname
+            ))
+        })
     }
 
     async fn rejoin(

@@ -5,5 +5,6 @@ pub mod agent_client;
 pub mod apt;
 pub mod docker;
 pub mod engine;
+pub mod prometheus;
 pub mod systemd;
 pub mod webhook;

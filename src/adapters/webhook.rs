@@ -40,7 +40,7 @@ pub enum WebhookError {
 
 /// An error and its causes on one line: reqwest's own text alone ("error sending request") does
 /// not say what went wrong.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -103,7 +103,7 @@ impl Webhook {
 }
 
 /// The client: proxies from the environment, the system's CAs for https.
-fn client(https: bool) -> Result<reqwest::Client, WebhookError> {
+pub(crate) fn client(https: bool) -> Result<reqwest::Client, WebhookError> {
     // reqwest's own provider would be aws-lc-rs (a C build, a second crypto library): ring is the
     // one the agent's TLS already uses. Err means one is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();

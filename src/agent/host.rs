@@ -61,6 +61,9 @@ pub struct HostBackend {
     install_began: std::sync::Mutex<Option<std::time::SystemTime>>,
     /// Where a manager's swarm state is archived before its upgrade, and how many are kept.
     backups: (std::path::PathBuf, usize),
+    /// The configuration file the agent was started with (`None`: the default one), read again
+    /// for its hooks each time they are asked about or run.
+    config: Option<std::path::PathBuf>,
 }
 
 impl HostBackend {
@@ -79,7 +82,19 @@ impl HostBackend {
             refreshed: LastRefresh::default(),
             install_began: std::sync::Mutex::new(None),
             backups: (std::path::PathBuf::from("/var/lib/swarm-upgrade").join(backup::DIR), 3),
+            config: None,
         }
+    }
+
+    /// Reads its hooks from `config` (the default configuration when `None`).
+    pub fn with_config(mut self, config: Option<std::path::PathBuf>) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The hooks as the configuration says now.
+    fn hook_settings(&self) -> Result<crate::config::Hooks, crate::config::ConfigError> {
+        crate::config::load(self.config.as_deref()).map(|s| s.hooks)
     }
 
     /// Archives swarm state into `dir` before an upgrade that asks for it, keeping the newest
@@ -307,6 +322,8 @@ impl<T: Clone> LastRefresh<T> {
     }
 }
 
+use crate::model::hooks::{HookPoint, HookRun, HookStatus};
+
 impl NodeBackend for HostBackend {
     fn describe(&self, packages: &[String], refresh: bool) -> Result<AgentReport, NodeError> {
         let problems = self.refreshed.get(refresh, || self.apt.update())?;
@@ -353,6 +370,7 @@ impl NodeBackend for HostBackend {
                 .take(backup::LISTED)
                 .map(|n| self.backups.0.join(n).display().to_string())
                 .collect(),
+            hooks: self.hooks(),
         })
     }
 
@@ -463,6 +481,31 @@ impl NodeBackend for HostBackend {
 
     fn node_id(&self) -> String {
         self.node_id.clone()
+    }
+
+    fn hooks(&self) -> Vec<HookStatus> {
+        match self.hook_settings() {
+            Ok(hooks) => super::hooks::statuses(&hooks),
+            // (Refused by preflight as any hook that cannot run: the node's configuration is
+            // the problem to fix.)
+            Err(e) => vec![HookStatus {
+                point: HookPoint::BeforeDrain,
+                command: "(the configuration)".into(),
+                problem: Some(format!("the agent cannot read its configuration for [hooks]: {e}")),
+            }],
+        }
+    }
+
+    fn run_hook(
+        &self,
+        point: HookPoint,
+        env: &[(String, String)],
+    ) -> Result<Option<HookRun>, NodeError> {
+        let hooks = self.hook_settings().map_err(|e| {
+            NodeError::Failed(format!("cannot read this node's configuration for [hooks]: {e}"))
+        })?;
+        let Some(command) = hooks.command(point) else { return Ok(None) };
+        Ok(Some(super::hooks::run(point, command, env, hooks.timeout)))
     }
 
     fn managers(&self) -> Option<Managers> {

@@ -5,6 +5,7 @@
 pub mod backup;
 mod durable;
 pub mod error;
+pub mod hooks;
 pub mod host;
 mod mask;
 mod restarted;

@@ -11,8 +11,9 @@ use crate::config::Settings;
 use crate::wire::auth::AuthError;
 use crate::wire::tls;
 
-/// Runs the agent.
-pub async fn run(settings: &Settings) -> Result<(), AgentError> {
+/// Runs the agent with `settings`, read from `config` (the default place when `None`), which
+/// is read again for each hook.
+pub async fn run(settings: &Settings, config: Option<&std::path::Path>) -> Result<(), AgentError> {
     crate::sd_notify::spawn_watchdog();
     // Before anything waits for the engine: a mask left by a rollback cut short keeps it down.
     mask::release_left_over().await;
@@ -77,7 +78,8 @@ pub async fn run(settings: &Settings) -> Result<(), AgentError> {
         .with_backups(
             settings.agent.state_dir.join(super::backup::DIR),
             settings.backup_keep as usize,
-        );
+        )
+        .with_config(config.map(std::path::Path::to_path_buf));
     let state = &settings.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|e| AgentError::State {
         what: "create",

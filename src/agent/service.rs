@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::Fence;
 use super::error::AgentError;
+use crate::model::hooks::{HookPoint, HookRun, HookStatus};
 use crate::model::{AgentReport, PackageSet, check_run_id};
 use crate::ports::{OpKey, Secret};
 use crate::wire::auth::{AuthError, Caller, authorize};
@@ -33,6 +34,15 @@ pub trait NodeBackend: Send + Sync + 'static {
     fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Leaves the swarm and joins again; returns the new node ID.
     fn rejoin(&self, token: &Secret, managers: &[String]) -> Result<String, NodeError>;
+    /// The hooks this node's configuration names now, each with why it cannot run, if it cannot.
+    fn hooks(&self) -> Vec<HookStatus>;
+    /// Runs the hook at `point` with `env` added to its environment; `None` when this node
+    /// configures none there. A hook that ran and failed is a result, not an error.
+    fn run_hook(
+        &self,
+        point: HookPoint,
+        env: &[(String, String)],
+    ) -> Result<Option<HookRun>, NodeError>;
     /// This node's ID.
     fn node_id(&self) -> String;
     /// The swarm's managers as the local engine sees them now; `None` when it cannot say (the
@@ -386,6 +396,26 @@ fn count<T>(op: &str, r: &Result<T, NodeError>) {
     crate::metrics::inc(crate::metrics::AGENT_OPS, &[("operation", op), ("result", result)]);
 }
 
+/// A hook's environment: what it is told of the run and the node.
+fn hook_env(
+    point: HookPoint,
+    run: &str,
+    order: &pb::HookOrder,
+    node_id: &str,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("SWARM_UPGRADE_PHASE", point.name().to_string()),
+        ("SWARM_UPGRADE_RUN", run.to_string()),
+        ("SWARM_UPGRADE_NODE", order.hostname.clone()),
+        ("SWARM_UPGRADE_NODE_ID", node_id.to_string()),
+        ("SWARM_UPGRADE_TARGET", order.target.clone()),
+    ];
+    if point == HookPoint::OnFailure {
+        env.push(("SWARM_UPGRADE_REASON", order.reason.clone()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
 /// A stream of progress messages.
 pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
 
@@ -394,6 +424,7 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
     type PrefetchStream = ProgressStream;
     type UpgradeStream = ProgressStream;
     type RestartEngineStream = ProgressStream;
+    type RunHookStream = ProgressStream;
     type RollbackStream = ProgressStream;
 
     async fn describe(
@@ -460,6 +491,27 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         count("rejoin", &node_id);
         let node_id = node_id?;
         Ok(Response::new(pb::RejoinReply { node_id }))
+    }
+
+    async fn run_hook(
+        &self,
+        req: Request<pb::HookOrder>,
+    ) -> Result<Response<ProgressStream>, Status> {
+        self.caller(&req).await?;
+        let order = req.into_inner();
+        let point = HookPoint::from_name(&order.hook).ok_or_else(|| {
+            NodeError::Invalid(format!(
+                "{:?} is no hook point this agent knows (before-drain, after-verify, on-failure): upgrade the agent to the coordinator's version",
+                order.hook
+            ))
+        })?;
+        let (run, token) = self.admit(order.fence.as_ref())?;
+        let env = hook_env(point, &run, &order, &self.backend.node_id());
+        // (Once per order: the same order again, a retry after a lost stream, gets this result.)
+        Ok(Response::new(self.order(point.name(), run, token, move |b| {
+            let ran = b.run_hook(point, &env)?;
+            Ok(serde_json::to_string(&ran).expect("hook runs serialize"))
+        })))
     }
 
     async fn health(

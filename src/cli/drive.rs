@@ -134,8 +134,10 @@ fn coordinate(
             super::live_progress(output).then(|| super::progress::spawn(store.clone(), id));
         let agents = agents(settings)?;
         let ports = Ports { swarm: &swarm, agents: &agents, store: &store, clock: &crate::ports::SystemClock };
-        let mut coordinator =
-            Coordinator::new(ports, settings, holder()).with_unlock_key(super::live::unlock_key(settings)?);
+        let prometheus = super::live::alerts(settings)?;
+        let mut coordinator = Coordinator::new(ports, settings, holder())
+            .with_unlock_key(super::live::unlock_key(settings)?)
+            .with_alerts(prometheus.as_ref().map(|p| p as &dyn crate::ports::Alerts));
         let webhook = match settings.webhook.as_deref().map(crate::adapters::webhook::Webhook::start).transpose() {
             Ok(w) => w,
             Err(e) => return Err(Failure::new(exit::BAD_INPUT, format!("notify.webhook: {e}"))),
@@ -228,10 +230,9 @@ fn present_run(
     let reason = record.reason.clone().unwrap_or_default();
     match record.outcome {
         Some(Outcome::Succeeded) => Ok(()),
-        Some(Outcome::Aborted) => Err(Failure::new(
-            exit::ABORTED,
-            format!("run {} aborted by an operator: {reason}", record.id),
-        )),
+        Some(Outcome::Aborted) => {
+            Err(Failure::new(exit::ABORTED, format!("run {} stopped: {reason}", record.id)))
+        }
         _ => Err(Failure::new(exit::RUN_FAILED, format!("run {} failed: {reason}", record.id))),
     }
 }

@@ -106,7 +106,7 @@ pub(crate) fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
         return s;
     };
     let outcome = match (run.outcome, &run.reason) {
-        (Some(o), Some(r)) => format!("{o:?}: {r}").to_lowercase(),
+        (Some(o), Some(r)) => format!("{}: {r}", o.name()),
         (Some(o), None) => o.name().to_string(),
         (None, _) if run.abort_requested => "in progress, abort requested".into(),
         (None, _) if run.holding() => format!(
@@ -114,7 +114,13 @@ pub(crate) fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
             run.canary().join(", "),
             run.hold.as_ref().map(crate::run::Hold::waiting_for).unwrap_or_default()
         ),
-        (None, _) => "in progress".into(),
+        (None, _) => match &run.gate_wait {
+            Some(w) => format!(
+                "in progress, waiting before {} for the alert gate ({}) since {}; it gives up at {}",
+                w.node, w.why, w.since, w.until
+            ),
+            None => "in progress".into(),
+        },
     };
     let _ = writeln!(s, "Run: {} to {} started {}: {outcome}", run.id, run.target, run.started_at);
     let _ = writeln!(s, "{:<16} {:<18} {:>8}  reason", "NODE", "PHASE", "IN PHASE");
@@ -130,7 +136,11 @@ pub(crate) fn render_status(doc: &StoreDoc, now: jiff::Timestamp) -> String {
             n.hostname,
             format!("{:?}", n.phase),
             secs,
-            n.reason.as_deref().unwrap_or("")
+            match (&n.reason, &n.attention) {
+                (Some(reason), _) => reason.clone(),
+                (None, Some(why)) => format!("needs attention: {why}"),
+                (None, None) => String::new(),
+            }
         );
     }
     for n in run.nodes.iter().filter_map(|n| n.recovery.as_ref()) {
@@ -281,10 +291,11 @@ pub fn unlock(output: Output) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `agent`: serves this node's agent until a signal.
-pub fn agent(settings: &crate::config::Settings) -> Result<(), Failure> {
+/// `agent`: serves this node's agent until a signal (`config`: where its configuration was
+/// read, read again for each hook).
+pub fn agent(settings: &crate::config::Settings, config: Option<&Path>) -> Result<(), Failure> {
     runtime()?
-        .block_on(crate::agent::run::run(settings))
+        .block_on(crate::agent::run::run(settings, config))
         .map_err(|e| Failure::new(exit::RUN_FAILED, e.to_string()))
 }
 
@@ -304,8 +315,10 @@ pub fn plan(
             store: &store,
             clock: &crate::ports::SystemClock,
         };
-        let coordinator =
-            Coordinator::new(ports, settings, holder()).with_unlock_key(unlock_key(settings)?);
+        let prometheus = alerts(settings)?;
+        let coordinator = Coordinator::new(ports, settings, holder())
+            .with_unlock_key(unlock_key(settings)?)
+            .with_alerts(prometheus.as_ref().map(|p| p as &dyn crate::ports::Alerts));
         match coordinator.plan(&super::plan::request(target)).await {
             Ok(plan) => Ok(Ok(plan)),
             Err(CoordinatorError::Refused(r)) => Ok(Err(r)),
@@ -313,6 +326,16 @@ pub fn plan(
         }
     })?;
     super::plan::present(result, output)
+}
+
+/// The alert gate's Prometheus, when `gates.prometheus_url` is set.
+pub(super) fn alerts(
+    settings: &crate::config::Settings,
+) -> Result<Option<crate::adapters::prometheus::Prometheus>, Failure> {
+    let Some(url) = settings.gates.prometheus_url.as_deref() else { return Ok(None) };
+    crate::adapters::prometheus::Prometheus::new(url)
+        .map(Some)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
 }
 
 /// The agents, reached with this manager's own swarm certificate (or the configured one).
@@ -348,4 +371,43 @@ pub(super) fn holder() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     format!("{host}/{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run waiting for the alert gate says so, with what and until when; once it ended, only
+    /// how.
+    #[test]
+    fn status_names_the_wait_for_the_alert_gate() {
+        let snap: crate::model::ClusterSnapshot =
+            serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap();
+        let req = crate::planner::PlanRequest {
+            to: Some("5:28.5.2-1~debian.13~trixie".parse().unwrap()),
+            ..Default::default()
+        };
+        let settings = crate::config::Settings::default();
+        let plan = crate::planner::plan(&snap, &settings, &req).unwrap();
+        let now = snap.taken_at;
+        let mut run =
+            crate::run::RunRecord::new("r1".into(), &plan, Default::default(), &snap, now);
+        run.gate_wait = Some(crate::run::GateWait {
+            node: "worker1".into(),
+            why: "alerts firing: NodeDown (10.0.0.5:9100)".into(),
+            since: now,
+            until: now + jiff::SignedDuration::from_secs(900),
+        });
+        let mut doc = StoreDoc { run: Some(run), ..StoreDoc::default() };
+        let text = render_status(&doc, now);
+        assert!(
+            text.contains(&format!("in progress, waiting before worker1 for the alert gate (alerts firing: NodeDown (10.0.0.5:9100)) since {now}; it gives up at ")),
+            "{text}"
+        );
+        let run = doc.run.as_mut().unwrap();
+        run.finish(crate::run::Halt::AlertGate, "stopped before node worker1: …".into(), now);
+        assert_eq!(run.gate_wait, None, "a finished run waits for nothing");
+        let text = render_status(&doc, now);
+        assert!(text.contains(": aborted: stopped before node worker1: …"), "{text}");
+    }
 }

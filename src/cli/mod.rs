@@ -46,7 +46,8 @@ pub mod exit {
 
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 run failed (a node rolled back or restored, or left for a person with its recovery in `status`); 2 bad input \
 (arguments, configuration, snapshot); 3 refused by preflight (nothing changed); 4 locked by another coordinator; \
-6 aborted by an operator, or the plan not confirmed at `run`'s question (nothing changed) (5 is not used).
+6 stopped between nodes (an operator's abort or stop label, an alert gate closed for all of gates.wait, a hold \
+nobody let go) or the plan not confirmed at `run`'s question (nothing changed) (5 is not used).
 
 Environment: SWARM_UPGRADE_UNLOCK_KEY, an autolocked swarm's unlock key (`docker swarm unlock-key -q`; \
 instead of the file agent.unlock_key_file; never give it as an argument); DOCKER_HOST, the manager's \
@@ -266,7 +267,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Report { file, svg, load, out } => {
             report(&settings()?, file, *svg, load.as_deref(), out.as_deref(), cli.output)
         }
-        Command::Agent => live::agent(&settings()?),
+        Command::Agent => live::agent(&settings()?, cli.config.as_deref()),
     }
 }
 
@@ -304,6 +305,11 @@ fn report(
             }
             if let Some(o) = &v.outage {
                 text += &format!("{:<16} {}\n", "", o.line());
+            }
+            let node = report.run.nodes.iter().find(|n| n.hostname == v.hostname);
+            for h in node.map(|n| n.hooks.as_slice()).unwrap_or_default() {
+                let how = if h.succeeded() { "ok" } else { "FAILED" };
+                text += &format!("{:<16} hook {how}: {}\n", "", h.summary());
             }
         }
         text + &crate::report::svg::floor_line(&report.floor) + "\n"

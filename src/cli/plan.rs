@@ -118,6 +118,9 @@ pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Target: {}", plan.target);
     let _ = writeln!(out, "Preflight: passed");
+    if let Some(gate) = &plan.gate {
+        let _ = writeln!(out, "{}", gate_line(gate));
+    }
     if plan.nodes.is_empty() {
         let _ = writeln!(out, "Nothing to do: every selected node is at the target.");
     } else {
@@ -144,6 +147,22 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "Skipped: {} ({})", s.hostname, s.reason);
     }
     out
+}
+
+/// The alert gate's answer when the plan was made.
+fn gate_line(gate: &crate::model::alerts::GateAnswer) -> String {
+    let ignored = match gate.ignored() {
+        [] => String::new(),
+        names => format!("; ignored by gates.alert_filter: {}", names.join(", ")),
+    };
+    if gate.is_open() {
+        format!("Alert gate: open (no firing alert counts{ignored})")
+    } else {
+        format!(
+            "Alert gate: closed by {}{ignored}; a run waits before each node until they clear (at most gates.wait)",
+            gate.firing_text()
+        )
+    }
 }
 
 /// One node of the plan: its place, role, versions, and what its drain does.
@@ -196,6 +215,26 @@ fn render_node(out: &mut String, plan: &Plan, i: usize, n: &crate::planner::Node
             out,
             "       global tasks stop and return with the node: {}",
             n.global_stops.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::alerts::{Alert, GateAnswer};
+
+    #[test]
+    fn the_gate_line_says_open_or_closed_by_what_and_what_is_ignored() {
+        let open = GateAnswer::Open { ignored: vec![] };
+        assert_eq!(gate_line(&open), "Alert gate: open (no firing alert counts)");
+        let closed = GateAnswer::Closed {
+            firing: vec![Alert { name: "NodeDown".into(), instance: "10.0.0.5:9100".into() }],
+            ignored: vec!["Watchdog".into()],
+        };
+        assert_eq!(
+            gate_line(&closed),
+            "Alert gate: closed by NodeDown (10.0.0.5:9100); ignored by gates.alert_filter: Watchdog; a run waits before each node until they clear (at most gates.wait)"
         );
     }
 }

@@ -30,6 +30,10 @@ pub struct Fragment {
     pub notify: Option<NotifyFragment>,
     /// `[metrics]`
     pub metrics: Option<MetricsFragment>,
+    /// `[gates]`
+    pub gates: Option<GatesFragment>,
+    /// `[hooks]`
+    pub hooks: Option<HooksFragment>,
 }
 
 /// `[target]`
@@ -168,7 +172,7 @@ pub struct AgentFragment {
 #[serde(deny_unknown_fields)]
 pub struct NotifyFragment {
     /// Slack-compatible webhook URL; empty means none.
-    pub webhook: Option<Webhook>,
+    pub webhook: Option<HttpUrl>,
 }
 
 /// `[metrics]`
@@ -179,4 +183,32 @@ pub struct MetricsFragment {
     pub agent: Option<ListenAddr>,
     /// Where a running coordinator serves /metrics; empty means not at all.
     pub coordinator: Option<ListenAddr>,
+}
+
+/// `[gates]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesFragment {
+    /// Prometheus' base URL (`http://prometheus:9090`); empty means no alert gate.
+    pub prometheus_url: Option<HttpUrl>,
+    /// A regular expression on alert names; empty means none.
+    pub alert_filter: Option<AlertPattern>,
+    /// `exclude` (matching alerts are ignored) or `include` (only they count).
+    pub alert_filter_mode: Option<FilterModeName>,
+    /// How long to wait for firing alerts to clear before a node, then give up.
+    pub wait: Option<PositiveDuration>,
+}
+
+/// `[hooks]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksFragment {
+    /// The command run before the node is drained (an absolute path); empty means none.
+    pub before_drain: Option<HookCommand>,
+    /// The command run after the node's verification; empty means none.
+    pub after_verify: Option<HookCommand>,
+    /// The command run once the node's part ended in failure; empty means none.
+    pub on_failure: Option<HookCommand>,
+    /// The longest one run of a hook may take.
+    pub timeout: Option<PositiveDuration>,
 }

@@ -25,6 +25,8 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
         agent,
         notify,
         metrics,
+        gates,
+        hooks,
     } = f;
     if let Some(t) = target {
         apply_target(s, t, path)?;
@@ -61,6 +63,20 @@ pub fn apply(s: &mut Settings, f: Fragment, path: &str) -> Result<(), ConfigErro
     if let Some(m) = metrics {
         set(&mut s.agent_metrics, m.agent.map(|a| a.0));
         set(&mut s.coordinator_metrics, m.coordinator.map(|a| a.0));
+    }
+    if let Some(g) = gates {
+        let gates = &mut s.gates;
+        set(&mut gates.prometheus_url, g.prometheus_url.map(|u| u.0));
+        set(&mut gates.alert_filter.pattern, g.alert_filter.map(|p| p.0));
+        set(&mut gates.alert_filter.mode, g.alert_filter_mode.map(|m| m.0));
+        set(&mut gates.wait, g.wait.map(|w| w.0));
+    }
+    if let Some(h) = hooks {
+        let hooks = &mut s.hooks;
+        set(&mut hooks.before_drain, h.before_drain.map(|c| c.0));
+        set(&mut hooks.after_verify, h.after_verify.map(|c| c.0));
+        set(&mut hooks.on_failure, h.on_failure.map(|c| c.0));
+        set(&mut hooks.timeout, h.timeout.map(|t| t.0));
     }
     Ok(())
 }
@@ -209,6 +225,15 @@ pub fn check_merged(s: &Settings, files: &str) -> Result<(), ConfigError> {
     ]
     .into_iter()
     .chain(s.soak.is_some().then_some(soak));
+    let f = &s.gates.alert_filter;
+    if f.mode == crate::model::alerts::FilterMode::Include && f.pattern.is_none() {
+        return Err(invalid(
+            files,
+            "gates.alert_filter_mode",
+            &"include",
+            "needs gates.alert_filter: with no expression, include would count no alert at all; write the alerts that hold a run in gates.alert_filter, or use \"exclude\"",
+        ));
+    }
     for (key, window, limit_key, limit) in pairs {
         if window >= limit {
             return Err(invalid(

@@ -117,6 +117,43 @@ pub struct Timeouts {
     pub hold: Duration,
 }
 
+/// The alert gate: a Prometheus whose firing alerts hold the run before each node or batch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gates {
+    /// Prometheus' base URL (its `/api/v1/alerts` is asked); `None`: no gate.
+    pub prometheus_url: Option<String>,
+    /// Which firing alerts count.
+    pub alert_filter: crate::model::alerts::AlertFilter,
+    /// How long a run waits before a node for the alerts that count to clear, then gives up.
+    pub wait: Duration,
+}
+
+/// Hooks: commands this node's agent runs on this node at points of its upgrade (see
+/// [`crate::model::hooks`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Hooks {
+    /// Before anything changes on the node (at the end of its prefetch).
+    pub before_drain: Option<PathBuf>,
+    /// After its verification passed.
+    pub after_verify: Option<PathBuf>,
+    /// Once its part ended in failure.
+    pub on_failure: Option<PathBuf>,
+    /// The longest one run of a hook may take: then it is killed, with what it started.
+    pub timeout: Duration,
+}
+
+impl Hooks {
+    /// The command at `point`, if one is configured.
+    pub fn command(&self, point: crate::model::hooks::HookPoint) -> Option<&Path> {
+        use crate::model::hooks::HookPoint;
+        match point {
+            HookPoint::BeforeDrain => self.before_drain.as_deref(),
+            HookPoint::AfterVerify => self.after_verify.as_deref(),
+            HookPoint::OnFailure => self.on_failure.as_deref(),
+        }
+    }
+}
+
 /// How the coordinator reaches agents and how agents prove who they are.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AgentSettings {
@@ -209,6 +246,10 @@ pub struct Settings {
     pub agent_metrics: Option<std::net::SocketAddr>,
     /// Where a running coordinator serves /metrics.
     pub coordinator_metrics: Option<std::net::SocketAddr>,
+    /// The alert gate.
+    pub gates: Gates,
+    /// This node's hooks.
+    pub hooks: Hooks,
 }
 
 impl Settings {
@@ -279,6 +320,17 @@ impl Default for Settings {
             // hosts (a Prometheus elsewhere) is the operator's choice, made in a drop-in.
             agent_metrics: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9701))),
             coordinator_metrics: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9702))),
+            gates: Gates {
+                prometheus_url: None,
+                alert_filter: crate::model::alerts::AlertFilter::default(),
+                wait: m(15),
+            },
+            hooks: Hooks {
+                before_drain: None,
+                after_verify: None,
+                on_failure: None,
+                timeout: m(5),
+            },
         }
     }
 }

@@ -276,6 +276,8 @@ fn fragment_keys_documented(text: &str) -> bool {
         "[agent]",
         "[notify]",
         "[metrics]",
+        "[gates]",
+        "[hooks]",
     ]
     .iter()
     .all(|s| text.contains(s))
@@ -342,4 +344,65 @@ fn a_canary_s_soak_is_read_turned_off_by_a_later_0s_and_shorter_than_the_hold() 
         err.contains("upgrade.soak") && err.contains("shorter than timeouts.hold (3600s)"),
         "{err}"
     );
+}
+
+#[test]
+fn the_alert_gate_is_read_and_bad_gate_keys_are_refused_with_their_fix() {
+    let d = tempdir("gates");
+    let main = write(
+        &d,
+        "config.toml",
+        "[gates]\nprometheus_url = \"http://prometheus:9090\"\nalert_filter = \"^(Watchdog|InfoInhibitor)$\"\nwait = \"20m\"\n",
+    );
+    let s = load(Some(&main)).unwrap();
+    assert_eq!(s.gates.prometheus_url.as_deref(), Some("http://prometheus:9090"));
+    assert_eq!(s.gates.wait, Duration::from_secs(1200));
+    assert!(!s.gates.alert_filter.counts("Watchdog") && s.gates.alert_filter.counts("NodeDown"));
+    write(&d, "config.d/50-include.toml", "[gates]\nalert_filter_mode = \"include\"\n");
+    let s = load(Some(&main)).unwrap();
+    assert!(s.gates.alert_filter.counts("Watchdog") && !s.gates.alert_filter.counts("NodeDown"));
+    write(&d, "config.d/60-off.toml", "[gates]\nprometheus_url = \"\"\nalert_filter = \"\"\n");
+    let err = load(Some(&main)).unwrap_err().to_string();
+    assert!(
+        err.contains("gates.alert_filter_mode") && err.contains("needs gates.alert_filter"),
+        "include without an expression counts nothing: {err}"
+    );
+    let e = |text: &str| parse_fragment(text, Path::new("g.toml")).unwrap_err().to_string();
+    let unknown = e("[gates]\nprometheus = \"http://p:9090\"\n");
+    assert!(unknown.starts_with("g.toml:2:1: unknown field `prometheus`"), "{unknown}");
+    let regex = e("[gates]\nalert_filter = \"(Watchdog\"\n");
+    assert!(
+        regex.contains("gates.alert_filter") && regex.contains("is not a regular expression"),
+        "{regex}"
+    );
+    let url = e("[gates]\nprometheus_url = \"prometheus:9090\"\n");
+    assert!(url.contains("must be an http:// or https:// URL"), "{url}");
+    let mode = e("[gates]\nalert_filter_mode = \"only\"\n");
+    assert!(mode.contains("must be \"exclude\" or \"include\""), "{mode}");
+    assert!(e("[gates]\nwait = \"0s\"\n").contains("must be longer than zero"));
+}
+
+#[test]
+fn hooks_are_absolute_commands_with_one_timeout() {
+    let d = tempdir("hooks");
+    let main = write(
+        &d,
+        "config.toml",
+        "[hooks]\nbefore_drain = \"/etc/swarm-upgrade/hooks/lb-out\"\nafter_verify = \"/etc/swarm-upgrade/hooks/lb-in\"\ntimeout = \"2m\"\n",
+    );
+    let s = load(Some(&main)).unwrap();
+    assert_eq!(s.hooks.before_drain, Some(PathBuf::from("/etc/swarm-upgrade/hooks/lb-out")));
+    assert_eq!(s.hooks.on_failure, None);
+    assert_eq!(s.hooks.timeout, Duration::from_secs(120));
+    write(&d, "config.d/50-off.toml", "[hooks]\nbefore_drain = \"\"\n");
+    assert_eq!(load(Some(&main)).unwrap().hooks.before_drain, None, "empty turns it off");
+    let e = |text: &str| parse_fragment(text, Path::new("h.toml")).unwrap_err().to_string();
+    let relative = e("[hooks]\nafter_verify = \"lb-in\"\n");
+    assert!(
+        relative.contains("hooks.after_verify") && relative.contains("must be the absolute path"),
+        "{relative}"
+    );
+    let args = e("[hooks]\non_failure = \"/usr/bin/logger failed\"\n");
+    assert!(args.contains("put a command line in a script"), "{args}");
+    assert!(e("[hooks]\nbefore = \"/x\"\n").starts_with("h.toml:2:1: unknown field `before`"));
 }

@@ -12,6 +12,7 @@ use serde::de::Visitor;
 
 use super::window::parse_day;
 use super::{LabelMatch, NodeOrder, StandalonePolicy};
+use crate::model::alerts::FilterMode;
 
 /// How a refused value's message starts. serde carries an error from here to the TOML parser as
 /// text only, so this is how `parse_fragment` tells a refused value, which it names by its key,
@@ -350,21 +351,84 @@ impl TryFrom<u16> for Port {
     }
 }
 
-/// An http(s) webhook URL; empty means none.
+/// An http(s) URL (a webhook, a Prometheus); empty means none.
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Webhook(pub Option<String>);
+pub struct HttpUrl(pub Option<String>);
 
-impl TryFrom<String> for Webhook {
+impl TryFrom<String> for HttpUrl {
     type Error = ValueError;
     fn try_from(url: String) -> Result<Self, ValueError> {
         if url.is_empty() {
-            Ok(Webhook(None))
-        } else if url.starts_with("http://") || url.starts_with("https://") {
-            Ok(Webhook(Some(url)))
+            Ok(HttpUrl(None))
+        } else if (url.starts_with("http://") || url.starts_with("https://"))
+            && reqwest::Url::parse(&url).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+        {
+            Ok(HttpUrl(Some(url)))
         } else {
-            Err(ValueError::new(&url, "must be an http:// or https:// URL, or empty"))
+            Err(ValueError::new(&url, "must be an http:// or https:// URL with a host, or empty"))
         }
+    }
+}
+
+/// A hook's command: an absolute path (run as it is, without a shell); empty means none.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HookCommand(pub Option<std::path::PathBuf>);
+
+impl TryFrom<String> for HookCommand {
+    type Error = ValueError;
+    fn try_from(text: String) -> Result<Self, ValueError> {
+        if text.is_empty() {
+            return Ok(HookCommand(None));
+        }
+        if !text.starts_with('/') || text.contains(char::is_whitespace) {
+            return Err(ValueError::new(
+                &text,
+                "must be the absolute path of an executable (run without a shell and without arguments: put a command line in a script), or empty for none",
+            ));
+        }
+        Ok(HookCommand(Some(text.into())))
+    }
+}
+
+/// A regular expression on alert names (`gates.alert_filter`); empty means none.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AlertPattern(pub Option<regex::Regex>);
+
+impl TryFrom<String> for AlertPattern {
+    type Error = ValueError;
+    fn try_from(text: String) -> Result<Self, ValueError> {
+        if text.is_empty() {
+            return Ok(AlertPattern(None));
+        }
+        regex::Regex::new(&text).map(|re| AlertPattern(Some(re))).map_err(|e| {
+            let why = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+            ValueError::new(
+                &text,
+                format!(
+                    "is not a regular expression ({why}); write one in Rust's regex syntax, e.g. \"^(Watchdog|InfoInhibitor)$\""
+                ),
+            )
+        })
+    }
+}
+
+const FILTER_MODES: [(&str, FilterModeName); 2] = [
+    ("exclude", FilterModeName(FilterMode::Exclude)),
+    ("include", FilterModeName(FilterMode::Include)),
+];
+
+/// `gates.alert_filter_mode`: `exclude` or `include`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct FilterModeName(pub FilterMode);
+
+impl TryFrom<String> for FilterModeName {
+    type Error = ValueError;
+    fn try_from(text: String) -> Result<Self, ValueError> {
+        one_of(text, &FILTER_MODES)
     }
 }
 

@@ -8,6 +8,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use jiff::Timestamp;
 use tokio::sync::{Notify, watch};
 
+use super::gate::GateEnd;
 use super::step::{ActedKey, Rest};
 use super::{Coordinator, CoordinatorError};
 use crate::events::Event;
@@ -149,9 +150,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         }
     }
 
-    /// Reads the run and does what it asks now: start a batch (after its guard), start the next
-    /// batch early (a refusal is checked again once the batch before opens its monitor window,
-    /// then once it has ended), or name the nodes in progress to follow.
+    /// Reads the run and does what it asks now: start a batch (after the alert gate and its
+    /// guard), start the next batch early (only with the gate open; a refusal is checked again
+    /// once the batch before opens its monitor window, then once it has ended), or name the
+    /// nodes in progress to follow.
     async fn schedule(
         &self,
         token: u64,
@@ -168,6 +170,13 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             },
             RunStep::Start(pending) => {
                 self.approved(&run, &pending);
+                let host = &run.nodes[pending[0]].hostname;
+                match self.gate_wait(token, &run, host).await? {
+                    GateEnd::Open => {}
+                    // (The run read again finishes it as aborted.)
+                    GateEnd::Aborted => return Ok(Schedule::Started),
+                    GateEnd::GaveUp(halt, why) => return Ok(Schedule::End((halt, why))),
+                }
                 match self.guard(&run, &pending).await {
                     Ok(started) => {
                         self.start(token, &run, &started).await.map(|()| Schedule::Started)
@@ -179,6 +188,10 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 let refused = early_refused.load(Ordering::Relaxed);
                 let early = early_key(&run).filter(|(_, key)| *key > refused);
                 if let Some((next, key)) = early {
+                    if !self.gate_open_now(&run).await {
+                        early_refused.store(key, Ordering::Relaxed);
+                        return Ok(Schedule::Follow(active));
+                    }
                     match self.guard(&run, &next).await {
                         Ok(started) => {
                             self.start(token, &run, &started).await?;
@@ -240,6 +253,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             doc.check(token, self.ports.clock.now())?;
             let run = doc.run.ok_or(CoordinatorError::NothingToResume)?;
             let phase = run.nodes[i].phase;
+            if phase.is_terminal() && phase != Phase::Done {
+                self.on_failure(token, &run, i).await?;
+            }
             if phase.is_terminal() || phase == Phase::Pending {
                 if run.batch_ended(i) {
                     wake.batches_ended.send_modify(|n| *n += 1);

@@ -61,8 +61,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(None)
     }
 
-    /// The soak, judged on every poll: it counts from when every service is converged and every
-    /// canary node is Ready at its availability, starting again whenever that stops; the hold is
+    /// The soak, judged on every poll: it counts from when every service is converged, every
+    /// canary node is Ready at its availability and the alert gate is open, starting again whenever that stops; the hold is
     /// let go once it has lasted the whole soak.
     async fn soak(
         &self,
@@ -72,7 +72,14 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let Some(hold) = &run.hold else { return Ok(()) };
         let snap = self.ports.swarm.snapshot().await?;
-        let unsettled = run.unsettled(&snap);
+        let unsettled = match run.unsettled(&snap) {
+            // (The soak also needs no alert that counts firing.)
+            None => match self.gate_answer().await {
+                None | Some(Ok(crate::model::alerts::GateAnswer::Open { .. })) => None,
+                Some(closed) => Some(super::gate::closed_why(&closed)),
+            },
+            unsettled => unsettled,
+        };
         match hold.soak_step(unsettled.is_none(), now) {
             Soak::Release => self.release(token, run, "soak").await,
             Soak::Nothing => Ok(()),

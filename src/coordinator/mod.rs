@@ -7,7 +7,9 @@
 mod act;
 mod ahead;
 mod drive;
+mod gate;
 mod hold;
+mod hooks;
 mod step;
 mod store;
 
@@ -21,7 +23,7 @@ use futures_util::{StreamExt, stream};
 use crate::model::{AgentStatus, Autolock, ClusterSnapshot, Node, NodeId};
 use crate::planner::{self, PlanRequest, Refusal};
 use crate::ports::{
-    AgentTarget, Agents, Clock, DESCRIBE_LIMIT, Lists, PortError, StateStore, Swarm,
+    AgentTarget, Agents, Alerts, Clock, DESCRIBE_LIMIT, Lists, PortError, StateStore, Swarm,
 };
 use crate::run::{RunFlags, RunRecord};
 
@@ -85,6 +87,27 @@ fn list(r: &[Refusal]) -> String {
         .join("\n")
 }
 
+/// A plan with the alert gate's answer, or every refusal: the planner's and the gate's together
+/// (a plan with nothing to do needs no gate).
+fn with_gate(
+    planned: Result<planner::Plan, Vec<Refusal>>,
+    gate: Result<Option<crate::model::alerts::GateAnswer>, Refusal>,
+) -> Result<planner::Plan, Vec<Refusal>> {
+    match (planned, gate) {
+        (Ok(mut plan), Ok(gate)) => {
+            plan.gate = gate;
+            Ok(plan)
+        }
+        (Ok(plan), Err(_)) if plan.nodes.is_empty() => Ok(plan),
+        (Ok(_), Err(refusal)) => Err(vec![refusal]),
+        (Err(refusals), Ok(_)) => Err(refusals),
+        (Err(mut refusals), Err(refusal)) => {
+            refusals.push(refusal);
+            Err(refusals)
+        }
+    }
+}
+
 /// How many agents preflight asks at once.
 const OBSERVE_AT_ONCE: usize = 16;
 
@@ -110,6 +133,8 @@ pub struct Coordinator<'a, S, A, St, C> {
     ahead: ahead::Ahead,
     /// Asked with the plan before a new run takes the lock (see [`Coordinator::with_confirm`]).
     confirm: Option<Confirm<'a>>,
+    /// The alert gate's monitoring system, when one is configured ([`gate`]).
+    alerts: Option<&'a dyn Alerts>,
 }
 
 /// Shows a plan to an operator and returns once they said yes, or why it may not run.
@@ -132,7 +157,15 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             writes: tokio::sync::Mutex::new(()),
             ahead: ahead::Ahead::default(),
             confirm: None,
+            alerts: None,
         }
+    }
+
+    /// Asks `alerts` before the run and before each node or batch, and holds the run while an
+    /// alert that counts fires (see [`gate`]); `None`: no gate.
+    pub fn with_alerts(mut self, alerts: Option<&'a dyn Alerts>) -> Self {
+        self.alerts = alerts;
+        self
     }
 
     /// Before a new run takes the lock, shows its plan with `confirm`, which returns once the
@@ -236,7 +269,8 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
     /// Plans without changing anything.
     pub async fn plan(&self, req: &PlanRequest) -> Result<planner::Plan, CoordinatorError> {
         let snap = self.observe_all().await?;
-        planner::plan(&snap, self.settings, req).map_err(CoordinatorError::Refused)
+        let planned = planner::plan(&snap, self.settings, req);
+        with_gate(planned, self.gate_preflight().await).map_err(CoordinatorError::Refused)
     }
 
     /// The cluster observed and planned again once the plan `shown` was confirmed (the answer
@@ -280,7 +314,8 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
         {
             return Err(CoordinatorError::Stopped(marked.to_string()));
         }
-        let plan = match planner::plan(&snap, self.settings, req) {
+        let planned = planner::plan(&snap, self.settings, req);
+        let plan = match with_gate(planned, self.gate_preflight().await) {
             Ok(plan) => plan,
             Err(refusals) => {
                 // Another coordinator may have taken the lock while we observed (timers on every

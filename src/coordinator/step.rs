@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::act::Acted;
+use super::hooks::Hooked;
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::events::Event;
 use crate::machine::decide::{MissedScaleDown, Observation, Verdict, condition, deadline};
 use crate::machine::{NodeProgress, Phase, elapsed};
 use crate::metrics;
+use crate::model::hooks::HookPoint;
 use crate::model::{AgentReport, DebVersion, Mode, NodeId, PackageSet, ServiceId};
 use crate::ports::{Agents, Clock, Lists, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
@@ -254,6 +256,18 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         now: jiff::Timestamp,
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
+        match p.phase {
+            Phase::Prefetch => match self.hook(token, run, i, HookPoint::BeforeDrain, "").await? {
+                Hooked::Go => {}
+                Hooked::Later(why) => {
+                    tracing::info!(node = %p.hostname, %why, "hooks.before_drain is asked again at the next poll");
+                    return Ok(());
+                }
+                Hooked::Failed(why) => return self.fail_node(token, i, p, &run.id, why).await,
+            },
+            Phase::VerifyConverged => self.after_verify(token, run, i).await?,
+            _ => {}
+        }
         let previous = report.map(|r| installed_subset(&r.installed, run.packages_of(p)));
         // At most 20 names a node: the store's writes stay bounded.
         let standalone = report.map(|r| crate::model::Standalone::names(&r.standalone, 20));

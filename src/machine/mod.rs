@@ -202,6 +202,12 @@ pub struct NodeProgress {
     /// [`recovery::steps`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<String>,
+    /// The runs of its hooks (see [`crate::model::hooks`]), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::model::hooks::HookRun>,
+    /// Why it needs a person's look though it is upgraded (its `after_verify` hook failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
     /// Finished phases.
     pub history: Vec<Span>,
     /// Its batch (the plan's batch number): the nodes of one batch go through their upgrade
@@ -254,6 +260,8 @@ impl NodeProgress {
             held_since: None,
             reason: None,
             recovery: None,
+            hooks: Vec::new(),
+            attention: None,
             history: Vec::new(),
             batch: Some(plan.batch),
         }

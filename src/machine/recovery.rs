@@ -83,6 +83,8 @@ mod tests {
             held_since: None,
             reason: Some("Rollback on worker1: docker.service failed".into()),
             recovery: None,
+            hooks: vec![],
+            attention: None,
             history: if upgraded {
                 vec![span(Phase::Upgrade), span(Phase::Rollback)]
             } else {

@@ -1,9 +1,11 @@
 //! The domain model: this project's own types for versions, packages and the observed cluster.
 //! Nothing here knows about Docker's API models, gRPC or any runtime.
 
+pub mod alerts;
 pub mod cluster;
 pub mod constraint;
 pub mod convergence;
+pub mod hooks;
 pub mod packages;
 pub mod plan;
 pub mod report;

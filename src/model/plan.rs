@@ -53,6 +53,10 @@ pub enum RefusalKind {
     StandaloneContainers,
     /// `--accept-downtime` names a service the swarm does not have.
     UnknownService,
+    /// The alert gate's monitoring system cannot be asked.
+    AlertGate,
+    /// A hook a node's configuration names cannot run there.
+    HookUnusable,
 }
 
 /// A reason to refuse the run: what, where, and what to do.

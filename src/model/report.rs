@@ -54,6 +54,10 @@ pub struct AgentReport {
     /// The archives of its swarm state the agent keeps (full paths), newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub swarm_backups: Vec<String>,
+    /// The hooks its configuration names, each with why it cannot run, if it cannot (none from
+    /// an agent too old to have hooks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::model::hooks::HookStatus>,
 }
 
 /// A running container no swarm service owns (started with `docker run`): no drain moves it, and

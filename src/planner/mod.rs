@@ -59,6 +59,10 @@ pub struct Plan {
     /// they are done, until `swarm-upgrade approve` or its soak. 0: none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub canary: usize,
+    /// The alert gate's answer when the plan was made (filled in by the coordinator, which
+    /// asks the monitoring system); `None`: no gate configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::model::alerts::GateAnswer>,
 }
 
 /// What an operator confirms of a plan: the target, and each node in order with its batch, its
@@ -281,7 +285,7 @@ pub fn plan(
         }
     }
     if refusals.is_empty() {
-        Ok(Plan { target, nodes, batches, skipped, canary })
+        Ok(Plan { target, nodes, batches, skipped, canary, gate: None })
     } else {
         Err(refusals)
     }

@@ -177,6 +177,16 @@ pub(crate) fn node_checks(
             return out;
         }
     };
+    for h in &report.hooks {
+        if let Some(problem) = &h.problem {
+            out.push(at_node(
+                RefusalKind::HookUnusable,
+                host,
+                format!("hooks.{} on {host} cannot run: {problem}", h.point.key()),
+                "make it an executable file on that node, or remove the key from that node's [hooks] (its agent reads its own configuration)",
+            ));
+        }
+    }
     if let Some(what) = &report.dpkg_interrupted {
         out.push(at_node(
             RefusalKind::DpkgInterrupted,

@@ -52,6 +52,8 @@ pub enum Halt {
     Unobservable,
     /// Nothing let the hold after the canary go within its limit.
     HoldExpired,
+    /// The alert gate stayed closed before a node for all of `gates.wait`.
+    AlertGate,
 }
 
 impl Halt {
@@ -59,7 +61,9 @@ impl Halt {
     pub fn outcome(self) -> Outcome {
         match self {
             Halt::Completed => Outcome::Succeeded,
-            Halt::Aborted | Halt::StopLabel | Halt::HoldExpired => Outcome::Aborted,
+            Halt::Aborted | Halt::StopLabel | Halt::HoldExpired | Halt::AlertGate => {
+                Outcome::Aborted
+            }
             Halt::NodeFailed | Halt::Guard | Halt::Unobservable => Outcome::Failed,
         }
     }
@@ -90,6 +94,9 @@ pub struct RunRecord {
     /// The hold after the canary nodes, if the run has a canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// The alert gate's wait before a node, while it lasts (for `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_wait: Option<GateWait>,
     /// How it ended, once it has.
     pub outcome: Option<Outcome>,
     /// Why, as a kind (absent in runs recorded before the kinds).
@@ -99,6 +106,19 @@ pub struct RunRecord {
     pub reason: Option<String>,
     /// When it ended.
     pub finished_at: Option<Timestamp>,
+}
+
+/// A run waiting before a node for the alert gate to open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateWait {
+    /// The node that waits (the first of its batch).
+    pub node: String,
+    /// Which alerts fire, or why the monitoring system cannot be asked.
+    pub why: String,
+    /// Since when it waits.
+    pub since: Timestamp,
+    /// When it gives up (`gates.wait` after `since`).
+    pub until: Timestamp,
 }
 
 /// What the coordinator does next.
@@ -128,6 +148,7 @@ impl RunRecord {
             flags: self.flags.clone(),
             abort_requested: self.abort_requested,
             hold: self.hold.clone(),
+            gate_wait: self.gate_wait.clone(),
             outcome: self.outcome,
             halt: self.halt,
             reason: self.reason.clone(),
@@ -160,6 +181,7 @@ impl RunRecord {
             nodes,
             flags,
             abort_requested: false,
+            gate_wait: None,
             hold: None,
             outcome: None,
             halt: None,
@@ -180,6 +202,8 @@ impl RunRecord {
         self.halt = Some(halt);
         self.reason = Some(reason);
         self.finished_at = Some(now);
+        // (A wait for the alert gate, if one was recorded, is over too.)
+        self.gate_wait = None;
     }
 
     /// Whether the run is over.

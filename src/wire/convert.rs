@@ -1,6 +1,7 @@
 //! Conversions between the wire messages and our own domain types, used by both sides.
 
 use super::pb;
+use crate::model::hooks::{HookPoint, HookStatus};
 use crate::model::{
     AgentReport, DebVersion, EngineConfigProblem, LocalSwarm, LocalSwarmState, PackageSet,
     Standalone, VersionError,
@@ -69,6 +70,15 @@ pub(crate) fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
             })
             .collect(),
         swarm_backups: r.swarm_backups.clone(),
+        hooks: r
+            .hooks
+            .iter()
+            .map(|h| pb::Hook {
+                point: h.point.name().to_string(),
+                command: h.command.clone(),
+                problem: h.problem.clone().unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 
@@ -107,6 +117,18 @@ pub(crate) fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
             })
             .collect(),
         swarm_backups: r.swarm_backups.clone(),
+        // (A point this build does not know is left out: it would never be asked to run.)
+        hooks: r
+            .hooks
+            .iter()
+            .filter_map(|h| {
+                Some(HookStatus {
+                    point: HookPoint::from_name(&h.point)?,
+                    command: h.command.clone(),
+                    problem: Some(h.problem.clone()).filter(|p| !p.is_empty()),
+                })
+            })
+            .collect(),
     }
 }
 

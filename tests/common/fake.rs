@@ -9,6 +9,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use swarm_upgrade::agent::Fence;
 use swarm_upgrade::lock::StoreDoc;
+use swarm_upgrade::model::hooks::{HookRun, HookStatus};
 use swarm_upgrade::model::scope::Parts;
 use swarm_upgrade::model::swarm_backup;
 use swarm_upgrade::model::*;
@@ -387,7 +388,43 @@ impl Agents for FakeCluster {
             engine_config: None,
             standalone: h.standalone.clone(),
             swarm_backups: h.swarm_backups.clone(),
+            hooks: h
+                .hooks
+                .iter()
+                .map(|(point, (_, problem))| HookStatus {
+                    point: *point,
+                    command: format!("/etc/swarm-upgrade/hooks/{}", point.name()),
+                    problem: problem.clone(),
+                })
+                .collect(),
         })
+    }
+
+    async fn run_hook(
+        &self,
+        node: &AgentTarget,
+        hook: &HookOrder,
+        op: &OpKey,
+    ) -> Result<Option<HookRun>, PortError> {
+        let h = self.host_for(node)?;
+        self.fence(&h.hostname, op)?;
+        let Some((exit, _)) = h.hooks.get(&hook.point) else { return Ok(None) };
+        let mut w = self.w();
+        let availability = h
+            .local_id
+            .as_ref()
+            .and_then(|id| w.nodes.iter().find(|n| &n.id == id))
+            .map_or("gone", |n| n.availability.name());
+        let line = format!("hook {} {} {availability} exit {exit}", hook.point.name(), h.hostname);
+        w.log.push(line);
+        Ok(Some(HookRun {
+            point: hook.point,
+            command: format!("/etc/swarm-upgrade/hooks/{}", hook.point.name()),
+            exit: Some(*exit),
+            timed_out: false,
+            millis: 20,
+            output: format!("target {}\n", hook.target),
+        }))
     }
 
     async fn prefetch(

@@ -163,6 +163,7 @@ pub fn build(spec: &ClusterSpec) -> World {
             down_ticks: 0,
             standalone: Vec::new(),
             swarm_backups: Vec::new(),
+            hooks: BTreeMap::new(),
         });
     }
     let services = spec
@@ -227,6 +228,7 @@ pub fn observed(world: &World) -> ClusterSnapshot {
                 engine_config: None,
                 standalone: h.standalone.clone(),
                 swarm_backups: Vec::new(),
+                hooks: Vec::new(),
             })),
         );
     }

@@ -52,6 +52,7 @@ pub fn world_from(snap: &ClusterSnapshot) -> World {
                 down_ticks: 0,
                 standalone: report.standalone.clone(),
                 swarm_backups: Vec::new(),
+                hooks: BTreeMap::new(),
             }
         })
         .collect();

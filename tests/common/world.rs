@@ -40,6 +40,9 @@ pub struct Host {
     pub standalone: Vec<swarm_upgrade::model::Standalone>,
     /// The swarm-state archives its agent keeps, newest first.
     pub swarm_backups: Vec<String>,
+    /// Its configured hooks: the exit code each returns (and a problem that keeps it from
+    /// running, for preflight).
+    pub hooks: BTreeMap<swarm_upgrade::model::hooks::HookPoint, (i32, Option<String>)>,
 }
 
 /// The fake cluster's whole state.

@@ -60,10 +60,18 @@ pub fn pick(madison: &str, suite: &str, upstream: &str) -> Option<String> {
         .find(|v| v.strip_prefix(upstream).is_some_and(|rest| rest.starts_with(['+', '~', '-'])))
 }
 
-/// Fetches and unpacks every source (cached).
+/// Prometheus for the lab's alert gate (issue 17), from Debian 12 as the issue asks.
+pub const PROMETHEUS: &[Source] = &[src("prometheus", "bookworm", "2.42.0")];
+
+/// Fetches and unpacks every source of the lab repository (cached).
 pub fn fetch() -> Result<Unpacked> {
+    fetch_sources(SOURCES)
+}
+
+/// Fetches and unpacks `sources` (cached, keyed by the list).
+pub fn fetch_sources(sources: &[Source]) -> Result<Unpacked> {
     let recipe: Vec<String> =
-        SOURCES.iter().map(|s| format!("{}@{}={}", s.package, s.suite, s.upstream)).collect();
+        sources.iter().map(|s| format!("{}@{}={}", s.package, s.suite, s.upstream)).collect();
     let hash = cache::fnv(&[recipe.join(" ").as_bytes()]);
     let dir = cache::cached(&format!("debian-{hash:016x}"), |out| {
         let apt = out.join("apt");
@@ -71,7 +79,12 @@ pub fn fetch() -> Result<Unpacked> {
             std::fs::create_dir_all(apt.join(d))?;
         }
         let mirror = host::mirror()?;
-        let suites = ["trixie", "forky"];
+        let mut suites: Vec<&str> = Vec::new();
+        for s in sources {
+            if !suites.contains(&s.suite) {
+                suites.push(s.suite);
+            }
+        }
         let list: String = suites
             .iter()
             .map(|s| format!("deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {s} main\n"))
@@ -91,9 +104,10 @@ pub fn fetch() -> Result<Unpacked> {
         };
         let mut update = Command::new("apt-get");
         opts(&mut update);
-        host::run(update.arg("update").arg("-q"))
-            .context("apt-get update of trixie and forky from the machine's mirror")?;
-        for s in SOURCES {
+        host::run(update.arg("update").arg("-q")).with_context(|| {
+            format!("apt-get update of {} from the machine's mirror", suites.join(" and "))
+        })?;
+        for s in sources {
             let mut madison = Command::new("apt-cache");
             opts(&mut madison);
             let listed = host::run(madison.args(["madison", s.package]))?;

@@ -2,6 +2,7 @@
 //! apt repository shaped like Docker's, a balancer), the load generator, the naive baseline and the
 //! demo. `cargo xtask --help` lists the commands.
 
+pub mod balancer;
 pub mod cache;
 pub mod cost;
 pub mod debian;
@@ -14,6 +15,7 @@ pub mod images;
 pub mod lab;
 pub mod load;
 pub mod naive;
+pub mod prometheus;
 pub mod repo;
 pub mod scenario;
 mod slots;

@@ -199,6 +199,8 @@ pub fn haproxy_cfg(nodes: &[Host]) -> String {
     let mut c = String::from(
         "global
     maxconn 4096
+    # The runtime API on TCP (issue 17's hooks set servers to maint and back through it).
+    stats socket ipv4@0.0.0.0:9999 level admin
 
 defaults
     mode http

@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use xtask::balancer::MaintSampler;
 use xtask::scenario::{Alone, LabGuard, Receiver, Sampler, phase_seconds, save};
 use xtask::{lab, naive, repo};
 
@@ -69,6 +70,13 @@ fn rolling_upgrade_under_load_loses_no_request() {
         lab::MANAGER,
         "printf '[upgrade]\\nbackup_managers = true\\n' > /etc/swarm-upgrade/config.d/60-backup.toml",
     );
+    // Issue 17 item 1: every node's hooks take it out of the balancer's web backend before its
+    // drain and put it back after its verification, through haproxy's runtime API.
+    let lb = lab::balancer(l.engine.slot).ip;
+    for n in &l.nodes {
+        install_lb_hooks(&l, &n.name, &lb);
+    }
+    let maint = MaintSampler::start(&lb, "web");
     let load = l.balancer_load();
     let sampler = Sampler::start(&l.engine, &[("solo", 1), ("web", 3)]);
     let scraper = scrape_coordinator(&l);
@@ -78,6 +86,8 @@ fn rolling_upgrade_under_load_loses_no_request() {
         &["--output", "json", "run", "--to", repo::NEW, "--parallel", "2"],
     );
     let took = t0.elapsed();
+    let maintenance = maint.stop();
+    save(&l.reports, "balancer-maintenance.json", &maintenance);
     let samples = sampler.stop();
     let report = load.stop();
     let scraped = scraper.join().unwrap();
@@ -133,6 +143,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
     timeline(&l, &run, &report);
     observability(&l, &scraped, &hooks);
     swarm_backups(&l, &run);
+    out_of_the_balancer_during_their_upgrade(&run, &maintenance);
     // Issue 14: what the run cost, the simulation's figures (cargo bench --bench scale -- sim 5).
     let cost = xtask::cost::Cost::from_metrics(
         &l.sh(lab::MANAGER, &format!("cat {}", xtask::cost::TEXTFILE)),
@@ -184,6 +195,59 @@ fn rolling_upgrade_under_load_loses_no_request() {
             "naive": { "total_s": baseline.total_s, "requests": naive_load.requests, "failed": naive_load.failed },
         }),
     );
+}
+
+/// Writes the balancer hooks on `node` and names them in its configuration (its agent reads it
+/// at each hook).
+fn install_lb_hooks(l: &LabGuard, node: &str, lb: &str) {
+    let dir = "/etc/swarm-upgrade/hooks";
+    let script = format!(
+        "mkdir -p {dir} /etc/swarm-upgrade/config.d && cat > {dir}/lb-out <<'EOF'\n{}EOF\ncat > {dir}/lb-in <<'EOF'\n{}EOF\nchmod 755 {dir}/lb-out {dir}/lb-in && printf '[hooks]\\nbefore_drain = \"{dir}/lb-out\"\\nafter_verify = \"{dir}/lb-in\"\\ntimeout = \"1m\"\\n' > /etc/swarm-upgrade/config.d/40-hooks.toml",
+        xtask::balancer::lb_out(lb),
+        xtask::balancer::lb_in(lb)
+    );
+    l.sh(node, &script);
+}
+
+/// Issue 17 item 1: each node was in maintenance on the balancer's web backend once, from
+/// before its drain (its before_drain hook, after it started) to after its verification (its
+/// after_verify hook, within seconds), and each hook's run is in the run record.
+fn out_of_the_balancer_during_their_upgrade(
+    run: &serde_json::Value,
+    maintenance: &xtask::balancer::Maintenance,
+) {
+    let slack = jiff::SignedDuration::from_secs(1);
+    for n in run["nodes"].as_array().unwrap() {
+        let host = n["hostname"].as_str().unwrap();
+        let spans = n["history"].as_array().unwrap();
+        let at = |phase: &str, edge: &str| -> jiff::Timestamp {
+            let s = spans.iter().find(|s| s["phase"] == phase).expect(phase);
+            s[edge].as_str().unwrap().parse().unwrap()
+        };
+        let (started, drained, verified) =
+            (at("pending", "end"), at("drain", "start"), at("verify-converged", "end"));
+        let [(from, to)] = maintenance.get(host).map(Vec::as_slice).unwrap_or_default() else {
+            panic!("{host}: not in maintenance exactly once: {maintenance:?}")
+        };
+        assert!(
+            *from + slack >= started && *from <= drained,
+            "{host}: maintenance from {from}, started {started}, drained {drained}"
+        );
+        assert!(
+            *to + slack >= verified && *to <= verified + jiff::SignedDuration::from_secs(10),
+            "{host}: maintenance until {to}, verified {verified}"
+        );
+        let hooks: Vec<(&str, i64)> = n["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["point"].as_str().unwrap(), h["exit"].as_i64().unwrap_or(-1)))
+            .collect();
+        assert_eq!(hooks, [("before-drain", 0), ("after-verify", 0)], "{host}");
+        let said = n["hooks"][0]["output"].as_str().unwrap();
+        assert!(said.contains(&format!("{host} out of web for run ")), "{said}");
+        println!("{host}: out of web from {from} to {to}; drained {drained}, verified {verified}");
+    }
 }
 
 /// Issue 17 item 5: each manager kept one archive of its swarm state, taken by this run (named
@@ -1734,6 +1798,130 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
         "{out}"
     );
     assert_eq!(fingerprint(&l), before, "a refused or quiet run changed the cluster");
+    alert_gate(&l);
+}
+
+/// Issue 17, item 2, on the same lab once the stop label is gone: a real Prometheus (Debian 12's
+/// package, on this machine) scrapes every agent's metrics and the test's alarm; its rule
+/// `LabAlarm` fires while the alarm is raised, `LabNoise` always (the gate's filter ignores it).
+/// A Prometheus that cannot be asked is refused at `plan`; `plan` shows the gate closed by
+/// LabAlarm. Under load, the run waits before its first node while LabAlarm fires, goes on when
+/// it clears, and, raised again during that node, stops before the next one after gates.wait
+/// (exit 6), that node untouched; the balancer's services lose no request.
+fn alert_gate(l: &LabGuard) {
+    l.sh("manager2", "docker node update --label-rm swarm-upgrade.stop manager3 >/dev/null");
+    for n in &l.nodes {
+        l.sh(&n.name, "mkdir -p /etc/swarm-upgrade/config.d && printf '[metrics]\\nagent = \"0.0.0.0:9701\"\\n' > /etc/swarm-upgrade/config.d/50-metrics.toml && systemctl restart swarm-upgrade-agent");
+    }
+    let agents: Vec<String> = l.nodes.iter().map(|n| format!("{}:9701", n.ip)).collect();
+    let prometheus =
+        xtask::prometheus::Prometheus::start(&lab::gateway(l.engine.slot), &agents).unwrap();
+    let gates = |url: &str| {
+        format!(
+            "mkdir -p /etc/swarm-upgrade/config.d && printf '[gates]\\nprometheus_url = \"{url}\"\\nalert_filter = \"^LabNoise$\"\\nwait = \"25s\"\\n' > /etc/swarm-upgrade/config.d/80-gates.toml"
+        )
+    };
+    let dead = format!("http://{}:1", lab::gateway(l.engine.slot));
+    l.sh(lab::MANAGER, &gates(&dead));
+    let (code, _, err) = l.swarm_upgrade(lab::MANAGER, &["plan", "--to", repo::NEW]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the alert gate cannot ask Prometheus at {dead} (gates.prometheus_url)"
+        )),
+        "{err}"
+    );
+    l.sh(lab::MANAGER, &gates(&prometheus.url));
+    prometheus.raise(true).unwrap();
+    let t0 = Instant::now();
+    while prometheus.agents_up() < agents.len() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "Prometheus does not scrape every agent");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, out, err) = l.swarm_upgrade(lab::MANAGER, &["plan", "--to", repo::NEW]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Alert gate: closed by LabAlarm (")
+            && out.contains("ignored by gates.alert_filter: LabNoise"),
+        "{out}"
+    );
+    let load = xtask::load::start(xtask::load::Options {
+        targets: vec![
+            format!("{}/", lab::balancer_web(l.engine.slot)),
+            format!("{}/", lab::balancer_solo(l.engine.slot)),
+        ],
+        rate: 50,
+        timeout: Duration::from_secs(5),
+    });
+    let run = l
+        .engine
+        .command(&["exec", lab::MANAGER, "swarm-upgrade", "run", "--to", repo::NEW])
+        .output_in_background();
+    let status = || -> serde_json::Value {
+        let (_, out, _) = l.swarm_upgrade("manager2", &["--output", "json", "status"]);
+        serde_json::from_str(&out).unwrap_or_default()
+    };
+    let t0 = Instant::now();
+    while status()["run"]["nodes"].as_array().is_none_or(|n| n.len() != 4)
+        || status()["lock"].is_null()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the run never started");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let doc = status();
+    let planned = doc["run"]["nodes"].as_array().unwrap();
+    assert!(
+        planned.iter().all(|n| n["phase"] == "pending"),
+        "nothing starts while LabAlarm fires: {doc}"
+    );
+    let metrics = l.sh(lab::MANAGER, "curl -sf --max-time 2 http://127.0.0.1:9702/metrics");
+    assert!(metrics.contains("\nswarm_upgrade_alert_gate_closed 1\n"), "{metrics}");
+    let (first, next) = (
+        planned[0]["hostname"].as_str().unwrap().to_string(),
+        planned[1]["hostname"].as_str().unwrap().to_string(),
+    );
+    let (_, said, _) = l.swarm_upgrade("manager3", &["status"]);
+    assert!(
+        said.contains(&format!(
+            "waiting before {first} for the alert gate (alerts firing: LabAlarm ("
+        )),
+        "{said}"
+    );
+    prometheus.raise(false).unwrap();
+    let t0 = Instant::now();
+    while status()["run"]["nodes"][0]["phase"] == "pending" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{first} did not start once LabAlarm cleared"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    prometheus.raise(true).unwrap();
+    let out = run.join().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::write(l.reports.join("alert-gate-coordinator.log"), &text).unwrap();
+    std::fs::write(l.reports.join("prometheus.log"), prometheus.log()).unwrap();
+    let report = load.stop();
+    save(&l.reports, "alert-gate-load.json", &report);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(
+        text.contains(&format!("stopped before node {next}: the alert gate stayed closed for 25 s (gates.wait), alerts firing: LabAlarm (")),
+        "{text}"
+    );
+    assert!(report.targets.iter().all(|t| t.failed == 0), "{}", report.summary());
+    let doc = status();
+    assert!(doc["lock"].is_null(), "the lock is free: {doc}");
+    assert_eq!(doc["run"]["halt"], "alert-gate", "{doc}");
+    for (host, version, availability) in nodes(l) {
+        let want = if host == "worker1" || host == first { "28.5.2+dfsg4" } else { "26.1.5+dfsg1" };
+        assert_eq!((version.as_str(), availability.as_str()), (want, "Active"), "{host}");
+    }
+    println!(
+        "alert gate: {first} waited for LabAlarm, then went; the run stopped before {next}; load: {}",
+        report.summary()
+    );
 }
 
 /// Deploys `pinned` on worker1, checks that `plan` refuses it until its outage is accepted and
