@@ -36,7 +36,7 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// A node's hook failed (or could not be run).
+    /// A node's hook ran and failed.
     HookFailed {
         /// Run ID.
         run: String,

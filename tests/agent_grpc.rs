@@ -136,6 +136,7 @@ impl NodeBackend for Recorder {
             command: "/etc/swarm-upgrade/hooks/lb".into(),
             exit: Some(if point == HookPoint::AfterVerify { 2 } else { 0 }),
             timed_out: false,
+            signal: None,
             millis: 5,
             output: told.join("\n"),
         }))
@@ -262,13 +263,7 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
 
     // The coordinator's side: the `Agents` port over gRPC maps outcomes to what the coordinator
     // acts on (Failed ends the node's phase, Unavailable is retried).
-    let material = TlsMaterial {
-        cert: manager.0.clone(),
-        key: manager.1.clone(),
-        ca: swarm_ca.cert_pem.clone(),
-        cluster: "cluster-a".into(),
-        node_id: "manager1-id".into(),
-    };
+    let material = manager1_material(&manager, &swarm_ca);
     let agents = GrpcAgents::new(Some(material.clone()), port, vec!["docker-ce".into()]);
     let target = AgentTarget {
         hostname: "worker1".into(),
@@ -352,6 +347,17 @@ async fn start(
         let _ = stopped.await;
     }));
     (port, stop, server)
+}
+
+/// manager1's TLS material in cluster-a, for the coordinator's side.
+fn manager1_material(manager: &(String, String), swarm_ca: &Ca) -> TlsMaterial {
+    TlsMaterial {
+        cert: manager.0.clone(),
+        key: manager.1.clone(),
+        ca: swarm_ca.cert_pem.clone(),
+        cluster: "cluster-a".into(),
+        node_id: "manager1-id".into(),
+    }
 }
 
 fn free_port() -> u16 {
@@ -751,14 +757,11 @@ async fn hooks_are_run_once_per_order_and_their_runs_come_back_whole() {
     assert!(e.message().starts_with("stale fencing token 2"), "{e}");
 
     // Through the coordinator's adapter: a failed hook is a result; none configured is None.
-    let material = TlsMaterial {
-        cert: manager.0.clone(),
-        key: manager.1.clone(),
-        ca: swarm_ca.cert_pem.clone(),
-        cluster: "cluster-a".into(),
-        node_id: "manager1-id".into(),
-    };
-    let agents = GrpcAgents::new(Some(material), port, vec!["docker-ce".into()]);
+    let agents = GrpcAgents::new(
+        Some(manager1_material(&manager, &swarm_ca)),
+        port,
+        vec!["docker-ce".into()],
+    );
     let target = AgentTarget {
         hostname: "worker1".into(),
         addr: "127.0.0.1".into(),

@@ -54,6 +54,30 @@ async fn each_node_runs_its_hooks_before_its_drain_and_after_its_verification() 
         assert_eq!(n.attention, None);
     }
     assert!(!log.iter().any(|l| l.starts_with("hook on-failure")), "nothing failed");
+    // One node at a time out of service: the next one's before_drain waits for the one before
+    // to be verified and its after_verify run (no early start beside its verification).
+    for pair in rec.nodes.windows(2) {
+        let after = at(&log, &format!("hook after-verify {} ", pair[0].hostname));
+        let next = at(&log, &format!("hook before-drain {} ", pair[1].hostname));
+        assert!(after < next, "{} before {}: {log:#?}", pair[0].hostname, pair[1].hostname);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_node_runs_its_on_failure_hook_not_its_after_verify() {
+    let all = [(HookPoint::BeforeDrain, 0), (HookPoint::AfterVerify, 0), (HookPoint::OnFailure, 0)];
+    let c = hooked(&all, None);
+    let rec = run(&c, &Settings::default(), &to(BROKEN), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed), "{:?}", rec.reason);
+    let w1 = &rec.nodes[0];
+    assert_eq!(w1.phase, Phase::RolledBack);
+    let points: Vec<HookPoint> = w1.hooks.iter().map(|h| h.point).collect();
+    assert_eq!(points, [HookPoint::BeforeDrain, HookPoint::OnFailure], "{:?}", w1.hooks);
+    let log = log(&c);
+    assert!(
+        log[at(&log, "hook on-failure worker1 ")].contains(" active "),
+        "back in service first"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,8 +3,9 @@
 //! pipe, its own process group (killed whole at the end of its time), its output's end kept.
 
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -26,6 +27,14 @@ pub fn problem(command: &Path) -> Option<String> {
         Ok(m) if m.permissions().mode() & 0o111 == 0 => {
             Some(format!("{shown} is not executable (chmod +x {shown})"))
         }
+        // Run as root: only root (or the agent's own user) may have written it, as cron asks.
+        Ok(m) if m.uid() != 0 && m.uid() != own_uid() => Some(format!(
+            "{shown} is owned by uid {}, not root: a hook runs as root (chown root {shown})",
+            m.uid()
+        )),
+        Ok(m) if m.permissions().mode() & 0o022 != 0 => Some(format!(
+            "{shown} is writable by others than its owner: a hook runs as root (chmod go-w {shown})"
+        )),
         Ok(_) => None,
     }
 }
@@ -48,17 +57,20 @@ pub fn statuses(hooks: &Hooks) -> Vec<HookStatus> {
 /// Runs `command` at `point` with `env` added to the agent's environment, for at most `limit`.
 pub fn run(point: HookPoint, command: &Path, env: &[(String, String)], limit: Duration) -> HookRun {
     let started = Instant::now();
-    let ended = |exit, timed_out, output: String| HookRun {
+    let ended = |exit, timed_out, signal, output: String| HookRun {
         point,
         command: command.display().to_string(),
         exit,
         timed_out,
+        signal,
         millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         output: kept(&output),
     };
     let (reader, writer) = match std::io::pipe() {
         Ok(pair) => pair,
-        Err(e) => return ended(None, false, format!("cannot make a pipe for its output: {e}")),
+        Err(e) => {
+            return ended(None, false, None, format!("cannot make a pipe for its output: {e}"));
+        }
     };
     let child = writer.try_clone().and_then(|out| {
         Command::new(command)
@@ -75,21 +87,24 @@ pub fn run(point: HookPoint, command: &Path, env: &[(String, String)], limit: Du
     // the end of the output once the hook and its children have closed theirs.)
     let mut child = match child {
         Ok(c) => c,
-        Err(e) => return ended(None, false, format!("cannot start {}: {e}", command.display())),
+        Err(e) => {
+            let why = format!("cannot start {}: {e}", command.display());
+            return ended(None, false, None, why);
+        }
     };
     let group = child.id() as i32;
     let output = read_in_background(reader);
     let deadline = started + limit;
-    let (exit, timed_out) = loop {
+    let (exit, timed_out, signal) = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break (status.code(), false),
+            Ok(Some(status)) => break (status.code(), false, status.signal()),
             Ok(None) if Instant::now() >= deadline => {
                 kill_group(group);
                 let _ = child.wait();
-                break (None, true);
+                break (None, true, None);
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(_) => break (None, false),
+            Err(_) => break (None, false, None),
         }
     };
     let text = match output.recv_timeout(LINGER) {
@@ -102,7 +117,18 @@ pub fn run(point: HookPoint, command: &Path, env: &[(String, String)], limit: Du
             })
         }
     };
-    ended(exit, timed_out, text)
+    // The journal keeps more of it than the run record.
+    tracing::info!(hook = point.name(), command = %command.display(), ?exit, timed_out, output = %kept_long(&text), "hook ran");
+    ended(exit, timed_out, signal, text)
+}
+
+/// The end of a hook's output for the agent's journal: at most 4 KiB.
+fn kept_long(text: &str) -> &str {
+    let mut from = text.len().saturating_sub(4096);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    &text[from..]
 }
 
 /// Reads the pipe to its end on a thread of its own, keeping only its last bytes.
@@ -123,6 +149,12 @@ fn read_in_background(mut reader: std::io::PipeReader) -> mpsc::Receiver<String>
         let _ = tx.send(String::from_utf8_lossy(&kept_bytes).into_owned());
     });
     rx
+}
+
+/// The agent's own user ID.
+fn own_uid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
 }
 
 /// Kills process group `group` (the hook and what it started).
@@ -198,6 +230,8 @@ mod tests {
             format!("{shown} is not executable (chmod +x {shown})")
         );
         assert!(problem(Path::new("/nonexistent/hook")).unwrap().contains("cannot be used"));
+        let open = script("open", "exit 0", 0o777);
+        assert!(problem(&open).unwrap().contains("is writable by others than its owner"));
         assert!(problem(Path::new("/tmp")).unwrap().ends_with("is not a file"));
         let run = run(
             HookPoint::OnFailure,

@@ -23,6 +23,7 @@ use crate::adapters::engine::{
     check_daemon_json, dockerd_flags, edited_units, engine_config_problem, is_engine_unit,
 };
 use crate::adapters::systemd::Systemd;
+use crate::model::hooks::{HookPoint, HookRun, HookStatus};
 use crate::model::{
     AgentReport, EngineConfigProblem, LocalSwarm, LocalSwarmState, PackageSet, UnlockKey,
 };
@@ -321,8 +322,6 @@ impl<T: Clone> LastRefresh<T> {
         Ok(outcome)
     }
 }
-
-use crate::model::hooks::{HookPoint, HookRun, HookStatus};
 
 impl NodeBackend for HostBackend {
     fn describe(&self, packages: &[String], refresh: bool) -> Result<AgentReport, NodeError> {

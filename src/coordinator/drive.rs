@@ -52,6 +52,28 @@ fn early_key(run: &RunRecord) -> Option<(Vec<usize>, usize)> {
     Some((next, key))
 }
 
+/// Why nodes `ids` may not start while the batch before verifies (`settling` not empty): one of
+/// them has a `before_drain` hook, which may take it out of service (a balancer) as soon as its
+/// prefetch is done; two batches would then be out of service together.
+fn hooked_early(
+    snap: &crate::model::ClusterSnapshot,
+    ids: &[NodeId],
+    settling: &[NodeId],
+) -> Option<String> {
+    if settling.is_empty() {
+        return None;
+    }
+    let hooked = ids.iter().find(|id| {
+        snap.agent_report(id).is_some_and(|r| {
+            r.hooks.iter().any(|h| h.point == crate::model::hooks::HookPoint::BeforeDrain)
+        })
+    })?;
+    let host = snap.node(hooked).map_or(hooked.0.as_str(), |n| n.hostname.as_str());
+    Some(format!(
+        "{host} has a before_drain hook: its batch starts once the batch before is verified, so that two batches are never out of service together"
+    ))
+}
+
 /// The shortest rest between two polls of a node: a poll slower than the poll interval is
 /// followed by this much rather than none.
 const MIN_REST: std::time::Duration = std::time::Duration::from_millis(200);
@@ -126,7 +148,11 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                     }
                 };
                 match scheduled {
-                    Ok(Schedule::End(end)) if followers.is_empty() => return Ok(end),
+                    Ok(Schedule::End(end)) if followers.is_empty() => {
+                        // (A node that failed under another coordinator, before it took over.)
+                        self.on_failures(token).await?;
+                        return Ok(end);
+                    }
                     Ok(Schedule::End(_)) => {}
                     Ok(Schedule::Started) => continue,
                     Ok(Schedule::Follow(active)) => {
@@ -325,6 +351,9 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             ));
         }
         let settling = run.verifying_before(pending[0]);
+        if let Some(why) = hooked_early(&snap, &ids, &settling) {
+            return Err((Halt::Guard, why));
+        }
         let sets: Vec<(NodeId, &PackageSet)> = pending
             .iter()
             .map(|&i| (run.nodes[i].node.clone(), run.packages_of(&run.nodes[i])))

@@ -118,6 +118,20 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         Ok(())
     }
 
+    /// Before the run ends: the `on_failure` hook of every node whose part ended in failure and
+    /// has none recorded (one that failed under a coordinator this one took over from).
+    pub(super) async fn on_failures(&self, token: u64) -> Result<(), CoordinatorError> {
+        let Some(run) = self.load_retrying().await?.doc.run else { return Ok(()) };
+        let failed = (0..run.nodes.len()).filter(|&i| {
+            let phase = run.nodes[i].phase;
+            phase.is_terminal() && phase != crate::machine::Phase::Done
+        });
+        for i in failed.collect::<Vec<_>>() {
+            self.on_failure(token, &run, i).await?;
+        }
+        Ok(())
+    }
+
     /// Records `ran` in node `i`, if it is still in `phase`.
     async fn record_hook(
         &self,

@@ -71,9 +71,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         let verdict = self.deadline(run, i, run.gate(i, verdict), now);
         tracing::debug!(node = %p.hostname, phase = ?p.phase, ?verdict, "observed");
         match verdict {
-            Verdict::Complete => {
-                self.on_complete(token, run, i, report.as_ref(), now).await.map(|()| Rest::None)
-            }
+            Verdict::Complete => self.on_complete(token, run, i, report.as_ref(), now).await,
             Verdict::Wait(_) => self.on_wait(token, i, p).await.map(|()| Rest::Poll),
             Verdict::Postponed(_) => Ok(Rest::Poll),
             Verdict::Held(_) => self.on_held(token, i, p, now).await.map(|()| Rest::Held),
@@ -246,7 +244,8 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         (condition(p, &obs, &self.settings.timeouts, now), agent.cloned())
     }
 
-    /// The phase is done: enter the next one (Prefetch also records what a rollback reinstalls).
+    /// The phase is done: enter the next one (Prefetch also records what a rollback reinstalls),
+    /// after the node's hook at that point, if any (see [`super::hooks`]).
     async fn on_complete(
         &self,
         token: u64,
@@ -254,18 +253,21 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         i: usize,
         report: Option<&AgentReport>,
         now: jiff::Timestamp,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<Rest, CoordinatorError> {
         let p = &run.nodes[i];
         match p.phase {
             Phase::Prefetch => match self.hook(token, run, i, HookPoint::BeforeDrain, "").await? {
                 Hooked::Go => {}
                 Hooked::Later(why) => {
                     tracing::info!(node = %p.hostname, %why, "hooks.before_drain is asked again at the next poll");
-                    return Ok(());
+                    return Ok(Rest::Poll);
                 }
-                Hooked::Failed(why) => return self.fail_node(token, i, p, &run.id, why).await,
+                Hooked::Failed(why) => {
+                    return self.fail_node(token, i, p, &run.id, why).await.map(|()| Rest::None);
+                }
             },
-            Phase::VerifyConverged => self.after_verify(token, run, i).await?,
+            // (A node verified after its rollback is not upgraded: its on_failure hook runs.)
+            Phase::VerifyConverged if !p.rolled_back => self.after_verify(token, run, i).await?,
             _ => {}
         }
         let previous = report.map(|r| installed_subset(&r.installed, run.packages_of(p)));
@@ -319,7 +321,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
                 seconds: elapsed(started, now).as_secs(),
             });
         }
-        Ok(())
+        Ok(Rest::None)
     }
 
     /// Not yet: a condition that held (verify's convergence, surge's replicas) starts its window

@@ -72,14 +72,19 @@ pub struct HookRun {
     /// Whether it was killed at the end of `hooks.timeout`.
     #[serde(default)]
     pub timed_out: bool,
+    /// The signal that ended it, when one did (and not its timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
     /// How long it ran, in milliseconds.
     pub millis: u64,
     /// Its output, stdout and stderr together, the last [`OUTPUT_KEPT`] bytes of it.
     pub output: String,
 }
 
-/// How much of a hook's output is kept (its end: where errors are).
-pub const OUTPUT_KEPT: usize = 4096;
+/// How much of a hook's output the run record keeps (its end, where errors are): a shard of 16
+/// nodes' records with three hook runs each stays within the store's write budget. The agent's
+/// journal has 4 KiB.
+pub const OUTPUT_KEPT: usize = 160;
 
 impl HookRun {
     /// Whether it succeeded: exit 0 within its time.
@@ -89,10 +94,11 @@ impl HookRun {
 
     /// What happened, for people: `hooks.before_drain (/etc/…/lb-out) exited 3 after 1.2 s: <last line>`.
     pub fn summary(&self) -> String {
-        let how = match (self.exit, self.timed_out) {
-            (_, true) => "was killed at the end of hooks.timeout".to_string(),
-            (Some(code), false) => format!("exited {code}"),
-            (None, false) => "could not run".to_string(),
+        let how = match (self.exit, self.timed_out, self.signal) {
+            (_, true, _) => "was killed at the end of hooks.timeout".to_string(),
+            (Some(code), false, _) => format!("exited {code}"),
+            (None, false, Some(signal)) => format!("was killed by signal {signal}"),
+            (None, false, None) => "could not run".to_string(),
         };
         let last = self.output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
         format!(
@@ -105,16 +111,21 @@ impl HookRun {
     }
 }
 
-/// The end of `text`, at most [`OUTPUT_KEPT`] bytes, cut at a character boundary.
+/// The end of `text`, at most [`OUTPUT_KEPT`] bytes cut at a character boundary, its control
+/// characters but newlines and tabs shown as `?` (JSON would write each as six).
 pub fn kept(text: &str) -> String {
-    if text.len() <= OUTPUT_KEPT {
-        return text.to_string();
+    let shown: String = text
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' && c != '\t' { '?' } else { c })
+        .collect();
+    if shown.len() <= OUTPUT_KEPT {
+        return shown;
     }
-    let mut from = text.len() - OUTPUT_KEPT;
-    while !text.is_char_boundary(from) {
+    let mut from = shown.len() - OUTPUT_KEPT;
+    while !shown.is_char_boundary(from) {
         from += 1;
     }
-    format!("…{}", &text[from..])
+    format!("…{}", &shown[from..])
 }
 
 #[cfg(test)]
@@ -137,6 +148,7 @@ mod tests {
             command: "/etc/swarm-upgrade/hooks/lb-out".into(),
             exit: Some(3),
             timed_out: false,
+            signal: None,
             millis: 1250,
             output: "connecting\nno such backend\n\n".into(),
         };
@@ -148,17 +160,19 @@ mod tests {
         run.timed_out = true;
         run.exit = None;
         assert!(run.summary().contains("was killed at the end of hooks.timeout"));
-        run.exit = Some(0);
         run.timed_out = false;
+        run.signal = Some(9);
+        assert!(run.summary().contains("was killed by signal 9"));
+        run.exit = Some(0);
         assert!(run.succeeded());
     }
 
     #[test]
-    fn only_the_end_of_a_long_output_is_kept() {
+    fn only_the_end_of_a_long_output_is_kept_without_control_characters() {
         let long = format!("{}é{}", "a".repeat(5000), "z".repeat(100));
         let k = kept(&long);
         assert!(k.starts_with('…') && k.ends_with(&"z".repeat(100)), "{}", &k[..20]);
         assert!(k.len() <= OUTPUT_KEPT + '…'.len_utf8());
-        assert_eq!(kept("short"), "short");
+        assert_eq!(kept("short\n\tline\u{1b}[31m\0"), "short\n\tline?[31m?");
     }
 }

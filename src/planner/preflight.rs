@@ -183,7 +183,7 @@ pub(crate) fn node_checks(
                 RefusalKind::HookUnusable,
                 host,
                 format!("hooks.{} on {host} cannot run: {problem}", h.point.key()),
-                "make it an executable file on that node, or remove the key from that node's [hooks] (its agent reads its own configuration)",
+                "fix it on that node (its agent reads its own configuration at each use), or remove the key from that node's [hooks]",
             ));
         }
     }

@@ -28,6 +28,12 @@ pub const REASON_CHARS: usize = 1024;
 /// The longest recovery kept: the exact steps for a node left failed, which an operator needs whole.
 pub const RECOVERY_CHARS: usize = 4096;
 
+/// The longest attention (an `after_verify` hook's failure) a node's record keeps, in characters.
+pub const ATTENTION_CHARS: usize = 300;
+
+/// The longest hook command a node's record keeps, in characters.
+pub const COMMAND_CHARS: usize = 120;
+
 /// The header's key naming how many nodes the shards hold.
 const SHARDED: &str = "sharded_nodes";
 
@@ -129,16 +135,30 @@ pub fn join(
     StoreDoc::from_json(&value.to_string())
 }
 
-/// A node's record with its reason cut to [`REASON_CHARS`] and its recovery to
-/// [`RECOVERY_CHARS`] (shared as it is when both fit).
+/// A node's record with its reason and attention cut to [`REASON_CHARS`] and its recovery to
+/// [`RECOVERY_CHARS`] (shared as it is when all fit; its hooks' output is kept short already).
 fn capped_node(n: &Arc<NodeProgress>) -> Arc<NodeProgress> {
     let long = |t: &Option<String>, chars: usize| t.as_ref().is_some_and(|t| t.len() > chars);
-    if !long(&n.reason, REASON_CHARS) && !long(&n.recovery, RECOVERY_CHARS) {
+    let long_hook = |h: &crate::model::hooks::HookRun| {
+        h.command.len() > COMMAND_CHARS || h.output.len() > crate::model::hooks::OUTPUT_KEPT + 3
+    };
+    if !long(&n.reason, REASON_CHARS)
+        && !long(&n.recovery, RECOVERY_CHARS)
+        && !long(&n.attention, ATTENTION_CHARS)
+        && !n.hooks.iter().any(long_hook)
+    {
         return Arc::clone(n);
     }
     let mut n = NodeProgress::clone(n);
     cap(&mut n.reason, REASON_CHARS);
     cap(&mut n.recovery, RECOVERY_CHARS);
+    cap(&mut n.attention, ATTENTION_CHARS);
+    for h in &mut n.hooks {
+        let mut command = Some(std::mem::take(&mut h.command));
+        cap(&mut command, COMMAND_CHARS);
+        h.command = command.unwrap_or_default();
+        h.output = crate::model::hooks::kept(&h.output);
+    }
     Arc::new(n)
 }
 

@@ -82,6 +82,31 @@ fn reasons_are_capped() {
     }
     let largest = split(&failed).shards[0].len();
     assert!(largest <= WRITE_BUDGET, "half a shard left failed: {largest} bytes");
+    // Every node of a shard upgraded and marked for attention, with three hook runs each of
+    // the longest output kept (quotes: each written escaped) and a long command.
+    let mut hooked = doc(SHARD_NODES);
+    let output = "\"".repeat(10_000);
+    for n in hooked.run.as_mut().unwrap().nodes.iter_mut() {
+        n.attention = Some("a".repeat(10 * REASON_CHARS));
+        n.hooks = crate::model::hooks::HOOK_POINTS
+            .iter()
+            .map(|&point| crate::model::hooks::HookRun {
+                point,
+                command: format!("/etc/swarm-upgrade/hooks/{}", "c".repeat(200)),
+                exit: Some(1),
+                timed_out: false,
+                signal: None,
+                millis: 300_000,
+                output: output.clone(),
+            })
+            .collect();
+    }
+    let layout = split(&hooked);
+    let largest = layout.shards[0].len();
+    assert!(largest <= WRITE_BUDGET, "a shard of hooked nodes: {largest} bytes");
+    let back = stored(&layout).unwrap().run.unwrap();
+    assert_eq!(back.nodes[0].attention.as_ref().unwrap().chars().count(), ATTENTION_CHARS);
+    assert_eq!(back.nodes[0].hooks[0].command.chars().count(), COMMAND_CHARS);
 }
 
 #[test]

@@ -422,6 +422,7 @@ impl Agents for FakeCluster {
             command: format!("/etc/swarm-upgrade/hooks/{}", hook.point.name()),
             exit: Some(*exit),
             timed_out: false,
+            signal: None,
             millis: 20,
             output: format!("target {}\n", hook.target),
         }))

@@ -202,7 +202,7 @@ fn rolling_upgrade_under_load_loses_no_request() {
 fn install_lb_hooks(l: &LabGuard, node: &str, lb: &str) {
     let dir = "/etc/swarm-upgrade/hooks";
     let script = format!(
-        "mkdir -p {dir} /etc/swarm-upgrade/config.d && cat > {dir}/lb-out <<'EOF'\n{}EOF\ncat > {dir}/lb-in <<'EOF'\n{}EOF\nchmod 755 {dir}/lb-out {dir}/lb-in && printf '[hooks]\\nbefore_drain = \"{dir}/lb-out\"\\nafter_verify = \"{dir}/lb-in\"\\ntimeout = \"1m\"\\n' > /etc/swarm-upgrade/config.d/40-hooks.toml",
+        "mkdir -p {dir} /etc/swarm-upgrade/config.d && cat > {dir}/lb-out <<'EOF'\n{}EOF\ncat > {dir}/lb-in <<'EOF'\n{}EOF\nchmod 755 {dir}/lb-out {dir}/lb-in && printf '[hooks]\\nbefore_drain = \"{dir}/lb-out\"\\nafter_verify = \"{dir}/lb-in\"\\non_failure = \"{dir}/lb-in\"\\ntimeout = \"1m\"\\n' > /etc/swarm-upgrade/config.d/40-hooks.toml",
         xtask::balancer::lb_out(lb),
         xtask::balancer::lb_in(lb)
     );
@@ -211,7 +211,8 @@ fn install_lb_hooks(l: &LabGuard, node: &str, lb: &str) {
 
 /// Issue 17 item 1: each node was in maintenance on the balancer's web backend once, from
 /// before its drain (its before_drain hook, after it started) to after its verification (its
-/// after_verify hook, within seconds), and each hook's run is in the run record.
+/// after_verify hook, within seconds), never beside a node of another batch, and each hook's run
+/// is in the run record.
 fn out_of_the_balancer_during_their_upgrade(
     run: &serde_json::Value,
     maintenance: &xtask::balancer::Maintenance,
@@ -247,6 +248,19 @@ fn out_of_the_balancer_during_their_upgrade(
         let said = n["hooks"][0]["output"].as_str().unwrap();
         assert!(said.contains(&format!("{host} out of web for run ")), "{said}");
         println!("{host}: out of web from {from} to {to}; drained {drained}, verified {verified}");
+    }
+    let batch = |host: &str| {
+        let nodes = run["nodes"].as_array().unwrap();
+        nodes.iter().find(|n| n["hostname"] == host).map(|n| n["batch"].as_u64())
+    };
+    for (a, wa) in maintenance {
+        for (b, wb) in maintenance {
+            if batch(a) == batch(b) {
+                continue;
+            }
+            let overlap = wa.iter().any(|(f1, t1)| wb.iter().any(|(f2, t2)| f1 < t2 && f2 < t1));
+            assert!(!overlap, "{a} and {b}, of two batches, out of web together: {maintenance:?}");
+        }
     }
 }
 
@@ -1804,12 +1818,25 @@ fn a_stop_label_stops_the_run_before_its_next_node() {
 /// Issue 17, item 2, on the same lab once the stop label is gone: a real Prometheus (Debian 12's
 /// package, on this machine) scrapes every agent's metrics and the test's alarm; its rule
 /// `LabAlarm` fires while the alarm is raised, `LabNoise` always (the gate's filter ignores it).
-/// A Prometheus that cannot be asked is refused at `plan`; `plan` shows the gate closed by
-/// LabAlarm. Under load, the run waits before its first node while LabAlarm fires, goes on when
-/// it clears, and, raised again during that node, stops before the next one after gates.wait
-/// (exit 6), that node untouched; the balancer's services lose no request.
+/// A hook that is not executable (item 1) and a Prometheus that cannot be asked are refused at
+/// `plan`; `plan` shows the gate closed by LabAlarm. Under load, the run waits before its first
+/// node while LabAlarm fires, goes on when it clears, and, raised again during that node, stops
+/// before the next one after gates.wait (exit 6), that node untouched; the balancer's services
+/// lose no request.
 fn alert_gate(l: &LabGuard) {
     l.sh("manager2", "docker node update --label-rm swarm-upgrade.stop manager3 >/dev/null");
+    // Item 1's bad configuration: a hook that is not executable on worker2, refused by `plan`.
+    l.sh(
+        "worker2",
+        "mkdir -p /etc/swarm-upgrade/hooks /etc/swarm-upgrade/config.d && printf '#!/bin/sh\\n' > /etc/swarm-upgrade/hooks/lb-out && chmod 644 /etc/swarm-upgrade/hooks/lb-out && printf '[hooks]\\nbefore_drain = \"/etc/swarm-upgrade/hooks/lb-out\"\\n' > /etc/swarm-upgrade/config.d/40-hooks.toml",
+    );
+    let (code, _, err) = l.swarm_upgrade(lab::MANAGER, &["plan", "--to", repo::NEW]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("[worker2] hooks.before_drain on worker2 cannot run: /etc/swarm-upgrade/hooks/lb-out is not executable (chmod +x /etc/swarm-upgrade/hooks/lb-out)"),
+        "{err}"
+    );
+    l.sh("worker2", "rm /etc/swarm-upgrade/config.d/40-hooks.toml");
     for n in &l.nodes {
         l.sh(&n.name, "mkdir -p /etc/swarm-upgrade/config.d && printf '[metrics]\\nagent = \"0.0.0.0:9701\"\\n' > /etc/swarm-upgrade/config.d/50-metrics.toml && systemctl restart swarm-upgrade-agent");
     }
