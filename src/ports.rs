@@ -207,6 +207,11 @@ pub trait Agents {
     ) -> Result<(), PortError>;
     /// Restarts docker.service and waits for the job's result.
     async fn restart_engine(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError>;
+    /// Restarts docker.service once more under the same fence (a node that stays Down after its
+    /// restart): not answered from the memory of [`Agents::restart_engine`]'s order.
+    async fn restart_engine_again(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError> {
+        self.restart_engine(node, op).await
+    }
     /// Runs the node's own hook at `hook.point` (see [`crate::model::hooks`]) and returns how it
     /// went; `None` when the node configures none there. A failed hook is a result, not an error.
     async fn run_hook(

@@ -174,6 +174,7 @@ fn order(token: u64) -> Order {
             version: "5:28.5.2-1~debian.13~trixie".into(),
         }],
         backup_swarm: false,
+        again: false,
     }
 }
 
@@ -220,6 +221,14 @@ async fn only_managers_of_the_same_swarm_are_obeyed_and_tokens_fence_orders() {
     let e = last(m.restart_engine(order(5)).await.unwrap().into_inner()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Aborted);
     assert!(e.message().contains("docker.service failed"), "{e}");
+    // The same restart again is answered from memory; a restart *again* (a node that stays
+    // Down) is carried out.
+    let restarts = || calls.lock().unwrap().iter().filter(|c| *c == "restart").count();
+    let _ = last(m.restart_engine(order(5)).await.unwrap().into_inner()).await;
+    assert_eq!(restarts(), 1);
+    let again = Order { again: true, ..order(5) };
+    let _ = last(m.restart_engine(again).await.unwrap().into_inner()).await;
+    assert_eq!(restarts(), 2);
 
     // A newer coordinator took over: the old token is refused, the backend not called.
     last(m.prefetch(order(6)).await.unwrap().into_inner()).await.unwrap();
@@ -522,6 +531,7 @@ fn order_of(token: u64, names: &[&str]) -> Order {
             .map(|n| pb::Package { name: n.to_string(), version: "1.0".into() })
             .collect(),
         backup_swarm: false,
+        again: false,
     }
 }
 

@@ -218,6 +218,13 @@ impl Agents for GrpcAgents {
         finish(node, c.restart_engine(order(&PackageSet::default(), op)).await).await
     }
 
+    async fn restart_engine_again(&self, node: &AgentTarget, op: &OpKey) -> Result<(), PortError> {
+        let mut c = self.client(node, "restart").await?;
+        let mut req = order(&PackageSet::default(), op);
+        req.get_mut().again = true;
+        finish(node, c.restart_engine(req).await).await
+    }
+
     async fn rollback(
         &self,
         node: &AgentTarget,

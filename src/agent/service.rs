@@ -462,7 +462,10 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
         &self,
         req: Request<pb::Order>,
     ) -> Result<Response<ProgressStream>, Status> {
-        self.package_order(req, "restart", |b, _, op| {
+        // (A restart again under the same fence is an order of its own, not answered from
+        // the memory of the first.)
+        let op = if req.get_ref().again { "restart-again" } else { "restart" };
+        self.package_order(req, op, |b, _, op| {
             b.restart_engine(op).map(|_| "docker.service restarted".to_string())
         })
         .await

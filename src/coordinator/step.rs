@@ -82,6 +82,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             Verdict::Fail(why) => {
                 self.fail_node(token, i, p, &run.id, why).await.map(|()| Rest::None)
             }
+            Verdict::Kick(why) => self.kick(token, run, i, &why, now).await.map(|()| Rest::Poll),
             Verdict::Rejoin => {
                 tracing::warn!(node = %p.hostname, "engine runs but the node is not in the swarm: rejoining");
                 self.update_node(token, i, p.phase, |n| Ok(n.needs_rejoin(now)?))
@@ -322,6 +323,32 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
             });
         }
         Ok(Rest::None)
+    }
+
+    /// Node `i` is Down in the swarm's view while its engine runs: its engine is restarted, once
+    /// in the phase (marked first, so that a restart that fails or hangs is not repeated).
+    async fn kick(
+        &self,
+        token: u64,
+        run: &RunRecord,
+        i: usize,
+        why: &str,
+        now: jiff::Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        let p = &run.nodes[i];
+        tracing::warn!(node = %p.hostname, %why, "restarting a node's engine that stays Down");
+        self.update_node(token, i, p.phase, |n| {
+            n.kicked_at = Some(now);
+            Ok(())
+        })
+        .await?;
+        let target = agent_target(&p.hostname, &p.addr, &p.node);
+        let op =
+            OpKey { run_id: run.id.clone(), token, limit: Some(self.settings.timeouts.restart) };
+        if let Err(e) = self.ports.agents.restart_engine_again(&target, &op).await {
+            tracing::warn!(node = %p.hostname, error = %e, "the engine restart of a node that stays Down failed: its WaitReady goes on to its limit");
+        }
+        Ok(())
     }
 
     /// Not yet: a condition that held (verify's convergence, surge's replicas) starts its window

@@ -33,6 +33,9 @@ pub enum Verdict {
     Fail(String),
     /// The engine runs at the expected version, but the node is no longer in the swarm.
     Rejoin,
+    /// The node is Down in the swarm's view for [`KICK_AFTER`] while its engine runs and holds
+    /// its swarm state: restart its engine, once in the phase; the text says why.
+    Kick(String),
     /// The swarm missed the scale-down of these surged services: write their replica count again.
     Rescale(Vec<MissedScaleDown>),
 }
@@ -115,7 +118,7 @@ pub fn deadline(
         return verdict;
     }
     match verdict {
-        Verdict::Wait(why) | Verdict::Postponed(why) => {
+        Verdict::Wait(why) | Verdict::Postponed(why) | Verdict::Kick(why) => {
             let limit = p.phase.timeout(timeouts).unwrap_or(Duration::ZERO);
             Verdict::Fail(format!(
                 "{:?} on {} timed out after {}s: {why}",
@@ -257,6 +260,9 @@ pub(crate) fn condition(
             }
             let what = format!("{host} is {:?} at engine {}", node.state, node.engine_version)
                 .to_lowercase();
+            if let Some(why) = stuck_down(p, obs, node.state, now) {
+                return Verdict::Kick(format!("{why} ({what})"));
+            }
             rejoin_or_wait(p, obs, &what)
         }
         Phase::Reactivate => done_if(
@@ -351,6 +357,38 @@ fn expected_engine(p: &NodeProgress, obs: &Observation<'_>) -> Option<crate::mod
 
 /// The node is not Ready: if its engine runs and says it is not in the swarm (or holds another
 /// node ID), it must rejoin; otherwise keep waiting.
+/// How long a node may stay Down in the swarm's view after its engine restarted, the engine
+/// running and holding its swarm state, before its engine is restarted once more: in the lab a
+/// node whose engine restarted twice in seconds (a failed start, then a rollback) once never
+/// registered its session with the managers again, and stayed Down until its next restart.
+pub const KICK_AFTER: Duration = Duration::from_secs(90);
+
+/// Why node `p` (in WaitReady, its entry `state`) should have its engine restarted, if it should:
+/// Down for [`KICK_AFTER`] with its engine active and locally in its swarm as itself, and not
+/// restarted so in this phase yet.
+fn stuck_down(
+    p: &NodeProgress,
+    obs: &Observation<'_>,
+    state: NodeState,
+    now: Timestamp,
+) -> Option<String> {
+    let local = obs.agent.filter(|a| a.engine_active)?.local_swarm.as_ref()?;
+    let kicked = p.kicked_at.is_some_and(|t| t >= p.phase_started);
+    let waited = elapsed(p.phase_started, now);
+    (state == NodeState::Down
+        && local.state == LocalSwarmState::Active
+        && local.node_id == p.node.0
+        && waited >= KICK_AFTER
+        && !kicked)
+        .then(|| {
+            format!(
+                "{} has been Down in the swarm's view for {} s while its engine runs in the swarm: restarting its engine once",
+                p.hostname,
+                waited.as_secs()
+            )
+        })
+}
+
 fn rejoin_or_wait(p: &NodeProgress, obs: &Observation<'_>, what: &str) -> Verdict {
     if let Some(local) = obs.agent.filter(|a| a.engine_active).and_then(|a| a.local_swarm.as_ref())
     {

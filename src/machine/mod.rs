@@ -196,6 +196,10 @@ pub struct NodeProgress {
     /// Since when its finished surge has been held for the batch before it (pipelining).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_since: Option<Timestamp>,
+    /// When its engine was last restarted because it stayed Down in the swarm's view while
+    /// running (see [`decide::KICK_AFTER`]): once a WaitReady phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kicked_at: Option<Timestamp>,
     /// Why the node failed, rolled back or was restored.
     pub reason: Option<String>,
     /// For a node left failed: its state and the exact steps that bring it back (see
@@ -258,6 +262,7 @@ impl NodeProgress {
             converged_since: None,
             rescaled_at: None,
             held_since: None,
+            kicked_at: None,
             reason: None,
             recovery: None,
             hooks: Vec::new(),

@@ -81,6 +81,7 @@ mod tests {
             converged_since: None,
             rescaled_at: None,
             held_since: None,
+            kicked_at: None,
             reason: Some("Rollback on worker1: docker.service failed".into()),
             recovery: None,
             hooks: vec![],

@@ -475,3 +475,46 @@ fn a_batch_mate_s_drain_does_not_undo_a_node_s_surge() {
         "{short:?}"
     );
 }
+
+/// A node Down in the swarm's view after its restart, while its engine runs in the swarm as
+/// itself: waited for [`decide::KICK_AFTER`], then its engine is restarted, once in the phase;
+/// the phase's limit still applies.
+#[test]
+fn a_node_that_stays_down_while_its_engine_runs_is_restarted_once() {
+    let mut snap: crate::model::ClusterSnapshot =
+        serde_json::from_str(include_str!("../../tests/fixtures/five-node.json")).unwrap();
+    let w1 = snap.nodes.iter_mut().find(|n| n.hostname == "worker1").unwrap();
+    w1.state = crate::model::NodeState::Down;
+    let id = w1.id.clone();
+    let mut p = progress();
+    p.node = id.clone();
+    p.phase = Phase::WaitReady;
+    p.phase_started = t(0);
+    let packages = set();
+    let report = crate::model::AgentReport {
+        engine_active: true,
+        local_swarm: Some(crate::model::LocalSwarm {
+            node_id: id.0.clone(),
+            state: crate::model::LocalSwarmState::Active,
+        }),
+        ..Default::default()
+    };
+    let obs = decide::Observation { agent: Some(&report), ..observed(&snap, &packages) };
+    let timeouts = Settings::default().timeouts;
+    let kick = decide::KICK_AFTER.as_secs() as i64;
+    let at = |p: &NodeProgress, secs| decide::condition(p, &obs, &timeouts, t(secs));
+    assert!(matches!(at(&p, kick - 1), decide::Verdict::Wait(_)));
+    let decide::Verdict::Kick(why) = at(&p, kick) else { panic!("{:?}", at(&p, kick)) };
+    assert!(why.starts_with("worker1 has been Down in the swarm's view for 90 s while its engine runs in the swarm: restarting its engine once"), "{why}");
+    p.kicked_at = Some(t(kick));
+    assert!(matches!(at(&p, kick + 60), decide::Verdict::Wait(_)), "once in the phase");
+    let limit = timeouts.ready.as_secs() as i64;
+    let late = decide::deadline(&p, at(&p, limit + 1), &timeouts, t(limit + 1));
+    assert!(matches!(late, decide::Verdict::Fail(_)), "{late:?}");
+    // Another node ID locally (a stranger) is rejoined, not restarted.
+    let mut other = report.clone();
+    other.local_swarm.as_mut().unwrap().node_id = "someone-else".into();
+    let obs = decide::Observation { agent: Some(&other), ..observed(&snap, &packages) };
+    p.kicked_at = None;
+    assert_eq!(decide::condition(&p, &obs, &timeouts, t(kick)), decide::Verdict::Rejoin);
+}

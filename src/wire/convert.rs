@@ -11,6 +11,7 @@ use crate::model::{
 pub fn order(set: &PackageSet, run_id: &str, token: u64) -> pb::Order {
     pb::Order {
         backup_swarm: false,
+        again: false,
         fence: Some(pb::Fence { run_id: run_id.to_string(), token }),
         packages: set
             .0
