@@ -12,7 +12,9 @@ use std::time::Duration;
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::events::Event;
 use crate::model::hooks::{HookPoint, HookRun};
-use crate::ports::{Agents, Clock, HookOrder, OpKey, PortError, StateStore, Swarm};
+use crate::ports::{
+    Agents, Clock, DESCRIBE_LIMIT, HookOrder, Lists, OpKey, PortError, StateStore, Swarm,
+};
 use crate::run::RunRecord;
 
 /// What the coordinator allows a hook's order beyond the coordinator's own `hooks.timeout` (the
@@ -97,7 +99,7 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     }
 
     /// Node `i`'s part ended in failure: its `on_failure` hook, once (a coordinator that finds
-    /// one recorded does not run it again), best effort.
+    /// one recorded does not run it again), best effort, if its agent answers and names one.
     pub(super) async fn on_failure(
         &self,
         token: u64,
@@ -106,6 +108,18 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
         if p.hooks.iter().any(|h| h.point == HookPoint::OnFailure) {
+            return Ok(());
+        }
+        // Only a node whose agent answers, within the describe's limit, and names the hook is
+        // asked: a failed node's agent is often the one gone (a hook's order may wait minutes).
+        let target = agent_target(&p.hostname, &p.addr, &p.node);
+        let configured = tokio::select! {
+            r = self.ports.agents.describe(&target, Lists::AsTheyAre) => r.is_ok_and(|r| {
+                r.hooks.iter().any(|h| h.point == HookPoint::OnFailure)
+            }),
+            () = self.ports.clock.sleep(DESCRIBE_LIMIT) => false,
+        };
+        if !configured {
             return Ok(());
         }
         let reason = p.reason.clone().unwrap_or_default();
