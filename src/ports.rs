@@ -197,7 +197,8 @@ pub trait Agents {
         op: &OpKey,
     ) -> Result<(), PortError>;
     /// Installs the exact package set in one transaction (held afterwards); with `backup`
-    /// (a manager), first stops the engine and archives its swarm state.
+    /// (a manager), the engine's next start (its restart by the install, or the Restart
+    /// phase's) first archives its swarm state.
     async fn upgrade(
         &self,
         node: &AgentTarget,

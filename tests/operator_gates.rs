@@ -247,10 +247,11 @@ async fn each_manager_s_swarm_state_is_archived_before_its_install_and_reported(
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_backup_managers_no_archive_is_taken() {
+async fn with_backup_managers_off_no_archive_is_taken() {
     let c = cluster();
-    assert!(!Settings::default().backup_managers, "off unless configured");
-    let rec = run(&c, &Settings::default(), &to(NEW), "manager1/1").await.unwrap();
+    assert!(Settings::default().backup_managers, "on unless configured off");
+    let settings = Settings { backup_managers: false, ..Settings::default() };
+    let rec = run(&c, &settings, &to(NEW), "manager1/1").await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Succeeded), "{:?}", rec.reason);
     assert!(!c.world.lock().unwrap().log.iter().any(|l| l.starts_with("backup")));
     assert!(rec.nodes.iter().all(|n| n.swarm_backup.is_none()));

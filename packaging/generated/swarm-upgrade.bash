@@ -25,6 +25,9 @@ _swarm__upgrade() {
             swarm__upgrade,approve)
                 cmd="swarm__upgrade__subcmd__approve"
                 ;;
+            swarm__upgrade,archive-swarm)
+                cmd="swarm__upgrade__subcmd__archive__subcmd__swarm"
+                ;;
             swarm__upgrade,help)
                 cmd="swarm__upgrade__subcmd__help"
                 ;;
@@ -58,6 +61,9 @@ _swarm__upgrade() {
             swarm__upgrade__subcmd__help,approve)
                 cmd="swarm__upgrade__subcmd__help__subcmd__approve"
                 ;;
+            swarm__upgrade__subcmd__help,archive-swarm)
+                cmd="swarm__upgrade__subcmd__help__subcmd__archive__subcmd__swarm"
+                ;;
             swarm__upgrade__subcmd__help,help)
                 cmd="swarm__upgrade__subcmd__help__subcmd__help"
                 ;;
@@ -89,7 +95,7 @@ _swarm__upgrade() {
 
     case "${cmd}" in
         swarm__upgrade)
-            opts="-v -h -V --config --output --verbose --help --version plan run resume status abort approve unlock snapshot report agent help"
+            opts="-v -h -V --config --output --verbose --help --version plan run resume status abort approve unlock snapshot report agent archive-swarm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -176,8 +182,46 @@ _swarm__upgrade() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        swarm__subcmd__upgrade__subcmd__archive__subcmd__swarm)
+            opts="-v -h --swarm --dir --run --keep --config --output --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --swarm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --run)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         swarm__subcmd__upgrade__subcmd__help)
-            opts="plan run resume status abort approve unlock snapshot report agent help"
+            opts="plan run resume status abort approve unlock snapshot report agent archive-swarm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,6 +263,20 @@ _swarm__upgrade() {
             return 0
             ;;
         swarm__subcmd__upgrade__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        swarm__subcmd__upgrade__subcmd__help__subcmd__archive__subcmd__swarm)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -170,6 +170,11 @@ impl Systemd {
         manager.reload().await.map_err(bus)
     }
 
+    /// Has systemd read its unit files again (`systemctl daemon-reload`).
+    pub async fn reload(&self) -> Result<(), UnitError> {
+        ManagerProxy::new(&self.conn).await.map_err(bus)?.reload().await.map_err(bus)
+    }
+
     /// Queues the `kind` job (`restart` or `stop`) of `unit`, replacing any pending one, and
     /// waits (at most `limit`) for its result.
     async fn job(&self, unit: &str, kind: &'static str, limit: Duration) -> Result<(), UnitError> {

@@ -1,17 +1,14 @@
 //! The free Raft backup (issue 17): a manager's swarm state (`<data root>/swarm`), archived
 //! while its engine is stopped, as Docker's administration guide advises ("Back up the swarm":
 //! stop the engine, back up the whole directory, start it), at the one moment an upgrade stops
-//! the engine anyway. The archives go to a directory of their own (mode 0700, each archive 0600:
+//! the engine anyway: inside the restart that starts the new engine (a runtime drop-in's
+//! `ExecStartPre`), so the engine is down for one restart, as without the backup. The archives go to a directory of their own (mode 0700, each archive 0600:
 //! they hold the swarm's keys), written whole then renamed, and only the newest few are kept.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::adapters::systemd::Systemd;
-
-/// The engine's unit, stopped for the archive.
-const ENGINE_UNIT: &str = "docker.service";
 
 /// The archives' directory under the agent's state directory.
 pub const DIR: &str = "swarm-backups";
@@ -60,29 +57,114 @@ pub fn archive(swarm: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
     }
 }
 
-/// The cold backup: masks the engine (so that no client on docker.sock starts it again
-/// meanwhile, see [`super::mask`]), stops it (within `stop`), archives `swarm` into `dir/name`,
-/// and lifts the mask, whatever happened; the engine stays stopped until the install starts it.
-/// Returns the archive's path.
-pub(crate) async fn cold(
-    systemd: &Systemd,
-    stop: Duration,
+/// The runtime drop-in (gone at the next boot) that has the engine's next start archive its
+/// swarm state first: the engine is then stopped by that restart (the package's own, or the
+/// Restart phase's), so the backup costs no stop of its own.
+pub const DROP_IN: &str = "/run/systemd/system/docker.service.d/50-swarm-upgrade-backup.conf";
+
+/// The characters a path passed to systemd may have here: no quoting, no specifiers.
+fn plain(path: &Path) -> Result<&str, String> {
+    let text = path.to_str().filter(|t| {
+        t.starts_with('/')
+            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._+-@:".contains(&b))
+    });
+    text.ok_or_else(|| {
+        format!(
+            "{} cannot be passed to systemd as it is (only letters, digits and /._+-@: are): choose an agent.state_dir, and a data root, without other characters, or set upgrade.backup_managers = false",
+            path.display()
+        )
+    })
+}
+
+/// The drop-in's text: an `ExecStartPre` (its failure ignored, `-`: the engine starts
+/// whatever becomes of the archive) running `exe archive-swarm` for run `run_id`.
+pub fn drop_in(
+    exe: &Path,
     swarm: &Path,
     dir: &Path,
-    name: &str,
-) -> Result<PathBuf, String> {
-    let archived = async {
-        super::mask::hold(systemd).await.map_err(|e| e.to_string())?;
-        systemd
-            .stop(ENGINE_UNIT, stop)
-            .await
-            .map_err(|e| format!("stopping {ENGINE_UNIT}: {e}"))?;
-        archive(swarm, dir, name).map_err(|e| format!("archiving {}: {e}", swarm.display()))
+    run_id: &str,
+    keep: usize,
+) -> Result<String, String> {
+    crate::model::check_run_id(run_id).map_err(|e| e.to_string())?;
+    let (exe, swarm, dir) = (plain(exe)?, plain(swarm)?, plain(dir)?);
+    Ok(format!(
+        "# Written by swarm-upgrade's agent for run {run_id}: the engine's swarm state is archived\n\
+         # while the engine is stopped by its upgrade's restart. Removed once that restart is done.\n\
+         [Service]\n\
+         ExecStartPre=-{exe} archive-swarm --swarm {swarm} --dir {dir} --run {run_id} --keep {keep}\n"
+    ))
+}
+
+/// What `swarm-upgrade archive-swarm` does, run by the engine's unit before it starts: the
+/// archive of run `run_id`, unless this run took one already (the unit may start more than
+/// once while the drop-in is there), then the newest `keep` kept. The archive's path, or `None`
+/// when it was there already.
+pub fn archive_for_run(
+    swarm: &Path,
+    dir: &Path,
+    run_id: &str,
+    keep: usize,
+) -> Result<Option<PathBuf>, String> {
+    crate::model::check_run_id(run_id).map_err(|e| e.to_string())?;
+    if of_run(dir, run_id).is_some() {
+        return Ok(None);
     }
-    .await;
-    let unmasked = super::mask::release(systemd).await.map_err(|e| e.to_string());
-    let path = archived?;
-    unmasked.map(|()| path)
+    let name = file_name(run_id, jiff::Timestamp::now());
+    let path = archive(swarm, dir, &name)
+        .map_err(|e| format!("archiving {} into {}: {e}", swarm.display(), dir.display()))?;
+    if let Err(e) = rotate(dir, keep) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove older swarm-state archives");
+    }
+    Ok(Some(path))
+}
+
+/// The bytes of the files under `path` (symbolic links not followed).
+pub fn size_of(path: &Path) -> io::Result<u64> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        total += size_of(&entry?.path())?;
+    }
+    Ok(total)
+}
+
+/// Writes [`DROP_IN`] with `text` and has systemd read it.
+pub(crate) async fn arm(systemd: &Systemd, text: &str) -> Result<(), String> {
+    let path = Path::new(DROP_IN);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("writing {DROP_IN}: {e}"))?;
+    systemd.reload().await.map_err(|e| e.to_string())
+}
+
+/// Removes [`DROP_IN`], if there, and has systemd forget it.
+pub(crate) async fn disarm(systemd: &Systemd) -> Result<(), String> {
+    match std::fs::remove_file(DROP_IN) {
+        Ok(()) => systemd.reload().await.map_err(|e| e.to_string()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {DROP_IN}: {e}")),
+    }
+}
+
+/// At the agent's start: removes a drop-in an earlier run of the agent left (it died between
+/// the install and the engine's restart).
+pub(crate) async fn disarm_left_over() {
+    if !Path::new(DROP_IN).exists() {
+        return;
+    }
+    tracing::warn!("removing the swarm-state backup's drop-in an interrupted upgrade left");
+    let result = match Systemd::system().await {
+        Ok(systemd) => disarm(&systemd).await,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot remove {DROP_IN}: remove it and run `systemctl daemon-reload` on this node");
+    }
 }
 
 /// The archives in `dir`, newest first.
@@ -192,5 +274,59 @@ mod tests {
         assert_eq!(rotate(&dir, 0).unwrap(), ["swarm-20261202T000000Z-c.tar.gz"], "one at least");
         assert!(dir.join("notes.txt").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_drop_in_runs_this_binary_for_the_run_and_ignores_its_failure() {
+        let text = drop_in(
+            Path::new("/usr/bin/swarm-upgrade"),
+            Path::new("/var/lib/docker/swarm"),
+            Path::new("/var/lib/swarm-upgrade/swarm-backups"),
+            "20261205T090000Z-ab12",
+            3,
+        )
+        .unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "[Service]",
+                "ExecStartPre=-/usr/bin/swarm-upgrade archive-swarm --swarm /var/lib/docker/swarm --dir /var/lib/swarm-upgrade/swarm-backups --run 20261205T090000Z-ab12 --keep 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_path_systemd_would_read_otherwise_is_refused_with_the_way_out() {
+        let ok = Path::new("/var/lib/docker/swarm");
+        for bad in ["/var/lib/my docker", "/var/lib/%h", "/var/lib/$X", "relative", "/a\"nb"] {
+            let e = drop_in(Path::new("/usr/bin/swarm-upgrade"), ok, Path::new(bad), "r1", 3)
+                .unwrap_err();
+            assert!(e.contains("upgrade.backup_managers = false"), "{bad}: {e}");
+        }
+        let e = drop_in(Path::new("/usr/bin/x"), ok, ok, "a/b", 3).unwrap_err();
+        assert!(!e.is_empty(), "a run ID that is no path component is refused");
+    }
+
+    #[test]
+    fn one_archive_a_run_however_often_the_engine_starts() {
+        let root = tmp("backup-run");
+        let swarm = root.join("swarm");
+        std::fs::create_dir_all(swarm.join("raft")).unwrap();
+        std::fs::write(swarm.join("raft/0.wal"), vec![7u8; 1000]).unwrap();
+        std::fs::write(swarm.join("state.json"), b"[]").unwrap();
+        assert_eq!(size_of(&swarm).unwrap(), 1002);
+        let dir = root.join(DIR);
+        let first = archive_for_run(&swarm, &dir, "run-1", 2).unwrap().expect("an archive");
+        assert_eq!(archive_for_run(&swarm, &dir, "run-1", 2).unwrap(), None, "taken already");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        archive_for_run(&swarm, &dir, "run-2", 2).unwrap().expect("the next run's");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        archive_for_run(&swarm, &dir, "run-3", 2).unwrap().expect("and the one after");
+        assert!(!first.exists(), "the oldest went: two kept");
+        assert_eq!(list(&dir).len(), 2);
+        let e = archive_for_run(&root.join("none"), &dir, "run-4", 2).unwrap_err();
+        assert!(e.contains("holds no swarm state"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -105,47 +105,76 @@ impl HostBackend {
         self
     }
 
-    /// The cold backup before an upgrade ([`backup::cold`]) under the engine's data root, once
-    /// per run: an order sent again (a busy node, a coordinator that took over) finds this run's
-    /// archive and leaves the engine alone. Whether it stopped the engine; on failure the engine
-    /// is started again and nothing is installed.
-    fn back_up_swarm(&self, op: &OpKey) -> Result<bool, NodeError> {
+    /// The free backup before an upgrade, once per run: [`backup::DROP_IN`] has the engine's
+    /// next start (the install's own restart, or the Restart phase's) archive its swarm state
+    /// first, under the engine's data root. Whether it was armed: an order sent again (a busy
+    /// node, a coordinator that took over) finds this run's archive and arms nothing. Refused,
+    /// with nothing changed, when the node holds no swarm state or the archive cannot fit.
+    fn arm_backup(&self, op: &OpKey) -> Result<bool, NodeError> {
         let (dir, keep) = &self.backups;
         // The run ID names the archive: one path component, or refused.
         crate::model::check_run_id(&op.run_id).map_err(|e| NodeError::Invalid(e.to_string()))?;
         if let Some(done) = backup::of_run(dir, &op.run_id) {
             tracing::info!(archive = %done, "this run's swarm-state archive is taken already");
-            // An engine still down since (its restart after a failed install failed too) is
-            // this order's to start again if the install fails once more.
-            return Ok(self.runtime.block_on(self.docker.ping()).is_err());
+            return Ok(false);
         }
         let root = self.runtime.block_on(self.docker.info()).ok().and_then(|i| i.docker_root_dir);
         let swarm =
             std::path::Path::new(root.as_deref().unwrap_or("/var/lib/docker")).join("swarm");
-        let name = backup::file_name(&op.run_id, jiff::Timestamp::now());
-        let stop = op.limit.unwrap_or(self.restart_limit).min(self.restart_limit);
-        let cold = self.runtime.block_on(async {
-            let systemd = self.systemd().await.map_err(|e| e.to_string())?;
-            backup::cold(&systemd, stop, &swarm, dir, &name).await
-        });
-        match cold {
-            Ok(path) => {
-                tracing::info!(archive = %path.display(), "swarm state archived with the engine stopped");
-                if let Err(e) = backup::rotate(dir, *keep) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove older swarm-state archives");
-                }
-                Ok(true)
+        let refused = |why: String| {
+            NodeError::Failed(format!(
+                "the swarm state cannot be archived before the upgrade ({why}); nothing was changed; free space under {} or set upgrade.backup_managers = false",
+                dir.display()
+            ))
+        };
+        let size =
+            backup::size_of(&swarm).map_err(|e| refused(format!("{}: {e}", swarm.display())))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| refused(format!("creating {}: {e}", dir.display())))?;
+        }
+        // Uncompressed, the archive's bound; a full disk would also stop the engine's start.
+        let free = free_bytes(&dir.display().to_string())?;
+        if free < size.saturating_mul(2) {
+            return Err(refused(format!(
+                "{free} bytes free under {}, {size} bytes of swarm state",
+                dir.display()
+            )));
+        }
+        let exe = std::env::current_exe()
+            .ok()
+            .map(|p| p.display().to_string().trim_end_matches(" (deleted)").to_string())
+            .unwrap_or_else(|| "/usr/bin/swarm-upgrade".into());
+        let text =
+            backup::drop_in(exe.as_ref(), &swarm, dir, &op.run_id, *keep).map_err(refused)?;
+        self.runtime.block_on(async {
+            let systemd = self.systemd().await?;
+            backup::arm(&systemd, &text).await.map_err(failed)
+        })?;
+        tracing::info!(swarm = %swarm.display(), "the engine's next start archives its swarm state first");
+        Ok(true)
+    }
+
+    /// Removes the backup's drop-in (once the restart it waited for is done, or the install
+    /// failed), saying so when the restart archived nothing.
+    async fn disarm_backup(&self, systemd: &Systemd, run_id: &str) {
+        if !std::path::Path::new(backup::DROP_IN).exists() {
+            return;
+        }
+        match backup::of_run(&self.backups.0, run_id) {
+            Some(name) => {
+                tracing::info!(archive = %name, "swarm state archived with the engine stopped")
             }
-            Err(why) => {
-                let engine = match self.restart_engine(op) {
-                    Ok(()) => "the engine was started again".to_string(),
-                    Err(e) => format!("starting the engine again failed too ({e})"),
-                };
-                Err(NodeError::Failed(format!(
-                    "the swarm state could not be archived before the upgrade ({why}); nothing was installed and {engine}; free space under {} or set upgrade.backup_managers = false",
-                    dir.display()
-                )))
-            }
+            None => tracing::warn!(
+                "no archive of the swarm state was taken for this run: see `journalctl -u docker.service` on this node"
+            ),
+        }
+        if let Err(e) = backup::disarm(systemd).await {
+            tracing::warn!(error = %e, "cannot remove the backup's drop-in");
         }
     }
 
@@ -379,7 +408,7 @@ impl NodeBackend for HostBackend {
 
     fn upgrade(&self, set: &PackageSet, op: &OpKey, backup: bool) -> Result<(), NodeError> {
         let ordered = Instant::now();
-        let stopped = backup && self.back_up_swarm(op)?;
+        let armed = backup && self.arm_backup(op)?;
         // The install gets what the backup left of the order's time.
         let op =
             &OpKey { limit: op.limit.map(|l| l.saturating_sub(ordered.elapsed())), ..op.clone() };
@@ -387,17 +416,17 @@ impl NodeBackend for HostBackend {
         *self.install_began.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(std::time::SystemTime::now());
         let installed = self.apt.install(set, InstallMode::Upgrade, op);
-        if stopped && installed.is_err() {
-            // The backup stopped the engine and nothing started it (a busy dpkg lock, a failed
-            // install): whatever is installed runs again, as before the order, with a restart's
-            // own time (the order's may be spent).
-            let restart = OpKey { limit: Some(self.restart_limit), ..op.clone() };
-            if let Err(e) = self.restart_engine(&restart) {
-                tracing::warn!(error = %e, "starting the engine again after a failed install failed too");
-            }
+        // docker-ce's maintainer scripts restart the engine inside the transaction, which
+        // archived the swarm state; otherwise the Restart phase's restart will.
+        let restarted = backup::of_run(&self.backups.0, &op.run_id).is_some();
+        if armed && (installed.is_err() || restarted) {
+            self.runtime.block_on(async {
+                if let Ok(systemd) = self.systemd().await {
+                    self.disarm_backup(&systemd, &op.run_id).await;
+                }
+            });
         }
         installed?;
-        // docker-ce's maintainer scripts restart the engine inside the transaction.
         let left = op.limit.map_or(UNLOCK_LIMIT, |l| l.saturating_sub(started.elapsed()));
         self.runtime.block_on(self.unlock_if_locked(left))
     }
@@ -418,13 +447,16 @@ impl NodeBackend for HostBackend {
             );
             if let Some(why) = done.await {
                 tracing::info!(%why, "the engine is not restarted again");
+                self.disarm_backup(&systemd, &op.run_id).await;
                 return self.unlock_if_locked(limit).await;
             }
             // A unit past its start limit refuses restarts until its failed state is cleared
             // (the socket too: activations refused while the engine was masked fail it).
             let _ = systemd.reset_failed(ENGINE_UNIT).await;
             let _ = systemd.reset_failed("docker.socket").await;
-            systemd.restart(ENGINE_UNIT, limit).await.map_err(failed)?;
+            let restarted = systemd.restart(ENGINE_UNIT, limit).await.map_err(failed);
+            self.disarm_backup(&systemd, &op.run_id).await;
+            restarted?;
             self.docker.ping().await.map_err(|e| {
                 NodeError::Failed(format!(
                     "docker.service restarted but dockerd does not answer: {e}"

@@ -42,7 +42,7 @@ pub(crate) async fn release_left_over() {
     if !Path::new(MARKER).exists() {
         return;
     }
-    tracing::warn!("the engine was left masked by an interrupted rollback or backup: unmasking it");
+    tracing::warn!("the engine was left masked by an interrupted rollback: unmasking it");
     let result = match Systemd::system().await {
         Ok(systemd) => release(&systemd).await,
         Err(e) => Err(e),

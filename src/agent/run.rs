@@ -17,6 +17,7 @@ pub async fn run(settings: &Settings, config: Option<&std::path::Path>) -> Resul
     crate::sd_notify::spawn_watchdog();
     // Before anything waits for the engine: a mask left by a rollback cut short keeps it down.
     mask::release_left_over().await;
+    super::backup::disarm_left_over().await;
     if !settings.agent.insecure {
         let certificates = || async {
             match tls::awaited_swarm_certificates(&settings.agent) {

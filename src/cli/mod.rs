@@ -191,6 +191,23 @@ pub enum Command {
     },
     /// Run the node agent (started by swarm-upgrade-agent.service).
     Agent,
+    /// Archive a manager's swarm state for a run (the engine's unit runs it before the engine
+    /// starts, while an upgrade with upgrade.backup_managers is under way).
+    #[command(hide = true)]
+    ArchiveSwarm {
+        /// The engine's swarm directory.
+        #[arg(long, value_name = "DIR")]
+        swarm: PathBuf,
+        /// Where archives go.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The run's ID.
+        #[arg(long, value_name = "RUN")]
+        run: String,
+        /// How many archives to keep.
+        #[arg(long, value_name = "N")]
+        keep: usize,
+    },
 }
 
 /// Whether `run`/`resume` draw live progress: text output to a terminal (`-v` keeps log lines).
@@ -268,6 +285,15 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             report(&settings()?, file, *svg, load.as_deref(), out.as_deref(), cli.output)
         }
         Command::Agent => live::agent(&settings()?, cli.config.as_deref()),
+        Command::ArchiveSwarm { swarm, dir, run, keep } => {
+            use crate::agent::backup::archive_for_run;
+            match archive_for_run(swarm, dir, run, *keep) {
+                Ok(Some(path)) => println!("swarm state archived to {}", path.display()),
+                Ok(None) => println!("run {run}'s archive of the swarm state is there already"),
+                Err(why) => return Err(Failure::new(exit::RUN_FAILED, why)),
+            }
+            Ok(())
+        }
     }
 }
 

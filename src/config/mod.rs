@@ -214,8 +214,8 @@ pub struct Settings {
     pub max_major_skew: u32,
     /// What to do with a node that runs containers no service owns.
     pub standalone: StandalonePolicy,
-    /// Archive a manager's swarm state (`<data root>/swarm`) with its engine stopped, just before
-    /// its packages are installed (the install starts the engine again).
+    /// Archive a manager's swarm state (`<data root>/swarm`) with its engine stopped, inside
+    /// the restart that starts its new engine (on by default).
     pub backup_managers: bool,
     /// How many such archives a manager's agent keeps under `agent.state_dir/swarm-backups`
     /// (the oldest go first).
@@ -281,7 +281,7 @@ impl Default for Settings {
             allow_downgrade: false,
             max_major_skew: 2,
             standalone: StandalonePolicy::Allow,
-            backup_managers: false,
+            backup_managers: true,
             backup_keep: 3,
             canary: 0,
             soak: None,

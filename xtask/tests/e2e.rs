@@ -65,11 +65,6 @@ fn rolling_upgrade_under_load_loses_no_request() {
             receiver.url
         ),
     );
-    // Issue 17 item 5: the coordinator's configuration asks for the managers' backups.
-    l.sh(
-        lab::MANAGER,
-        "printf '[upgrade]\\nbackup_managers = true\\n' > /etc/swarm-upgrade/config.d/60-backup.toml",
-    );
     // Issue 17 item 1: every node's hooks take it out of the balancer's web backend before its
     // drain and put it back after its verification, through haproxy's runtime API.
     let lb = lab::balancer(l.engine.slot).ip;
@@ -264,9 +259,10 @@ fn out_of_the_balancer_during_their_upgrade(
     }
 }
 
-/// Issue 17 item 5: each manager kept one archive of its swarm state, taken by this run (named
-/// with its ID), private, holding the Raft log and the node's certificates; the run record and
-/// `report` name it; no worker has one.
+/// Issue 17 item 5 (`upgrade.backup_managers`, on by default): each manager kept one archive of
+/// its swarm state, taken by this run (named with its ID) inside its engine's restart (the
+/// engine's own journal says so; the drop-in is gone), private, holding the Raft log and the
+/// node's certificates; the run record and `report` name it; no worker has one.
 fn swarm_backups(l: &LabGuard, run: &serde_json::Value) {
     let id = run["id"].as_str().unwrap();
     let dir = "/var/lib/swarm-upgrade/swarm-backups";
@@ -286,6 +282,17 @@ fn swarm_backups(l: &LabGuard, run: &serde_json::Value) {
         );
         let path = format!("{dir}/{}", names[0]);
         assert_eq!(node["swarm_backup"], path.as_str(), "{host}: the run record names it");
+        let journal = l.sh(
+            host,
+            "journalctl -u docker.service --no-pager -o cat | grep 'swarm state archived to' || true",
+        );
+        assert_eq!(
+            journal.trim(),
+            format!("swarm state archived to {path}"),
+            "{host}: taken once, by the engine's start"
+        );
+        let left = l.sh(host, "ls /run/systemd/system/docker.service.d/ 2>/dev/null || true");
+        assert!(!left.contains("swarm-upgrade-backup"), "{host}: the drop-in is left: {left}");
         let mode = l.sh(host, &format!("stat -c %a {path} {dir}"));
         assert_eq!(mode.split_whitespace().collect::<Vec<_>>(), ["600", "700"], "{host}");
         let entries = l.sh(host, &format!("tar -tzf {path}"));
@@ -360,6 +367,7 @@ fn a_15_node_swarm_is_upgraded_under_load_at_the_same_cost_per_node() {
         .expect("converged at the end");
     each_node_at_its_own_releases_packages(&l, &planned);
     standalone_after_the_run(&l, &run);
+    swarm_backups(&l, &run);
     let cost = xtask::cost::Cost::from_metrics(
         &l.sh(lab::MANAGER, &format!("cat {}", xtask::cost::TEXTFILE)),
         l.nodes.len(),
