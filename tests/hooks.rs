@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use swarm_upgrade::config::Settings;
 use swarm_upgrade::coordinator::CoordinatorError;
@@ -78,6 +80,20 @@ async fn a_rolled_back_node_runs_its_on_failure_hook_not_its_after_verify() {
         log[at(&log, "hook on-failure worker1 ")].contains(" active "),
         "back in service first"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_node_whose_agent_does_not_say_in_time_gets_no_on_failure_hook() {
+    let c = hooked(&[(HookPoint::OnFailure, 0)], Some("worker1"));
+    // Every describe now outlasts the ask (but not an observation's limit).
+    let slow = swarm_upgrade::coordinator::ON_FAILURE_ASK + Duration::from_secs(10);
+    c.world.lock().unwrap().describe_takes = slow;
+    let rec = run(&c, &Settings::default(), &to(BROKEN), "manager1/1").await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Failed), "{:?}", rec.reason);
+    let w1 = &rec.nodes[0];
+    assert_eq!((w1.hostname.as_str(), w1.phase), ("worker1", Phase::RolledBack));
+    assert!(w1.hooks.is_empty(), "{:?}", w1.hooks);
+    assert!(!log(&c).iter().any(|l| l.starts_with("hook on-failure")));
 }
 
 #[tokio::test(start_paused = true)]

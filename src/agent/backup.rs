@@ -109,6 +109,14 @@ pub fn archive_for_run(
     if of_run(dir, run_id).is_some() {
         return Ok(None);
     }
+    // An archive cut short (its start stopped, its deadline passed) left a partial file, which
+    // holds the swarm's keys as much as a whole one.
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!(".{PREFIX}")) && name.ends_with(".partial") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let name = file_name(run_id, jiff::Timestamp::now());
     let path = archive(swarm, dir, &name)
         .map_err(|e| format!("archiving {} into {}: {e}", swarm.display(), dir.display()))?;
@@ -116,6 +124,40 @@ pub fn archive_for_run(
         tracing::warn!(dir = %dir.display(), error = %e, "cannot remove older swarm-state archives");
     }
     Ok(Some(path))
+}
+
+/// The longest an archive may hold the engine's start: past it, the engine starts without one.
+pub const ARCHIVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// [`archive_for_run`] within `limit`: past it, an error (the caller exits, which ends the
+/// archive; its partial file goes at the next archive).
+pub fn archive_for_run_within(
+    swarm: &Path,
+    dir: &Path,
+    run_id: &str,
+    keep: usize,
+    limit: std::time::Duration,
+) -> Result<Option<PathBuf>, String> {
+    let (swarm, dir, run) = (swarm.to_path_buf(), dir.to_path_buf(), run_id.to_string());
+    within(limit, move || archive_for_run(&swarm, &dir, &run, keep)).unwrap_or_else(|| {
+        Err(format!(
+            "archiving the swarm state took more than {} s: the engine starts without an archive for this run",
+            limit.as_secs()
+        ))
+    })
+}
+
+/// `work`'s result, run on a thread of its own, unless it takes more than `limit` (the thread
+/// is left to the process's end).
+fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(limit).ok()
 }
 
 /// The bytes of the files under `path` (symbolic links not followed).
@@ -328,5 +370,23 @@ mod tests {
         let e = archive_for_run(&root.join("none"), &dir, "run-4", 2).unwrap_err();
         assert!(e.contains("holds no swarm state"), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_partial_archive_left_behind_goes_and_a_slow_one_is_given_up() {
+        let root = tmp("backup-partial");
+        let swarm = root.join("swarm");
+        std::fs::create_dir_all(&swarm).unwrap();
+        std::fs::write(swarm.join("state.json"), b"[]").unwrap();
+        let dir = root.join(DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        let partial = dir.join(".swarm-20261201T000000Z-old.tar.gz.partial");
+        std::fs::write(&partial, b"half").unwrap();
+        archive_for_run_within(&swarm, &dir, "run-1", 3, ARCHIVE_LIMIT).unwrap().unwrap();
+        assert!(!partial.exists(), "the partial file went");
+        std::fs::remove_dir_all(&root).unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(within(ms(2000), || 7), Some(7));
+        assert_eq!(within(ms(50), move || std::thread::sleep(ms(2000))), None, "given up");
     }
 }

@@ -105,12 +105,30 @@ impl HostBackend {
         self
     }
 
+    /// The engine's swarm directory (under its data root) and the room for its archive, or
+    /// `None` when the node holds no swarm state.
+    fn backup_room(&self) -> Option<(std::path::PathBuf, crate::model::swarm_backup::BackupRoom)> {
+        let root = self.runtime.block_on(self.docker.info()).ok().and_then(|i| i.docker_root_dir);
+        let swarm =
+            std::path::Path::new(root.as_deref().unwrap_or("/var/lib/docker")).join("swarm");
+        let swarm_bytes = backup::size_of(&swarm).ok().filter(|_| swarm.is_dir())?;
+        let dir = &self.backups.0;
+        // The archives' directory may not exist yet: the free space of the nearest that does.
+        let free_bytes = dir
+            .ancestors()
+            .find(|d| d.is_dir())
+            .and_then(|d| free_bytes(&d.display().to_string()).ok())?;
+        let dir = dir.display().to_string();
+        Some((swarm, crate::model::swarm_backup::BackupRoom { swarm_bytes, free_bytes, dir }))
+    }
+
     /// The free backup before an upgrade, once per run: [`backup::DROP_IN`] has the engine's
     /// next start (the install's own restart, or the Restart phase's) archive its swarm state
-    /// first, under the engine's data root. Whether it was armed: an order sent again (a busy
-    /// node, a coordinator that took over) finds this run's archive and arms nothing. Refused,
-    /// with nothing changed, when the node holds no swarm state or the archive cannot fit.
-    fn arm_backup(&self, op: &OpKey) -> Result<bool, NodeError> {
+    /// first. Whether it was armed: an order sent again (a busy node, a coordinator that took
+    /// over) finds this run's archive, or the set installed already (the new engine may have
+    /// run: its state is no backup of the old one), and arms nothing. Refused, with nothing
+    /// changed, when the archive cannot fit (preflight refuses that first: a race).
+    fn arm_backup(&self, set: &PackageSet, op: &OpKey) -> Result<bool, NodeError> {
         let (dir, keep) = &self.backups;
         // The run ID names the archive: one path component, or refused.
         crate::model::check_run_id(&op.run_id).map_err(|e| NodeError::Invalid(e.to_string()))?;
@@ -118,17 +136,31 @@ impl HostBackend {
             tracing::info!(archive = %done, "this run's swarm-state archive is taken already");
             return Ok(false);
         }
-        let root = self.runtime.block_on(self.docker.info()).ok().and_then(|i| i.docker_root_dir);
-        let swarm =
-            std::path::Path::new(root.as_deref().unwrap_or("/var/lib/docker")).join("swarm");
+        let names: Vec<String> = set.0.keys().cloned().collect();
+        let rows = runner::installed(&names)?;
+        let at =
+            |p: &String, v| rows.iter().any(|r| &r.package == p && r.version.as_ref() == Some(v));
+        if set.0.iter().all(|(p, v)| at(p, v)) {
+            tracing::warn!(
+                "the packages are installed already: no archive is taken of state the new engine may have written"
+            );
+            return Ok(false);
+        }
         let refused = |why: String| {
             NodeError::Failed(format!(
                 "the swarm state cannot be archived before the upgrade ({why}); nothing was changed; free space under {} or set upgrade.backup_managers = false",
                 dir.display()
             ))
         };
-        let size =
-            backup::size_of(&swarm).map_err(|e| refused(format!("{}: {e}", swarm.display())))?;
+        let Some((swarm, room)) = self.backup_room() else {
+            return Err(refused("this node holds no swarm state, or the free space under its archives' directory cannot be read".into()));
+        };
+        if !room.fits() {
+            return Err(refused(format!(
+                "{} bytes free, {} bytes of swarm state",
+                room.free_bytes, room.swarm_bytes
+            )));
+        }
         {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -136,14 +168,6 @@ impl HostBackend {
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| refused(format!("creating {}: {e}", dir.display())))?;
-        }
-        // Uncompressed, the archive's bound; a full disk would also stop the engine's start.
-        let free = free_bytes(&dir.display().to_string())?;
-        if free < size.saturating_mul(2) {
-            return Err(refused(format!(
-                "{free} bytes free under {}, {size} bytes of swarm state",
-                dir.display()
-            )));
         }
         let exe = std::env::current_exe()
             .ok()
@@ -157,6 +181,51 @@ impl HostBackend {
         })?;
         tracing::info!(swarm = %swarm.display(), "the engine's next start archives its swarm state first");
         Ok(true)
+    }
+
+    /// The engine's restart, skipped when the install restarted it already, unless `again`
+    /// (a node that stays Down after that restart); the backup's drop-in removed after it,
+    /// whatever happened.
+    fn restart(&self, op: &OpKey, again: bool) -> Result<(), NodeError> {
+        let result = self.restart_unless_done(op, again);
+        self.runtime.block_on(async {
+            if let Ok(systemd) = self.systemd().await {
+                self.disarm_backup(&systemd, &op.run_id).await;
+            }
+        });
+        result
+    }
+
+    fn restart_unless_done(&self, op: &OpKey, again: bool) -> Result<(), NodeError> {
+        let limit = op.limit.map_or(self.restart_limit, |l| l.min(self.restart_limit));
+        let text = std::fs::read_to_string(&self.daemon_json).ok();
+        check_daemon_json(&self.daemon_json, text.as_deref()).map_err(failed)?;
+        let began = *self.install_began.lock().unwrap_or_else(|e| e.into_inner());
+        self.runtime.block_on(async {
+            let systemd = self.systemd().await?;
+            let done = super::restarted::already(
+                &systemd,
+                &self.docker,
+                ENGINE_UNIT,
+                &self.dockerd,
+                began,
+            );
+            if let Some(why) = if again { None } else { done.await } {
+                tracing::info!(%why, "the engine is not restarted again");
+                return self.unlock_if_locked(limit).await;
+            }
+            // A unit past its start limit refuses restarts until its failed state is cleared
+            // (the socket too: activations refused while the engine was masked fail it).
+            let _ = systemd.reset_failed(ENGINE_UNIT).await;
+            let _ = systemd.reset_failed("docker.socket").await;
+            systemd.restart(ENGINE_UNIT, limit).await.map_err(failed)?;
+            self.docker.ping().await.map_err(|e| {
+                NodeError::Failed(format!(
+                    "docker.service restarted but dockerd does not answer: {e}"
+                ))
+            })?;
+            self.unlock_if_locked(limit).await
+        })
     }
 
     /// Removes the backup's drop-in (once the restart it waited for is done, or the install
@@ -399,6 +468,7 @@ impl NodeBackend for HostBackend {
                 .map(|n| self.backups.0.join(n).display().to_string())
                 .collect(),
             hooks: self.hooks(),
+            backup_room: self.backup_room().map(|(_, room)| room),
         })
     }
 
@@ -408,7 +478,7 @@ impl NodeBackend for HostBackend {
 
     fn upgrade(&self, set: &PackageSet, op: &OpKey, backup: bool) -> Result<(), NodeError> {
         let ordered = Instant::now();
-        let armed = backup && self.arm_backup(op)?;
+        let armed = backup && self.arm_backup(set, op)?;
         // The install gets what the backup left of the order's time.
         let op =
             &OpKey { limit: op.limit.map(|l| l.saturating_sub(ordered.elapsed())), ..op.clone() };
@@ -418,8 +488,10 @@ impl NodeBackend for HostBackend {
         let installed = self.apt.install(set, InstallMode::Upgrade, op);
         // docker-ce's maintainer scripts restart the engine inside the transaction, which
         // archived the swarm state; otherwise the Restart phase's restart will.
+        // (Kept while dpkg's lock is busy: the same order comes again.)
         let restarted = backup::of_run(&self.backups.0, &op.run_id).is_some();
-        if armed && (installed.is_err() || restarted) {
+        let failed = installed.as_ref().is_err_and(|e| !e.is_busy());
+        if armed && (failed || restarted) {
             self.runtime.block_on(async {
                 if let Ok(systemd) = self.systemd().await {
                     self.disarm_backup(&systemd, &op.run_id).await;
@@ -432,38 +504,11 @@ impl NodeBackend for HostBackend {
     }
 
     fn restart_engine(&self, op: &OpKey) -> Result<(), NodeError> {
-        let limit = op.limit.map_or(self.restart_limit, |l| l.min(self.restart_limit));
-        let text = std::fs::read_to_string(&self.daemon_json).ok();
-        check_daemon_json(&self.daemon_json, text.as_deref()).map_err(failed)?;
-        let began = *self.install_began.lock().unwrap_or_else(|e| e.into_inner());
-        self.runtime.block_on(async {
-            let systemd = self.systemd().await?;
-            let done = super::restarted::already(
-                &systemd,
-                &self.docker,
-                ENGINE_UNIT,
-                &self.dockerd,
-                began,
-            );
-            if let Some(why) = done.await {
-                tracing::info!(%why, "the engine is not restarted again");
-                self.disarm_backup(&systemd, &op.run_id).await;
-                return self.unlock_if_locked(limit).await;
-            }
-            // A unit past its start limit refuses restarts until its failed state is cleared
-            // (the socket too: activations refused while the engine was masked fail it).
-            let _ = systemd.reset_failed(ENGINE_UNIT).await;
-            let _ = systemd.reset_failed("docker.socket").await;
-            let restarted = systemd.restart(ENGINE_UNIT, limit).await.map_err(failed);
-            self.disarm_backup(&systemd, &op.run_id).await;
-            restarted?;
-            self.docker.ping().await.map_err(|e| {
-                NodeError::Failed(format!(
-                    "docker.service restarted but dockerd does not answer: {e}"
-                ))
-            })?;
-            self.unlock_if_locked(limit).await
-        })
+        self.restart(op, false)
+    }
+
+    fn restart_engine_again(&self, op: &OpKey) -> Result<(), NodeError> {
+        self.restart(op, true)
     }
 
     fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError> {

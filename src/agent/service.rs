@@ -25,11 +25,17 @@ pub trait NodeBackend: Send + Sync + 'static {
     fn describe(&self, packages: &[String], refresh: bool) -> Result<AgentReport, NodeError>;
     /// Downloads the set. `op` names the order (its transient unit is named after it).
     fn prefetch(&self, set: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
-    /// Installs the set in one transaction and holds it; with `backup`, first stops the engine
-    /// and archives its swarm state (see [`super::backup`]).
+    /// Installs the set in one transaction and holds it; with `backup`, the engine's next start
+    /// (the install's own restart, or the Restart phase's) first archives its swarm state (see
+    /// [`super::backup`]).
     fn upgrade(&self, set: &PackageSet, op: &OpKey, backup: bool) -> Result<(), NodeError>;
     /// Restarts docker.service and waits for the job's result (at most `op.limit`).
     fn restart_engine(&self, op: &OpKey) -> Result<(), NodeError>;
+    /// Restarts docker.service once more, even when it runs what was installed (a node that
+    /// stays Down in the swarm's view after its restart).
+    fn restart_engine_again(&self, op: &OpKey) -> Result<(), NodeError> {
+        self.restart_engine(op)
+    }
     /// Reinstalls `previous` and restarts the engine.
     fn rollback(&self, previous: &PackageSet, op: &OpKey) -> Result<(), NodeError>;
     /// Leaves the swarm and joins again; returns the new node ID.
@@ -464,9 +470,11 @@ impl<B: NodeBackend> pb::agent_server::Agent for AgentService<B> {
     ) -> Result<Response<ProgressStream>, Status> {
         // (A restart again under the same fence is an order of its own, not answered from
         // the memory of the first.)
-        let op = if req.get_ref().again { "restart-again" } else { "restart" };
-        self.package_order(req, op, |b, _, op| {
-            b.restart_engine(op).map(|_| "docker.service restarted".to_string())
+        let again = req.get_ref().again;
+        let name = if again { "restart-again" } else { "restart" };
+        self.package_order(req, name, move |b, _, op| {
+            let restarted = if again { b.restart_engine_again(op) } else { b.restart_engine(op) };
+            restarted.map(|_| "docker.service restarted".to_string())
         })
         .await
     }

@@ -286,8 +286,8 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Agent => live::agent(&settings()?, cli.config.as_deref()),
         Command::ArchiveSwarm { swarm, dir, run, keep } => {
-            use crate::agent::backup::archive_for_run;
-            match archive_for_run(swarm, dir, run, *keep) {
+            use crate::agent::backup::{ARCHIVE_LIMIT, archive_for_run_within};
+            match archive_for_run_within(swarm, dir, run, *keep, ARCHIVE_LIMIT) {
                 Ok(Some(path)) => println!("swarm state archived to {}", path.display()),
                 Ok(None) => println!("run {run}'s archive of the swarm state is there already"),
                 Err(why) => return Err(Failure::new(exit::RUN_FAILED, why)),

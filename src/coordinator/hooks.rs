@@ -12,14 +12,16 @@ use std::time::Duration;
 use super::{Coordinator, CoordinatorError, agent_target};
 use crate::events::Event;
 use crate::model::hooks::{HookPoint, HookRun};
-use crate::ports::{
-    Agents, Clock, DESCRIBE_LIMIT, HookOrder, Lists, OpKey, PortError, StateStore, Swarm,
-};
+use crate::ports::{Agents, Clock, HookOrder, Lists, OpKey, PortError, StateStore, Swarm};
 use crate::run::RunRecord;
 
 /// What the coordinator allows a hook's order beyond the coordinator's own `hooks.timeout` (the
 /// agent kills the hook at its node's own).
 const HOOK_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long a failed node's agent is given to say whether it has an `on_failure` hook: a
+/// describe of the lists as they are takes seconds, and the agent is often the one gone.
+pub const ON_FAILURE_ASK: Duration = Duration::from_secs(30);
 
 /// What came of asking for a hook before a node goes on.
 pub(super) enum Hooked {
@@ -107,17 +109,22 @@ impl<S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'_, S, A, St, C>
         i: usize,
     ) -> Result<(), CoordinatorError> {
         let p = &run.nodes[i];
-        if p.hooks.iter().any(|h| h.point == HookPoint::OnFailure) {
+        let key = (run.id.clone(), i);
+        let seen = !self.failure_seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+        if seen || p.hooks.iter().any(|h| h.point == HookPoint::OnFailure) {
             return Ok(());
         }
-        // Only a node whose agent answers, within the describe's limit, and names the hook is
+        // Only a node whose agent answers, within [`ON_FAILURE_ASK`], and names the hook is
         // asked: a failed node's agent is often the one gone (a hook's order may wait minutes).
         let target = agent_target(&p.hostname, &p.addr, &p.node);
         let configured = tokio::select! {
             r = self.ports.agents.describe(&target, Lists::AsTheyAre) => r.is_ok_and(|r| {
                 r.hooks.iter().any(|h| h.point == HookPoint::OnFailure)
             }),
-            () = self.ports.clock.sleep(DESCRIBE_LIMIT) => false,
+            () = self.ports.clock.sleep(ON_FAILURE_ASK) => {
+                tracing::warn!(run = %run.id, node = %p.hostname, "hooks.on_failure not run: the node's agent did not say within {} s whether it has one", ON_FAILURE_ASK.as_secs());
+                false
+            }
         };
         if !configured {
             return Ok(());

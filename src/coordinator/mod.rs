@@ -10,6 +10,7 @@ mod drive;
 mod gate;
 mod hold;
 mod hooks;
+pub use hooks::ON_FAILURE_ASK;
 mod step;
 mod store;
 
@@ -135,6 +136,9 @@ pub struct Coordinator<'a, S, A, St, C> {
     confirm: Option<Confirm<'a>>,
     /// The alert gate's monitoring system, when one is configured ([`gate`]).
     alerts: Option<&'a dyn Alerts>,
+    /// The nodes whose `on_failure` hook this coordinator has seen to already (asked, run or
+    /// not configured), by run and index: the sweep before the run ends does not ask them again.
+    failure_seen: std::sync::Mutex<std::collections::BTreeSet<(String, usize)>>,
 }
 
 /// Shows a plan to an operator and returns once they said yes, or why it may not run.
@@ -158,6 +162,7 @@ impl<'a, S: Swarm, A: Agents, St: StateStore, C: Clock> Coordinator<'a, S, A, St
             ahead: ahead::Ahead::default(),
             confirm: None,
             alerts: None,
+            failure_seen: std::sync::Mutex::default(),
         }
     }
 

@@ -57,6 +57,9 @@ pub enum RefusalKind {
     AlertGate,
     /// A hook a node's configuration names cannot run there.
     HookUnusable,
+    /// A manager's swarm state would not fit twice in the free space where its archive goes
+    /// (`upgrade.backup_managers`).
+    BackupNoRoom,
 }
 
 /// A reason to refuse the run: what, where, and what to do.

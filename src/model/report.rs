@@ -58,6 +58,10 @@ pub struct AgentReport {
     /// an agent too old to have hooks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<crate::model::hooks::HookStatus>,
+    /// The room for an archive of its swarm state (`None`: it holds none, or its agent is too
+    /// old to say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_room: Option<crate::model::swarm_backup::BackupRoom>,
 }
 
 /// A running container no swarm service owns (started with `docker run`): no drain moves it, and

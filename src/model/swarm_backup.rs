@@ -1,6 +1,25 @@
 //! The names of the archives of a manager's swarm state (see `agent::backup`): the agent writes
 //! them, the coordinator reads back which run took one.
 
+/// The room for an archive of a node's swarm state, as its agent sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupRoom {
+    /// Bytes of swarm state (`<data root>/swarm`), uncompressed.
+    pub swarm_bytes: u64,
+    /// Free bytes where the archives go.
+    pub free_bytes: u64,
+    /// Where the archives go.
+    pub dir: String,
+}
+
+impl BackupRoom {
+    /// Whether an archive surely fits: the swarm state fits twice (its uncompressed size bounds
+    /// the archive, and a full disk would also keep the engine from starting).
+    pub fn fits(&self) -> bool {
+        self.free_bytes >= self.swarm_bytes.saturating_mul(2)
+    }
+}
+
 /// An archive's name starts so.
 pub const PREFIX: &str = "swarm-";
 /// And ends so.

@@ -187,6 +187,20 @@ pub(crate) fn node_checks(
             ));
         }
     }
+    let room = report.backup_room.as_ref().filter(|r| !r.fits());
+    if let Some(r) = room.filter(|_| settings.backup_managers && node.role == Role::Manager) {
+        out.push(at_node(
+            RefusalKind::BackupNoRoom,
+            host,
+            format!(
+                "{host}'s swarm state ({} MiB) would not fit twice in the {} MiB free under {}, where its archive goes",
+                r.swarm_bytes.div_ceil(1 << 20),
+                r.free_bytes >> 20,
+                r.dir
+            ),
+            "free space there, or set upgrade.backup_managers = false to upgrade without the archive",
+        ));
+    }
     if let Some(what) = &report.dpkg_interrupted {
         out.push(at_node(
             RefusalKind::DpkgInterrupted,

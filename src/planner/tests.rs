@@ -270,6 +270,38 @@ fn agent_repository_version_and_disk_problems_name_the_node() {
     assert_eq!((missing, skew, r.len()), (5, 5, 10), "one per node, 3 majors apart");
 }
 
+#[test]
+fn a_manager_whose_swarm_state_would_not_fit_twice_is_refused_only_with_backups() {
+    use crate::model::swarm_backup::BackupRoom;
+    let mut snap = fixture();
+    let room = |free| BackupRoom {
+        swarm_bytes: 300 << 20,
+        free_bytes: free,
+        dir: "/var/lib/swarm-upgrade/swarm-backups".into(),
+    };
+    for (host, free) in [("manager2", 500 << 20), ("manager3", 600 << 20), ("worker1", 1)] {
+        let id = crate::model::NodeId(format!("{host}-id"));
+        let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id) else { panic!("{host}") };
+        r.backup_room = Some(room(free));
+    }
+    let settings = Settings::default();
+    assert!(settings.backup_managers);
+    let r: Vec<Refusal> = refusals(&snap, &settings, &to(NEW))
+        .into_iter()
+        .filter(|r| r.kind == RefusalKind::BackupNoRoom)
+        .collect();
+    assert_eq!(r.len(), 1, "manager3's fits twice, a worker keeps none: {r:?}");
+    assert_eq!(r[0].node.as_deref(), Some("manager2"));
+    assert_eq!(
+        r[0].reason,
+        "manager2's swarm state (300 MiB) would not fit twice in the 500 MiB free under /var/lib/swarm-upgrade/swarm-backups, where its archive goes"
+    );
+    assert!(r[0].fix.contains("upgrade.backup_managers = false"), "{r:?}");
+    let off = Settings { backup_managers: false, ..Settings::default() };
+    let others = plan(&snap, &off, &to(NEW)).err().unwrap_or_default();
+    assert!(others.iter().all(|r| r.kind != RefusalKind::BackupNoRoom), "{others:?}");
+}
+
 fn with_live_restore(snap: &mut ClusterSnapshot, host: &str) {
     let id = crate::model::NodeId(format!("{host}-id"));
     let Some(AgentStatus::Reachable(r)) = snap.agents.get_mut(&id) else { panic!("{host}") };

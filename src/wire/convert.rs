@@ -71,6 +71,11 @@ pub(crate) fn report_to_pb(r: &AgentReport) -> pb::NodeReport {
             })
             .collect(),
         swarm_backups: r.swarm_backups.clone(),
+        backup_room: r.backup_room.as_ref().map(|b| pb::BackupRoom {
+            swarm_bytes: b.swarm_bytes,
+            free_bytes: b.free_bytes,
+            dir: b.dir.clone(),
+        }),
         hooks: r
             .hooks
             .iter()
@@ -118,6 +123,11 @@ pub(crate) fn report_from_pb(r: &pb::NodeReport) -> AgentReport {
             })
             .collect(),
         swarm_backups: r.swarm_backups.clone(),
+        backup_room: r.backup_room.as_ref().map(|b| crate::model::swarm_backup::BackupRoom {
+            swarm_bytes: b.swarm_bytes,
+            free_bytes: b.free_bytes,
+            dir: b.dir.clone(),
+        }),
         // (A point this build does not know is left out: it would never be asked to run.)
         hooks: r
             .hooks
@@ -186,5 +196,18 @@ mod tests {
         let bytes = prost::Message::encode_to_vec(&old);
         let read: pb::NodeReport = prost::Message::decode(bytes.as_slice()).unwrap();
         assert_eq!(report_from_pb(&read).engine_config, None);
+    }
+
+    #[test]
+    fn the_room_for_a_swarm_archive_crosses_the_wire_and_an_older_agent_reports_none() {
+        let room = crate::model::swarm_backup::BackupRoom {
+            swarm_bytes: 300 << 20,
+            free_bytes: 5 << 30,
+            dir: "/var/lib/swarm-upgrade/swarm-backups".into(),
+        };
+        let report = AgentReport { backup_room: Some(room.clone()), ..Default::default() };
+        assert_eq!(report_from_pb(&report_to_pb(&report)).backup_room, Some(room));
+        let old = pb::NodeReport { engine_active: true, ..Default::default() };
+        assert_eq!(report_from_pb(&old).backup_room, None);
     }
 }

@@ -397,6 +397,7 @@ impl Agents for FakeCluster {
                     problem: problem.clone(),
                 })
                 .collect(),
+            backup_room: None,
         })
     }
 

@@ -229,6 +229,7 @@ pub fn observed(world: &World) -> ClusterSnapshot {
                 standalone: h.standalone.clone(),
                 swarm_backups: Vec::new(),
                 hooks: Vec::new(),
+                backup_room: None,
             })),
         );
     }
