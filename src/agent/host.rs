@@ -188,11 +188,7 @@ impl HostBackend {
     /// whatever happened.
     fn restart(&self, op: &OpKey, again: bool) -> Result<(), NodeError> {
         let result = self.restart_unless_done(op, again);
-        self.runtime.block_on(async {
-            if let Ok(systemd) = self.systemd().await {
-                self.disarm_backup(&systemd, &op.run_id).await;
-            }
-        });
+        self.disarm_backup(&op.run_id);
         result
     }
 
@@ -230,7 +226,7 @@ impl HostBackend {
 
     /// Removes the backup's drop-in (once the restart it waited for is done, or the install
     /// failed), saying so when the restart archived nothing.
-    async fn disarm_backup(&self, systemd: &Systemd, run_id: &str) {
+    fn disarm_backup(&self, run_id: &str) {
         if !std::path::Path::new(backup::DROP_IN).exists() {
             return;
         }
@@ -242,7 +238,11 @@ impl HostBackend {
                 "no archive of the swarm state was taken for this run: see `journalctl -u docker.service` on this node"
             ),
         }
-        if let Err(e) = backup::disarm(systemd).await {
+        let disarmed = self.runtime.block_on(async {
+            let systemd = self.systemd().await.map_err(|e| e.to_string())?;
+            backup::disarm(&systemd).await
+        });
+        if let Err(e) = disarmed {
             tracing::warn!(error = %e, "cannot remove the backup's drop-in");
         }
     }
@@ -492,11 +492,7 @@ impl NodeBackend for HostBackend {
         let restarted = backup::of_run(&self.backups.0, &op.run_id).is_some();
         let failed = installed.as_ref().is_err_and(|e| !e.is_busy());
         if armed && (failed || restarted) {
-            self.runtime.block_on(async {
-                if let Ok(systemd) = self.systemd().await {
-                    self.disarm_backup(&systemd, &op.run_id).await;
-                }
-            });
+            self.disarm_backup(&op.run_id);
         }
         installed?;
         let left = op.limit.map_or(UNLOCK_LIMIT, |l| l.saturating_sub(started.elapsed()));
